@@ -1,0 +1,140 @@
+"""What the user watches during a run: a rich live view on a terminal, plain periodic
+lines otherwise (or with --no-progress). It only reads state; the engine and scorer write it."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from .scoring import SECTION_KEYS, Judged
+
+
+@dataclass
+class SectionProgress:
+    total: int = 0  # presentations to judge
+    done: int = 0
+    correct: float = 0.0
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.correct / self.done if self.done else None
+
+
+@dataclass
+class RunProgress:
+    """Per-section progress and running accuracy, plus the engine's live numbers."""
+
+    judge: str
+    simulated: bool
+    metrics: Callable[[], dict[str, str]] = dict
+    sections: dict[str, SectionProgress] = field(
+        default_factory=lambda: {k: SectionProgress() for k in SECTION_KEYS}
+    )
+    started: float = field(default_factory=time.monotonic)
+
+    def add(self, judged: Judged) -> None:
+        section = self.sections[judged.presentation.comparison.record.section_key]
+        section.done += 1
+        section.correct += judged.correct
+
+    @property
+    def total(self) -> int:
+        return sum(s.total for s in self.sections.values())
+
+    @property
+    def done(self) -> int:
+        return sum(s.done for s in self.sections.values())
+
+    def eta(self) -> str:
+        elapsed = time.monotonic() - self.started
+        if not self.done or self.done >= self.total:
+            return "-"
+        return _duration(elapsed / self.done * (self.total - self.done))
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+class LiveView:
+    """The rich renderable: one progress row per section and a line of engine numbers."""
+
+    def __init__(self, progress: RunProgress):
+        self.progress = progress
+
+    def __rich__(self) -> Any:
+        p = self.progress
+        title = f"rmb-judge  {p.judge}" + ("  [SIMULATED judge: not a real model]" if p.simulated else "")
+        table = Table(title=title, title_justify="left", expand=False)
+        table.add_column("section")
+        table.add_column("progress", width=32)
+        table.add_column("done", justify="right")
+        table.add_column("running acc.", justify="right")
+        for key, s in p.sections.items():
+            if s.total:
+                table.add_row(key, ProgressBar(total=s.total, completed=s.done, width=30),
+                              f"{s.done}/{s.total}", _percent(s.accuracy))
+        metrics = {**p.metrics(), "ETA": p.eta()}
+        line = Text("  ".join(f"{k}: {v}" for k, v in metrics.items()), style="dim")
+        return Group(table, line)
+
+
+class Display:
+    """`async with Display(progress, live=...)`: live view or plain lines every `interval` s."""
+
+    def __init__(self, progress: RunProgress, live: bool, interval: float = 10.0,
+                 stream: TextIO | None = None):
+        self.progress = progress
+        self.live = live
+        self.interval = interval
+        self.stream = stream or sys.stderr
+        self._task: asyncio.Task | None = None
+        self._live: Live | None = None
+
+    async def __aenter__(self) -> Display:
+        if self.live:
+            self._live = Live(LiveView(self.progress), console=Console(), refresh_per_second=4,
+                              transient=False)
+            self._live.start()
+        else:
+            self._task = asyncio.create_task(self._plain())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._live:
+            self._live.refresh()
+            self._live.stop()
+        if self._task:
+            self._task.cancel()
+            self.line()
+
+    async def _plain(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            self.line()
+
+    def line(self) -> None:
+        p = self.progress
+        total = p.total or 1
+        parts = [f"{p.done}/{p.total} ({100 * p.done / total:.0f}%)"]
+        parts += [f"{k} {_percent(s.accuracy)}" for k, s in p.sections.items() if s.total]
+        parts += [f"{k} {v}" for k, v in {**p.metrics(), "ETA": p.eta()}.items()]
+        tag = " [simulated]" if p.simulated else ""
+        print(f"[rmb-judge{tag}] " + " | ".join(parts), file=self.stream, flush=True)

@@ -1,0 +1,232 @@
+"""The request engine: cache lookup, then rate limits, then the provider call with retries.
+
+Every answer is written to the cache the moment it arrives. Failed requests are never
+cached. A fatal error (bad key, unknown model, bad request) stops the whole run at once;
+rate limits shrink the concurrency of the whole run and it grows back slowly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
+
+from . import retry
+from .cache import Cache
+from .errors import CacheMiss, FatalProviderError
+from .limiter import AdaptiveConcurrency, TokenBucket
+from .providers.base import ChatRequest, ChatResponse, Provider
+
+
+@dataclass(frozen=True)
+class Job:
+    key: str
+    sample: int
+    request: ChatRequest
+
+
+@dataclass
+class Outcome:
+    response: ChatResponse | None
+    error: str | None = None
+    cached: bool = False
+
+
+@dataclass
+class EngineConfig:
+    concurrency: int = 32
+    rpm: float | None = None
+    tpm: float | None = None
+    max_retries: int = 8
+    timeout: float = 120.0
+    offline: bool = False
+    max_cost: float | None = None
+
+
+@dataclass
+class Stats:
+    """Live counters the display reads; the engine is their only writer."""
+
+    total: int = 0
+    done: int = 0
+    cache_hits: int = 0
+    requests: int = 0  # HTTP requests sent, retries included
+    retries: int = 0
+    rate_limited: int = 0
+    failed: int = 0
+    in_flight: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    cost_known: bool = True
+    concurrency_limit: float = 0.0
+    started: float = field(default_factory=time.monotonic)
+    stopped_reason: str | None = None  # "budget" | "interrupted"
+
+    def requests_per_second(self) -> float:
+        elapsed = time.monotonic() - self.started
+        return self.requests / elapsed if elapsed > 0 else 0.0
+
+
+class Engine:
+    def __init__(
+        self,
+        provider: Provider,
+        cache: Cache,
+        config: EngineConfig,
+        *,
+        template: str = "",
+        template_sha256: str = "",
+        estimate_tokens: Callable[[ChatRequest], tuple[int, int]] = lambda r: (0, 0),
+        cost_of: Callable[[int, int], float | None] = lambda i, o: None,
+        stats: Stats | None = None,
+        on_outcome: Callable[[tuple[str, int], Outcome], None] = lambda key, outcome: None,
+    ):
+        self.provider = provider
+        self.cache = cache
+        self.config = config
+        self.template = template
+        self.template_sha256 = template_sha256
+        self.estimate_tokens = estimate_tokens
+        self.cost_of = cost_of
+        self.stats = stats or Stats()
+        self.on_outcome = on_outcome
+        self.concurrency = AdaptiveConcurrency(config.concurrency)
+        self.rpm = TokenBucket(config.rpm) if config.rpm else None
+        self.tpm = TokenBucket(config.tpm) if config.tpm else None
+        self._reserved_cost = 0.0
+        self._stopping = False
+        self.outcomes: dict[tuple[str, int], Outcome] = {}  # filled as answers arrive
+
+    def stop(self, reason: str) -> None:
+        """Start no new requests (Ctrl-C, budget); requests in flight finish or are cancelled."""
+        if not self._stopping:
+            self._stopping = True
+            self.stats.stopped_reason = reason
+
+    async def run(self, jobs: list[Job]) -> dict[tuple[str, int], Outcome]:
+        """Answer every job from the cache or the provider. If the run is cancelled
+        (Ctrl-C), `self.outcomes` still holds every answer received so far."""
+        unique = list({(j.key, j.sample): j for j in jobs}.values())
+        stats = self.stats
+        stats.total = len(unique)
+        found = self.cache.get_responses((j.key, j.sample) for j in unique)
+        outcomes = self.outcomes
+        for key, response in found.items():
+            outcomes[key] = Outcome(response, cached=True)
+            self.on_outcome(key, outcomes[key])
+        stats.cache_hits = stats.done = len(found)
+        misses = [j for j in unique if (j.key, j.sample) not in found]
+        if misses and self.config.offline:
+            raise CacheMiss(
+                f"--offline: {len(misses)} of {len(unique)} requests are not in the cache "
+                f"{self.cache.path}; nothing was sent"
+            )
+        queue: asyncio.Queue[Job] = asyncio.Queue()
+        for job in misses:
+            queue.put_nowait(job)
+        workers = min(self.config.concurrency, len(misses))
+        try:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(workers):
+                    group.create_task(self._worker(queue, outcomes))
+        except* FatalProviderError as fatal:
+            raise fatal.exceptions[0] from None
+        return outcomes
+
+    async def _worker(self, queue: asyncio.Queue[Job], outcomes: dict) -> None:
+        while not self._stopping:
+            try:
+                job = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            outcome = await self._one(job)
+            if outcome is not None:
+                outcomes[job.key, job.sample] = outcome
+                self.on_outcome((job.key, job.sample), outcome)
+
+    async def _one(self, job: Job) -> Outcome | None:
+        est_in, est_out = self.estimate_tokens(job.request)
+        est_cost = self.cost_of(est_in, est_out) or 0.0
+        if self.config.max_cost is not None and (
+            self.stats.cost_usd + self._reserved_cost + est_cost > self.config.max_cost
+        ):
+            self.stop("budget")
+            return None
+        self._reserved_cost += est_cost
+        try:
+            retrying = AsyncRetrying(
+                retry=retry_if_exception(
+                    lambda e: not isinstance(e, FatalProviderError)
+                    and retry.classify(e) is not retry.ErrorKind.FATAL
+                ),
+                stop=stop_after_attempt(self.config.max_retries + 1),
+                wait=retry.wait_for_server(initial=1, max=60, jitter=1),
+                before_sleep=self._count_retry,
+                reraise=True,
+            )
+            response = await retrying(self._attempt, job, est_in + est_out)
+        except FatalProviderError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every provider error is sorted here
+            if retry.classify(exc) is retry.ErrorKind.FATAL:
+                raise FatalProviderError(
+                    f"{self.provider.name}:{job.request.model}: {retry.describe(exc)}"
+                ) from None
+            self.stats.failed += 1
+            self.stats.done += 1
+            return Outcome(None, error=retry.describe(exc))
+        finally:
+            self._reserved_cost -= est_cost
+        self._account(response)
+        self.cache.put_response(
+            job.key, job.sample, self.provider.name, job.request, response,
+            self.template, self.template_sha256,
+        )
+        self.stats.done += 1
+        return Outcome(response)
+
+    async def _attempt(self, job: Job, est_tokens: int) -> ChatResponse:
+        await self.concurrency.acquire()
+        self.stats.concurrency_limit = self.concurrency.limit
+        try:
+            if self.rpm:
+                await self.rpm.acquire(1)
+            if self.tpm:
+                await self.tpm.acquire(est_tokens)
+            self.stats.requests += 1
+            self.stats.in_flight += 1
+            try:
+                response = await asyncio.wait_for(
+                    self.provider.complete(job.request, self.config.timeout),
+                    self.config.timeout + 5,  # the SDK's own timeout should fire first
+                )
+            finally:
+                self.stats.in_flight -= 1
+        except Exception as exc:
+            if retry.classify(exc) is retry.ErrorKind.RATE_LIMIT:
+                self.stats.rate_limited += 1
+                await self.concurrency.rate_limited(retry.retry_after(exc))
+            raise
+        finally:
+            await self.concurrency.release()
+        await self.concurrency.success()
+        if self.tpm:
+            self.tpm.refund(est_tokens - response.input_tokens - response.output_tokens)
+        return response
+
+    def _count_retry(self, state) -> None:
+        self.stats.retries += 1
+
+    def _account(self, response: ChatResponse) -> None:
+        stats = self.stats
+        stats.input_tokens += response.input_tokens
+        stats.output_tokens += response.output_tokens
+        cost = self.cost_of(response.input_tokens, response.output_tokens)
+        if cost is None:
+            stats.cost_known = False
+        else:
+            stats.cost_usd += cost

@@ -1,0 +1,93 @@
+"""Rate limits and adaptive concurrency for the engine.
+
+`TokenBucket`: a per-minute budget (requests or tokens) refilled continuously. It starts
+with a single unit rather than a full minute, so the achieved rate matches the limit from
+the first second instead of bursting. Token costs are estimates; `refund` corrects them
+from the usage the provider reports (a negative refund is debt later requests wait out).
+
+`AdaptiveConcurrency`: at most `limit` requests in flight. A 429 halves the limit (at most
+once per `cooldown` seconds, so one burst of 429s is one decrease) and pauses new starts
+until the server's retry-after has passed; every `limit` successes then add one back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+
+class TokenBucket:
+    def __init__(self, per_minute: float):
+        self.rate = per_minute / 60.0
+        self.capacity = max(1.0, self.rate)  # one second's worth
+        self.level = 1.0
+        self.updated = time.monotonic()
+        self._lock = asyncio.Lock()
+
+    def _refill(self) -> None:
+        now = time.monotonic()
+        self.level = min(self.capacity, self.level + (now - self.updated) * self.rate)
+        self.updated = now
+
+    async def acquire(self, amount: float = 1.0) -> None:
+        async with self._lock:  # first come, first served
+            need = min(amount, self.capacity)
+            self._refill()
+            while self.level < need:
+                await asyncio.sleep((need - self.level) / self.rate)
+                self._refill()
+            self.level -= amount
+
+    def refund(self, amount: float) -> None:
+        self._refill()
+        self.level = min(self.capacity, self.level + amount)
+
+
+class AdaptiveConcurrency:
+    def __init__(self, maximum: int, cooldown: float = 2.0):
+        self.maximum = maximum
+        self.limit = float(maximum)
+        self.cooldown = cooldown
+        self.in_flight = 0
+        self.paused_until = 0.0
+        self.last_decrease = -1e9
+        self.decreases = 0
+        self._successes = 0
+        self._changed = asyncio.Condition()
+
+    async def acquire(self) -> None:
+        async with self._changed:
+            while True:
+                wait = self.paused_until - time.monotonic()
+                if wait <= 0 and self.in_flight < int(self.limit):
+                    break
+                try:
+                    await asyncio.wait_for(self._changed.wait(), timeout=wait if wait > 0 else None)
+                except TimeoutError:
+                    pass
+            self.in_flight += 1
+
+    async def release(self) -> None:
+        async with self._changed:
+            self.in_flight -= 1
+            self._changed.notify_all()
+
+    async def success(self) -> None:
+        async with self._changed:
+            self._successes += 1
+            if self.limit < self.maximum and self._successes >= int(self.limit):
+                self._successes = 0
+                self.limit = min(self.maximum, self.limit + 1)
+                self._changed.notify_all()
+
+    async def rate_limited(self, retry_after: float | None) -> None:
+        """A 429: slow the whole run down, then let it recover gradually."""
+        async with self._changed:
+            now = time.monotonic()
+            if retry_after:
+                self.paused_until = max(self.paused_until, now + retry_after)
+            if now - self.last_decrease >= self.cooldown:
+                self.last_decrease = now
+                self.decreases += 1
+                self.limit = max(1.0, self.limit / 2)
+                self._successes = 0
