@@ -105,7 +105,8 @@ def render(result: dict[str, Any], console: Console) -> None:
         ("records / comparisons", f"{result['records']:,} / {result['comparisons']:,}"),
         ("requests a run would send", f"{result['requests']:,}"),
         ("already in the cache", f"{result['cached']:,} of {result['total_requests']:,}"),
-        ("input tokens", f"{result['input_tokens']:,} ({result['token_method']})"),
+        ("input tokens", "-" if result["input_tokens"] is None
+         else f"{result['input_tokens']:,} ({result['token_method']})"),
         ("output tokens (assumed)", f"{result['output_tokens']:,} ({result['output_tokens_per_request']} per request)"),
         ("cost", "unknown (no price for this model in genai-prices)" if cost is None else f"${cost:,.4f}"),
     ]

@@ -1,0 +1,257 @@
+"""`rmb-judge data fetch`: download the official `RMB_dataset/` at a pinned commit, verified.
+
+The shipped manifest (`data/rmb_files.json`) lists every upstream file with its size and
+sha256, taken from a verified copy. Three files that copy lacks have no hash: those are
+checked by parsing them as RMB records instead. Each file is written to `<name>.part` and
+renamed only once it passes, so an interrupted or rejected download never looks like data,
+and a rerun skips every file already in place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+import aiohttp
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from .errors import DataError, UsageError
+from .records import default_data_dir, read_file
+
+MANIFEST = Path(__file__).with_name("data") / "rmb_files.json"
+PARALLEL = 4  # files in flight at once: enough to fill a link, polite to the host
+CHUNK = 1 << 16
+TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=60)
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    path: str  # relative to RMB_dataset/, e.g. "Pairwise_set/Helpfulness/Chat/Discussion.json"
+    size: int | None
+    sha256: str | None  # None: not known in advance, verified by parsing
+
+
+@dataclass(frozen=True)
+class Manifest:
+    commit: str
+    base_url: str  # everything before `RMB_dataset/`
+    folder: str
+    files: tuple[FileEntry, ...]
+
+    def url(self, entry: FileEntry, base_url: str | None = None) -> str:
+        """`base_url` replaces the upstream prefix, so any server with the same layout works."""
+        base = (base_url or self.base_url).rstrip("/")
+        return f"{base}/{self.folder}/{quote(entry.path)}"
+
+    def select(self, only: Sequence[str] | None) -> list[FileEntry]:
+        """Every file, or those matching any of the fnmatch patterns in `only`."""
+        if only is None:
+            return list(self.files)
+        for pattern in only:
+            if not any(fnmatch.fnmatchcase(e.path, pattern) for e in self.files):
+                raise DataError(f"no file of {self.folder}/ matches {pattern!r}")
+        return [e for e in self.files if any(fnmatch.fnmatchcase(e.path, p) for p in only)]
+
+
+def load_manifest() -> Manifest:
+    data = json.loads(MANIFEST.read_text(encoding="utf-8"))
+    return Manifest(
+        commit=data["commit"],
+        base_url=data["base_url"].format(commit=data["commit"]),
+        folder=data["folder"],
+        files=tuple(FileEntry(**item) for item in data["files"]),
+    )
+
+
+@dataclass
+class FetchResult:
+    dest: Path
+    downloaded: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # already present and verified
+    bytes_downloaded: int = 0
+    records: int = 0  # records parsed from all selected files
+
+
+async def fetch(
+    dest: Path | None = None,
+    base_url: str | None = None,
+    console: Console | None = None,
+    only: Sequence[str] | None = None,
+) -> FetchResult:
+    """Download the selected files into `dest` (an `RMB_dataset/` folder), verify, parse.
+
+    Raises DataError naming the file on an HTTP or network error, a hash mismatch or
+    unparseable data (the partial file is removed), UsageError on a malformed base_url.
+    """
+    if base_url is not None and not base_url.startswith(("http://", "https://")):
+        raise UsageError(f"--base-url must be an http:// or https:// URL, got {base_url!r}")
+    manifest = load_manifest()
+    result = FetchResult(Path(dest) if dest is not None else default_data_dir())
+    entries = manifest.select(only)
+    present = await asyncio.to_thread(lambda: {e for e in entries if _in_place(result.dest, e)})
+    missing = [e for e in entries if e not in present]
+    result.skipped = [e.path for e in entries if e in present]
+    if missing:
+        await _download_all(manifest, missing, base_url, console, result)
+    result.records = await asyncio.to_thread(_count_records, result.dest, entries)
+    return result
+
+
+def fetch_sync(
+    dest: Path | None = None,
+    base_url: str | None = None,
+    console: Console | None = None,
+    only: Sequence[str] | None = None,
+) -> FetchResult:
+    return asyncio.run(fetch(dest, base_url, console, only))
+
+
+async def _download_all(
+    manifest: Manifest,
+    entries: Sequence[FileEntry],
+    base_url: str | None,
+    console: Console | None,
+    result: FetchResult,
+) -> None:
+    """A few files at a time under one progress bar; the first failure stops the rest."""
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
+    limit = asyncio.Semaphore(PARALLEL)
+    with Progress(*columns, console=console) as progress:
+        bar = _Bar(progress, len(entries), sum(e.size or 0 for e in entries))
+        async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
+
+            async def one(entry: FileEntry) -> None:
+                async with limit:
+                    url = manifest.url(entry, base_url)
+                    size = await _download(session, url, result.dest, entry, bar.advance)
+                result.downloaded.append(entry.path)
+                result.bytes_downloaded += size
+                bar.file_done()
+
+            tasks = [asyncio.create_task(one(e)) for e in entries]
+            try:
+                await asyncio.gather(*tasks)
+            finally:  # after a failure, cancel the others; each removes its .part file
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class _Bar:
+    """One byte-counting bar for all files; sizes the manifest lacks are added as learnt."""
+
+    def __init__(self, progress: Progress, files: int, total: int) -> None:
+        self.progress, self.files, self.done, self.total = progress, files, 0, total
+        self.task = progress.add_task(self._description(), total=total)
+
+    def _description(self) -> str:
+        return f"RMB_dataset {self.done}/{self.files} files"
+
+    def advance(self, n: int, unknown_size: int = 0) -> None:
+        if unknown_size:
+            self.total += unknown_size
+            self.progress.update(self.task, total=self.total)
+        self.progress.advance(self.task, n)
+
+    def file_done(self) -> None:
+        self.done += 1
+        self.progress.update(self.task, description=self._description())
+
+
+async def _download(
+    session: aiohttp.ClientSession,
+    url: str,
+    dest: Path,
+    entry: FileEntry,
+    advance: Callable[..., None],
+) -> int:
+    """Stream one file to `<name>.part`, verify, rename; return its size."""
+    target = dest / entry.path
+    part = target.with_name(target.name + ".part")
+    part.parent.mkdir(parents=True, exist_ok=True)
+    digest, size = hashlib.sha256(), 0
+    try:
+        async with session.get(url) as response:
+            if response.status != 200:
+                status = f"HTTP {response.status} {response.reason}"
+                raise DataError(f"{entry.path}: download failed: {status} ({url})")
+            if entry.size is None and response.content_length:
+                advance(0, unknown_size=response.content_length)
+            with part.open("wb") as out:
+                async for chunk in response.content.iter_chunked(CHUNK):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    size += len(chunk)
+                    advance(len(chunk))
+        if entry.sha256 is None:
+            await asyncio.to_thread(_check_records, dest, part, entry)
+        elif digest.hexdigest() != entry.sha256:
+            raise DataError(
+                f"{entry.path}: downloaded file does not match the manifest "
+                f"({size} bytes, sha256 {digest.hexdigest()[:12]}…; expected {entry.size} bytes, "
+                f"sha256 {entry.sha256[:12]}…); discarded"
+            )
+        part.replace(target)
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        reason = str(exc) or type(exc).__name__
+        raise DataError(f"{entry.path}: download failed: {reason} ({url})") from None
+    finally:
+        part.unlink(missing_ok=True)
+    return size
+
+
+def _in_place(dest: Path, entry: FileEntry) -> bool:
+    """Already downloaded and verified: the right hash, or records that parse when none is known."""
+    path = dest / entry.path
+    if not path.is_file():
+        return False
+    if entry.sha256 is None:
+        try:
+            _check_records(dest, path, entry)
+        except DataError:
+            return False
+        return True
+    return path.stat().st_size == entry.size and _sha256(path) == entry.sha256
+
+
+def _check_records(dest: Path, path: Path, entry: FileEntry) -> None:
+    try:
+        for _ in read_file(dest, path):
+            pass
+    except DataError as exc:
+        detail = str(exc).removeprefix(f"{path.relative_to(dest).as_posix()}: ")
+        raise DataError(
+            f"{entry.path}: downloaded file is not RMB data: {detail}; discarded"
+        ) from None
+
+
+def _count_records(dest: Path, entries: Sequence[FileEntry]) -> int:
+    return sum(1 for e in entries for _ in read_file(dest, dest / e.path))
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,219 @@
+"""Scalar reward models (`hf:` judges): every unique answer scored once, rewards cached.
+
+A Best-of-N best answer is shared by all its comparisons, so it is scored (and cached)
+once. Scoring runs in chunks in a worker thread: each chunk is written to the cache as
+soon as it is scored, the live display keeps running, and Ctrl-C stops between chunks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from typing import Any
+
+from . import comparisons as cmp
+from . import records
+from .cache import Cache, CachedReward, text_sha256
+from .display import Display, RunProgress
+from .errors import CacheMiss
+from .scoring import Judged
+
+CHUNK = 256  # answers per cache write and per interruption check
+
+
+def load_model(config):
+    from .local_rm import LocalRewardModel
+
+    local = config.local
+    return LocalRewardModel(
+        config.judge.model,
+        max_length=local.max_length,
+        batch_tokens=local.batch_tokens,
+        devices=local.devices,
+        trust_remote_code=local.trust_remote_code,
+        reward_field=local.reward_field,
+        revision=local.revision,
+    )
+
+
+class ScalarPlan:
+    """The unique texts to score and, per comparison, which two of them decide it."""
+
+    def __init__(self, model, dataset: records.Dataset):
+        from .local_rm import ScoreItem
+
+        self.comparisons = cmp.comparisons_of(dataset.records)
+        self.items: dict[str, Any] = {}  # text sha256 -> ScoreItem
+        self.pairs: list[tuple[str, str]] = []  # (preferred digest, other digest)
+        rendered: dict[tuple, str] = {}
+        for c in self.comparisons:
+            conversation = tuple((m.role, m.content) for m in c.record.conversation)
+            digests = []
+            for answer in (c.preferred, c.other):
+                item = ScoreItem(conversation, answer.text)
+                if item not in rendered:
+                    rendered[item] = text_sha256(model.render(item))
+                    self.items.setdefault(rendered[item], item)
+                digests.append(rendered[item])
+            self.pairs.append((digests[0], digests[1]))
+
+
+def run_scalar(config, dataset: records.Dataset):
+    return asyncio.run(_run_scalar(config, dataset))
+
+
+async def _run_scalar(config, dataset: records.Dataset):
+    from .runner import RunResult, build_summary, write_run
+
+    model = load_model(config)
+    identity = model.identity()
+    plan = ScalarPlan(model, dataset)
+    cache = Cache(config.cache)
+    rewards = cache.get_rewards(identity, plan.items)
+    cached = set(rewards)
+    missing = [d for d in plan.items if d not in rewards]
+    if missing and config.engine.offline:
+        cache.close()
+        raise CacheMiss(
+            f"--offline: {len(missing)} of {len(plan.items)} answers have no cached reward "
+            f"for {config.judge.spec} in {cache.path}; nothing was scored"
+        )
+    meter = Meter(model)
+    progress = RunProgress(config.judge.spec, False, metrics=meter.metrics)
+    for c in plan.comparisons:
+        progress.sections[c.record.section_key].total += 1
+    judged: dict[int, Judged] = {}
+
+    def judge_ready() -> None:
+        for index, (a, b) in enumerate(plan.pairs):
+            if index not in judged and a in rewards and b in rewards:
+                judged[index] = verdict(plan.comparisons[index], rewards[a], rewards[b],
+                                        cached=a in cached and b in cached)
+                progress.add(judged[index])
+
+    judge_ready()
+    stopped: str | None = None
+    loop = asyncio.get_running_loop()
+
+    def interrupt() -> None:
+        nonlocal stopped
+        stopped = "interrupted"
+
+    loop.add_signal_handler(signal.SIGINT, interrupt)
+    try:
+        async with Display(progress, live=config.live, interval=config.progress_interval):
+            for start in range(0, len(missing), CHUNK):
+                if stopped:
+                    break
+                chunk = missing[start : start + CHUNK]
+                scored = await asyncio.to_thread(
+                    model.score, [plan.items[d] for d in chunk], meter.update
+                )
+                new = {d: CachedReward(r.value, r.truncated, r.tokens) for d, r in zip(chunk, scored)}
+                cache.put_rewards(identity, config.judge.model, new.items())
+                rewards.update(new)
+                judge_ready()
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+        cache.record_run(config.judge.spec, len(plan.items), len(cached), meter.answers)
+        cache.close()
+    ordered = [judged[i] for i in sorted(judged)]
+    summary = build_summary(config, dataset, None, ordered, len(plan.comparisons), stopped)
+    used = [rewards[d] for d in plan.items if d in rewards]
+    summary["settings"]["model_identity"] = identity
+    summary["usage"] = {
+        "requests": 0,
+        "answers_scored": meter.answers,
+        "unique_answers": len(plan.items),
+        "cache_hits": sum(1 for j in ordered if j.cached),
+        "retries": 0,
+        "failed": 0,
+        "unparsed": 0,
+        "truncated_inputs": sum(1 for r in used if r.truncated),
+        "equal_rewards": sum(1 for j in ordered if j.verdict == "tie"),
+        "input_tokens": meter.tokens,
+        "output_tokens": 0,
+        "cost_usd": 0.0,
+        "answers_per_second": round(meter.rate(), 2),
+    }
+    write_run(config, dataset, None, summary, ordered)
+    return RunResult(summary, summary["complete"], stopped)
+
+
+def verdict(comparison: cmp.Comparison, preferred: CachedReward, other: CachedReward,
+            cached: bool) -> Judged:
+    """The preferred answer must get a strictly higher reward; equal rewards are a loss,
+    counted apart (as in the RMB reference code)."""
+    if preferred.reward > other.reward:
+        said = "A"
+    elif preferred.reward == other.reward:
+        said = "tie"
+    else:
+        said = "B"
+    return Judged(
+        presentation=cmp.Presentation(comparison, "AB"),
+        verdict=said,
+        raw=[preferred.reward, other.reward],
+        cached=cached,
+        truncated=preferred.truncated or other.truncated,
+        scalar=True,
+    )
+
+
+class Meter:
+    """Answers and tokens scored in this run, for the live view."""
+
+    def __init__(self, model):
+        self.model = model
+        self.answers = 0
+        self.tokens = 0
+        self.started = time.monotonic()
+
+    def update(self, answers: int, tokens: int) -> None:
+        self.answers, self.tokens = answers, tokens
+
+    def rate(self) -> float:
+        elapsed = time.monotonic() - self.started
+        return self.answers / elapsed if elapsed > 0 else 0.0
+
+    def metrics(self) -> dict[str, str]:
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        shown = {
+            "answers scored": str(self.answers),
+            "answers/s": f"{self.answers / elapsed:.1f}",
+            "tokens/s": f"{self.tokens / elapsed:,.0f}",
+        }
+        memory = self.model.gpu_memory()
+        if memory:
+            shown["GPU memory"] = memory
+        return shown
+
+
+def estimate_scalar(config, dataset: records.Dataset) -> dict[str, Any]:
+    model = load_model(config)
+    plan = ScalarPlan(model, dataset)
+    cache = Cache(config.cache)
+    try:
+        cached = cache.get_rewards(model.identity(), plan.items)
+    finally:
+        cache.close()
+    return {
+        "judge": config.judge.spec,
+        "simulated": False,
+        "template": None,
+        "records": len(dataset.records),
+        "comparisons": len(plan.comparisons),
+        "total_requests": len(plan.items),
+        "requests": len(plan.items) - len(cached),
+        "cached": len(cached),
+        "input_tokens": None,
+        "output_tokens": 0,
+        "cost_usd": 0.0,
+        "full_cost_usd": 0.0,
+        "batch": False,
+        "token_method": None,
+        "output_tokens_per_request": 0,
+        "output_tokens_note": "a local reward model: 'requests' are unique answers to score",
+        "price_source": "local model (no API cost)",
+    }

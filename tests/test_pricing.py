@@ -1,0 +1,121 @@
+"""Prices from genai-prices, offline token counts, and the output-length assumptions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import bpe_openai
+import pytest
+import tiktoken.load
+from genai_prices import Usage, calc_price
+
+from rmb_judge import pricing
+from rmb_judge.pricing import count_tokens, estimate_output_tokens, price_usd
+from rmb_judge.records import read_file
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "rmb" / "RMB_dataset"
+TEXTS = [
+    "Hello, world!",
+    "你好，世界。今天天气怎么样？",
+    "def f(x):\n    return x**2  # 🚀\n\n\n",
+    "a literal <|endoftext|> in user text is just text",
+    "    indented\tlines\r\n" * 5,
+]
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache(tmp_path, monkeypatch):
+    """Each test seeds tiktoken's files into an empty cache, and any download attempt fails."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    pricing._encoding.cache_clear()
+
+    def no_download(blobpath: str) -> bytes:
+        raise AssertionError(f"tiktoken tried to download {blobpath}")
+
+    monkeypatch.setattr(tiktoken.load, "read_file", no_download)
+    yield
+    pricing._encoding.cache_clear()
+
+
+@pytest.mark.parametrize(
+    ("provider", "model", "per_million_in", "per_million_out"),
+    [("openai", "gpt-4o-mini", 0.15, 0.60), ("anthropic", "claude-3-5-haiku-20241022", 0.80, 4.00)],
+)
+def test_price_matches_genai_prices(provider, model, per_million_in, per_million_out):
+    price = price_usd(provider, model, 2_000_000, 500_000)
+    reference = calc_price(
+        Usage(input_tokens=2_000_000, output_tokens=500_000), model, provider_id=provider
+    )
+    assert price == pytest.approx(float(reference.total_price))
+    assert price == pytest.approx(2 * per_million_in + 0.5 * per_million_out)
+
+
+def test_unknown_provider_or_model_has_no_price():
+    assert price_usd("openai", "meta-llama/Llama-3.1-8B-Instruct", 1000, 100) is None
+    assert price_usd("anthropic", "gpt-4o", 1000, 100) is None
+    assert price_usd("hf", "some/reward-model", 1000, 100) is None
+    assert price_usd("hf", "some/reward-model", 1000, 100, batch=True) is None
+
+
+@pytest.mark.parametrize(
+    ("provider", "model"),
+    [
+        ("openai", "gpt-4o-mini"),  # batch price modelled by genai-prices
+        ("anthropic", "claude-haiku-4-5"),  # likewise
+        ("anthropic", "claude-3-5-haiku-latest"),  # not modelled: the published 50% applies
+    ],
+)
+def test_batch_costs_half(provider, model):
+    standard = price_usd(provider, model, 1_000_000, 200_000)
+    assert standard is not None and standard > 0
+    assert price_usd(provider, model, 1_000_000, 200_000, batch=True) == pytest.approx(standard / 2)
+
+
+@pytest.mark.parametrize(
+    ("model", "encoding"),
+    [("gpt-4o-mini", "o200k_base"), ("gpt-4.1", "o200k_base"), ("gpt-4", "cl100k_base")],
+)
+def test_openai_counts_are_exact_offline(model, encoding):
+    reference = bpe_openai.get_encoding(encoding)  # an independent (Rust) implementation
+    messages = [("system", "You are a judge."), *(("user", text) for text in TEXTS)]
+    count = count_tokens("openai", model, messages)
+    expected = 3 + sum(
+        3 + len(reference.encode(role)) + len(reference.encode(text, disallowed_special=()))
+        for role, text in messages
+    )
+    assert (count.n, count.method, count.exact) == (expected, f"tiktoken:{encoding}", True)
+
+
+def test_known_o200k_answer():
+    # "Hello, world!" is [13225, 11, 2375, 0] in o200k_base; 3 + 1 ("user") + 4 + 3 priming
+    assert count_tokens("openai", "gpt-4o", [("user", "Hello, world!")]).n == 11
+
+
+def test_other_models_get_the_labelled_approximation():
+    messages = [("user", "abcdefgh"), ("assistant", "你好")]  # 8 bytes, 6 bytes
+    claude = count_tokens("anthropic", "claude-3-5-haiku-latest", messages)
+    assert (claude.n, claude.exact) == (3 + (4 + 3) + (4 + 2), False)
+    assert claude.method == "approx:utf8-bytes/3.5"
+    served = count_tokens("openai", "meta-llama/Llama-3.1-8B-Instruct", messages)
+    assert (served.n, served.method) == (3 + (4 + 2) + (4 + 2), "approx:utf8-bytes/4")
+
+
+def test_approximation_overestimates_o200k_modestly_on_rmb_text():
+    # per scenario bytes/token runs from 3.5 (code) to 5.4 (prose); over a mix, 4 is a safe budget
+    files = ["Chat/Discussion", "Code/Documentation", "Open QA/Factual", "Rewrite/Paraphrasing"]
+    messages = [
+        ("user", text)
+        for name in files
+        for record in list(read_file(DATA, DATA / f"Pairwise_set/Helpfulness/{name}.json"))[:40]
+        for text in (record.conversation[-1].content, record.preferred.text, record.others[0].text)
+    ]
+    exact = count_tokens("openai", "gpt-4o", messages).n
+    approx = count_tokens("openai", "not-an-openai-model", messages).n
+    assert 1.0 < approx / exact < 1.3
+
+
+def test_output_estimate_is_the_assumption_capped_by_max_tokens():
+    assert estimate_output_tokens("rmb", None) == 250
+    assert estimate_output_tokens("rmb", 100) == 100
+    assert estimate_output_tokens("json", 1024) == 60
+    assert estimate_output_tokens("a-new-style", None) == pricing.DEFAULT_OUTPUT_TOKENS
