@@ -1,0 +1,74 @@
+"""Scores on real RMB records with a judge whose every verdict is known in advance,
+checked against an independent computation straight from the JSON files."""
+
+import json
+from collections import defaultdict
+from statistics import mean
+
+from rmb_judge import records
+from rmb_judge.judges import parse_spec
+from rmb_judge.providers.mock import stable_hash
+from rmb_judge.runner import RunConfig, run
+from rmb_judge.scoring import majority
+
+LIMIT = 12
+
+
+def mock_prefers_first(a: str, b: str) -> bool:
+    return stable_hash(a.strip()) >= stable_hash(b.strip())
+
+
+def independent_scores(root, limit):
+    """RMB's definitions, computed from the raw files: pairwise = chosen beats rejected;
+    Best-of-N = bon_best beats every loser; section = mean over records."""
+    sections, scenarios = defaultdict(list), defaultdict(list)
+    for path in sorted(root.rglob("*.json")):
+        rel = path.relative_to(root).as_posix()
+        set_name = "pairwise" if rel.startswith("Pairwise_set") else "bon"
+        section = rel.split("/")[1].lower()
+        for item in json.loads(path.read_text())[:limit]:
+            if set_name == "pairwise":
+                win = mock_prefers_first(item["chosen"]["answer"], item["reject"]["answer"])
+            else:
+                best = item["bon_best"]["answer"]
+                win = all(mock_prefers_first(best, l["answer"]) for l in item["loser_list"])
+            sections[f"{set_name}_{section}"].append(float(win))
+            scenarios[item["category_path"]].append(float(win))
+    scores = {k: mean(v) for k, v in sections.items()}
+    scores["overall"] = mean(scores.values())
+    return scores, {k: mean(v) for k, v in scenarios.items()}
+
+
+def test_scores_equal_independent_computation(data_root, tmp_path):
+    config = RunConfig(judge=parse_spec("mock"), data=data_root, out=tmp_path / "out",
+                       selection=records.Selection(limit=LIMIT), order="fixed", cache=tmp_path / "c")
+    result = run(config)
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    expected, per_scenario = independent_scores(data_root, LIMIT)
+    assert result.complete and summary["complete"] is True
+    for key, value in expected.items():
+        assert abs(summary["scores"][key] - value) < 1e-12, key
+    got = {s["category_path"]: s["accuracy"] for s in summary["scenarios"]}
+    assert got.keys() == per_scenario.keys() and len(got) == 95
+    for path, value in per_scenario.items():
+        assert abs(got[path] - value) < 1e-12, path
+    assert summary["simulated"] is True
+    # one samples line per comparison, with its Best-of-N loser index
+    lines = [json.loads(l) for l in (tmp_path / "out" / "samples.jsonl").read_text().splitlines()]
+    assert len(lines) == summary["data"]["comparisons_expected"]
+    bon = [l for l in lines if l["category_path"].startswith("BoN")]
+    assert bon and all(isinstance(l["loser_index"], int) for l in bon)
+    assert all(l["order"] == "AB" and l["verdict"] in ("A", "B") for l in lines)
+    # rerun: everything from the cache
+    again = run(config)
+    assert again.summary["usage"]["requests"] == 0
+    assert again.summary["usage"]["cache_hits"] == len(lines)
+    assert again.summary["scores"] == summary["scores"]
+
+
+def test_majority_vote():
+    assert majority(["A", "A", "B"]) == "A"
+    assert majority(["A", "B", None]) == "tie"
+    assert majority(["A", "B", "tie"]) == "tie"
+    assert majority([None, None, "B"]) == "B"
+    assert majority([None, None]) is None
