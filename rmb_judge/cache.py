@@ -25,9 +25,21 @@ CHUNK = 500  # SQLite host-parameter limit is 999 on old builds
 
 
 def request_key(provider: str, request: ChatRequest, template_sha256: str) -> str:
-    canonical = {"provider": provider, "request": request.canonical(), "template": template_sha256}
-    blob = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(blob.encode()).hexdigest()
+    """SHA-256 over the length-prefixed fields of the canonical request. (Length prefixes
+    make the encoding unambiguous; it is several times faster than hashing a JSON dump,
+    which matters for the fully cached rerun of ~20,000 comparisons.)"""
+    digest = hashlib.sha256()
+    fields = [
+        provider, request.model, str(request.max_tokens), repr(request.temperature),
+        str(request.json_mode), template_sha256,
+    ]
+    for role, content in request.messages:
+        fields += (role, content)
+    for value in fields:
+        data = value.encode()
+        digest.update(len(data).to_bytes(8, "big"))
+        digest.update(data)
+    return digest.hexdigest()
 
 
 def text_sha256(text: str) -> str:

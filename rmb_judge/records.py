@@ -33,12 +33,14 @@ class Answer:
     text: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Record:
     """One RMB record: a conversation, the label-preferred answer and the answers it beats.
 
     Pairwise: `others` holds the single rejected answer. Best-of-N: `preferred` is
     `bon_best` and `others` is `loser_list`; the record is won only if every comparison is.
+    Records compare and hash by identity: each is one entry of one file, and scoring keys
+    dictionaries by them, which must not rehash whole conversations.
     """
 
     set: str  # "pairwise" | "bon"

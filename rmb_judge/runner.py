@@ -209,10 +209,12 @@ async def run_generative(config: RunConfig, dataset: records.Dataset) -> RunResu
         cache.close()
     stopped = "fatal" if fatal else stats.stopped_reason
     ordered = [judged[i] for i in sorted(judged)]
-    summary = build_summary(config, dataset, template, ordered, len(plan.presentations), stopped)
+    summary, record_scores = build_summary(
+        config, dataset, template, ordered, len(plan.presentations), stopped
+    )
     summary["usage"] = usage(stats, ordered)
     summary["usage"]["cost_method"] = estimate.describe()
-    write_run(config, dataset, template.sha256, summary, ordered)
+    write_run(config, dataset, summary, record_scores)
     if fatal:
         raise fatal
     return RunResult(summary, summary["complete"], stopped)
@@ -256,7 +258,7 @@ def build_summary(
     judged: list[Judged],
     expected: int,
     stopped: str | None,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], list[scoring.RecordScore]]:
     """Scores over the records whose every comparison was judged (all of them, unless the
     run stopped early)."""
     by_record: dict[records.Record, list[Judged]] = defaultdict(list)
@@ -266,6 +268,7 @@ def build_summary(
     # a record has one comparison per answer it beats (pairwise: 1, Best-of-N: N-1)
     finished = [r for r in dataset.records if len(by_record.get(r, ())) == len(r.others) * orders]
     kept = [j for r in finished for j in by_record[r]]
+    record_scores = scoring.score_records(kept)
     complete = len(judged) == expected and stopped is None
     summary: dict[str, Any] = {
         "judge": config.judge.spec,
@@ -273,7 +276,7 @@ def build_summary(
         "complete": complete,
         "stopped_reason": stopped,
         "settings": settings_of(config, template),
-        **scoring.summarize(kept, finished, config.judge.scalar),
+        **scoring.summarize(kept, record_scores, finished, config.judge.scalar),
         "data": {
             "root": str(dataset.root),
             "scenario_files_found": dataset.scenarios_found,
@@ -284,7 +287,7 @@ def build_summary(
             "comparisons_expected": expected,
         },
     }
-    return summary
+    return summary, record_scores
 
 
 def settings_of(config: RunConfig, template: templates.Template | None) -> dict[str, Any]:
@@ -306,13 +309,12 @@ def settings_of(config: RunConfig, template: templates.Template | None) -> dict[
 def write_run(
     config: RunConfig,
     dataset: records.Dataset,
-    template_sha256: str | None,
     summary: dict[str, Any],
-    judged: list[Judged],
+    record_scores: list[scoring.RecordScore],
 ) -> None:
     config.out.mkdir(parents=True, exist_ok=True)
     lines = []
-    for rs in scoring.score_records(judged):
+    for rs in record_scores:
         for group in rs.comparisons:
             score = scoring.comparison_score(group)[0]
             lines.extend(outputs.sample_line(j, score) for j in group)

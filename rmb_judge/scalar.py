@@ -119,7 +119,9 @@ async def _run_scalar(config, dataset: records.Dataset):
         cache.record_run(config.judge.spec, len(plan.items), len(cached), meter.answers)
         cache.close()
     ordered = [judged[i] for i in sorted(judged)]
-    summary = build_summary(config, dataset, None, ordered, len(plan.comparisons), stopped)
+    summary, record_scores = build_summary(
+        config, dataset, None, ordered, len(plan.comparisons), stopped
+    )
     used = [rewards[d] for d in plan.items if d in rewards]
     summary["settings"]["model_identity"] = identity
     summary["usage"] = {
@@ -137,7 +139,7 @@ async def _run_scalar(config, dataset: records.Dataset):
         "cost_usd": 0.0,
         "answers_per_second": round(meter.rate(), 2),
     }
-    write_run(config, dataset, None, summary, ordered)
+    write_run(config, dataset, summary, record_scores)
     return RunResult(summary, summary["complete"], stopped)
 
 

@@ -113,9 +113,10 @@ def chance_levels(records: list[Record], scalar: bool) -> dict[str, float | None
     return {k: (mean(by_section[k]) if by_section[k] else None) for k in SECTION_KEYS}
 
 
-def summarize(judged: list[Judged], records: list[Record], scalar: bool) -> dict[str, Any]:
+def summarize(
+    judged: list[Judged], record_scores: list[RecordScore], records: list[Record], scalar: bool
+) -> dict[str, Any]:
     """Scores, per-section counts, per-scenario accuracies, position bias and vote agreement."""
-    record_scores = score_records(judged)
     section_scores: dict[str, list[float]] = defaultdict(list)
     scenario_scores: dict[str, list[float]] = defaultdict(list)
     scenario_of: dict[str, Record] = {}

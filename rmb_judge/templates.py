@@ -10,6 +10,7 @@ key, so editing a template never serves answers given to the old text.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import tomllib
@@ -52,13 +53,21 @@ class Template:
         if self.criteria:
             values["criteria"] = self.criteria[section]
 
-        def fill(text: str) -> str:
-            return PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), text)
+        def fill(parts: list[str]) -> str:
+            # parts alternate literal text and placeholder names (see _split)
+            return "".join(
+                values.get(p, "{" + p + "}") if i % 2 else p for i, p in enumerate(parts)
+            )
 
-        messages = [("user", fill(self.user))]
+        messages = [("user", fill(self._parts["user"]))]
         if self.system:
-            messages.insert(0, ("system", fill(self.system)))
+            messages.insert(0, ("system", fill(self._parts["system"])))
         return tuple(messages)
+
+    @functools.cached_property
+    def _parts(self) -> dict[str, list[str]]:
+        """The texts split once at their placeholders, so rendering ~20,000 prompts is a join."""
+        return {"system": PLACEHOLDER.split(self.system), "user": PLACEHOLDER.split(self.user)}
 
 
 def render_conversation(conversation: tuple[Message, ...]) -> str:
