@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--concurrency", type=positive_int, default=32, help="requests in flight at most (default 32)")
     e.add_argument("--rpm", type=positive_float, help="requests per minute limit")
     e.add_argument("--tpm", type=positive_float, help="tokens per minute limit (estimated, corrected from usage)")
-    e.add_argument("--max-retries", type=int, default=8, help="retries per request (default 8)")
+    e.add_argument("--max-retries", type=int, default=8, help="retries per request after 5xx, timeouts and broken answers (default 8); 429s wait as the server asks, up to 100 times")
     e.add_argument("--timeout", type=positive_float, default=120.0, help="seconds per request (default 120)")
     e.add_argument("--max-cost", type=float, metavar="USD", help="stop starting requests before spend passes this")
     e.add_argument("--no-progress", action="store_true", help="plain periodic lines instead of the live view")

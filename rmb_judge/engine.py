@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
+from tenacity import AsyncRetrying, retry_if_exception
 
 from . import retry
 from .cache import Cache
@@ -163,7 +163,7 @@ class Engine:
                     lambda e: not isinstance(e, FatalProviderError)
                     and retry.classify(e) is not retry.ErrorKind.FATAL
                 ),
-                stop=stop_after_attempt(self.config.max_retries + 1),
+                stop=retry.stop_after_failures(self.config.max_retries),
                 wait=retry.wait_for_server(initial=1, max=60, jitter=1),
                 before_sleep=self._count_retry,
                 reraise=True,

@@ -5,9 +5,10 @@ with a single unit rather than a full minute, so the achieved rate matches the l
 the first second instead of bursting. Token costs are estimates; `refund` corrects them
 from the usage the provider reports (a negative refund is debt later requests wait out).
 
-`AdaptiveConcurrency`: at most `limit` requests in flight. A 429 halves the limit (at most
-once per `cooldown` seconds, so one burst of 429s is one decrease) and pauses new starts
-until the server's retry-after has passed; every `limit` successes then add one back.
+`AdaptiveConcurrency`: at most `limit` requests in flight. A 429 halves the limit (or
+what is in flight, if less; at most once per `cooldown` seconds, so one burst of 429s is
+one decrease) and pauses new starts until the server's retry-after has passed; every
+`limit` successes then add one back.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class TokenBucket:
 
 
 class AdaptiveConcurrency:
-    def __init__(self, maximum: int, cooldown: float = 2.0):
+    def __init__(self, maximum: int, cooldown: float = 1.0):
         self.maximum = maximum
         self.limit = float(maximum)
         self.cooldown = cooldown
@@ -89,5 +90,5 @@ class AdaptiveConcurrency:
             if now - self.last_decrease >= self.cooldown:
                 self.last_decrease = now
                 self.decreases += 1
-                self.limit = max(1.0, self.limit / 2)
+                self.limit = max(1.0, min(self.limit, self.in_flight + 1) / 2)
                 self._successes = 0

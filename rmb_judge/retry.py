@@ -33,22 +33,28 @@ def status_of(exc: BaseException) -> int | None:
     return status if isinstance(status, int) else None
 
 
+TRANSIENT_ERRORS = (
+    openai.APIConnectionError,  # includes APITimeoutError
+    anthropic.APIConnectionError,
+    openai.APIResponseValidationError,  # a 200 whose body is not the API's (proxy page, cut off)
+    anthropic.APIResponseValidationError,
+    json.JSONDecodeError,
+    asyncio.TimeoutError,
+    ConnectionError,
+)
+
+
 def classify(exc: BaseException) -> ErrorKind:
+    if isinstance(exc, TRANSIENT_ERRORS):
+        return ErrorKind.TRANSIENT
     status = status_of(exc)
     if status == 429:
-        return ErrorKind.RATE_LIMIT
-    if status is not None:
-        return ErrorKind.TRANSIENT if status in RETRY_STATUS or status >= 500 else ErrorKind.FATAL
-    transient = (
-        openai.APIConnectionError,  # includes APITimeoutError
-        anthropic.APIConnectionError,
-        openai.APIResponseValidationError,
-        anthropic.APIResponseValidationError,
-        json.JSONDecodeError,
-        asyncio.TimeoutError,
-        ConnectionError,
-    )
-    return ErrorKind.TRANSIENT if isinstance(exc, transient) else ErrorKind.FATAL
+        # OpenAI answers an exhausted account with a 429 too; waiting cannot fix that
+        code = getattr(exc, "code", None) or (getattr(exc, "body", None) or {}).get("code")
+        return ErrorKind.FATAL if code == "insufficient_quota" else ErrorKind.RATE_LIMIT
+    if status is not None and (status in RETRY_STATUS or status >= 500):
+        return ErrorKind.TRANSIENT
+    return ErrorKind.FATAL
 
 
 def retry_after(exc: BaseException) -> float | None:
@@ -78,6 +84,28 @@ def describe(exc: BaseException) -> str:
     message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
     message = " ".join(str(message).split())[:300]
     return f"HTTP {status}: {message}" if status else f"{type(exc).__name__}: {message}"
+
+
+RATE_LIMIT_RETRIES = 100
+
+
+class stop_after_failures:
+    """Give up after `max_retries` transient failures, or after RATE_LIMIT_RETRIES 429s:
+    a 429 is the server asking us to wait, not a failure, so it has its own, larger budget.
+    One instance per request."""
+
+    def __init__(self, max_retries: int):
+        self.max_retries = max_retries
+        self.counts = {ErrorKind.TRANSIENT: 0, ErrorKind.RATE_LIMIT: 0}
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        kind = classify(retry_state.outcome.exception())
+        if kind in self.counts:
+            self.counts[kind] += 1
+        return (
+            self.counts[ErrorKind.TRANSIENT] > self.max_retries
+            or self.counts[ErrorKind.RATE_LIMIT] > RATE_LIMIT_RETRIES
+        )
 
 
 class wait_for_server(wait_exponential_jitter):

@@ -12,3 +12,6 @@ def data_root() -> Path:
     if not (DATA / "Pairwise_set").is_dir():
         pytest.fail(f"RMB test data not found at {DATA} (set RMB_TEST_DATA)")
     return DATA
+
+
+from fake_api import fake_api, fake_api_thread  # noqa: E402,F401  (fixtures)

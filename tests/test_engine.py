@@ -1,0 +1,146 @@
+"""The engine through the real SDKs against the fake API: retries, rate limits, fatal
+errors, timeouts, and the cache that makes every answer paid for once."""
+
+import json
+
+import pytest
+from fake_api import FAKE_KEY, FakeAPI, Fault, Reply, first_pick
+
+from rmb_judge import records
+from rmb_judge.cache import Cache
+from rmb_judge.engine import Engine, EngineConfig, Job
+from rmb_judge.errors import CacheMiss, FatalProviderError
+from rmb_judge.judges import parse_spec
+from rmb_judge.providers.base import ChatRequest
+from rmb_judge.providers.openai_provider import OpenAIProvider
+from rmb_judge.runner import RunConfig, run
+
+WIRES = ["openai", "anthropic"]
+
+
+def config_for(api, wire, data_root, tmp_path, **kw):
+    selection = kw.pop("selection", records.Selection(limit=2, sets=["pairwise", "bon"], scenarios=["*Chat*", "*S1"]))
+    url = api.openai_url if wire == "openai" else api.anthropic_url
+    return RunConfig(judge=parse_spec(f"{wire}:judge-model"), data=data_root, out=tmp_path / "out",
+                     cache=tmp_path / "cache", base_urls=[url], selection=selection, **kw)
+
+
+@pytest.fixture
+def keys(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", FAKE_KEY)
+
+
+@pytest.mark.parametrize("wire", WIRES)
+def test_faults_do_not_change_scores(wire, data_root, tmp_path, keys):
+    """30% of requests answered 429/500/503: same scores, no failures, retries reported."""
+    with FakeAPI().run_in_thread() as clean:
+        baseline = run(config_for(clean, wire, data_root, tmp_path / "a"))
+    with FakeAPI(fault_rate=0.3, seed=7).run_in_thread() as faulty:
+        result = run(config_for(faulty, wire, data_root, tmp_path / "b",
+                                engine=EngineConfig(concurrency=16, max_retries=10)))
+        calls = len(faulty.calls())
+    usage = result.summary["usage"]
+    assert result.complete and result.summary["scores"] == baseline.summary["scores"]
+    assert usage["failed"] == 0 and usage["retries"] > 0
+    assert usage["requests"] == calls == baseline.summary["usage"]["requests"] + usage["retries"]
+    assert usage["rate_limited"] > 0
+
+
+@pytest.mark.parametrize("status", [401, 403, 404, 400])
+def test_fatal_answer_stops_the_run_at_once(status, data_root, tmp_path, keys):
+    with FakeAPI().run_in_thread() as api:
+        api.schedule(*[Fault.http(status)] * 1000)
+        with pytest.raises(FatalProviderError) as err:
+            run(config_for(api, "openai", data_root, tmp_path, engine=EngineConfig(concurrency=4)))
+        sent = len(api.calls())
+    message = str(err.value)
+    assert f"HTTP {status}" in message and "\n" not in message and FAKE_KEY not in message
+    assert sent <= 4  # no retries: at most the requests already in flight
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["complete"] is False and summary["stopped_reason"] == "fatal"
+
+
+def test_offline_empty_cache_sends_nothing(data_root, tmp_path, keys):
+    with FakeAPI().run_in_thread() as api:
+        with pytest.raises(CacheMiss, match="--offline: .* not in the cache"):
+            run(config_for(api, "openai", data_root, tmp_path, engine=EngineConfig(offline=True)))
+        assert api.calls() == []
+
+
+def test_offline_answers_from_cache_without_a_key(data_root, tmp_path, keys, monkeypatch):
+    with FakeAPI().run_in_thread() as api:
+        first = run(config_for(api, "anthropic", data_root, tmp_path))
+        monkeypatch.delenv("ANTHROPIC_API_KEY")
+        again = run(config_for(api, "anthropic", data_root, tmp_path, engine=EngineConfig(offline=True)))
+        assert len(api.calls()) == first.summary["usage"]["requests"]
+    assert again.summary["scores"] == first.summary["scores"] and again.summary["usage"]["requests"] == 0
+
+
+def test_missing_key_is_one_clear_line(data_root, tmp_path, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with FakeAPI().run_in_thread() as api:
+        with pytest.raises(FatalProviderError, match="OPENAI_API_KEY"):
+            run(config_for(api, "openai", data_root, tmp_path))
+        assert api.calls() == []
+
+
+async def test_hang_times_out_and_is_retried(tmp_path):
+    async with FakeAPI() as api:
+        api.schedule(Fault.hang(5), Fault.invalid_json(), Fault.garbage(), Fault.http(529))
+        provider = OpenAIProvider("m", base_url=api.openai_url, api_key=FAKE_KEY)
+        engine = Engine(provider, Cache(tmp_path), EngineConfig(timeout=0.5, max_retries=5))
+        out = await engine.run([Job("k", 0, ChatRequest("m", (("user", "hello"),), 10))])
+        await provider.aclose()
+    assert out["k", 0].response is not None and out["k", 0].error is None
+    assert engine.stats.retries == 4 and engine.stats.requests == 5
+
+
+async def test_failed_requests_are_not_cached(tmp_path):
+    async with FakeAPI() as api:
+        api.schedule(*[Fault.http(500)] * 3)
+        provider = OpenAIProvider("m", base_url=api.openai_url, api_key=FAKE_KEY)
+        cache = Cache(tmp_path)
+        job = Job("k", 0, ChatRequest("m", (("user", "hello"),), 10))
+        engine = Engine(provider, cache, EngineConfig(max_retries=1))
+        engine_out = await engine.run([job])
+        assert engine_out["k", 0].error.startswith("HTTP 500") and cache.get_responses([("k", 0)]) == {}
+        again = await Engine(provider, cache, EngineConfig(max_retries=1)).run([job])
+        await provider.aclose()
+    assert again["k", 0].response is not None and cache.get_responses([("k", 0)])
+
+
+async def test_rate_limits_shrink_concurrency_and_honour_retry_after(tmp_path):
+    async with FakeAPI(capacity_rpm=1200, latency=0.1) as api:
+        provider = OpenAIProvider("m", base_url=api.openai_url, api_key=FAKE_KEY)
+        engine = Engine(provider, Cache(tmp_path), EngineConfig(concurrency=64, max_retries=20))
+        jobs = [Job(f"k{i}", 0, ChatRequest("m", (("user", f"q{i}"),), 10)) for i in range(120)]
+        out = await engine.run(jobs)
+        await provider.aclose()
+    assert all(o.response for o in out.values())
+    assert engine.stats.rate_limited > 0 and engine.concurrency.decreases > 0
+    assert engine.concurrency.limit < 64
+
+
+def test_first_pick_judge_position_bias(data_root, tmp_path, keys):
+    """A judge that always picks the first-shown answer: accuracy 1.0 with the preferred
+    answer first, first-pick rate 1.0, and --order both turns every win into a tie."""
+    sel = records.Selection(limit=3, scenarios=["*Chat/Discussion", "*Harmlessness/S2"])
+    with FakeAPI(first_pick).run_in_thread() as api:
+        fixed = run(config_for(api, "openai", data_root, tmp_path / "f", order="fixed", selection=sel))
+        both = run(config_for(api, "openai", data_root, tmp_path / "b", order="both", selection=sel))
+        rand = run(config_for(api, "openai", data_root, tmp_path / "r", order="random", selection=sel))
+    assert set(v for v in fixed.summary["scores"].values()) == {1.0}
+    assert fixed.summary["position"]["first_pick_rate"] == 1.0
+    s = both.summary["scores"]
+    assert s["pairwise_helpfulness"] == s["pairwise_harmlessness"] == 0.5
+    assert s["bon_helpfulness"] == s["bon_harmlessness"] == 0.0  # a tie is not a Best-of-N win
+    assert both.summary["position"]["consistency"] == 0.0
+    # random order: a pairwise record is won exactly when the preferred answer was shown first
+    lines = [json.loads(l) for l in (tmp_path / "r" / "out" / "samples.jsonl").read_text().splitlines()]
+    pair = [l for l in lines if l["loser_index"] is None]
+    assert rand.summary["position"]["first_pick_rate"] == 1.0
+    assert all(l["correct"] == (1.0 if l["order"] == "AB" else 0.0) for l in lines)
+    expected = sum(l["order"] == "AB" for l in pair) / len(pair)
+    got = rand.summary["sections"]
+    assert (got["pairwise_helpfulness"]["wins"] + got["pairwise_harmlessness"]["wins"]) / len(pair) == expected
