@@ -20,6 +20,13 @@ EXIT_BUDGET = 5
 EXIT_INTERRUPTED = 130
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line naming it, not the whole usage text."""
+
+    def error(self, message: str) -> None:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def csv_list(choices: tuple[str, ...]):
     def parse(value: str) -> list[str]:
         items = [v.strip() for v in value.split(",") if v.strip()]
@@ -91,7 +98,7 @@ def judge_flags() -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="rmb-judge", description="Evaluate LLM judges and reward models on the RMB benchmark."
     )
     sub = parser.add_subparsers(dest="command", required=True)
