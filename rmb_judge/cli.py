@@ -158,14 +158,11 @@ def run_config(args: argparse.Namespace, argv: list[str]):
 
     if args.sample is not None and not 0 < args.sample <= 1:
         raise UsageError(f"--sample must be a fraction in (0, 1], got {args.sample}")
-    temperature = args.temperature
-    if temperature is None:
-        temperature = 1.0 if args.samples > 1 else 0.0
-    elif args.samples > 1 and temperature == 0:
-        raise UsageError("--samples > 1 needs --temperature > 0 (at 0 every sample repeats one answer)")
+    judge = parse_spec(args.judge)
+    temperature = sampling_temperature(judge.provider, args.temperature, args.samples)
     base_urls = [u.strip() for value in args.base_url for u in value.split(",") if u.strip()]
     return RunConfig(
-        judge=parse_spec(args.judge),
+        judge=judge,
         data=args.data or records.default_data_dir(),
         out=getattr(args, "out", None) or Path("."),
         selection=records.Selection(
@@ -199,6 +196,22 @@ def run_config(args: argparse.Namespace, argv: list[str]):
         ),
         argv=["rmb-judge", *argv],
     )
+
+
+def sampling_temperature(provider: str, asked: float | None, samples: int) -> float | None:
+    """The temperature sent (and keyed in the cache). Anthropic's Messages API (version
+    2026-10-21, the anthropic 2.x default) accepts no temperature: Claude always samples at
+    its default, so there is nothing to set and nothing to key on."""
+    if provider == "anthropic":
+        if asked is not None:
+            raise UsageError("--temperature: the Anthropic Messages API no longer accepts a "
+                             "temperature; Claude samples at its default (drop the flag)")
+        return None
+    if asked is None:
+        return 1.0 if samples > 1 else 0.0
+    if samples > 1 and asked == 0:
+        raise UsageError("--samples > 1 needs --temperature > 0 (at 0 every sample repeats one answer)")
+    return asked
 
 
 def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:

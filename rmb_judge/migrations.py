@@ -19,17 +19,23 @@ def migration(fn: Callable[[sqlite3.Connection], None]) -> Callable[[sqlite3.Con
 
 
 def migrate(db: sqlite3.Connection) -> None:
+    """Apply what is missing. Each step takes the write lock before looking, so two
+    processes opening a new cache at once do not both apply it. `db` is in autocommit
+    mode (isolation_level=None), so the transactions here are explicit."""
     db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL)")
-    done = {row[0] for row in db.execute("SELECT name FROM _migrations")}
     for fn in MIGRATIONS:
-        if fn.__name__ in done:
-            continue
-        with db:
-            fn(db)
-            db.execute(
-                "INSERT OR IGNORE INTO _migrations (name, applied_at) VALUES (?, unixepoch('subsec'))",
-                (fn.__name__,),
-            )
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if not db.execute("SELECT 1 FROM _migrations WHERE name = ?", (fn.__name__,)).fetchone():
+                fn(db)
+                db.execute(
+                    "INSERT INTO _migrations (name, applied_at) VALUES (?, unixepoch('subsec'))",
+                    (fn.__name__,),
+                )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
 
 @migration

@@ -12,6 +12,7 @@ import asyncio
 import email.utils
 import json
 import random
+import re
 import time
 from enum import Enum
 
@@ -78,11 +79,15 @@ def retry_after(exc: BaseException) -> float | None:
         return max(0.0, parsed.timestamp() - time.time()) if parsed else None
 
 
+# API-key-like tokens, including the masked form some 401 bodies repeat ("sk-ab...cdef")
+KEY_LIKE = re.compile(r"\b(sk-|sk_|key-)[A-Za-z0-9_\-\*\.]{4,}")
+
+
 def describe(exc: BaseException) -> str:
     """A short, key-free one-line description of a provider error."""
     status = status_of(exc)
     message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-    message = " ".join(str(message).split())[:300]
+    message = KEY_LIKE.sub(r"\1[redacted]", " ".join(str(message).split()))[:300]
     return f"HTTP {status}: {message}" if status else f"{type(exc).__name__}: {message}"
 
 

@@ -1,0 +1,90 @@
+"""The offline `mock` judge: a keyless smoke run that exercises the whole pipeline.
+
+Its verdicts are deterministic but uninformed: between two answers it prefers the one whose
+text hashes higher, so a rerun (or a swap of positions) agrees with itself, and accuracy
+lands near chance. The same function is the default judge of the test suite's fake API
+server, so tests can know every verdict in advance.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable
+
+from .base import ChatRequest, ChatResponse
+
+# "[The Start of Assistant A's Answer]" (rmb, json) and "<|The Start of Assistant A's Answer|>"
+# (arena-hard); the single-answer form "Assistant's Answer" is the pointwise template.
+_PAIR = re.compile(
+    r"Start of Assistant ([AB])'s (?:Answer|Conversation)[^\n]*\n(.*?)\n[^\n]*End of Assistant \1's",
+    re.S,
+)
+_SINGLE = re.compile(r"Start of Assistant's Answer[^\n]*\n(.*?)\n[^\n]*End of Assistant's Answer", re.S)
+
+Preference = Callable[[str, str], str]  # (answer_a, answer_b) -> "A" | "B"
+
+
+def stable_hash(text: str) -> int:
+    """A process-independent hash (Python's `hash` is salted per process)."""
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
+
+
+def approx_tokens(text: str) -> int:
+    """A plausible token count without a tokenizer: about four characters per token."""
+    return len(text) // 4 + 1
+
+
+def hash_preference(answer_a: str, answer_b: str) -> str:
+    """Prefer the answer whose text hashes higher: stable across runs and positions."""
+    return "A" if stable_hash(answer_a.strip()) >= stable_hash(answer_b.strip()) else "B"
+
+
+def extract_pair(prompt: str) -> tuple[str, str] | None:
+    """The two answers a pairwise judge prompt shows, or None if it has no such markers."""
+    found = dict(_PAIR.findall(prompt))
+    if "A" in found and "B" in found:
+        return found["A"], found["B"]
+    return None
+
+
+def simulated_reply(prompt: str, prefer: Preference = hash_preference) -> str:
+    """A judge's answer to `prompt`, in the verdict style the prompt asks for.
+
+    Handles the shipped templates: `[[A]]` (rmb), `[[A>B]]` (arena-hard), a JSON object
+    with "winner" (json) and `[[rating]]` for a single answer (pointwise).
+    """
+    if single := _SINGLE.search(prompt):
+        return f"Rating: [[{1 + stable_hash(single.group(1).strip()) % 10}]]"
+    pair = extract_pair(prompt)
+    verdict = prefer(*pair) if pair else "AB"[stable_hash(prompt) % 2]
+    if '"winner"' in prompt:
+        return json.dumps({"reason": "simulated verdict", "winner": verdict})
+    if "[[A>>B]]" in prompt:
+        return "[[A>B]]" if verdict == "A" else "[[B>A]]"
+    return f"[[{verdict}]]"
+
+
+class MockProvider:
+    """Answers every request locally; nothing is sent anywhere and no key is needed."""
+
+    name = "mock"
+    simulated = True
+
+    def __init__(self, model: str = "mock") -> None:
+        self.model = model
+
+    async def complete(self, request: ChatRequest, timeout: float) -> ChatResponse:
+        prompt = "\n\n".join(content for _, content in request.messages)
+        text = simulated_reply(prompt)
+        return ChatResponse(
+            text=text,
+            input_tokens=approx_tokens(prompt),
+            output_tokens=approx_tokens(text),
+            model=self.model,
+            finish_reason="stop",
+        )
+
+    async def aclose(self) -> None:
+        return None

@@ -1,0 +1,102 @@
+"""OpenAI Chat Completions, and any OpenAI-compatible server, through the official SDK.
+
+`chat_params` builds the request body for both a live call and a Batch API line, and
+`to_response` reads a completion from either, so the two paths cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import openai
+from openai.types.chat import ChatCompletion
+
+from ..errors import FatalProviderError
+from .base import ChatRequest, ChatResponse
+
+# o1, o3, o4-mini, gpt-5, gpt-5.1-mini ...: no temperature, and max_completion_tokens.
+_REASONING = re.compile(r"^(o\d|gpt-5)")
+
+
+def is_reasoning_model(model: str) -> bool:
+    return bool(_REASONING.match(model.rsplit("/", 1)[-1]))
+
+
+def chat_params(request: ChatRequest) -> dict[str, Any]:
+    """The Chat Completions body for `request`."""
+    params: dict[str, Any] = {
+        "model": request.model,
+        "messages": [{"role": role, "content": content} for role, content in request.messages],
+    }
+    if is_reasoning_model(request.model):
+        params["max_completion_tokens"] = request.max_tokens  # reasoning tokens count too
+    else:
+        params["max_tokens"] = request.max_tokens  # what OpenAI-compatible servers all accept
+        if request.temperature is not None:
+            params["temperature"] = request.temperature
+    if request.json_mode:
+        params["response_format"] = {"type": "json_object"}
+    return params
+
+
+def to_response(completion: Any) -> ChatResponse:
+    """Our view of a completion; ValueError when the body is not one (a proxy's error page)."""
+    choices = getattr(completion, "choices", None)
+    message = getattr(choices[0], "message", None) if choices else None
+    if not isinstance(completion, ChatCompletion) or message is None:
+        raise ValueError("the response body is not a chat completion")
+    finish = choices[0].finish_reason
+    usage = completion.usage
+    return ChatResponse(
+        text=message.content or message.refusal or "",
+        input_tokens=usage.prompt_tokens if usage else 0,
+        output_tokens=usage.completion_tokens if usage else 0,
+        model=completion.model,
+        finish_reason="refusal" if message.refusal else finish,
+        refusal=bool(message.refusal) or finish == "content_filter",
+    )
+
+
+class OpenAIProvider:
+    """`--judge openai:MODEL`. The SDK client is made on first use, so `--offline` needs no key."""
+
+    name = "openai"
+    simulated = False
+
+    def __init__(self, model: str, base_url: str | None = None, api_key: str | None = None) -> None:
+        self.model = model
+        self.base_url = base_url  # None: OPENAI_BASE_URL, else api.openai.com
+        self._api_key = api_key  # None: OPENAI_API_KEY
+        self._client: openai.AsyncOpenAI | None = None
+
+    def client(self) -> openai.AsyncOpenAI:
+        if self._client is None:
+            try:
+                self._client = openai.AsyncOpenAI(
+                    api_key=self._api_key,
+                    base_url=self.base_url,
+                    max_retries=0,  # the engine retries, and counts each attempt
+                    http_client=openai.DefaultAioHttpClient(),  # aiohttp: about 2x the throughput of httpx
+                )
+            except openai.OpenAIError:
+                raise FatalProviderError(
+                    f"--judge openai:{self.model} needs OPENAI_API_KEY, which is not set"
+                    " (a local OpenAI-compatible server accepts any value)"
+                ) from None
+        return self._client
+
+    async def complete(self, request: ChatRequest, timeout: float) -> ChatResponse:
+        create = self.client().chat.completions.with_raw_response.create
+        raw = await create(**chat_params(request), timeout=timeout)
+        completion = raw.parse()  # invalid JSON raises json.JSONDecodeError, as the SDK does
+        try:
+            return to_response(completion)
+        except ValueError as exc:
+            http = raw.http_response
+            raise openai.APIResponseValidationError(http, http.text, message=str(exc)) from None
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None

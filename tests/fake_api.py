@@ -1,0 +1,780 @@
+"""A loopback fake of the OpenAI and Anthropic HTTP APIs, for driving the real SDK clients.
+
+Both SDKs sit on httpx2, which httpx mocking libraries do not see, so the tests talk HTTP to
+this aiohttp server instead. It speaks OpenAI Chat Completions, Files and Batches (under
+`/v1` and at the root, so one URL serves both SDKs) and Anthropic Messages and Message
+Batches (under `/v1`). What the "model" answers comes from a `responder`; failures come
+from a per-call `schedule`, a seeded `fault_rate`, a `capacity_rpm` limit or `required_key`.
+Every request is recorded in `requests`.
+
+    async with FakeAPI() as api:            # or: with FakeAPI().run_in_thread() as api:
+        api.schedule(Fault.http(429, retry_after=1), None, Reply("[[B]]"))
+        ... openai.AsyncOpenAI(base_url=api.openai_url, api_key=FAKE_KEY) ...
+        assert len(api.calls("openai")) == 3
+
+As a process (the URL is the first line on stdout; serves until killed):
+    python tests/fake_api.py --port 0 --fault-rate 0.3 --judge first
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import itertools
+import json
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import pytest
+from aiohttp import web
+
+from rmb_judge.providers.mock import approx_tokens, hash_preference, simulated_reply
+from rmb_judge.records import Record
+
+Wire = Literal["openai", "anthropic"]
+FAKE_KEY = "sk-fake-0123456789abcdef"  # what `env()` exports; tests grep outputs for it
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the model says; the server renders it in the caller's wire format."""
+
+    text: str
+    finish: Literal["stop", "length", "content_filter"] = "stop"  # anthropic: end_turn, max_tokens, refusal
+    refusal: bool = False  # openai: message.refusal = text, content null; anthropic: stop_reason refusal
+    thinking: str | None = None  # anthropic: thinking blocks first; openai: reasoning_content
+    input_tokens: int | None = None  # None: approx_tokens(prompt)
+    output_tokens: int | None = None  # None: approx_tokens(text)
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A failure in place of a reply. In a batch, `http` errors an item and `expired` expires it."""
+
+    kind: Literal["http", "hang", "invalid_json", "garbage", "expired"]
+    status: int = 200
+    retry_after: float | None = None  # `retry-after` header, seconds
+    retry_after_ms: int | None = None  # `retry-after-ms` header (OpenAI SDK reads it first)
+    seconds: float = 0.0  # hang: how long before the normal reply
+
+    @classmethod
+    def http(cls, status: int, retry_after: float | None = None, retry_after_ms: int | None = None) -> Fault:
+        """An error status with the wire's real error JSON body (429, 500, 503, 529, 400, 401, ...)."""
+        return cls("http", status, retry_after, retry_after_ms)
+
+    @classmethod
+    def hang(cls, seconds: float = 30.0) -> Fault:
+        """Answer only after `seconds`: longer than a client timeout, it looks like a dead server."""
+        return cls("hang", seconds=seconds)
+
+    @classmethod
+    def invalid_json(cls) -> Fault:
+        """200, `application/json`, a body cut off mid-object."""
+        return cls("invalid_json")
+
+    @classmethod
+    def garbage(cls) -> Fault:
+        """200 with an HTML page, as a misconfigured proxy sends."""
+        return cls("garbage")
+
+    @classmethod
+    def expired(cls) -> Fault:
+        """Batch items only: the batch window ended before this request ran."""
+        return cls("expired")
+
+
+Outcome = Reply | Fault
+Responder = Callable[[dict[str, Any], Wire], Outcome]
+
+
+@dataclass
+class Call:
+    """One HTTP request as the server saw it (header names lower-cased)."""
+
+    wire: Wire
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any = None  # parsed JSON; for a file upload {"purpose", "filename", "bytes"}
+
+
+CALL = web.RequestKey("call", Call)  # the request's record, for handlers to fill in the body
+
+
+# ---------------------------------------------------------------- responders
+
+
+def prompt_text(body: dict[str, Any], wire: Wire) -> str:
+    """All text the request shows the model, system first (as MockProvider joins it)."""
+    parts = _texts(body.get("system")) if wire == "anthropic" else []
+    for message in body.get("messages", []):
+        parts += _texts(message.get("content"))
+    return "\n\n".join(parts)
+
+
+def _texts(content: Any) -> list[str]:
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [content]
+    return [part.get("text", "") for part in content if isinstance(part, dict)]
+
+
+def hash_judge(body: dict[str, Any], wire: Wire) -> Reply:
+    """The default: the mock judge's deterministic verdict (`hash_preference`), in the prompt's style."""
+    return Reply(simulated_reply(prompt_text(body, wire)))
+
+
+def first_pick(body: dict[str, Any], wire: Wire) -> Reply:
+    """Always prefers the answer shown first (`[[A]]`): a maximally position-biased judge."""
+    return Reply(simulated_reply(prompt_text(body, wire), prefer=lambda a, b: "A"))
+
+
+def label_judge(records: Iterable[Record]) -> Responder:
+    """A judge that always agrees with RMB's labels, so a run's accuracy is known to be 1.0.
+
+    Answer pairs it does not know (another dataset, a template without the usual answer
+    markers) fall back to `hash_preference`.
+    """
+    preferred: dict[frozenset[str], str] = {}
+    for record in records:
+        best = record.preferred.text.strip()
+        for other in record.others:
+            preferred[frozenset((best, other.text.strip()))] = best
+
+    def prefer(answer_a: str, answer_b: str) -> str:
+        best = preferred.get(frozenset((answer_a.strip(), answer_b.strip())))
+        if best is None:
+            return hash_preference(answer_a, answer_b)
+        return "A" if best == answer_a.strip() else "B"
+
+    def respond(body: dict[str, Any], wire: Wire) -> Reply:
+        return Reply(simulated_reply(prompt_text(body, wire), prefer=prefer))
+
+    return respond
+
+
+# ---------------------------------------------------------------- wire formats
+
+_OPENAI_ERRORS = {  # status -> (type, code, message)
+    400: ("invalid_request_error", None, "Invalid request."),
+    401: ("invalid_request_error", "invalid_api_key", "Incorrect API key provided: {key}."),
+    403: ("invalid_request_error", "unsupported_country_region_territory", "Country not supported"),
+    404: ("invalid_request_error", "model_not_found", "The model `{model}` does not exist."),
+    429: ("requests", "rate_limit_exceeded", "Rate limit reached for requests. Please try again later."),
+    500: ("server_error", None, "The server had an error while processing your request. Sorry about that!"),
+    503: ("server_error", None, "The engine is currently overloaded, please try again later."),
+}
+_ANTHROPIC_ERRORS = {  # status -> (type, message)
+    400: ("invalid_request_error", "Invalid request."),
+    401: ("authentication_error", "invalid x-api-key"),
+    403: ("permission_error", "Your API key does not have permission to use the specified resource."),
+    404: ("not_found_error", "model: {model}"),
+    413: ("request_too_large", "Request exceeds the maximum allowed number of bytes."),
+    429: ("rate_limit_error", "Number of request tokens has exceeded your per-minute rate limit."),
+    500: ("api_error", "Internal server error"),
+    503: ("api_error", "Service unavailable"),
+    529: ("overloaded_error", "Overloaded"),
+}
+
+
+def error_body(
+    wire: Wire, status: int, model: str = "", key: str = "", message: str | None = None
+) -> dict[str, Any]:
+    """The JSON error body each API really sends for `status` (a 401 echoes the key masked)."""
+    masked = f"{key[:3]}{'*' * max(len(key) - 7, 0)}{key[-4:]}" if key else "<none>"
+    if wire == "openai":
+        kind, code, text = _OPENAI_ERRORS.get(status, ("server_error", None, f"HTTP {status}"))
+        text = message or text.format(model=model, key=masked)
+        return {"error": {"message": text, "type": kind, "param": None, "code": code}}
+    kind, text = _ANTHROPIC_ERRORS.get(status, ("api_error", f"HTTP {status}"))
+    text = message or text.format(model=model)
+    return {"type": "error", "error": {"type": kind, "message": text}, "request_id": "req_fake"}
+
+
+def _usage(reply: Reply, body: dict[str, Any], wire: Wire) -> tuple[int, int]:
+    prompt = approx_tokens(prompt_text(body, wire)) if reply.input_tokens is None else reply.input_tokens
+    output = approx_tokens(reply.text) if reply.output_tokens is None else reply.output_tokens
+    return prompt, output
+
+
+def openai_completion(reply: Reply, body: dict[str, Any], id: str) -> dict[str, Any]:
+    prompt, output = _usage(reply, body, "openai")
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": None if reply.refusal else reply.text,
+        "refusal": reply.text if reply.refusal else None,
+        "annotations": [],
+    }
+    if reply.thinking is not None:
+        message["reasoning_content"] = reply.thinking  # vLLM / DeepSeek style
+    return {
+        "id": id,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body.get("model", ""),
+        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": reply.finish}],
+        "usage": {
+            "prompt_tokens": prompt,
+            "completion_tokens": output,
+            "total_tokens": prompt + output,
+            "prompt_tokens_details": {"cached_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 0},
+        },
+        "system_fingerprint": "fp_fake",
+    }
+
+
+_SAMPLING = {"temperature", "top_p", "top_k"}
+_STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "content_filter": "refusal"}
+
+
+def anthropic_message(reply: Reply, body: dict[str, Any], id: str) -> dict[str, Any]:
+    prompt, output = _usage(reply, body, "anthropic")
+    content: list[dict[str, Any]] = []
+    if reply.thinking is not None:
+        content.append({"type": "thinking", "thinking": reply.thinking, "signature": "fake-signature"})
+        content.append({"type": "redacted_thinking", "data": "ZmFrZQ=="})
+    content.append({"type": "text", "text": reply.text})
+    return {
+        "id": id,
+        "type": "message",
+        "role": "assistant",
+        "model": body.get("model", ""),
+        "content": content,
+        "stop_reason": "refusal" if reply.refusal else _STOP_REASONS[reply.finish],
+        "stop_sequence": None,
+        "usage": {
+            "input_tokens": prompt,
+            "output_tokens": output,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+        },
+    }
+
+
+# ---------------------------------------------------------------- batches
+
+
+@dataclass
+class FakeBatch:
+    id: str
+    wire: Wire
+    bodies: dict[str, dict[str, Any]]  # custom_id -> request body
+    outcomes: dict[str, Outcome]  # decided at creation
+    created: float = field(default_factory=time.monotonic)
+    input_file_id: str = ""
+    polls: int = 0
+    cancelled: bool = False
+    output_file_id: str | None = None
+    error_file_id: str | None = None
+
+
+def _item_state(outcome: Outcome, cancelled: bool) -> str:
+    """succeeded | errored | expired | canceled."""
+    if cancelled:
+        return "canceled"
+    if isinstance(outcome, Reply):
+        return "succeeded"
+    return "expired" if outcome.kind == "expired" else "errored"
+
+
+def _item_status(outcome: Outcome) -> int:
+    """An errored item's HTTP status; faults that need a live connection count as 500."""
+    return outcome.status if isinstance(outcome, Fault) and outcome.kind == "http" else 500
+
+
+# ---------------------------------------------------------------- the server
+
+
+class FakeAPI:
+    """The fake server. All options are plain attributes, changeable while it runs."""
+
+    def __init__(
+        self,
+        responder: Responder = hash_judge,
+        *,
+        fault_rate: float = 0.0,
+        seed: int = 0,
+        fault_retry_after_ms: int = 10,
+        capacity_rpm: float | None = None,
+        latency: float = 0.0,
+        required_key: str | None = None,
+        batch_polls: int = 1,
+        batch_seconds: float | None = None,
+        port: int = 0,
+    ) -> None:
+        self.responder = responder
+        self.fault_rate = fault_rate  # share of model calls failing with 429/500/503, seeded
+        self.seed = seed
+        self.fault_retry_after_ms = fault_retry_after_ms  # on fault_rate 429s
+        self.capacity_rpm = capacity_rpm  # above it: 429 with retry-after-ms (one second of burst)
+        self.latency = latency  # seconds added to every model call
+        self.required_key = required_key  # when set, any other key gets the wire's 401
+        self.batch_polls = batch_polls  # retrievals that still see a batch in progress
+        self.batch_seconds = batch_seconds  # when set: a batch ends this long after creation instead
+        self.port = port
+        self.url = ""
+        self.requests: list[Call] = []
+        self.batches: dict[str, FakeBatch] = {}
+        self.files: dict[str, bytes] = {}
+        self._script: deque[Outcome | None] = deque()
+        self._attempts: Counter[bytes] = Counter()  # body digest -> times seen, for fault_rate
+        self._ids = itertools.count(1)
+        self._tokens: float | None = None  # capacity_rpm's token bucket; starts full
+        self._refilled = time.monotonic()
+        self._runner: web.AppRunner | None = None
+
+    # -- test-facing helpers
+
+    @property
+    def openai_url(self) -> str:
+        return f"{self.url}/v1"
+
+    @property
+    def anthropic_url(self) -> str:
+        return self.url
+
+    def env(self, key: str | None = None) -> dict[str, str]:
+        """Environment variables that point both SDKs (and so the CLI) at this server."""
+        key = key or self.required_key or FAKE_KEY
+        return {
+            "OPENAI_BASE_URL": self.openai_url,
+            "OPENAI_API_KEY": key,
+            "ANTHROPIC_BASE_URL": self.anthropic_url,
+            "ANTHROPIC_API_KEY": key,
+        }
+
+    def schedule(self, *outcomes: Outcome | None) -> None:
+        """The next model calls (live or batch items, in arrival order) get these; None: normal."""
+        self._script.extend(outcomes)
+
+    def calls(self, wire: Wire | None = None) -> list[Call]:
+        """The model calls received (chat completions / messages), not files or batches."""
+        paths = ("/v1/chat/completions", "/chat/completions", "/v1/messages")
+        return [c for c in self.requests if c.path in paths and wire in (None, c.wire)]
+
+    @property
+    def batches_created(self) -> int:
+        return len(self.batches)
+
+    # -- lifecycle
+
+    async def start(self) -> str:
+        app = web.Application(middlewares=[self._record], client_max_size=256 * 1024**2)
+        for prefix in ("/v1", ""):
+            app.router.add_post(f"{prefix}/chat/completions", self._openai_chat)
+            app.router.add_post(f"{prefix}/files", self._openai_upload)
+            app.router.add_get(f"{prefix}/files/{{id}}/content", self._openai_file)
+            app.router.add_post(f"{prefix}/batches", self._openai_batch_create)
+            app.router.add_get(f"{prefix}/batches/{{id}}", self._openai_batch_get)
+            app.router.add_post(f"{prefix}/batches/{{id}}/cancel", self._openai_batch_cancel)
+        app.router.add_post("/v1/messages", self._anthropic_messages)
+        app.router.add_post("/v1/messages/batches", self._anthropic_batch_create)
+        app.router.add_get("/v1/messages/batches/{id}", self._anthropic_batch_get)
+        app.router.add_get("/v1/messages/batches/{id}/results", self._anthropic_batch_results)
+        app.router.add_post("/v1/messages/batches/{id}/cancel", self._anthropic_batch_cancel)
+        # handler_cancellation: a client that times out on a hang ends the handler too.
+        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=0.2)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        return self.url
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> FakeAPI:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @contextmanager
+    def run_in_thread(self) -> Iterator[FakeAPI]:
+        """Serve from a background thread, for sync tests and in-process `asyncio.run` CLIs."""
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(target=loop.run_forever, name="fake-api", daemon=True)
+        thread.start()
+        try:
+            asyncio.run_coroutine_threadsafe(self.start(), loop).result(timeout=10)
+            yield self
+        finally:
+            asyncio.run_coroutine_threadsafe(self.stop(), loop).result(timeout=10)
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout=10)
+            loop.close()
+
+    # -- plumbing
+
+    @web.middleware
+    async def _record(self, request: web.Request, handler: Callable[..., Any]) -> web.StreamResponse:
+        wire: Wire = "anthropic" if request.path.startswith("/v1/messages") else "openai"
+        call = Call(wire, request.method, request.path, {k.lower(): v for k, v in request.headers.items()})
+        self.requests.append(call)
+        request[CALL] = call
+        if self.required_key is not None and _sent_key(call) != self.required_key:
+            return self._error(wire, 401, key=_sent_key(call))
+        return await handler(request)
+
+    async def _json(self, request: web.Request) -> Any:
+        call: Call = request[CALL]
+        call.body = json.loads(await request.read())
+        return call.body
+
+    def _error(
+        self, wire: Wire, status: int, headers: dict[str, str] | None = None, **body: str
+    ) -> web.Response:
+        """`status` with the wire's error body; `body` goes to `error_body` (model, key, message)."""
+        request_id = {"openai": "x-request-id", "anthropic": "request-id"}[wire]
+        headers = {request_id: "req_fake", **(headers or {})}
+        return web.json_response(error_body(wire, status, **body), status=status, headers=headers)
+
+    def _new_id(self, prefix: str) -> str:
+        return f"{prefix}{next(self._ids):06d}"
+
+    def _outcome(self, body: dict[str, Any], wire: Wire, digest: bytes) -> Outcome:
+        """Schedule first, then the seeded fault rate, then the responder."""
+        if self._script and (scripted := self._script.popleft()) is not None:
+            return scripted
+        if self.fault_rate:
+            # Keyed on (body, attempt number): deterministic under any concurrency, and a
+            # retry of a failed request draws afresh.
+            attempt = self._attempts[digest]
+            self._attempts[digest] += 1
+            draw = hashlib.sha256(f"{self.seed}:{attempt}:".encode() + digest).digest()
+            if int.from_bytes(draw[:8], "big") / 2**64 < self.fault_rate:
+                status = (429, 500, 503)[draw[8] % 3]
+                return Fault.http(status, retry_after_ms=self.fault_retry_after_ms if status == 429 else None)
+        return self.responder(body, wire)
+
+    def _over_capacity(self) -> float:
+        """Seconds until the token bucket admits a request; 0.0 admits (and spends) one now."""
+        if self.capacity_rpm is None:
+            return 0.0
+        rate, burst = self.capacity_rpm / 60, max(self.capacity_rpm / 60, 1.0)
+        now = time.monotonic()
+        refill = burst if self._tokens is None else (now - self._refilled) * rate
+        self._tokens = min(burst, (self._tokens or 0.0) + refill)
+        self._refilled = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return 0.0
+        return (1.0 - self._tokens) / rate
+
+    async def _model_call(self, request: web.Request, wire: Wire) -> web.Response:
+        raw = await request.read()
+        try:
+            body = request[CALL].body = json.loads(raw)
+        except ValueError:
+            return self._error(wire, 400)
+        if wire == "anthropic" and (sampling := _SAMPLING.intersection(body)):
+            # API version 2026-10-21, the SDK 2.x default, rejects these even at default values.
+            return self._error(wire, 400, message=f"{min(sampling)}: Extra inputs are not permitted")
+        if wait := self._over_capacity():
+            return self._error(wire, 429, headers={"retry-after-ms": str(max(1, round(wait * 1000)))})
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        outcome = self._outcome(body, wire, _digest(raw))
+        if isinstance(outcome, Fault):
+            if outcome.kind != "hang":
+                return self._fault(outcome, wire, body)
+            await asyncio.sleep(outcome.seconds)
+            outcome = self.responder(body, wire)
+            if isinstance(outcome, Fault):
+                return self._fault(outcome, wire, body)
+        if wire == "openai":
+            return web.json_response(openai_completion(outcome, body, self._new_id("chatcmpl-")))
+        return web.json_response(anthropic_message(outcome, body, self._new_id("msg_")))
+
+    def _fault(self, fault: Fault, wire: Wire, body: dict[str, Any]) -> web.Response:
+        if fault.kind == "invalid_json":
+            return web.Response(text='{"id": "broken", "choices": [{"mess', content_type="application/json")
+        if fault.kind == "garbage":
+            return web.Response(text="<html><body>502 Bad Gateway</body></html>", content_type="text/html")
+        if fault.kind == "expired":
+            raise ValueError("Fault.expired() is for batch items; a live call cannot expire")
+        headers = {}
+        if fault.retry_after is not None:
+            headers["retry-after"] = f"{fault.retry_after:g}"
+        if fault.retry_after_ms is not None:
+            headers["retry-after-ms"] = str(fault.retry_after_ms)
+        return self._error(wire, fault.status, model=body.get("model", ""), headers=headers)
+
+    def _batch(self, request: web.Request, wire: Wire) -> FakeBatch | None:
+        batch = self.batches.get(request.match_info["id"])
+        return batch if batch is not None and batch.wire == wire else None
+
+    def _create_batch(self, wire: Wire, items: list[tuple[str, dict[str, Any]]], prefix: str) -> FakeBatch:
+        outcomes = {
+            custom_id: self._outcome(body, wire, _digest(json.dumps(body, sort_keys=True).encode()))
+            for custom_id, body in items
+        }
+        batch = FakeBatch(self._new_id(prefix), wire, dict(items), outcomes)
+        self.batches[batch.id] = batch
+        return batch
+
+    def _poll(self, batch: FakeBatch) -> bool:
+        """Count a retrieval; True once the batch has ended."""
+        batch.polls += 1
+        if batch.cancelled:
+            return True
+        if self.batch_seconds is not None:
+            return time.monotonic() - batch.created >= self.batch_seconds
+        return batch.polls > self.batch_polls
+
+    def _states(self, batch: FakeBatch) -> Counter[str]:
+        return Counter(_item_state(o, batch.cancelled) for o in batch.outcomes.values())
+
+    # -- OpenAI
+
+    async def _openai_chat(self, request: web.Request) -> web.Response:
+        return await self._model_call(request, "openai")
+
+    async def _openai_upload(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        upload = form["file"]
+        data = upload.file.read()
+        file_id = self._new_id("file-")
+        self.files[file_id] = data
+        request[CALL].body = {"purpose": form["purpose"], "filename": upload.filename, "bytes": len(data)}
+        return web.json_response(
+            {
+                "id": file_id,
+                "object": "file",
+                "bytes": len(data),
+                "created_at": int(time.time()),
+                "filename": upload.filename,
+                "purpose": form["purpose"],
+                "status": "processed",
+            }
+        )
+
+    async def _openai_file(self, request: web.Request) -> web.Response:
+        data = self.files.get(request.match_info["id"])
+        if data is None:
+            return self._error("openai", 404)
+        return web.Response(body=data, content_type="application/octet-stream")
+
+    async def _openai_batch_create(self, request: web.Request) -> web.Response:
+        body = await self._json(request)
+        lines = self.files.get(body["input_file_id"], b"").decode().splitlines()
+        items = [(line["custom_id"], line["body"]) for line in map(json.loads, filter(None, lines))]
+        if not items:
+            return self._error("openai", 400)
+        batch = self._create_batch("openai", items, "batch_")
+        batch.input_file_id = body["input_file_id"]
+        return web.json_response(self._openai_batch_object(batch, ended=False))
+
+    async def _openai_batch_get(self, request: web.Request) -> web.Response:
+        batch = self._batch(request, "openai")
+        if batch is None:
+            return self._error("openai", 404)
+        return web.json_response(self._openai_batch_object(batch, ended=self._poll(batch)))
+
+    async def _openai_batch_cancel(self, request: web.Request) -> web.Response:
+        batch = self._batch(request, "openai")
+        if batch is None:
+            return self._error("openai", 404)
+        batch.cancelled = True
+        return web.json_response({**self._openai_batch_object(batch, ended=False), "status": "cancelling"})
+
+    def _openai_batch_object(self, batch: FakeBatch, ended: bool) -> dict[str, Any]:
+        states = self._states(batch)
+        if ended and batch.output_file_id is None and batch.error_file_id is None:
+            self._write_openai_results(batch)
+        status = "in_progress"
+        if ended:
+            status = "cancelled" if batch.cancelled else "expired" if states["expired"] else "completed"
+        now = int(time.time())
+        return {
+            "id": batch.id,
+            "object": "batch",
+            "endpoint": "/v1/chat/completions",
+            "errors": None,
+            "input_file_id": batch.input_file_id,
+            "completion_window": "24h",
+            "status": status,
+            "output_file_id": batch.output_file_id,
+            "error_file_id": batch.error_file_id,
+            "created_at": now,
+            "in_progress_at": now,
+            "expires_at": now + 86400,
+            "completed_at": now if status == "completed" else None,
+            "request_counts": {
+                "total": len(batch.outcomes),
+                "completed": states["succeeded"] if ended else 0,
+                "failed": len(batch.outcomes) - states["succeeded"] if ended else 0,
+            },
+            "metadata": {},
+        }
+
+    def _write_openai_results(self, batch: FakeBatch) -> None:
+        """The output file (successes) and error file (errored, expired, cancelled) of a batch."""
+        output, errors = [], []
+        for custom_id, outcome in batch.outcomes.items():
+            line: dict[str, Any] = {"id": self._new_id("batch_req_"), "custom_id": custom_id}
+            line["response"] = line["error"] = None
+            state = _item_state(outcome, batch.cancelled)
+            body = batch.bodies[custom_id]
+            if state == "succeeded":
+                completion = openai_completion(outcome, body, self._new_id("chatcmpl-"))
+                line["response"] = {"status_code": 200, "request_id": "req_fake", "body": completion}
+            elif state == "errored":
+                status = _item_status(outcome)
+                error = error_body("openai", status, body.get("model", ""))
+                line["response"] = {"status_code": status, "request_id": "req_fake", "body": error}
+            else:
+                code = {"expired": "batch_expired", "canceled": "batch_cancelled"}[state]
+                line["error"] = {"code": code, "message": f"This request was not executed: {code}."}
+            (output if state == "succeeded" else errors).append(line)
+        for lines, attr in ((output, "output_file_id"), (errors, "error_file_id")):
+            if lines:
+                file_id = self._new_id("file-")
+                self.files[file_id] = "".join(json.dumps(line) + "\n" for line in lines).encode()
+                setattr(batch, attr, file_id)
+
+    # -- Anthropic
+
+    async def _anthropic_messages(self, request: web.Request) -> web.Response:
+        return await self._model_call(request, "anthropic")
+
+    async def _anthropic_batch_create(self, request: web.Request) -> web.Response:
+        body = await self._json(request)
+        items = [(item["custom_id"], item["params"]) for item in body.get("requests", [])]
+        if not items:
+            return self._error("anthropic", 400)
+        batch = self._create_batch("anthropic", items, "msgbatch_")
+        return web.json_response(self._anthropic_batch_object(request, batch, ended=False))
+
+    async def _anthropic_batch_get(self, request: web.Request) -> web.Response:
+        batch = self._batch(request, "anthropic")
+        if batch is None:
+            return self._error("anthropic", 404)
+        return web.json_response(self._anthropic_batch_object(request, batch, ended=self._poll(batch)))
+
+    async def _anthropic_batch_cancel(self, request: web.Request) -> web.Response:
+        batch = self._batch(request, "anthropic")
+        if batch is None:
+            return self._error("anthropic", 404)
+        batch.cancelled = True
+        batch_object = self._anthropic_batch_object(request, batch, ended=False)
+        return web.json_response({**batch_object, "processing_status": "canceling"})
+
+    async def _anthropic_batch_results(self, request: web.Request) -> web.Response:
+        batch = self._batch(request, "anthropic")
+        if batch is None:
+            return self._error("anthropic", 404)
+        lines = []
+        for custom_id, outcome in batch.outcomes.items():
+            state = _item_state(outcome, batch.cancelled)
+            result: dict[str, Any] = {"type": state}
+            if state == "succeeded":
+                result["message"] = anthropic_message(outcome, batch.bodies[custom_id], self._new_id("msg_"))
+            elif state == "errored":
+                model = batch.bodies[custom_id].get("model", "")
+                result["error"] = error_body("anthropic", _item_status(outcome), model)
+            lines.append(json.dumps({"custom_id": custom_id, "result": result}) + "\n")
+        return web.Response(text="".join(lines), content_type="application/binary")
+
+    def _anthropic_batch_object(self, request: web.Request, batch: FakeBatch, ended: bool) -> dict[str, Any]:
+        states = self._states(batch)
+        counts = {"processing": 0, "succeeded": 0, "errored": 0, "canceled": 0, "expired": 0}
+        if ended:
+            counts.update(states)
+        else:
+            counts["processing"] = len(batch.outcomes)
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        return {
+            "id": batch.id,
+            "type": "message_batch",
+            "processing_status": "ended" if ended else "in_progress",
+            "request_counts": counts,
+            "created_at": now,
+            "expires_at": now,
+            "ended_at": now if ended else None,
+            "cancel_initiated_at": now if batch.cancelled else None,
+            "archived_at": None,
+            "results_url": f"{request.url.origin()}/v1/messages/batches/{batch.id}/results" if ended else None,
+        }
+
+
+def _sent_key(call: Call) -> str:
+    return call.headers.get("x-api-key") or call.headers.get("authorization", "").removeprefix("Bearer ")
+
+
+def _digest(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+# ---------------------------------------------------------------- pytest fixtures
+# Import into tests/conftest.py:  from fake_api import fake_api, fake_api_thread  # noqa: F401
+
+
+@pytest.fixture
+async def fake_api() -> AsyncIterator[FakeAPI]:
+    """A running FakeAPI on the test's event loop; reconfigure it through its attributes."""
+    async with FakeAPI() as api:
+        yield api
+
+
+@pytest.fixture
+def fake_api_thread() -> Iterator[FakeAPI]:
+    """A FakeAPI serving from its own thread, for sync tests and CLI runs (in-process or subprocess)."""
+    with FakeAPI().run_in_thread() as api:
+        yield api
+
+
+# ---------------------------------------------------------------- as a process
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Serve the fake OpenAI + Anthropic API until killed.")
+    parser.add_argument("--port", type=int, default=0, help="0: a free port")
+    parser.add_argument("--fault-rate", type=float, default=0.0, help="share of calls failing 429/500/503")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--judge", choices=("hash", "first", "label"), default="hash")
+    parser.add_argument("--data", type=Path, help="RMB_dataset folder, for --judge label")
+    parser.add_argument("--capacity-rpm", type=float, help="answer 429 above this request rate")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to each call")
+    parser.add_argument("--api-key", help="answer 401 to any other key")
+    args = parser.parse_args(argv)
+    if args.judge == "label":
+        if args.data is None:
+            parser.error("--judge label needs --data RMB_DATASET_DIR")
+        from rmb_judge.records import load
+
+        responder = label_judge(load(args.data).records)
+    else:
+        responder = {"hash": hash_judge, "first": first_pick}[args.judge]
+    api = FakeAPI(
+        responder,
+        fault_rate=args.fault_rate,
+        seed=args.seed,
+        capacity_rpm=args.capacity_rpm,
+        latency=args.latency,
+        required_key=args.api_key,
+        port=args.port,
+    )
+
+    async def serve() -> None:
+        print(await api.start(), flush=True)
+        await asyncio.Event().wait()
+
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    main()
