@@ -96,18 +96,24 @@ class Cache:
         key: str,
         sample: int,
         provider: str,
-        request: ChatRequest,
+        request: ChatRequest | None,
         response: ChatResponse,
         template: str = "",
         template_sha256: str = "",
     ) -> None:
-        packed = zlib.compress(json.dumps(request.canonical(), ensure_ascii=False).encode())
+        """Store an answer. `request` may be None for a batch answer whose request the
+        current run did not build (it is still paid for, so it is kept)."""
+        packed = (
+            zlib.compress(json.dumps(request.canonical(), ensure_ascii=False).encode())
+            if request else None
+        )
         self.db.execute(
             "INSERT OR REPLACE INTO responses (key, sample, provider, model, template,"
             " template_sha256, request, text, input_tokens, output_tokens, finish_reason, refusal,"
             " response_model, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
-                key, sample, provider, request.model, template, template_sha256, packed,
+                key, sample, provider, request.model if request else response.model,
+                template, template_sha256, packed,
                 response.text, response.input_tokens, response.output_tokens,
                 response.finish_reason, int(response.refusal), response.model, time.time(),
             ),
@@ -140,6 +146,29 @@ class Cache:
                 " tokens, created_at) VALUES (?,?,?,?,?,?,?)",
                 [(model_key, d, model, r.reward, int(r.truncated), r.tokens, now) for d, r in rows],
             )
+
+    # -- provider batches ----------------------------------------------------------------
+
+    def add_batch(self, batch_id: str, provider: str, model: str, items: list[tuple[str, str, int]]) -> None:
+        """Remember a submitted batch and its items as (custom_id, key, sample)."""
+        packed = zlib.compress(json.dumps(items).encode())
+        self.db.execute(
+            "INSERT INTO batches (id, provider, model, items, state, created_at) VALUES (?,?,?,?,?,?)",
+            (batch_id, provider, model, packed, "submitted", time.time()),
+        )
+
+    def pending_batches(self, provider: str, model: str) -> dict[str, list[tuple[str, str, int]]]:
+        rows = self.db.execute(
+            "SELECT id, items FROM batches WHERE provider = ? AND model = ? AND finished_at IS NULL"
+            " ORDER BY created_at",
+            (provider, model),
+        )
+        return {bid: [tuple(i) for i in json.loads(zlib.decompress(items))] for bid, items in rows}
+
+    def finish_batch(self, batch_id: str, state: str) -> None:
+        self.db.execute(
+            "UPDATE batches SET state = ?, finished_at = ? WHERE id = ?", (state, time.time(), batch_id)
+        )
 
     # -- runs, for hit-rate statistics -----------------------------------------------
 

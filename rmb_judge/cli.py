@@ -112,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--max-retries", type=int, default=8, help="retries per request after 5xx, timeouts and broken answers (default 8); 429s wait as the server asks, up to 100 times")
     e.add_argument("--timeout", type=positive_float, default=120.0, help="seconds per request (default 120)")
     e.add_argument("--max-cost", type=float, metavar="USD", help="stop starting requests before spend passes this")
+    e.add_argument("--poll-interval", type=positive_float, default=30.0,
+                   help="--batch: seconds between batch status checks (default 30)")
     e.add_argument("--no-progress", action="store_true", help="plain periodic lines instead of the live view")
     e.add_argument("--progress-interval", type=positive_float, default=10.0, help="seconds between plain lines")
 
@@ -188,6 +190,7 @@ def run_config(args: argparse.Namespace, argv: list[str]):
         live=not getattr(args, "no_progress", True) and sys.stdout.isatty(),
         progress_interval=getattr(args, "progress_interval", 10.0),
         batch=args.batch,
+        poll_interval=getattr(args, "poll_interval", 30.0),
         local=LocalOptions(
             max_length=args.max_length, batch_tokens=args.batch_tokens,
             devices=args.devices.split(",") if args.devices else None,

@@ -110,21 +110,28 @@ class Engine:
     async def run(self, jobs: list[Job]) -> dict[tuple[str, int], Outcome]:
         """Answer every job from the cache or the provider. If the run is cancelled
         (Ctrl-C), `self.outcomes` still holds every answer received so far."""
+        await self.send(self.lookup(jobs))
+        return self.outcomes
+
+    def lookup(self, jobs: list[Job]) -> list[Job]:
+        """Answer what the cache holds; return the misses. With --offline a miss is an
+        error raised before anything is sent."""
         unique = list({(j.key, j.sample): j for j in jobs}.values())
-        stats = self.stats
-        stats.total = len(unique)
+        self.stats.total = len(unique)
         found = self.cache.get_responses((j.key, j.sample) for j in unique)
-        outcomes = self.outcomes
+        self.stats.cache_hits = self.stats.done = len(found)
         for key, response in found.items():
-            outcomes[key] = Outcome(response, cached=True)
-            self.on_outcome(key, outcomes[key])
-        stats.cache_hits = stats.done = len(found)
+            self.outcomes[key] = Outcome(response, cached=True)
+            self.on_outcome(key, self.outcomes[key])
         misses = [j for j in unique if (j.key, j.sample) not in found]
         if misses and self.config.offline:
             raise CacheMiss(
                 f"--offline: {len(misses)} of {len(unique)} requests are not in the cache "
                 f"{self.cache.path}; nothing was sent"
             )
+        return misses
+
+    async def send(self, misses: list[Job]) -> None:
         queue: asyncio.Queue[Job] = asyncio.Queue()
         for job in misses:
             queue.put_nowait(job)
@@ -132,10 +139,9 @@ class Engine:
         try:
             async with asyncio.TaskGroup() as group:
                 for _ in range(workers):
-                    group.create_task(self._worker(queue, outcomes))
+                    group.create_task(self._worker(queue, self.outcomes))
         except* FatalProviderError as fatal:
             raise fatal.exceptions[0] from None
-        return outcomes
 
     async def _worker(self, queue: asyncio.Queue[Job], outcomes: dict) -> None:
         while not self._stopping:

@@ -16,6 +16,7 @@ from typing import Any
 
 from . import comparisons as cmp
 from . import outputs, records, scoring, templates
+from .batch import BatchRunner
 from .cache import Cache
 from .display import Display, RunProgress
 from .engine import Engine, EngineConfig, Job, Outcome, Stats
@@ -55,6 +56,7 @@ class RunConfig:
     live: bool = False
     progress_interval: float = 10.0
     batch: bool = False
+    poll_interval: float = 30.0
     local: LocalOptions = field(default_factory=LocalOptions)
     argv: list[str] = field(default_factory=list)
 
@@ -175,16 +177,26 @@ async def run_generative(config: RunConfig, dataset: records.Dataset) -> RunResu
                 judged[index] = result
                 progress.add(result)
 
-    estimate = Estimator(judge.provider, judge.model, template.style, config.max_tokens)
+    estimate = Estimator(judge.provider, judge.model, template.style, config.max_tokens, config.batch)
     engine = Engine(
         provider, cache, config.engine,
         template=template.name, template_sha256=template.sha256,
         estimate_tokens=estimate.tokens, cost_of=estimate.cost,
         stats=stats, on_outcome=on_outcome,
     )
-    stopped: str | None = None
     fatal: FatalProviderError | None = None
-    task = asyncio.ensure_future(engine.run(plan.jobs()))
+    misses = engine.lookup(plan.jobs())
+    if config.batch:
+        batches = BatchRunner(
+            provider, cache, Estimator(judge.provider, judge.model, template.style,
+                                       config.max_tokens, batch=True),
+            stats, on_outcome, template=template.name, template_sha256=template.sha256,
+            max_cost=config.engine.max_cost, poll_interval=config.poll_interval,
+        )
+        progress.metrics = lambda: {**engine_metrics(stats), **batches.progress.metrics()}
+        task = asyncio.ensure_future(batches.run(misses, engine.outcomes))
+    else:
+        task = asyncio.ensure_future(engine.send(misses))
     loop = asyncio.get_running_loop()
 
     def interrupt() -> None:
@@ -247,7 +259,7 @@ def usage(stats: Stats, judged: list[Judged]) -> dict[str, Any]:
         "truncated": sum(1 for j in judged if j.truncated),
         "input_tokens": stats.input_tokens,
         "output_tokens": stats.output_tokens,
-        "cost_usd": round(stats.cost_usd, 6) if stats.cost_known else None,
+        "cost_usd": stats.cost_usd if stats.cost_known else None,
     }
 
 

@@ -1,0 +1,151 @@
+"""Cost control: estimates that match what a run sends, budgets that stop and resume,
+batch runs that survive a crash, and the cache commands."""
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+from fake_api import FAKE_KEY, FakeAPI
+
+from rmb_judge import cli, pricing, records
+from rmb_judge.engine import EngineConfig
+from rmb_judge.estimate import estimate
+from rmb_judge.judges import parse_spec
+from rmb_judge.runner import RunConfig, run
+
+MODEL = "gpt-4o-mini"  # a model genai-prices knows
+SELECTION = dict(limit=2, scenarios=["*Chat*", "*Harmlessness/S3"])
+
+
+@pytest.fixture(autouse=True)
+def keys(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
+
+
+def config(api, tmp_path, name="out", **kw):
+    return RunConfig(judge=parse_spec(f"openai:{MODEL}"), data=kw.pop("data"), out=tmp_path / name,
+                     cache=tmp_path / "cache", base_urls=[api.openai_url],
+                     selection=records.Selection(**SELECTION), **kw)
+
+
+def test_estimate_predicts_requests_and_cost_matches_prices(data_root, tmp_path):
+    with FakeAPI().run_in_thread() as api:
+        before = estimate(config(api, tmp_path, data=data_root))
+        result = run(config(api, tmp_path, data=data_root))
+        after = estimate(config(api, tmp_path, data=data_root))
+        sent = len(api.calls())
+    usage = result.summary["usage"]
+    assert before["requests"] == usage["requests"] == sent and before["cached"] == 0
+    assert before["token_method"] == "tiktoken:o200k_base"
+    assert before["cost_usd"] > 0
+    assert usage["cost_usd"] == pytest.approx(
+        pricing.price_usd("openai", MODEL, usage["input_tokens"], usage["output_tokens"]), rel=1e-9)
+    assert after["requests"] == 0 and after["cached"] == before["requests"] and after["cost_usd"] == 0
+    # the batch estimate is half price
+    with FakeAPI().run_in_thread() as api:
+        batch = estimate(config(api, tmp_path / "b", data=data_root, batch=True))
+        assert batch["cost_usd"] == pytest.approx(before["cost_usd"] / 2, rel=1e-6)
+
+
+def test_estimate_json_keys(data_root, tmp_path, capsys):
+    code = cli.main(["estimate", "--judge", f"openai:{MODEL}", "--data", str(data_root), "--limit", "1",
+                     "--cache", str(tmp_path), "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and {"requests", "cached", "input_tokens", "output_tokens", "cost_usd"} <= out.keys()
+    cli.main(["estimate", "--judge", "openai:my-finetune-x", "--data", str(data_root), "--limit", "1",
+              "--cache", str(tmp_path), "--json"])
+    assert json.loads(capsys.readouterr().out)["cost_usd"] is None  # unknown price: never invented
+
+
+def test_budget_stops_early_and_a_rerun_finishes(data_root, tmp_path):
+    with FakeAPI().run_in_thread() as api:
+        full = run(config(api, tmp_path / "full", data=data_root))
+        full_cost = estimate(config(api, tmp_path / "fresh", data=data_root))["cost_usd"]
+        budget = full_cost / 3
+        api.requests.clear()
+        partial = run(config(api, tmp_path, data=data_root, engine=EngineConfig(max_cost=budget, concurrency=4)))
+        assert partial.stopped_reason == "budget" and partial.summary["complete"] is False
+        assert 0 < partial.summary["usage"]["requests"] < full.summary["usage"]["requests"]
+        assert partial.summary["usage"]["cost_usd"] <= budget
+        done = run(config(api, tmp_path, data=data_root, engine=EngineConfig(max_cost=full_cost * 2)))
+        bodies = [json.dumps(c.body, sort_keys=True) for c in api.calls()]
+    assert done.complete and done.summary["scores"] == full.summary["scores"]
+    assert len(bodies) == len(set(bodies)) == full.summary["usage"]["requests"]  # nothing sent twice
+
+
+def test_budget_exit_status(data_root, tmp_path, capsys):
+    with FakeAPI().run_in_thread() as api:
+        code = cli.main(["run", "--judge", f"openai:{MODEL}", "--data", str(data_root), "--limit", "2",
+                         "--out", str(tmp_path / "o"), "--cache", str(tmp_path / "c"), "--max-cost", "0.00001",
+                         "--base-url", api.openai_url, "--no-progress"])
+    assert code == cli.EXIT_BUDGET
+    assert "--max-cost" in capsys.readouterr().err
+    assert json.loads((tmp_path / "o" / "summary.json").read_text())["complete"] is False
+
+
+@pytest.mark.parametrize("wire", ["openai", "anthropic"])
+def test_batch_run_then_normal_rerun_sends_nothing(wire, data_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", FAKE_KEY)
+    with FakeAPI(batch_polls=2).run_in_thread() as api:
+        url = api.openai_url if wire == "openai" else api.anthropic_url
+        base = RunConfig(judge=parse_spec(f"{wire}:{MODEL}"), data=data_root, out=tmp_path / "out",
+                         cache=tmp_path / "cache", base_urls=[url], selection=records.Selection(**SELECTION),
+                         poll_interval=0.05)
+        live = run(RunConfig(**{**base.__dict__, "cache": tmp_path / "live", "out": tmp_path / "live_out"}))
+        api.requests.clear()
+        batched = run(RunConfig(**{**base.__dict__, "batch": True}))
+        assert api.batches_created == 1 and api.calls() == []
+        again = run(base)
+        assert api.calls() == []
+    assert batched.complete and batched.summary["scores"] == live.summary["scores"]
+    assert again.summary["usage"]["requests"] == 0 and again.summary["scores"] == live.summary["scores"]
+
+
+def test_batch_partial_failures_are_retried_next_run(data_root, tmp_path):
+    from fake_api import Fault
+    with FakeAPI().run_in_thread() as api:
+        api.schedule(Fault.http(500), Fault.expired())
+        first = run(config(api, tmp_path, data=data_root, batch=True, poll_interval=0.05))
+        assert first.summary["usage"]["failed"] >= 2  # comparisons sharing a failed request
+        second = run(config(api, tmp_path, data=data_root, batch=True, poll_interval=0.05))
+        assert api.batches_created == 2
+        assert sorted(len(b.bodies) for b in api.batches.values()) == [2, first.summary["usage"]["requests"]]
+    assert second.complete and second.summary["usage"]["failed"] == 0
+
+
+def test_killed_while_polling_resumes_the_same_batch(data_root, tmp_path):
+    with FakeAPI(batch_seconds=4).run_in_thread() as api:
+        args = [sys.executable, "-m", "rmb_judge.cli", "run", "--judge", f"openai:{MODEL}", "--data", str(data_root),
+                "--limit", "2", "--scenarios", "*Chat*", "--out", str(tmp_path / "o"), "--cache", str(tmp_path / "c"),
+                "--batch", "--poll-interval", "0.2", "--no-progress", "--base-url", api.openai_url]
+        env = {**__import__("os").environ, "OPENAI_API_KEY": FAKE_KEY}
+        proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.time() + 60
+        while api.batches_created == 0 and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # polling now
+        proc.kill()
+        proc.wait()
+        assert api.batches_created == 1
+        done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert api.batches_created == 1  # resumed, not resubmitted
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["complete"] and summary["usage"]["failed"] == 0
+
+
+def test_cache_commands(data_root, tmp_path, capsys):
+    run(RunConfig(judge=parse_spec("mock"), data=data_root, out=tmp_path / "o", cache=tmp_path / "c",
+                  selection=records.Selection(limit=1, scenarios=["*Chat*"])))
+    assert cli.main(["cache", "stats", "--cache", str(tmp_path / "c"), "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    rows = stats["responses"][0]["rows"]
+    assert stats["responses"][0]["model"] == "mock" and rows > 0 and stats["runs"][0]["hit_rate"] == 0.0
+    assert cli.main(["cache", "export", "--cache", str(tmp_path / "c"), "--output", str(tmp_path / "x.jsonl")]) == 0
+    lines = (tmp_path / "x.jsonl").read_text().splitlines()
+    assert len(lines) == rows and json.loads(lines[0])["request"]["model"] == "mock"
+    assert cli.main(["cache", "prune", "--cache", str(tmp_path / "c")]) == 2  # needs a filter
+    assert cli.main(["cache", "prune", "--cache", str(tmp_path / "c"), "--model", "mock"]) == 0
+    assert f"removed {rows} rows" in capsys.readouterr().out
