@@ -17,6 +17,7 @@ from .errors import RmbJudgeError, UsageError
 from .judges import parse_spec
 
 EXIT_BUDGET = 5
+UPSTREAM_FILES = 98  # 49 scenarios, each with a pairwise and a Best-of-N file
 EXIT_INTERRUPTED = 130
 
 
@@ -139,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("action", choices=("fetch", "info", "validate"))
     data.add_argument("--data", type=Path, help="dataset folder (default: $RMB_DATA or the user cache folder)")
     data.add_argument("--base-url", help="fetch: mirror to download from instead of GitHub")
+    data.add_argument("--only", action="append", metavar="GLOB",
+                      help="fetch: only files matching this glob, e.g. 'BoN_set/*' (repeatable)")
     return parser
 
 
@@ -328,12 +331,13 @@ def cmd_data(args: argparse.Namespace, argv: list[str]) -> int:
     if args.action == "fetch":
         from .fetch import fetch_sync
 
-        fetch_sync(root, base_url=args.base_url)
+        result = fetch_sync(root, base_url=args.base_url, only=args.only)
+        print(f"{result.dest}: {len(result.downloaded)} files downloaded, {len(result.skipped)} "
+              f"already present and verified; {result.records} records")
         return 0
     dataset = records.load(root)
     if args.action == "validate":
-        expected = 2 * 49
-        print(f"{root}: OK: {len(dataset.files)} of {expected} scenario files, "
+        print(f"{root}: OK: {len(dataset.files)} of {UPSTREAM_FILES} scenario files, "
               f"{len(dataset.records)} records, all well-formed")
         return 0
     render_data_info(dataset, Console())
@@ -351,8 +355,8 @@ def render_data_info(dataset: records.Dataset, console: Console) -> None:
         scenarios[r.category_path] += 1
         section_of[r.category_path] = r.section_key
     scenarios_per_section = Counter(section_of.values())
-    console.print(f"{dataset.root}: {len(dataset.files)} of 98 scenario files found "
-                  f"(49 pairwise + 49 Best-of-N upstream)")
+    console.print(f"{dataset.root}: {len(dataset.files)} of {UPSTREAM_FILES} scenario files found "
+                  "(49 pairwise + 49 Best-of-N upstream)")
     table = Table(title="records per set and section")
     for col in ("section", "scenarios", "records", "comparisons"):
         table.add_column(col)

@@ -1,0 +1,78 @@
+"""The smaller commands as a user types them: data info/validate/fetch, the manifest,
+and the live view."""
+
+import json
+import threading
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+from rich.console import Console
+
+from rmb_judge import cli, records
+from rmb_judge.display import LiveView, RunProgress
+from rmb_judge.judges import parse_spec
+from rmb_judge.runner import RunConfig, run
+
+
+def test_data_info_and_validate(data_root, capsys):
+    assert cli.main(["data", "validate", "--data", str(data_root)]) == 0
+    assert "95 of 98 scenario files, 18329 records" in capsys.readouterr().out
+    assert cli.main(["data", "info", "--data", str(data_root)]) == 0
+    out = capsys.readouterr().out
+    assert "Pairwise_set/Helpfulness/Chat/Discussion" in out and "8456" in out and "1677" in out
+
+
+def test_data_validate_names_the_bad_record(data_root, tmp_path, capsys):
+    bad = tmp_path / "RMB_dataset" / "BoN_set" / "Helpfulness" / "Chat"
+    bad.mkdir(parents=True)
+    items = json.loads((data_root / "BoN_set/Helpfulness/Chat/Discussion.json").read_text())
+    items[3]["loser_list"] = "oops"
+    (bad / "Discussion.json").write_text(json.dumps(items))
+    assert cli.main(["data", "validate", "--data", str(tmp_path / "RMB_dataset")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("rmb-judge: BoN_set/Helpfulness/Chat/Discussion.json: record 3:") and "\n" not in err
+
+
+def test_data_fetch_from_a_mirror(data_root, tmp_path, capsys):
+    handler = partial(SimpleHTTPRequestHandler, directory=str(data_root.parent))
+    handler.log_message = lambda *a: None
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        dest = tmp_path / "got"
+        args = ["data", "fetch", "--data", str(dest), "--base-url", f"http://127.0.0.1:{server.server_port}/",
+                "--only", "BoN_set/Helpfulness/Chat/*"]
+        assert cli.main(args) == 0
+        assert "3 files downloaded" in capsys.readouterr().out
+        assert cli.main(args) == 0
+        assert "0 files downloaded, 3 already present" in capsys.readouterr().out
+    finally:
+        server.shutdown()
+    got = records.load(dest)
+    assert len(got.records) == len(records.load(data_root, records.Selection(sets=["bon"], scenarios=["*Helpfulness/Chat/*"])).records)
+
+
+def test_manifest_says_how_to_reproduce(data_root, tmp_path):
+    run(RunConfig(judge=parse_spec("mock"), data=data_root, out=tmp_path / "o", cache=tmp_path / "c",
+                  selection=records.Selection(limit=1, scenarios=["*Code*"]), argv=["rmb-judge", "run", "x"]))
+    manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    assert manifest["judge"] == "mock" and manifest["command"] == ["rmb-judge", "run", "x"]
+    assert len(manifest["settings"]["template_sha256"]) == 64
+    assert set(manifest["packages"]) >= {"rmb-judge", "openai", "anthropic"}
+    files = manifest["data"]["files"]
+    assert "BoN_set/Helpfulness/Code/Documentation.json" in files and all(len(h) == 64 for h in files.values())
+
+
+def test_live_view_shows_sections_and_engine_numbers():
+    progress = RunProgress("openai:gpt-x", False, metrics=lambda: {"in flight": "7", "429s": "2"})
+    progress.sections["bon_harmlessness"].total = 10
+    progress.sections["bon_harmlessness"].done = 4
+    progress.sections["bon_harmlessness"].correct = 3
+    console = Console(record=True, width=160)
+    console.print(LiveView(progress))
+    text = console.export_text()
+    assert "bon_harmlessness" in text and "4/10" in text and "75.0%" in text
+    assert "in flight: 7" in text and "429s: 2" in text and "pairwise_helpfulness" not in text
+    mock = RunProgress("mock", True)
+    console.print(LiveView(mock))
+    assert "SIMULATED" in console.export_text()
