@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import signal
+import sys
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +25,7 @@ from .cache import Cache
 from .display import Display, RunProgress
 from .engine import Engine, EngineConfig, Job, Outcome, Stats
 from .estimate import Estimator
+from .fetch import load_manifest
 from .errors import FatalProviderError, UsageError
 from .judges import JudgeSpec, make_provider
 from .scoring import Judged, majority
@@ -169,6 +171,17 @@ def load_dataset(config: RunConfig) -> records.Dataset:
             f"no records selected from {config.data} ({dataset.scenarios_found} scenario files "
             "found for the chosen sets and sections); check --sets/--sections/--scenarios"
         )
+    upstream = sum(
+        1 for e in load_manifest().files
+        if any(e.path.startswith(f"{records.SETS[st]}/{records.SECTIONS[sc]}/")
+               for st in config.selection.sets for sc in config.selection.sections)
+    )
+    print(
+        f"rmb-judge: {dataset.root}: {dataset.scenarios_found} of {upstream} scenario files found "
+        f"for the chosen sets and sections; {len(dataset.files)} read, "
+        f"{len(dataset.records):,} records selected",
+        file=sys.stderr,
+    )
     return dataset
 
 
