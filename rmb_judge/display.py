@@ -83,13 +83,13 @@ class LiveView:
         p = self.progress
         title = f"rmb-judge  {p.judge}" + ("  [SIMULATED judge: not a real model]" if p.simulated else "")
         table = Table(title=title, title_justify="left", expand=False)
-        table.add_column("section")
-        table.add_column("progress", width=32)
+        table.add_column("section", no_wrap=True, min_width=21)
+        table.add_column("progress", width=26)
         table.add_column("done", justify="right")
         table.add_column("running acc.", justify="right")
         for key, s in p.sections.items():
             if s.total:
-                table.add_row(key, ProgressBar(total=s.total, completed=s.done, width=30),
+                table.add_row(key, ProgressBar(total=s.total, completed=s.done, width=24),
                               f"{s.done}/{s.total}", _percent(s.accuracy))
         metrics = {**p.metrics(), "ETA": p.eta()}
         line = Text("  ".join(f"{k}: {v}" for k, v in metrics.items()), style="dim")
