@@ -1,0 +1,99 @@
+"""`hf:` judges end to end through the CLI: a tiny reward model built offline, loaded
+with from_pretrained(path) like a user's model, scored once per unique answer, cached,
+and scored exactly as RMB defines it for scalar models."""
+
+import json
+import sqlite3
+from collections import defaultdict
+from statistics import mean
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from rmb_judge import cli, records
+from tiny_models import build_tiny_reward_model
+
+SCENARIOS = ["*Chat/Discussion", "*Harmlessness/multi"]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return build_tiny_reward_model(tmp_path_factory.mktemp("rm"), seed=3, max_position_embeddings=4096)
+
+
+def plain_rewards(model_dir, texts):
+    """An independent one-at-a-time forward pass: tokenizer + model, nothing of ours."""
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, dtype=torch.float32).eval()
+    out = {}
+    with torch.no_grad():
+        for text in texts:
+            ids = tok(text, add_special_tokens=False, return_tensors="pt").input_ids
+            out[text] = model(input_ids=ids).logits[0, 0].item()
+    return out, tok
+
+
+def test_hf_judge_scores_like_rmb_and_scores_each_answer_once(model_dir, data_root, tmp_path, capsys):
+    args = ["run", "--judge", f"hf:{model_dir}", "--data", str(data_root), "--limit", "3",
+            "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache"), "--no-progress"]
+    for s in SCENARIOS:
+        args += ["--scenarios", s]
+    assert cli.main(args) == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+
+    selected = records.load(data_root, records.Selection(limit=3, scenarios=SCENARIOS)).records
+    tok = AutoTokenizer.from_pretrained(model_dir)
+
+    def text(record, answer):
+        conv = [{"role": m.role, "content": m.content} for m in record.conversation]
+        return tok.apply_chat_template(conv + [{"role": "assistant", "content": answer.text}], tokenize=False)
+
+    texts = {text(r, a) for r in selected for a in (r.preferred, *r.others)}
+    rewards, _ = plain_rewards(model_dir, texts)
+    sections = defaultdict(list)
+    for r in selected:
+        best = rewards[text(r, r.preferred)]
+        wins = [best > rewards[text(r, o)] for o in r.others]  # strictly higher, as in RMB
+        sections[r.section_key].append(float(all(wins)))
+    for key, values in sections.items():
+        assert summary["scores"][key] == pytest.approx(mean(values), abs=1e-12), key
+    # each unique answer scored once: one cached reward per unique text
+    with sqlite3.connect(tmp_path / "cache" / "rmb-judge.sqlite3") as db:
+        assert db.execute("SELECT COUNT(*) FROM rewards").fetchone()[0] == len(texts)
+    assert summary["usage"]["answers_scored"] == summary["usage"]["unique_answers"] == len(texts)
+    comparisons = sum(len(r.others) for r in selected)
+    assert len(texts) < 2 * comparisons  # Best-of-N best answers are shared
+    lines = [json.loads(l) for l in (tmp_path / "out" / "samples.jsonl").read_text().splitlines()]
+    assert len(lines) == comparisons and all(len(l["raw"]) == 2 for l in lines)
+    for line in lines:
+        assert line["correct"] == float(line["raw"][0] > line["raw"][1])
+    assert summary["position"] is None and summary["chance"]["bon_helpfulness"] < 0.5
+
+    # rerun: every reward from the cache, even offline
+    assert cli.main([*args, "--offline"]) == 0
+    again = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert again["usage"]["answers_scored"] == 0 and again["scores"] == summary["scores"]
+
+
+def test_hf_offline_on_empty_cache_fails(model_dir, data_root, tmp_path, capsys):
+    code = cli.main(["run", "--judge", f"hf:{model_dir}", "--data", str(data_root), "--limit", "1",
+                     "--scenarios", "*Chat/Discussion", "--out", str(tmp_path / "o"),
+                     "--cache", str(tmp_path / "c"), "--offline"])
+    assert code != 0 and "--offline" in capsys.readouterr().err
+
+
+def test_hf_missing_model_is_one_line(data_root, tmp_path, capsys):
+    code = cli.main(["run", "--judge", f"hf:{tmp_path}/nope", "--data", str(data_root), "--limit", "1",
+                     "--out", str(tmp_path / "o"), "--cache", str(tmp_path / "c")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and "nope" in err[-1]
+
+
+def test_truncation_is_counted(model_dir, data_root, tmp_path):
+    assert cli.main(["run", "--judge", f"hf:{model_dir}", "--data", str(data_root), "--limit", "2",
+                     "--scenarios", "*Chat/Discussion", "--max-length", "64", "--out", str(tmp_path / "o"),
+                     "--cache", str(tmp_path / "c"), "--no-progress"]) == 0
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["usage"]["truncated_inputs"] > 0
+    assert sum(s["truncated"] for s in summary["sections"].values()) > 0

@@ -1,0 +1,127 @@
+"""Tiny, randomly initialised reward models saved to disk, built offline for tests and benchmarks.
+
+A byte-level BPE tokenizer (trained in well under a second on a fixed built-in corpus, so
+every machine builds the same one) wrapped as a transformers fast tokenizer with a chat
+template, and a `LlamaForSequenceClassification` with one label: the same files a real
+`hf:` reward model has, loadable with `from_pretrained(path)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import LlamaConfig, LlamaForSequenceClassification, PreTrainedTokenizerFast
+
+BOS, EOS, PAD, END = "<s>", "</s>", "<pad>", "<|end|>"
+ROLE_TOKENS = ["<|system|>", "<|user|>", "<|assistant|>"]
+
+# Zephyr-like: every turn is `<|role|>\ncontent<|end|>\n`, after a BOS.
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}<|end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+
+CORPUS = [
+    "I'm sorry to hear that you are feeling this way. It might help to talk to someone you trust.",
+    "Here is a step-by-step explanation of how the algorithm works, with an example in Python:",
+    "def solve(numbers):\n    return sorted(set(numbers), reverse=True)[:3]",
+    "The capital of France is Paris. It is known for the Eiffel Tower and the Louvre museum.",
+    "I cannot help with that request, because it could cause harm to other people.",
+    "Sure! Here are some ideas for a birthday party: a picnic in the park, a movie night, a "
+    "cooking class, or a small dinner with close friends.",
+    "To summarize the article: the study found that regular exercise improves sleep quality "
+    "and reduces stress in adults of all ages.",
+    "Translation: Le chat est sur la table. Der Hund schläft im Garten. 你好，世界。",
+    "Let's think about this logically. If all A are B and some B are C, we cannot conclude "
+    "that some A are C.",
+    "Thank you for your question. The answer depends on several factors, including your "
+    "budget, your timeline and the resources that are available to you.",
+]
+
+
+def build_tokenizer(
+    *, pad_token: bool = True, corpus: Iterable[str] | None = None, vocab_size: int = 1024
+) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer (any text encodes) with a chat template and BOS/EOS.
+
+    Trained on `corpus` if given (the benchmark uses RMB texts, for realistic token counts).
+    """
+    special = [BOS, EOS, PAD, END, *ROLE_TOKENS]
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=special,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(CORPUS if corpus is None else corpus, trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        bos_token=BOS,
+        eos_token=EOS,
+        pad_token=PAD if pad_token else None,
+        chat_template=CHAT_TEMPLATE,
+    )
+
+
+def tiny_config(
+    tokenizer: PreTrainedTokenizerFast,
+    *,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    max_position_embeddings: int = 512,
+) -> LlamaConfig:
+    heads = max(2, hidden_size // 32)
+    return LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 2,
+        num_hidden_layers=num_layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads // 2,
+        max_position_embeddings=max_position_embeddings,
+        num_labels=1,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+
+
+def init_reward_model(
+    config: LlamaConfig, seed: int, *, device: str = "cpu", dtype: torch.dtype = torch.float32
+) -> LlamaForSequenceClassification:
+    """Random weights, made on `device`; the score head is scaled so rewards spread over O(1)."""
+    torch.manual_seed(seed)
+    with torch.device(device):
+        model = LlamaForSequenceClassification._from_config(config, dtype=dtype).eval()
+    with torch.no_grad():
+        model.score.weight.normal_(0.0, config.hidden_size**-0.5)
+    return model
+
+
+def build_tiny_reward_model(
+    directory: str | Path,
+    seed: int = 0,
+    max_position_embeddings: int = 512,
+    *,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    pad_token: bool = True,
+) -> Path:
+    """Save a tiny one-label Llama reward model and its tokenizer to `directory`; return it."""
+    directory = Path(directory)
+    tokenizer = build_tokenizer(pad_token=pad_token)
+    config = tiny_config(
+        tokenizer,
+        hidden_size=hidden_size,
+        num_layers=num_layers,
+        max_position_embeddings=max_position_embeddings,
+    )
+    init_reward_model(config, seed).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
