@@ -105,7 +105,7 @@ class BatchRunner:
             answer = answers.get(custom_id, f"batch {batch_id} {status.provider_state}: no result")
             job = by_key.get((key, sample))
             if isinstance(answer, ChatResponse):
-                self._account(answer)
+                self.stats.add_usage(answer, self.estimator.cost(answer.input_tokens, answer.output_tokens))
                 self.cache.put_response(key, sample, self.provider.name,
                                         job.request if job else None, answer,
                                         self.template, self.template_sha256)
@@ -118,12 +118,3 @@ class BatchRunner:
                 self.stats.done += 1
                 self.on_outcome((key, sample), outcome)
         self.cache.finish_batch(batch_id, status.provider_state)
-
-    def _account(self, response: ChatResponse) -> None:
-        self.stats.input_tokens += response.input_tokens
-        self.stats.output_tokens += response.output_tokens
-        cost = self.estimator.cost(response.input_tokens, response.output_tokens)
-        if cost is None:
-            self.stats.cost_known = False
-        else:
-            self.stats.cost_usd += cost

@@ -66,6 +66,15 @@ class Stats:
     started: float = field(default_factory=time.monotonic)
     stopped_reason: str | None = None  # "budget" | "interrupted"
 
+    def add_usage(self, response: ChatResponse, cost: float | None) -> None:
+        """Count an answer's tokens and its cost (None: the model's price is unknown)."""
+        self.input_tokens += response.input_tokens
+        self.output_tokens += response.output_tokens
+        if cost is None:
+            self.cost_known = False
+        else:
+            self.cost_usd += cost
+
     def requests_per_second(self) -> float:
         elapsed = time.monotonic() - self.started
         return self.requests / elapsed if elapsed > 0 else 0.0
@@ -187,7 +196,7 @@ class Engine:
             return Outcome(None, error=retry.describe(exc))
         finally:
             self._reserved_cost -= est_cost
-        self._account(response)
+        self.stats.add_usage(response, self.cost_of(response.input_tokens, response.output_tokens))
         self.cache.put_response(
             job.key, job.sample, self.provider.name, job.request, response,
             self.template, self.template_sha256,
@@ -226,13 +235,3 @@ class Engine:
 
     def _count_retry(self, state) -> None:
         self.stats.retries += 1
-
-    def _account(self, response: ChatResponse) -> None:
-        stats = self.stats
-        stats.input_tokens += response.input_tokens
-        stats.output_tokens += response.output_tokens
-        cost = self.cost_of(response.input_tokens, response.output_tokens)
-        if cost is None:
-            stats.cost_known = False
-        else:
-            stats.cost_usd += cost
