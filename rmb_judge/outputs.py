@@ -28,9 +28,10 @@ def write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
-def sample_line(j: Judged, comparison_correct: float) -> dict[str, Any]:
+def sample_line(j: Judged, comparison_correct: float, simulated: bool) -> dict[str, Any]:
     c = j.presentation.comparison
     return {
+        "simulated": simulated,
         "category_path": c.record.category_path,
         "uid": c.record.uid,
         "loser_index": c.loser_index,
@@ -59,6 +60,7 @@ def write_samples(path: Path, lines: list[dict[str, Any]]) -> None:
 
 def manifest(
     judge: str,
+    simulated: bool,
     settings: dict[str, Any],
     data_root: Path,
     files: list[str],
@@ -73,6 +75,7 @@ def manifest(
             continue
     return {
         "judge": judge,
+        "simulated": simulated,
         "settings": settings,
         "command": argv,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -363,11 +363,11 @@ def write_run(
     for rs in record_scores:
         for group in rs.comparisons:
             score = scoring.comparison_score(group)[0]
-            lines.extend(outputs.sample_line(j, score) for j in group)
+            lines.extend(outputs.sample_line(j, score, config.judge.simulated) for j in group)
     outputs.write_samples(config.out / "samples.jsonl", lines)
     outputs.write_json(config.out / "summary.json", summary)
     outputs.write_json(
         config.out / "manifest.json",
-        outputs.manifest(config.judge.spec, summary["settings"], dataset.root, dataset.files,
-                         config.argv),
+        outputs.manifest(config.judge.spec, config.judge.simulated, summary["settings"],
+                         dataset.root, dataset.files, config.argv),
     )

@@ -144,3 +144,15 @@ def test_first_pick_judge_position_bias(data_root, tmp_path, keys):
     expected = sum(l["order"] == "AB" for l in pair) / len(pair)
     got = rand.summary["sections"]
     assert (got["pairwise_helpfulness"]["wins"] + got["pairwise_harmlessness"]["wins"]) / len(pair) == expected
+
+
+def test_several_base_urls_share_the_requests(data_root, tmp_path, keys):
+    """vLLM replicas: one judge, several servers, requests spread over all of them."""
+    with FakeAPI().run_in_thread() as one, FakeAPI().run_in_thread() as two:
+        config = config_for(one, "openai", data_root, tmp_path)
+        config.base_urls = [one.openai_url, two.openai_url]
+        result = run(config)
+        counts = len(one.calls()), len(two.calls())
+    assert result.complete and min(counts) > 0
+    assert sum(counts) == result.summary["usage"]["requests"]
+    assert abs(counts[0] - counts[1]) <= 1

@@ -52,13 +52,14 @@ def test_scores_equal_independent_computation(data_root, tmp_path):
     assert got.keys() == per_scenario.keys() and len(got) == 95
     for path, value in per_scenario.items():
         assert abs(got[path] - value) < 1e-12, path
-    assert summary["simulated"] is True
+    assert summary["simulated"] is True  # labelled in every output
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["simulated"] is True
     # one samples line per comparison, with its Best-of-N loser index
     lines = [json.loads(l) for l in (tmp_path / "out" / "samples.jsonl").read_text().splitlines()]
     assert len(lines) == summary["data"]["comparisons_expected"]
     bon = [l for l in lines if l["category_path"].startswith("BoN")]
     assert bon and all(isinstance(l["loser_index"], int) for l in bon)
-    assert all(l["order"] == "AB" and l["verdict"] in ("A", "B") for l in lines)
+    assert all(l["order"] == "AB" and l["verdict"] in ("A", "B") and l["simulated"] for l in lines)
     # rerun: everything from the cache
     again = run(config)
     assert again.summary["usage"]["requests"] == 0
