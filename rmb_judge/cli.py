@@ -79,9 +79,12 @@ def judge_flags() -> argparse.ArgumentParser:
     g.add_argument("--template", default="rmb", help="prompt template name in prompts/ or a .toml path (default rmb)")
     g.add_argument("--order", default="random", choices=("random", "fixed", "both"),
                    help="answer order shown to the judge (default random, seeded)")
-    g.add_argument("--samples", type=positive_int, default=1, metavar="K", help="majority vote over K samples")
+    g.add_argument("--samples", type=positive_int, default=1, metavar="K",
+                   help="majority vote over K samples; raising K later pays only for new samples "
+                        "if --temperature is unchanged")
     g.add_argument("--temperature", type=float, default=None,
-                   help="sampling temperature (default 0, or 1 with --samples > 1)")
+                   help="sampling temperature (default 0, or 1 with --samples > 1; "
+                        "not accepted by anthropic: judges)")
     g.add_argument("--max-tokens", type=positive_int, default=2048, help="judge answer length cap (default 2048)")
     g.add_argument("--base-url", action="append", default=[], metavar="URL",
                    help="API base URL; repeat (or comma-separate) to spread requests over replicas")
