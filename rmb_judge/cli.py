@@ -167,6 +167,8 @@ def run_config(args: argparse.Namespace, argv: list[str]):
     if args.sample is not None and not 0 < args.sample <= 1:
         raise UsageError(f"--sample must be a fraction in (0, 1], got {args.sample}")
     judge = parse_spec(args.judge)
+    if args.batch and judge.provider not in ("openai", "anthropic"):
+        raise UsageError(f"--batch: {judge.spec} has no batch API (openai: and anthropic: judges do)")
     temperature = sampling_temperature(judge.provider, args.temperature, args.samples)
     base_urls = [u.strip() for value in args.base_url for u in value.split(",") if u.strip()]
     return RunConfig(
