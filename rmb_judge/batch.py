@@ -12,9 +12,10 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from . import batch_api
+from . import batch_api, retry
 from .cache import Cache
 from .engine import Job, Outcome, Stats
+from .errors import FatalProviderError
 from .estimate import Estimator
 from .judges import RoundRobin
 from .providers.base import ChatResponse, Provider
@@ -48,6 +49,7 @@ class BatchRunner:
         template: str,
         template_sha256: str,
         max_cost: float | None,
+        max_retries: int,
         poll_interval: float,
     ):
         # several base URLs: a batch lives on one server
@@ -59,33 +61,62 @@ class BatchRunner:
         self.template = template
         self.template_sha256 = template_sha256
         self.max_cost = max_cost
+        self.max_retries = max_retries
         self.poll_interval = poll_interval
         self.progress = BatchProgress()
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        """Ctrl-C: stop polling (the batches stay recorded; a rerun resumes them). A
+        submission under way is finished and recorded first, so it is never paid twice."""
+        self._stopping.set()
 
     async def run(self, jobs: list[Job], outcomes: dict[tuple[str, int], Outcome]) -> None:
-        """Answer `jobs` (all uncached): resume this judge's pending batches, then submit
-        the rest, then poll everything until it ends."""
+        """Answer `jobs` (all uncached): resume the pending batches that hold some of them,
+        submit the rest, then poll everything until it ends."""
         by_key = {(j.key, j.sample): j for j in jobs}
-        pending = self.cache.pending_batches(self.provider.name, self.estimator.model)
+        pending = {
+            batch_id: items
+            for batch_id, items in self.cache.pending_batches(self.provider.name, self.estimator.model).items()
+            if any((key, sample) in by_key for _, key, sample in items)
+        }
         covered = {(key, sample) for items in pending.values() for _, key, sample in items}
-        fresh = [j for j in jobs if (j.key, j.sample) not in covered]
-        fresh = self._within_budget(fresh)
+        fresh = self._within_budget([j for j in jobs if (j.key, j.sample) not in covered])
         for start in range(0, len(fresh), MAX_ITEMS):
+            if self._stopping.is_set():
+                break
             chunk = fresh[start : start + MAX_ITEMS]
             items = [(f"{j.key[:48]}-{j.sample}", j) for j in chunk]
-            batch_id = await batch_api.submit(self.provider, [(cid, j.request) for cid, j in items])
-            self.stats.requests += len(items)
+            batch_id = await self._call(batch_api.submit, [(cid, j.request) for cid, j in items])
             stored = [(cid, j.key, j.sample) for cid, j in items]
             self.cache.add_batch(batch_id, self.provider.name, self.estimator.model, stored)
+            self.stats.requests += len(items)
             pending[batch_id] = stored
         await asyncio.gather(*(self._finish(bid, items, by_key, outcomes) for bid, items in pending.items()))
 
+    async def _call(self, fn, *args):
+        """A batch API call under the engine's retry policy; what cannot be retried stops
+        the run with one clear line."""
+        try:
+            return await retry.policy(self.max_retries, on_retry=self._count_retry)(fn, self.provider, *args)
+        except FatalProviderError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every provider error is sorted here
+            raise FatalProviderError(
+                f"{self.provider.name}:{self.estimator.model} batch API: {retry.describe(exc)}"
+            ) from None
+
+    def _count_retry(self, state) -> None:
+        self.stats.retries += 1
+
     def _within_budget(self, jobs: list[Job]) -> list[Job]:
+        """The jobs whose estimated cost (input counted, --max-tokens of output each) fits."""
         if self.max_cost is None:
             return jobs
         spend, kept = 0.0, []
         for job in jobs:
-            cost = self.estimator.cost(*self.estimator.tokens(job.request)) or 0.0
+            input_tokens, _ = self.estimator.tokens(job.request)
+            cost = self.estimator.cost(input_tokens, job.request.max_tokens) or 0.0
             if spend + cost > self.max_cost:
                 self.stats.stopped_reason = "budget"
                 break
@@ -95,20 +126,28 @@ class BatchRunner:
 
     async def _finish(self, batch_id: str, items: list, by_key: dict, outcomes: dict) -> None:
         while True:
-            status = await batch_api.poll(self.provider, batch_id)
+            status = await self._call(batch_api.poll, batch_id)
             self.progress.batches[batch_id] = status
             if status.done:
                 break
-            await asyncio.sleep(self.poll_interval)
-        answers = await batch_api.results(self.provider, batch_id) if status.state == "ended" else {}
+            try:
+                await asyncio.wait_for(self._stopping.wait(), self.poll_interval)
+                self.stats.stopped_reason = "interrupted"
+                return  # still pending in the cache: the next run resumes it
+            except TimeoutError:
+                pass
+        answers = await self._call(batch_api.results, batch_id) if status.state == "ended" else {}
         for custom_id, key, sample in items:
             answer = answers.get(custom_id, f"batch {batch_id} {status.provider_state}: no result")
             job = by_key.get((key, sample))
             if isinstance(answer, ChatResponse):
                 self.stats.add_usage(answer, self.estimator.cost(answer.input_tokens, answer.output_tokens))
-                self.cache.put_response(key, sample, self.provider.name,
-                                        job.request if job else None, answer,
-                                        self.template, self.template_sha256)
+                # an item of another run's batch is kept too (it is paid for), without
+                # this run's request and template details
+                self.cache.put_response(
+                    key, sample, self.provider.name, job.request if job else None, answer,
+                    self.template if job else "", self.template_sha256 if job else "",
+                )
                 outcome = Outcome(answer)
             else:
                 outcome = Outcome(None, error=answer)

@@ -49,13 +49,6 @@ async def poll(provider: Provider, batch_id: str) -> BatchStatus:
     return _anthropic_status(await _anthropic(provider).client().messages.batches.retrieve(batch_id))
 
 
-async def cancel(provider: Provider, batch_id: str) -> BatchStatus:
-    """Ask the API to stop; items already answered still come back from `results`."""
-    if isinstance(provider, OpenAIProvider):
-        return _openai_status(await provider.client().batches.cancel(batch_id))
-    return _anthropic_status(await _anthropic(provider).client().messages.batches.cancel(batch_id))
-
-
 async def results(provider: Provider, batch_id: str) -> Results:
     """Every item the ended batch reports, answered or failed."""
     if isinstance(provider, OpenAIProvider):

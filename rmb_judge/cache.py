@@ -63,10 +63,22 @@ class Cache:
             path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.db = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes in WAL mode
         self.db.execute("PRAGMA busy_timeout=60000")
+        self._use_wal()
+        self.db.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes in WAL mode
         migrate(self.db)
+
+    def _use_wal(self) -> None:
+        """Switch to WAL. When two processes open a new cache at once, the switch can fail
+        with "database is locked" without waiting on the busy timeout, so try again."""
+        for attempt in range(600):
+            try:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == 599:
+                    raise
+                time.sleep(0.05)
 
     def close(self) -> None:
         self.db.close()

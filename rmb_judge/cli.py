@@ -14,10 +14,10 @@ from rich.table import Table
 from . import records
 from .engine import EngineConfig
 from .errors import RmbJudgeError, UsageError
+from .fetch import load_manifest
 from .judges import parse_spec
 
 EXIT_BUDGET = 5
-UPSTREAM_FILES = 98  # 49 scenarios, each with a pairwise and a Best-of-N file
 EXIT_INTERRUPTED = 130
 
 
@@ -161,15 +161,32 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
+GENERATIVE_ONLY = ("--template", "--order", "--samples", "--temperature", "--max-tokens",
+                   "--base-url", "--batch", "--concurrency", "--rpm", "--tpm", "--max-retries",
+                   "--timeout", "--max-cost", "--poll-interval")
+LOCAL_ONLY = ("--max-length", "--batch-tokens", "--devices", "--trust-remote-code",
+              "--reward-field", "--revision")
+
+
+def check_flags_apply(judge, argv: list[str]) -> None:
+    """A flag the judge kind ignores would mislead: name it instead."""
+    given = {a.split("=", 1)[0] for a in argv if a.startswith("--")}
+    wrong = sorted(given & set(GENERATIVE_ONLY if judge.scalar else LOCAL_ONLY))
+    if wrong:
+        kind = "a local reward model (hf:)" if judge.scalar else "a generative judge"
+        raise UsageError(f"{', '.join(wrong)}: not used by {kind} such as {judge.spec}")
+
+
 def run_config(args: argparse.Namespace, argv: list[str]):
     from .runner import LocalOptions, RunConfig
 
     if args.sample is not None and not 0 < args.sample <= 1:
         raise UsageError(f"--sample must be a fraction in (0, 1], got {args.sample}")
     judge = parse_spec(args.judge)
+    check_flags_apply(judge, argv)
     if args.batch and judge.provider not in ("openai", "anthropic"):
         raise UsageError(f"--batch: {judge.spec} has no batch API (openai: and anthropic: judges do)")
-    temperature = sampling_temperature(judge.provider, args.temperature, args.samples)
+    temperature = None if judge.scalar else sampling_temperature(judge.provider, args.temperature, args.samples)
     base_urls = [u.strip() for value in args.base_url for u in value.split(",") if u.strip()]
     return RunConfig(
         judge=judge,
@@ -239,8 +256,9 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     print(f"wrote {config.out / 'summary.json'} and {config.out / 'samples.jsonl'}")
     if result.stopped_reason == "budget":
         print(f"rmb-judge: --max-cost {config.engine.max_cost} reached: stopped starting requests; "
-              "partial summary written (\"complete\": false); rerun with a higher --max-cost to "
-              "continue from the cache", file=sys.stderr)
+              "partial summary written (\"complete\": false). Each run may spend up to --max-cost: "
+              "rerunning continues from the cache and pays only for what is missing",
+              file=sys.stderr)
         return EXIT_BUDGET
     if result.stopped_reason == "interrupted":
         print("rmb-judge: interrupted: partial summary written; rerun to continue from the cache",
@@ -342,7 +360,7 @@ def cmd_data(args: argparse.Namespace, argv: list[str]) -> int:
         return 0
     dataset = records.load(root)
     if args.action == "validate":
-        print(f"{root}: OK: {len(dataset.files)} of {UPSTREAM_FILES} scenario files, "
+        print(f"{root}: OK: {len(dataset.files)} of {len(load_manifest().files)} scenario files, "
               f"{len(dataset.records)} records, all well-formed")
         return 0
     render_data_info(dataset, Console())
@@ -360,8 +378,8 @@ def render_data_info(dataset: records.Dataset, console: Console) -> None:
         scenarios[r.category_path] += 1
         section_of[r.category_path] = r.section_key
     scenarios_per_section = Counter(section_of.values())
-    console.print(f"{dataset.root}: {len(dataset.files)} of {UPSTREAM_FILES} scenario files found "
-                  "(49 pairwise + 49 Best-of-N upstream)")
+    console.print(f"{dataset.root}: {len(dataset.files)} of {len(load_manifest().files)} scenario "
+                  "files found (49 scenarios, each a pairwise and a Best-of-N file upstream)")
     table = Table(title="records per set and section")
     for col in ("section", "scenarios", "records", "comparisons"):
         table.add_column(col)

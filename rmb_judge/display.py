@@ -86,7 +86,7 @@ class LiveView:
         table.add_column("section", no_wrap=True, min_width=21)
         table.add_column("progress", width=26)
         table.add_column("done", justify="right")
-        table.add_column("running acc.", justify="right")
+        table.add_column("acc. per comparison", justify="right")
         for key, s in p.sections.items():
             if s.total:
                 table.add_row(key, ProgressBar(total=s.total, completed=s.done, width=24),

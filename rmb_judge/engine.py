@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from tenacity import AsyncRetrying, retry_if_exception
 
 from . import retry
 from .cache import Cache
@@ -44,6 +43,7 @@ class EngineConfig:
     timeout: float = 120.0
     offline: bool = False
     max_cost: float | None = None
+    backoff_initial: float = 1.0  # seconds before the first retry of a transient error
 
 
 @dataclass
@@ -107,6 +107,8 @@ class Engine:
         self.rpm = TokenBucket(config.rpm) if config.rpm else None
         self.tpm = TokenBucket(config.tpm) if config.tpm else None
         self._reserved_cost = 0.0
+        self._budget = asyncio.Condition()  # --max-cost reservations of requests in flight
+        self._reservations = 0
         self._stopping = False
         self.outcomes: dict[tuple[str, int], Outcome] = {}  # filled as answers arrive
 
@@ -164,38 +166,33 @@ class Engine:
                 self.on_outcome((job.key, job.sample), outcome)
 
     async def _one(self, job: Job) -> Outcome | None:
-        est_in, est_out = self.estimate_tokens(job.request)
-        est_cost = self.cost_of(est_in, est_out) or 0.0
-        if self.config.max_cost is not None and (
-            self.stats.cost_usd + self._reserved_cost + est_cost > self.config.max_cost
-        ):
+        est_tokens, est_cost = self._estimate(job)
+        if not await self._reserve(est_cost):
             self.stop("budget")
             return None
-        self._reserved_cost += est_cost
         try:
-            retrying = AsyncRetrying(
-                retry=retry_if_exception(
-                    lambda e: not isinstance(e, FatalProviderError)
-                    and retry.classify(e) is not retry.ErrorKind.FATAL
-                ),
-                stop=retry.stop_after_failures(self.config.max_retries),
-                wait=retry.wait_for_server(initial=1, max=60, jitter=1),
-                before_sleep=self._count_retry,
-                reraise=True,
-            )
-            response = await retrying(self._attempt, job, est_in + est_out)
+            policy = retry.policy(self.config.max_retries, self.config.backoff_initial, self._count_retry)
+            response = await policy(self._attempt, job, est_tokens)
         except FatalProviderError:
             raise
         except Exception as exc:  # noqa: BLE001 - every provider error is sorted here
-            if retry.classify(exc) is retry.ErrorKind.FATAL:
+            self.stats.done += 1
+            kind = retry.classify(exc)
+            if kind is retry.ErrorKind.FATAL:
                 raise FatalProviderError(
                     f"{self.provider.name}:{job.request.model}: {retry.describe(exc)}"
                 ) from None
+            if retry.is_content_filter(exc):  # the provider refused the prompt itself
+                refusal = ChatResponse(retry.describe(exc), finish_reason="content_filter", refusal=True)
+                return Outcome(refusal)  # not cached: it is an error status, not an answer
             self.stats.failed += 1
-            self.stats.done += 1
             return Outcome(None, error=retry.describe(exc))
         finally:
-            self._reserved_cost -= est_cost
+            if self.config.max_cost is not None:
+                async with self._budget:
+                    self._reserved_cost -= est_cost
+                    self._reservations -= 1
+                    self._budget.notify_all()
         self.stats.add_usage(response, self.cost_of(response.input_tokens, response.output_tokens))
         self.cache.put_response(
             job.key, job.sample, self.provider.name, job.request, response,
@@ -203,6 +200,31 @@ class Engine:
         )
         self.stats.done += 1
         return Outcome(response)
+
+    async def _reserve(self, cost: float) -> bool:
+        """Set aside `cost` under --max-cost. While requests in flight hold reservations
+        (each up to its --max-tokens of output), wait for them to settle at their real cost;
+        refuse only when this request alone would pass the budget."""
+        if self.config.max_cost is None:
+            return True
+        async with self._budget:
+            while self.stats.cost_usd + self._reserved_cost + cost > self.config.max_cost:
+                if not self._reservations:
+                    return False
+                await self._budget.wait()
+            self._reserved_cost += cost
+            self._reservations += 1
+            return True
+
+    def _estimate(self, job: Job) -> tuple[int, float]:
+        """Tokens (for --tpm) and dollars (for --max-cost) to reserve before sending: the
+        counted input plus the most output the request may produce; corrected from usage.
+        Counting is skipped when neither limit is set."""
+        if not self.tpm and self.config.max_cost is None:
+            return 0, 0.0
+        input_tokens, _ = self.estimate_tokens(job.request)
+        output_tokens = job.request.max_tokens
+        return input_tokens + output_tokens, self.cost_of(input_tokens, output_tokens) or 0.0
 
     async def _attempt(self, job: Job, est_tokens: int) -> ChatResponse:
         await self.concurrency.acquire()

@@ -10,12 +10,14 @@ import hashlib
 import json
 import os
 import platform
+import re
 import sys
 import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from .retry import redact
 from .scoring import Judged
 
 PACKAGES = ("rmb-judge", "openai", "anthropic", "aiohttp", "tenacity", "rich", "genai-prices",
@@ -28,7 +30,7 @@ def write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
-def sample_line(j: Judged, comparison_correct: float, simulated: bool) -> dict[str, Any]:
+def sample_line(j: Judged, comparison_correct: float | None, simulated: bool) -> dict[str, Any]:
     c = j.presentation.comparison
     return {
         "simulated": simulated,
@@ -77,7 +79,7 @@ def manifest(
         "judge": judge,
         "simulated": simulated,
         "settings": settings,
-        "command": argv,
+        "command": [safe_argument(a) for a in argv],
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
@@ -87,6 +89,14 @@ def manifest(
             "files": {f: file_sha256(data_root / f) for f in files},
         },
     }
+
+
+URL_CREDENTIALS = re.compile(r"(\w+://)[^/@\s]+@")
+
+
+def safe_argument(argument: str) -> str:
+    """A command-line argument fit for a file: no key, no user:token@ in a URL."""
+    return redact(URL_CREDENTIALS.sub(r"\1", argument))
 
 
 def file_sha256(path: Path) -> str:

@@ -1,9 +1,13 @@
-"""Sorting provider errors into rate-limit, transient and fatal, and how long to wait.
+"""Sorting provider errors, how long to wait, and when to give up.
 
 Both SDKs raise exceptions carrying the HTTP status and response, so one classifier
-serves every provider (as inspect_ai's model/_retry.py does). Retried: 408, 409, 429,
-5xx (incl. Anthropic's 529 overloaded), connection errors, timeouts and malformed bodies.
-Fatal (stop the whole run at once): 400, 401, 403, 404, 422 and anything unknown.
+serves every provider (as inspect_ai's model/_retry.py does):
+- rate limit: 429 (wait as the server asks; the whole run slows down);
+- transient, retried with backoff: 408, 409, 5xx (incl. Anthropic's 529 overloaded),
+  connection errors, timeouts and malformed bodies;
+- rejected: a 400/413/422 about this one request (too long for the context window, caught
+  by a content filter): retrying cannot help, but the rest of the run can go on;
+- fatal, the whole run stops at once: 401, 403, 404, other 4xx, an exhausted account.
 """
 
 from __future__ import annotations
@@ -11,21 +15,32 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import os
 import random
 import re
 import time
+from collections.abc import Callable
 from enum import Enum
+from typing import Any
 
 import anthropic
 import openai
-from tenacity import RetryCallState, wait_exponential_jitter
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential_jitter
 
 RETRY_STATUS = {408, 409, 429}
+REJECTED_STATUS = {400, 413, 422}
+CONTENT_FILTER = re.compile(r"content[_ ]?(filter|management|policy)|responsibleai|safety system", re.I)
+TOO_LONG = re.compile(
+    r"context[_ ]length|maximum context|prompt is too long|too many tokens|request_too_large"
+    r"|input is too long|invalid_prompt",
+    re.I,
+)
 
 
 class ErrorKind(Enum):
     RATE_LIMIT = "rate_limit"
     TRANSIENT = "transient"
+    REJECTED = "rejected"
     FATAL = "fatal"
 
 
@@ -45,17 +60,36 @@ TRANSIENT_ERRORS = (
 )
 
 
+def error_code(exc: BaseException) -> str:
+    """The API's error code and message, whatever shape the body came in (proxies send text)."""
+    body: Any = getattr(exc, "body", None)
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        body = body["error"]
+    parts = [getattr(exc, "code", None), getattr(exc, "message", None)]
+    if isinstance(body, dict):
+        parts += [body.get("code"), body.get("type"), body.get("message")]
+    elif isinstance(body, str):
+        parts.append(body)
+    return " ".join(str(p) for p in parts if p)
+
+
 def classify(exc: BaseException) -> ErrorKind:
     if isinstance(exc, TRANSIENT_ERRORS):
         return ErrorKind.TRANSIENT
     status = status_of(exc)
     if status == 429:
         # OpenAI answers an exhausted account with a 429 too; waiting cannot fix that
-        code = getattr(exc, "code", None) or (getattr(exc, "body", None) or {}).get("code")
-        return ErrorKind.FATAL if code == "insufficient_quota" else ErrorKind.RATE_LIMIT
+        return ErrorKind.FATAL if "insufficient_quota" in error_code(exc) else ErrorKind.RATE_LIMIT
     if status is not None and (status in RETRY_STATUS or status >= 500):
         return ErrorKind.TRANSIENT
+    if status in REJECTED_STATUS and (is_content_filter(exc) or TOO_LONG.search(error_code(exc))):
+        return ErrorKind.REJECTED
     return ErrorKind.FATAL
+
+
+def is_content_filter(exc: BaseException) -> bool:
+    """A provider's content filter refused the prompt (Azure/OpenAI 400 content_filter)."""
+    return status_of(exc) in REJECTED_STATUS and bool(CONTENT_FILTER.search(error_code(exc)))
 
 
 def retry_after(exc: BaseException) -> float | None:
@@ -75,23 +109,54 @@ def retry_after(exc: BaseException) -> float | None:
     try:
         return float(value)
     except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value)
-        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+        pass
+    try:  # an HTTP date
+        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):  # unreadable: fall back to our own backoff
+        return None
 
 
 # API-key-like tokens, including the masked form some 401 bodies repeat ("sk-ab...cdef")
-KEY_LIKE = re.compile(r"\b(sk-|sk_|key-)[A-Za-z0-9_\-\*\.]{4,}")
+KEY_LIKE = re.compile(r"\b(sk-|sk_|key-|gsk_|AIza)[A-Za-z0-9_\-\*\.]{4,}")
+
+
+KEY_VARIABLES = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY")
+
+
+def redact(text: str) -> str:
+    """Remove the configured API keys, and anything shaped like a key, from `text`."""
+    for name in KEY_VARIABLES:
+        key = os.environ.get(name, "")
+        if len(key) >= 8:
+            text = text.replace(key, "[redacted]")
+    return KEY_LIKE.sub(r"\1[redacted]", text)
 
 
 def describe(exc: BaseException) -> str:
     """A short, key-free one-line description of a provider error."""
     status = status_of(exc)
     message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-    message = KEY_LIKE.sub(r"\1[redacted]", " ".join(str(message).split()))[:300]
+    message = redact(" ".join(str(message).split()))[:300]
     return f"HTTP {status}: {message}" if status else f"{type(exc).__name__}: {message}"
 
 
 RATE_LIMIT_RETRIES = 100
+
+
+def policy(
+    max_retries: int,
+    backoff_initial: float = 1.0,
+    on_retry: Callable[[RetryCallState], None] | None = None,
+) -> AsyncRetrying:
+    """How every provider call is retried (live requests and batch API calls alike):
+    rate limits and transient errors are retried, rejected and fatal ones are not."""
+    return AsyncRetrying(
+        retry=retry_if_exception(lambda e: classify(e) in (ErrorKind.RATE_LIMIT, ErrorKind.TRANSIENT)),
+        stop=stop_after_failures(max_retries),
+        wait=wait_for_server(multiplier=backoff_initial, max=60, jitter=backoff_initial),
+        before_sleep=on_retry,
+        reraise=True,
+    )
 
 
 class stop_after_failures:

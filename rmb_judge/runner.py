@@ -210,49 +210,61 @@ async def run_generative(config: RunConfig, dataset: records.Dataset) -> RunResu
                 progress.add(result)
 
     estimate = Estimator(judge.provider, judge.model, template.style, config.max_tokens, config.batch)
+    if config.engine.max_cost is not None and estimate.cost(1, 1) is None:
+        raise UsageError(
+            f"--max-cost: genai-prices has no price for {judge.spec}, so spend cannot be "
+            "budgeted (drop --max-cost, or use the provider's own spending limits)"
+        )
     engine = Engine(
         provider, cache, config.engine,
         template=template.name, template_sha256=template.sha256,
         estimate_tokens=estimate.tokens, cost_of=estimate.cost,
         stats=stats, on_outcome=on_outcome,
     )
-    fatal: FatalProviderError | None = None
-    with paused_gc():
-        misses = engine.lookup(plan.jobs())
-    if config.batch:
-        batches = BatchRunner(
-            provider, cache, Estimator(judge.provider, judge.model, template.style,
-                                       config.max_tokens, batch=True),
-            stats, on_outcome, template=template.name, template_sha256=template.sha256,
-            max_cost=config.engine.max_cost, poll_interval=config.poll_interval,
-        )
+    batches = BatchRunner(
+        provider, cache, estimate, stats, on_outcome,
+        template=template.name, template_sha256=template.sha256,
+        max_cost=config.engine.max_cost, max_retries=config.engine.max_retries,
+        poll_interval=config.poll_interval,
+    ) if config.batch else None
+    if batches:
         progress.metrics = lambda: {**engine_metrics(stats), **batches.progress.metrics()}
-        task = asyncio.ensure_future(batches.run(misses, engine.outcomes))
-    else:
-        task = asyncio.ensure_future(engine.send(misses))
+    stopped: str | None = None
+    failure: BaseException | None = None
     loop = asyncio.get_running_loop()
+    task: asyncio.Future | None = None
 
     def interrupt() -> None:
-        engine.stop("interrupted")
-        task.cancel()
+        if batches:
+            batches.stop()  # a batch being submitted is recorded first; polling stops
+        else:
+            engine.stop("interrupted")
+            if task:
+                task.cancel()
 
     loop.add_signal_handler(signal.SIGINT, interrupt)
     loop.add_signal_handler(signal.SIGTERM, interrupt)
     try:
+        with paused_gc():
+            misses = engine.lookup(plan.jobs())
+        work = batches.run(misses, engine.outcomes) if batches else engine.send(misses)
+        task = asyncio.ensure_future(work)
         async with Display(progress, live=config.live, interval=config.progress_interval):
             try:
                 await task
             except asyncio.CancelledError:
                 pass
             except FatalProviderError as exc:
-                fatal = exc
+                failure, stopped = exc, "fatal"
+            except Exception as exc:  # a bug or a broken cache: still write what was judged
+                failure, stopped = exc, "error"
     finally:
         loop.remove_signal_handler(signal.SIGINT)
         loop.remove_signal_handler(signal.SIGTERM)
         await provider.aclose()
         cache.record_run(judge.spec, stats.total, stats.cache_hits, stats.requests)
         cache.close()
-    stopped = "fatal" if fatal else stats.stopped_reason
+    stopped = stopped or stats.stopped_reason
     ordered = [judged[i] for i in sorted(judged)]
     with paused_gc():
         summary, record_scores = build_summary(
@@ -260,9 +272,9 @@ async def run_generative(config: RunConfig, dataset: records.Dataset) -> RunResu
         )
         summary["usage"] = usage(stats, ordered)
         summary["usage"]["cost_method"] = estimate.describe()
-        write_run(config, dataset, summary, record_scores)
-    if fatal:
-        raise fatal
+        write_run(config, dataset, summary, record_scores, ordered)
+    if failure:
+        raise failure
     return RunResult(summary, summary["complete"], stopped)
 
 
@@ -357,13 +369,21 @@ def write_run(
     dataset: records.Dataset,
     summary: dict[str, Any],
     record_scores: list[scoring.RecordScore],
+    judged: list[Judged],
 ) -> None:
+    """The run folder. samples.jsonl has a line for every judged presentation; those of
+    records a stopped run did not finish have `comparison_correct` null."""
     config.out.mkdir(parents=True, exist_ok=True)
     lines = []
+    written: set[int] = set()
     for rs in record_scores:
         for group in rs.comparisons:
             score = scoring.comparison_score(group)[0]
             lines.extend(outputs.sample_line(j, score, config.judge.simulated) for j in group)
+            written.update(id(j) for j in group)
+    lines.extend(
+        outputs.sample_line(j, None, config.judge.simulated) for j in judged if id(j) not in written
+    )
     outputs.write_samples(config.out / "samples.jsonl", lines)
     outputs.write_json(config.out / "summary.json", summary)
     outputs.write_json(

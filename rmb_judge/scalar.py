@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from collections import defaultdict
 from typing import Any
 
 from . import comparisons as cmp
@@ -84,38 +85,53 @@ async def _run_scalar(config, dataset: records.Dataset):
     for c in plan.comparisons:
         progress.sections[c.record.section_key].total += 1
     judged: dict[int, Judged] = {}
+    waiting: dict[str, list[int]] = defaultdict(list)  # digest -> comparisons that need it
+    for index, pair in enumerate(plan.pairs):
+        for digest in set(pair):
+            waiting[digest].append(index)
 
-    def judge_ready() -> None:
-        for index, (a, b) in enumerate(plan.pairs):
-            if index not in judged and a in rewards and b in rewards:
-                judged[index] = verdict(plan.comparisons[index], rewards[a], rewards[b],
-                                        cached=a in cached and b in cached)
-                progress.add(judged[index])
+    def judge_ready(digests) -> None:
+        for digest in digests:
+            for index in waiting.pop(digest, ()):
+                a, b = plan.pairs[index]
+                if index not in judged and a in rewards and b in rewards:
+                    judged[index] = verdict(plan.comparisons[index], rewards[a], rewards[b],
+                                            cached=a in cached and b in cached)
+                    progress.add(judged[index])
 
-    judge_ready()
+    judge_ready(list(rewards))
     stopped: str | None = None
+    failure: BaseException | None = None
     loop = asyncio.get_running_loop()
 
     def interrupt() -> None:
+        """First Ctrl-C: stop after the chunk being scored. Second: stop now."""
         nonlocal stopped
         stopped = "interrupted"
+        loop.remove_signal_handler(signal.SIGINT)  # the next Ctrl-C is a plain KeyboardInterrupt
 
     loop.add_signal_handler(signal.SIGINT, interrupt)
+    loop.add_signal_handler(signal.SIGTERM, interrupt)
     try:
         async with Display(progress, live=config.live, interval=config.progress_interval):
             for start in range(0, len(missing), CHUNK):
                 if stopped:
                     break
                 chunk = missing[start : start + CHUNK]
-                scored = await asyncio.to_thread(
-                    model.score, [plan.items[d] for d in chunk], meter.update
-                )
+                try:
+                    scored = await asyncio.to_thread(
+                        model.score, [plan.items[d] for d in chunk], meter.update
+                    )
+                except Exception as exc:  # e.g. out of memory: still write what was scored
+                    failure, stopped = exc, "error"
+                    break
                 new = {d: CachedReward(r.value, r.truncated, r.tokens) for d, r in zip(chunk, scored)}
                 cache.put_rewards(identity, config.judge.model, new.items())
                 rewards.update(new)
-                judge_ready()
+                judge_ready(new)
     finally:
         loop.remove_signal_handler(signal.SIGINT)
+        loop.remove_signal_handler(signal.SIGTERM)
         cache.record_run(config.judge.spec, len(plan.items), len(cached), meter.answers)
         cache.close()
     ordered = [judged[i] for i in sorted(judged)]
@@ -139,7 +155,9 @@ async def _run_scalar(config, dataset: records.Dataset):
         "cost_usd": 0.0,
         "answers_per_second": round(meter.rate(), 2),
     }
-    write_run(config, dataset, summary, record_scores)
+    write_run(config, dataset, summary, record_scores, ordered)
+    if failure:
+        raise failure
     return RunResult(summary, summary["complete"], stopped)
 
 

@@ -19,10 +19,11 @@ from pathlib import Path
 
 from .errors import UsageError
 from .records import Message
+from .verdicts import verdict_style_names
 
 PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
 KINDS = ("pairwise", "pointwise")
-STYLES = ("rmb", "arena-hard", "json", "pointwise")
+STYLES = verdict_style_names()
 PLACEHOLDER = re.compile(r"\{(question|answer_a|answer_b|answer|criteria)\}")
 
 Messages = tuple[tuple[str, str], ...]

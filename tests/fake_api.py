@@ -63,11 +63,14 @@ class Fault:
     retry_after: float | None = None  # `retry-after` header, seconds
     retry_after_ms: int | None = None  # `retry-after-ms` header (OpenAI SDK reads it first)
     seconds: float = 0.0  # hang: how long before the normal reply
+    message: str | None = None  # http: the error body's message instead of the usual one
+    retry_after_raw: str | None = None  # http: a `retry-after` header value sent as is
 
     @classmethod
-    def http(cls, status: int, retry_after: float | None = None, retry_after_ms: int | None = None) -> Fault:
+    def http(cls, status: int, retry_after: float | None = None, retry_after_ms: int | None = None,
+             message: str | None = None, retry_after_raw: str | None = None) -> Fault:
         """An error status with the wire's real error JSON body (429, 500, 503, 529, 400, 401, ...)."""
-        return cls("http", status, retry_after, retry_after_ms)
+        return cls("http", status, retry_after, retry_after_ms, message=message, retry_after_raw=retry_after_raw)
 
     @classmethod
     def hang(cls, seconds: float = 30.0) -> Fault:
@@ -511,7 +514,10 @@ class FakeAPI:
             headers["retry-after"] = f"{fault.retry_after:g}"
         if fault.retry_after_ms is not None:
             headers["retry-after-ms"] = str(fault.retry_after_ms)
-        return self._error(wire, fault.status, model=body.get("model", ""), headers=headers)
+        if fault.retry_after_raw is not None:
+            headers["retry-after"] = fault.retry_after_raw
+        extra = {"message": fault.message} if fault.message else {}
+        return self._error(wire, fault.status, model=body.get("model", ""), headers=headers, **extra)
 
     def _batch(self, request: web.Request, wire: Wire) -> FakeBatch | None:
         batch = self.batches.get(request.match_info["id"])

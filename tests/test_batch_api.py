@@ -77,17 +77,6 @@ async def test_batch_ends_after_configured_seconds(judge: Provider, fake_api: Fa
     assert (await batch_api.poll(judge, batch_id)).counts == {"processing": 0, "succeeded": 2, "errored": 0}
 
 
-async def test_cancel(judge: Provider, fake_api: FakeAPI) -> None:
-    batch_id = await batch_api.submit(judge, items(judge, 3))
-    cancelling = await batch_api.cancel(judge, batch_id)
-    assert cancelling.state == "in_progress" and cancelling.provider_state in ("cancelling", "canceling")
-
-    ended = await batch_api.poll(judge, batch_id)
-    assert ended.done and ended.counts["errored"] == 3
-    found = await batch_api.results(judge, batch_id)
-    assert all(isinstance(v, str) and "cancel" in v for v in found.values()) and len(found) == 3
-
-
 async def test_mock_has_no_batch_api() -> None:
     with pytest.raises(UsageError, match="mock"):
         await batch_api.submit(MockProvider(), [("x", ChatRequest("mock", (("user", "hi"),)))])

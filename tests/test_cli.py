@@ -97,7 +97,8 @@ def test_bad_key_is_fatal_at_once(data_root, tmp_path):
 @pytest.mark.parametrize("bad, message", [
     (["--sets", "pairs"], "--sets"), (["--limit", "0"], "--limit"),
     (["--judge", "gpt4"], "--judge 'gpt4'"), (["--template", "nope"], "--template"),
-    (["--samples", "3", "--temperature", "0"], "--samples"), (["--batch"], "--batch: mock has no batch API")])
+    (["--samples", "3", "--temperature", "0"], "--samples"), (["--batch"], "--batch: mock has no batch API"),
+    (["--devices", "cuda:0"], "--devices: not used by a generative judge")])
 def test_bad_flags_are_one_line(bad, message, data_root, tmp_path):
     args = ["run", "--judge", "mock", "--data", data_root, "--out", tmp_path / "o", "--cache", tmp_path / "c"]
     i = args.index(bad[0]) if bad[0] in args else None

@@ -38,7 +38,7 @@ def test_faults_do_not_change_scores(wire, data_root, tmp_path, keys):
         baseline = run(config_for(clean, wire, data_root, tmp_path / "a"))
     with FakeAPI(fault_rate=0.3, seed=7).run_in_thread() as faulty:
         result = run(config_for(faulty, wire, data_root, tmp_path / "b",
-                                engine=EngineConfig(concurrency=16, max_retries=10)))
+                                engine=EngineConfig(concurrency=16, max_retries=10, backoff_initial=0.05)))
         calls = len(faulty.calls())
     usage = result.summary["usage"]
     assert result.complete and result.summary["scores"] == baseline.summary["scores"]
@@ -89,7 +89,7 @@ async def test_hang_times_out_and_is_retried(tmp_path):
     async with FakeAPI() as api:
         api.schedule(Fault.hang(5), Fault.invalid_json(), Fault.garbage(), Fault.http(529))
         provider = OpenAIProvider("m", base_url=api.openai_url, api_key=FAKE_KEY)
-        engine = Engine(provider, Cache(tmp_path), EngineConfig(timeout=0.5, max_retries=5))
+        engine = Engine(provider, Cache(tmp_path), EngineConfig(timeout=0.5, max_retries=5, backoff_initial=0.05))
         out = await engine.run([Job("k", 0, ChatRequest("m", (("user", "hello"),), 10))])
         await provider.aclose()
     assert out["k", 0].response is not None and out["k", 0].error is None
@@ -102,10 +102,10 @@ async def test_failed_requests_are_not_cached(tmp_path):
         provider = OpenAIProvider("m", base_url=api.openai_url, api_key=FAKE_KEY)
         cache = Cache(tmp_path)
         job = Job("k", 0, ChatRequest("m", (("user", "hello"),), 10))
-        engine = Engine(provider, cache, EngineConfig(max_retries=1))
+        engine = Engine(provider, cache, EngineConfig(max_retries=1, backoff_initial=0.05))
         engine_out = await engine.run([job])
         assert engine_out["k", 0].error.startswith("HTTP 500") and cache.get_responses([("k", 0)]) == {}
-        again = await Engine(provider, cache, EngineConfig(max_retries=1)).run([job])
+        again = await Engine(provider, cache, EngineConfig(max_retries=1, backoff_initial=0.05)).run([job])
         await provider.aclose()
     assert again["k", 0].response is not None and cache.get_responses([("k", 0)])
 
@@ -156,3 +156,43 @@ def test_several_base_urls_share_the_requests(data_root, tmp_path, keys):
     assert result.complete and min(counts) > 0
     assert sum(counts) == result.summary["usage"]["requests"]
     assert abs(counts[0] - counts[1]) <= 1
+
+
+@pytest.mark.parametrize("wire", WIRES)
+def test_a_request_the_provider_rejects_fails_alone(wire, data_root, tmp_path, keys):
+    """A prompt too long for the context window, or caught by a content filter, is that one
+    comparison's problem: the run goes on; a filtered prompt counts as a refusal."""
+    long = Fault.http(400, message="This model's maximum context length is 8192 tokens. However, you requested 9000 tokens.")
+    filtered = Fault.http(400, message="The response was filtered due to the prompt triggering the content management policy.")
+    with FakeAPI().run_in_thread() as api:
+        api.schedule(long, filtered)
+        result = run(config_for(api, wire, data_root, tmp_path, engine=EngineConfig(concurrency=1)))
+        sent = len(api.calls())
+    usage = result.summary["usage"]
+    assert result.complete and usage["failed"] >= 1 and usage["refused"] >= 1
+    assert sent == usage["requests"]  # neither was retried
+    lines = [json.loads(l) for l in (tmp_path / "out" / "samples.jsonl").read_text().splitlines()]
+    assert any("maximum context length" in (l["error"] or "") for l in lines)
+
+
+async def test_odd_429s_are_still_rate_limits(tmp_path):
+    """A proxy's plain-text 429 and an unreadable retry-after are waited out, not fatal."""
+    async with FakeAPI() as api:
+        api.schedule(Fault.http(429, retry_after_raw="soon"), Fault.http(429, retry_after_raw="Wed, 21 Oct 2015 07:28:00 GMT"))
+        provider = OpenAIProvider("m", base_url=api.openai_url, api_key=FAKE_KEY)
+        engine = Engine(provider, Cache(tmp_path), EngineConfig(backoff_initial=0.05))
+        out = await engine.run([Job("k", 0, ChatRequest("m", (("user", "hello"),), 10))])
+        await provider.aclose()
+    assert out["k", 0].response is not None and engine.stats.rate_limited == 2
+
+
+def test_text_bodied_429_is_a_rate_limit():
+    import httpx2
+    import openai
+
+    from rmb_judge import retry
+    response = httpx2.Response(429, text="<html>slow down</html>", request=httpx2.Request("POST", "http://x"))
+    exc = openai.RateLimitError("slow down", response=response, body="<html>slow down</html>")
+    assert retry.classify(exc) is retry.ErrorKind.RATE_LIMIT
+    quota = openai.RateLimitError("quota", response=response, body={"code": "insufficient_quota"})
+    assert retry.classify(quota) is retry.ErrorKind.FATAL

@@ -97,3 +97,9 @@ def test_truncation_is_counted(model_dir, data_root, tmp_path):
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert summary["usage"]["truncated_inputs"] > 0
     assert sum(s["truncated"] for s in summary["sections"].values()) > 0
+
+
+def test_generative_flags_are_refused_for_hf(model_dir, data_root, tmp_path, capsys):
+    code = cli.main(["run", "--judge", f"hf:{model_dir}", "--data", str(data_root), "--samples", "3",
+                     "--out", str(tmp_path / "o"), "--cache", str(tmp_path / "c")])
+    assert code == 2 and "--samples: not used by a local reward model" in capsys.readouterr().err
