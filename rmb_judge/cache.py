@@ -28,18 +28,14 @@ def request_key(provider: str, request: ChatRequest, template_sha256: str) -> st
     """SHA-256 over the length-prefixed fields of the canonical request. (Length prefixes
     make the encoding unambiguous; it is several times faster than hashing a JSON dump,
     which matters for the fully cached rerun of ~20,000 comparisons.)"""
-    digest = hashlib.sha256()
     fields = [
         provider, request.model, str(request.max_tokens), repr(request.temperature),
         str(request.json_mode), template_sha256,
     ]
     for role, content in request.messages:
         fields += (role, content)
-    for value in fields:
-        data = value.encode()
-        digest.update(len(data).to_bytes(8, "big"))
-        digest.update(data)
-    return digest.hexdigest()
+    encoded = [value.encode() for value in fields]
+    return hashlib.sha256(b"".join(len(e).to_bytes(8, "big") + e for e in encoded)).hexdigest()
 
 
 def text_sha256(text: str) -> str:

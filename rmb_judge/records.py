@@ -101,6 +101,7 @@ class Dataset:
     records: list[Record]
     files: list[str] = field(default_factory=list)  # scenario files read
     scenarios_found: int = 0  # scenario files present for the selected sets/sections
+    sha256: dict[str, str] = field(default_factory=dict)  # file -> digest of the bytes read
 
 
 def default_data_dir() -> Path:
@@ -143,22 +144,27 @@ def load(root: Path, selection: Selection | None = None) -> Dataset:
     selection = selection or Selection()
     root = check_root(root)
     files = scenario_files(root, selection.sets, selection.sections)
-    records: list[Record] = []
-    read: list[str] = []
+    dataset = Dataset(root=root, records=[], scenarios_found=len(files))
     for path in files:
         relative = path.relative_to(root).as_posix()
         if not selection.wants_file(relative.removesuffix(".json")):
             continue
-        read.append(relative)
-        chosen = [r for r in read_file(root, path) if selection.wants_record(r)]
-        records.extend(chosen[: selection.limit] if selection.limit else chosen)
-    return Dataset(root=root, records=records, files=read, scenarios_found=len(files))
+        dataset.files.append(relative)
+        chosen = [
+            r for r in read_file(root, path, dataset.sha256) if selection.wants_record(r)
+        ]
+        dataset.records.extend(chosen[: selection.limit] if selection.limit else chosen)
+    return dataset
 
 
-def read_file(root: Path, path: Path) -> Iterator[Record]:
+def read_file(root: Path, path: Path, digests: dict[str, str] | None = None) -> Iterator[Record]:
+    """The file's records; its SHA-256 goes into `digests` (for the run manifest)."""
     relative = path.relative_to(root).as_posix()
     try:
-        items = json.loads(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
+        if digests is not None:
+            digests[relative] = hashlib.sha256(raw).hexdigest()
+        items = json.loads(raw.decode("utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DataError(f"{relative}: cannot read as JSON: {exc}") from None
     if not isinstance(items, list):
