@@ -24,9 +24,9 @@ from .batch import BatchRunner
 from .cache import Cache
 from .display import Display, RunProgress
 from .engine import Engine, EngineConfig, Job, Outcome, Stats
+from .errors import FatalProviderError, UsageError
 from .estimate import Estimator
 from .fetch import load_manifest
-from .errors import FatalProviderError, UsageError
 from .judges import JudgeSpec, make_provider
 from .scoring import Judged, majority
 from .verdicts import looks_like_refusal, parse_rating, parse_verdict, verdict_from_ratings
@@ -70,7 +70,7 @@ class RunConfig:
 class RunResult:
     summary: dict[str, Any]
     complete: bool
-    stopped_reason: str | None  # budget | interrupted | fatal
+    stopped_reason: str | None  # budget | interrupted | fatal | error
 
 
 class GenerativePlan:
