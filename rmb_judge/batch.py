@@ -66,10 +66,14 @@ class BatchRunner:
         self.progress = BatchProgress()
         self._stopping = asyncio.Event()
 
-    def stop(self) -> None:
+    def stop(self) -> bool:
         """Ctrl-C: stop polling (the batches stay recorded; a rerun resumes them). A
-        submission under way is finished and recorded first, so it is never paid twice."""
+        submission under way is finished and recorded first, so it is never paid twice.
+        False if it was already stopping (a second Ctrl-C: the caller cancels outright)."""
+        if self._stopping.is_set():
+            return False
         self._stopping.set()
+        return True
 
     async def run(self, jobs: list[Job], outcomes: dict[tuple[str, int], Outcome]) -> None:
         """Answer `jobs` (all uncached): resume the pending batches that hold some of them,
@@ -92,7 +96,12 @@ class BatchRunner:
             self.cache.add_batch(batch_id, self.provider.name, self.estimator.model, stored)
             self.stats.requests += len(items)
             pending[batch_id] = stored
-        await asyncio.gather(*(self._finish(bid, items, by_key, outcomes) for bid, items in pending.items()))
+        try:
+            async with asyncio.TaskGroup() as group:  # one failing poll cancels the others
+                for batch_id, items in pending.items():
+                    group.create_task(self._finish(batch_id, items, by_key, outcomes))
+        except* FatalProviderError as fatal:
+            raise fatal.exceptions[0] from None
 
     async def _call(self, fn, *args):
         """A batch API call under the engine's retry policy; what cannot be retried stops

@@ -22,7 +22,12 @@ EXIT_INTERRUPTED = 130
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, but a bad flag is one line naming it, not the whole usage text."""
+    """argparse, but a bad flag is one line naming it, not the whole usage text, and no
+    abbreviated flags (`--max-len` would slip past the check that a flag applies)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:
         self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")

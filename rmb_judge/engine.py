@@ -20,6 +20,9 @@ from .limiter import AdaptiveConcurrency, TokenBucket
 from .providers.base import ChatRequest, ChatResponse, Provider
 
 
+FAIL_FAST = 10  # this many failures before any answer: stop the run, it is not going to work
+
+
 @dataclass(frozen=True)
 class Job:
     key: str
@@ -107,6 +110,7 @@ class Engine:
         self.rpm = TokenBucket(config.rpm) if config.rpm else None
         self.tpm = TokenBucket(config.tpm) if config.tpm else None
         self._reserved_cost = 0.0
+        self._answered = 0
         self._budget = asyncio.Condition()  # --max-cost reservations of requests in flight
         self._reservations = 0
         self._stopping = False
@@ -176,23 +180,32 @@ class Engine:
         except FatalProviderError:
             raise
         except Exception as exc:  # noqa: BLE001 - every provider error is sorted here
-            self.stats.done += 1
             kind = retry.classify(exc)
             if kind is retry.ErrorKind.FATAL:
                 raise FatalProviderError(
                     f"{self.provider.name}:{job.request.model}: {retry.describe(exc)}"
                 ) from None
-            if retry.is_content_filter(exc):  # the provider refused the prompt itself
-                refusal = ChatResponse(retry.describe(exc), finish_reason="content_filter", refusal=True)
-                return Outcome(refusal)  # not cached: it is an error status, not an answer
-            self.stats.failed += 1
-            return Outcome(None, error=retry.describe(exc))
+            if retry.is_content_filter(exc):
+                # the provider refused the prompt itself: that is its answer to this request,
+                # kept like any other, and read as a refusal
+                response = ChatResponse(retry.describe(exc), finish_reason="content_filter", refusal=True)
+            else:
+                self.stats.failed += 1
+                self.stats.done += 1
+                if not self._answered and self.stats.failed >= FAIL_FAST:
+                    raise FatalProviderError(
+                        f"{self.provider.name}:{job.request.model}: the first {self.stats.failed} "
+                        f"requests all failed, which points at the setup (model, --max-tokens, "
+                        f"server); last: {retry.describe(exc)}"
+                    ) from None
+                return Outcome(None, error=retry.describe(exc))
         finally:
             if self.config.max_cost is not None:
                 async with self._budget:
                     self._reserved_cost -= est_cost
                     self._reservations -= 1
                     self._budget.notify_all()
+        self._answered += 1
         self.stats.add_usage(response, self.cost_of(response.input_tokens, response.output_tokens))
         self.cache.put_response(
             job.key, job.sample, self.provider.name, job.request, response,

@@ -44,8 +44,17 @@ class Estimator:
 
 
 def estimate(config) -> dict[str, Any]:
-    from .runner import GenerativePlan, load_dataset
+    import gc
+
+    try:
+        return _estimate(config)
+    finally:
+        gc.unfreeze()  # what the bulk steps froze (runner.paused_gc) is collectable again
+
+
+def _estimate(config) -> dict[str, Any]:
     from . import templates
+    from .runner import GenerativePlan, load_dataset
 
     dataset = load_dataset(config)
     judge = config.judge

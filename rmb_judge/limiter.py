@@ -34,7 +34,7 @@ class TokenBucket:
         async with self._lock:  # first come, first served
             need = min(amount, self.capacity)
             self._refill()
-            while self.level < need:
+            while self.level < need - 1e-9:  # (float dust must not cost another sleep)
                 await asyncio.sleep((need - self.level) / self.rate)
                 self._refill()
             self.level -= amount

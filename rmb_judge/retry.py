@@ -29,10 +29,12 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exp
 
 RETRY_STATUS = {408, 409, 429}
 REJECTED_STATUS = {400, 413, 422}
-CONTENT_FILTER = re.compile(r"content[_ ]?(filter|management|policy)|responsibleai|safety system", re.I)
+CONTENT_FILTER = re.compile(
+    r"content[_ ]?(filter|management|policy)|responsibleai|safety system|invalid_prompt", re.I
+)
 TOO_LONG = re.compile(
     r"context[_ ]length|maximum context|prompt is too long|too many tokens|request_too_large"
-    r"|input is too long|invalid_prompt",
+    r"|input is too long",
     re.I,
 )
 

@@ -240,12 +240,11 @@ async def run_generative(config: RunConfig, dataset: records.Dataset) -> RunResu
     task: asyncio.Future | None = None
 
     def interrupt() -> None:
-        if batches:
-            batches.stop()  # a batch being submitted is recorded first; polling stops
-        else:
-            engine.stop("interrupted")
-            if task:
-                task.cancel()
+        if batches and batches.stop():
+            return  # first Ctrl-C: a batch being submitted is recorded first; polling stops
+        engine.stop("interrupted")
+        if task:
+            task.cancel()
 
     loop.add_signal_handler(signal.SIGINT, interrupt)
     loop.add_signal_handler(signal.SIGTERM, interrupt)

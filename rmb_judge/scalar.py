@@ -17,7 +17,7 @@ from . import comparisons as cmp
 from . import records
 from .cache import Cache, CachedReward, text_sha256
 from .display import Display, RunProgress
-from .errors import CacheMiss
+from .errors import CacheMiss, RmbJudgeError
 from .scoring import Judged
 
 CHUNK = 256  # answers per cache write and per interruption check
@@ -157,7 +157,11 @@ async def _run_scalar(config, dataset: records.Dataset):
     }
     write_run(config, dataset, summary, record_scores, ordered)
     if failure:
-        raise failure
+        message = " ".join(str(failure).split())[:300]
+        raise RmbJudgeError(
+            f"{config.judge.spec}: scoring stopped ({type(failure).__name__}: {message}); "
+            "the rewards scored so far are cached and a partial summary was written"
+        ) from failure
     return RunResult(summary, summary["complete"], stopped)
 
 

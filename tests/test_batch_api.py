@@ -70,10 +70,10 @@ async def test_submit_poll_results_with_partial_failure(judge: Provider, fake_ap
 
 
 async def test_batch_ends_after_configured_seconds(judge: Provider, fake_api: FakeAPI) -> None:
-    fake_api.batch_seconds = 0.2
+    fake_api.batch_seconds = 2.0  # long enough that the first poll always comes before it
     batch_id = await batch_api.submit(judge, items(judge, 2))
     assert (await batch_api.poll(judge, batch_id)).state == "in_progress"
-    await asyncio.sleep(0.25)
+    await asyncio.sleep(2.1)
     assert (await batch_api.poll(judge, batch_id)).counts == {"processing": 0, "succeeded": 2, "errored": 0}
 
 

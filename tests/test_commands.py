@@ -1,6 +1,7 @@
 """The smaller commands as a user types them: data info/validate/fetch, the manifest,
 and the live view."""
 
+import hashlib
 import json
 import threading
 from functools import partial
@@ -53,14 +54,20 @@ def test_data_fetch_from_a_mirror(data_root, tmp_path, capsys):
 
 
 def test_manifest_says_how_to_reproduce(data_root, tmp_path):
+    argv = ["rmb-judge", "run", "--base-url", "http://user:s3cret-token@vllm.local:8000/v1", "sk-live-abcdef123456"]
     run(RunConfig(judge=parse_spec("mock"), data=data_root, out=tmp_path / "o", cache=tmp_path / "c",
-                  selection=records.Selection(limit=1, scenarios=["*Code*"]), argv=["rmb-judge", "run", "x"]))
+                  selection=records.Selection(limit=1, scenarios=["*Code*"]), argv=argv))
     manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
-    assert manifest["judge"] == "mock" and manifest["command"] == ["rmb-judge", "run", "x"]
+    assert manifest["judge"] == "mock"
+    assert manifest["command"] == ["rmb-judge", "run", "--base-url", "http://vllm.local:8000/v1", "sk-[redacted]"]
+    for path in (tmp_path / "o").iterdir():
+        assert b"s3cret-token" not in path.read_bytes() and b"abcdef123456" not in path.read_bytes()
     assert len(manifest["settings"]["template_sha256"]) == 64
     assert set(manifest["packages"]) >= {"rmb-judge", "openai", "anthropic"}
     files = manifest["data"]["files"]
-    assert "BoN_set/Helpfulness/Code/Documentation.json" in files and all(len(h) == 64 for h in files.values())
+    assert "BoN_set/Helpfulness/Code/Documentation.json" in files
+    for name, digest in files.items():
+        assert digest == hashlib.sha256((data_root / name).read_bytes()).hexdigest()
 
 
 def test_live_view_shows_sections_and_engine_numbers():
@@ -76,3 +83,10 @@ def test_live_view_shows_sections_and_engine_numbers():
     mock = RunProgress("mock", True)
     console.print(LiveView(mock))
     assert "SIMULATED" in console.export_text()
+
+
+def test_abbreviated_flags_are_refused(data_root, tmp_path, capsys):
+    import pytest
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["run", "--judge", "mock", "--data", str(data_root), "--out", str(tmp_path), "--max-len", "10"])
+    assert exit_.value.code == 2 and "--max-len" in capsys.readouterr().err

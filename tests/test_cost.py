@@ -115,6 +115,15 @@ def test_batch_partial_failures_are_retried_next_run(data_root, tmp_path):
     assert second.complete and second.summary["usage"]["failed"] == 0
 
 
+def recorded_batches(cache_dir):
+    import sqlite3
+    try:
+        with sqlite3.connect(cache_dir / "rmb-judge.sqlite3", timeout=5) as db:
+            return db.execute("SELECT COUNT(*) FROM batches").fetchone()[0]
+    except sqlite3.OperationalError:  # not created yet
+        return 0
+
+
 def test_killed_while_polling_resumes_the_same_batch(data_root, tmp_path):
     with FakeAPI(batch_seconds=4).run_in_thread() as api:
         args = [sys.executable, "-m", "rmb_judge.cli", "run", "--judge", f"openai:{MODEL}", "--data", str(data_root),
@@ -123,9 +132,8 @@ def test_killed_while_polling_resumes_the_same_batch(data_root, tmp_path):
         env = {**__import__("os").environ, "OPENAI_API_KEY": FAKE_KEY}
         proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         deadline = time.time() + 60
-        while api.batches_created == 0 and time.time() < deadline:
+        while not recorded_batches(tmp_path / "c") and time.time() < deadline:  # polling now
             time.sleep(0.05)
-        time.sleep(0.5)  # polling now
         proc.kill()
         proc.wait()
         assert api.batches_created == 1

@@ -87,9 +87,9 @@ def test_missing_key_is_one_clear_line(data_root, tmp_path, monkeypatch):
 
 async def test_hang_times_out_and_is_retried(tmp_path):
     async with FakeAPI() as api:
-        api.schedule(Fault.hang(5), Fault.invalid_json(), Fault.garbage(), Fault.http(529))
+        api.schedule(Fault.hang(8), Fault.invalid_json(), Fault.garbage(), Fault.http(529))
         provider = OpenAIProvider("m", base_url=api.openai_url, api_key=FAKE_KEY)
-        engine = Engine(provider, Cache(tmp_path), EngineConfig(timeout=0.5, max_retries=5, backoff_initial=0.05))
+        engine = Engine(provider, Cache(tmp_path), EngineConfig(timeout=2, max_retries=5, backoff_initial=0.05))
         out = await engine.run([Job("k", 0, ChatRequest("m", (("user", "hello"),), 10))])
         await provider.aclose()
     assert out["k", 0].response is not None and out["k", 0].error is None
@@ -110,7 +110,7 @@ async def test_failed_requests_are_not_cached(tmp_path):
     assert again["k", 0].response is not None and cache.get_responses([("k", 0)])
 
 
-async def test_rate_limits_shrink_concurrency_and_honour_retry_after(tmp_path):
+async def test_rate_limits_shrink_concurrency(tmp_path):
     async with FakeAPI(capacity_rpm=1200, latency=0.1) as api:
         provider = OpenAIProvider("m", base_url=api.openai_url, api_key=FAKE_KEY)
         engine = Engine(provider, Cache(tmp_path), EngineConfig(concurrency=64, max_retries=20))
@@ -196,3 +196,54 @@ def test_text_bodied_429_is_a_rate_limit():
     assert retry.classify(exc) is retry.ErrorKind.RATE_LIMIT
     quota = openai.RateLimitError("quota", response=response, body={"code": "insufficient_quota"})
     assert retry.classify(quota) is retry.ErrorKind.FATAL
+
+
+def test_setup_mistakes_fail_fast(data_root, tmp_path, keys):
+    """Every request rejected (say, --max-tokens past a small model's context): not a run
+    that 'completes' with every score 0, but a stop after the first few failures."""
+    too_long = Fault.http(400, message="This model's maximum context length is 4096 tokens.")
+    with FakeAPI().run_in_thread() as api:
+        api.schedule(*[too_long] * 1000)
+        with pytest.raises(FatalProviderError, match="the first 10 requests all failed"):
+            run(config_for(api, "openai", data_root, tmp_path, engine=EngineConfig(concurrency=2)))
+        assert len(api.calls()) <= 12
+
+
+def test_content_filter_refusals_are_kept(data_root, tmp_path, keys):
+    """A prompt the provider's filter refuses is its answer: cached, so a rerun sends nothing."""
+    filtered = Fault.http(400, message="The prompt triggered the content management policy.")
+    with FakeAPI().run_in_thread() as api:
+        api.schedule(filtered)
+        first = run(config_for(api, "openai", data_root, tmp_path, engine=EngineConfig(concurrency=1)))
+        sent = len(api.calls())
+        again = run(config_for(api, "openai", data_root, tmp_path))
+        assert len(api.calls()) == sent
+    assert first.summary["usage"]["refused"] >= 1 and again.summary["usage"]["refused"] == first.summary["usage"]["refused"]
+    assert again.summary["usage"]["requests"] == 0
+
+
+async def test_token_buckets_pace_requests_and_tokens(monkeypatch):
+    """--rpm/--tpm: with a fake clock, 1 unit at the start, then the per-minute rate; a
+    token estimate that was too high is refunded, one too low is debt waited out."""
+    from rmb_judge import limiter
+
+    clock = {"now": 0.0}
+    monkeypatch.setattr(limiter.time, "monotonic", lambda: clock["now"])
+
+    async def fake_sleep(seconds):
+        clock["now"] += seconds
+
+    monkeypatch.setattr(limiter.asyncio, "sleep", fake_sleep)
+    rpm = limiter.TokenBucket(600)  # 10 per second
+    for _ in range(21):
+        await rpm.acquire(1)
+    assert clock["now"] == pytest.approx(2.0)  # the first at 0, then one every 0.1 s
+
+    clock["now"] = 0.0
+    tpm = limiter.TokenBucket(6000)  # 100 tokens per second, capacity 100
+    tpm.level = 100.0
+    await tpm.acquire(300)  # more than the capacity: admitted once full, leaving debt
+    assert clock["now"] == 0.0 and tpm.level == -200.0
+    tpm.refund(250)  # the request used only 50 tokens
+    await tpm.acquire(100)
+    assert clock["now"] == pytest.approx(0.5)  # 50 tokens short at 100/s

@@ -67,10 +67,14 @@ def test_user_template_errors_are_one_line(tmp_path):
         templates.load("nope")
 
 
+PINNED_KEY = "7a8b05f54fc12c1d2df3e04959a3fc6c1a5dec959d0ab0d35e9f67e9518dd714"
+
+
 def test_request_key_never_holds_transport_or_key():
     from rmb_judge.providers.base import ChatRequest
 
     req = ChatRequest("gpt-x", (("user", "hi"),), 10, 0.0)
-    assert request_key("openai", req, "t") == request_key("openai", req, "t")
+    # pinned: a change to the key function would orphan every user's cache
+    assert request_key("openai", req, "t") == PINNED_KEY
     assert request_key("openai", req, "t") != request_key("anthropic", req, "t")
     assert request_key("openai", req, "t") != request_key("openai", ChatRequest("gpt-x", (("user", "hi"),), 10, 0.7), "t")
