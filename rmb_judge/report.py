@@ -290,6 +290,9 @@ def _fmt_cost(value: float | None) -> str:
     return f"${value:.2f}" if value >= 1 else f"${value:.4f}"
 
 
+PUBLISHED_TITLE = "RMB leaderboard (paper's Table 3, as reprinted in RM-R1, arXiv 2505.02387, Table 8)"
+
+
 @cache
 def published_leaderboard() -> dict[str, Any]:
     """The RMB paper's leaderboard rows (Table 3), shipped in `data/published_rmb.json`."""
@@ -325,7 +328,7 @@ def render_terminal(runs: list[Run], console: Console, published: bool = False) 
         console.print(Text(note, style="dim"))
     if published:
         headers, rows = _published_table()
-        paper = Table(title="Published: RMB paper (arXiv 2410.09893), Table 3", title_justify="left")
+        paper = Table(title=f"Published: {PUBLISHED_TITLE}", title_justify="left")
         for index, header in enumerate(headers):
             paper.add_column(header, justify="left" if index < 2 else "right")
         for row in rows:
@@ -384,7 +387,7 @@ def render_markdown(runs: list[Run], published: bool = False) -> str:
     if published:
         headers, paper_rows = _published_table()
         lines += [
-            "", "## Published: RMB paper, Table 3", "",
+            "", f"## Published: {PUBLISHED_TITLE}", "",
             *_markdown_table(headers, paper_rows, [index >= 2 for index in range(len(headers))]),
             "", f"Source: {_source()}",
         ]
@@ -430,7 +433,7 @@ def render_html(runs: list[Run], published: bool = False) -> str:
     if published:
         headers, rows = _published_table()
         body += [
-            "<h2>Published: RMB paper, Table 3</h2>",
+            f"<h2>Published: {escape(PUBLISHED_TITLE)}</h2>",
             _html_table(headers, rows, [index >= 2 for index in range(len(headers))]),
             f'<p class="source">Source: {escape(_source())}</p>',
         ]
