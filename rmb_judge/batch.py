@@ -9,16 +9,13 @@ inside a batch are not cached: the next run sends them again.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from . import batch_api, retry
-from .cache import Cache
-from .engine import Job, Outcome, Stats
+from .engine import Engine, Job, Outcome
 from .errors import FatalProviderError
-from .estimate import Estimator
 from .judges import RoundRobin
-from .providers.base import ChatResponse, Provider
+from .providers.base import ChatResponse
 
 MAX_ITEMS = 10_000  # per batch: well under both APIs' limits (50,000 / 100,000 requests)
 
@@ -38,30 +35,14 @@ class BatchProgress:
 
 
 class BatchRunner:
-    def __init__(
-        self,
-        provider: Provider,
-        cache: Cache,
-        estimator: Estimator,
-        stats: Stats,
-        on_outcome: Callable[[tuple[str, int], Outcome], None],
-        *,
-        template: str,
-        template_sha256: str,
-        max_cost: float | None,
-        max_retries: int,
-        poll_interval: float,
-    ):
+    """Sends the engine's uncached jobs through the batch API instead of live requests,
+    sharing the engine's cache, counters, retry policy and budget reckoning."""
+
+    def __init__(self, engine: Engine, poll_interval: float):
+        self.engine = engine
+        provider = engine.provider
         # several base URLs: a batch lives on one server
         self.provider = provider.providers[0] if isinstance(provider, RoundRobin) else provider
-        self.cache = cache
-        self.estimator = estimator
-        self.stats = stats
-        self.on_outcome = on_outcome
-        self.template = template
-        self.template_sha256 = template_sha256
-        self.max_cost = max_cost
-        self.max_retries = max_retries
         self.poll_interval = poll_interval
         self.progress = BatchProgress()
         self._stopping = asyncio.Event()
@@ -75,13 +56,14 @@ class BatchRunner:
         self._stopping.set()
         return True
 
-    async def run(self, jobs: list[Job], outcomes: dict[tuple[str, int], Outcome]) -> None:
+    async def run(self, jobs: list[Job]) -> None:
         """Answer `jobs` (all uncached): resume the pending batches that hold some of them,
         submit the rest, then poll everything until it ends."""
+        engine, model = self.engine, self.provider.model
         by_key = {(j.key, j.sample): j for j in jobs}
         pending = {
             batch_id: items
-            for batch_id, items in self.cache.pending_batches(self.provider.name, self.estimator.model).items()
+            for batch_id, items in engine.cache.pending_batches(self.provider.name, model).items()
             if any((key, sample) in by_key for _, key, sample in items)
         }
         covered = {(key, sample) for items in pending.values() for _, key, sample in items}
@@ -93,47 +75,48 @@ class BatchRunner:
             items = [(f"{j.key[:48]}-{j.sample}", j) for j in chunk]
             batch_id = await self._call(batch_api.submit, [(cid, j.request) for cid, j in items])
             stored = [(cid, j.key, j.sample) for cid, j in items]
-            self.cache.add_batch(batch_id, self.provider.name, self.estimator.model, stored)
-            self.stats.requests += len(items)
+            engine.cache.add_batch(batch_id, self.provider.name, model, stored)
+            engine.stats.requests += len(items)
             pending[batch_id] = stored
         try:
             async with asyncio.TaskGroup() as group:  # one failing poll cancels the others
                 for batch_id, items in pending.items():
-                    group.create_task(self._finish(batch_id, items, by_key, outcomes))
+                    group.create_task(self._finish(batch_id, items, by_key))
         except* FatalProviderError as fatal:
             raise fatal.exceptions[0] from None
 
     async def _call(self, fn, *args):
         """A batch API call under the engine's retry policy; what cannot be retried stops
         the run with one clear line."""
+        engine = self.engine
         try:
-            return await retry.policy(self.max_retries, on_retry=self._count_retry)(fn, self.provider, *args)
+            policy = retry.policy(engine.config.max_retries, engine.config.backoff_initial,
+                                  engine.count_retry)
+            return await policy(fn, self.provider, *args)
         except FatalProviderError:
             raise
         except Exception as exc:  # noqa: BLE001 - every provider error is sorted here
             raise FatalProviderError(
-                f"{self.provider.name}:{self.estimator.model} batch API: {retry.describe(exc)}"
+                f"{self.provider.name}:{self.provider.model} batch API: {retry.describe(exc)}"
             ) from None
 
-    def _count_retry(self, state) -> None:
-        self.stats.retries += 1
-
     def _within_budget(self, jobs: list[Job]) -> list[Job]:
-        """The jobs whose estimated cost (input counted, --max-tokens of output each) fits."""
-        if self.max_cost is None:
+        """The jobs whose reserved cost (as the engine reckons it for a live request) fits."""
+        max_cost = self.engine.config.max_cost
+        if max_cost is None:
             return jobs
         spend, kept = 0.0, []
         for job in jobs:
-            input_tokens, _ = self.estimator.tokens(job.request)
-            cost = self.estimator.cost(input_tokens, job.request.max_tokens) or 0.0
-            if spend + cost > self.max_cost:
-                self.stats.stopped_reason = "budget"
+            cost = self.engine.reservation(job)[1]
+            if spend + cost > max_cost:
+                self.engine.stats.stopped_reason = "budget"
                 break
             spend += cost
             kept.append(job)
         return kept
 
-    async def _finish(self, batch_id: str, items: list, by_key: dict, outcomes: dict) -> None:
+    async def _finish(self, batch_id: str, items: list, by_key: dict) -> None:
+        engine = self.engine
         while True:
             status = await self._call(batch_api.poll, batch_id)
             self.progress.batches[batch_id] = status
@@ -141,7 +124,7 @@ class BatchRunner:
                 break
             try:
                 await asyncio.wait_for(self._stopping.wait(), self.poll_interval)
-                self.stats.stopped_reason = "interrupted"
+                engine.stats.stopped_reason = "interrupted"
                 return  # still pending in the cache: the next run resumes it
             except TimeoutError:
                 pass
@@ -150,19 +133,10 @@ class BatchRunner:
             answer = answers.get(custom_id, f"batch {batch_id} {status.provider_state}: no result")
             job = by_key.get((key, sample))
             if isinstance(answer, ChatResponse):
-                self.stats.add_usage(answer, self.estimator.cost(answer.input_tokens, answer.output_tokens))
-                # an item of another run's batch is kept too (it is paid for), without
-                # this run's request and template details
-                self.cache.put_response(
-                    key, sample, self.provider.name, job.request if job else None, answer,
-                    self.template if job else "", self.template_sha256 if job else "",
-                )
-                outcome = Outcome(answer)
+                outcome = engine.keep(key, sample, job.request if job else None, answer)
             else:
                 outcome = Outcome(None, error=answer)
-                self.stats.failed += 1
+                engine.stats.failed += 1
             if job is not None:
-                outcomes[key, sample] = outcome
-                self.stats.done += 1
-                self.on_outcome((key, sample), outcome)
-        self.cache.finish_batch(batch_id, status.provider_state)
+                engine.settle((key, sample), outcome)
+        engine.cache.finish_batch(batch_id, status.provider_state)

@@ -154,11 +154,11 @@ class Engine:
         try:
             async with asyncio.TaskGroup() as group:
                 for _ in range(workers):
-                    group.create_task(self._worker(queue, self.outcomes))
+                    group.create_task(self._worker(queue))
         except* FatalProviderError as fatal:
             raise fatal.exceptions[0] from None
 
-    async def _worker(self, queue: asyncio.Queue[Job], outcomes: dict) -> None:
+    async def _worker(self, queue: asyncio.Queue[Job]) -> None:
         while not self._stopping:
             try:
                 job = queue.get_nowait()
@@ -166,16 +166,15 @@ class Engine:
                 return
             outcome = await self._one(job)
             if outcome is not None:
-                outcomes[job.key, job.sample] = outcome
-                self.on_outcome((job.key, job.sample), outcome)
+                self.settle((job.key, job.sample), outcome)
 
     async def _one(self, job: Job) -> Outcome | None:
-        est_tokens, est_cost = self._estimate(job)
+        est_tokens, est_cost = self.reservation(job)
         if not await self._reserve(est_cost):
             self.stop("budget")
             return None
         try:
-            policy = retry.policy(self.config.max_retries, self.config.backoff_initial, self._count_retry)
+            policy = retry.policy(self.config.max_retries, self.config.backoff_initial, self.count_retry)
             response = await policy(self._attempt, job, est_tokens)
         except FatalProviderError:
             raise
@@ -191,7 +190,6 @@ class Engine:
                 response = ChatResponse(retry.describe(exc), finish_reason="content_filter", refusal=True)
             else:
                 self.stats.failed += 1
-                self.stats.done += 1
                 if not self._answered and self.stats.failed >= FAIL_FAST:
                     raise FatalProviderError(
                         f"{self.provider.name}:{job.request.model}: the first {self.stats.failed} "
@@ -205,14 +203,24 @@ class Engine:
                     self._reserved_cost -= est_cost
                     self._reservations -= 1
                     self._budget.notify_all()
+        return self.keep(job.key, job.sample, job.request, response)
+
+    def keep(
+        self, key: str, sample: int, request: ChatRequest | None, response: ChatResponse
+    ) -> Outcome:
+        """Count an answer (live or from a batch) and write it to the cache at once.
+        `request` is None for a batch item of another run (paid for, so kept too)."""
         self._answered += 1
         self.stats.add_usage(response, self.cost_of(response.input_tokens, response.output_tokens))
-        self.cache.put_response(
-            job.key, job.sample, self.provider.name, job.request, response,
-            self.template, self.template_sha256,
-        )
-        self.stats.done += 1
+        template, sha = (self.template, self.template_sha256) if request else ("", "")
+        self.cache.put_response(key, sample, self.provider.name, request, response, template, sha)
         return Outcome(response)
+
+    def settle(self, key: tuple[str, int], outcome: Outcome) -> None:
+        """A job is answered or has failed for good: record it and tell the run."""
+        self.outcomes[key] = outcome
+        self.stats.done += 1
+        self.on_outcome(key, outcome)
 
     async def _reserve(self, cost: float) -> bool:
         """Set aside `cost` under --max-cost. While requests in flight hold reservations
@@ -229,7 +237,7 @@ class Engine:
             self._reservations += 1
             return True
 
-    def _estimate(self, job: Job) -> tuple[int, float]:
+    def reservation(self, job: Job) -> tuple[int, float]:
         """Tokens (for --tpm) and dollars (for --max-cost) to reserve before sending: the
         counted input plus the most output the request may produce; corrected from usage.
         Counting is skipped when neither limit is set."""
@@ -268,5 +276,5 @@ class Engine:
             self.tpm.refund(est_tokens - response.input_tokens - response.output_tokens)
         return response
 
-    def _count_retry(self, state) -> None:
+    def count_retry(self, state) -> None:
         self.stats.retries += 1

@@ -47,6 +47,7 @@ class ChatResponse:
 
 class Provider(Protocol):
     name: str  # "openai", "anthropic", "mock"
+    model: str
     simulated: bool  # True only for the offline mock judge
 
     async def complete(self, request: ChatRequest, timeout: float) -> ChatResponse:
