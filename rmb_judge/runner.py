@@ -226,12 +226,7 @@ async def run_generative(config: RunConfig, dataset: records.Dataset) -> RunResu
         estimate_tokens=estimate.tokens, cost_of=estimate.cost,
         stats=stats, on_outcome=on_outcome,
     )
-    batches = BatchRunner(
-        provider, cache, estimate, stats, on_outcome,
-        template=template.name, template_sha256=template.sha256,
-        max_cost=config.engine.max_cost, max_retries=config.engine.max_retries,
-        poll_interval=config.poll_interval,
-    ) if config.batch else None
+    batches = BatchRunner(engine, config.poll_interval) if config.batch else None
     if batches:
         progress.metrics = lambda: {**engine_metrics(stats), **batches.progress.metrics()}
     stopped: str | None = None
@@ -251,7 +246,7 @@ async def run_generative(config: RunConfig, dataset: records.Dataset) -> RunResu
     try:
         with paused_gc():
             misses = engine.lookup(plan.jobs())
-        work = batches.run(misses, engine.outcomes) if batches else engine.send(misses)
+        work = batches.run(misses) if batches else engine.send(misses)
         task = asyncio.ensure_future(work)
         async with Display(progress, live=config.live, interval=config.progress_interval):
             try:
@@ -381,8 +376,7 @@ def write_run(
     lines = []
     written: set[int] = set()
     for rs in record_scores:
-        for group in rs.comparisons:
-            score = scoring.comparison_score(group)[0]
+        for group, score in zip(rs.comparisons, rs.comparison_scores):
             lines.extend(outputs.sample_line(j, score, config.judge.simulated) for j in group)
             written.update(id(j) for j in group)
     lines.extend(

@@ -64,23 +64,22 @@ def majority(votes: list[str | None]) -> str | None:
     return "tie" if rest and rest[0][1] == n else top
 
 
-def comparison_score(judged: list[Judged]) -> tuple[float, str | None]:
-    """(score, outcome) of a comparison from its one or two presentations."""
+def comparison_score(judged: list[Judged]) -> float:
+    """A comparison's score from its one or two presentations."""
     outcomes = [j.outcome for j in judged]
-    if any(o is None for o in outcomes):
-        return 0.0, None
-    if len(judged) == 1:
-        return judged[0].correct, outcomes[0]
-    if len(set(outcomes)) == 1:
-        return (judged[0].correct, outcomes[0])
-    return (0.0, "loss") if judged[0].scalar else (0.5, "tie")
+    if None in outcomes:
+        return 0.0
+    if len(set(outcomes)) == 1:  # one presentation, or both orders agree
+        return judged[0].correct
+    return 0.0 if judged[0].scalar else 0.5  # the two orders disagree: a tie
 
 
 @dataclass
 class RecordScore:
     record: Record
     score: float
-    comparisons: list[list[Judged]]
+    comparisons: list[list[Judged]]  # each comparison's presentations
+    comparison_scores: list[float]
 
 
 def score_records(judged: list[Judged]) -> list[RecordScore]:
@@ -93,9 +92,9 @@ def score_records(judged: list[Judged]) -> list[RecordScore]:
         by_record[comparison.record].append(group)
     result = []
     for record, groups in by_record.items():
-        scores = [comparison_score(g)[0] for g in groups]
+        scores = [comparison_score(g) for g in groups]
         value = scores[0] if record.set == "pairwise" else float(all(s == 1.0 for s in scores))
-        result.append(RecordScore(record, value, groups))
+        result.append(RecordScore(record, value, groups, scores))
     return result
 
 
