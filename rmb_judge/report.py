@@ -2,16 +2,22 @@
 
 The HTML is self-contained (inline CSS and SVG; no scripts, fonts or network) so it can be
 attached to an issue or mailed and still render the same anywhere.
-Older or partial runs may lack `settings`, `chance`, `position`, `agreement` or `sections`;
-every renderer shows what is there and a dash for the rest.
+Older or partial runs may lack `settings`, `chance`, `position`, `agreement`, `sections`,
+`data`, `suspect`, `warnings` or `usage.results`; every renderer shows what is there and a
+dash for the rest.
+
+Only runs that can be compared are ranked together: the leaderboard is cut into groups
+(complete runs on the largest selection first, then other selections, then partial runs,
+then suspect ones), each with a header, so a run that judged five records, stopped early
+or could not parse its judge's answers never sits above complete runs on the full data.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from functools import cache
 from html import escape
@@ -19,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -67,24 +72,34 @@ class Scenario:
 
 @dataclass(frozen=True)
 class Run:
-    """What the report needs from one run folder's `summary.json`."""
+    """What the report needs from one run folder's `summary.json` (and `manifest.json`)."""
 
     path: Path
     judge: str
     label: str  # the settings that tell ablation runs of one judge apart
     simulated: bool
     complete: bool
+    stopped_reason: str | None
+    suspect: bool
+    warnings: tuple[str, ...]
     scores: dict[str, float | None]  # SCORE_KEYS
     chance: dict[str, float | None]  # SECTION_KEYS
     n: int
     failed: int
     unparsed: int
     refused: int
-    cost_usd: float | None
+    cost_usd: float | None  # what the answers behind the scores cost, whichever run paid
+    cost_is_spend: bool  # an older summary: only its own spend is known, and it reused cached answers
+    cache_hits: int
     first_pick_rate: float | None
     consistency: float | None
     unanimous: float | None  # --samples K: share of comparisons whose K votes all agree
     scenarios: tuple[Scenario, ...]
+    selection: tuple[Any, ...]  # equal for runs that selected the same records
+    selection_text: str
+    records: int  # records selected (scored, for summaries that do not say)
+    comparisons: tuple[int, int] | None  # judged, expected
+    data_digest: str | None  # of the data files' hashes in manifest.json
 
     def chance_for(self, key: str) -> float | None:
         """Chance level of a section, or for `overall` the mean over the sections this run scored."""
@@ -120,37 +135,110 @@ def _load_run(folder: Path) -> Run:
         raise DataError(f"{file}: not UTF-8 text") from None
     if not isinstance(summary, dict) or not isinstance(summary.get("judge"), str):
         raise DataError(f'{file}: not an rmb-judge summary (no "judge" string)')
-    return _run_from_summary(folder, summary)
+    return _run_from_summary(folder, summary, _data_digest(folder / "manifest.json"))
 
 
-def _run_from_summary(folder: Path, summary: dict[str, Any]) -> Run:
+def _data_digest(file: Path) -> str | None:
+    """A digest of the data files' hashes that manifest.json lists; optional, so any problem is None."""
+    try:
+        manifest = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    files = _dict(_dict(_dict(manifest).get("data")).get("files"))
+    if not files:
+        return None
+    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+
+
+def _run_from_summary(folder: Path, summary: dict[str, Any], data_digest: str | None = None) -> Run:
     judge = summary["judge"]
     scores = _dict(summary.get("scores"))
     chance = _dict(summary.get("chance"))
     sections = [s for s in _dict(summary.get("sections")).values() if isinstance(s, dict)]
     usage = _dict(summary.get("usage"))
+    results = usage.get("results")
     position = _dict(summary.get("position"))
+    settings = _dict(summary.get("settings"))
+    data = _dict(summary.get("data"))
     scenarios = tuple(s for s in map(_scenario, _list(summary.get("scenarios"))) if s is not None)
     # Failure counts come from the per-section tallies; usage's are the fallback for older summaries.
     counted = sections or [usage]
+    n = sum(_count(s.get("n")) for s in sections) if sections else sum(s.n or 0 for s in scenarios)
+    records = data.get("records")
+    judged, expected = data.get("comparisons_judged"), data.get("comparisons_expected")
+    reason = summary.get("stopped_reason")
     return Run(
         path=folder,
         judge=judge,
-        label=_settings_label(_dict(summary.get("settings"))) or folder.name,
+        label=_settings_label(settings) or folder.name,
         simulated=summary.get("simulated") is True or judge.split(":")[0] == "mock",
         complete=summary.get("complete") is True,
+        stopped_reason=reason if isinstance(reason, str) else None,
+        suspect=summary.get("suspect") is True,
+        warnings=tuple(w for w in _list(summary.get("warnings")) if isinstance(w, str)),
         scores={key: _number(scores.get(key)) for key in SCORE_KEYS},
         chance={key: _number(chance.get(key)) for key in SECTION_KEYS},
-        n=sum(_count(s.get("n")) for s in sections) if sections else sum(s.n or 0 for s in scenarios),
+        n=n,
         failed=sum(_count(s.get("failed")) for s in counted),
         unparsed=sum(_count(s.get("unparsed")) for s in counted),
         refused=sum(_count(s.get("refused")) for s in counted),
-        cost_usd=_number(usage.get("cost_usd")),
+        cost_usd=_number(_dict(results).get("cost_usd") if isinstance(results, dict) else usage.get("cost_usd")),
+        cost_is_spend=not isinstance(results, dict) and _count(usage.get("cache_hits")) > 0,
+        cache_hits=_count(usage.get("cache_hits")),
         first_pick_rate=_number(position.get("first_pick_rate")),
         consistency=_number(position.get("consistency")),
         unanimous=_number(_dict(summary.get("agreement")).get("unanimous_rate")),
         scenarios=scenarios,
+        selection=_selection_key(settings, scenarios),
+        selection_text=_selection_text(settings),
+        records=records if isinstance(records, int) and not isinstance(records, bool) else n,
+        comparisons=(judged, expected) if isinstance(judged, int) and isinstance(expected, int) else None,
+        data_digest=data_digest,
     )
+
+
+def _selection(settings: dict[str, Any]) -> dict[str, Any] | None:
+    """The selection flags of `settings` with defaults filled in, or None when it has none (older runs)."""
+    if not any(key in settings for key in ("sets", "sections", "scenarios")):
+        return None
+    sample = _number(settings.get("sample"))
+    limit = settings.get("limit")
+    return {
+        "sets": tuple(sorted(map(str, _list(settings.get("sets")) or SETS))),
+        "sections": tuple(sorted(map(str, _list(settings.get("sections")) or SECTIONS))),
+        "scenarios": tuple(sorted(map(str, _list(settings.get("scenarios"))))),
+        "limit": limit if isinstance(limit, int) and not isinstance(limit, bool) else None,
+        "sample": sample,
+        "seed": _count(settings.get("seed")) if sample is not None else None,  # it picks records only with --sample
+    }
+
+
+def _selection_key(settings: dict[str, Any], scenarios: tuple[Scenario, ...]) -> tuple[Any, ...]:
+    """Runs with equal keys selected the same records: equal selection flags or, for summaries
+    without them, the same scenarios with the same record counts."""
+    flags = _selection(settings)
+    if flags is None:
+        return ("scenarios", tuple(sorted((s.category_path, s.n) for s in scenarios)))
+    return ("flags", *flags.values())
+
+
+def _selection_text(settings: dict[str, Any]) -> str:
+    """The selection in words: `full selection`, or the flags that narrowed it."""
+    flags = _selection(settings)
+    if flags is None:
+        return "selection not recorded (older summary)"
+    parts = []
+    if flags["sets"] != tuple(sorted(SETS)):
+        parts.append("sets " + ", ".join(flags["sets"]))
+    if flags["sections"] != tuple(sorted(SECTIONS)):
+        parts.append("sections " + ", ".join(flags["sections"]))
+    if flags["scenarios"]:
+        parts.append("scenarios " + ", ".join(flags["scenarios"]))
+    if flags["limit"] is not None:
+        parts.append(f"first {flags['limit']} records per scenario")
+    if flags["sample"] is not None:
+        parts.append(f"sample {flags['sample'] * 100:g}% (seed {flags['seed']})")
+    return " · ".join(parts) or "full selection"
 
 
 def _settings_label(settings: dict[str, Any]) -> str:
@@ -162,6 +250,12 @@ def _settings_label(settings: dict[str, Any]) -> str:
         if samples > 1 and temperature is not None:
             vote += f" T={temperature:g}"
         parts.append(vote)
+    flags = _selection(settings) or {}
+    for key, every in (("sets", SETS), ("sections", SECTIONS)):
+        if key in flags and flags[key] != tuple(sorted(every)):
+            parts.append(f"{key}={','.join(flags[key])}")
+    if flags.get("scenarios"):
+        parts.append("scenarios=" + ",".join(flags["scenarios"]))
     parts += [f"{key}={settings[key]:g}" for key in ("limit", "sample") if _number(settings.get(key)) is not None]
     return " · ".join(parts)
 
@@ -204,17 +298,38 @@ def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-# ---------------------------------------------------------------- the table all renderers share
+# ---------------------------------------------------------------- the groups and table all renderers share
+
+# Group kinds, in the order they are listed.
+RANKED, SELECTION, PARTIAL, SUSPECT = "ranked", "selection", "partial", "suspect"
+
+
+@dataclass(frozen=True)
+class _Group:
+    """Runs that may be ranked against each other, under a header saying why they are apart."""
+
+    kind: str  # RANKED | SELECTION | PARTIAL | SUSPECT
+    title: str
+    runs: list[Run]  # ranked, one per row
+    headers: list[str]  # the board's, with "(chance)" on the scores when runs' chance levels differ
+    rows: list[list[str]]
+    chance_row: list[str] | None  # when every run of the group has the same chance levels
 
 
 @dataclass(frozen=True)
 class _Board:
     headers: list[str]
     numeric: list[bool]
-    runs: list[Run]  # ranked, one per row
-    rows: list[list[str]]
-    chance_row: list[str] | None  # when every run has the same chance levels
+    groups: list[_Group]
     notes: list[str]
+
+    @property
+    def runs(self) -> list[Run]:
+        """Every run, in the order (and with the rank numbers) the table lists them."""
+        return [run for group in self.groups for run in group.runs]
+
+    def group_of(self, run: Run) -> _Group:
+        return next(group for group in self.groups if any(member is run for member in group.runs))
 
 
 _EXTRAS = (  # (header, value, what it means)
@@ -226,6 +341,62 @@ _EXTRAS = (  # (header, value, what it means)
 
 def _ranked(runs: list[Run]) -> list[Run]:
     return sorted(runs, key=lambda run: (run.scores["overall"] is None, -(run.scores["overall"] or 0.0)))
+
+
+def _grouped(runs: list[Run]) -> list[tuple[str, str, list[Run]]]:
+    """(kind, title, runs) in listing order.
+
+    Complete, not suspect runs are grouped by selection (equal selection key, selected record
+    count and, when every run's manifest lists them, data file hashes); the group with the most
+    records (then the most runs, then the first named) is ranked first, the other selections
+    follow by size. Partial runs come next and suspect ones (partial or not) last.
+    """
+    with_data = all(run.data_digest for run in runs)
+    selections: dict[tuple[Any, ...], list[Run]] = {}
+    for run in runs:
+        if run.complete and not run.suspect:
+            key = (run.selection, run.records, run.data_digest if with_data else None)
+            selections.setdefault(key, []).append(run)
+    several_data = with_data and len({run.data_digest for run in runs}) > 1
+    groups = []
+    for index, members in enumerate(sorted(selections.values(), key=lambda g: (-g[0].records, -len(g)))):
+        first = members[0]
+        what = f"{first.selection_text} · {first.records:,} records"
+        if several_data:
+            what += f" · data files {str(first.data_digest)[:8]}"
+        if index == 0:
+            groups.append((RANKED, f"Complete runs · {what}", members))
+        else:
+            groups.append((SELECTION, f"Another selection · {what} · not ranked against the runs above", members))
+    partial = [run for run in runs if not run.complete and not run.suspect]
+    if partial:
+        title = "Partial runs · stopped early, scored on the records they finished · not ranked against complete runs"
+        groups.append((PARTIAL, title, partial))
+    suspect = [run for run in runs if run.suspect]
+    if suspect:
+        title = "SUSPECT runs · too many comparisons unparsed or failed (see the warnings below) · not ranked"
+        groups.append((SUSPECT, title, suspect))
+    return groups
+
+
+def _status(run: Run) -> list[tuple[str, str]]:
+    """(tag, detail) pairs: complete or partial (how far it got and why it stopped), SUSPECT, simulated."""
+    if run.complete:
+        tags = [("complete", "")]
+    else:
+        detail = f"{run.comparisons[0]:,} of {run.comparisons[1]:,} comparisons" if run.comparisons else ""
+        if run.stopped_reason:
+            detail += (", " if detail else "") + f"stopped: {run.stopped_reason}"
+        tags = [("partial", detail)]
+    if run.suspect:
+        tags.append(("SUSPECT", ""))
+    if run.simulated:
+        tags.append(("simulated", ""))
+    return tags
+
+
+def _status_text(run: Run) -> str:
+    return " · ".join(f"{tag}: {detail}" if detail else tag for tag, detail in _status(run))
 
 
 def _common_chance(runs: list[Run]) -> dict[str, float | None] | None:
@@ -244,40 +415,60 @@ def _common_chance(runs: list[Run]) -> dict[str, float | None] | None:
 
 
 def _board(runs: list[Run]) -> _Board:
-    ranked = _ranked(runs)
-    common = _common_chance(ranked)
-    per_run_chance = common is None
-    extras = [(title, get, meaning) for title, get, meaning in _EXTRAS if any(get(run) is not None for run in ranked)]
-    suffix = " (chance)" if per_run_chance else ""
+    extras = [(title, get, meaning) for title, get, meaning in _EXTRAS if any(get(run) is not None for run in runs)]
     headers = [
-        "#", "Judge", "Settings", *(TITLES[key] + suffix for key in SCORE_KEYS),
+        "#", "Judge", "Settings", *(TITLES[key] for key in SCORE_KEYS),
         "Status", "n", "Failed", "Unparsed", "Refused", "Cost", *(title for title, _, _ in extras),
     ]
     numeric = [header not in ("Judge", "Settings", "Status") for header in headers]
-    rows = []
-    for rank, run in enumerate(ranked, 1):
-        cells = [
-            _fmt(run.scores[key]) + (f" ({_fmt(run.chance_for(key))})" if per_run_chance else "")
-            for key in SCORE_KEYS
+    groups: list[_Group] = []
+    first = 1  # ranks run on across groups, so "#3" names one run in every table and chart
+    for kind, title, members in _grouped(runs):
+        ranked = _ranked(members)
+        common = _common_chance(ranked)
+        per_run_chance = common is None
+        rows = []
+        for rank, run in enumerate(ranked, first):
+            cells = [
+                _fmt(run.scores[key]) + (f" ({_fmt(run.chance_for(key))})" if per_run_chance else "")
+                for key in SCORE_KEYS
+            ]
+            rows.append([
+                str(rank), run.judge, run.label, *cells, _status_text(run), str(run.n), str(run.failed),
+                str(run.unparsed), str(run.refused), _fmt_cost(run.cost_usd) + ("*" if run.cost_is_spend else ""),
+                *(_fmt(get(run)) for _, get, _ in extras),
+            ])
+        chance_row = None
+        if common is not None and any(level is not None for level in common.values()):
+            chance_row = ["", "chance level", "", *(_fmt(common[key]) for key in SCORE_KEYS)]
+            chance_row += [""] * (len(headers) - len(chance_row))
+        group_headers = [
+            header + (" (chance)" if per_run_chance and 3 <= index < 3 + len(SCORE_KEYS) else "")
+            for index, header in enumerate(headers)
         ]
-        status = ("complete" if run.complete else "partial") + (" · simulated" if run.simulated else "")
-        rows.append([
-            str(rank), run.judge, run.label, *cells, status, str(run.n), str(run.failed),
-            str(run.unparsed), str(run.refused), _fmt_cost(run.cost_usd),
-            *(_fmt(get(run)) for _, get, _ in extras),
-        ])
-    chance_row = None
-    if common is not None and any(level is not None for level in common.values()):
-        chance_row = ["", "chance level", "", *(_fmt(common[key]) for key in SCORE_KEYS)]
-        chance_row += [""] * (len(headers) - len(chance_row))
+        groups.append(_Group(kind, title, ranked, group_headers, rows, chance_row))
+        first += len(ranked)
+    board_runs = [run for group in groups for run in group.runs]
     notes = [f"{title}: {meaning}." for title, _, meaning in extras]
-    if per_run_chance:
+    if any(group.headers != headers for group in groups):
         notes.append("Runs selected different records, so each score shows its own chance level in brackets.")
-    if any(run.simulated for run in ranked):
+    if any(run.simulated for run in runs):
         notes.append("simulated: the built-in mock judge, for smoke runs; its scores say nothing about a model.")
-    if not all(run.complete for run in ranked):
-        notes.append("partial: the run stopped early (e.g. --max-cost); scores cover the records it judged.")
-    return _Board(headers, numeric, ranked, rows, chance_row, notes)
+    if any(run.cache_hits for run in runs):
+        notes.append("Cost: what the answers behind the scores cost, whichever run paid for them.")
+    if any(run.cost_is_spend for run in runs):
+        notes.append(
+            "*: an older summary that records only what its own invocation spent; it reused "
+            "cached answers, so the answers behind its scores may have cost more."
+        )
+    for number, run in enumerate(board_runs, 1):
+        warnings = list(run.warnings)
+        if run.suspect and not warnings:
+            warnings = ["more comparisons ended unparsed or failed than --max-unparsed allows."]
+        if warnings:
+            mark = "SUSPECT: " if run.suspect else "warning: "
+            notes.append(f"#{number} {run.judge} · {run.label}: {mark}" + " ".join(warnings))
+    return _Board(headers, numeric, groups, notes)
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -287,6 +478,8 @@ def _fmt(value: float | None, digits: int = 3) -> str:
 def _fmt_cost(value: float | None) -> str:
     if value is None:
         return DASH
+    if 0 < value < 0.0001:
+        return "<$0.0001"  # a real cost, however small, never reads as free
     return f"${value:.2f}" if value >= 1 else f"${value:.4f}"
 
 
@@ -310,65 +503,165 @@ def _published_table() -> tuple[list[str], list[list[str]]]:
 
 # ---------------------------------------------------------------- terminal
 
+_TITLE_STYLES = {RANKED: "bold", SELECTION: "bold cyan", PARTIAL: "bold magenta", SUSPECT: "bold red"}
+_FOLD_MIN = 12  # a judge or model column narrower than its names folds them, never cuts them
+_NAME_ROOM = 24  # one table for everything only if the names get this much (or all they need)
+_TERMINAL_STATUS = 2 + len(SCORE_KEYS)  # the terminal's status column: after rank, judge and scores
+
+
+@dataclass(frozen=True)
+class _Column:
+    """How narrow a terminal column may get without splitting a word or number, and how wide it wants to be."""
+
+    kind: str  # "number" (right-aligned) or "words" wrap between words only; a "name" may fold
+    minimum: int
+    natural: int  # of the cells, each line whole
+    header: int  # of the header on one line
+
+    @property
+    def comfortable(self) -> int:
+        """Numbers on one line and names mostly whole: what a column needs to share one table with the rest."""
+        if self.kind == "name":
+            return max(self.minimum, min(self.natural, _NAME_ROOM))
+        return max(self.natural, self.minimum) if self.kind == "number" else self.minimum
+
+    @property
+    def wants(self) -> tuple[int, int, int, int]:
+        """How wide this column would like to be, at each step of `_widths`."""
+        cells = max(self.natural, self.minimum)
+        first = cells if self.kind == "number" else self.minimum
+        second = cells if self.kind != "words" else self.minimum
+        return first, second, max(second, self.header), max(cells, self.header)
+
+
+def _column(kind: str, header: str, cells: list[str]) -> _Column:
+    """`header` may hold several lines: the variants different groups show."""
+    natural = max((len(line) for text in cells for line in text.split("\n")), default=1)
+    header_line = max(len(line) for line in header.split("\n"))
+    header_word = max((len(word) for word in header.split()), default=1)
+    if kind == "name":
+        return _Column(kind, min(natural, max(_FOLD_MIN, header_word)), natural, header_line)
+    words = max((len(word) for text in cells for word in text.split()), default=1)
+    return _Column(kind, max(words, header_word), natural, header_line)
+
+
+def _span(widths: list[int]) -> int:
+    """A rich table's width: each column padded by one space a side, with a border between and around."""
+    return sum(widths) + 3 * len(widths) + 1
+
+
+def _layout(columns: list[_Column], blocks: list[list[int]], width: int) -> list[list[tuple[int, int]]]:
+    """(column, width) for each table to print, every table led by column 0 (rank or name).
+
+    One table when every column fits comfortably; else as many columns per table as fit at
+    their minimum width, a block starting a new table unless the last one holds only the
+    spill-over of the block before."""
+    everything = [0, *(index for block in blocks for index in block)]
+    if _span([columns[index].comfortable for index in everything]) <= width:
+        return [_widths(columns, everything, width)]
+    plans: list[list[int]] = []
+    plan, spill = [0], False  # spill: the table so far holds the end of a block cut short
+    for block in blocks:
+        if len(plan) > 1 and not spill:
+            plans.append(plan)
+            plan = [0]
+        for index in block:
+            if len(plan) > 1 and _span([columns[i].minimum for i in (*plan, index)]) > width:
+                plans.append(plan)
+                plan = [0]
+            plan.append(index)
+        spill = len(plan) < len(block) + 1
+    plans.append(plan)
+    return [_widths(columns, plan, width) for plan in plans]
+
+
+def _widths(columns: list[_Column], plan: list[int], width: int) -> list[tuple[int, int]]:
+    """Minimum widths; then, while there is room for all of them at once, every number on one line,
+    names whole, headers on one line and status lines unwrapped; what room is left goes to names."""
+    widths = {index: columns[index].minimum for index in plan}
+    for step in range(4):
+        wanted = {index: max(widths[index], columns[index].wants[step]) for index in plan}
+        if _span(list(wanted.values())) > width:
+            break
+        widths = wanted
+    room = width - _span(list(widths.values()))
+    for index in plan:
+        if columns[index].kind == "name":
+            grow = max(0, min(columns[index].natural - widths[index], room))
+            widths[index] += grow
+            room -= grow
+    return [(index, widths[index]) for index in plan]
+
+
+def _fixed_table(headers: list[str], columns: list[_Column], plan: list[tuple[int, int]]) -> Table:
+    """A rich table whose column widths are set, so rich neither squeezes nor ellipsizes a cell."""
+    table = Table()
+    for index, width in plan:
+        justify = "right" if columns[index].kind == "number" else "left"
+        table.add_column(headers[index], width=width, justify=justify, overflow="fold")
+    return table
+
 
 def render_terminal(runs: list[Run], console: Console, published: bool = False) -> None:
+    """The leaderboard fitted to `console.width` (80 when piped, unless COLUMNS says otherwise):
+    tables split by columns rather than cut, numbers never broken, judge names folded."""
     board = _board(runs)
-    everything = range(len(board.headers))
-    table = _rich_table("RMB leaderboard", board, everything)
-    natural = Measurement.get(console, console.options.update_width(10_000), table).maximum
-    if natural > console.width:
-        # Too narrow for one table: scores first, then counts, cost and bias by rank.
-        split = board.headers.index("Status") + 1
-        table = _rich_table("RMB leaderboard", board, range(split))
-        details = _rich_table("Run details", board, [0, *range(split, len(board.headers))])
-        console.print(table, details)
-    else:
-        console.print(table)
+    shown = [  # per group: headers, run rows, chance row
+        (
+            [text.plain for text in _terminal_row(group.headers, header=True)],
+            [_terminal_row(row) for row in group.rows],
+            _terminal_row(group.chance_row) if group.chance_row else None,
+        )
+        for group in board.groups
+    ]
+    cells = [row for _, rows, chance in shown for row in [*rows, chance] if row]
+    kinds = ["number", "name", *["number"] * len(SCORE_KEYS), "words"]
+    kinds += ["number"] * (len(board.headers) - 1 - len(kinds))  # settings share the judge's column
+    columns = [
+        _column(kind, "\n".join(headers[index] for headers, _, _ in shown), [row[index].plain for row in cells])
+        for index, kind in enumerate(kinds)
+    ]
+    # Scores and status first; counts, cost and bias (by rank) in a second table if they do not fit beside them.
+    blocks = [list(range(1, _TERMINAL_STATUS + 1)), list(range(_TERMINAL_STATUS + 1, len(kinds)))]
+    plans = _layout(columns, blocks, console.width)
+    console.print(Text("RMB leaderboard", style="bold"))
+    for group, (headers, rows, chance) in zip(board.groups, shown):
+        console.print(Text(group.title, style=_TITLE_STYLES[group.kind]))
+        for plan in plans:
+            table = _fixed_table(headers, columns, plan)
+            for run, row in zip(group.runs, rows):
+                style = "red" if run.suspect else "yellow" if run.simulated else None
+                table.add_row(*(row[index] for index, _ in plan), style=style)
+            if chance and any(2 <= index < _TERMINAL_STATUS for index, _ in plan):
+                table.add_section()
+                table.add_row(*(chance[index] for index, _ in plan), style="dim italic")
+            console.print(table)
     for note in board.notes:
         console.print(Text(note, style="dim"))
     if published:
-        headers, rows = _published_table()
-        paper = Table(title=f"Published: {PUBLISHED_TITLE}", title_justify="left")
-        for index, header in enumerate(headers):
-            paper.add_column(header, justify="left" if index < 2 else "right")
-        for row in rows:
-            paper.add_row(*map(Text, row))
-        console.print(paper)
+        paper_headers, paper_rows = _published_table()
+        kinds = ["name", "words", *["number"] * len(SCORE_KEYS)]
+        columns = [_column(kind, paper_headers[i], [row[i] for row in paper_rows]) for i, kind in enumerate(kinds)]
+        console.print(Text(f"Published: {PUBLISHED_TITLE}", style="bold"))
+        for plan in _layout(columns, [list(range(1, len(kinds)))], console.width):
+            paper = _fixed_table(paper_headers, columns, plan)
+            for row in paper_rows:
+                paper.add_row(*(Text(row[index]) for index, _ in plan))
+            console.print(paper)
         console.print(Text(f"Source: {_source()}", style="dim"))
 
 
-def _rich_table(title: str, board: _Board, columns: Iterable[int]) -> Table:
-    """The board's `columns`, with judge and settings in one two-line cell and status words stacked."""
-    judge_at, status_at = board.headers.index("Judge"), board.headers.index("Status")
-    keep = [index for index in columns if index != judge_at + 1]
-    rows = board.rows + ([board.chance_row] if board.chance_row else [])
-    table = Table(title=title, title_justify="left")
-    for index in keep:
-        if index == judge_at:
-            table.add_column("Judge / settings", overflow="fold")
-        else:  # on a narrow terminal the judge column wraps first; numbers stay whole
-            words = [len(word) for row in rows for word in row[index].split()]
-            table.add_column(
-                board.headers[index],
-                justify="right" if board.numeric[index] else "left",
-                min_width=max(words, default=1),
-            )
-
-    def cells(row: list[str]) -> list[Text]:
-        out = []
-        for index in keep:
-            cell = Text(row[index].replace(" · ", "\n") if index == status_at else row[index])
-            if index == judge_at and row[judge_at + 1]:
-                cell.append("\n" + row[judge_at + 1], style="dim")
-            out.append(cell)
-        return out
-
-    for run, row in zip(board.runs, board.rows):
-        table.add_row(*cells(row), style="yellow" if run.simulated else None)
-    if board.chance_row and any(board.chance_row[index] for index in keep[1:]):
-        table.add_section()
-        table.add_row(*cells(board.chance_row), style="dim italic")
-    return table
+def _terminal_row(row: list[str], header: bool = False) -> list[Text]:
+    """A board row as the terminal shows it: settings under the judge (dim), status words stacked."""
+    status_at = _TERMINAL_STATUS + 1  # the board has settings in a column of their own
+    if header:
+        judge = Text("Judge / settings")
+    else:
+        judge = Text(row[1])
+        if row[2]:
+            judge.append("\n" + row[2], style="dim")
+    status = row[status_at] if header else row[status_at].replace(" · ", "\n")
+    return [Text(row[0]), judge, *map(Text, row[3:status_at]), Text(status), *map(Text, row[status_at + 1 :])]
 
 
 def _source() -> str:
@@ -380,10 +673,12 @@ def _source() -> str:
 
 def render_markdown(runs: list[Run], published: bool = False) -> str:
     board = _board(runs)
-    rows = board.rows + ([board.chance_row] if board.chance_row else [])
-    lines = ["# RMB leaderboard", "", *_markdown_table(board.headers, rows, board.numeric)]
+    lines = ["# RMB leaderboard"]
+    for group in board.groups:
+        rows = group.rows + ([group.chance_row] if group.chance_row else [])
+        lines += ["", f"## {_md(group.title)}", "", *_markdown_table(group.headers, rows, board.numeric)]
     if board.notes:
-        lines += ["", *(f"- {note}" for note in board.notes)]
+        lines += ["", *(f"- {_md(note)}" for note in board.notes)]
     if published:
         headers, paper_rows = _published_table()
         lines += [
@@ -396,9 +691,14 @@ def render_markdown(runs: list[Run], published: bool = False) -> str:
 
 def _markdown_table(headers: list[str], rows: list[list[str]], numeric: list[bool]) -> list[str]:
     def line(cells: list[str]) -> str:
-        return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+        return "| " + " | ".join(map(_md, cells)) + " |"
 
-    return [line(headers), line(["---:" if right else "---" for right in numeric]), *map(line, rows)]
+    return [line(headers), "| " + " | ".join("---:" if right else "---" for right in numeric) + " |", *map(line, rows)]
+
+
+def _md(text: str) -> str:
+    """Text as Markdown shows it literally: `--scenarios '*Chat*'` must not turn italic, nor `|` split a cell."""
+    return re.sub(r"([\\`*_\[\]<>|])", r"\\\1", text)
 
 
 # ---------------------------------------------------------------- HTML
@@ -411,12 +711,16 @@ th, td { padding: 4px 7px; border-bottom: 1px solid #e5e7eb; }
 td { white-space: nowrap; }
 th { background: #f3f4f6; text-align: left; vertical-align: bottom; }
 .num { text-align: right; font-variant-numeric: tabular-nums; }
-tr.simulated td { background: #fff7e0; }
+tr.simulated td { background: #fff7e0; } tr.suspect td { background: #fdecec; }
+tr.group th { background: #fff; font-size: 14px; padding-top: 16px; border-bottom: 2px solid #9ca3af; }
+tr.group.selection th { color: #155e75; } tr.group.partial th { color: #86198f; }
+tr.group.suspect th { color: #b91c1c; }
 tr.chance td { color: #6b7280; font-style: italic; border-top: 2px solid #9ca3af; }
 .settings { color: #6b7280; font-size: 12px; }
 .tag { display: inline-block; padding: 0 6px; border-radius: 8px; font-size: 11px; margin-left: 4px; }
 .tag.partial { background: #fde2e1; color: #9b1c1c; } .tag.complete { background: #def7ec; color: #03543f; }
-.tag.simulated { background: #fdf0c4; color: #8a5a00; }
+.tag.simulated { background: #fdf0c4; color: #8a5a00; } .tag.suspect { background: #b91c1c; color: #fff; }
+line.group-break { stroke: #6b7280; stroke-dasharray: 3 3; }
 .note, .source { color: #6b7280; font-size: 12px; margin: 4px 0; max-width: 1100px; }
 ul.legend { list-style: none; padding: 0; margin: 6px 0; font-size: 12px;
             display: flex; flex-wrap: wrap; gap: 4px 16px; }
@@ -438,8 +742,8 @@ def render_html(runs: list[Run], published: bool = False) -> str:
             f'<p class="source">Source: {escape(_source())}</p>',
         ]
     body += [
-        "<h2>Scores by section</h2>", _legend(board.runs), _bar_chart(board.runs),
-        "<h2>Accuracy by scenario</h2>", _heatmap(board.runs),
+        "<h2>Scores by section</h2>", _legend(board), _bar_chart(board),
+        "<h2>Accuracy by scenario</h2>", _heatmap(board),
     ]
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
@@ -450,12 +754,10 @@ def render_html(runs: list[Run], published: bool = False) -> str:
 
 
 def _html_board(board: _Board) -> str:
-    """Like the terminal table: judge and settings share a cell so the table fits a laptop screen."""
+    """Like the terminal table: judge and settings share a cell so the table fits a laptop screen.
+    One table keeps the columns aligned; each group is a tbody under its own header row."""
     judge_at, status_at = board.headers.index("Judge"), board.headers.index("Status")
     keep = [index for index in range(len(board.headers)) if index != judge_at + 1]
-    head = "".join(
-        f"<th>{'Judge / settings' if index == judge_at else escape(board.headers[index])}</th>" for index in keep
-    )
 
     def row_html(cells: list[str], run: Run | None) -> str:
         tds = []
@@ -464,18 +766,39 @@ def _html_board(board: _Board) -> str:
             if index == judge_at and cells[judge_at + 1]:
                 content += f'<br><span class="settings">{escape(cells[judge_at + 1])}</span>'
             elif index == status_at and run is not None:
-                tags = ["complete" if run.complete else "partial"] + (["simulated"] if run.simulated else [])
-                content = "".join(f'<span class="tag {tag}">{tag}</span>' for tag in tags)
+                tip = {"SUSPECT": _warning_tip(run)}
+                content = "".join(
+                    f'<span class="tag {tag.lower()}"{tip.get(tag, "")}>{escape(tag)}</span>' for tag, _ in _status(run)
+                )
+                details = [detail for _, detail in _status(run) if detail]
+                if details:
+                    content += f'<br><span class="settings">{escape("; ".join(details))}</span>'
             tds.append(f"<td{_num_class(board.numeric[index])}>{content}</td>")
         return "".join(tds)
 
-    rows = []
-    for run, cells in zip(board.runs, board.rows):
-        css = ' class="simulated"' if run.simulated else ""
-        rows.append(f'<tr{css} title="{escape(str(run.path))}">{row_html(cells, run)}</tr>')
-    if board.chance_row:
-        rows.append(f'<tr class="chance">{row_html(board.chance_row, None)}</tr>')
-    return f'<table class="leaderboard">\n<tr>{head}</tr>\n' + "\n".join(rows) + "\n</table>"
+    bodies = []
+    for group in board.groups:
+        head = "".join(
+            f"<th>{'Judge / settings' if index == judge_at else escape(group.headers[index])}</th>" for index in keep
+        )
+        rows = [
+            f'<tr class="group {group.kind}"><th colspan="{len(keep)}">{escape(group.title)}</th></tr>',
+            f"<tr>{head}</tr>",
+        ]
+        for run, cells in zip(group.runs, group.rows):
+            css = " ".join(["run"] + ["suspect"] * run.suspect + ["simulated"] * run.simulated)
+            rows.append(
+                f'<tr class="{css}" data-group="{group.kind}" title="{escape(str(run.path))}">'
+                f"{row_html(cells, run)}</tr>"
+            )
+        if group.chance_row:
+            rows.append(f'<tr class="chance">{row_html(group.chance_row, None)}</tr>')
+        bodies.append(f'<tbody class="{group.kind}">\n' + "\n".join(rows) + "\n</tbody>")
+    return '<table class="leaderboard">\n' + "\n".join(bodies) + "\n</table>"
+
+
+def _warning_tip(run: Run) -> str:
+    return f' title="{escape(" ".join(run.warnings))}"' if run.warnings else ""
 
 
 def _html_table(headers: list[str], rows: list[list[str]], numeric: list[bool]) -> str:
@@ -491,15 +814,34 @@ def _num_class(numeric: bool) -> str:
     return ' class="num"' if numeric else ""
 
 
-def _run_title(rank: int, run: Run) -> str:
-    return f"#{rank} {run.judge} · {run.label}" + (" (simulated)" if run.simulated else "")
+def _run_titles(board: _Board) -> list[str]:
+    """"#rank judge · settings" for each run, with why it is not ranked with the first group, if it is not."""
+    titles = []
+    for rank, run in enumerate(board.runs, 1):
+        marks = ["other selection"] * (board.group_of(run).kind == SELECTION)
+        marks += [tag for tag, _ in _status(run) if tag != "complete"]
+        titles.append(f"#{rank} {run.judge} · {run.label}" + "".join(f" ({mark})" for mark in marks))
+    return titles
 
 
-def _legend(runs: list[Run]) -> str:
+def _slots(board: _Board) -> list[float]:
+    """Each run's place along a chart, in run widths: groups are set apart by a gap."""
+    slots, gap = [], 0.0
+    for number, group in enumerate(board.groups):
+        gap += 0.6 * (number > 0)
+        slots += [len(slots) + gap for _ in group.runs]
+    return slots
+
+
+def _faded(board: _Board, run: Run) -> bool:
+    """Runs outside the first group are drawn paler: their scores are not ranked against it."""
+    return board.group_of(run) is not board.groups[0]
+
+
+def _legend(board: _Board) -> str:
     items = [
-        f'<li><span class="swatch" style="background:{_run_colour(index)}"></span>'
-        f"{escape(_run_title(index + 1, run))}</li>"
-        for index, run in enumerate(runs)
+        f'<li><span class="swatch" style="background:{_run_colour(index)}"></span>{escape(title)}</li>'
+        for index, title in enumerate(_run_titles(board))
     ]
     items.append('<li><span class="swatch chance"></span>chance level</li>')
     return '<ul class="legend">' + "".join(items) + "</ul>"
@@ -509,11 +851,14 @@ def _run_colour(index: int) -> str:
     return PALETTE[index % len(PALETTE)]
 
 
-def _bar_chart(runs: list[Run]) -> str:
-    """Grouped bars: one group per section plus overall, one bar per run, a dashed line at chance."""
+def _bar_chart(board: _Board) -> str:
+    """Grouped bars: one group per section plus overall, one bar per run, a dashed line at chance;
+    runs of later leaderboard groups stand apart and paler."""
+    runs, titles, slots = board.runs, _run_titles(board), _slots(board)
     left, top, plot_h, bottom = 44, 16, 260, 30
     bar_w = max(8.0, min(34.0, 150 / max(len(runs), 1)))
-    group_w = bar_w * max(len(runs), 1) + 28
+    span = (slots[-1] + 1) if slots else 1
+    group_w = bar_w * span + 28
     width = left + group_w * len(SCORE_KEYS) + 10
     height = top + plot_h + bottom
 
@@ -530,16 +875,19 @@ def _bar_chart(runs: list[Run]) -> str:
     for group, key in enumerate(SCORE_KEYS):
         x0 = left + group * group_w + 14
         for index, run in enumerate(runs):
-            x = x0 + index * bar_w
+            x = x0 + slots[index] * bar_w
             score, level = run.scores[key], run.chance_for(key)
+            kind = board.group_of(run).kind
             if score is not None:
-                title = f"{_run_title(index + 1, run)}: {TITLES[key]} {score:.3f}"
+                title = f"{titles[index]}: {TITLES[key]} {score:.3f}"
                 if level is not None:
                     title += f" (chance {level:.3f})"
+                fade = ' fill-opacity="0.45"' if _faded(board, run) else ""
                 parts.append(
                     f'<rect class="bar" data-run="{index + 1}" data-section="{key}" data-score="{score:.3f}" '
-                    f'x="{x:.1f}" y="{y(score):.1f}" width="{bar_w - 2:.1f}" height="{plot_h * score:.1f}" '
-                    f'fill="{_run_colour(index)}"><title>{escape(title)}</title></rect>'
+                    f'data-group="{kind}" x="{x:.1f}" y="{y(score):.1f}" width="{bar_w - 2:.1f}" '
+                    f'height="{plot_h * score:.1f}" fill="{_run_colour(index)}"{fade}>'
+                    f"<title>{escape(title)}</title></rect>"
                 )
                 if bar_w >= 24:
                     parts.append(
@@ -558,15 +906,17 @@ def _bar_chart(runs: list[Run]) -> str:
                     f'stroke="#111827" stroke-width="2" stroke-dasharray="4 2"/>'
                 )
         parts.append(
-            f'<text x="{x0 + bar_w * len(runs) / 2:.1f}" y="{top + plot_h + 18}" font-size="12" '
+            f'<text x="{x0 + bar_w * span / 2:.1f}" y="{top + plot_h + 18}" font-size="12" '
             f'text-anchor="middle" font-weight="600">{TITLES[key]}</text>'
         )
     parts.append("</svg>")
     return "\n".join(parts)
 
 
-def _heatmap(runs: list[Run]) -> str:
-    """Rows are scenarios grouped by set and section, columns are runs; grey cells were not run."""
+def _heatmap(board: _Board) -> str:
+    """Rows are scenarios grouped by set and section, columns are runs; grey cells were not run.
+    A dashed line and a gap part the runs of one leaderboard group from the next."""
+    runs, slots = board.runs, _slots(board)
     cells = {(index, s.category_path): s for index, run in enumerate(runs) for s in run.scenarios}
     labels = {s.category_path: s.short_label for run in runs for s in run.scenarios}
     groups = []
@@ -582,19 +932,27 @@ def _heatmap(runs: list[Run]) -> str:
 
     cell_w, cell_h, group_h = 60, 20, 26
     label_w = 16 + 6.6 * max(len(label) for _, rows in groups for _, label in rows)
-    titles = [_run_title(index + 1, run) for index, run in enumerate(runs)]
+    titles = _run_titles(board)
     title_w = 6.0 * max(len(title) for title in titles)  # run titles are rotated 30 degrees
     header_h = 20 + title_w / 2
-    width = max(label_w + cell_w * len(runs), label_w + cell_w * (len(runs) - 0.5) + title_w * 0.87 + 10)
+    span = slots[-1] + 1
+    width = max(label_w + cell_w * span, label_w + cell_w * (span - 0.5) + title_w * 0.87 + 10)
     height = header_h + sum(group_h + cell_h * len(rows) for _, rows in groups) + 8
 
     parts = [f'<svg class="heatmap" xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}">']
     for index, title in enumerate(titles):
-        x = label_w + cell_w * index + cell_w / 2
+        x = label_w + cell_w * slots[index] + cell_w / 2
         parts.append(
             f'<text class="hm-run" font-size="11" transform="translate({x:.1f},{header_h - 6:.1f}) rotate(-30)">'
             f"{escape(title)}</text>"
         )
+    for index in range(1, len(runs)):
+        if slots[index] - slots[index - 1] > 1:
+            x = label_w + cell_w * (slots[index] - 0.3)
+            parts.append(
+                f'<line class="group-break" data-before-run="{index + 1}" x1="{x:.1f}" x2="{x:.1f}" '
+                f'y1="{header_h:.1f}" y2="{height - 4:.1f}"/>'
+            )
     y = header_h
     for title, rows in groups:
         parts.append(f'<text x="4" y="{y + 18}" font-size="13" font-weight="600">{escape(title)}</text>')
@@ -605,7 +963,7 @@ def _heatmap(runs: list[Run]) -> str:
             )
             for index in range(len(runs)):
                 scenario = cells.get((index, path))
-                x = label_w + cell_w * index
+                x = label_w + cell_w * slots[index]
                 accuracy = scenario.accuracy if scenario else None
                 fill = ABSENT if accuracy is None else heat_colour(accuracy)
                 tip = f"{path} · {titles[index]}: " + (
@@ -613,13 +971,13 @@ def _heatmap(runs: list[Run]) -> str:
                 )
                 parts.append(
                     f'<rect class="hm-cell" data-run="{index + 1}" data-scenario="{escape(path)}" '
-                    f'data-accuracy="{"" if accuracy is None else f"{accuracy:.3f}"}" x="{x + 1}" y="{y + 1}" '
+                    f'data-accuracy="{"" if accuracy is None else f"{accuracy:.3f}"}" x="{x + 1:.1f}" y="{y + 1}" '
                     f'width="{cell_w - 2}" height="{cell_h - 2}" fill="{fill}"><title>{escape(tip)}</title></rect>'
                 )
                 if accuracy is not None:
                     parts.append(
                         f'<text class="hm-value" data-run="{index + 1}" data-scenario="{escape(path)}" '
-                        f'x="{x + cell_w / 2}" y="{y + 14}" font-size="11" text-anchor="middle" '
+                        f'x="{x + cell_w / 2:.1f}" y="{y + 14}" font-size="11" text-anchor="middle" '
                         f'fill="{_ink(fill)}">{accuracy:.2f}</text>'
                     )
             y += cell_h

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import colorsys
+import io
+import itertools
 import json
 import os
 import random
@@ -45,6 +47,12 @@ def section_of(path: str) -> str:
     return ("pairwise" if set_dir == "Pairwise_set" else "bon") + "_" + section_dir.lower()
 
 
+# settings as `rmb-judge run` writes them for a full run with the default flags
+FULL = {"sets": ["pairwise", "bon"], "sections": ["helpfulness", "harmlessness"], "scenarios": [],
+        "limit": None, "sample": None, "seed": 0, "template": "rmb", "template_kind": "pairwise",
+        "verdict_style": "rmb", "order": "random", "samples": 1, "temperature": 0.0, "max_tokens": 2048}
+
+
 def write_run(
     folder: Path,
     judge: str,
@@ -58,12 +66,23 @@ def write_run(
     position: dict | None = None,
     agreement: dict | None = None,
     cost: float | None = 0.0,
+    results_cost: float | None = None,
+    records: int | None = None,
+    suspect: bool | None = None,
+    warnings: list[str] | None = None,
+    stopped_reason: str | None = None,
+    data_files: dict | None = None,
+    overall: float | None = None,
 ) -> dict:
-    """A summary.json as `rmb-judge run` writes it, with scores that follow from its scenarios."""
+    """A summary.json as `rmb-judge run` writes it, with scores that follow from its scenarios.
+
+    `settings` gets the selection keys of a full run unless it names them; `records` (selected)
+    adds the `data` block; `results_cost`, `suspect` and `warnings` add the newer fields.
+    """
     rng = random.Random(seed)
     scenarios, sections = [], {}
     for path in paths:
-        n = rng.randint(8, 30)
+        n = random.Random(path).randint(8, 30)  # a scenario has as many records in every run that selects it
         wins = rng.randint(0, n)
         unparsed, refused, failed = rng.randint(0, 2), rng.randint(0, 1), rng.randint(0, 1)
         set_, section = section_of(path).split("_")
@@ -78,19 +97,33 @@ def write_run(
     for key, totals in sections.items():
         scores[key] = totals["wins"] / totals["n"]
     present = [scores[key] for key in SCORE_KEYS[:4] if scores[key] is not None]
-    scores["overall"] = sum(present) / len(present)
+    scores["overall"] = sum(present) / len(present) if overall is None else overall
+    n = sum(s["n"] for s in scenarios)
     summary = {
-        "judge": judge, "simulated": simulated, "complete": complete, "settings": settings,
+        "judge": judge, "simulated": simulated, "complete": complete,
+        "stopped_reason": stopped_reason if stopped_reason or complete else "budget",
+        "settings": None if settings is None else {**FULL, **settings},
         "scores": scores,
         "chance": None if chance is None else {key: chance[key] for key in sections},
         "sections": sections, "scenarios": scenarios, "position": position, "agreement": agreement,
         "usage": {"requests": 10, "cache_hits": 0, "retries": 0, "failed": 0, "unparsed": 0, "refused": 0,
                   "input_tokens": 1000, "output_tokens": 100, "cost_usd": cost},
     }
+    if records is not None:
+        summary["data"] = {
+            "root": str(DATA), "scenario_files_found": 95, "scenario_files_read": len(paths), "records": records,
+            "records_scored": n, "comparisons_judged": n if complete else 2 * n,
+            "comparisons_expected": n if complete else 10 * records,
+        }
+    if results_cost is not None:
+        summary["usage"]["results"] = {"input_tokens": 1000, "output_tokens": 100, "cost_usd": results_cost}
+    if suspect is not None:
+        summary["suspect"], summary["warnings"] = suspect, warnings or []
     folder.mkdir(parents=True)
     (folder / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
     (folder / "samples.jsonl").write_text("", encoding="utf-8")
-    (folder / "manifest.json").write_text("{}", encoding="utf-8")
+    manifest = {} if data_files is None else {"judge": judge, "data": {"root": str(DATA), "files": data_files}}
+    (folder / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
     return summary
 
 
@@ -120,12 +153,21 @@ def runs3(tmp_path: Path) -> dict[str, dict]:
     }
 
 
-def ranked(runs3: dict[str, dict]) -> list[dict]:
-    return sorted(runs3.values(), key=lambda summary: -summary["scores"]["overall"])
+def listed(runs3: dict[str, dict]) -> list[dict]:
+    """The order the report lists runs3 in: the two complete full runs by overall, then the partial one."""
+    complete = sorted((runs3["full"], runs3["mock"]), key=lambda summary: -summary["scores"]["overall"])
+    return [*complete, runs3["ablation"]]
 
 
 def folders(tmp_path: Path) -> list[Path]:
     return [tmp_path / "gpt-full", tmp_path / "gpt-ablation", tmp_path / "mock"]
+
+
+def terminal(runs, width: int, published: bool = False) -> str:
+    """What `rmb-judge report` prints when its stdout is a pipe or a file: plain text, `width` columns."""
+    out = io.StringIO()
+    render_terminal(runs, Console(file=out, force_terminal=False, width=width), published=published)
+    return out.getvalue()
 
 
 class Elements(HTMLParser):
@@ -199,12 +241,191 @@ def test_runs_with_the_same_judge_and_settings_stay_distinct(tmp_path):
     assert labels == ["rmb · random · k=1 · a", "rmb · random · k=1 · b"]
 
 
+def test_loading_reads_the_newer_fields_and_defaults_them_for_older_summaries(tmp_path):
+    paths = dataset_paths()[:4]
+    write_run(tmp_path / "new", "openai:gpt-4o", paths, 1, settings={"limit": 5, "scenarios": ["*Chat*"]},
+              records=20, results_cost=0.0125, suspect=True, warnings=["35 of 35 verdicts unparsed."])
+    write_run(tmp_path / "old", "openai:gpt-4o", paths, 1, settings=None, cost=0.5)
+    new, old = load_runs([tmp_path / "new", tmp_path / "old"])
+    assert (new.suspect, new.warnings) == (True, ("35 of 35 verdicts unparsed.",))
+    assert (new.records, new.cost_usd) == (20, 0.0125)
+    assert new.label == "rmb · random · k=1 · scenarios=*Chat* · limit=5"
+    assert new.selection_text == "scenarios *Chat* · first 5 records per scenario"
+    assert (old.suspect, old.warnings, old.cost_usd, old.cost_is_spend) == (False, (), 0.5, False)
+    assert old.records == old.n and old.selection_text == "selection not recorded (older summary)"
+
+
+# ---------------------------------------------------------------- grouping: what may be ranked together
+
+
+def test_a_partial_five_record_run_never_ranks_above_a_complete_full_run(tmp_path):
+    paths = dataset_paths()
+    write_run(tmp_path / "full", "openai:gpt-4o", paths, 1, settings={}, records=1700, overall=0.61)
+    tiny = write_run(tmp_path / "tiny", "anthropic:claude-3-5-haiku", paths[:1], 2, settings={}, records=1700,
+                     complete=False, stopped_reason="budget", overall=0.97)
+    tiny["scenarios"][0]["n"] = next(iter(tiny["sections"].values()))["n"] = 5  # it stopped after five records
+    tiny["data"].update(records_scored=5, comparisons_judged=5)
+    (tmp_path / "tiny" / "summary.json").write_text(json.dumps(tiny), encoding="utf-8")
+    runs = load_runs([tmp_path / "tiny", tmp_path / "full"])
+
+    header, _, *rows = markdown_rows(render_markdown(runs))
+    assert [(r[0], r[1]) for r in rows if r[0]] == [("1", "openai:gpt-4o"), ("2", "anthropic:claude-3-5-haiku")]
+    cells = next(dict(zip(header, row)) for row in rows if row[0] == "2")
+    assert (cells["Status"], cells["n"]) == ("partial: 5 of 17,000 comparisons, stopped: budget", "5")
+    headings = markdown_headings(render_markdown(runs))
+    assert headings[0].startswith("Complete runs · full selection") and headings[1].startswith("Partial runs")
+
+    text = terminal(runs, 200)
+    assert text.index("openai:gpt-4o") < text.index("Partial runs") < text.index("anthropic:claude-3-5-haiku")
+    assert re.search(r"│ 2 │ anthropic:claude-3-5-haiku .*partial: ", text)
+
+    page = Elements(render_html(runs))
+    run_rows = [row for row in page.all if row["tag"] == "tr" and "run" in row.get("class", "").split()]
+    assert [row["data-group"] for row in run_rows] == ["ranked", "partial"]
+    titles = [g["text"] for g in page.all if g["tag"] == "th" and g.get("colspan")]
+    assert titles[0].startswith("Complete runs") and titles[1].startswith("Partial runs")
+    bars = {b["data-run"]: b for b in page.having("rect", "bar") if b["data-section"] == "overall"}
+    assert bars["1"]["data-score"] == "0.610" and "fill-opacity" not in bars["1"]
+    assert bars["2"]["data-score"] == "0.970" and bars["2"]["fill-opacity"] == "0.45"
+    assert bars["2"]["data-group"] == "partial"
+    step = float(bars["2"]["x"]) - float(bars["1"]["x"])
+    assert step > 1.5 * float(bars["1"]["width"])  # a gap sets the partial run apart
+    assert "#2 anthropic:claude-3-5-haiku · rmb · random · k=1 (partial)" in [e["text"] for e in page.all]
+    assert page.having("line", "group-break")
+
+
+def test_a_suspect_run_is_marked_in_every_renderer(tmp_path):
+    paths = dataset_paths()
+    write_run(tmp_path / "good", "openai:gpt-4o", paths, 1, settings={}, records=1700, overall=0.6,
+              suspect=False, warnings=[])
+    write_run(tmp_path / "bad", "openai:o3-mini", paths, 2, settings={}, records=1700, overall=0.9, suspect=True,
+              warnings=["35 of 35 verdicts unparsed, more than --max-unparsed 0.05 allows."])
+    runs = load_runs([tmp_path / "bad", tmp_path / "good"])
+    warning = "35 of 35 verdicts unparsed, more than --max-unparsed 0.05 allows."
+
+    markdown = render_markdown(runs)
+    header, _, *rows = markdown_rows(markdown)
+    by_judge = {row[1]: dict(zip(header, row)) for row in rows}
+    assert by_judge["openai:gpt-4o"]["#"] == "1" and by_judge["openai:o3-mini"]["#"] == "2"
+    assert by_judge["openai:o3-mini"]["Status"] == "complete · SUSPECT"
+    assert markdown_headings(markdown)[1].startswith("SUSPECT runs")
+    assert f"- #2 openai:o3-mini · rmb · random · k=1: SUSPECT: {warning}" in markdown
+
+    text = terminal(runs, 120)
+    assert text.index("openai:gpt-4o") < text.index("SUSPECT runs") < text.index("openai:o3-mini")
+    row = next(i for i, line in enumerate(text.splitlines()) if line.startswith("│ 2 │ openai:o3-mini"))
+    assert "SUSPECT" in text.splitlines()[row + 1]
+    assert "SUSPECT: 35 of 35 verdicts unparsed" in " ".join(text.split())
+
+    page = Elements(render_html(runs))
+    tag = next(t for t in page.having("span", "tag") if t["text"] == "SUSPECT")
+    assert "suspect" in tag["class"].split() and tag["title"] == warning
+    assert [r["class"] for r in page.all if r["tag"] == "tr" and r.get("data-group") == "suspect"] == ["run suspect"]
+    assert any(e["text"].endswith("(SUSPECT)") for e in page.having("text", "hm-run"))
+    assert any(warning in e["text"] for e in page.having("p", "note"))
+
+
+def test_runs_on_other_selections_get_their_own_groups(tmp_path):
+    paths = dataset_paths()
+    chat = [p for p in paths if "/Chat/" in p]
+    write_run(tmp_path / "full-a", "openai:gpt-4o", paths, 1, settings={}, records=1700, overall=0.6)
+    write_run(tmp_path / "full-b", "openai:gpt-4o-mini", paths, 2, settings={}, records=1700, overall=0.7)
+    write_run(tmp_path / "five", "anthropic:claude-3-5-sonnet", paths, 3, settings={"limit": 5}, records=475,
+              overall=0.95)
+    write_run(tmp_path / "chat", "google:gemini-2.0-flash", chat, 4, settings={"scenarios": ["*Chat*"]},
+              records=300, overall=0.9)
+    write_run(tmp_path / "sample", "mock", paths, 5, settings={"sample": 0.1, "seed": 7}, records=170,
+              simulated=True, overall=0.99)
+    runs = load_runs([tmp_path / name for name in ("sample", "chat", "five", "full-a", "full-b")])
+    markdown = render_markdown(runs)
+    assert markdown_headings(markdown) == [
+        "Complete runs · full selection · 1,700 records",
+        "Another selection · first 5 records per scenario · 475 records · not ranked against the runs above",
+        "Another selection · scenarios \\*Chat\\* · 300 records · not ranked against the runs above",
+        "Another selection · sample 10% (seed 7) · 170 records · not ranked against the runs above",
+    ]
+    _, _, *rows = markdown_rows(markdown)
+    assert [(row[0], row[1]) for row in rows if row[0]] == [
+        ("1", "openai:gpt-4o-mini"), ("2", "openai:gpt-4o"), ("3", "anthropic:claude-3-5-sonnet"),
+        ("4", "google:gemini-2.0-flash"), ("5", "mock"),
+    ]
+    text = terminal(runs, 200)
+    order = [text.index(heading.replace("\\", "")) for heading in markdown_headings(markdown)]
+    assert order == sorted(order)
+    page = Elements(render_html(runs))
+    assert [r["data-group"] for r in page.all if r["tag"] == "tr" and r.get("data-group")] == [
+        "ranked", "ranked", "selection", "selection", "selection",
+    ]
+    assert "(other selection) (simulated)" in next(e["text"] for e in page.having("text", "hm-run")
+                                                   if e["text"].startswith("#5"))
+
+
+def test_runs_that_all_judged_the_same_subset_rank_together(tmp_path):
+    paths = dataset_paths()
+    for index, (judge, overall) in enumerate((("openai:gpt-4o", 0.5), ("openai:gpt-4o-mini", 0.8), ("mock", 0.3))):
+        write_run(tmp_path / judge.replace(":", "-"), judge, paths, index, settings={"limit": 2}, records=190,
+                  overall=overall, simulated=judge == "mock")
+    runs = load_runs(sorted(tmp_path.iterdir()))
+    markdown = render_markdown(runs)
+    assert markdown_headings(markdown) == ["Complete runs · first 2 records per scenario · 190 records"]
+    _, _, *rows = markdown_rows(markdown)
+    assert [row[1] for row in rows if row[0]] == ["openai:gpt-4o-mini", "openai:gpt-4o", "mock"]
+    page = Elements(render_html(runs))
+    assert not page.having("line", "group-break") and "fill-opacity" not in render_html(runs)
+
+
+def test_the_same_flags_on_different_data_files_are_not_ranked_together(tmp_path):
+    paths = dataset_paths()
+    write_run(tmp_path / "a", "openai:gpt-4o", paths, 1, settings={}, records=1700, data_files={"x.json": "aa"})
+    write_run(tmp_path / "b", "openai:gpt-4o-mini", paths, 2, settings={}, records=1700, data_files={"x.json": "bb"})
+    write_run(tmp_path / "c", "mock", paths, 3, settings={}, records=1700, data_files={"x.json": "aa"})
+    headings = markdown_headings(render_markdown(load_runs([tmp_path / "a", tmp_path / "b", tmp_path / "c"])))
+    assert len(headings) == 2 and all("data files " in heading for heading in headings)
+    assert headings[0].startswith("Complete runs") and headings[1].startswith("Another selection")
+    # A run folder without a manifest (older runs) cannot be told apart: flags and counts decide.
+    (tmp_path / "b" / "manifest.json").unlink()
+    assert len(markdown_headings(render_markdown(load_runs([tmp_path / "a", tmp_path / "b"])))) == 1
+
+
+# ---------------------------------------------------------------- cost
+
+
+def test_a_fully_cached_rerun_shows_what_its_results_cost(tmp_path):
+    paths = dataset_paths()[:10]
+    summary = write_run(tmp_path / "rerun", "openai:gpt-4o-mini", paths, 1, settings={}, records=150, cost=0.0,
+                        results_cost=0.0125)
+    summary["usage"].update(requests=0, cache_hits=150)
+    (tmp_path / "rerun" / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
+    runs = load_runs([tmp_path / "rerun"])
+    header, _, row, *_ = markdown_rows(render_markdown(runs))
+    assert dict(zip(header, row))["Cost"] == "$0.0125"
+    page = Elements(render_html(runs))
+    assert "$0.0125" in [td["text"] for td in page.all if td["tag"] == "td"]
+    for width in (80, 200):
+        text = terminal(runs, width)
+        assert "$0.0125" in text and "$0.0000" not in text
+    assert "$0.0000" not in render_markdown(runs) + render_html(runs)
+
+
+def test_an_older_cached_rerun_labels_its_cost_as_spend(tmp_path):
+    paths = dataset_paths()[:10]
+    summary = write_run(tmp_path / "old", "openai:gpt-4o-mini", paths, 1, settings={}, cost=0.0)
+    summary["usage"].update(requests=0, cache_hits=150)
+    (tmp_path / "old" / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
+    write_run(tmp_path / "paid", "openai:gpt-4o", paths, 2, settings={}, cost=0.02)  # no cache hits: spend is all
+    markdown = render_markdown(load_runs([tmp_path / "old", tmp_path / "paid"]))
+    header, _, *rows = markdown_rows(markdown)
+    costs = {row[1]: dict(zip(header, row))["Cost"] for row in rows if row[0]}
+    assert costs == {"openai:gpt-4o-mini": "$0.0000\\*", "openai:gpt-4o": "$0.0200"}
+    assert "- \\*: an older summary that records only what its own invocation spent" in markdown
+
+
 # ---------------------------------------------------------------- HTML
 
 
 def test_html_heatmap_has_one_cell_per_scenario_and_run(runs3, tmp_path):
     page = Elements(render_html(load_runs(folders(tmp_path))))
-    order = ranked(runs3)
+    order = listed(runs3)
     cells = page.having("rect", "hm-cell")
     assert len(cells) == 95 * 3
     values = {(v["data-run"], v["data-scenario"]): v["text"] for v in page.having("text", "hm-value")}
@@ -223,8 +444,12 @@ def test_html_heatmap_has_one_cell_per_scenario_and_run(runs3, tmp_path):
     present.sort()
     hues = [hue(fill) for _, fill in present]
     # Hue rises with accuracy (8-bit rounding of the RGB channels wobbles it by under 1 degree).
-    assert all(a <= b + 0.003 for a, b in zip(hues, hues[1:])), "colour must rise with accuracy"
-    assert hues[0] < 0.05 < 0.3 < hues[-1]  # red at the bottom, green at the top
+    assert all(a <= b + 0.003 for a, b in itertools.pairwise(hues)), "colour must rise with accuracy"
+    assert hues[0] < 0.05 and hues[-1] > 0.3  # red at the bottom, green at the top
+    # The partial run's column stands apart, behind a dashed line, and says why.
+    (line,) = page.having("line", "group-break")
+    assert line["data-before-run"] == "3"
+    assert page.having("text", "hm-run")[2]["text"].endswith("(partial)")
 
 
 def test_html_heatmap_groups_scenarios_with_short_labels(runs3, tmp_path):
@@ -242,7 +467,7 @@ def test_html_heatmap_groups_scenarios_with_short_labels(runs3, tmp_path):
 
 def test_html_bar_chart_has_a_bar_per_run_and_section_with_chance_lines(runs3, tmp_path):
     page = Elements(render_html(load_runs(folders(tmp_path))))
-    order = ranked(runs3)
+    order = listed(runs3)
     bars = page.having("rect", "bar")
     expected = {
         (str(rank), key): summary["scores"][key]
@@ -253,16 +478,17 @@ def test_html_bar_chart_has_a_bar_per_run_and_section_with_chance_lines(runs3, t
     assert {(b["data-run"], b["data-section"]): b["data-score"] for b in bars} == {
         key: f"{score:.3f}" for key, score in expected.items()
     }
-    assert len(bars) == 5 + 3 + 5  # the ablation has no Best-of-N sections
+    assert len(bars) == 5 + 5 + 3  # the ablation has no Best-of-N sections
     heights = {(b["data-run"], b["data-section"]): float(b["height"]) for b in bars}
     for key, score in expected.items():
         assert heights[key] == pytest.approx(260 * score, abs=0.1)
     lines = {(c["data-run"], c["data-section"]): float(c["data-chance"]) for c in page.having("line", "chance")}
-    rank_of_ablation = str(order.index(runs3["ablation"]) + 1)
-    assert lines[(rank_of_ablation, "pairwise_helpfulness")] == 0.5
-    assert lines[(rank_of_ablation, "overall")] == 0.5
+    assert lines[("3", "pairwise_helpfulness")] == 0.5
+    assert lines[("3", "overall")] == 0.5
     assert lines[("1", "bon_helpfulness")] == 0.215
     assert lines[("1", "overall")] == pytest.approx((0.5 + 0.5 + 0.215 + 0.22) / 4, abs=5e-4)
+    assert {b["data-group"] for b in bars if b["data-run"] == "3"} == {"partial"}
+    assert all((b.get("fill-opacity") == "0.45") == (b["data-run"] == "3") for b in bars)
 
 
 def test_html_is_one_self_contained_file(runs3, tmp_path):
@@ -274,23 +500,43 @@ def test_html_is_one_self_contained_file(runs3, tmp_path):
     published = page.having("table", "published")
     assert published and "GPT-4o-2024-05-13" in text and "2410.09893" in text
     assert {t["text"] for t in page.having("span", "tag")} == {"complete", "partial", "simulated"}
+    assert [body["class"] for body in page.all if body["tag"] == "tbody"] == ["ranked", "partial"]
+
+
+def test_html_escapes_what_runs_and_folders_say(tmp_path):
+    paths = dataset_paths()[:3]
+    folder = tmp_path / "<b>run&"
+    write_run(folder, "openai:<i>x</i>", paths, 1, settings={"scenarios": ["<script>*"]}, records=50,
+              suspect=True, warnings=['"quoted" <tag> & more'])
+    text = render_html(load_runs([folder]))
+    assert "<script" not in text and "<i>x" not in text and "<tag>" not in text and "<b>run" not in text
+    assert "openai:&lt;i&gt;x&lt;/i&gt;" in text and "&quot;quoted&quot; &lt;tag&gt; &amp; more" in text
 
 
 # ---------------------------------------------------------------- Markdown and terminal
 
 
 def markdown_rows(text: str) -> list[list[str]]:
+    """Every table line (all groups; the header and separator of the first group come first)."""
     lines = [line for line in text.splitlines() if line.startswith("|")]
-    return [[cell.strip() for cell in line.strip("|").split(" | ")] for line in lines]
+    header = lines[:2]
+    rows = [line for line in lines[2:] if line not in header]
+    return [[cell.strip() for cell in line.strip("|").split(" | ")] for line in header + rows]
+
+
+def markdown_headings(text: str) -> list[str]:
+    """The group headings, without the published table's."""
+    return [line[3:] for line in text.splitlines() if line.startswith("## ") and "Published" not in line]
 
 
 def test_markdown_table_rows_and_values(runs3, tmp_path):
     text = render_markdown(load_runs(folders(tmp_path)))
     header, separator, *rows = markdown_rows(text)
+    rows = [row for row in rows if row[0]]  # the chance rows have no rank
     assert header[:8] == ["#", "Judge", "Settings", "Help BoN", "Help Pair", "Harm BoN", "Harm Pair", "Overall"]
     assert header[-3:] == ["1st pick", "Consistency", "Unanimous"]
     assert separator[0] == "---:" and separator[1] == "---"
-    order = ranked(runs3)
+    order = listed(runs3)
     for rank, (row, summary) in enumerate(zip(rows, order), 1):
         cells = dict(zip(header, row))
         assert cells["#"] == str(rank) and cells["Judge"] == summary["judge"]
@@ -301,13 +547,20 @@ def test_markdown_table_rows_and_values(runs3, tmp_path):
     by_judge = {(r[1], r[2]): dict(zip(header, r)) for r in rows}
     assert by_judge[("mock", "rmb · fixed · k=1")]["Status"] == "complete · simulated"
     ablation = by_judge[("openai:gpt-4o-mini", "arena-hard · both · k=3 T=0.7 · limit=20")]
-    assert (ablation["Status"], ablation["Cost"], ablation["Unanimous"]) == ("partial", "$1.50", "0.930")
+    assert (ablation["Status"], ablation["Cost"], ablation["Unanimous"]) == ("partial: stopped: budget", "$1.50",
+                                                                              "0.930")
     assert by_judge[("openai:gpt-4o-mini", "rmb · random · k=1")]["Cost"] == "$0.4213"
-    chance = dict(zip(header, rows[-1]))
-    assert (chance["Judge"], chance["Help BoN"], chance["Help Pair"], chance["Harm BoN"]) == (
-        "chance level", "0.215", "0.500", "0.220",
+    assert markdown_headings(text) == [
+        "Complete runs · full selection · " + f"{sum(s['n'] for s in runs3['full']['scenarios']):,} records",
+        "Partial runs · stopped early, scored on the records they finished · not ranked against complete runs",
+    ]
+    complete_part = text[: text.index("## Partial")]
+    chance = dict(zip(header, markdown_rows(complete_part)[-1]))
+    assert (chance["Judge"], chance["Help BoN"], chance["Help Pair"], chance["Harm BoN"], chance["Overall"]) == (
+        "chance level", "0.215", "0.500", "0.220", f"{(0.5 + 0.5 + 0.215 + 0.22) / 4:.3f}",
     )
-    assert chance["Overall"] == "—"  # the pairwise-only ablation has a different overall chance
+    partial_chance = dict(zip(header, markdown_rows(text)[-1]))
+    assert (partial_chance["Help BoN"], partial_chance["Overall"]) == ("—", "0.500")  # pairwise only
     assert "Published" not in text
 
 
@@ -322,6 +575,14 @@ def test_markdown_shows_per_run_chance_when_runs_disagree(tmp_path):
     cells = {row[1]: row[3] for row in rows}
     assert cells["anthropic:claude-3-5-haiku"].endswith(" (0.250)")
     assert cells["openai:gpt-4o"].endswith(" (0.215)")
+
+
+def test_markdown_escapes_what_would_turn_into_formatting(tmp_path):
+    paths = [p for p in dataset_paths() if "/Chat/" in p]
+    write_run(tmp_path / "chat", "openai:gpt_4o|x", paths, 1, settings={"scenarios": ["*Chat*"]}, records=300)
+    text = render_markdown(load_runs([tmp_path / "chat"]))
+    assert "| openai:gpt\\_4o\\|x |" in text and "scenarios=\\*Chat\\*" in text
+    assert markdown_headings(text) == ["Complete runs · scenarios \\*Chat\\* · 300 records"]
 
 
 def test_markdown_published_rows(runs3, tmp_path):
@@ -339,16 +600,89 @@ def test_terminal_table(runs3, tmp_path):
     text = console.export_text()
     lines = text.splitlines()
     assert max(map(len, lines)) <= 200
-    for rank, summary in enumerate(ranked(runs3), 1):
+    for rank, summary in enumerate(listed(runs3), 1):
         first = next(i for i, line in enumerate(lines) if line.startswith(f"│ {rank} │"))
         assert summary["judge"] in lines[first] and f"{summary['scores']['overall']:.3f}" in lines[first]
         settings = summary["settings"]
         assert f"{settings['template']} · {settings['order']} · k={settings['samples']}" in lines[first + 1]
         status = "complete" if summary["complete"] else "partial"
         assert status in lines[first] and ("simulated" in lines[first + 1]) == summary["simulated"]
+    assert lines.index(next(line for line in lines if line.startswith("Partial runs"))) > lines.index(
+        next(line for line in lines if line.startswith("│ 2 │")))
     assert any("chance level" in line and "0.215" in line and "0.220" in line for line in lines)
     assert any("GPT-4o-2024-05-13" in line and "0.738" in line for line in lines)
     assert "2410.09893" in text
+
+
+LONG_JUDGES = ("anthropic:claude-3-5-haiku-20241022", "openai:ft:gpt-4o-mini-2024-07-18:acme-research::9xYz1234")
+
+
+@pytest.fixture
+def varied(tmp_path: Path) -> list:
+    """Runs with every kind of cell: long judge names, per-run chance, partial, suspect, extras."""
+    paths = dataset_paths()
+    write_run(tmp_path / "a", LONG_JUDGES[0], paths, 1, settings={"template": "arena-hard", "order": "both",
+              "samples": 5, "temperature": 0.7}, records=1700, results_cost=123.456789,
+              position={"first_pick_rate": 0.52, "consistency": 0.8}, agreement={"unanimous_rate": 0.91})
+    write_run(tmp_path / "b", LONG_JUDGES[1], paths, 2, settings={}, records=1700, results_cost=0.0125,
+              chance={**CHANCE, "bon_helpfulness": 0.25})
+    write_run(tmp_path / "c", "mock", paths[:7], 3, settings={}, records=1700, complete=False, simulated=True)
+    write_run(tmp_path / "d", "openai:gpt-4o", paths, 4, settings={"limit": 5}, records=475, suspect=True,
+              warnings=["35 of 35 verdicts unparsed."], results_cost=None, cost=None)
+    return load_runs([tmp_path / name for name in "abcd"])
+
+
+@pytest.mark.parametrize("width", [80, 200])
+def test_piped_terminal_output_fits_and_keeps_every_number_whole(varied, width):
+    text = terminal(varied, width, published=True)
+    lines = text.splitlines()
+    assert max(map(len, lines)) <= width
+    assert "…" not in text
+    words = set(text.split())
+    for run in varied:
+        for key in SCORE_KEYS:
+            assert run.scores[key] is None or f"{run.scores[key]:.3f}" in words
+        chance = run.chance_for("overall")
+        assert chance is None or f"({chance:.3f})" in words
+        assert str(run.n) in words
+    for cost in ("$123.46", "$0.0125", "$0.0000", "—"):
+        assert cost in words
+    for value in ("0.520", "0.800", "0.910"):  # 1st pick, consistency, unanimous
+        assert value in words
+    for judge in LONG_JUDGES:  # folded over lines of its column, never cut
+        assert judge in _column_text(lines, judge[:8])
+    assert any(line.startswith("SUSPECT runs") for line in lines)
+    assert any(line.startswith("Partial runs") for line in lines)
+
+
+def _column_text(lines: list[str], start: str) -> str:
+    """The judge column's text from the row whose judge cell starts with `start`, joined across its lines."""
+    first = next(i for i, line in enumerate(lines) if "".join(line.split("│")[2:3]).strip().startswith(start))
+    pieces = []
+    for line in lines[first:]:
+        cells = line.split("│")
+        if len(cells) < 3 or (pieces and cells[1].strip()):
+            break
+        pieces.append(cells[2].strip())
+    return "".join(pieces)
+
+
+def test_terminal_width_follows_columns_when_piped(varied, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "100")
+    out = io.StringIO()
+    console = Console(file=out)  # as the CLI builds it; stdout is not a terminal here
+    assert console.width == 100
+    render_terminal(varied, console)
+    assert max(map(len, out.getvalue().splitlines())) <= 100
+
+
+def test_the_run_command_renders_its_single_run(tmp_path):
+    """`rmb-judge run` ends with render_terminal(load_runs([OUT]), Console()) for the run it just finished."""
+    write_run(tmp_path / "out", "mock", dataset_paths(), 1, settings={"limit": 2}, records=190, simulated=True,
+              suspect=False, warnings=[], results_cost=0.0)
+    text = terminal(load_runs([tmp_path / "out"]), 80)
+    assert text.splitlines()[1] == "Complete runs · first 2 records per scenario · 190 records"
+    assert max(map(len, text.splitlines())) <= 80 and "simulated" in text
 
 
 # ---------------------------------------------------------------- older runs and the shipped data
@@ -365,14 +699,27 @@ def test_contract_only_summary_renders_with_dashes(tmp_path):
                   "input_tokens": 0, "output_tokens": 0, "cost_usd": None},
     }), encoding="utf-8")
     runs = load_runs([tmp_path / "old"])
-    header, _, row = markdown_rows(render_markdown(runs))
+    markdown = render_markdown(runs)
+    header, _, row = markdown_rows(markdown)
     cells = dict(zip(header, row))
     assert cells["Settings"] == "old" and cells["Cost"] == "—" and cells["Failed"] == "2" and cells["n"] == "20"
     assert (cells["Help Pair"], cells["Help BoN"]) == ("0.700", "—") and "Consistency" not in header
+    assert cells["Status"] == "complete"
+    assert markdown_headings(markdown) == ["Complete runs · selection not recorded (older summary) · 20 records"]
     page = Elements(render_html(runs))
     assert [c["data-accuracy"] for c in page.having("rect", "hm-cell")] == ["0.700"]
     assert not page.having("line", "chance")
-    render_terminal(runs, Console(record=True, width=200))
+    assert "0.650" in terminal(runs, 80)
+
+
+def test_older_summaries_without_selection_settings_group_by_their_scenarios(tmp_path):
+    paths = dataset_paths()
+    for name, seed in (("a", 1), ("b", 2)):
+        write_run(tmp_path / name, f"openai:model-{name}", paths, seed, settings=None)
+    write_run(tmp_path / "c", "openai:model-c", paths[:40], 3, settings=None)
+    headings = markdown_headings(render_markdown(load_runs([tmp_path / "c", tmp_path / "a", tmp_path / "b"])))
+    assert len(headings) == 2 and headings[0].startswith("Complete runs · selection not recorded")
+    assert headings[1].startswith("Another selection · selection not recorded")
 
 
 def test_published_rows_are_consistent():
@@ -386,12 +733,10 @@ def test_published_rows_are_consistent():
 
 
 def test_narrow_terminal_splits_scores_from_run_details(runs3, tmp_path):
-    console = Console(record=True, width=110)
-    render_terminal(load_runs(folders(tmp_path)), console)
-    text = console.export_text()
+    text = terminal(load_runs(folders(tmp_path)), 110)
     assert max(map(len, text.splitlines())) <= 110
-    scores, details = text.split("Run details")
-    for rank, summary in enumerate(ranked(runs3), 1):
-        assert f"{summary['scores']['overall']:.3f}" in scores
+    for rank, summary in enumerate(listed(runs3), 1):
+        assert f"{summary['scores']['overall']:.3f}" in text
         n = sum(s["n"] for s in summary["sections"].values())
-        assert any(line.startswith(f"│ {rank} │") and f" {n} " in line for line in details.splitlines())
+        # the second table of each group: rank, then n, failures, cost and bias
+        assert any(re.match(rf"│ {rank} │ +{n} │", line) for line in text.splitlines())
