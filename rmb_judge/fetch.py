@@ -2,9 +2,11 @@
 
 The shipped manifest (`data/rmb_files.json`) lists every upstream file with its size and
 sha256, taken from a verified copy. Three files that copy lacks have no hash: those are
-checked by parsing them as RMB records instead. Each file is written to `<name>.part` and
-renamed only once it passes, so an interrupted or rejected download never looks like data,
-and a rerun skips every file already in place.
+checked by parsing them as RMB records instead. Files download into a hidden staging folder
+inside the destination (same filesystem, unique per fetch) and each is moved into place, its
+folder created, only once it passes; the staging folder goes on any failure or Ctrl-C. So an
+interrupted or rejected download never looks like data (not even as an empty folder), two
+fetches into one folder do not meet, and a rerun skips every file already in place.
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ import asyncio
 import fnmatch
 import hashlib
 import json
+import os
+import shutil
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +72,12 @@ class Manifest:
         return [e for e in self.files if any(fnmatch.fnmatchcase(e.path, p) for p in only)]
 
 
+def missing_files(root: Path) -> list[str]:
+    """Manifest files not present under `root`, as paths relative to it in manifest order:
+    what a copy lacks, for `data info` and `data validate` to name."""
+    return [e.path for e in load_manifest().files if not (Path(root) / e.path).is_file()]
+
+
 def load_manifest() -> Manifest:
     data = json.loads(MANIFEST.read_text(encoding="utf-8"))
     return Manifest(
@@ -94,8 +105,9 @@ async def fetch(
 ) -> FetchResult:
     """Download the selected files into `dest` (an `RMB_dataset/` folder), verify, parse.
 
-    Raises DataError naming the file on an HTTP or network error, a hash mismatch or
-    unparseable data (the partial file is removed), UsageError on a malformed base_url.
+    Raises DataError naming the file on an HTTP or network error, a hash mismatch,
+    unparseable data or a failed write (files verified before it stay in place, nothing
+    else is left behind), UsageError on a malformed base_url.
     """
     if base_url is not None and not base_url.startswith(("http://", "https://")):
         raise UsageError(f"--base-url must be an http:// or https:// URL, got {base_url!r}")
@@ -127,7 +139,11 @@ async def _download_all(
     console: Console | None,
     result: FetchResult,
 ) -> None:
-    """A few files at a time under one progress bar; the first failure stops the rest."""
+    """A few files at a time under one progress bar; the first failure stops the rest.
+
+    Whatever happens, the staging folder goes, and so do the destination and parents this
+    fetch created if no verified file landed in them.
+    """
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -136,25 +152,58 @@ async def _download_all(
         TimeRemainingColumn(),
     )
     limit = asyncio.Semaphore(PARALLEL)
-    with Progress(*columns, console=console) as progress:
-        bar = _Bar(progress, len(entries), sum(e.size or 0 for e in entries))
-        async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
+    created: list[Path] = []
+    try:
+        created = _make_folder(result.dest)
+        staging = Path(tempfile.mkdtemp(prefix=".fetch-", suffix=".partial", dir=result.dest))
+    except OSError as exc:
+        _remove_empty(created)
+        raise DataError(f"{result.dest}: cannot create the data folder: {exc}") from None
+    try:
+        with Progress(*columns, console=console) as progress:
+            bar = _Bar(progress, len(entries), sum(e.size or 0 for e in entries))
+            async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
 
-            async def one(entry: FileEntry) -> None:
-                async with limit:
-                    url = manifest.url(entry, base_url)
-                    size = await _download(session, url, result.dest, entry, bar.advance)
-                result.downloaded.append(entry.path)
-                result.bytes_downloaded += size
-                bar.file_done()
+                async def one(entry: FileEntry) -> None:
+                    async with limit:
+                        url = manifest.url(entry, base_url)
+                        size = await _download(
+                            session, url, staging, result.dest, entry, bar.advance
+                        )
+                    result.downloaded.append(entry.path)
+                    result.bytes_downloaded += size
+                    bar.file_done()
 
-            tasks = [asyncio.create_task(one(e)) for e in entries]
-            try:
-                await asyncio.gather(*tasks)
-            finally:  # after a failure, cancel the others; each removes its .part file
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
+                tasks = [asyncio.create_task(one(e)) for e in entries]
+                try:
+                    await asyncio.gather(*tasks)
+                finally:  # after a failure or a cancel, stop the others before cleaning up
+                    for task in tasks:
+                        task.cancel()
+                    await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        _remove_empty(created)
+
+
+def _make_folder(path: Path) -> list[Path]:
+    """Create `path` and its missing parents; return those created, deepest first."""
+    created = []
+    for folder in (path, *path.parents):
+        if folder.is_dir():
+            break
+        created.append(folder)
+    path.mkdir(parents=True, exist_ok=True)
+    return created
+
+
+def _remove_empty(folders: Sequence[Path]) -> None:
+    """Undo `_make_folder` where nothing landed (a concurrent fetch's files keep theirs)."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 class _Bar:
@@ -181,16 +230,17 @@ class _Bar:
 async def _download(
     session: aiohttp.ClientSession,
     url: str,
+    staging: Path,
     dest: Path,
     entry: FileEntry,
     advance: Callable[..., None],
 ) -> int:
-    """Stream one file to `<name>.part`, verify, rename; return its size."""
-    target = dest / entry.path
-    part = target.with_name(target.name + ".part")
-    part.parent.mkdir(parents=True, exist_ok=True)
+    """Stream one file to its place under `staging`, verify it there, then move it into
+    `dest`, creating its folder only now; return its size."""
+    part = staging / entry.path
     digest, size = hashlib.sha256(), 0
     try:
+        part.parent.mkdir(parents=True, exist_ok=True)
         async with session.get(url) as response:
             if response.status != 200:
                 status = f"HTTP {response.status} {response.reason}"
@@ -203,20 +253,25 @@ async def _download(
                     digest.update(chunk)
                     size += len(chunk)
                     advance(len(chunk))
-        if entry.sha256 is None:
-            await asyncio.to_thread(_check_records, dest, part, entry)
-        elif digest.hexdigest() != entry.sha256:
-            raise DataError(
-                f"{entry.path}: downloaded file does not match the manifest "
-                f"({size} bytes, sha256 {digest.hexdigest()[:12]}…; expected {entry.size} bytes, "
-                f"sha256 {entry.sha256[:12]}…); discarded"
-            )
-        part.replace(target)
     except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
         reason = str(exc) or type(exc).__name__
         raise DataError(f"{entry.path}: download failed: {reason} ({url})") from None
-    finally:
-        part.unlink(missing_ok=True)
+    except OSError as exc:
+        raise DataError(f"{entry.path}: cannot save the download: {exc}") from None
+    if entry.sha256 is None:
+        await asyncio.to_thread(_check_records, staging, part, entry)
+    elif digest.hexdigest() != entry.sha256:
+        raise DataError(
+            f"{entry.path}: downloaded file does not match the manifest "
+            f"({size} bytes, sha256 {digest.hexdigest()[:12]}…; expected {entry.size} bytes, "
+            f"sha256 {entry.sha256[:12]}…); discarded"
+        )
+    target = dest / entry.path
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(part, target)
+    except OSError as exc:
+        raise DataError(f"{entry.path}: cannot move the download into place: {exc}") from None
     return size
 
 
@@ -234,12 +289,12 @@ def _in_place(dest: Path, entry: FileEntry) -> bool:
     return path.stat().st_size == entry.size and _sha256(path) == entry.sha256
 
 
-def _check_records(dest: Path, path: Path, entry: FileEntry) -> None:
+def _check_records(root: Path, path: Path, entry: FileEntry) -> None:
     try:
-        for _ in read_file(dest, path):
+        for _ in read_file(root, path):
             pass
     except DataError as exc:
-        detail = str(exc).removeprefix(f"{path.relative_to(dest).as_posix()}: ")
+        detail = str(exc).removeprefix(f"{path.relative_to(root).as_posix()}: ")
         raise DataError(
             f"{entry.path}: downloaded file is not RMB data: {detail}; discarded"
         ) from None

@@ -10,6 +10,7 @@ import fnmatch
 import hashlib
 import json
 import os
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,9 @@ from .errors import DataError
 SETS = {"pairwise": "Pairwise_set", "bon": "BoN_set"}
 SECTIONS = {"helpfulness": "Helpfulness", "harmlessness": "Harmlessness"}
 ROLES = {"user", "assistant", "system"}
+# `\ud800`-`\udfff` escapes, in either case: JSON accepts an unpaired one, Python decodes it
+# into a string no encoder takes, so files holding one get a careful per-field check
+SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 @dataclass(frozen=True)
@@ -134,16 +138,24 @@ def check_root(root: Path) -> Path:
             f"{root}: RMB data folder not found (give --data DIR, set RMB_DATA, "
             "or run `rmb-judge data fetch`)"
         )
-    if not any((root / folder).is_dir() for folder in SETS.values()):
+    if not any((root / folder).is_dir() for folder in SETS.values()) and any(
+        not entry.name.startswith(".") for entry in root.iterdir()
+    ):  # an empty folder (or one holding only a fetch's hidden staging folder) is just unfilled
         raise DataError(f"{root}: not an RMB_dataset folder (no Pairwise_set/ or BoN_set/ inside)")
     return root
 
 
 def load(root: Path, selection: Selection | None = None) -> Dataset:
-    """Load and select records; raises DataError naming the file and record on bad input."""
+    """Load and select records; raises DataError naming the file and record on bad input,
+    or when the root holds no scenario file at all (an unfilled or failed download)."""
     selection = selection or Selection()
     root = check_root(root)
     files = scenario_files(root, selection.sets, selection.sections)
+    if not files and not scenario_files(root, SETS, SECTIONS):
+        raise DataError(
+            f"{root}: no RMB scenario files found (run `rmb-judge data fetch`, "
+            "or give --data DIR / set RMB_DATA)"
+        )
     dataset = Dataset(root=root, records=[], scenarios_found=len(files))
     for path in files:
         relative = path.relative_to(root).as_posix()
@@ -171,8 +183,16 @@ def read_file(root: Path, path: Path, digests: dict[str, str] | None = None) -> 
         raise DataError(f"{relative}: expected a JSON list of records, got {type(items).__name__}")
     set_name = next(k for k, v in SETS.items() if relative.startswith(v + "/"))
     section = next(k for k, v in SECTIONS.items() if relative.split("/")[1] == v)
+    careful = SURROGATE_ESCAPE.search(raw) is not None  # the field walk only where it can find one
     for index, item in enumerate(items):
-        yield parse_record(item, set_name, section, relative, index)
+        record = parse_record(item, set_name, section, relative, index)
+        if careful and (found := _unpaired_surrogate(item, "")):
+            name, char = found
+            raise DataError(
+                f"{relative}: record {index}: {name} holds an unpaired surrogate ({char}), "
+                "not valid Unicode"
+            )
+        yield record
 
 
 def parse_record(item: object, set_name: str, section: str, file: str, index: int) -> Record:
@@ -213,3 +233,26 @@ def _answer(item: object, where: str, name: str) -> Answer:
     if not isinstance(item, dict) or not isinstance(item.get("answer"), str):
         raise DataError(f"{where}: {name} must be an object with a string 'answer'")
     return Answer(str(item.get("llm_name", "")), item["answer"])
+
+
+def _unpaired_surrogate(value: object, name: str) -> tuple[str, str] | None:
+    """The first string under `value` (a key or a value) that cannot be encoded: its field
+    path, printable, and the surrogate as an escape. A valid escaped pair decodes to one
+    character and passes."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            printable = name.encode("utf-8", "backslashreplace").decode("utf-8")
+            return printable, f"\\u{ord(value[exc.start]):04x}"
+        return None
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            if found := _unpaired_surrogate(item, f"{name}[{index}]"):
+                return found
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            path = f"{name}.{key}" if name else key
+            if found := _unpaired_surrogate(key, path) or _unpaired_surrogate(item, path):
+                return found
+    return None

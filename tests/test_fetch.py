@@ -2,26 +2,38 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
-from dataclasses import dataclass
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from aiohttp import web
+from conftest import DATA  # $RMB_TEST_DATA, else the shared copy
 from rich.console import Console
 
+from rmb_judge import records
 from rmb_judge.errors import DataError, UsageError
-from rmb_judge.fetch import fetch, fetch_sync, load_manifest
+from rmb_judge.fetch import fetch, fetch_sync, load_manifest, missing_files
 from rmb_judge.records import read_file
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "rmb" / "RMB_dataset"
 SUBSET = [  # small files, two with spaces in their names
     "BoN_set/Helpfulness/Reasoning/Pattern Recognition.json",
     "BoN_set/Helpfulness/Rewrite/Paraphrasing.json",
     "Pairwise_set/Harmlessness/S1.json",
 ]
 UNHASHED = "Pairwise_set/Harmlessness/S11.json"  # absent from the local copy, no sha256 known
+ABSENT_FROM_SHARED_COPY = {  # PROVENANCE.md: over 4 MiB each, left out; no sha256 known
+    UNHASHED,
+    "Pairwise_set/Helpfulness/Brainstorming/Idea Development.json",
+    "Pairwise_set/Helpfulness/Generation/Creative Writing.json",
+}
 
 
 @dataclass
@@ -29,33 +41,62 @@ class Server:
     base_url: str
     root: Path  # the served RMB_dataset/ folder
     requests: list[str]
+    cut: set[str] = field(default_factory=set)  # sent half way, then the connection drops
+    stall: set[str] = field(default_factory=set)  # sent half way, then held until released
+    released: threading.Event = field(default_factory=threading.Event)
 
     def serve(self, path: str, data: bytes | None = None) -> None:
         target = self.root / path
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes((DATA / path).read_bytes() if data is None else data)
 
+    async def half(self, request: web.Request, path: str) -> web.StreamResponse:
+        data = (self.root / path).read_bytes()
+        response = web.StreamResponse(headers={"Content-Length": str(len(data))})
+        await response.prepare(request)
+        await response.write(data[: len(data) // 2])
+        while path in self.stall and not self.released.is_set():
+            await asyncio.sleep(0.02)
+        assert request.transport is not None
+        request.transport.close()
+        return response
+
 
 @pytest.fixture
-async def server(tmp_path: Path):
+def server(tmp_path: Path):
+    """Served from its own thread, so sync tests (fetch_sync, Ctrl-C) can use it too."""
     root = tmp_path / "site" / "RMB_dataset"
     root.mkdir(parents=True)
-    requests: list[str] = []
+    served = Server("", root, [])
 
     @web.middleware
     async def record(request: web.Request, handler):
-        requests.append(request.path)
+        served.requests.append(request.path)
+        path = request.path.removeprefix("/RMB_dataset/")
+        if path in served.cut | served.stall:
+            return await served.half(request, path)
         return await handler(request)
 
-    app = web.Application(middlewares=[record])
-    app.router.add_static("/", root.parent)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    yield Server(f"http://{host}:{port}/", root, requests)
-    await runner.cleanup()
+    async def start() -> web.AppRunner:
+        app = web.Application(middlewares=[record])
+        app.router.add_static("/", root.parent)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        host, port = runner.addresses[0][:2]
+        served.base_url = f"http://{host}:{port}/"
+        return runner
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    runner = asyncio.run_coroutine_threadsafe(start(), loop).result(10)
+    yield served
+    served.released.set()
+    asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)
+    loop.close()
 
 
 def quiet() -> Console:
@@ -63,7 +104,23 @@ def quiet() -> Console:
 
 
 def leftovers(dest: Path) -> list[Path]:
-    return list(dest.rglob("*.part"))
+    """Staging folders and empty folders: what a fetch must never leave."""
+    return sorted(
+        p for p in dest.rglob("*")
+        if p.name.startswith(".") or (p.is_dir() and not any(p.iterdir()))
+    )
+
+
+def staged(dest: Path) -> list[Path]:
+    """Files being downloaded: under a hidden staging folder in `dest`."""
+    return [p for p in dest.glob(".*/**/*") if p.is_file()] if dest.is_dir() else []
+
+
+async def until(condition: Callable[[], object], seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
 
 
 def test_manifest_matches_the_verified_copy_and_the_upstream_layout():
@@ -74,11 +131,7 @@ def test_manifest_matches_the_verified_copy_and_the_upstream_layout():
     assert sum(p.startswith("Pairwise_set/") for p in paths) == 49
     local = {p.relative_to(DATA).as_posix() for p in DATA.rglob("*.json")}
     unhashed = {e.path for e in manifest.files if e.sha256 is None}
-    assert unhashed == set(paths) - local == {
-        "Pairwise_set/Harmlessness/S11.json",
-        "Pairwise_set/Helpfulness/Brainstorming/Idea Development.json",
-        "Pairwise_set/Helpfulness/Generation/Creative Writing.json",
-    }
+    assert set(paths) - local <= unhashed == ABSENT_FROM_SHARED_COPY
     for entry in manifest.files:
         if entry.sha256 is not None:
             data = (DATA / entry.path).read_bytes()
@@ -134,26 +187,123 @@ async def test_a_corrupted_file_is_rejected_by_name_and_leaves_nothing(
     assert leftovers(dest) == []
 
 
-async def test_an_http_error_names_the_file(server: Server, tmp_path: Path):
+async def test_an_http_error_names_the_file_and_a_failed_first_fetch_leaves_no_folder(
+    server: Server, tmp_path: Path
+):
+    dest = tmp_path / "new" / "RMB_dataset"
     error = r"^Pairwise_set/Harmlessness/S11\.json: download failed: HTTP 404"
     with pytest.raises(DataError, match=error):
-        await fetch(tmp_path, base_url=server.base_url, console=quiet(), only=[UNHASHED])
-    assert leftovers(tmp_path) == []
+        await fetch(dest, base_url=server.base_url, console=quiet(), only=[UNHASHED])
+    assert not (tmp_path / "new").exists()  # not an empty folder `data validate` calls OK
+    with pytest.raises(DataError, match="RMB data folder not found"):
+        records.load(dest)
 
 
 async def test_a_file_without_hash_is_verified_by_parsing(server: Server, tmp_path: Path):
+    dest = tmp_path / "dest"
     good = (DATA / "Pairwise_set/Harmlessness/S1.json").read_bytes()
     server.serve(UNHASHED, good)
-    result = await fetch(tmp_path, base_url=server.base_url, console=quiet(), only=[UNHASHED])
+    result = await fetch(dest, base_url=server.base_url, console=quiet(), only=[UNHASHED])
     assert result.downloaded == [UNHASHED]
     assert result.records == len(list(read_file(DATA, DATA / "Pairwise_set/Harmlessness/S1.json")))
 
     server.serve(UNHASHED, b'[{"pair_uid": "x"}]')
-    (tmp_path / UNHASHED).unlink()
+    (dest / UNHASHED).unlink()
     error = r"S11\.json: downloaded file is not RMB data: record 0: missing field"
     with pytest.raises(DataError, match=error):
-        await fetch(tmp_path, base_url=server.base_url, console=quiet(), only=[UNHASHED])
-    assert not (tmp_path / UNHASHED).exists() and leftovers(tmp_path) == []
+        await fetch(dest, base_url=server.base_url, console=quiet(), only=[UNHASHED])
+    assert not (dest / UNHASHED).exists()
+    assert leftovers(dest) == [(dest / UNHASHED).parent]  # emptied above, not by the fetch
+
+
+async def test_a_download_failing_mid_way_keeps_verified_files_and_no_empty_folder(
+    server: Server, tmp_path: Path
+):
+    for path in SUBSET:
+        server.serve(path)
+    server.cut.add(SUBSET[2])  # the only Pairwise_set/ file: its folders must not appear
+    dest = tmp_path / "dest"
+    (dest / "Pairwise_set" / "Helpfulness").mkdir(parents=True)  # there before: stays
+
+    with pytest.raises(DataError, match=r"^Pairwise_set/Harmlessness/S1\.json: download failed"):
+        await fetch(dest, base_url=server.base_url, console=quiet(), only=SUBSET)
+
+    assert not (dest / "Pairwise_set" / "Harmlessness").exists()
+    assert leftovers(dest) == [dest / "Pairwise_set" / "Helpfulness"]
+    for path in dest.rglob("*.json"):  # what did land (the first failure stops the rest) is whole
+        assert path.read_bytes() == (DATA / path.relative_to(dest)).read_bytes()
+
+    server.cut.clear()
+    result = await fetch(dest, base_url=server.base_url, console=quiet(), only=SUBSET)
+    assert SUBSET[2] in result.downloaded and len(result.downloaded + result.skipped) == 3
+    for path in SUBSET:
+        assert (dest / path).read_bytes() == (DATA / path).read_bytes()
+    assert leftovers(dest) == [dest / "Pairwise_set" / "Helpfulness"]
+
+
+async def test_cancelling_mid_download_leaves_nothing(server: Server, tmp_path: Path):
+    server.serve(SUBSET[2])
+    server.stall.add(SUBSET[2])
+    dest = tmp_path / "dest"
+    task = asyncio.create_task(
+        fetch(dest, base_url=server.base_url, console=quiet(), only=[SUBSET[2]])
+    )
+    await until(lambda: staged(dest))
+
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not dest.exists()
+
+
+def test_ctrl_c_mid_download_leaves_nothing(server: Server, tmp_path: Path):
+    server.serve(SUBSET[2])
+    server.stall.add(SUBSET[2])
+    dest = tmp_path / "dest"
+    dest.mkdir()  # there before: stays, empty
+
+    def press_ctrl_c() -> None:
+        deadline = time.monotonic() + 10
+        while not staged(dest) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if staged(dest):
+            os.kill(os.getpid(), signal.SIGINT)
+        else:  # never got going: let it finish, and the test fail, rather than hang
+            server.released.set()
+
+    threading.Thread(target=press_ctrl_c, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+        fetch_sync(dest, base_url=server.base_url, console=quiet(), only=[SUBSET[2]])
+    assert list(dest.iterdir()) == []
+
+
+async def test_two_fetches_into_one_folder_at_once(server: Server, tmp_path: Path):
+    for path in SUBSET:
+        server.serve(path)
+    dest = tmp_path / "dest"
+    first, second = await asyncio.gather(*(
+        fetch(dest, base_url=server.base_url, console=quiet(), only=SUBSET) for _ in range(2)
+    ))
+    assert first.records == second.records > 0
+    for path in SUBSET:
+        assert (dest / path).read_bytes() == (DATA / path).read_bytes()
+    assert leftovers(dest) == []
+
+
+def test_missing_files_names_what_a_copy_lacks(tmp_path: Path):
+    manifest = [e.path for e in load_manifest().files]
+    local = {p.relative_to(DATA).as_posix() for p in DATA.rglob("*.json")}
+    lacking = missing_files(DATA)
+    # the shared copy lacks the three files PROVENANCE.md names (a full copy: none)
+    assert lacking == [p for p in manifest if p not in local]
+    assert set(lacking) <= ABSENT_FROM_SHARED_COPY
+    assert missing_files(tmp_path) == manifest
+
+    for path in SUBSET:
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_bytes(b"[]")  # present is enough: validate parses
+    (tmp_path / "BoN_set" / "extra.json").write_bytes(b"[]")
+    assert missing_files(tmp_path) == [p for p in manifest if p not in SUBSET]
 
 
 def test_only_selects_by_pattern_and_bad_arguments_fail_early(tmp_path: Path):

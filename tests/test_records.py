@@ -6,10 +6,14 @@ import pytest
 
 from rmb_judge import records
 from rmb_judge.errors import DataError
+from rmb_judge.fetch import load_manifest, missing_files
 
 
 def test_full_dataset_matches_provenance(data_root):
     """The counts PROVENANCE.md states for the shared copy (46 pairwise + 49 BoN files)."""
+    lacking = missing_files(data_root)
+    if len(lacking) != 3:
+        pytest.skip(f"counts of the 95-file shared copy; this one lacks {len(lacking)} files")
     ds = records.load(data_root)
     sets = Counter(r.set for r in ds.records)
     assert sets == {"pairwise": 14543, "bon": 3786}
@@ -20,7 +24,7 @@ def test_full_dataset_matches_provenance(data_root):
     assert sum(len(r.others) for r in ds.records if r.set == "bon") == 8714
     turns = Counter(len(r.conversation) == 1 for r in ds.records)
     assert turns == {True: 15768, False: 2561}
-    assert ds.scenarios_found == 95
+    assert ds.scenarios_found == len(load_manifest().files) - len(lacking) == 95
     # category_path is the file path without .json, uids are strings
     for r in ds.records[:50]:
         assert r.file.removesuffix(".json") == r.category_path
@@ -87,3 +91,68 @@ def test_absent_files_and_missing_folder(data_root, tmp_path):
         records.load(tmp_path / "nowhere")
     with pytest.raises(DataError, match="not an RMB_dataset folder"):
         records.load(tmp_path)
+
+
+def test_absent_files_against_selection_are_the_callers_to_report(data_root, tmp_path):
+    root, _ = copy_scenario(data_root, tmp_path, "BoN_set/Harmlessness/S1.json")
+    ds = records.load(root, records.Selection(sets=["pairwise"]))
+    assert ds.records == [] and ds.files == [] and ds.scenarios_found == 0
+
+
+@pytest.mark.parametrize("folders", [(), ("Pairwise_set/Helpfulness/Chat", "BoN_set")])
+def test_a_root_without_scenario_files_points_at_data_fetch(tmp_path, folders):
+    """What a failed download used to leave: `data validate` called it "OK: 0 of 98"."""
+    root = tmp_path / "RMB_dataset"
+    root.mkdir()
+    for folder in folders:
+        (root / folder).mkdir(parents=True)
+    with pytest.raises(DataError) as err:
+        records.load(root, records.Selection(sets=["bon"]))
+    assert str(err.value) == (
+        f"{root}: no RMB scenario files found (run `rmb-judge data fetch`, "
+        "or give --data DIR / set RMB_DATA)"
+    )
+
+
+PAIRWISE = "Pairwise_set/Helpfulness/Chat/Discussion.json"
+BON = "BoN_set/Harmlessness/S1.json"
+
+
+def append_escape(path, index, keys, escape):
+    """Append the raw JSON escape `escape` to one string field of record `index` in `path`."""
+    items = json.loads(path.read_text(encoding="utf-8"))
+    target = items[index]
+    for key in keys[:-1]:
+        target = target[key]
+    target[keys[-1]] += "\x00"  # a stand-in json.dumps writes as \u0000, which RMB text lacks
+    raw = json.dumps(items, ensure_ascii=False)
+    assert raw.count(r"\u0000") == 1
+    path.write_text(raw.replace(r"\u0000", escape), encoding="utf-8")
+
+
+@pytest.mark.parametrize("rel, index, keys, name, escape", [
+    (PAIRWISE, 12, ("chosen", "answer"), "chosen.answer", r"\ud800"),
+    (PAIRWISE, 3, ("conversation_input", 0, "content"), "conversation_input[0].content", r"\uDFFF"),
+    (BON, 5, ("loser_list", 1, "answer"), "loser_list[1].answer", r"\udc00"),
+    (BON, 0, ("bon_best", "llm_name"), "bon_best.llm_name", r"\uDbFf"),
+])
+def test_an_unpaired_surrogate_names_file_record_and_field(
+    data_root, tmp_path, rel, index, keys, name, escape
+):
+    """JSON takes `"\\ud800"`; `validate` passed such a file and `run` then crashed encoding it."""
+    root, path = copy_scenario(data_root, tmp_path, rel)
+    append_escape(path, index, keys, escape)
+    with pytest.raises(DataError) as err:
+        records.load(root)
+    assert str(err.value) == (
+        f"{rel}: record {index}: {name} holds an unpaired surrogate ({escape.lower()}), "
+        "not valid Unicode"
+    )
+
+
+@pytest.mark.parametrize("escape", [r"\ud83d\ude00", r"\uD83D\uDE00"])
+def test_an_escaped_surrogate_pair_loads_as_its_character(data_root, tmp_path, escape):
+    root, path = copy_scenario(data_root, tmp_path, PAIRWISE)
+    expected = records.load(root).records[12].preferred.text + "\U0001F600"
+    append_escape(path, 12, ("chosen", "answer"), escape)
+    assert records.load(root).records[12].preferred.text == expected
