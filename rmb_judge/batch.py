@@ -60,10 +60,11 @@ class BatchRunner:
         """Answer `jobs` (all uncached): resume the pending batches that hold some of them,
         submit the rest, then poll everything until it ends."""
         engine, model = self.engine, self.provider.model
+        endpoint = self.provider.endpoints[0]
         by_key = {(j.key, j.sample): j for j in jobs}
         pending = {
             batch_id: items
-            for batch_id, items in engine.cache.pending_batches(self.provider.name, model).items()
+            for batch_id, items in engine.cache.pending_batches(self.provider.name, model, endpoint).items()
             if any((key, sample) in by_key for _, key, sample in items)
         }
         covered = {(key, sample) for items in pending.values() for _, key, sample in items}
@@ -75,7 +76,7 @@ class BatchRunner:
             items = [(f"{j.key[:48]}-{j.sample}", j) for j in chunk]
             batch_id = await self._call(batch_api.submit, [(cid, j.request) for cid, j in items])
             stored = [(cid, j.key, j.sample) for cid, j in items]
-            engine.cache.add_batch(batch_id, self.provider.name, model, stored)
+            engine.cache.add_batch(batch_id, self.provider.name, model, endpoint, stored)
             engine.stats.requests += len(items)
             pending[batch_id] = stored
         try:
@@ -90,14 +91,20 @@ class BatchRunner:
         the run with one clear line."""
         engine = self.engine
         try:
-            policy = retry.policy(engine.config.max_retries, engine.config.backoff_initial,
-                                  engine.count_retry)
+            policy = retry.policy(self.provider.classify, engine.config.max_retries,
+                                  engine.config.backoff_initial, engine.count_retry)
             return await policy(fn, self.provider, *args)
         except FatalProviderError:
             raise
         except Exception as exc:  # noqa: BLE001 - every provider error is sorted here
+            endpoint = self.provider.endpoints[0]
+            if fn is batch_api.submit and retry.status_of(exc) in (404, 405, 501):
+                raise FatalProviderError(
+                    f"--batch: {endpoint} has no batch API (HTTP {retry.status_of(exc)} when "
+                    "creating a batch); run without --batch"
+                ) from None
             raise FatalProviderError(
-                f"{self.provider.name}:{self.provider.model} batch API: {retry.describe(exc)}"
+                f"{self.provider.name}:{self.provider.model} batch API at {endpoint}: {retry.describe(exc)}"
             ) from None
 
     def _within_budget(self, jobs: list[Job]) -> list[Job]:

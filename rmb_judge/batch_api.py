@@ -14,6 +14,7 @@ from typing import Any
 
 from openai.types.chat import ChatCompletion
 
+from . import retry
 from .errors import UsageError
 from .providers import anthropic_provider, openai_provider
 from .providers.anthropic_provider import AnthropicProvider
@@ -122,7 +123,7 @@ def _openai_item(item: dict[str, Any]) -> ChatResponse | str:
         return f"HTTP {response['status_code']}: {body.get('error', {}).get('message', body)}"
     try:
         return openai_provider.to_response(ChatCompletion.construct(**body))
-    except ValueError as exc:
+    except retry.BrokenAnswer as exc:
         return str(exc)
 
 
@@ -157,7 +158,10 @@ async def _anthropic_results(provider: AnthropicProvider, batch_id: str) -> Resu
     async for item in await provider.client().messages.batches.results(batch_id):
         result = item.result
         if result.type == "succeeded":
-            found[item.custom_id] = anthropic_provider.to_response(result.message)
+            try:
+                found[item.custom_id] = anthropic_provider.to_response(result.message)
+            except retry.BrokenAnswer as exc:
+                found[item.custom_id] = str(exc)
         elif result.type == "errored":
             found[item.custom_id] = f"{result.error.error.type}: {result.error.error.message}"
         else:

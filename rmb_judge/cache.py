@@ -1,27 +1,51 @@
-"""The response cache: SQLite in WAL mode, one row per request key and sample index.
+"""The response cache: SQLite in WAL mode, one row per request key, sample index and endpoint.
 
 Every response is committed the moment it arrives, so a `kill -9` loses at most the
 requests in flight, and several processes can share one cache file. Keys hash only what
 determines the answer (provider, model, messages, sampling parameters, template); never
-the API key, and never transport settings (concurrency, timeouts, retries, base URL).
+the API key, and never transport settings (concurrency, timeouts, retries). The endpoint
+that produced an answer is kept beside it: a run is served only answers from its own
+endpoints (or ones the user declared equivalent).
+
+Processes sharing a cache never pay twice for one request: before sending, a process
+*claims* the request (a row in `claims` with an expiry it keeps renewing); the others wait
+for its answer. A killed process's claims lapse (at once when it ran on this host).
+
+A file that is not an rmb-judge cache, is damaged, or comes from a newer rmb-judge is
+refused with one line and left untouched. A read-only cache still serves lookups. When a
+write fails (a full disk), the answers that could not be stored go to a side file beside
+the cache, which the next run adds to it.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import os
+import socket
 import sqlite3
 import time
+import uuid
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
-from .migrations import migrate
+from .errors import CacheError, CacheFull
+from .migrations import MIGRATIONS, migrate, pending
 from .providers.base import ChatRequest, ChatResponse
 
 FILENAME = "rmb-judge.sqlite3"
 CHUNK = 500  # SQLite host-parameter limit is 999 on old builds
+CLAIM_SECONDS = 60.0  # a claim lapses this long after its owner last renewed it
+OUR_TABLES = {"_migrations", "responses", "rewards", "runs", "batches", "claims", "sqlite_sequence"}
+
+RESPONSE_COLUMNS = (
+    "key, sample, endpoint, text, input_tokens, output_tokens, finish_reason, refusal,"
+    " response_model, cost_usd, usage_reported, provider, model"
+)
 
 
 def request_key(provider: str, request: ChatRequest, template_sha256: str) -> str:
@@ -49,56 +73,215 @@ class CachedReward:
     tokens: int
 
 
-class Cache:
-    def __init__(self, path: Path | str):
-        path = Path(path)
-        if path.suffix not in (".sqlite3", ".sqlite", ".db"):
-            path.mkdir(parents=True, exist_ok=True)
-            path = path / FILENAME
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self.db = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA busy_timeout=60000")
-        self._use_wal()
-        self.db.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes in WAL mode
-        migrate(self.db)
+@dataclass(frozen=True)
+class Claims:
+    """What `Cache.claim` found: answers already there, requests now ours to send, and
+    requests another live process is sending."""
 
-    def _use_wal(self) -> None:
+    answered: dict[tuple[str, int], ChatResponse]
+    mine: list[tuple[str, int]]
+    held: list[tuple[str, int]]
+
+
+_T = TypeVar("_T")
+
+
+def guarded(method: Callable[..., _T]) -> Callable[..., _T]:
+    """SQLite errors become one-line CacheErrors naming the file."""
+
+    @functools.wraps(method)
+    def wrapper(self: Cache, *args: Any, **kwargs: Any) -> _T:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise self.error(exc) from None
+
+    return wrapper
+
+
+def cache_file(path: Path | str) -> Path:
+    """The database file `--cache PATH` names: PATH itself if it has a database suffix,
+    else PATH/rmb-judge.sqlite3."""
+    path = Path(path)
+    return path if path.suffix in (".sqlite3", ".sqlite", ".db") else path / FILENAME
+
+
+class Cache:
+    def __init__(self, path: Path | str, *, create: bool = True):
+        path = cache_file(path)
+        self.path = path
+        self.owner = f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
+        self.read_only = False
+        self.imported = 0  # answers taken in from an earlier run's side file
+        if not path.is_file():
+            if path.exists():
+                raise CacheError(f"{path}: not a file; give --cache a folder or a .sqlite3 file")
+            if not create:
+                raise CacheError(f"{path}: no cache here (check --cache)")
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise CacheError(f"{path.parent}: cannot create the cache folder ({exc.strerror})") from None
+        try:
+            self.db = self._open()
+        except sqlite3.Error as exc:
+            raise self.error(exc) from None
+        self._check_schema()
+        if not self.read_only:
+            self.imported = self._import_unsaved()
+
+    def _open(self) -> sqlite3.Connection:
+        """Read-write when the file (and its folder) can be written, else read-only."""
+        try:
+            db = self._connect(self.path.absolute().as_uri())
+            db.execute("BEGIN IMMEDIATE")  # can we write? (creates the file when new)
+            db.execute("ROLLBACK")
+            return db
+        except sqlite3.OperationalError as exc:
+            if not self.path.is_file() or not _read_only_error(exc):
+                raise
+        self.read_only = True
+        for mode in ("mode=ro", "immutable=1"):  # a WAL file whose -shm cannot be made: immutable
+            db = self._connect(f"{self.path.absolute().as_uri()}?{mode}")
+            try:
+                db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+                return db
+            except sqlite3.OperationalError:
+                db.close()
+                if mode == "immutable=1":
+                    raise
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _connect(uri: str) -> sqlite3.Connection:
+        db = sqlite3.connect(uri, uri=True, timeout=60, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA busy_timeout=60000")
+        return db
+
+    def _use_wal(self, db: sqlite3.Connection) -> None:
         """Switch to WAL. When two processes open a new cache at once, the switch can fail
         with "database is locked" without waiting on the busy timeout, so try again."""
         for attempt in range(600):
             try:
-                self.db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA journal_mode=WAL")
                 return
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) or attempt == 599:
                     raise
                 time.sleep(0.05)
 
+    @guarded
+    def _check_schema(self) -> None:
+        """Refuse a foreign file and one written by a newer rmb-judge; upgrade an older one."""
+        tables = {row[0] for row in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if tables and "_migrations" not in tables:
+            others = ", ".join(sorted(tables - OUR_TABLES)[:4]) or ", ".join(sorted(tables)[:4])
+            raise CacheError(
+                f"{self.path}: not an rmb-judge cache (a SQLite database with tables {others}); "
+                "give --cache another path"
+            )
+        if "_migrations" in tables:
+            applied = {row[0] for row in self.db.execute("SELECT name FROM _migrations")}
+            unknown = sorted(applied - {fn.__name__ for fn in MIGRATIONS})
+            if unknown:
+                raise CacheError(
+                    f"{self.path}: written by a newer rmb-judge (schema steps {', '.join(unknown)} "
+                    "are unknown to this version); upgrade rmb-judge or give --cache another path"
+                )
+        if self.read_only:
+            if pending(self.db):
+                raise CacheError(
+                    f"{self.path}: read-only, and made by an older rmb-judge: it needs an upgrade "
+                    "this version cannot write; copy it somewhere writable and point --cache there"
+                )
+            return
+        self._use_wal(self.db)  # (only now: a refused file is left byte for byte as it was)
+        self.db.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes in WAL mode
+        migrate(self.db)
+
+    def error(self, exc: sqlite3.Error) -> CacheError:
+        """A one-line CacheError for an SQLite failure on this file."""
+        message = str(exc)
+        if isinstance(exc, sqlite3.OperationalError) and ("full" in message or "disk I/O" in message):
+            return CacheFull(f"{self.path}: cannot write to the cache ({message})")
+        if _read_only_error(exc):
+            return CacheError(f"{self.path}: the cache is read-only ({message})")
+        if "locked" in message:
+            return CacheError(f"{self.path}: the cache stayed locked by another process for 60 s ({message})")
+        if isinstance(exc, sqlite3.DatabaseError) and ("not a database" in message or "malformed" in message):
+            return CacheError(
+                f"{self.path}: the cache file is damaged or not a SQLite database ({message}); "
+                "move it aside (rmb-judge then starts a new cache) or give --cache another path"
+            )
+        return CacheError(f"{self.path}: cache error: {message}")
+
     def close(self) -> None:
+        if not self.read_only:
+            try:
+                self.db.execute("DELETE FROM claims WHERE owner = ?", (self.owner,))
+            except sqlite3.Error:
+                pass  # a failing disk: the claims lapse on their own
         self.db.close()
+
+    def writable(self, what: str) -> None:
+        """Raise a one-line CacheError if `what` would need to write to a read-only cache."""
+        if self.read_only:
+            raise CacheError(
+                f"{self.path}: the cache is read-only, so {what} could not be kept; "
+                "use --offline to answer from it, or give a writable --cache"
+            )
 
     # -- judge responses -------------------------------------------------------------
 
-    def get_responses(self, wanted: Iterable[tuple[str, int]]) -> dict[tuple[str, int], ChatResponse]:
-        wanted = set(wanted)
+    @guarded
+    def get_responses(
+        self, wanted: Iterable[tuple[str, int]], endpoints: Iterable[str] | None
+    ) -> dict[tuple[str, int], ChatResponse]:
+        """The cached answers to `wanted` (key, sample) from any of `endpoints` (None: any)."""
+        return self._responses(set(wanted), None if endpoints is None else tuple(endpoints))
+
+    def _responses(
+        self, wanted: set[tuple[str, int]], endpoints: tuple[str, ...] | None
+    ) -> dict[tuple[str, int], ChatResponse]:
         found: dict[tuple[str, int], ChatResponse] = {}
         keys = sorted({key for key, _ in wanted})
-        for start in range(0, len(keys), CHUNK):
-            chunk = keys[start : start + CHUNK]
+        where = "" if endpoints is None else f" AND endpoint IN ({','.join('?' * len(endpoints))})"
+        per_chunk = CHUNK - len(endpoints or ())
+        for start in range(0, len(keys), per_chunk):
+            chunk = keys[start : start + per_chunk]
             rows = self.db.execute(
-                "SELECT key, sample, text, input_tokens, output_tokens, finish_reason, refusal,"
-                f" response_model FROM responses WHERE key IN ({','.join('?' * len(chunk))})",
-                chunk,
+                f"SELECT {RESPONSE_COLUMNS} FROM responses WHERE key IN ({','.join('?' * len(chunk))})"
+                f"{where} ORDER BY created_at",
+                [*chunk, *(endpoints or ())],
             )
-            for key, sample, text, tin, tout, finish, refusal, model in rows:
-                if (key, sample) in wanted:
+            for (key, sample, endpoint, text, tin, tout, finish, refusal, model, cost, reported,
+                 provider, requested_model) in rows:
+                if (key, sample) in wanted and (key, sample) not in found:
                     found[key, sample] = ChatResponse(
-                        text, tin or 0, tout or 0, model or "", finish, bool(refusal)
+                        text, tin or 0, tout or 0, model or "", finish, bool(refusal),
+                        usage_reported=bool(reported), cost_usd=cost, endpoint=endpoint,
+                        extra={"provider": provider, "model": requested_model},
                     )
         return found
 
+    @guarded
+    def other_endpoints(self, wanted: Iterable[tuple[str, int]], endpoints: Iterable[str]) -> dict[str, int]:
+        """How many of `wanted` each endpoint outside `endpoints` has answered (for a hint
+        when a run against a new endpoint finds answers it may not use)."""
+        wanted, mine = set(wanted), set(endpoints)
+        counts: dict[str, int] = {}
+        keys = sorted({key for key, _ in wanted})
+        for start in range(0, len(keys), CHUNK):
+            chunk = keys[start : start + CHUNK]
+            for key, sample, endpoint in self.db.execute(
+                f"SELECT key, sample, endpoint FROM responses WHERE key IN ({','.join('?' * len(chunk))})",
+                chunk,
+            ):
+                if (key, sample) in wanted and endpoint not in mine:
+                    counts[endpoint] = counts.get(endpoint, 0) + 1
+        return dict(sorted(counts.items()))
+
+    @guarded
     def put_response(
         self,
         key: str,
@@ -109,26 +292,132 @@ class Cache:
         template: str = "",
         template_sha256: str = "",
     ) -> None:
-        """Store an answer. `request` may be None for a batch answer whose request the
-        current run did not build (it is still paid for, so it is kept)."""
+        """Store an answer and release this process's claim on it, in one transaction.
+        `request` may be None for a batch answer whose request the current run did not
+        build (it is still paid for, so it is kept)."""
         packed = (
             zlib.compress(json.dumps(request.canonical(), ensure_ascii=False).encode())
             if request else None
         )
+        self.db.execute("BEGIN")
+        try:
+            self.db.execute(
+                "INSERT OR REPLACE INTO responses (key, sample, endpoint, provider, model, template,"
+                " template_sha256, request, text, input_tokens, output_tokens, finish_reason,"
+                " refusal, response_model, created_at, cost_usd, usage_reported)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    key, sample, response.endpoint, provider,
+                    request.model if request else response.model,
+                    template, template_sha256, packed,
+                    response.text, response.input_tokens, response.output_tokens,
+                    response.finish_reason, int(response.refusal), response.model, time.time(),
+                    response.cost_usd, int(response.usage_reported),
+                ),
+            )
+            self.db.execute(
+                "DELETE FROM claims WHERE key = ? AND sample = ? AND owner = ?", (key, sample, self.owner)
+            )
+            self.db.execute("COMMIT")
+        except BaseException:
+            if self.db.in_transaction:  # (a failed COMMIT has already rolled back)
+                self.db.execute("ROLLBACK")
+            raise
+
+    # -- claims: several processes, one payment ------------------------------------------
+
+    @guarded
+    def claim(self, wanted: list[tuple[str, int]], endpoints: Iterable[str]) -> Claims:
+        """Take the requests in `wanted` that nobody else is sending, in one transaction;
+        report those answered meanwhile (from `endpoints`) and those another process holds."""
+        now = time.time()
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            answered = self._responses(set(wanted), tuple(endpoints))
+            rest = [w for w in wanted if w not in answered]
+            holders: dict[tuple[str, int], tuple[str, float]] = {}
+            keys = sorted({key for key, _ in rest})
+            for start in range(0, len(keys), CHUNK):
+                chunk = keys[start : start + CHUNK]
+                for key, sample, owner, expires in self.db.execute(
+                    "SELECT key, sample, owner, expires_at FROM claims"
+                    f" WHERE key IN ({','.join('?' * len(chunk))})",
+                    chunk,
+                ):
+                    holders[key, sample] = (owner, expires)
+            mine, held = [], []
+            for item in rest:
+                holder = holders.get(item)
+                if holder is None or holder[0] == self.owner or holder[1] < now or _dead(holder[0]):
+                    mine.append(item)
+                else:
+                    held.append(item)
+            self.db.executemany(
+                "INSERT OR REPLACE INTO claims (key, sample, owner, expires_at) VALUES (?,?,?,?)",
+                [(key, sample, self.owner, now + CLAIM_SECONDS) for key, sample in mine],
+            )
+            self.db.execute("COMMIT")
+        except BaseException:
+            if self.db.in_transaction:  # (a failed COMMIT has already rolled back)
+                self.db.execute("ROLLBACK")
+            raise
+        return Claims(answered, mine, held)
+
+    @guarded
+    def renew_claims(self) -> None:
         self.db.execute(
-            "INSERT OR REPLACE INTO responses (key, sample, provider, model, template,"
-            " template_sha256, request, text, input_tokens, output_tokens, finish_reason, refusal,"
-            " response_model, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                key, sample, provider, request.model if request else response.model,
-                template, template_sha256, packed,
-                response.text, response.input_tokens, response.output_tokens,
-                response.finish_reason, int(response.refusal), response.model, time.time(),
-            ),
+            "UPDATE claims SET expires_at = ? WHERE owner = ?", (time.time() + CLAIM_SECONDS, self.owner)
         )
+
+    @guarded
+    def release(self, key: str, sample: int) -> None:
+        """Give up a claim without an answer (the request failed or was not sent)."""
+        self.db.execute(
+            "DELETE FROM claims WHERE key = ? AND sample = ? AND owner = ?", (key, sample, self.owner)
+        )
+
+    # -- answers a failing disk could not take -------------------------------------------
+
+    @property
+    def side_file(self) -> Path:
+        return self.path.with_name(self.path.name + ".unsaved.jsonl")
+
+    def save_unsaved(self, rows: list[dict[str, Any]]) -> bool:
+        """Append answers the database could not store to the side file; False if that
+        failed too (the disk is full)."""
+        try:
+            with self.side_file.open("a", encoding="utf-8") as fh:
+                for row in rows:
+                    fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError:
+            return False
+        return True
+
+    def _import_unsaved(self) -> int:
+        """Add the answers an earlier run left in the side file, then remove it."""
+        if not self.side_file.is_file():
+            return 0
+        rows = []
+        for line in self.side_file.read_text(encoding="utf-8").splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # the last line of a file cut off by a full disk
+        for row in rows:
+            canonical = row["request"]
+            request = canonical and ChatRequest(
+                **{**canonical, "messages": tuple(tuple(m) for m in canonical["messages"])}
+            )
+            self.put_response(row["key"], row["sample"], row["provider"], request,
+                              ChatResponse(**row["response"]), row["template"], row["template_sha256"])
+        self.side_file.unlink()
+        return len(rows)
 
     # -- local rewards ---------------------------------------------------------------
 
+    @guarded
     def get_rewards(self, model_key: str, hashes: Iterable[str]) -> dict[str, CachedReward]:
         hashes = sorted(set(hashes))
         found: dict[str, CachedReward] = {}
@@ -143,6 +432,7 @@ class Cache:
                 found[digest] = CachedReward(reward, bool(truncated), tokens or 0)
         return found
 
+    @guarded
     def put_rewards(
         self, model_key: str, model: str, rows: Iterable[tuple[str, CachedReward]]
     ) -> None:
@@ -157,22 +447,27 @@ class Cache:
 
     # -- provider batches ----------------------------------------------------------------
 
-    def add_batch(self, batch_id: str, provider: str, model: str, items: list[tuple[str, str, int]]) -> None:
+    @guarded
+    def add_batch(self, batch_id: str, provider: str, model: str, endpoint: str,
+                  items: list[tuple[str, str, int]]) -> None:
         """Remember a submitted batch and its items as (custom_id, key, sample)."""
         packed = zlib.compress(json.dumps(items).encode())
         self.db.execute(
-            "INSERT INTO batches (id, provider, model, items, state, created_at) VALUES (?,?,?,?,?,?)",
-            (batch_id, provider, model, packed, "submitted", time.time()),
+            "INSERT INTO batches (id, provider, model, endpoint, items, state, created_at)"
+            " VALUES (?,?,?,?,?,?,?)",
+            (batch_id, provider, model, endpoint, packed, "submitted", time.time()),
         )
 
-    def pending_batches(self, provider: str, model: str) -> dict[str, list[tuple[str, str, int]]]:
+    @guarded
+    def pending_batches(self, provider: str, model: str, endpoint: str) -> dict[str, list[tuple[str, str, int]]]:
         rows = self.db.execute(
-            "SELECT id, items FROM batches WHERE provider = ? AND model = ? AND finished_at IS NULL"
-            " ORDER BY created_at",
-            (provider, model),
+            "SELECT id, items FROM batches WHERE provider = ? AND model = ? AND endpoint = ?"
+            " AND finished_at IS NULL ORDER BY created_at",
+            (provider, model, endpoint),
         )
         return {bid: [tuple(i) for i in json.loads(zlib.decompress(items))] for bid, items in rows}
 
+    @guarded
     def finish_batch(self, batch_id: str, state: str) -> None:
         self.db.execute(
             "UPDATE batches SET state = ?, finished_at = ? WHERE id = ?", (state, time.time(), batch_id)
@@ -181,17 +476,24 @@ class Cache:
     # -- runs, for hit-rate statistics -----------------------------------------------
 
     def record_run(self, judge: str, lookups: int, hits: int, requests: int) -> None:
-        self.db.execute(
-            "INSERT INTO runs (started_at, judge, lookups, hits, requests) VALUES (?,?,?,?,?)",
-            (time.time(), judge, lookups, hits, requests),
-        )
+        """Best effort: a statistics line must not fail a run whose answers are safe."""
+        if self.read_only:
+            return
+        try:
+            self.db.execute(
+                "INSERT INTO runs (started_at, judge, lookups, hits, requests) VALUES (?,?,?,?,?)",
+                (time.time(), judge, lookups, hits, requests),
+            )
+        except sqlite3.Error:
+            pass
 
     # -- maintenance -------------------------------------------------------------------
 
+    @guarded
     def stats(self) -> dict:
         responses = self.db.execute(
-            "SELECT provider, model, template, COUNT(*), SUM(input_tokens), SUM(output_tokens)"
-            " FROM responses GROUP BY provider, model, template ORDER BY COUNT(*) DESC"
+            "SELECT provider, model, endpoint, template, COUNT(*), SUM(input_tokens), SUM(output_tokens)"
+            " FROM responses GROUP BY provider, model, endpoint, template ORDER BY COUNT(*) DESC"
         ).fetchall()
         rewards = self.db.execute(
             "SELECT model, COUNT(*) FROM rewards GROUP BY model ORDER BY COUNT(*) DESC"
@@ -203,10 +505,11 @@ class Cache:
         return {
             "path": str(self.path),
             "size_bytes": size,
+            "read_only": self.read_only,
             "responses": [
-                {"provider": p, "model": m, "template": t, "rows": n,
+                {"provider": p, "model": m, "endpoint": e, "template": t, "rows": n,
                  "input_tokens": i or 0, "output_tokens": o or 0}
-                for p, m, t, n, i, o in responses
+                for p, m, e, t, n, i, o in responses
             ],
             "rewards": [{"model": m, "rows": n} for m, n in rewards],
             "runs": [
@@ -216,8 +519,11 @@ class Cache:
             ],
         }
 
-    def prune(self, model: str | None = None, older_than_days: float | None = None) -> int:
-        """Delete responses and rewards of a model and/or older than N days; returns rows removed."""
+    @guarded
+    def prune(self, model: str | None = None, older_than_days: float | None = None,
+              dry_run: bool = False) -> int:
+        """Delete responses and rewards of a model and/or older than N days; returns the rows
+        removed (or, with `dry_run`, the rows that would be)."""
         clauses, params = [], []
         if model:
             clauses.append("model = ?")
@@ -226,6 +532,12 @@ class Cache:
             clauses.append("created_at < ?")
             params.append(time.time() - older_than_days * 86400)
         where = " AND ".join(clauses) or "1"
+        if dry_run:
+            return sum(
+                self.db.execute(f"SELECT COUNT(*) FROM {table} WHERE {where}", params).fetchone()[0]
+                for table in ("responses", "rewards")
+            )
+        self.writable("pruning")
         with self.db:
             self.db.execute("BEGIN")
             removed = self.db.execute(f"DELETE FROM responses WHERE {where}", params).rowcount
@@ -234,21 +546,27 @@ class Cache:
         return removed
 
     def export(self) -> Iterator[dict]:
+        try:
+            yield from self._export()
+        except sqlite3.Error as exc:
+            raise self.error(exc) from None
+
+    def _export(self) -> Iterator[dict]:
         rows = self.db.execute(
-            "SELECT key, sample, provider, model, template, template_sha256, request, text,"
-            " input_tokens, output_tokens, finish_reason, refusal, response_model, created_at"
-            " FROM responses ORDER BY created_at"
+            "SELECT key, sample, endpoint, provider, model, template, template_sha256, request, text,"
+            " input_tokens, output_tokens, finish_reason, refusal, response_model, created_at,"
+            " cost_usd, usage_reported FROM responses ORDER BY created_at"
         )
         for row in rows:
-            (key, sample, provider, model, template, tsha, request, text, tin, tout, finish,
-             refusal, rmodel, created) = row
+            (key, sample, endpoint, provider, model, template, tsha, request, text, tin, tout, finish,
+             refusal, rmodel, created, cost, reported) = row
             yield {
-                "kind": "response", "key": key, "sample": sample, "provider": provider,
-                "model": model, "template": template, "template_sha256": tsha,
+                "kind": "response", "key": key, "sample": sample, "endpoint": endpoint,
+                "provider": provider, "model": model, "template": template, "template_sha256": tsha,
                 "request": json.loads(zlib.decompress(request)) if request else None,
                 "text": text, "input_tokens": tin, "output_tokens": tout,
                 "finish_reason": finish, "refusal": bool(refusal), "response_model": rmodel,
-                "created_at": created,
+                "created_at": created, "cost_usd": cost, "usage_reported": bool(reported),
             }
         for model_key, digest, model, reward, truncated, tokens, created in self.db.execute(
             "SELECT model_key, text_sha256, model, reward, truncated, tokens, created_at FROM rewards"
@@ -258,3 +576,23 @@ class Cache:
                 "reward": reward, "truncated": bool(truncated), "tokens": tokens,
                 "created_at": created,
             }
+
+
+def _read_only_error(exc: sqlite3.Error) -> bool:
+    message = str(exc)
+    return "readonly" in message or "read-only" in message or "unable to open" in message
+
+
+def _dead(owner: str) -> bool:
+    """A claim's owner ran on this host and is gone: its claims lapse at once."""
+    host, _, rest = owner.partition("/")
+    pid = rest.partition("/")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False

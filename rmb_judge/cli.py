@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections import Counter
 from pathlib import Path
@@ -11,14 +12,29 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from . import records
+from . import __version__, records
 from .engine import EngineConfig
 from .errors import RmbJudgeError, UsageError
 from .fetch import load_manifest
 from .judges import parse_spec
 
+EXIT_INCOMPLETE = 1
+EXIT_USAGE = 2
+EXIT_FATAL = 3
+EXIT_OFFLINE_MISS = 4
 EXIT_BUDGET = 5
+EXIT_SUSPECT = 6
 EXIT_INTERRUPTED = 130
+EXIT_CODES = f"""exit status:
+  0    the run completed and is not suspect
+  {EXIT_INCOMPLETE}    incomplete: comparisons failed after all retries (rerun to retry them), the
+       provider asked to wait longer than --max-wait, or the cache could not be written
+  {EXIT_USAGE}    bad flags, data, template or cache file
+  {EXIT_FATAL}    fatal provider error: bad or missing key, unknown model, unreachable endpoint
+  {EXIT_OFFLINE_MISS}    --offline and an answer is not in the cache
+  {EXIT_BUDGET}    --max-cost reached (partial summary written; rerun to continue)
+  {EXIT_SUSPECT}    completed, but suspect: more than --max-unparsed of the verdicts unread or failed
+  {EXIT_INTERRUPTED}  interrupted (Ctrl-C or SIGTERM; partial summary written)"""
 
 
 class Parser(argparse.ArgumentParser):
@@ -30,7 +46,7 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:
-        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def csv_list(choices: tuple[str, ...]):
@@ -46,18 +62,28 @@ def csv_list(choices: tuple[str, ...]):
     return parse
 
 
-def positive_int(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return number
+def number(kind: type, low: float | None = None, high: float | None = None, above: bool = False):
+    """A finite int or float within bounds (`above`: strictly greater than `low`); nan and
+    inf are refused, since they silently turn a limit off."""
+
+    def parse(value: str) -> int | float:
+        try:
+            parsed = kind(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a{'n integer' if kind is int else ' number'}: {value!r}") from None
+        if not math.isfinite(parsed):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {value}")
+        if low is not None and (parsed <= low if above else parsed < low):
+            raise argparse.ArgumentTypeError(f"must be {'greater than' if above else 'at least'} {low:g}, got {value}")
+        if high is not None and parsed > high:
+            raise argparse.ArgumentTypeError(f"must be at most {high:g}, got {value}")
+        return parsed
+
+    return parse
 
 
-def positive_float(value: str) -> float:
-    number = float(value)
-    if number <= 0:
-        raise argparse.ArgumentTypeError(f"must be greater than 0, got {value}")
-    return number
+positive_int = number(int, 1)
+positive_float = number(float, 0, above=True)
 
 
 def selection_flags() -> argparse.ArgumentParser:
@@ -71,7 +97,8 @@ def selection_flags() -> argparse.ArgumentParser:
     g.add_argument("--scenarios", action="append", default=[], metavar="GLOB",
                    help="fnmatch against category_path, e.g. '*Chat*' (repeatable)")
     g.add_argument("--limit", type=positive_int, help="first N records of each scenario file")
-    g.add_argument("--sample", type=float, metavar="FRACTION", help="a seeded random fraction of records")
+    g.add_argument("--sample", type=number(float, 0, 1, above=True), metavar="FRACTION",
+                   help="a seeded random fraction of records, in (0, 1]")
     g.add_argument("--seed", type=int, default=0, help="seed for --sample and --order random (default 0)")
     return p
 
@@ -87,14 +114,17 @@ def judge_flags() -> argparse.ArgumentParser:
     g.add_argument("--samples", type=positive_int, default=1, metavar="K",
                    help="majority vote over K samples; raising K later pays only for new samples "
                         "if --temperature is unchanged")
-    g.add_argument("--temperature", type=float, default=None,
+    g.add_argument("--temperature", type=number(float, 0), default=None,
                    help="sampling temperature (default 0, or 1 with --samples > 1; "
                         "not accepted by anthropic: judges)")
     g.add_argument("--max-tokens", type=positive_int, default=2048, help="judge answer length cap (default 2048)")
     g.add_argument("--base-url", action="append", default=[], metavar="URL",
                    help="API base URL; repeat (or comma-separate) to spread requests over replicas")
+    g.add_argument("--equivalent-endpoint", action="append", default=[], metavar="URL",
+                   help="also use cached answers that came from this endpoint (e.g. a proxy in front "
+                        "of the official API); repeatable")
     g.add_argument("--batch", action="store_true", help="use the provider's batch API (half price, slower)")
-    g.add_argument("--cache", type=Path, default=Path("cache"), help="cache folder (default ./cache/)")
+    g.add_argument("--cache", type=Path, default=Path("cache"), help="cache folder or .sqlite3 file (default ./cache/)")
     g.add_argument("--offline", action="store_true", help="answer only from the cache; a miss is an error")
     h = p.add_argument_group("local reward models (hf:)")
     h.add_argument("--max-length", type=positive_int, help="tokens per scored text, cut from the left (default: the model's limit)")
@@ -108,19 +138,34 @@ def judge_flags() -> argparse.ArgumentParser:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
-        prog="rmb-judge", description="Evaluate LLM judges and reward models on the RMB benchmark."
+        prog="rmb-judge", description="Evaluate LLM judges and reward models on the RMB benchmark.",
+        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"rmb-judge {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", parents=[selection_flags(), judge_flags()], help="judge RMB and score it")
+    run = sub.add_parser("run", parents=[selection_flags(), judge_flags()], help="judge RMB and score it",
+                         epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("--out", type=Path, required=True, help="run folder for summary.json and samples.jsonl")
+    run.add_argument("--replace", action="store_true",
+                     help="--out may hold a run of another judge or other settings: overwrite it")
+    run.add_argument("--json", action="store_true", help="print summary.json to stdout at the end (the rest goes to stderr)")
+    run.add_argument("--max-unparsed", type=number(float, 0, 1), default=0.05, metavar="FRACTION",
+                     help="a run with more than this share of comparisons unparsed or failed is "
+                          "suspect (exit 6; default 0.05)")
     e = run.add_argument_group("engine")
     e.add_argument("--concurrency", type=positive_int, default=32, help="requests in flight at most (default 32)")
     e.add_argument("--rpm", type=positive_float, help="requests per minute limit")
     e.add_argument("--tpm", type=positive_float, help="tokens per minute limit (estimated, corrected from usage)")
-    e.add_argument("--max-retries", type=int, default=8, help="retries per request after 5xx, timeouts and broken answers (default 8); 429s wait as the server asks, up to 100 times")
+    e.add_argument("--max-retries", type=number(int, 0), default=8, help="retries per request after 5xx, timeouts and broken answers (default 8); 429s wait as the server asks, up to 100 times")
     e.add_argument("--timeout", type=positive_float, default=120.0, help="seconds per request (default 120)")
-    e.add_argument("--max-cost", type=float, metavar="USD", help="stop starting requests before spend passes this")
+    e.add_argument("--max-cost", type=positive_float, metavar="USD", help="stop starting requests before spend passes this")
+    e.add_argument("--max-wait", type=positive_float, default=300.0, metavar="SECONDS",
+                   help="a provider asking to wait longer than this (retry-after) stops the run "
+                        "with a partial summary instead of hanging (default 300)")
+    e.add_argument("--grace", type=number(float, 0), default=60.0, metavar="SECONDS",
+                   help="after Ctrl-C, how long to wait for requests in flight, whose answers "
+                        "are paid for (default 60; a second Ctrl-C drops them)")
     e.add_argument("--poll-interval", type=positive_float, default=30.0,
                    help="--batch: seconds between batch status checks (default 30)")
     e.add_argument("--no-progress", action="store_true", help="plain periodic lines instead of the live view")
@@ -136,20 +181,29 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--html", type=Path, metavar="FILE")
     rep.add_argument("--published", action="store_true", help="add the RMB paper's leaderboard rows")
 
+    cache_flag = argparse.ArgumentParser(add_help=False)
+    cache_flag.add_argument("--cache", type=Path, default=Path("cache"), help="cache folder or .sqlite3 file (default ./cache/)")
     cache = sub.add_parser("cache", help="inspect and manage the response cache")
-    cache.add_argument("action", choices=("stats", "prune", "export"))
-    cache.add_argument("--cache", type=Path, default=Path("cache"))
-    cache.add_argument("--model", help="prune: only this model")
-    cache.add_argument("--older-than", type=float, metavar="DAYS", help="prune: rows older than DAYS")
-    cache.add_argument("--output", type=Path, help="export: JSONL file (default stdout)")
-    cache.add_argument("--json", action="store_true", help="stats: print JSON")
+    cache_sub = cache.add_subparsers(dest="action", required=True, metavar="ACTION")
+    stats = cache_sub.add_parser("stats", parents=[cache_flag], help="rows per provider, model and endpoint; last runs")
+    stats.add_argument("--json", action="store_true", help="print JSON")
+    prune = cache_sub.add_parser("prune", parents=[cache_flag], help="delete rows of a model and/or older ones")
+    prune.add_argument("--model", help="only this model")
+    prune.add_argument("--older-than", type=number(float, 0), metavar="DAYS", help="rows older than DAYS")
+    prune.add_argument("--dry-run", action="store_true", help="count what would be deleted; delete nothing")
+    export = cache_sub.add_parser("export", parents=[cache_flag], help="every row as JSON lines")
+    export.add_argument("--output", type=Path, help="JSONL file (default stdout)")
 
+    data_flag = argparse.ArgumentParser(add_help=False)
+    data_flag.add_argument("--data", type=Path, help="dataset folder (default: $RMB_DATA or the user cache folder)")
     data = sub.add_parser("data", help="fetch, describe or check the RMB dataset")
-    data.add_argument("action", choices=("fetch", "info", "validate"))
-    data.add_argument("--data", type=Path, help="dataset folder (default: $RMB_DATA or the user cache folder)")
-    data.add_argument("--base-url", help="fetch: mirror to download from instead of GitHub")
-    data.add_argument("--only", action="append", metavar="GLOB",
-                      help="fetch: only files matching this glob, e.g. 'BoN_set/*' (repeatable)")
+    data_sub = data.add_subparsers(dest="action", required=True, metavar="ACTION")
+    fetch = data_sub.add_parser("fetch", parents=[data_flag], help="download the official files and verify them")
+    fetch.add_argument("--base-url", help="mirror to download from instead of GitHub")
+    fetch.add_argument("--only", action="append", metavar="GLOB",
+                       help="only files matching this glob, e.g. 'BoN_set/*' (repeatable)")
+    data_sub.add_parser("info", parents=[data_flag], help="records per set, section and scenario")
+    data_sub.add_parser("validate", parents=[data_flag], help="check every file parses; list missing files")
     return parser
 
 
@@ -167,8 +221,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 GENERATIVE_ONLY = ("--template", "--order", "--samples", "--temperature", "--max-tokens",
-                   "--base-url", "--batch", "--concurrency", "--rpm", "--tpm", "--max-retries",
-                   "--timeout", "--max-cost", "--poll-interval")
+                   "--base-url", "--equivalent-endpoint", "--batch", "--concurrency", "--rpm",
+                   "--tpm", "--max-retries", "--timeout", "--max-cost", "--max-wait", "--grace",
+                   "--poll-interval", "--max-unparsed")
 LOCAL_ONLY = ("--max-length", "--batch-tokens", "--devices", "--trust-remote-code",
               "--reward-field", "--revision")
 
@@ -185,14 +240,15 @@ def check_flags_apply(judge, argv: list[str]) -> None:
 def run_config(args: argparse.Namespace, argv: list[str]):
     from .runner import LocalOptions, RunConfig
 
-    if args.sample is not None and not 0 < args.sample <= 1:
-        raise UsageError(f"--sample must be a fraction in (0, 1], got {args.sample}")
     judge = parse_spec(args.judge)
     check_flags_apply(judge, argv)
     if args.batch and judge.provider not in ("openai", "anthropic"):
         raise UsageError(f"--batch: {judge.spec} has no batch API (openai: and anthropic: judges do)")
     temperature = None if judge.scalar else sampling_temperature(judge.provider, args.temperature, args.samples)
     base_urls = [u.strip() for value in args.base_url for u in value.split(",") if u.strip()]
+    for url in base_urls:
+        if not url.startswith(("http://", "https://")):
+            raise UsageError(f"--base-url must be an http:// or https:// URL, got {url!r}")
     return RunConfig(
         judge=judge,
         data=args.data or records.default_data_dir(),
@@ -214,10 +270,12 @@ def run_config(args: argparse.Namespace, argv: list[str]):
             timeout=getattr(args, "timeout", 120.0),
             offline=args.offline,
             max_cost=getattr(args, "max_cost", None),
+            max_wait=getattr(args, "max_wait", 300.0),
         ),
         cache=args.cache,
         base_urls=base_urls,
-        live=not getattr(args, "no_progress", True) and sys.stdout.isatty(),
+        equivalent_endpoints=args.equivalent_endpoint,
+        live=not getattr(args, "no_progress", True) and sys.stderr.isatty(),
         progress_interval=getattr(args, "progress_interval", 10.0),
         batch=args.batch,
         poll_interval=getattr(args, "poll_interval", 30.0),
@@ -228,6 +286,9 @@ def run_config(args: argparse.Namespace, argv: list[str]):
             revision=args.revision,
         ),
         argv=["rmb-judge", *argv],
+        max_unparsed=getattr(args, "max_unparsed", 0.05),
+        grace=getattr(args, "grace", 60.0),
+        replace=getattr(args, "replace", False),
     )
 
 
@@ -247,7 +308,19 @@ def sampling_temperature(provider: str, asked: float | None, samples: int) -> fl
     return asked
 
 
+STOPPED = {  # stopped_reason -> (exit status, what to tell the user)
+    "budget": (EXIT_BUDGET, "--max-cost reached: stopped starting requests; partial summary written "
+               "(\"complete\": false). Each run may spend up to --max-cost: rerunning continues from "
+               "the cache and pays only for what is missing"),
+    "interrupted": (EXIT_INTERRUPTED, "interrupted: partial summary written; rerun to continue from the cache"),
+    "wait": (EXIT_INCOMPLETE, "stopped: {detail}; partial summary written"),
+    "cache": (EXIT_INCOMPLETE, "stopped: {detail}; partial summary written"),
+    "error": (EXIT_INCOMPLETE, "stopped by an error; partial summary written"),
+}
+
+
 def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
+    from . import report
     from .runner import run
 
     config = run_config(args, argv)
@@ -255,21 +328,28 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         print("rmb-judge: judge 'mock' is a SIMULATED offline judge: its scores mean nothing "
               "about any real model", file=sys.stderr)
     result = run(config)
-    from . import report
-
-    report.render_terminal(report.load_runs([config.out]), Console())
-    print(f"wrote {config.out / 'summary.json'} and {config.out / 'samples.jsonl'}")
-    if result.stopped_reason == "budget":
-        print(f"rmb-judge: --max-cost {config.engine.max_cost} reached: stopped starting requests; "
-              "partial summary written (\"complete\": false). Each run may spend up to --max-cost: "
-              "rerunning continues from the cache and pays only for what is missing",
-              file=sys.stderr)
-        return EXIT_BUDGET
-    if result.stopped_reason == "interrupted":
-        print("rmb-judge: interrupted: partial summary written; rerun to continue from the cache",
-              file=sys.stderr)
-        return EXIT_INTERRUPTED
-    return 0 if result.complete else 1
+    human = Console(stderr=True) if args.json else Console()
+    report.render_terminal(report.load_runs([config.out]), human)
+    print(f"wrote {config.out / 'summary.json'} and {config.out / 'samples.jsonl'}",
+          file=sys.stderr if args.json else sys.stdout)
+    if args.json:
+        print(json.dumps(result.summary, indent=2, ensure_ascii=False))
+    if result.stopped_reason in STOPPED:
+        code, message = STOPPED[result.stopped_reason]
+        print(f"rmb-judge: {message.format(detail=result.detail)}", file=sys.stderr)
+        return code
+    if not result.complete:
+        print("rmb-judge: incomplete: some comparisons failed after all retries; rerun the same "
+              "command to retry them", file=sys.stderr)
+        return EXIT_INCOMPLETE
+    if result.suspect:
+        for raw in result.unreadable:
+            shown = " ".join(str(raw).split())
+            print(f"rmb-judge: unreadable judge answer: {shown[:240]}{'…' if len(shown) > 240 else ''}",
+                  file=sys.stderr)
+        print(f"rmb-judge: suspect run (see \"warnings\" in {config.out / 'summary.json'})", file=sys.stderr)
+        return EXIT_SUSPECT
+    return 0
 
 
 def cmd_estimate(args: argparse.Namespace, argv: list[str]) -> int:
@@ -290,19 +370,22 @@ def cmd_report(args: argparse.Namespace, argv: list[str]) -> int:
 
     runs = report.load_runs(args.runs)
     report.render_terminal(runs, Console(), published=args.published)
-    if args.markdown:
-        args.markdown.write_text(report.render_markdown(runs, published=args.published), encoding="utf-8")
-        print(f"wrote {args.markdown}")
-    if args.html:
-        args.html.write_text(report.render_html(runs, published=args.published), encoding="utf-8")
-        print(f"wrote {args.html}")
+    for path, render in ((args.markdown, report.render_markdown), (args.html, report.render_html)):
+        if path:
+            try:
+                path.write_text(render(runs, published=args.published), encoding="utf-8")
+            except OSError as exc:
+                raise UsageError(f"{path}: cannot write ({exc.strerror})") from None
+            print(f"wrote {path}")
     return 0
 
 
 def cmd_cache(args: argparse.Namespace, argv: list[str]) -> int:
     from .cache import Cache
 
-    cache = Cache(args.cache)
+    if args.action == "prune" and not args.model and args.older_than is None:
+        raise UsageError("cache prune: give --model NAME and/or --older-than DAYS")
+    cache = Cache(args.cache, create=False)
     try:
         if args.action == "stats":
             stats = cache.stats()
@@ -311,10 +394,9 @@ def cmd_cache(args: argparse.Namespace, argv: list[str]) -> int:
             else:
                 render_cache_stats(stats, Console())
         elif args.action == "prune":
-            if not args.model and args.older_than is None:
-                raise UsageError("cache prune: give --model NAME and/or --older-than DAYS")
-            removed = cache.prune(model=args.model, older_than_days=args.older_than)
-            print(f"removed {removed} rows from {cache.path}")
+            removed = cache.prune(model=args.model, older_than_days=args.older_than, dry_run=args.dry_run)
+            verb = "would remove" if args.dry_run else "removed"
+            print(f"{verb} {removed} rows from {cache.path}")
         else:
             out = args.output.open("w", encoding="utf-8") if args.output else sys.stdout
             n = 0
@@ -330,24 +412,25 @@ def cmd_cache(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def render_cache_stats(stats: dict, console: Console) -> None:
-    console.print(f"cache {stats['path']}: {stats['size_bytes'] / 1e6:.1f} MB")
+    mode = " (read-only)" if stats.get("read_only") else ""
+    console.print(f"cache {stats['path']}{mode}: {stats['size_bytes'] / 1e6:.1f} MB")
     table = Table(title="responses")
-    for col in ("provider", "model", "template", "rows", "input tokens", "output tokens"):
-        table.add_column(col)
+    for col in ("provider", "model", "endpoint", "template", "rows", "input tokens", "output tokens"):
+        table.add_column(col, overflow="fold")
     for r in stats["responses"]:
-        table.add_row(r["provider"], r["model"], r["template"] or "-", str(r["rows"]),
+        table.add_row(r["provider"], r["model"], r["endpoint"], r["template"] or "-", str(r["rows"]),
                       f"{r['input_tokens']:,}", f"{r['output_tokens']:,}")
     console.print(table)
     if stats["rewards"]:
         rewards = Table(title="local rewards")
-        rewards.add_column("model")
+        rewards.add_column("model", overflow="fold")
         rewards.add_column("rows")
         for r in stats["rewards"]:
             rewards.add_row(r["model"], str(r["rows"]))
         console.print(rewards)
     runs = Table(title="last runs")
     for col in ("judge", "lookups", "hits", "hit rate", "requests"):
-        runs.add_column(col)
+        runs.add_column(col, overflow="fold")
     for r in stats["runs"]:
         rate = "-" if r["hit_rate"] is None else f"{100 * r['hit_rate']:.1f}%"
         runs.add_row(r["judge"], str(r["lookups"]), str(r["hits"]), rate, str(r["requests"]))
@@ -392,7 +475,7 @@ def render_data_info(dataset: records.Dataset, console: Console) -> None:
         table.add_row(key, str(scenarios_per_section[key]), str(counts[key]), str(comparisons[key]))
     console.print(table)
     detail = Table(title="records per scenario")
-    detail.add_column("category_path")
+    detail.add_column("category_path", overflow="fold")
     detail.add_column("records", justify="right")
     for path in sorted(scenarios):
         detail.add_row(path, str(scenarios[path]))

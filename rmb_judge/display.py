@@ -18,6 +18,8 @@ from rich.text import Text
 
 from .scoring import SECTION_KEYS, Judged
 
+QUALITY = ("unparsed", "refused", "failed", "truncated")
+
 
 @dataclass
 class SectionProgress:
@@ -41,11 +43,25 @@ class RunProgress:
         default_factory=lambda: {k: SectionProgress() for k in SECTION_KEYS}
     )
     started: float = field(default_factory=time.monotonic)
+    quality: dict[str, int] = field(default_factory=lambda: dict.fromkeys(QUALITY, 0))
+    notice: str = ""  # what the run is doing that the numbers do not say (stopping, waiting)
 
     def add(self, judged: Judged) -> None:
         section = self.sections[judged.presentation.comparison.record.section_key]
         section.done += 1
         section.correct += judged.correct
+        if judged.error:
+            self.quality["failed"] += 1
+        elif judged.refused:
+            self.quality["refused"] += 1
+        elif judged.verdict is None:
+            self.quality["unparsed"] += 1
+        if judged.truncated:
+            self.quality["truncated"] += 1
+
+    def quality_line(self) -> str:
+        """Verdicts that are not verdicts, so far: what makes a run suspect, seen early."""
+        return "  ".join(f"{k}: {v}" for k, v in self.quality.items())
 
     @property
     def total(self) -> int:
@@ -93,7 +109,12 @@ class LiveView:
                               f"{s.done}/{s.total}", _percent(s.accuracy))
         metrics = {**p.metrics(), "ETA": p.eta()}
         line = Text("  ".join(f"{k}: {v}" for k, v in metrics.items()), style="dim")
-        return Group(table, line)
+        bad = sum(p.quality[k] for k in ("unparsed", "failed"))
+        quality = Text("verdicts  " + p.quality_line(), style="bold red" if bad else "dim")
+        parts: list[Any] = [table, quality, line]
+        if p.notice:
+            parts.append(Text(p.notice, style="bold yellow"))
+        return Group(*parts)
 
 
 class Display:
@@ -110,7 +131,7 @@ class Display:
 
     async def __aenter__(self) -> Display:
         if self.live:
-            self._live = Live(LiveView(self.progress), console=Console(), refresh_per_second=4,
+            self._live = Live(LiveView(self.progress), console=Console(stderr=True), refresh_per_second=4,
                               transient=False)
             self._live.start()
         else:
@@ -135,6 +156,8 @@ class Display:
         total = p.total or 1
         parts = [f"{p.done}/{p.total} ({100 * p.done / total:.0f}%)"]
         parts += [f"{k} {_percent(s.accuracy)}" for k, s in p.sections.items() if s.total]
-        parts += [f"{k} {v}" for k, v in {**p.metrics(), "ETA": p.eta()}.items()]
+        parts += [f"{k} {v}" for k, v in {**p.quality, **p.metrics(), "ETA": p.eta()}.items()]
+        if p.notice:
+            parts.append(p.notice)
         tag = " [simulated]" if p.simulated else ""
         print(f"[rmb-judge{tag}] " + " | ".join(parts), file=self.stream, flush=True)

@@ -1,26 +1,37 @@
-"""The request engine: cache lookup, then rate limits, then the provider call with retries.
+"""The request engine: cache lookup, then a claim, then rate limits, then the provider
+call with retries.
 
-Every answer is written to the cache the moment it arrives. Failed requests are never
-cached. A fatal error (bad key, unknown model, bad request) stops the whole run at once;
-rate limits shrink the concurrency of the whole run and it grows back slowly.
+Every answer is written to the cache the moment it arrives; failed requests are never
+cached. Before a request is sent it is claimed in the cache, so another process sharing
+the cache waits for this answer instead of paying for it again. A fatal error (bad key,
+unknown model, bad request, an endpoint that cannot be reached) stops the whole run at
+once; rate limits shrink the concurrency of the whole run and it grows back slowly.
+
+Stopping (Ctrl-C, --max-cost, a wait past --max-wait, a failing disk) starts nothing new
+and retries nothing, but lets the requests in flight finish and keeps their answers: the
+provider bills them whether or not we listen. Only cancelling the run drops them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol, TypeVar
 
 from . import retry
-from .cache import Cache
-from .errors import CacheMiss, FatalProviderError
+from .cache import CLAIM_SECONDS, Cache
+from .errors import CacheError, CacheMiss, FatalProviderError
 from .limiter import AdaptiveConcurrency, TokenBucket
 from .providers.base import ChatRequest, ChatResponse, Provider
-
+from .retry import ErrorKind
 
 FAIL_FAST = 10  # this many failures before any answer: stop the run, it is not going to work
+RECLAIM_SECONDS = 0.5  # how often requests another process is sending are looked for again
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -35,6 +46,7 @@ class Outcome:
     response: ChatResponse | None
     error: str | None = None
     cached: bool = False
+    rejected: bool = False  # the provider refused this request on its merits: a retry cannot help
 
 
 @dataclass
@@ -46,7 +58,31 @@ class EngineConfig:
     timeout: float = 120.0
     offline: bool = False
     max_cost: float | None = None
+    max_wait: float = 300.0  # a longer retry-after stops the run instead of hanging it
     backoff_initial: float = 1.0  # seconds before the first retry of a transient error
+
+
+class Pricing(Protocol):
+    """Token counts and prices the engine budgets and accounts with (estimate.Estimator)."""
+
+    def tokens(self, request: ChatRequest) -> tuple[int, int]: ...
+
+    def count_output(self, text: str) -> int: ...
+
+    def cost(self, input_tokens: int, output_tokens: int) -> float | None: ...
+
+
+class Free:
+    """No prices and no token counts: for tests and the benchmark's bare engine."""
+
+    def tokens(self, request: ChatRequest) -> tuple[int, int]:
+        return 0, 0
+
+    def count_output(self, text: str) -> int:
+        return 0
+
+    def cost(self, input_tokens: int, output_tokens: int) -> float | None:
+        return None
 
 
 @dataclass
@@ -56,31 +92,49 @@ class Stats:
     total: int = 0
     done: int = 0
     cache_hits: int = 0
+    answered_elsewhere: int = 0  # answers another process sharing the cache paid for
+    waiting_elsewhere: int = 0  # requests another process is sending right now
     requests: int = 0  # HTTP requests sent, retries included
     retries: int = 0
     rate_limited: int = 0
     failed: int = 0
+    rejected: int = 0
+    connect_errors: int = 0
     in_flight: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
+    unconfirmed_cost_usd: float = 0.0  # reservations of requests that failed after being sent
     cost_known: bool = True
+    usage_counted: int = 0  # answers whose server sent no usage: tokens counted locally
+    unsaved: int = 0  # answers the cache could not store (a full disk)
     concurrency_limit: float = 0.0
+    paused_until: float = 0.0  # time.monotonic() until which the provider asked us to wait
     started: float = field(default_factory=time.monotonic)
-    stopped_reason: str | None = None  # "budget" | "interrupted"
+    stopped_reason: str | None = None  # "budget" | "interrupted" | "wait" | "cache"
+    stop_detail: str | None = None  # a sentence on why, for the user
 
-    def add_usage(self, response: ChatResponse, cost: float | None) -> None:
+    def add_usage(self, response: ChatResponse) -> None:
         """Count an answer's tokens and its cost (None: the model's price is unknown)."""
         self.input_tokens += response.input_tokens
         self.output_tokens += response.output_tokens
-        if cost is None:
+        if response.cost_usd is None:
             self.cost_known = False
         else:
-            self.cost_usd += cost
+            self.cost_usd += response.cost_usd
+
+    @property
+    def spent(self) -> float:
+        """Dollars this run has spent or may have been billed for."""
+        return self.cost_usd + self.unconfirmed_cost_usd
 
     def requests_per_second(self) -> float:
         elapsed = time.monotonic() - self.started
         return self.requests / elapsed if elapsed > 0 else 0.0
+
+
+class Stopped(Exception):
+    """The run is stopping: this request was not sent (or not retried)."""
 
 
 class Engine:
@@ -92,20 +146,21 @@ class Engine:
         *,
         template: str = "",
         template_sha256: str = "",
-        estimate_tokens: Callable[[ChatRequest], tuple[int, int]] = lambda r: (0, 0),
-        cost_of: Callable[[int, int], float | None] = lambda i, o: None,
+        pricing: Pricing | None = None,
         stats: Stats | None = None,
         on_outcome: Callable[[tuple[str, int], Outcome], None] = lambda key, outcome: None,
+        endpoints: tuple[str, ...] | None = None,
     ):
         self.provider = provider
         self.cache = cache
         self.config = config
         self.template = template
         self.template_sha256 = template_sha256
-        self.estimate_tokens = estimate_tokens
-        self.cost_of = cost_of
+        self.pricing = pricing or Free()
         self.stats = stats or Stats()
         self.on_outcome = on_outcome
+        # answers from these endpoints serve this run: its own, and any declared equivalent
+        self.endpoints = endpoints or provider.endpoints
         self.concurrency = AdaptiveConcurrency(config.concurrency)
         self.rpm = TokenBucket(config.rpm) if config.rpm else None
         self.tpm = TokenBucket(config.tpm) if config.tpm else None
@@ -113,14 +168,25 @@ class Engine:
         self._answered = 0
         self._budget = asyncio.Condition()  # --max-cost reservations of requests in flight
         self._reservations = 0
-        self._stopping = False
+        self._input_ratio = 1.0  # the provider's input tokens per counted token, at most
+        self._stop_event = asyncio.Event()
+        self._queue: deque[Job] = deque()
+        self._ready: deque[Job] = deque()
+        self._held: dict[tuple[str, int], Job] = {}  # claimed by another process
+        self._last_reclaim = 0.0
         self.outcomes: dict[tuple[str, int], Outcome] = {}  # filled as answers arrive
 
-    def stop(self, reason: str) -> None:
-        """Start no new requests (Ctrl-C, budget); requests in flight finish or are cancelled."""
-        if not self._stopping:
-            self._stopping = True
+    @property
+    def stopping(self) -> bool:
+        return self._stop_event.is_set()
+
+    def stop(self, reason: str, detail: str | None = None) -> None:
+        """Start no new requests and retry none; requests in flight finish (their answers
+        are kept) unless the caller cancels the run."""
+        if not self.stopping:
+            self._stop_event.set()
             self.stats.stopped_reason = reason
+            self.stats.stop_detail = detail
 
     async def run(self, jobs: list[Job]) -> dict[tuple[str, int], Outcome]:
         """Answer every job from the cache or the provider. If the run is cancelled
@@ -133,7 +199,7 @@ class Engine:
         error raised before anything is sent."""
         unique = list({(j.key, j.sample): j for j in jobs}.values())
         self.stats.total = len(unique)
-        found = self.cache.get_responses((j.key, j.sample) for j in unique)
+        found = self.cache.get_responses(((j.key, j.sample) for j in unique), self.endpoints)
         self.stats.cache_hits = self.stats.done = len(found)
         for key, response in found.items():
             self.outcomes[key] = Outcome(response, cached=True)
@@ -142,61 +208,114 @@ class Engine:
         if misses and self.config.offline:
             raise CacheMiss(
                 f"--offline: {len(misses)} of {len(unique)} requests are not in the cache "
-                f"{self.cache.path}; nothing was sent"
+                f"{self.cache.path} for {', '.join(self.endpoints)}; nothing was sent"
             )
         return misses
 
     async def send(self, misses: list[Job]) -> None:
-        queue: asyncio.Queue[Job] = asyncio.Queue()
-        for job in misses:
-            queue.put_nowait(job)
+        """Send the misses; returns when all are settled, or the run stopped and the
+        requests in flight have ended."""
+        if not misses:
+            return
+        self.cache.writable(f"{len(misses)} new answers")
+        self._queue.extend(misses)
         workers = min(self.config.concurrency, len(misses))
+        heartbeat = asyncio.create_task(self._renew_claims())
         try:
             async with asyncio.TaskGroup() as group:
                 for _ in range(workers):
-                    group.create_task(self._worker(queue))
-        except* FatalProviderError as fatal:
+                    group.create_task(self._worker())
+        except* (FatalProviderError, CacheError) as fatal:
             raise fatal.exceptions[0] from None
+        finally:
+            heartbeat.cancel()
+            self.stats.waiting_elsewhere = 0
 
-    async def _worker(self, queue: asyncio.Queue[Job]) -> None:
-        while not self._stopping:
-            try:
-                job = queue.get_nowait()
-            except asyncio.QueueEmpty:
-                return
+    async def _renew_claims(self) -> None:
+        """Keep this process's claims alive while it works on them."""
+        while True:
+            await asyncio.sleep(CLAIM_SECONDS / 4)
+            self.cache.renew_claims()
+
+    async def _worker(self) -> None:
+        while (job := await self._next_job()) is not None:
             outcome = await self._one(job)
-            if outcome is not None:
+            if outcome is None:  # not sent, or stopped before an answer: free it for others
+                self.cache.release(job.key, job.sample)
+            else:
                 self.settle((job.key, job.sample), outcome)
 
+    async def _next_job(self) -> Job | None:
+        """The next job this process may send: claimed in the cache, in chunks. Jobs another
+        process holds are looked at again every RECLAIM_SECONDS until they are answered
+        (served like cache hits) or their claim lapses (then sent from here)."""
+        while not self.stopping:
+            if not self._ready and self._queue:
+                size = max(1, min(64, self.config.concurrency))
+                self._take([self._queue.popleft() for _ in range(min(size, len(self._queue)))])
+            if self._ready:
+                return self._ready.popleft()
+            if not self._held:
+                return None
+            if time.monotonic() - self._last_reclaim >= RECLAIM_SECONDS:
+                self._last_reclaim = time.monotonic()
+                held, self._held = list(self._held.values()), {}
+                self._take(held)
+                continue
+            await self._sleep(RECLAIM_SECONDS)
+        return None
+
+    def _take(self, jobs: list[Job]) -> None:
+        by_key = {(j.key, j.sample): j for j in jobs}
+        claims = self.cache.claim(list(by_key), self.endpoints)
+        for key, response in claims.answered.items():
+            self.stats.answered_elsewhere += 1
+            self.settle(key, Outcome(response, cached=True))
+        self._ready.extend(by_key[k] for k in claims.mine)
+        self._held.update((k, by_key[k]) for k in claims.held)
+        self.stats.waiting_elsewhere = len(self._held)
+
     async def _one(self, job: Job) -> Outcome | None:
+        """One job through budget, retries and error sorting: its Outcome, or None when it
+        was not answered because the run is stopping."""
         est_tokens, est_cost = self.reservation(job)
         if not await self._reserve(est_cost):
             self.stop("budget")
             return None
         try:
-            policy = retry.policy(self.config.max_retries, self.config.backoff_initial, self.count_retry)
-            response = await policy(self._attempt, job, est_tokens)
-        except FatalProviderError:
+            policy = retry.policy(
+                self._kind, self.config.max_retries, self.config.backoff_initial, self.count_retry,
+                retryable=frozenset({ErrorKind.RATE_LIMIT, ErrorKind.TRANSIENT, ErrorKind.CONNECT}),
+                stopping=lambda: self.stopping, sleep=self._sleep,
+            )
+            response = await policy(self._attempt, job, est_tokens, est_cost)
+        except (FatalProviderError, CacheError):
             raise
+        except (Stopped, retry.LongWait):
+            return None
         except Exception as exc:  # noqa: BLE001 - every provider error is sorted here
-            kind = retry.classify(exc)
-            if kind is retry.ErrorKind.FATAL:
+            kind = self._kind(exc)
+            if kind is ErrorKind.FATAL:
                 raise FatalProviderError(
                     f"{self.provider.name}:{job.request.model}: {retry.describe(exc)}"
                 ) from None
+            if self.stopping and kind is not ErrorKind.REJECTED:
+                return None  # would have been retried: left for the next run
             if retry.is_content_filter(exc):
                 # the provider refused the prompt itself: that is its answer to this request,
                 # kept like any other, and read as a refusal
-                response = ChatResponse(retry.describe(exc), finish_reason="content_filter", refusal=True)
+                response = ChatResponse(retry.describe(exc), finish_reason="content_filter",
+                                        refusal=True, endpoint=self.endpoints[0])
             else:
                 self.stats.failed += 1
+                self.stats.rejected += kind is ErrorKind.REJECTED
                 if not self._answered and self.stats.failed >= FAIL_FAST:
                     raise FatalProviderError(
                         f"{self.provider.name}:{job.request.model}: the first {self.stats.failed} "
                         f"requests all failed, which points at the setup (model, --max-tokens, "
                         f"server); last: {retry.describe(exc)}"
                     ) from None
-                return Outcome(None, error=retry.describe(exc))
+                return Outcome(None, error=retry.describe(exc), rejected=kind is ErrorKind.REJECTED)
         finally:
             if self.config.max_cost is not None:
                 async with self._budget:
@@ -205,15 +324,38 @@ class Engine:
                     self._budget.notify_all()
         return self.keep(job.key, job.sample, job.request, response)
 
+    def _kind(self, exc: BaseException) -> ErrorKind:
+        return self.provider.classify(exc)
+
     def keep(
         self, key: str, sample: int, request: ChatRequest | None, response: ChatResponse
     ) -> Outcome:
-        """Count an answer (live or from a batch) and write it to the cache at once.
-        `request` is None for a batch item of another run (paid for, so kept too)."""
+        """Count an answer (live or from a batch), price it and write it to the cache at
+        once. `request` is None for a batch item of another run (paid for, so kept too).
+        A server that sent no usage has its tokens counted here. If the cache cannot store
+        the answer, it goes to the side file and the run stops; this run still uses it."""
         self._answered += 1
-        self.stats.add_usage(response, self.cost_of(response.input_tokens, response.output_tokens))
+        if not response.usage_reported:
+            self.stats.usage_counted += 1
+            if request is not None:
+                response.input_tokens = self.pricing.tokens(request)[0]
+            response.output_tokens = self.pricing.count_output(response.text)
+        response.cost_usd = self.pricing.cost(response.input_tokens, response.output_tokens)
+        response.endpoint = response.endpoint or self.endpoints[0]
+        self.stats.add_usage(response)
         template, sha = (self.template, self.template_sha256) if request else ("", "")
-        self.cache.put_response(key, sample, self.provider.name, request, response, template, sha)
+        try:
+            self.cache.put_response(key, sample, self.provider.name, request, response, template, sha)
+        except CacheError as exc:
+            saved = self.cache.save_unsaved([{
+                "key": key, "sample": sample, "provider": self.provider.name,
+                "request": request.canonical() if request else None,
+                "response": {k: v for k, v in asdict(response).items() if k != "extra"},
+                "template": template, "template_sha256": sha,
+            }])
+            self.stats.unsaved += not saved
+            where = f"kept in {self.cache.side_file} for the next run" if saved else "not saved anywhere"
+            self.stop("cache", f"{exc}; answers received after this are {where}")
         return Outcome(response)
 
     def settle(self, key: tuple[str, int], outcome: Outcome) -> None:
@@ -222,39 +364,63 @@ class Engine:
         self.stats.done += 1
         self.on_outcome(key, outcome)
 
+    # -- budget ---------------------------------------------------------------------------
+
     async def _reserve(self, cost: float) -> bool:
         """Set aside `cost` under --max-cost. While requests in flight hold reservations
         (each up to its --max-tokens of output), wait for them to settle at their real cost;
-        refuse only when this request alone would pass the budget."""
+        refuse only when this request alone would pass the budget. Until the first answer
+        shows how the provider counts tokens, requests go one at a time."""
         if self.config.max_cost is None:
             return True
         async with self._budget:
-            while self.stats.cost_usd + self._reserved_cost + cost > self.config.max_cost:
-                if not self._reservations:
-                    return False
+            while self._reservations and (
+                not self._answered or self.stats.spent + self._reserved_cost + cost > self.config.max_cost
+            ):
                 await self._budget.wait()
+            if self.stopping or self.stats.spent + cost > self.config.max_cost:
+                return False
             self._reserved_cost += cost
             self._reservations += 1
             return True
 
     def reservation(self, job: Job) -> tuple[int, float]:
         """Tokens (for --tpm) and dollars (for --max-cost) to reserve before sending: the
-        counted input plus the most output the request may produce; corrected from usage.
-        Counting is skipped when neither limit is set."""
+        counted input, scaled by the most the provider has counted over ours so far, plus
+        the most output the request may produce. Counting is skipped when neither limit is set."""
         if not self.tpm and self.config.max_cost is None:
             return 0, 0.0
-        input_tokens, _ = self.estimate_tokens(job.request)
+        counted, _ = self.pricing.tokens(job.request)
+        input_tokens = math.ceil(counted * self._input_ratio)
         output_tokens = job.request.max_tokens
-        return input_tokens + output_tokens, self.cost_of(input_tokens, output_tokens) or 0.0
+        return input_tokens + output_tokens, self.pricing.cost(input_tokens, output_tokens) or 0.0
 
-    async def _attempt(self, job: Job, est_tokens: int) -> ChatResponse:
-        await self.concurrency.acquire()
+    def _learn_ratio(self, request: ChatRequest, response: ChatResponse) -> None:
+        if response.usage_reported and self.config.max_cost is not None:
+            counted = self.pricing.tokens(request)[0]
+            if counted:
+                self._input_ratio = max(self._input_ratio, response.input_tokens / counted)
+
+    def _over_budget(self) -> bool:
+        return self.config.max_cost is not None and self.stats.spent + self._reserved_cost > self.config.max_cost
+
+    # -- one attempt ------------------------------------------------------------------------
+
+    async def _attempt(self, job: Job, est_tokens: int, est_cost: float) -> ChatResponse:
+        if self.stopping:
+            raise Stopped()
+        if self._over_budget():  # a retry after a billed failure would pass --max-cost
+            self.stop("budget")
+            raise Stopped()
+        await self._unless_stopping(self.concurrency.acquire())
         self.stats.concurrency_limit = self.concurrency.limit
         try:
             if self.rpm:
-                await self.rpm.acquire(1)
+                await self._unless_stopping(self.rpm.acquire(1))
             if self.tpm:
-                await self.tpm.acquire(est_tokens)
+                await self._unless_stopping(self.tpm.acquire(est_tokens))
+            if self.stopping:
+                raise Stopped()
             self.stats.requests += 1
             self.stats.in_flight += 1
             try:
@@ -264,17 +430,73 @@ class Engine:
                 )
             finally:
                 self.stats.in_flight -= 1
+        except Stopped:
+            raise
         except Exception as exc:
-            if retry.classify(exc) is retry.ErrorKind.RATE_LIMIT:
-                self.stats.rate_limited += 1
-                await self.concurrency.rate_limited(retry.retry_after(exc))
+            await self._account_failure(exc, est_cost)
             raise
         finally:
             await self.concurrency.release()
         await self.concurrency.success()
+        self._learn_ratio(job.request, response)
         if self.tpm:
             self.tpm.refund(est_tokens - response.input_tokens - response.output_tokens)
         return response
 
-    def count_retry(self, state) -> None:
+    async def _account_failure(self, exc: Exception, est_cost: float) -> None:
+        """What a failed attempt means for the run: a possible bill, a rate limit to honour,
+        an endpoint that was never reached, or a wait too long to sit through."""
+        kind = self._kind(exc)
+        if isinstance(exc, retry.BrokenAnswer) and exc.response is not None:
+            broken: ChatResponse = exc.response  # an empty answer is billed like any other
+            broken.cost_usd = self.pricing.cost(broken.input_tokens, broken.output_tokens)
+            self.stats.add_usage(broken)
+        elif retry.may_be_billed(exc):
+            self.stats.unconfirmed_cost_usd += est_cost
+        if kind is ErrorKind.CONNECT:
+            self.stats.requests -= 1  # no connection: nothing was sent
+            self.stats.connect_errors += 1
+            if not self._answered:
+                endpoint = getattr(exc, "endpoint", None) or self.endpoints[0]
+                raise FatalProviderError(
+                    f"cannot reach {endpoint}: {retry.connect_failure(exc)}; check --base-url "
+                    "and the server (nothing was answered there)"
+                ) from None
+        asked = retry.retry_after(exc) if kind in (ErrorKind.RATE_LIMIT, ErrorKind.TRANSIENT) else None
+        if asked is not None and asked > self.config.max_wait:
+            until = time.strftime("%H:%M:%S", time.localtime(time.time() + asked)) if asked < 1e7 else None
+            when = f"after {until}" if until else "much later"
+            self.stop("wait", f"the provider asked to wait {asked:g} s, longer than --max-wait "
+                              f"{self.config.max_wait:g} s; rerun {when} to continue from the cache")
+            raise retry.LongWait(asked) from None
+        if kind is ErrorKind.RATE_LIMIT:
+            self.stats.rate_limited += 1
+            await self.concurrency.rate_limited(asked)
+            self.stats.paused_until = self.concurrency.paused_until
+
+    async def _unless_stopping(self, waiting: Awaitable[_T]) -> _T:
+        """`await waiting`, unless the run starts stopping first (then Stopped, and what it
+        waited for is cancelled before it took anything)."""
+        task = asyncio.ensure_future(waiting)
+        stop = asyncio.ensure_future(self._stop_event.wait())
+        try:
+            await asyncio.wait((task, stop), return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:  # the run is being cancelled
+            task.cancel()
+            raise
+        finally:
+            stop.cancel()
+        if task.done():
+            return task.result()
+        task.cancel()
+        raise Stopped()
+
+    async def _sleep(self, seconds: float) -> None:
+        """A pause that ends early when the run starts stopping."""
+        try:
+            await asyncio.wait_for(self._stop_event.wait(), seconds)
+        except TimeoutError:
+            pass
+
+    def count_retry(self, state: Any) -> None:
         self.stats.retries += 1

@@ -1,4 +1,7 @@
-"""Errors a user sees as one clear line; everything else is a bug with a traceback."""
+"""Errors a user sees as one clear line; everything else is a bug with a traceback.
+
+Each class carries the exit status the command line returns for it (see `cli.EXIT_CODES`).
+"""
 
 
 class RmbJudgeError(Exception):
@@ -15,8 +18,21 @@ class UsageError(RmbJudgeError):
     """A bad flag or flag combination."""
 
 
+class CacheError(RmbJudgeError):
+    """The cache file cannot be used as asked: corrupt, foreign, newer, read-only or full.
+    The message names the file and says what to do; nothing in it is overwritten."""
+
+
+class CacheFull(CacheError):
+    """A write failed for lack of space (or another I/O error): the run stops, keeping
+    what is cached; answers not yet stored are saved beside the cache."""
+
+    exit_code = 1
+
+
 class FatalProviderError(RmbJudgeError):
-    """The provider refused in a way retrying cannot fix (bad key, unknown model, bad request)."""
+    """The provider refused in a way retrying cannot fix (bad key, unknown model, bad
+    request), or its endpoint cannot be reached at all."""
 
     exit_code = 3
 

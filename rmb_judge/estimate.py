@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import pricing
-from .cache import Cache
+from .cache import Cache, cache_file
 from .providers.base import ChatRequest
 
 
@@ -30,6 +30,9 @@ class Estimator:
         count = pricing.count_tokens(self.provider, self.model, list(request.messages))
         self.method = count.method
         return count.n, self.output_tokens
+
+    def count_output(self, text: str) -> int:
+        return pricing.count_text(self.provider, self.model, text)
 
     def cost(self, input_tokens: int, output_tokens: int) -> float | None:
         if self.provider == "mock":
@@ -54,7 +57,8 @@ def estimate(config) -> dict[str, Any]:
 
 def _estimate(config) -> dict[str, Any]:
     from . import templates
-    from .runner import GenerativePlan, load_dataset
+    from .judges import make_provider
+    from .runner import GenerativePlan, endpoints_of, load_dataset
 
     dataset = load_dataset(config)
     judge = config.judge
@@ -65,11 +69,14 @@ def _estimate(config) -> dict[str, Any]:
     template = templates.load(config.template)
     plan = GenerativePlan(config, dataset, template)
     jobs = plan.jobs()
-    cache = Cache(config.cache)
-    try:
-        cached = cache.get_responses((j.key, j.sample) for j in jobs)
-    finally:
-        cache.close()
+    endpoints = endpoints_of(config, make_provider(judge, config.base_urls).endpoints)
+    cached = {}
+    if cache_file(config.cache).exists():  # an estimate creates no cache
+        cache = Cache(config.cache, create=False)
+        try:
+            cached = cache.get_responses(((j.key, j.sample) for j in jobs), endpoints)
+        finally:
+            cache.close()
     estimator = Estimator(judge.provider, judge.model, template.style, config.max_tokens, config.batch)
     counts: dict[str, int] = {}
     input_tokens = cached_input = 0

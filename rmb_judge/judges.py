@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from .errors import UsageError
 from .providers.base import ChatRequest, ChatResponse, Provider
+from .retry import ErrorKind
 
 GENERATIVE = ("openai", "anthropic", "mock")
 
@@ -64,7 +65,19 @@ class RoundRobin:
     def __init__(self, providers: list[Provider]):
         self.providers = providers
         self.name = providers[0].name
+        self.model = providers[0].model
         self._next = itertools.cycle(providers)
+
+    @property
+    def endpoints(self) -> tuple[str, ...]:
+        return tuple(e for p in self.providers for e in p.endpoints)
+
+    def prepare(self) -> None:
+        for provider in self.providers:
+            provider.prepare()
+
+    def classify(self, exc: BaseException) -> ErrorKind:
+        return self.providers[0].classify(exc)
 
     async def complete(self, request: ChatRequest, timeout: float) -> ChatResponse:
         return await next(self._next).complete(request, timeout)

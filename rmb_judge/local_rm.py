@@ -180,6 +180,10 @@ class LocalRewardModel:
 
     # -- public API ------------------------------------------------------------------------
 
+    def load(self) -> None:
+        """Put the model on its devices now (it otherwise loads on the first `score`)."""
+        self._replicas_loaded()
+
     def identity(self) -> str:
         """What decides the rewards: the exact model files (or hub commit), max_length, dtype."""
         if self.path is not None:

@@ -38,6 +38,15 @@ def migrate(db: sqlite3.Connection) -> None:
             raise
 
 
+def pending(db: sqlite3.Connection) -> list[str]:
+    """The migrations this cache still lacks (a read-only cache cannot take them)."""
+    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    applied = set()
+    if "_migrations" in tables:
+        applied = {row[0] for row in db.execute("SELECT name FROM _migrations")}
+    return [fn.__name__ for fn in MIGRATIONS if fn.__name__ not in applied]
+
+
 @migration
 def m001_responses(db: sqlite3.Connection) -> None:
     """One row per request key and sample index; the key is a hash of the canonical request."""
@@ -107,5 +116,64 @@ def m004_batches(db: sqlite3.Connection) -> None:
             state TEXT NOT NULL,
             created_at REAL NOT NULL,
             finished_at REAL
+        )"""
+    )
+
+
+@migration
+def m005_endpoints_and_cost(db: sqlite3.Connection) -> None:
+    """Each answer records the endpoint that produced it (part of the primary key, so
+    answers from two servers can sit side by side), what it cost, and whether the server
+    reported its usage. Rows from before are attributed to their provider's official API."""
+    db.execute(
+        """CREATE TABLE responses_v5 (
+            key TEXT NOT NULL,
+            sample INTEGER NOT NULL,
+            endpoint TEXT NOT NULL,
+            provider TEXT NOT NULL,
+            model TEXT NOT NULL,
+            template TEXT,
+            template_sha256 TEXT,
+            request BLOB,
+            text TEXT NOT NULL,
+            input_tokens INTEGER,
+            output_tokens INTEGER,
+            finish_reason TEXT,
+            refusal INTEGER NOT NULL DEFAULT 0,
+            response_model TEXT,
+            created_at REAL NOT NULL,
+            cost_usd REAL,
+            usage_reported INTEGER NOT NULL DEFAULT 1,
+            PRIMARY KEY (key, sample, endpoint)
+        )"""
+    )
+    official = """CASE provider WHEN 'openai' THEN 'https://api.openai.com/v1'
+        WHEN 'anthropic' THEN 'https://api.anthropic.com' WHEN 'mock' THEN 'local' ELSE provider END"""
+    db.execute(
+        f"""INSERT INTO responses_v5 (key, sample, endpoint, provider, model, template,
+            template_sha256, request, text, input_tokens, output_tokens, finish_reason, refusal,
+            response_model, created_at)
+        SELECT key, sample, {official}, provider, model, template, template_sha256, request, text,
+            input_tokens, output_tokens, finish_reason, refusal, response_model, created_at
+        FROM responses"""
+    )
+    db.execute("DROP TABLE responses")
+    db.execute("ALTER TABLE responses_v5 RENAME TO responses")
+    db.execute("CREATE INDEX responses_model ON responses (provider, model)")
+    db.execute("ALTER TABLE batches ADD COLUMN endpoint TEXT")
+    db.execute(f"UPDATE batches SET endpoint = {official}")
+
+
+@migration
+def m006_claims(db: sqlite3.Connection) -> None:
+    """Requests a process is sending now, so another process sharing the cache waits for
+    the answer instead of paying for it again. A claim lapses at `expires_at` unless renewed."""
+    db.execute(
+        """CREATE TABLE claims (
+            key TEXT NOT NULL,
+            sample INTEGER NOT NULL,
+            owner TEXT NOT NULL,
+            expires_at REAL NOT NULL,
+            PRIMARY KEY (key, sample)
         )"""
     )

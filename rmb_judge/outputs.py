@@ -1,32 +1,113 @@
 """The run folder: `summary.json`, `samples.jsonl` and `manifest.json`.
 
-Files are written to a temporary name and renamed, so a reader (or a crash) never sees
-half a file.
+A run takes the folder before anything else happens: it must be a folder it can write, no
+other run may be writing it (a lock file held for the whole run), and a run of another
+judge or other settings in it is not overwritten unless the user says `--replace`. Files are
+written to unique temporary names and renamed, so a reader (or a crash) never sees half a
+file and two writers never share a temporary file.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import platform
-import re
 import sys
+import tempfile
 import time
+from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
+from .errors import RmbJudgeError, UsageError
 from .retry import redact
 from .scoring import Judged
 
 PACKAGES = ("rmb-judge", "openai", "anthropic", "aiohttp", "tenacity", "rich", "genai-prices",
             "transformers", "torch", "tokenizers")
+LOCK = ".rmb-judge.lock"
+# Settings that make two runs different runs (a resumed run matches on all of them).
+IDENTITY = ("sets", "sections", "scenarios", "limit", "sample", "seed", "template_sha256", "order",
+            "samples", "temperature", "max_tokens", "model_identity")
 
 
-def write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+class RunFolder:
+    """`--out`, taken for one run: checked, locked, and written atomically."""
+
+    def __init__(self, path: Path, judge: str, settings: dict[str, Any], replace: bool = False):
+        self.path = path
+        if path.exists() and not path.is_dir():
+            raise UsageError(f"--out {path}: is a file, not a folder")
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            self._lock: TextIO | None = (path / LOCK).open("a+", encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"--out {path}: cannot write there ({exc.strerror})") from None
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.seek(0)
+            holder = self._lock.read().strip() or "another process"
+            self._lock.close()
+            self._lock = None
+            raise UsageError(
+                f"--out {path}: another rmb-judge run ({holder}) is writing this folder; "
+                "wait for it or choose another --out"
+            ) from None
+        self._lock.seek(0)
+        self._lock.truncate()
+        self._lock.write(f"pid {os.getpid()}")
+        self._lock.flush()
+        if not replace:
+            self._check_same_run(judge, settings)
+
+    def _check_same_run(self, judge: str, settings: dict[str, Any]) -> None:
+        """A folder holding another judge's or other settings' run is not overwritten."""
+        manifest = self.path / "manifest.json"
+        if not manifest.is_file():
+            return
+        try:
+            previous = json.loads(manifest.read_text(encoding="utf-8"))
+            before = previous.get("settings") or {}
+            other_judge = previous.get("judge")
+        except (OSError, ValueError, AttributeError):
+            return  # unreadable: nothing to protect
+        differ = [k for k in IDENTITY if k in before and k in settings and before[k] != settings[k]]
+        if other_judge != judge or differ:
+            what = (f"of another judge ({other_judge})" if other_judge != judge else "with other settings ("
+                    + "; ".join(f"{k}: {before[k]!r} there, {settings[k]!r} now" for k in differ) + ")")
+            self.close()
+            raise UsageError(
+                f"--out {self.path}: holds a run {what}; choose another --out, "
+                "or give --replace to overwrite it"
+            )
+
+    def close(self) -> None:
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    def write_json(self, name: str, data: Any) -> None:
+        self._write(name, [json.dumps(data, indent=2, ensure_ascii=False) + "\n"])
+
+    def write_lines(self, name: str, lines: Iterable[dict[str, Any]]) -> None:
+        self._write(name, (json.dumps(line, ensure_ascii=False) + "\n" for line in lines))
+
+    def _write(self, name: str, chunks: Iterable[str]) -> None:
+        target = self.path / name
+        try:
+            fd, tmp = tempfile.mkstemp(dir=self.path, prefix=f".{name}.", suffix=".tmp")
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    fh.writelines(chunks)
+                os.replace(tmp, target)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        except OSError as exc:
+            raise RmbJudgeError(f"{target}: cannot write ({exc.strerror or exc})") from None
 
 
 def sample_line(j: Judged, comparison_correct: float | None, simulated: bool) -> dict[str, Any]:
@@ -51,14 +132,6 @@ def sample_line(j: Judged, comparison_correct: float | None, simulated: bool) ->
     }
 
 
-def write_samples(path: Path, lines: list[dict[str, Any]]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        for line in lines:
-            fh.write(json.dumps(line, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
-
-
 def manifest(
     judge: str,
     simulated: bool,
@@ -66,8 +139,10 @@ def manifest(
     data_root: Path,
     files: dict[str, str],
     argv: list[str],
+    endpoints: Iterable[str] = (),
 ) -> dict[str, Any]:
-    """What it takes to reproduce the run: spec, settings, versions, data hashes, command."""
+    """What it takes to reproduce the run: spec, settings, endpoints, versions, data hashes,
+    command."""
     versions = {}
     for name in PACKAGES:
         try:
@@ -78,7 +153,8 @@ def manifest(
         "judge": judge,
         "simulated": simulated,
         "settings": settings,
-        "command": [safe_argument(a) for a in argv],
+        "endpoints": [redact(e) for e in endpoints],
+        "command": [redact(a) for a in argv],
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
@@ -88,11 +164,3 @@ def manifest(
             "files": files,
         },
     }
-
-
-URL_CREDENTIALS = re.compile(r"(\w+://)[^/@\s]+@")
-
-
-def safe_argument(argument: str) -> str:
-    """A command-line argument fit for a file: no key, no user:token@ in a URL."""
-    return redact(URL_CREDENTIALS.sub(r"\1", argument))

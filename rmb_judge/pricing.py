@@ -110,6 +110,15 @@ def count_tokens(provider: str, model: str, messages: list[tuple[str, str]]) -> 
     return TokenCount(n + REPLY_OVERHEAD, f"approx:utf8-bytes/{ratio:g}")
 
 
+def count_text(provider: str, model: str, text: str) -> int:
+    """Tokens of a bare text (an answer whose server reported no usage), same methods."""
+    name = _openai_encoding_name(model) if provider == "openai" else None
+    if name is not None:
+        return len(_encoding(name).encode(text, disallowed_special=()))
+    ratio = APPROX_BYTES_PER_TOKEN.get(provider, DEFAULT_BYTES_PER_TOKEN)
+    return math.ceil(len(text.encode("utf-8")) / ratio)
+
+
 def estimate_output_tokens(template_style: str, max_tokens: int | None) -> int:
     """Assumed judge output tokens per request (see OUTPUT_TOKENS), capped by --max-tokens."""
     assumed = OUTPUT_TOKENS.get(template_style, DEFAULT_OUTPUT_TOKENS)

@@ -1,10 +1,12 @@
 """Sorting provider errors, how long to wait, and when to give up.
 
-Both SDKs raise exceptions carrying the HTTP status and response, so one classifier
-serves every provider (as inspect_ai's model/_retry.py does):
+Each provider sorts its own SDK's exceptions (`Provider.classify`) with the helpers here,
+which know HTTP and sockets but no SDK (as inspect_ai's model/_retry.py):
 - rate limit: 429 (wait as the server asks; the whole run slows down);
 - transient, retried with backoff: 408, 409, 5xx (incl. Anthropic's 529 overloaded),
-  connection errors, timeouts and malformed bodies;
+  timeouts, resets and broken or empty 200 answers;
+- connect: nothing reached the server (connection refused, DNS, TLS, connect timeout);
+  before the endpoint has answered once this stops the run at once, naming the endpoint;
 - rejected: a 400/413/422 about this one request (too long for the context window, caught
   by a content filter): retrying cannot help, but the rest of the run can go on;
 - fatal, the whole run stops at once: 401, 403, 404, other 4xx, an exhausted account.
@@ -15,17 +17,21 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import math
 import os
 import random
 import re
+import socket
+import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from enum import Enum
 from typing import Any
 
-import anthropic
-import openai
+import aiohttp
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential_jitter
+
+from .endpoints import strip_secrets
 
 RETRY_STATUS = {408, 409, 429}
 REJECTED_STATUS = {400, 413, 422}
@@ -42,8 +48,27 @@ TOO_LONG = re.compile(
 class ErrorKind(Enum):
     RATE_LIMIT = "rate_limit"
     TRANSIENT = "transient"
+    CONNECT = "connect"
     REJECTED = "rejected"
     FATAL = "fatal"
+
+
+class BrokenAnswer(Exception):
+    """A 200 whose body is no usable answer: not the API's shape (a proxy's page, a body cut
+    off) or an answer with no text and no refusal. Retried like a 5xx. `response` holds what
+    was read (its usage is billed) when the body was a well-formed but empty answer."""
+
+    def __init__(self, message: str, response: Any = None):
+        super().__init__(message)
+        self.response = response
+
+
+class LongWait(Exception):
+    """The provider asked to wait longer than --max-wait: the run stops instead of hanging."""
+
+    def __init__(self, seconds: float):
+        super().__init__(f"the provider asked to wait {seconds:g} s")
+        self.seconds = seconds
 
 
 def status_of(exc: BaseException) -> int | None:
@@ -51,15 +76,30 @@ def status_of(exc: BaseException) -> int | None:
     return status if isinstance(status, int) else None
 
 
-TRANSIENT_ERRORS = (
-    openai.APIConnectionError,  # includes APITimeoutError
-    anthropic.APIConnectionError,
-    openai.APIResponseValidationError,  # a 200 whose body is not the API's (proxy page, cut off)
-    anthropic.APIResponseValidationError,
-    json.JSONDecodeError,
-    asyncio.TimeoutError,
-    ConnectionError,
-)
+def causes(exc: BaseException) -> list[BaseException]:
+    """`exc` and the exceptions it was raised from, outermost first."""
+    chain: list[BaseException] = []
+    while exc is not None and exc not in chain:
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return chain
+
+
+def connect_failure(exc: BaseException) -> str | None:
+    """Why no connection was made (so nothing was sent or billed), or None. SDKs wrap these
+    differently (the openai SDK reports a refused connection as "Request timed out")."""
+    for link in causes(exc):
+        if isinstance(link, socket.gaierror):
+            return f"cannot resolve the host ({link.strerror or link})"
+        if isinstance(link, ssl.SSLError):
+            return f"TLS handshake failed ({link.reason or link})"
+        if isinstance(link, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(link, aiohttp.ConnectionTimeoutError):
+            return "no connection within the timeout"
+        if isinstance(link, aiohttp.ClientConnectorError):
+            return f"cannot connect ({link.os_error.strerror or link.os_error})"
+    return None
 
 
 def error_code(exc: BaseException) -> str:
@@ -75,8 +115,13 @@ def error_code(exc: BaseException) -> str:
     return " ".join(str(p) for p in parts if p)
 
 
-def classify(exc: BaseException) -> ErrorKind:
-    if isinstance(exc, TRANSIENT_ERRORS):
+def sort_error(exc: BaseException, transient: tuple[type[BaseException], ...] = ()) -> ErrorKind:
+    """The kind of a provider error; `transient` are the SDK's own exception classes for
+    timeouts, dropped connections and bodies it could not read."""
+    if connect_failure(exc):
+        return ErrorKind.CONNECT
+    if isinstance(exc, (*transient, BrokenAnswer, json.JSONDecodeError, asyncio.TimeoutError,
+                        ConnectionError, aiohttp.ClientError)):
         return ErrorKind.TRANSIENT
     status = status_of(exc)
     if status == 429:
@@ -89,104 +134,125 @@ def classify(exc: BaseException) -> ErrorKind:
     return ErrorKind.FATAL
 
 
+def may_be_billed(exc: BaseException) -> bool:
+    """Whether a failed request may still be billed: it reached the server and no error
+    status came back (a timeout, a reset, a broken 200), so the server may have answered."""
+    return status_of(exc) is None and connect_failure(exc) is None
+
+
 def is_content_filter(exc: BaseException) -> bool:
     """A provider's content filter refused the prompt (Azure/OpenAI 400 content_filter)."""
     return status_of(exc) in REJECTED_STATUS and bool(CONTENT_FILTER.search(error_code(exc)))
 
 
 def retry_after(exc: BaseException) -> float | None:
-    """Seconds the server asked us to wait (`retry-after-ms`, then `retry-after`), if any."""
+    """Seconds the server asked us to wait (`retry-after-ms`, then `retry-after`), if any;
+    `inf` for a wait too large to represent. Unreadable values count as not given."""
     response = getattr(exc, "response", None)
     headers = getattr(response, "headers", None)
     if not headers:
         return None
-    try:
-        if headers.get("retry-after-ms"):
-            return float(headers["retry-after-ms"]) / 1000
-    except ValueError:
-        pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    try:  # an HTTP date
-        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):  # unreadable: fall back to our own backoff
-        return None
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if not value:
+            continue
+        try:
+            seconds = float(value) / scale
+        except ValueError:
+            if name == "retry-after-ms":
+                continue
+            try:  # an HTTP date
+                return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
+            except (TypeError, ValueError, OverflowError):  # unreadable: our own backoff
+                return None
+        if math.isnan(seconds):
+            continue
+        return max(0.0, seconds)
+    return None
 
 
 # API-key-like tokens, including the masked form some 401 bodies repeat ("sk-ab...cdef")
 KEY_LIKE = re.compile(r"\b(sk-|sk_|key-|gsk_|AIza)[A-Za-z0-9_\-\*\.]{4,}")
-
-
-KEY_VARIABLES = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY")
+KEY_VARIABLES: list[str] = ["OPENAI_API_KEY", "ANTHROPIC_API_KEY"]
 
 
 def redact(text: str) -> str:
-    """Remove the configured API keys, and anything shaped like a key, from `text`."""
+    """`text` without the configured API keys, anything shaped like a key, or URL secrets."""
     for name in KEY_VARIABLES:
         key = os.environ.get(name, "")
         if len(key) >= 8:
             text = text.replace(key, "[redacted]")
-    return KEY_LIKE.sub(r"\1[redacted]", text)
+    return KEY_LIKE.sub(r"\1[redacted]", strip_secrets(text))
 
 
 def describe(exc: BaseException) -> str:
     """A short, key-free one-line description of a provider error."""
     status = status_of(exc)
-    message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    reason = connect_failure(exc)
+    message = reason or getattr(exc, "message", None) or str(exc) or type(exc).__name__
     message = redact(" ".join(str(message).split()))[:300]
-    return f"HTTP {status}: {message}" if status else f"{type(exc).__name__}: {message}"
+    if status:
+        return f"HTTP {status}: {message}"
+    return message if reason else f"{type(exc).__name__}: {message}"
 
 
 RATE_LIMIT_RETRIES = 100
+BACKOFF_MAX = 60.0
 
 
 def policy(
+    classify: Callable[[BaseException], ErrorKind],
     max_retries: int,
     backoff_initial: float = 1.0,
     on_retry: Callable[[RetryCallState], None] | None = None,
+    *,
+    retryable: frozenset[ErrorKind] = frozenset({ErrorKind.RATE_LIMIT, ErrorKind.TRANSIENT}),
+    stopping: Callable[[], bool] = lambda: False,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> AsyncRetrying:
-    """How every provider call is retried (live requests and batch API calls alike):
-    rate limits and transient errors are retried, rejected and fatal ones are not."""
+    """How a provider call is retried (live requests and batch API calls alike): the kinds
+    in `retryable` are retried until their budget is spent or `stopping()` turns true."""
     return AsyncRetrying(
-        retry=retry_if_exception(lambda e: classify(e) in (ErrorKind.RATE_LIMIT, ErrorKind.TRANSIENT)),
-        stop=stop_after_failures(max_retries),
-        wait=wait_for_server(multiplier=backoff_initial, max=60, jitter=backoff_initial),
+        retry=retry_if_exception(lambda e: classify(e) in retryable),
+        stop=stop_after_failures(classify, max_retries, stopping),
+        wait=wait_for_server(multiplier=backoff_initial, max=BACKOFF_MAX, jitter=backoff_initial),
         before_sleep=on_retry,
+        sleep=sleep,
         reraise=True,
     )
 
 
 class stop_after_failures:
-    """Give up after `max_retries` transient failures, or after RATE_LIMIT_RETRIES 429s:
-    a 429 is the server asking us to wait, not a failure, so it has its own, larger budget.
-    One instance per request."""
+    """Give up after `max_retries` transient failures, or after RATE_LIMIT_RETRIES 429s
+    (a 429 is the server asking us to wait, not a failure, so it has its own, larger
+    budget), or at once when the run is stopping. One instance per request."""
 
-    def __init__(self, max_retries: int):
+    def __init__(self, classify: Callable[[BaseException], ErrorKind], max_retries: int,
+                 stopping: Callable[[], bool]):
+        self.classify = classify
         self.max_retries = max_retries
-        self.counts = {ErrorKind.TRANSIENT: 0, ErrorKind.RATE_LIMIT: 0}
+        self.stopping = stopping
+        self.counts = {ErrorKind.RATE_LIMIT: 0}
 
     def __call__(self, retry_state: RetryCallState) -> bool:
-        kind = classify(retry_state.outcome.exception())
-        if kind in self.counts:
+        if self.stopping():
+            return True
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        kind = ErrorKind.RATE_LIMIT if exc and self.classify(exc) is ErrorKind.RATE_LIMIT else None
+        if kind:
             self.counts[kind] += 1
-        return (
-            self.counts[ErrorKind.TRANSIENT] > self.max_retries
-            or self.counts[ErrorKind.RATE_LIMIT] > RATE_LIMIT_RETRIES
-        )
+        transient = retry_state.attempt_number - self.counts[ErrorKind.RATE_LIMIT]
+        return transient > self.max_retries or self.counts[ErrorKind.RATE_LIMIT] > RATE_LIMIT_RETRIES
 
 
 class wait_for_server(wait_exponential_jitter):
     """The server's retry-after when it gives one (plus up to 10% jitter, so a crowd of
-    waiting requests does not return in one burst), else exponential backoff with jitter."""
+    waiting requests does not return in one burst), else exponential backoff with jitter.
+    (Waits longer than --max-wait never get here: the engine stops the run first.)"""
 
     def __call__(self, retry_state: RetryCallState) -> float:
         outcome = retry_state.outcome
         asked = retry_after(outcome.exception()) if outcome and outcome.failed else None
         if asked is None:
             return super().__call__(retry_state)
-        return min(asked, self.max) * (1 + random.random() * 0.1)
+        return asked * (1 + random.random() * 0.1)

@@ -37,6 +37,7 @@ class Judged:
     raw: Any = None
     cached: bool = False
     error: str | None = None
+    rejected: bool = False  # the error is the provider's final word on this request (too long)
     refused: bool = False
     truncated: bool = False
     votes: tuple[str | None, ...] = ()

@@ -104,10 +104,10 @@ async def test_failed_requests_are_not_cached(tmp_path):
         job = Job("k", 0, ChatRequest("m", (("user", "hello"),), 10))
         engine = Engine(provider, cache, EngineConfig(max_retries=1, backoff_initial=0.05))
         engine_out = await engine.run([job])
-        assert engine_out["k", 0].error.startswith("HTTP 500") and cache.get_responses([("k", 0)]) == {}
+        assert engine_out["k", 0].error.startswith("HTTP 500") and cache.get_responses([("k", 0)], None) == {}
         again = await Engine(provider, cache, EngineConfig(max_retries=1, backoff_initial=0.05)).run([job])
         await provider.aclose()
-    assert again["k", 0].response is not None and cache.get_responses([("k", 0)])
+    assert again["k", 0].response is not None and cache.get_responses([("k", 0)], provider.endpoints)
 
 
 async def test_rate_limits_shrink_concurrency(tmp_path):
@@ -191,11 +191,12 @@ def test_text_bodied_429_is_a_rate_limit():
     import openai
 
     from rmb_judge import retry
+    classify = OpenAIProvider("m").classify
     response = httpx2.Response(429, text="<html>slow down</html>", request=httpx2.Request("POST", "http://x"))
     exc = openai.RateLimitError("slow down", response=response, body="<html>slow down</html>")
-    assert retry.classify(exc) is retry.ErrorKind.RATE_LIMIT
+    assert classify(exc) is retry.ErrorKind.RATE_LIMIT
     quota = openai.RateLimitError("quota", response=response, body={"code": "insufficient_quota"})
-    assert retry.classify(quota) is retry.ErrorKind.FATAL
+    assert classify(quota) is retry.ErrorKind.FATAL
 
 
 def test_setup_mistakes_fail_fast(data_root, tmp_path, keys):

@@ -132,7 +132,7 @@ def test_raising_samples_pays_only_for_new_samples(data_root, tmp_path):
         one = run(config(api, "openai", data_root, tmp_path, samples=1, temperature=0.7))
         comparisons = one.summary["data"]["comparisons_judged"]
         sent_before = len(api.calls())
-        three = run(config(api, "openai", data_root, tmp_path, samples=3, temperature=0.7))
+        three = run(config(api, "openai", data_root, tmp_path, samples=3, temperature=0.7, replace=True))
         new = len(api.calls()) - sent_before
     # RMB repeats a few comparisons verbatim (same conversation and answers): those share
     # one request, so count unique requests

@@ -6,13 +6,19 @@ and `to_response` reads a message from either.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import anthropic
 from anthropic.types import Message
 
+from .. import endpoints, retry
 from ..errors import FatalProviderError
 from .base import ChatRequest, ChatResponse
+
+# Timeouts, dropped connections and bodies the SDK could not read (APITimeoutError is an
+# APIConnectionError).
+TRANSIENT = (anthropic.APIConnectionError, anthropic.APIResponseValidationError)
 
 _FINISH = {
     "end_turn": "stop",
@@ -45,22 +51,29 @@ def message_params(request: ChatRequest) -> dict[str, Any]:
 
 
 def to_response(message: Any) -> ChatResponse:
-    """Our view of a message: text blocks joined, thinking blocks left out.
-
-    ValueError when the body is not a message (a proxy's error page).
-    """
+    """Our view of a message: text blocks joined (a block whose text is null counts as
+    empty), thinking blocks left out. BrokenAnswer when the body is not a message (a
+    proxy's error page) or holds no answer: no text, no refusal, not cut off by the limit."""
     content = getattr(message, "content", None)
     if not isinstance(message, Message) or not isinstance(content, list):
-        raise ValueError("the response body is not a message")
-    stop = message.stop_reason
-    return ChatResponse(
-        text="".join(block.text for block in content if block.type == "text"),
-        input_tokens=message.usage.input_tokens,
-        output_tokens=message.usage.output_tokens,
-        model=message.model,
+        raise retry.BrokenAnswer("the response body is not a message")
+    stop = getattr(message, "stop_reason", None)
+    usage = getattr(message, "usage", None)
+    counted = usage is not None and isinstance(getattr(usage, "input_tokens", None), int)
+    response = ChatResponse(
+        text="".join(
+            getattr(block, "text", None) or "" for block in content if getattr(block, "type", None) == "text"
+        ),
+        input_tokens=usage.input_tokens if counted else 0,
+        output_tokens=(getattr(usage, "output_tokens", 0) or 0) if counted else 0,
+        model=getattr(message, "model", None) or "",
         finish_reason=_FINISH.get(stop, stop) if stop else None,
         refusal=stop == "refusal",
+        usage_reported=counted,
     )
+    if not response.text and not response.refusal and response.finish_reason != "length":
+        raise retry.BrokenAnswer(f"an empty answer (no text in content, stop_reason {stop})", response)
+    return response
 
 
 class AnthropicProvider:
@@ -74,6 +87,17 @@ class AnthropicProvider:
         self.base_url = base_url  # None: ANTHROPIC_BASE_URL, else api.anthropic.com
         self._api_key = api_key  # None: ANTHROPIC_API_KEY or the SDK's other credential sources
         self._client: anthropic.AsyncAnthropic | None = None
+
+    @property
+    def endpoints(self) -> tuple[str, ...]:
+        url = self.base_url or os.environ.get("ANTHROPIC_BASE_URL") or endpoints.OFFICIAL["anthropic"]
+        return (endpoints.normalize(url),)
+
+    def prepare(self) -> None:
+        self.client()
+
+    def classify(self, exc: BaseException) -> retry.ErrorKind:
+        return retry.sort_error(exc, TRANSIENT)
 
     def client(self) -> anthropic.AsyncAnthropic:
         if self._client is None:
@@ -95,12 +119,9 @@ class AnthropicProvider:
     async def complete(self, request: ChatRequest, timeout: float) -> ChatResponse:
         create = self.client().messages.with_raw_response.create
         raw = await create(**message_params(request), timeout=timeout)
-        message = await raw.parse()  # invalid JSON raises json.JSONDecodeError, as the SDK does
-        try:
-            return to_response(message)
-        except ValueError as exc:
-            http = raw.http_response
-            raise anthropic.APIResponseValidationError(http, http.text, message=str(exc)) from None
+        response = to_response(await raw.parse())  # invalid JSON: json.JSONDecodeError, as the SDK does
+        response.endpoint = self.endpoints[0]
+        return response
 
     async def aclose(self) -> None:
         if self._client is not None:

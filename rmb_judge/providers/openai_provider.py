@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -13,8 +14,13 @@ import openai
 from openai._constants import RAW_RESPONSE_HEADER  # what with_raw_response sets; tests cover it
 from openai.types.chat import ChatCompletion
 
+from .. import endpoints, retry
 from ..errors import FatalProviderError
 from .base import ChatRequest, ChatResponse
+
+# Timeouts, dropped connections and bodies the SDK could not read (APITimeoutError is an
+# APIConnectionError).
+TRANSIENT = (openai.APIConnectionError, openai.APIResponseValidationError)
 
 # o1, o3, o4-mini, gpt-5, gpt-5.1-mini ...: no temperature, and max_completion_tokens.
 _REASONING = re.compile(r"^(o\d|gpt-5)")
@@ -42,21 +48,27 @@ def chat_params(request: ChatRequest) -> dict[str, Any]:
 
 
 def to_response(completion: Any) -> ChatResponse:
-    """Our view of a completion; ValueError when the body is not one (a proxy's error page)."""
+    """Our view of a completion. BrokenAnswer when the body is not one (a proxy's error
+    page) or holds no answer: no text, no refusal and not cut off by the token limit."""
     choices = getattr(completion, "choices", None)
     message = getattr(choices[0], "message", None) if choices else None
     if not isinstance(completion, ChatCompletion) or message is None:
-        raise ValueError("the response body is not a chat completion")
+        raise retry.BrokenAnswer("the response body is not a chat completion")
     finish = choices[0].finish_reason
     usage = completion.usage
-    return ChatResponse(
+    counted = usage is not None and isinstance(usage.prompt_tokens, int)
+    response = ChatResponse(
         text=message.content or message.refusal or "",
-        input_tokens=usage.prompt_tokens if usage else 0,
-        output_tokens=usage.completion_tokens if usage else 0,
-        model=completion.model,
+        input_tokens=usage.prompt_tokens if counted else 0,
+        output_tokens=(usage.completion_tokens or 0) if counted else 0,
+        model=completion.model or "",
         finish_reason="refusal" if message.refusal else finish,
         refusal=bool(message.refusal) or finish == "content_filter",
+        usage_reported=counted,
     )
+    if not response.text and not response.refusal and finish != "length":
+        raise retry.BrokenAnswer(f"an empty answer (content null, finish_reason {finish})", response)
+    return response
 
 
 class OpenAIProvider:
@@ -70,6 +82,17 @@ class OpenAIProvider:
         self.base_url = base_url  # None: OPENAI_BASE_URL, else api.openai.com
         self._api_key = api_key  # None: OPENAI_API_KEY
         self._client: openai.AsyncOpenAI | None = None
+
+    @property
+    def endpoints(self) -> tuple[str, ...]:
+        url = self.base_url or os.environ.get("OPENAI_BASE_URL") or endpoints.OFFICIAL["openai"]
+        return (endpoints.normalize(url),)
+
+    def prepare(self) -> None:
+        self.client()
+
+    def classify(self, exc: BaseException) -> retry.ErrorKind:
+        return retry.sort_error(exc, TRANSIENT)
 
     def client(self) -> openai.AsyncOpenAI:
         if self._client is None:
@@ -97,12 +120,9 @@ class OpenAIProvider:
             cast_to=ChatCompletion,
             options={"timeout": timeout, "headers": {RAW_RESPONSE_HEADER: "true"}},
         )
-        completion = raw.parse()  # invalid JSON raises json.JSONDecodeError, as the SDK does
-        try:
-            return to_response(completion)
-        except ValueError as exc:
-            http = raw.http_response
-            raise openai.APIResponseValidationError(http, http.text, message=str(exc)) from None
+        response = to_response(raw.parse())  # invalid JSON: json.JSONDecodeError, as the SDK does
+        response.endpoint = self.endpoints[0]
+        return response
 
     async def aclose(self) -> None:
         if self._client is not None:

@@ -1,0 +1,97 @@
+"""Endpoints: the URL a judge's answers come from, as recorded and shown, and whether it
+can be reached at all.
+
+A recorded endpoint is `scheme://host[:port]/path`: never the user name, password, query
+string or fragment of the URL it came from (a `?key=...` or `user:token@` must not reach the
+cache, the run folder or a message). The cache keeps the endpoint of every answer, so an
+answer from a local server is never served to a run against the official API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+import ssl
+import urllib.request
+from urllib.parse import urlsplit
+
+# Where each SDK sends requests when neither --base-url nor its *_BASE_URL variable is set.
+# Cache rows written before endpoints were recorded are attributed to these.
+OFFICIAL = {
+    "openai": "https://api.openai.com/v1",
+    "anthropic": "https://api.anthropic.com",
+}
+LOCAL = "local"  # the offline mock judge: answers made in-process
+
+PROBE_TIMEOUT = 10.0
+
+
+def normalize(url: str) -> str:
+    """`scheme://host[:port]/path` of `url`, without credentials, query or fragment; the
+    default port and a trailing slash are dropped so equal endpoints compare equal."""
+    parts = urlsplit(url.strip())
+    if not parts.scheme or not parts.hostname:
+        return strip_secrets(url.strip())
+    scheme = parts.scheme.lower()
+    host = parts.hostname.lower()
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    default = {"http": 80, "https": 443}.get(scheme)
+    netloc = host if port in (None, default) else f"{host}:{port}"
+    return f"{scheme}://{netloc}{parts.path.rstrip('/')}"
+
+
+URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
+
+
+def strip_secrets(text: str) -> str:
+    """`text` with every URL in it reduced to what `normalize` keeps."""
+    return URL.sub(lambda m: normalize(m.group(0)) if urlsplit(m.group(0)).hostname else m.group(0), text)
+
+
+def proxied(url: str) -> bool:
+    """True when the environment sends `url` through a proxy (HTTPS_PROXY and friends), so
+    a direct connection says nothing about whether the SDK can reach it."""
+    parts = urlsplit(url)
+    proxies = urllib.request.getproxies()
+    return bool(proxies.get(parts.scheme.lower())) and not urllib.request.proxy_bypass(parts.hostname or "")
+
+
+async def unreachable(url: str, timeout: float = PROBE_TIMEOUT) -> str | None:
+    """Why `url`'s host cannot be reached (DNS, refused connection, TLS), or None when a
+    connection (and for https a TLS handshake) succeeds. Sends no HTTP request."""
+    parts = urlsplit(url)
+    host = parts.hostname
+    if not host or parts.scheme not in ("http", "https") or proxied(url):
+        return None
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return f"{normalize(url)}: the URL has no valid port"
+    context = ssl.create_default_context() if parts.scheme == "https" else None
+    try:
+        _, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port, ssl=context, server_hostname=host if context else None),
+            timeout,
+        )
+    except socket.gaierror as exc:
+        return f"cannot resolve host {host} ({exc.strerror or exc})"
+    except ssl.SSLError as exc:
+        return f"TLS handshake with {host}:{port} failed ({exc.reason or exc})"
+    except ConnectionRefusedError:
+        return f"connection to {host}:{port} refused"
+    except (TimeoutError, asyncio.TimeoutError):
+        return f"no connection to {host}:{port} within {timeout:g} s"
+    except OSError as exc:
+        return f"cannot connect to {host}:{port} ({exc.strerror or exc})"
+    writer.close()
+    try:
+        await writer.wait_closed()
+    except (OSError, ssl.SSLError):
+        pass
+    return None
