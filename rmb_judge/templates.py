@@ -2,10 +2,30 @@
 
 A template declares its `kind` (pairwise: both answers in one request; pointwise: each
 answer rated in its own request), the verdict `style` its answers are read with, and a
-`system` and `user` text with the placeholders {question}, {answer_a}, {answer_b},
-{answer} and {criteria}. Only those names are substituted, so a template may contain
-other braces (JSON examples) without escaping. The file's SHA-256 is part of every cache
-key, so editing a template never serves answers given to the old text.
+`system` and `user` text. Only these placeholders are substituted, so a template may contain
+other braces (JSON examples) without escaping:
+
+- {question}: the conversation before the answers. A single user message is the question
+  itself; a longer conversation is every message as "### User:" / "### Assistant:" /
+  "### System:" followed by its text, joined by blank lines.
+- {answer_a}, {answer_b} (pairwise) and {answer} (pointwise): the answers judged.
+- {conversation_a}, {conversation_b} (pairwise) and {conversation} (pointwise): the whole
+  conversation ending in that answer, in MT-Bench's multi-turn form: each turn a heading
+  line "### User:", "### Assistant A:" (resp. "Assistant B", "Assistant") or "### System:"
+  over its text, turns joined by blank lines, earlier assistant turns labelled like the answer.
+- {last_turn}: the ordinal of the final user turn ("first", "second", "third", ...).
+- {criteria}: the record's goal's text from the template's [criteria] table (helpfulness
+  and harmlessness).
+
+A pairwise text must show both answers ({answer_a} or {conversation_a}, and the same for B);
+a pointwise one, {answer} or {conversation}. A template may also give `user_multi` (and
+optionally `system_multi`, which otherwise is `system`): texts used instead of `user` and
+`system` for records whose conversation has more than one user turn. The shipped `rmb`
+template uses them for RewardBench's MT-Bench "pair-v2-multi-turn" judge; `rmb-flat` has
+none, so it shows multi-turn records in {question} as the `rmb` template did before.
+
+The file's SHA-256 is part of every cache key, so editing a template never serves answers
+given to the old text.
 """
 
 from __future__ import annotations
@@ -24,7 +44,15 @@ from .verdicts import verdict_style_names
 PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
 KINDS = ("pairwise", "pointwise")
 STYLES = verdict_style_names()
-PLACEHOLDER = re.compile(r"\{(question|answer_a|answer_b|answer|criteria)\}")
+PLACEHOLDER = re.compile(
+    r"\{(question|answer_a|answer_b|answer|conversation_a|conversation_b|conversation|last_turn|criteria)\}"
+)
+TEXTS = ("system", "user", "system_multi", "user_multi")
+# {conversation_a} shows {answer_a} as its last turn, under the label "Assistant A"
+CONVERSATIONS = {"conversation_a": ("answer_a", "Assistant A"),
+                 "conversation_b": ("answer_b", "Assistant B"),
+                 "conversation": ("answer", "Assistant")}
+_ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth")
 
 Messages = tuple[tuple[str, str], ...]
 
@@ -40,6 +68,8 @@ class Template:
     criteria: dict[str, str] = field(default_factory=dict)
     json_mode: bool = False
     sha256: str = ""
+    system_multi: str = ""  # used with user_multi
+    user_multi: str = ""  # "": multi-turn records use `user` too
 
     def render_pair(
         self, conversation: tuple[Message, ...], section: str, answer_a: str, answer_b: str
@@ -50,9 +80,19 @@ class Template:
         return self._render(conversation, section, answer=answer)
 
     def _render(self, conversation: tuple[Message, ...], section: str, **answers: str) -> Messages:
-        values = {"question": render_conversation(conversation), **answers}
-        if self.criteria:
+        turns = user_turns(conversation)
+        system, user = ("system_multi", "user_multi") if self.user_multi and turns > 1 else ("system", "user")
+        names = self._names[system] | self._names[user]
+        values = dict(answers)
+        if "question" in names:
+            values["question"] = render_conversation(conversation)
+        if "criteria" in names:
             values["criteria"] = self.criteria[section]
+        if "last_turn" in names:
+            values["last_turn"] = ordinal(turns)
+        for name, (answer, label) in CONVERSATIONS.items():
+            if name in names and answer in answers:
+                values[name] = render_turns(conversation, label, answers[answer])
 
         def fill(parts: list[str]) -> str:
             # parts alternate literal text and placeholder names (see _split)
@@ -60,23 +100,45 @@ class Template:
                 values.get(p, "{" + p + "}") if i % 2 else p for i, p in enumerate(parts)
             )
 
-        messages = [("user", fill(self._parts["user"]))]
-        if self.system:
-            messages.insert(0, ("system", fill(self._parts["system"])))
+        messages = [("user", fill(self._parts[user]))]
+        if getattr(self, system):
+            messages.insert(0, ("system", fill(self._parts[system])))
         return tuple(messages)
 
     @functools.cached_property
     def _parts(self) -> dict[str, list[str]]:
         """The texts split once at their placeholders, so rendering ~20,000 prompts is a join."""
-        return {"system": PLACEHOLDER.split(self.system), "user": PLACEHOLDER.split(self.user)}
+        return {text: PLACEHOLDER.split(getattr(self, text)) for text in TEXTS}
+
+    @functools.cached_property
+    def _names(self) -> dict[str, frozenset[str]]:
+        return {text: frozenset(parts[1::2]) for text, parts in self._parts.items()}
+
+
+def user_turns(conversation: tuple[Message, ...]) -> int:
+    return sum(m.role == "user" for m in conversation)
+
+
+def ordinal(n: int) -> str:
+    if 1 <= n <= len(_ORDINALS):
+        return _ORDINALS[n - 1]
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
 
 
 def render_conversation(conversation: tuple[Message, ...]) -> str:
-    """A single user turn is the question itself (as in the reference judge); a multi-turn
+    """A single user turn is the question itself (as in the reference judge); a longer
     conversation is rendered whole with its roles, so the judge sees what the answers reply to."""
     if len(conversation) == 1:
         return conversation[0].content
     return "\n\n".join(f"### {m.role.capitalize()}:\n{m.content}" for m in conversation)
+
+
+def render_turns(conversation: tuple[Message, ...], assistant: str, answer: str) -> str:
+    """One assistant's conversation, MT-Bench multi-turn style: every turn as "### <who>:" and
+    its text, the assistant's turns (earlier ones and `answer`, the last) under `assistant`."""
+    turns = [(assistant if m.role == "assistant" else m.role.capitalize(), m.content) for m in conversation]
+    turns.append((assistant, answer))
+    return "\n\n".join(f"### {who}:\n{text}" for who, text in turns)
 
 
 def available() -> list[str]:
@@ -110,22 +172,40 @@ def _validate(path: Path, spec: dict, sha256: str) -> Template:
         raise UsageError(f"{path}: style must be one of {', '.join(STYLES)}, got {style!r}")
     if not isinstance(spec.get("user"), str):
         raise UsageError(f"{path}: a template needs a 'user' text")
-    needed = {"answer_a", "answer_b"} if kind == "pairwise" else {"answer"}
-    text = spec.get("system", "") + spec["user"]
-    missing = needed - set(PLACEHOLDER.findall(text))
-    if missing:
-        raise UsageError(f"{path}: the template text lacks {', '.join(sorted(missing))} placeholders")
+    for text in TEXTS:
+        if not isinstance(spec.get(text, ""), str):
+            raise UsageError(f"{path}: '{text}' must be a text (a TOML string)")
+    if "system_multi" in spec and "user_multi" not in spec:
+        raise UsageError(f"{path}: 'system_multi' needs a 'user_multi' text")
+    multi = "user_multi" in spec
+    if multi and not spec["user_multi"].strip():
+        raise UsageError(f"{path}: 'user_multi' is empty (leave it out to use 'user' for every record)")
+    system = spec.get("system", "")
+    system_multi = spec.get("system_multi", system) if multi else ""
+    sides = ("_a", "_b") if kind == "pairwise" else ("",)
+    # each pair of texts must show the answers: {answer_a} or {conversation_a}, and so on
+    pairs = [("template text", system + spec["user"], "answer")]
+    if multi:
+        pairs.append(("multi-turn text (system_multi, user_multi)",
+                      system_multi + spec["user_multi"], "conversation"))
     criteria = spec.get("criteria", {})
-    if "{criteria}" in text and set(criteria) != {"helpfulness", "harmlessness"}:
-        raise UsageError(f"{path}: {{criteria}} needs [criteria] helpfulness and harmlessness texts")
+    for what, text, shown in pairs:
+        names = set(PLACEHOLDER.findall(text))
+        missing = [shown + s for s in sides if not {f"answer{s}", f"conversation{s}"} & names]
+        if missing:
+            raise UsageError(f"{path}: the {what} lacks {', '.join(missing)} placeholders")
+        if "criteria" in names and set(criteria) != {"helpfulness", "harmlessness"}:
+            raise UsageError(f"{path}: {{criteria}} needs [criteria] helpfulness and harmlessness texts")
     return Template(
         name=path.stem,
         kind=kind,
         style=style,
-        system=spec.get("system", ""),
+        system=system,
         user=spec["user"],
         description=spec.get("description", ""),
         criteria=dict(criteria),
         json_mode=bool(spec.get("json_mode", False)),
         sha256=sha256,
+        system_multi=system_multi,
+        user_multi=spec.get("user_multi", ""),
     )

@@ -15,10 +15,12 @@ from collections.abc import Callable
 
 from .base import ChatRequest, ChatResponse
 
-# "[The Start of Assistant A's Answer]" (rmb, json) and "<|The Start of Assistant A's Answer|>"
-# (arena-hard); the single-answer form "Assistant's Answer" is the pointwise template.
+# "[The Start of Assistant A's Answer]" (rmb, json), "<|The Start of Assistant A's Answer|>"
+# (arena-hard) and "<|The Start of Assistant A's Conversation with User|>" (rmb, records with
+# more than one user turn: the answer is the block's last "### Assistant A:" turn); the
+# single-answer form "Assistant's Answer" is the pointwise template.
 _PAIR = re.compile(
-    r"Start of Assistant ([AB])'s (?:Answer|Conversation)[^\n]*\n(.*?)\n[^\n]*End of Assistant \1's",
+    r"Start of Assistant ([AB])'s (Answer|Conversation)[^\n]*\n(.*?)\n[^\n]*End of Assistant \1's",
     re.S,
 )
 _SINGLE = re.compile(r"Start of Assistant's Answer[^\n]*\n(.*?)\n[^\n]*End of Assistant's Answer", re.S)
@@ -42,11 +44,22 @@ def hash_preference(answer_a: str, answer_b: str) -> str:
 
 
 def extract_pair(prompt: str) -> tuple[str, str] | None:
-    """The two answers a pairwise judge prompt shows, or None if it has no such markers."""
-    found = dict(_PAIR.findall(prompt))
+    """The two answers a pairwise judge prompt shows, or None if it has no such markers.
+    Of a conversation block, the answer is its final assistant turn."""
+    found = {}
+    for side, form, text in _PAIR.findall(prompt):
+        found[side] = final_turn(text, side) if form == "Conversation" else text
     if "A" in found and "B" in found:
         return found["A"], found["B"]
     return None
+
+
+def final_turn(block: str, side: str) -> str:
+    """The text after the last "### Assistant A:" heading (for side A) of a multi-turn block,
+    without the blank line that separates it from the block's end marker. (An answer that
+    itself holds such a heading line would come back cut; no RMB text holds one.)"""
+    _, heading, last = block.rpartition(f"### Assistant {side}:\n")
+    return last.removesuffix("\n") if heading else block
 
 
 def simulated_reply(prompt: str, prefer: Preference = hash_preference) -> str:
