@@ -13,6 +13,7 @@ import json
 import re
 from collections.abc import Callable
 
+from .. import endpoints, retry
 from .base import ChatRequest, ChatResponse
 
 # "[The Start of Assistant A's Answer]" (rmb, json), "<|The Start of Assistant A's Answer|>"
@@ -88,6 +89,16 @@ class MockProvider:
     def __init__(self, model: str = "mock") -> None:
         self.model = model
 
+    @property
+    def endpoints(self) -> tuple[str, ...]:
+        return (endpoints.LOCAL,)
+
+    def prepare(self) -> None:
+        return None
+
+    def classify(self, exc: BaseException) -> retry.ErrorKind:
+        return retry.sort_error(exc)
+
     async def complete(self, request: ChatRequest, timeout: float) -> ChatResponse:
         prompt = "\n\n".join(content for _, content in request.messages)
         text = simulated_reply(prompt)
@@ -97,6 +108,7 @@ class MockProvider:
             output_tokens=approx_tokens(text),
             model=self.model,
             finish_reason="stop",
+            endpoint=endpoints.LOCAL,
         )
 
     async def aclose(self) -> None:
