@@ -446,12 +446,18 @@ def cmd_data(args: argparse.Namespace, argv: list[str]) -> int:
         print(f"{result.dest}: {len(result.downloaded)} files downloaded, {len(result.skipped)} "
               f"already present and verified; {result.records} records")
         return 0
+    from .fetch import missing_files
+
     dataset = records.load(root)
+    missing = missing_files(root)
+    upstream = len(load_manifest().files)
     if args.action == "validate":
-        print(f"{root}: OK: {len(dataset.files)} of {len(load_manifest().files)} scenario files, "
+        print(f"{root}: OK: {upstream - len(missing)} of {upstream} scenario files, "
               f"{len(dataset.records)} records, all well-formed")
-        return 0
-    render_data_info(dataset, Console())
+    else:
+        render_data_info(dataset, Console())
+    if missing:
+        print(f"missing ({len(missing)}; `rmb-judge data fetch` downloads them): {', '.join(missing)}")
     return 0
 
 
@@ -466,8 +472,8 @@ def render_data_info(dataset: records.Dataset, console: Console) -> None:
         scenarios[r.category_path] += 1
         section_of[r.category_path] = r.section_key
     scenarios_per_section = Counter(section_of.values())
-    console.print(f"{dataset.root}: {len(dataset.files)} of {len(load_manifest().files)} scenario "
-                  "files found (49 scenarios, each a pairwise and a Best-of-N file upstream)")
+    console.print(f"{dataset.root}: {len(dataset.files)} scenario files read (upstream: "
+                  f"{len(load_manifest().files)} files, 49 scenarios)")
     table = Table(title="records per set and section")
     for col in ("section", "scenarios", "records", "comparisons"):
         table.add_column(col)

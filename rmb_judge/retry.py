@@ -32,6 +32,7 @@ import aiohttp
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential_jitter
 
 from .endpoints import strip_secrets
+from .errors import RmbJudgeError
 
 RETRY_STATUS = {408, 409, 429}
 REJECTED_STATUS = {400, 413, 422}
@@ -79,16 +80,18 @@ def status_of(exc: BaseException) -> int | None:
 def causes(exc: BaseException) -> list[BaseException]:
     """`exc` and the exceptions it was raised from, outermost first."""
     chain: list[BaseException] = []
-    while exc is not None and exc not in chain:
-        chain.append(exc)
-        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    link: BaseException | None = exc
+    while link is not None and link not in chain:
+        chain.append(link)
+        link = link.__cause__ or (None if link.__suppress_context__ else link.__context__)
     return chain
 
 
 def connect_failure(exc: BaseException) -> str | None:
     """Why no connection was made (so nothing was sent or billed), or None. SDKs wrap these
     differently (the openai SDK reports a refused connection as "Request timed out")."""
-    for link in causes(exc):
+    chain = causes(exc)
+    for link in chain:
         if isinstance(link, socket.gaierror):
             return f"cannot resolve the host ({link.strerror or link})"
         if isinstance(link, ssl.SSLError):
@@ -97,6 +100,7 @@ def connect_failure(exc: BaseException) -> str | None:
             return "connection refused"
         if isinstance(link, aiohttp.ConnectionTimeoutError):
             return "no connection within the timeout"
+    for link in chain:
         if isinstance(link, aiohttp.ClientConnectorError):
             return f"cannot connect ({link.os_error.strerror or link.os_error})"
     return None
@@ -117,7 +121,10 @@ def error_code(exc: BaseException) -> str:
 
 def sort_error(exc: BaseException, transient: tuple[type[BaseException], ...] = ()) -> ErrorKind:
     """The kind of a provider error; `transient` are the SDK's own exception classes for
-    timeouts, dropped connections and bodies it could not read."""
+    timeouts, dropped connections and bodies it could not read. Our own errors (a fatal
+    stop decided mid-attempt) are never retried."""
+    if isinstance(exc, RmbJudgeError):
+        return ErrorKind.FATAL
     if connect_failure(exc):
         return ErrorKind.CONNECT
     if isinstance(exc, (*transient, BrokenAnswer, json.JSONDecodeError, asyncio.TimeoutError,

@@ -46,7 +46,7 @@ FAKE_KEY = "sk-fake-0123456789abcdef"  # what `env()` exports; tests grep output
 class Reply:
     """What the model says; the server renders it in the caller's wire format."""
 
-    text: str
+    text: str | None  # None: openai content null; anthropic a text block whose text is null
     finish: Literal["stop", "length", "content_filter"] = "stop"  # anthropic: end_turn, max_tokens, refusal
     refusal: bool = False  # openai: message.refusal = text, content null; anthropic: stop_reason refusal
     thinking: str | None = None  # anthropic: thinking blocks first; openai: reasoning_content
@@ -58,7 +58,7 @@ class Reply:
 class Fault:
     """A failure in place of a reply. In a batch, `http` errors an item and `expired` expires it."""
 
-    kind: Literal["http", "hang", "invalid_json", "garbage", "expired"]
+    kind: Literal["http", "hang", "invalid_json", "garbage", "expired", "empty", "reset"]
     status: int = 200
     retry_after: float | None = None  # `retry-after` header, seconds
     retry_after_ms: int | None = None  # `retry-after-ms` header (OpenAI SDK reads it first)
@@ -86,6 +86,16 @@ class Fault:
     def garbage(cls) -> Fault:
         """200 with an HTML page, as a misconfigured proxy sends."""
         return cls("garbage")
+
+    @classmethod
+    def empty(cls) -> Fault:
+        """200 with no answer in it: openai `content: null` (no refusal), anthropic `content: []`."""
+        return cls("empty")
+
+    @classmethod
+    def reset(cls) -> Fault:
+        """The connection is dropped after the request was read: it may have been billed."""
+        return cls("reset")
 
     @classmethod
     def expired(cls) -> Fault:
@@ -120,6 +130,11 @@ def prompt_text(body: dict[str, Any], wire: Wire) -> str:
     for message in body.get("messages", []):
         parts += _texts(message.get("content"))
     return "\n\n".join(parts)
+
+
+def prompt_digest(prompt: str) -> str:
+    """What the server logs per call, so a test can tell which cached prompts were sent again."""
+    return hashlib.sha256(prompt.encode()).hexdigest()
 
 
 def _texts(content: Any) -> list[str]:
@@ -202,14 +217,17 @@ def error_body(
     return {"type": "error", "error": {"type": kind, "message": text}, "request_id": "req_fake"}
 
 
-def _usage(reply: Reply, body: dict[str, Any], wire: Wire) -> tuple[int, int]:
+def _usage(reply: Reply, body: dict[str, Any], wire: Wire, scale: float = 1.0) -> tuple[int, int]:
+    """The tokens the server bills: the reply's own counts, else approx_tokens, times `scale`
+    (a provider whose tokenizer counts more than the client's estimate)."""
     prompt = approx_tokens(prompt_text(body, wire)) if reply.input_tokens is None else reply.input_tokens
-    output = approx_tokens(reply.text) if reply.output_tokens is None else reply.output_tokens
-    return prompt, output
+    output = approx_tokens(reply.text or "") if reply.output_tokens is None else reply.output_tokens
+    return round(prompt * scale), round(output * scale)
 
 
-def openai_completion(reply: Reply, body: dict[str, Any], id: str) -> dict[str, Any]:
-    prompt, output = _usage(reply, body, "openai")
+def openai_completion(reply: Reply, body: dict[str, Any], id: str, scale: float = 1.0,
+                      usage: bool = True) -> dict[str, Any]:
+    prompt, output = _usage(reply, body, "openai", scale)
     message: dict[str, Any] = {
         "role": "assistant",
         "content": None if reply.refusal else reply.text,
@@ -218,7 +236,7 @@ def openai_completion(reply: Reply, body: dict[str, Any], id: str) -> dict[str, 
     }
     if reply.thinking is not None:
         message["reasoning_content"] = reply.thinking  # vLLM / DeepSeek style
-    return {
+    completion = {
         "id": id,
         "object": "chat.completion",
         "created": int(time.time()),
@@ -233,20 +251,25 @@ def openai_completion(reply: Reply, body: dict[str, Any], id: str) -> dict[str, 
         },
         "system_fingerprint": "fp_fake",
     }
+    if not usage:
+        del completion["usage"]
+    return completion
 
 
 _SAMPLING = {"temperature", "top_p", "top_k"}
 _STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "content_filter": "refusal"}
 
 
-def anthropic_message(reply: Reply, body: dict[str, Any], id: str) -> dict[str, Any]:
-    prompt, output = _usage(reply, body, "anthropic")
+def anthropic_message(reply: Reply, body: dict[str, Any], id: str, scale: float = 1.0,
+                      usage: bool = True, empty: bool = False) -> dict[str, Any]:
+    prompt, output = _usage(reply, body, "anthropic", scale)
     content: list[dict[str, Any]] = []
     if reply.thinking is not None:
         content.append({"type": "thinking", "thinking": reply.thinking, "signature": "fake-signature"})
         content.append({"type": "redacted_thinking", "data": "ZmFrZQ=="})
-    content.append({"type": "text", "text": reply.text})
-    return {
+    if not empty:
+        content.append({"type": "text", "text": reply.text})
+    message = {
         "id": id,
         "type": "message",
         "role": "assistant",
@@ -261,6 +284,9 @@ def anthropic_message(reply: Reply, body: dict[str, Any], id: str) -> dict[str, 
             "cache_read_input_tokens": 0,
         },
     }
+    if not usage:
+        del message["usage"]
+    return message
 
 
 # ---------------------------------------------------------------- batches
@@ -313,8 +339,12 @@ class FakeAPI:
         batch_polls: int = 1,
         batch_seconds: float | None = None,
         port: int = 0,
+        usage: bool = True,
+        usage_scale: float = 1.0,
     ) -> None:
         self.responder = responder
+        self.usage = usage  # False: answers carry no usage object
+        self.usage_scale = usage_scale  # tokens billed per token approx_tokens counts
         self.fault_rate = fault_rate  # share of model calls failing with 429/500/503, seeded
         self.seed = seed
         self.fault_retry_after_ms = fault_retry_after_ms  # on fault_rate 429s
@@ -326,6 +356,8 @@ class FakeAPI:
         self.port = port
         self.url = ""
         self.requests: list[Call] = []
+        self.billed: list[tuple[int, int]] = []  # (input, output) tokens of every model answer sent
+        self.log: Any = None  # a text file: one line per model call, its prompt_digest
         self.batches: dict[str, FakeBatch] = {}
         self.files: dict[str, bytes] = {}
         self._script: deque[Outcome | None] = deque()
@@ -483,6 +515,8 @@ class FakeAPI:
             body = request[CALL].body = json.loads(raw)
         except ValueError:
             return self._error(wire, 400)
+        if self.log is not None:
+            self.log.write(prompt_digest(prompt_text(body, wire)) + "\n")
         if wire == "anthropic" and (sampling := _SAMPLING.intersection(body)):
             # API version 2026-10-21, the SDK 2.x default, rejects these even at default values.
             return self._error(wire, 400, message=f"{min(sampling)}: Extra inputs are not permitted")
@@ -491,16 +525,27 @@ class FakeAPI:
         if self.latency:
             await asyncio.sleep(self.latency)
         outcome = self._outcome(body, wire, _digest(raw))
+        empty = False
         if isinstance(outcome, Fault):
-            if outcome.kind != "hang":
+            if outcome.kind == "reset":
+                request.transport.close()  # after reading the request: the provider may bill it
+                self.billed.append(_usage(Reply(""), body, wire, self.usage_scale))
+                return web.Response(status=500)
+            if outcome.kind == "empty":
+                outcome, empty = Reply(None if wire == "openai" else ""), True
+            elif outcome.kind != "hang":
                 return self._fault(outcome, wire, body)
-            await asyncio.sleep(outcome.seconds)
-            outcome = self.responder(body, wire)
-            if isinstance(outcome, Fault):
-                return self._fault(outcome, wire, body)
+            else:
+                await asyncio.sleep(outcome.seconds)
+                outcome = self.responder(body, wire)
+                if isinstance(outcome, Fault):
+                    return self._fault(outcome, wire, body)
+        self.billed.append(_usage(outcome, body, wire, self.usage_scale))
         if wire == "openai":
-            return web.json_response(openai_completion(outcome, body, self._new_id("chatcmpl-")))
-        return web.json_response(anthropic_message(outcome, body, self._new_id("msg_")))
+            return web.json_response(openai_completion(outcome, body, self._new_id("chatcmpl-"),
+                                                       self.usage_scale, self.usage))
+        return web.json_response(anthropic_message(outcome, body, self._new_id("msg_"),
+                                                   self.usage_scale, self.usage, empty))
 
     def _fault(self, fault: Fault, wire: Wire, body: dict[str, Any]) -> web.Response:
         if fault.kind == "invalid_json":
@@ -756,6 +801,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--capacity-rpm", type=float, help="answer 429 above this request rate")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to each call")
     parser.add_argument("--api-key", help="answer 401 to any other key")
+    parser.add_argument("--no-usage", action="store_true", help="answers carry no usage object")
+    parser.add_argument("--usage-scale", type=float, default=1.0, help="bill this many tokens per counted one")
+    parser.add_argument("--retry-after", help="answer every model call 429 with this retry-after header")
+    parser.add_argument("--log", type=Path, help="append one line per model call received (its prompt_digest)")
     args = parser.parse_args(argv)
     if args.judge == "label":
         if args.data is None:
@@ -773,7 +822,13 @@ def main(argv: list[str] | None = None) -> None:
         latency=args.latency,
         required_key=args.api_key,
         port=args.port,
+        usage=not args.no_usage,
+        usage_scale=args.usage_scale,
     )
+    if args.retry_after:
+        api.responder = lambda body, wire: Fault.http(429, retry_after_raw=args.retry_after)
+    if args.log:
+        api.log = args.log.open("a", buffering=1)
 
     async def serve() -> None:
         print(await api.start(), flush=True)
