@@ -106,5 +106,5 @@ def requests_for(
             temperature=settings.temperature,
             json_mode=template.json_mode,
         )
-        result.append((request_key(settings.provider, request, template.sha256), request))
+        result.append((request_key(settings.provider, request, template.key_sha256), request))
     return tuple(result)

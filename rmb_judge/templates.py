@@ -25,7 +25,11 @@ template uses them for RewardBench's MT-Bench "pair-v2-multi-turn" judge; `rmb-f
 none, so it shows multi-turn records in {question} as the `rmb` template did before.
 
 The file's SHA-256 is part of every cache key, so editing a template never serves answers
-given to the old text.
+given to the old text. A template that grows out of an earlier one without changing the
+prompts that one rendered may say `cache_key = "<the earlier file's SHA-256>"`: its requests
+then keep the keys they had (a request whose text changed gets a new key from its text
+anyway), so answers users already paid for keep serving them. `rmb` does this for the
+single-turn prompts of the previous `rmb` (now `rmb-flat`).
 """
 
 from __future__ import annotations
@@ -70,6 +74,12 @@ class Template:
     sha256: str = ""
     system_multi: str = ""  # used with user_multi
     user_multi: str = ""  # "": multi-turn records use `user` too
+    cache_key: str = ""  # the SHA-256 its requests are keyed with, if not its own
+
+    @property
+    def key_sha256(self) -> str:
+        """What request keys hash in for this template (see the module docstring)."""
+        return self.cache_key or self.sha256
 
     def render_pair(
         self, conversation: tuple[Message, ...], section: str, answer_a: str, answer_b: str
@@ -188,6 +198,9 @@ def _validate(path: Path, spec: dict, sha256: str) -> Template:
     if multi:
         pairs.append(("multi-turn text (system_multi, user_multi)",
                       system_multi + spec["user_multi"], "conversation"))
+    cache_key = spec.get("cache_key", "")
+    if not isinstance(cache_key, str) or (cache_key and not re.fullmatch(r"[0-9a-f]{64}", cache_key)):
+        raise UsageError(f"{path}: cache_key must be the SHA-256 (64 hex digits) of an earlier template file")
     criteria = spec.get("criteria", {})
     for what, text, shown in pairs:
         names = set(PLACEHOLDER.findall(text))
@@ -208,4 +221,5 @@ def _validate(path: Path, spec: dict, sha256: str) -> Template:
         sha256=sha256,
         system_multi=system_multi,
         user_multi=spec.get("user_multi", ""),
+        cache_key=cache_key,
     )

@@ -250,3 +250,19 @@ def test_request_key_never_holds_transport_or_key():
     assert request_key("openai", req, "t") == PINNED_KEY
     assert request_key("openai", req, "t") != request_key("anthropic", req, "t")
     assert request_key("openai", req, "t") != request_key("openai", ChatRequest("gpt-x", (("user", "hi"),), 10, 0.7), "t")
+
+
+def test_rmb_keeps_the_cache_keys_of_the_template_it_grew_from(data_root):
+    """Single-turn prompts of `rmb` are those of the earlier `rmb` (now `rmb-flat`, byte for
+    byte): they keep their cache keys, so answers users paid for still serve them; a
+    multi-turn prompt changed, and so did its key."""
+    rmb, flat = templates.load("rmb"), templates.load("rmb-flat")
+    assert rmb.key_sha256 == flat.sha256 != rmb.sha256
+    settings = RequestSettings("openai", "m", 100, 0.0)
+    chosen = records.load(data_root, records.Selection(sets=["pairwise"], scenarios=["*Harmlessness/multi", "*Chat/Discussion"]))
+    single = next(r for r in chosen.records if len(r.conversation) == 1)
+    multi = next(r for r in chosen.records if len(r.conversation) > 1)
+    for record, same in ((single, True), (multi, False)):
+        p = presentations(comparisons_of([record]), "fixed", 0)[0]
+        a, b = requests_for(p, rmb, settings)[0], requests_for(p, flat, settings)[0]
+        assert (a[0] == b[0]) is same and (a[1] == b[1]) is same
