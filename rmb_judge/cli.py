@@ -17,6 +17,7 @@ from .engine import EngineConfig
 from .errors import RmbJudgeError, UsageError
 from .fetch import load_manifest
 from .judges import parse_spec
+from .retry import redact
 
 EXIT_INCOMPLETE = 1
 EXIT_USAGE = 2
@@ -248,7 +249,11 @@ def run_config(args: argparse.Namespace, argv: list[str]):
     base_urls = [u.strip() for value in args.base_url for u in value.split(",") if u.strip()]
     for url in base_urls:
         if not url.startswith(("http://", "https://")):
-            raise UsageError(f"--base-url must be an http:// or https:// URL, got {url!r}")
+            raise UsageError(f"--base-url must be an http:// or https:// URL, got {redact(url)!r}")
+        if "@" in url.split("/")[2] or "?" in url or "#" in url:
+            raise UsageError(f"--base-url {redact(url)}: credentials or a query string in the URL are "
+                             "not supported (the SDKs add paths after the base URL; the API key goes "
+                             "in the provider's key variable)")
     return RunConfig(
         judge=judge,
         data=args.data or records.default_data_dir(),

@@ -34,9 +34,9 @@ def keys(monkeypatch):
         monkeypatch.delenv(name, raising=False)
 
 
-def run_cli(tmp_path, data_root, *extra, url=None, out="out", select=SMALL):
+def run_cli(tmp_path, data_root, *extra, url=None, out="out", select=SMALL, cache="cache"):
     args = ["run", "--judge", f"openai:{MODEL}", "--data", str(data_root), *select,
-            "--out", str(tmp_path / out), "--cache", str(tmp_path / "cache"), "--no-progress",
+            "--out", str(tmp_path / out), "--cache", str(tmp_path / cache), "--no-progress",
             "--max-retries", "2", *map(str, extra)]
     if url:
         args += ["--base-url", url]
@@ -100,11 +100,10 @@ def free_port():
     ("http://rmb-judge-test.invalid/v1", "cannot resolve host rmb-judge-test.invalid"),
 ])
 def test_an_unreachable_endpoint_stops_at_once(url, reason, data_root, tmp_path, capsys):
-    code = run_cli(tmp_path, data_root, url=url + "?key=sk-secret-in-query")
+    code = run_cli(tmp_path, data_root, url=url)
     err = capsys.readouterr().err.strip().splitlines()
     assert code == cli.EXIT_FATAL
     assert err[-1].startswith(f"rmb-judge: cannot reach {url}: ") and reason in err[-1]
-    assert "secret" not in "\n".join(err)
     assert not (tmp_path / "out" / "summary.json").exists()  # nothing sent: no summary to mislead
 
 
@@ -258,3 +257,283 @@ def test_kill_at_random_moments_then_resume(data_root, tmp_path):
     finally:
         server.stop()
     assert summary_of(tmp_path)["scores"] == summary_of(tmp_path, "ref")["scores"]
+
+
+# ---------------------------------------------------------------- budgets that hold
+
+
+def price_of(billed):
+    return sum(pricing.price_usd("openai", MODEL, i, o) for i, o in billed)
+
+
+def one_request_at_most(data_root, max_tokens):
+    """The most one request of the selection can cost: its input plus --max-tokens of output."""
+    from rmb_judge import records, templates
+    from rmb_judge.comparisons import RequestSettings, comparisons_of, presentations, requests_for
+    chosen = records.load(data_root, records.Selection(limit=2))
+    template = templates.load("rmb")
+    settings = RequestSettings("openai", MODEL, max_tokens, 0.0)
+    longest = max(
+        (requests_for(p, template, settings)[0][1] for p in presentations(comparisons_of(chosen.records), "random", 0)),
+        key=lambda r: sum(len(c) for _, c in r.messages),
+    )
+    return pricing.price_usd("openai", MODEL, pricing.count_tokens("openai", MODEL, list(longest.messages)).n, max_tokens)
+
+
+@pytest.mark.parametrize("server", [
+    dict(usage=False),  # the server omits usage: tokens counted locally
+    dict(usage_scale=2.28),  # the provider counts 2.28x the tokens the client estimates
+    dict(usage_scale=1.16),
+])
+def test_max_cost_holds_whatever_the_server_reports(server, data_root, tmp_path):
+    cap = 0.004
+    with FakeAPI(latency=0.02, **server).run_in_thread() as api:
+        code = run_cli(tmp_path, data_root, "--max-cost", cap, "--concurrency", "16", "--max-tokens", "300",
+                       url=api.openai_url, select=["--limit", "2"])
+        billed = price_of(api.billed)
+    summary = summary_of(tmp_path)
+    assert code == cli.EXIT_BUDGET and summary["stopped_reason"] == "budget"
+    assert billed <= cap + one_request_at_most(data_root, 300)
+    assert 0.5 * cap < billed  # it did spend, up to about the cap
+    if not server.get("usage", True):
+        assert summary["usage"]["usage_counted_locally"] > 0
+        assert summary["usage"]["cost_usd"] == pytest.approx(billed, rel=0.35)  # counted locally, close
+        assert any("counted locally" in w for w in summary["warnings"])
+
+
+def test_max_cost_counts_requests_that_timed_out_or_were_cut_off(data_root, tmp_path):
+    """A request that timed out or whose connection dropped may still be billed: its
+    reservation is counted as spent, so the cap holds."""
+    cap = 0.002
+    with FakeAPI(latency=0.02).run_in_thread() as api:
+        api.schedule(*[Fault.reset(), Fault.hang(5)] * 40)
+        code = run_cli(tmp_path, data_root, "--max-cost", cap, "--concurrency", "8", "--timeout", "1",
+                       "--max-tokens", "300", url=api.openai_url, select=["--limit", "2"])
+        billed = price_of(api.billed)
+    summary = summary_of(tmp_path)
+    assert code == cli.EXIT_BUDGET
+    assert summary["usage"]["unconfirmed_cost_usd"] > 0
+    assert billed <= cap + one_request_at_most(data_root, 300)
+    assert summary["usage"]["cost_usd"] + summary["usage"]["unconfirmed_cost_usd"] >= billed * 0.9
+
+
+# ---------------------------------------------------------------- long waits
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("asked", ["3600", "1e9", "inf"])
+def test_a_long_retry_after_stops_the_run_cleanly(asked, data_root, tmp_path, capsys):
+    with FakeAPI().run_in_thread() as api:
+        api.schedule(None, None, *[Fault.http(429, retry_after_raw=asked)] * 50)
+        code = run_cli(tmp_path, data_root, "--concurrency", "1", url=api.openai_url)
+    err = capsys.readouterr().err
+    summary = summary_of(tmp_path)
+    assert code == cli.EXIT_INCOMPLETE and summary["stopped_reason"] == "wait" and summary["complete"] is False
+    assert f"the provider asked to wait {float(asked):g} s, longer than --max-wait 300 s; rerun" in err
+    assert summary["data"]["comparisons_judged"] >= 2  # what was answered is scored and kept
+
+
+def test_a_short_retry_after_is_waited_out_and_shown(data_root, tmp_path, capsys):
+    with FakeAPI().run_in_thread() as api:
+        api.schedule(Fault.http(429, retry_after=2))
+        code = run_cli(tmp_path, data_root, "--progress-interval", "0.5", url=api.openai_url)
+    assert code == 0
+    assert "waiting 2 s for the provider's rate limit" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- broken caches and disks
+
+
+def test_a_corrupt_cache_is_one_line_before_anything_is_sent(data_root, tmp_path, capsys):
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / FILENAME).write_bytes(b"garbage" * 1000)
+    with FakeAPI().run_in_thread() as api:
+        code = run_cli(tmp_path, data_root, url=api.openai_url)
+        assert api.calls() == []
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and "damaged or not a SQLite database" in err[-1] and "Traceback" not in "\n".join(err)
+    assert (tmp_path / "cache" / FILENAME).read_bytes() == b"garbage" * 1000
+
+
+def test_a_cache_from_a_newer_version_sends_nothing(data_root, tmp_path):
+    from rmb_judge.cache import Cache
+    cache = Cache(tmp_path / "cache")
+    cache.db.execute("INSERT INTO _migrations VALUES ('m999_newer', 0)")
+    cache.close()
+    with FakeAPI().run_in_thread() as api:
+        assert run_cli(tmp_path, data_root, url=api.openai_url) == 2
+        assert api.calls() == []
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 1 MiB filesystem (tmpfs): a full disk and, remounted, a read-only one."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)])
+
+
+def test_a_read_only_cache_serves_offline_estimate_and_report(small_disk, data_root, tmp_path, capsys):
+    with FakeAPI().run_in_thread() as api:
+        args = ["run", "--judge", f"openai:{MODEL}", "--data", str(data_root), *SMALL, "--no-progress",
+                "--cache", str(small_disk), "--base-url", api.openai_url]
+        assert cli.main([*args, "--out", str(tmp_path / "first")]) == 0
+        subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+        assert cli.main([*args, "--out", str(tmp_path / "again"), "--offline"]) == 0
+        estimate = ["estimate", "--judge", f"openai:{MODEL}", "--data", str(data_root), *SMALL,
+                    "--cache", str(small_disk), "--base-url", api.openai_url, "--json"]
+        capsys.readouterr()
+        assert cli.main(estimate) == 0
+        assert json.loads(capsys.readouterr().out)["requests"] == 0
+        assert cli.main(["report", str(tmp_path / "again")]) == 0
+        assert cli.main(["cache", "stats", "--cache", str(small_disk)]) == 0
+        # a run that would have to store new answers says so before sending any
+        assert cli.main([*args, "--out", str(tmp_path / "more"), "--limit", "2"]) == 2
+        assert "read-only" in capsys.readouterr().err
+    assert summary_of(tmp_path, "again")["scores"] == summary_of(tmp_path, "first")["scores"]
+
+
+def test_a_full_disk_stops_the_run_and_keeps_the_cache(small_disk, data_root, tmp_path, capsys):
+    """The cache fills its 1 MiB disk mid-run: one line, a partial summary, and every answer
+    stored before is still there for the next run."""
+    with FakeAPI(lambda body, wire: Reply("[[A]] " + "x" * 3000)).run_in_thread() as api:
+        code = cli.main(["run", "--judge", f"openai:{MODEL}", "--data", str(data_root), "--limit", "3",
+                         "--no-progress", "--cache", str(small_disk), "--out", str(tmp_path / "out"),
+                         "--base-url", api.openai_url, "--concurrency", "4"])
+        err = capsys.readouterr().err
+        summary = summary_of(tmp_path)
+        assert code == cli.EXIT_INCOMPLETE and summary["stopped_reason"] == "cache"
+        assert "cannot write to the cache" in err and "Traceback" not in err
+        with sqlite3.connect(small_disk / FILENAME) as db:
+            assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+            rows = db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+        assert 0 < rows < len(api.calls())
+        assert summary["data"]["comparisons_judged"] >= rows  # what arrived is scored
+
+
+# ---------------------------------------------------------------- honest accounting
+
+
+def test_a_cached_rerun_reports_what_the_results_cost(data_root, tmp_path):
+    with FakeAPI().run_in_thread() as api:
+        assert run_cli(tmp_path, data_root, url=api.openai_url, out="paid") == 0
+        assert run_cli(tmp_path, data_root, url=api.openai_url, out="cached") == 0
+    paid, cached = summary_of(tmp_path, "paid")["usage"], summary_of(tmp_path, "cached")["usage"]
+    assert paid["cost_usd"] > 0 and paid["results"]["cost_usd"] == pytest.approx(paid["cost_usd"])
+    assert cached["cost_usd"] == 0 and cached["requests"] == 0
+    assert cached["results"] == paid["results"]
+
+
+def test_a_resumed_run_reports_the_whole_cost(data_root, tmp_path):
+    with FakeAPI().run_in_thread() as api:
+        short = ["--max-tokens", "50"]
+        assert run_cli(tmp_path, data_root, *short, url=api.openai_url, out="whole", cache="c1") == 0
+        whole = summary_of(tmp_path, "whole")["usage"]
+        cap = whole["cost_usd"] / 2
+        assert run_cli(tmp_path, data_root, *short, "--max-cost", cap, url=api.openai_url, out="x") == cli.EXIT_BUDGET
+        assert run_cli(tmp_path, data_root, *short, url=api.openai_url, out="x") == 0
+    resumed = summary_of(tmp_path, "x")["usage"]
+    assert 0 < resumed["cost_usd"] < whole["cost_usd"]  # this invocation paid the rest only
+    assert resumed["results"]["cost_usd"] == pytest.approx(whole["cost_usd"])
+
+
+# ---------------------------------------------------------------- the fault campaign
+
+
+def test_a_secret_in_the_base_url_goes_nowhere(data_root, tmp_path, capsys):
+    """--base-url with a key in its query string or user:password@: refused in one line that
+    shows neither; from the environment, the endpoint recorded has neither."""
+    with FakeAPI().run_in_thread() as api:
+        assert run_cli(tmp_path, data_root, url=api.openai_url + "?key=sk-query-secret-123") == 2
+        assert run_cli(tmp_path, data_root, url=api.openai_url.replace("//", "//user:pa55word@")) == 2
+        os.environ["OPENAI_BASE_URL"] = api.openai_url + "/?key=sk-query-secret-123"
+        try:
+            assert run_cli(tmp_path, data_root, "--offline") == cli.EXIT_OFFLINE_MISS
+        finally:
+            del os.environ["OPENAI_BASE_URL"]
+        assert run_cli(tmp_path, data_root, url=api.openai_url) == 0
+    written = b"".join(p.read_bytes() for p in [*(tmp_path / "out").iterdir(), *(tmp_path / "cache").iterdir()])
+    printed = capsys.readouterr()
+    for secret in ("query-secret", "pa55word"):
+        assert secret.encode() not in written and secret not in printed.out + printed.err
+    assert "credentials or a query string" in printed.err
+    assert f"for {api.openai_url}; nothing was sent" in printed.err  # the endpoint, stripped
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["endpoints"] == [api.openai_url]
+
+
+@pytest.mark.parametrize("wire", ["openai", "anthropic"])
+def test_empty_answers_are_retried_not_cached(wire, data_root, tmp_path, capsys):
+    with FakeAPI().run_in_thread() as api:
+        api.schedule(Fault.empty(), Reply(None), Fault.empty())
+        url = api.openai_url if wire == "openai" else api.anthropic_url
+        code = cli.main(["run", "--judge", f"{wire}:judge", "--data", str(data_root), *SMALL, "--no-progress",
+                         "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache"), "--base-url", url,
+                         "--concurrency", "1"])
+        summary = summary_of(tmp_path)
+        assert code == 0, capsys.readouterr().err
+        assert summary["usage"]["unparsed"] == 0 and summary["usage"]["retries"] == 3
+    with sqlite3.connect(tmp_path / "cache" / FILENAME) as db:
+        assert db.execute("SELECT COUNT(*) FROM responses WHERE text = ''").fetchone()[0] == 0
+
+
+def test_failed_comparisons_make_a_run_incomplete(data_root, tmp_path, capsys):
+    """One request failing for good out of one is not a complete run scoring 0.0."""
+    with FakeAPI().run_in_thread() as api:
+        api.schedule(*[Fault.http(500)] * 3)
+        one = ["--limit", "1", "--scenarios", "*Chat/Discussion", "--sets", "pairwise"]
+        code = run_cli(tmp_path, data_root, "--max-retries", "2", url=api.openai_url, select=one)
+        summary = summary_of(tmp_path)
+        assert code == cli.EXIT_INCOMPLETE and summary["complete"] is False
+        assert "rerun the same command to retry them" in capsys.readouterr().err
+        assert run_cli(tmp_path, data_root, url=api.openai_url, select=one) == 0
+        assert len(api.calls()) == 4 and summary_of(tmp_path)["complete"] is True
+
+
+@pytest.mark.parametrize("flag, value", [("--max-cost", "nan"), ("--max-cost", "0"), ("--max-cost", "-1"),
+                                         ("--rpm", "nan"), ("--timeout", "nan"), ("--timeout", "inf"),
+                                         ("--max-retries", "-1"), ("--temperature", "nan"),
+                                         ("--max-unparsed", "1.5"), ("--max-wait", "0")])
+def test_non_finite_and_negative_values_are_refused(flag, value, data_root, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        run_cli(tmp_path, data_root, flag, value)
+    assert exit_.value.code == 2 and flag in capsys.readouterr().err
+
+
+def test_out_is_checked_before_anything_is_paid(data_root, tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    with FakeAPI().run_in_thread() as api:
+        assert run_cli(tmp_path, data_root, url=api.openai_url, out="afile") == 2
+        assert api.calls() == []
+        assert "is a file" in capsys.readouterr().err
+        # a folder holding another judge's run is not overwritten without --replace
+        assert run_cli(tmp_path, data_root, url=api.openai_url, out="run") == 0
+        other = ["run", "--judge", "mock", "--data", str(data_root), *SMALL, "--out", str(tmp_path / "run"),
+                 "--cache", str(tmp_path / "cache"), "--no-progress"]
+        assert cli.main(other) == 2 and "--replace" in capsys.readouterr().err
+        assert cli.main([*other, "--replace"]) == 0
+
+
+def test_two_runs_cannot_write_one_out_folder(data_root, tmp_path):
+    server = Server(tmp_path, "--latency", "0.5")
+    try:
+        args = cli_args(data_root, tmp_path / "out", tmp_path / "cache", server.url, "--concurrency", "2")
+        first = subprocess.Popen(args, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert wait_for(lambda: len(server.received()) > 0, first)
+        second = subprocess.run(args, env=env(), capture_output=True, text=True, timeout=120)
+        first.send_signal(signal.SIGINT)
+        first.communicate(timeout=60)
+    finally:
+        server.stop()
+    assert second.returncode == 2 and "another rmb-judge run (pid" in second.stderr
+    assert summary_of(tmp_path)["stopped_reason"] == "interrupted"  # the first run's own summary
+
+
+def test_a_data_folder_with_no_scenario_files_points_at_data_fetch(tmp_path, capsys):
+    (tmp_path / "empty" / "Pairwise_set").mkdir(parents=True)
+    code = cli.main(["run", "--judge", "mock", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "o"),
+                     "--cache", str(tmp_path / "c")])
+    assert code == 2 and "data fetch" in capsys.readouterr().err
