@@ -275,7 +275,7 @@ class Meter:
             "answers scored": f"{self.answers}/{self.to_score}",
             "answers/s": f"{self.answers / elapsed:.1f}",
             "tokens/s": f"{self.tokens / elapsed:,.0f}",
-            "truncated": str(self.truncated),
+            "inputs truncated": str(self.truncated),
         }
         memory = self.model.gpu_memory()
         if memory:

@@ -341,10 +341,12 @@ class FakeAPI:
         port: int = 0,
         usage: bool = True,
         usage_scale: float = 1.0,
+        batches: bool = True,
     ) -> None:
         self.responder = responder
         self.usage = usage  # False: answers carry no usage object
         self.usage_scale = usage_scale  # tokens billed per token approx_tokens counts
+        self.batches_served = batches  # False: no Files/Batches routes (404), as on vLLM
         self.fault_rate = fault_rate  # share of model calls failing with 429/500/503, seeded
         self.seed = seed
         self.fault_retry_after_ms = fault_retry_after_ms  # on fault_rate 429s
@@ -406,6 +408,8 @@ class FakeAPI:
         app = web.Application(middlewares=[self._record], client_max_size=256 * 1024**2)
         for prefix in ("/v1", ""):
             app.router.add_post(f"{prefix}/chat/completions", self._openai_chat)
+            if not self.batches_served:
+                continue
             app.router.add_post(f"{prefix}/files", self._openai_upload)
             app.router.add_get(f"{prefix}/files/{{id}}/content", self._openai_file)
             app.router.add_post(f"{prefix}/batches", self._openai_batch_create)

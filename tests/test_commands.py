@@ -90,3 +90,53 @@ def test_abbreviated_flags_are_refused(data_root, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         cli.main(["run", "--judge", "mock", "--data", str(data_root), "--out", str(tmp_path), "--max-len", "10"])
     assert exit_.value.code == 2 and "--max-len" in capsys.readouterr().err
+
+
+def test_cli_basics(data_root, tmp_path, capsys):
+    import pytest
+    from rmb_judge import __version__
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"rmb-judge {__version__}"
+    with pytest.raises(SystemExit):
+        cli.main(["data", "fetch", "--help"])
+    fetch_help = capsys.readouterr().out
+    assert "--only" in fetch_help and "--judge" not in fetch_help and "validate" not in fetch_help
+    with pytest.raises(SystemExit):
+        cli.main(["run", "--help"])
+    run_help = capsys.readouterr().out
+    for code in ("0 ", "1 ", "2 ", "3 ", "4 ", "5 ", "6 ", "130"):
+        assert f"\n  {code}" in run_help
+    # a typo in --cache creates nothing
+    assert cli.main(["cache", "stats", "--cache", str(tmp_path / "TYPO")]) == 2
+    assert "no cache here" in capsys.readouterr().err and not (tmp_path / "TYPO").exists()
+
+
+def test_run_json_prints_the_summary_alone(data_root, tmp_path, capsys):
+    code = cli.main(["run", "--judge", "mock", "--data", str(data_root), "--limit", "1", "--scenarios", "*Code*",
+                     "--out", str(tmp_path / "o"), "--cache", str(tmp_path / "c"), "--json"])
+    out = capsys.readouterr().out
+    assert code == 0 and json.loads(out) == json.loads((tmp_path / "o" / "summary.json").read_text())
+
+
+def test_prune_dry_run_deletes_nothing(data_root, tmp_path, capsys):
+    run(RunConfig(judge=parse_spec("mock"), data=data_root, out=tmp_path / "o", cache=tmp_path / "c",
+                  selection=records.Selection(limit=1, scenarios=["*Chat*"])))
+    assert cli.main(["cache", "prune", "--cache", str(tmp_path / "c"), "--model", "mock", "--dry-run"]) == 0
+    would = int(capsys.readouterr().out.split()[2])
+    assert would > 0
+    assert cli.main(["cache", "prune", "--cache", str(tmp_path / "c"), "--model", "mock"]) == 0
+    assert f"removed {would} rows" in capsys.readouterr().out
+
+
+def test_batch_against_an_endpoint_without_a_batch_api(data_root, tmp_path, capsys, monkeypatch):
+    """vLLM and most OpenAI-compatible servers have no Files/Batches API: say so plainly."""
+    from fake_api import FAKE_KEY, FakeAPI
+    monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
+    with FakeAPI(batches=False).run_in_thread() as api:
+        code = cli.main(["run", "--judge", "openai:served-model", "--data", str(data_root), "--limit", "1",
+                         "--scenarios", "*Code*", "--out", str(tmp_path / "o"), "--cache", str(tmp_path / "c"),
+                         "--batch", "--base-url", api.openai_url, "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 3 and err == (f"rmb-judge: --batch: {api.openai_url} has no batch API (HTTP 404 when "
+                                 "creating a batch); run without --batch")

@@ -90,13 +90,26 @@ def test_hf_missing_model_is_one_line(data_root, tmp_path, capsys):
     assert code != 0 and "nope" in err[-1]
 
 
-def test_truncation_is_counted(model_dir, data_root, tmp_path):
+def test_totals_add_up_over_chunks_and_truncation_is_shown(model_dir, data_root, tmp_path, capsys):
+    """More answers than one scoring chunk (256): the totals are the whole run's, not the last
+    chunk's; truncated inputs are counted live and in the summary, with a warning."""
+    from rmb_judge.scalar import CHUNK
     assert cli.main(["run", "--judge", f"hf:{model_dir}", "--data", str(data_root), "--limit", "2",
-                     "--scenarios", "*Chat/Discussion", "--max-length", "64", "--out", str(tmp_path / "o"),
-                     "--cache", str(tmp_path / "c"), "--no-progress"]) == 0
+                     "--sets", "bon", "--max-length", "64", "--out", str(tmp_path / "o"),
+                     "--cache", str(tmp_path / "c"), "--no-progress", "--progress-interval", "0.05"]) == 0
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())
-    assert summary["usage"]["truncated_inputs"] > 0
-    assert sum(s["truncated"] for s in summary["sections"].values()) > 0
+    usage = summary["usage"]
+    assert usage["unique_answers"] > CHUNK
+    assert usage["answers_scored"] == usage["unique_answers"]
+    with sqlite3.connect(tmp_path / "c" / "rmb-judge.sqlite3") as db:
+        tokens, truncated = db.execute("SELECT SUM(tokens), SUM(truncated) FROM rewards").fetchone()
+    assert usage["input_tokens"] == tokens and usage["truncated_inputs"] == truncated > 0
+    assert any("longer than --max-length 64 tokens" in w for w in summary["warnings"])
+    err = capsys.readouterr().err
+    assert "Loading weights" not in err and "it/s]" not in err  # no third-party bars in our view
+    last = [l for l in err.splitlines() if "answers scored" in l][-1]
+    assert f"answers scored {usage['unique_answers']}/{usage['unique_answers']}" in last
+    assert f"inputs truncated {truncated}" in last
 
 
 def test_generative_flags_are_refused_for_hf(model_dir, data_root, tmp_path, capsys):
