@@ -51,6 +51,8 @@ class Timed:
 
     def __init__(self, provider):
         self.provider, self.name, self.simulated, self.sent = provider, provider.name, False, []
+        self.model, self.endpoints = provider.model, provider.endpoints
+        self.prepare, self.classify = provider.prepare, provider.classify
 
     async def complete(self, request, timeout):
         self.sent.append(time.monotonic())
