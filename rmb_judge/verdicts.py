@@ -36,14 +36,22 @@ Rules for ``rmb``, ``arena-hard`` and ``json`` (after the JSON step above):
 arena-hard-auto itself reads a judgment as no verdict when it holds two different labels;
 this module reads the final one. Where arena-hard-auto finds a verdict the readings agree:
 81 of 81 real judgments in tests/data/arena_hard_judgments.jsonl (see SOURCE.md there).
+
+Reading takes time linear in the text's length (times a logarithm at most), however
+repetitive the text: a judge that repeats ``[[A]]`` or ``{`` for a whole output is read as
+fast as prose of that length (bin/bench-verdicts measures it).
 """
 
 from __future__ import annotations
 
 import json
 import re
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Generic, Literal, TypeVar
+from functools import cached_property
+from itertools import chain
+from typing import Generic, Literal, TypeVar
 
 Verdict = Literal["A", "B", "tie"]
 
@@ -77,16 +85,16 @@ def parse_rating(text: str) -> float | None:
     or ``7 out of 10``. The most trusted form present decides, by the same last-line and
     echoed-example rules as verdicts; numbers above 10 are not ratings.
     """
-    plain = _plain(text)
+    plain = _Plain(text)
     for pattern in _RATING_PATTERNS:
         mentions = [
             _Mention(m.start(), m.end(), float(m.group(1)))
-            for m in pattern.finditer(plain)
+            for m in pattern.finditer(plain.text)
             if float(m.group(1)) <= 10
         ]
-        mentions = [m for m in mentions if not _is_instruction(plain, m)]
+        mentions = [m for m in mentions if not plain.is_instruction(m)]
         if mentions:
-            return _final(plain, mentions)
+            return _final(plain.text, mentions)
     return None
 
 
@@ -106,11 +114,9 @@ def looks_like_refusal(text: str) -> bool:
     help with that", "I cannot evaluate this content", "I won't assist"); a judge that
     reports an assistant's refusal ("Assistant B refuses to help, so [[A]]") is not one.
     """
-    if _ANY_BRACKETS.search(text) or any(
-        parse_verdict(text, style) is not None for style in _PAIRWISE_STYLES
-    ):
-        return False
-    return _REFUSAL.match(_plain(text)) is not None
+    if _ANY_BRACKETS.search(text) or _REFUSAL.match(_plain(text)) is None:
+        return False  # the cheap checks first: most texts are no refusal
+    return all(parse_verdict(text, style) is None for style in _PAIRWISE_STYLES)
 
 
 # --- shared machinery -------------------------------------------------------------------
@@ -130,7 +136,9 @@ def _plain(text: str) -> str:
     """Text with markdown emphasis and code marks removed and look-alike characters folded."""
     text = text.replace("\r\n", "\n").translate(_FOLD)
     text = re.sub(r"[*`]+", "", text)
-    return re.sub(r"(?<!\w)_+|_+(?!\w)", "", text)
+    # (?<!_): a run of underscores is tried from its start only, not again from each of its
+    # characters (quadratic on a long run between two letters)
+    return re.sub(r"(?<!\w)_+|(?<!_)_+(?!\w)", "", text)
 
 
 _FOLD = str.maketrans({"≫": ">>", "≪": "<<", "＞": ">", "＜": "<", "＝": "=", "’": "'"})
@@ -141,41 +149,78 @@ _ECHO_AFTER = re.compile(
     re.I,
 )
 _ECHO_BEFORE = re.compile(r"\bexamples?\b|\be\.g\.", re.I)
-_SENTENCE_END = re.compile(r"(?<!\be\.g)(?<!\bi\.e)[.!?]\s+")
+# The punctuation first, then the look-behinds: the scan over a whole text skips to it.
+_SENTENCE_END = re.compile(r"[.!?](?<!\be\.g[.!?])(?<!\bi\.e[.!?])\s+")
 
 
-def _is_instruction(text: str, mention: _Mention) -> bool:
-    """Whether a mention is part of echoed format instructions rather than a verdict."""
-    if _ECHO_AFTER.match(text, mention.end):
-        return True
-    line_start = text.rfind("\n", 0, mention.start) + 1
-    sentence = _SENTENCE_END.split(text[line_start : mention.start])[-1]
-    return _ECHO_BEFORE.search(sentence) is not None
+# The longest match of the words looked for before a mention (_ECHO_BEFORE, _HEDGE).
+_LONGEST_WORD = len("examples")
+
+
+class _Plain:
+    """A judge's text made plain, with its line and sentence starts found once, so that each
+    mention's sentence is found by bisection: rescanning the line before every mention took
+    time quadratic in the length of a long repetitive line."""
+
+    def __init__(self, text: str) -> None:
+        self.text = _plain(text)
+        self._spans: dict[re.Pattern[str], tuple[list[int], list[int]]] = {}
+
+    @cached_property
+    def _sentence_starts(self) -> list[int]:
+        """Where each line and each sentence starts, in order."""
+        ends = chain(re.finditer("\n", self.text), _SENTENCE_END.finditer(self.text))
+        return [0, *sorted(m.end() for m in ends)]
+
+    def said_before(self, pattern: re.Pattern[str], pos: int) -> bool:
+        """Whether `pattern` matches in the sentence that runs up to `pos`, on its line.
+
+        `pos` is where a mention starts; `pattern` matches no blank, so none of its matches
+        in the whole text straddles the start of a sentence."""
+        sentence = self._sentence_starts[bisect_right(self._sentence_starts, pos) - 1]
+        if pattern not in self._spans:
+            found = list(pattern.finditer(self.text))
+            self._spans[pattern] = ([m.start() for m in found], [m.end() for m in found])
+        starts, ends = self._spans[pattern]
+        first = bisect_left(starts, sentence)
+        if first < len(starts) and ends[first] <= pos:
+            return True
+        # The sentence ends at `pos`, so a word that runs into the mention ("for example7/10")
+        # ends there too: only a search that stops at `pos` finds it.
+        return pattern.search(self.text, max(sentence, pos - _LONGEST_WORD), pos) is not None
+
+    def is_instruction(self, mention: _Mention) -> bool:
+        """Whether a mention is part of echoed format instructions rather than a verdict."""
+        if _ECHO_AFTER.match(self.text, mention.end):
+            return True
+        return self.said_before(_ECHO_BEFORE, mention.start)
 
 
 def _final(text: str, mentions: list[_Mention[_Value]]) -> _Value | None:
-    """The value stated on the last line that holds a mention; None if that line disagrees."""
-    last_line = text.count("\n", 0, mentions[-1].start)
-    values = {m.value for m in mentions if text.count("\n", 0, m.start) == last_line}
+    """The value stated on the last line that holds a mention; None if that line disagrees.
+
+    `mentions` are in order of position."""
+    line_start = text.rfind("\n", 0, mentions[-1].start) + 1
+    values = {m.value for m in mentions if m.start >= line_start}
     return values.pop() if len(values) == 1 else None
 
 
-_Reader = Callable[[re.Match[str]], Verdict | None]
+_Reader = Callable[[re.Match[str], _Plain], Verdict | None]
 
 
-def _read(text: str, patterns: list[tuple[re.Pattern[str], _Reader]]) -> Verdict | None:
+def _read(plain: _Plain, patterns: list[tuple[re.Pattern[str], _Reader]]) -> Verdict | None:
     """The final verdict among the matches of `patterns` (a reader returns None: not one)."""
     mentions = sorted(
         (
             _Mention(m.start(), m.end(), value)
             for pattern, reader in patterns
-            for m in pattern.finditer(text)
-            if (value := reader(m)) is not None
+            for m in pattern.finditer(plain.text)
+            if (value := reader(m, plain)) is not None
         ),
         key=lambda mention: mention.start,
     )
-    mentions = [m for m in mentions if not _is_instruction(text, m)]
-    return _final(text, mentions) if mentions else None
+    mentions = [m for m in mentions if not plain.is_instruction(m)]
+    return _final(plain.text, mentions) if mentions else None
 
 
 # --- sides and labels -------------------------------------------------------------------
@@ -200,12 +245,12 @@ def _side(value: str) -> Verdict | None:
     return _ARENA_LABELS.get(label)
 
 
-def _rmb_token(match: re.Match[str]) -> Verdict | None:
+def _rmb_token(match: re.Match[str], _: _Plain) -> Verdict | None:
     letter = match.group(1).upper()
     return "tie" if letter in ("C", "TIE") else letter  # type: ignore[return-value]
 
 
-def _arena_token(match: re.Match[str]) -> Verdict | None:
+def _arena_token(match: re.Match[str], _: _Plain) -> Verdict | None:
     return _ARENA_LABELS.get(re.sub(r"\s", "", match.group(1).upper()))
 
 
@@ -219,15 +264,19 @@ _VERDICT_WORD = (
     r"(?:final\s+verdict|verdict|final\s+decision|final\s+judge?ment|final\s+choice|winner"
     r"|(?:better|preferred|stronger)\s+(?:response|answer))"
 )
+# Possessive `\s*+` wherever optional words sit between blanks ("verdict  is  :  A"): a
+# plain `\s*` there backtracks through every split of a long run of blanks (cubic in its
+# length). What follows such a run never starts with a blank, so the readings are the same.
+_AFTER_VERDICT_WORD = r"\s*+(?:is|:|-|–|—)?\s*+:?\s*+(?:that\s+)?"
 _PROSE_SIDE = re.compile(
-    rf"\b{_VERDICT_WORD}\s*(?:is|:|-|–|—)?\s*:?\s*(?:that\s+)?(?:the\s+)?"
+    rf"\b{_VERDICT_WORD}{_AFTER_VERDICT_WORD}(?:the\s+)?"
     rf"(?:{_SIDE_NAME}\s*)?\(?([ab])\)?(?![\w-])"
     r"(?=\s*(?:[.!]|,|;|$)|'s\b|\s+wins\b|\s+(?:is|was)\s+(?:\w+\s+)?(?:better|superior|preferred"
     r"|stronger|the\s+(?:better|winner|stronger|superior)))",
     re.I | re.M,
 )
 _PROSE_TIE = re.compile(
-    rf"\b(?:{_VERDICT_WORD}|result|outcome)\s*(?:is|:|-|–|—)?\s*:?\s*(?:that\s+)?"
+    rf"\b(?:{_VERDICT_WORD}|result|outcome){_AFTER_VERDICT_WORD}"
     r"(?:it(?:'s|\s+is)\s+)?(?:a\s+)?(?:tie|draw)\b"
     r"|\b(?:it'?s|it\s+is|this\s+is|that'?s)\s+a\s+(?:tie|draw)\b",
     re.I | re.M,
@@ -235,14 +284,19 @@ _PROSE_TIE = re.compile(
 _HEDGE = re.compile(r"\b(?:not|never|if|whether|would|could|might)\b|n't\b", re.I)
 
 
-def _prose_tie(match: re.Match[str]) -> Verdict | None:
+def _prose_side(match: re.Match[str], _: _Plain) -> Verdict | None:
+    return match.group(1).upper()  # type: ignore[return-value]
+
+
+def _prose_tie(match: re.Match[str], plain: _Plain) -> Verdict | None:
     """A tie, unless its sentence negates or hedges it ("I wouldn't say it's a tie")."""
-    text, start = match.string, match.start()
-    sentence = _SENTENCE_END.split(text[text.rfind("\n", 0, start) + 1 : start])[-1]
-    return None if _HEDGE.search(sentence) else "tie"
+    return None if plain.said_before(_HEDGE, match.start()) else "tie"
 
 
-_PROSE = [(_PROSE_SIDE, lambda m: m.group(1).upper()), (_PROSE_TIE, _prose_tie)]
+_PROSE: list[tuple[re.Pattern[str], _Reader]] = [
+    (_PROSE_SIDE, _prose_side),
+    (_PROSE_TIE, _prose_tie),
+]
 
 
 # --- JSON -------------------------------------------------------------------------------
@@ -254,28 +308,118 @@ _JSON_PAIR = re.compile(
 )
 
 
+# json's own grammar, token by token: strict strings, and NaN and Infinity allowed.
+_JSON_SPACE = re.compile(r"[ \t\n\r]*")
+_JSON_STRING = re.compile(r'"(?:[^"\\\x00-\x1f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*+"')
+_JSON_SCALAR = re.compile(
+    r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?|true|false|null|NaN|-?Infinity"
+)
+_QUOTE_OR_ESCAPE = re.compile(r'"|\\.', re.S)
+
+# An object's top-level members; a value that is not a string is None.
+_Members = dict[str, str | None]
+
+
 def _json_object_verdict(text: str) -> Verdict | None:
-    """The side named by the last JSON object with a verdict key, or None."""
-    decoder = json.JSONDecoder()
+    """The side named by the last JSON object with a verdict key, or None.
+
+    The objects are those that `json.JSONDecoder.raw_decode` reads when tried at each "{" in
+    turn, going on after the end of each object it reads. Calling raw_decode so is quadratic
+    on many "{" (each failure counts the lines before it, and the "{"s nested in a broken
+    object are parsed again), so `_scan_object` parses json's grammar here, and one parse
+    settles every "{" that it passes outside strings: those that close are objects, those
+    still open where it fails are not. A later "{" is outside the strings of a parse from an
+    earlier one when an even number of (unescaped) quotes lies between them; the others are
+    settled by parses of their own.
+    """
+    quotes = [m.start() for m in _QUOTE_OR_ESCAPE.finditer(text) if m.group() == '"']
+    objects: dict[int, tuple[int, _Members]] = {}
+    parsed_to = [0, 0]  # by parity of the quotes before a "{": where its last parse stopped
     found: Verdict | None = None
     pos = text.find("{")
     while pos != -1:
-        try:
-            obj, end = decoder.raw_decode(text, pos)
-        except ValueError:
-            end = pos + 1
+        parity = bisect_left(quotes, pos) % 2
+        if pos >= parsed_to[parity]:
+            parsed_to[parity] = _scan_object(text, pos, objects)
+        if pos in objects:
+            end, members = objects[pos]
+            found = _members_verdict(members) or found
+            pos = text.find("{", end)
         else:
-            if isinstance(obj, dict):
-                found = _dict_verdict(obj) or found
-        pos = text.find("{", end)
+            pos = text.find("{", pos + 1)
     return found
 
 
-def _dict_verdict(obj: dict) -> Verdict | None:
-    for key, value in obj.items():
-        if isinstance(key, str) and key.lower() in _JSON_KEYS and isinstance(value, str):
-            if (verdict := _side(value)) is not None:
-                return verdict
+@dataclass
+class _Open:
+    """A JSON object or array being parsed: where it starts and, for an object, its members
+    so far and the key whose value comes next."""
+
+    start: int
+    members: _Members | None  # None: an array
+    key: str = ""
+
+    @property
+    def closer(self) -> str:
+        return "]" if self.members is None else "}"
+
+
+def _scan_object(text: str, start: int, objects: dict[int, tuple[int, _Members]]) -> int:
+    """Parse the JSON object at `start` as json does, but without recursion (json raises
+    RecursionError past about 1,000 levels), and add each object that closes, nested ones
+    too, to `objects` as its end and its members. Returns the end of the object at `start`,
+    or the start of the token where the parse failed."""
+    stack: list[_Open] = []
+    pos, expect = start, "value"  # or "first" (just after "{" or "["), "key", ":", "next"
+    while True:
+        pos = _JSON_SPACE.match(text, pos).end()  # type: ignore[union-attr]
+        char = text[pos : pos + 1]
+        value: str | None = None  # the value read, if it is a string
+        if stack and expect in ("first", "next") and char == stack[-1].closer:
+            closed = stack.pop()
+            pos += 1
+            if closed.members is not None:
+                objects[closed.start] = (pos, closed.members)
+        elif expect == "next":
+            if char != ",":
+                return pos
+            pos, expect = pos + 1, "value" if stack[-1].members is None else "key"
+            continue
+        elif expect == ":":
+            if char != ":":
+                return pos
+            pos, expect = pos + 1, "value"
+            continue
+        elif expect == "key" or (expect == "first" and stack[-1].members is not None):
+            if (key := _JSON_STRING.match(text, pos)) is None:
+                return pos
+            stack[-1].key = json.loads(key.group())
+            pos, expect = key.end(), ":"
+            continue
+        elif char in ("{", "["):
+            stack.append(_Open(pos, {} if char == "{" else None))
+            pos, expect = pos + 1, "first"
+            continue
+        elif char == '"':
+            if (string := _JSON_STRING.match(text, pos)) is None:
+                return pos
+            value, pos = json.loads(string.group()), string.end()
+        elif (scalar := _JSON_SCALAR.match(text, pos)) is not None:
+            pos = scalar.end()
+        else:
+            return pos
+        # A value ended at `pos`.
+        if not stack:
+            return pos
+        if stack[-1].members is not None:
+            stack[-1].members[stack[-1].key] = value
+        expect = "next"
+
+
+def _members_verdict(members: _Members) -> Verdict | None:
+    for key, value in members.items():
+        if key.lower() in _JSON_KEYS and value is not None and (verdict := _side(value)):
+            return verdict
     return None
 
 
@@ -283,12 +427,12 @@ def _dict_verdict(obj: dict) -> Verdict | None:
 
 
 def _read_rmb(text: str) -> Verdict | None:
-    plain = _plain(text)
+    plain = _Plain(text)
     return _read(plain, [(_RMB_TOKEN, _rmb_token)]) or _read(plain, _PROSE)
 
 
 def _read_arena_hard(text: str) -> Verdict | None:
-    plain = _plain(text)
+    plain = _Plain(text)
     return _read(plain, [(_ARENA_TOKEN, _arena_token)]) or _read(plain, _PROSE)
 
 
@@ -298,7 +442,7 @@ def _read_json(text: str) -> Verdict | None:
         return found
     pairs = [_side(m.group(1)) for m in _JSON_PAIR.finditer(text)]
     pairs = [p for p in pairs if p is not None]
-    return pairs[-1] if pairs else _read(_plain(text), _PROSE)
+    return pairs[-1] if pairs else _read(_Plain(text), _PROSE)
 
 
 _READERS: dict[str, Callable[[str], Verdict | None]] = {
@@ -313,7 +457,8 @@ _NUMBER = r"(\d{1,2}(?:\.\d+)?)(?!\.?\d)"
 _RATING_PATTERNS = [
     re.compile(rf"\[\[\s*{_NUMBER}\s*(?:/\s*10\s*)?\]\]"),
     re.compile(
-        rf"\b(?:rating|score|grade)\s*(?:is|of|:|=)?\s*:?\s*\[?\s*{_NUMBER}\s*\]?"
+        # possessive blanks, as in _AFTER_VERDICT_WORD
+        rf"\b(?:rating|score|grade)\s*+(?:is|of|:|=)?\s*+:?\s*+\[?\s*+{_NUMBER}\s*+\]?"
         r"(?!\s*/\s*(?!10\b)\d)",  # "Score: 4/5" is not a 1-10 rating
         re.I,
     ),

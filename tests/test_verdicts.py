@@ -261,3 +261,140 @@ def test_held_out_mt_bench_readings():
             assert parse_rating(record["text"]) == record["reading"], record["id"]
         else:
             assert parse_verdict(record["text"], record["style"]) == record["reading"], record["id"]
+
+
+# --- long repetitive output -----------------------------------------------------------------
+# Readings only: bin/bench-verdicts times these shapes (timings are never asserted here).
+
+N = 10_000
+PROSE = "Assistant A explains the steps clearly, while Assistant B skips one. Both are polite. "
+
+
+@pytest.mark.parametrize(
+    "text, style, expected",
+    [
+        ("[[A]] " * N, "rmb", "A"),
+        ("[[A]] " * N + "\n[[B]]", "rmb", "B"),
+        ("[[A]] " * N + "[[B]]", "rmb", None),  # the last line states two verdicts
+        ("[[A]]\n" * N + "[[B]]", "rmb", "B"),
+        ("[[A]]\n" * N + "[[A]] [[B]]", "rmb", None),
+        ("**[[B]]** " * N, "rmb", "B"),
+        ("[[" * 5 * N, "rmb", None),
+        ("[[A" * N, "rmb", None),
+        ("[[ " * N + "[[B]]", "rmb", "B"),
+        ("[[A>B]] " * N, "arena-hard", "A"),
+        ("[[A>B]] " * N + "\nMy final verdict is: [[B>>A]]", "arena-hard", "B"),
+        ("[[A>B]]\n" * N + "[[A>B]] [[A=B]]", "arena-hard", None),
+        ("[[A" + "=" * N, "arena-hard", None),
+        ('{"winner": "A"} ' * N, "json", "A"),
+        ('{"winner": "A"} ' * N + '{"winner": "B"}', "json", "B"),
+        ('{"winner": "A"}\n' * N + "Final verdict: Assistant B is better.", "json", "A"),
+        ("{" * 10 * N, "json", None),
+        ("{" * 10 * N + '{"winner": "B"}' + "}" * 10 * N, "json", "B"),
+        ('{"winner": "A" x ' * N, "json", None),  # neither an object nor a clean pair
+        ('{"winner": "A", ' * N, "json", "A"),  # never closed: the pair is read
+        ('{"a": 1 x ' * N + '{"winner": "B"}' + "}" * N, "json", "B"),
+        ('{"a": "{' * N + '"winner": "B"}', "json", "B"),
+        ('{":{" : ' * N, "json", None),
+        ('"' * N + '{"winner": "B"}', "json", "B"),
+    ],
+)
+def test_long_repetitive_output(text, style, expected):
+    assert parse_verdict(text, style) == expected
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("Rating: [[7]] " * N, 7.0),
+        ("Rating: [[7]] " * N + "\nRating: [[3]]", 3.0),
+        ("Rating: [[7]] " * N + "Rating: [[3]]", None),
+        ("7/10 " * N, 7.0),
+        ("Score: 4/5 " * N + "\nScore: 6", 6.0),
+        ("[[" * N + "7", None),
+        ("Rating:" + " " * 10 * N + "7", 7.0),
+        ("Rating" + " " * 10 * N + "x", None),
+        ("Rating: 7" + " " * 10 * N + "/5", None),
+    ],
+)
+def test_long_repetitive_ratings(text, expected):
+    assert parse_rating(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        # The rules look back over the whole sentence, however long.
+        ("For example, " + "[[A]] " * N, None),
+        ("For example, [[A]]. " * N + "[[B]]", "B"),
+        ("I wouldn't say " + "it's a tie " * N, None),
+        ("it's a tie " * N, "tie"),
+        ("Final verdict:" + " " * 10 * N + "Assistant B is better.", "B"),
+        ("Verdict" + " " * 10 * N + "x", None),
+        ("My final verdict is" + " " * 10 * N + "tie", "tie"),
+        (PROSE * N, None),
+        (PROSE * N + "\nFinal verdict: Assistant B is better.", "B"),
+        ("a" + "_" * 10 * N + "b [[A]]", "A"),
+        ("verdict " * N, None),
+    ],
+)
+def test_long_sentences_and_blanks(text, expected):
+    assert parse_verdict(text, "rmb") == expected
+
+
+def test_long_refusals():
+    assert looks_like_refusal("I'm sorry, but I can't help with that. " * N)
+    assert not looks_like_refusal("I cannot evaluate this content. " * N + "[[A]]")
+    assert not looks_like_refusal("I cannot evaluate this content. " * N + '{"winner": "B"}')
+    assert not looks_like_refusal("[[A]] " * N)
+
+
+def test_echo_word_running_into_the_mention():
+    """A word cut short by the mention still counts as said before it in its sentence."""
+    assert parse_rating("for example7/10") is None
+    assert parse_rating("for example 7/10") is None
+    assert parse_rating("for examples 7/10. Overall 8/10") == 8.0
+
+
+# --- JSON objects: json's own grammar, at any depth -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "1", "-0.5e+3", "1E5", "01", "1.", ".5", "-", "- 1", "true", "tru", "null", "NaN",
+        "Infinity", "-Infinity", "-NaN", '"\\u00e9\\n\\""', '"\\x"', '"\\u12"', '"a\tb"',
+        '"\\ud800"', "[]", "[1, 2]", "[1,]", "[,1]", "{}", '{"a": {}}', '{"a" 1}', '{"a": 1,}',
+        "{1: 2}", '[{"b": [null]}]', "[" * 50 + "]" * 50, "[" * 50 + "]" * 49,
+    ],
+)  # fmt: skip
+def test_json_objects_follow_json_grammar(value):
+    # "\u0042" names B only once decoded, so only a whole JSON object can read it.
+    text = '{"winner": "\\u0042", "x": ' + value + "}"
+    try:
+        json.loads(text)
+    except ValueError:
+        expected = None
+    else:
+        expected = "B"
+    assert parse_verdict(text, "json") == expected
+    assert parse_verdict('Noise { "{ \\" " ' + text + " } ]", "json") == expected
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        # Nested deeper than json itself can (RecursionError): still read.
+        ('{"winner": "\\u0041", "x": ' + "[" * 5000 + "]" * 5000 + "}", "A"),
+        ('{"a": ' * 5000 + '{"winner": "\\u0041"}' + "}" * 5000, None),  # not top-level
+        ('{"a": ' * 5000 + '{"winner": "\\u0041"}', "A"),  # the outer ones never close
+        # A "{" inside what began as a string: read on its own once the outer one fails.
+        ('{"a": "{"winner": "\\u0042"} x', "B"),
+        ('{"a": "{\\"winner\\": \\"\\u0042\\"}", "winner": "\\u0041"}', "A"),
+        ('{"a": {"winner": "\\u0042"} x', "B"),
+        ('{"a": {"winner": "\\u0042"}}', None),
+        ('{"winner": "\\u0042", "winner": "\\u0041"}', "A"),  # a repeated key: the last value
+    ],
+)
+def test_json_object_nesting(text, expected):
+    assert parse_verdict(text, "json") == expected
