@@ -11,11 +11,10 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from . import batch_api, retry
+from . import retry
 from .engine import Engine, Job, Outcome
 from .errors import FatalProviderError
-from .judges import RoundRobin
-from .providers.base import ChatResponse
+from .providers.base import BatchStatus, ChatResponse, RoundRobin
 
 MAX_ITEMS = 10_000  # per batch: well under both APIs' limits (50,000 / 100,000 requests)
 
@@ -24,7 +23,7 @@ MAX_ITEMS = 10_000  # per batch: well under both APIs' limits (50,000 / 100,000 
 class BatchProgress:
     """What the display shows while batches run."""
 
-    batches: dict[str, batch_api.BatchStatus] = field(default_factory=dict)
+    batches: dict[str, BatchStatus] = field(default_factory=dict)
 
     def metrics(self) -> dict[str, str]:
         open_ = sum(1 for s in self.batches.values() if not s.done)
@@ -74,7 +73,7 @@ class BatchRunner:
                 break
             chunk = fresh[start : start + MAX_ITEMS]
             items = [(f"{j.key[:48]}-{j.sample}", j) for j in chunk]
-            batch_id = await self._call(batch_api.submit, [(cid, j.request) for cid, j in items])
+            batch_id = await self._call(self.provider.submit_batch, [(cid, j.request) for cid, j in items])
             stored = [(cid, j.key, j.sample) for cid, j in items]
             engine.cache.add_batch(batch_id, self.provider.name, model, endpoint, stored)
             engine.stats.requests += len(items)
@@ -93,12 +92,12 @@ class BatchRunner:
         try:
             policy = retry.policy(self.provider.classify, engine.config.max_retries,
                                   engine.config.backoff_initial, engine.count_retry)
-            return await policy(fn, self.provider, *args)
+            return await policy(fn, *args)
         except FatalProviderError:
             raise
         except Exception as exc:  # noqa: BLE001 - every provider error is sorted here
             endpoint = self.provider.endpoints[0]
-            if fn is batch_api.submit and retry.status_of(exc) in (404, 405, 501):
+            if fn == self.provider.submit_batch and retry.status_of(exc) in (404, 405, 501):
                 raise FatalProviderError(
                     f"--batch: {endpoint} has no batch API (HTTP {retry.status_of(exc)} when "
                     "creating a batch); run without --batch"
@@ -125,7 +124,7 @@ class BatchRunner:
     async def _finish(self, batch_id: str, items: list, by_key: dict) -> None:
         engine = self.engine
         while True:
-            status = await self._call(batch_api.poll, batch_id)
+            status = await self._call(self.provider.poll_batch, batch_id)
             self.progress.batches[batch_id] = status
             if status.done:
                 break
@@ -135,7 +134,7 @@ class BatchRunner:
                 return  # still pending in the cache: the next run resumes it
             except TimeoutError:
                 pass
-        answers = await self._call(batch_api.results, batch_id) if status.state == "ended" else {}
+        answers = await self._call(self.provider.batch_results, batch_id) if status.state == "ended" else {}
         for custom_id, key, sample in items:
             answer = answers.get(custom_id, f"batch {batch_id} {status.provider_state}: no result")
             job = by_key.get((key, sample))

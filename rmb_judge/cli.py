@@ -9,15 +9,15 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from rich.console import Console
-from rich.table import Table
+from typing import TYPE_CHECKING
 
 from . import __version__, records
-from .engine import EngineConfig
 from .errors import RmbJudgeError, UsageError
-from .fetch import load_manifest
-from .judges import parse_spec
-from .retry import redact
+
+if TYPE_CHECKING:  # the rest is imported by the command that needs it: `--help` stays instant
+    from rich.console import Console
+
+    from .judges import JudgeSpec
 
 EXIT_INCOMPLETE = 1
 EXIT_USAGE = 2
@@ -107,8 +107,8 @@ def selection_flags() -> argparse.ArgumentParser:
 def judge_flags() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("judge")
-    g.add_argument("--judge", required=True, metavar="SPEC",
-                   help="openai:MODEL, anthropic:MODEL, hf:PATH_OR_ID or mock")
+    g.add_argument("--judge", required=True, metavar="SPEC", help="openai:MODEL, anthropic:MODEL, "
+                   "hf:PATH_OR_ID, mock, ... (README: Judge specs)")
     g.add_argument("--template", default="rmb", help="prompt template name in prompts/ or a .toml path (default rmb)")
     g.add_argument("--order", default="random", choices=("random", "fixed", "both"),
                    help="answer order shown to the judge (default random, seeded)")
@@ -239,13 +239,18 @@ def check_flags_apply(judge, argv: list[str]) -> None:
 
 
 def run_config(args: argparse.Namespace, argv: list[str]):
+    from .engine import EngineConfig
+    from .judges import parse_spec
+    from .providers import registry
+    from .retry import redact
     from .runner import LocalOptions, RunConfig
 
     judge = parse_spec(args.judge)
     check_flags_apply(judge, argv)
-    if args.batch and judge.provider not in ("openai", "anthropic"):
-        raise UsageError(f"--batch: {judge.spec} has no batch API (openai: and anthropic: judges do)")
-    temperature = None if judge.scalar else sampling_temperature(judge.provider, args.temperature, args.samples)
+    if args.batch and not judge.provider_class.has_batch_api:
+        with_batches = ", ".join(f"{name}:" for name, cls in registry().items() if cls.has_batch_api)
+        raise UsageError(f"--batch: {judge.spec} has no batch API ({with_batches} judges do)")
+    temperature = None if judge.scalar else sampling_temperature(judge, args.temperature, args.samples)
     base_urls = [u.strip() for value in args.base_url for u in value.split(",") if u.strip()]
     for url in base_urls:
         if not url.startswith(("http://", "https://")):
@@ -297,14 +302,14 @@ def run_config(args: argparse.Namespace, argv: list[str]):
     )
 
 
-def sampling_temperature(provider: str, asked: float | None, samples: int) -> float | None:
-    """The temperature sent (and keyed in the cache). Anthropic's Messages API (version
-    2026-10-21, the anthropic 2.x default) accepts no temperature: Claude always samples at
-    its default, so there is nothing to set and nothing to key on."""
-    if provider == "anthropic":
+def sampling_temperature(judge: JudgeSpec, asked: float | None, samples: int) -> float | None:
+    """The temperature sent (and keyed in the cache). A provider that accepts none (the
+    Anthropic Messages API, version 2026-10-21) always samples at its default, so there is
+    nothing to set and nothing to key on."""
+    if not judge.provider_class.accepts_temperature:
         if asked is not None:
-            raise UsageError("--temperature: the Anthropic Messages API no longer accepts a "
-                             "temperature; Claude samples at its default (drop the flag)")
+            raise UsageError(f"--temperature: the {judge.provider} API accepts no temperature; "
+                             "the model samples at its default (drop the flag)")
         return None
     if asked is None:
         return 1.0 if samples > 1 else 0.0
@@ -325,6 +330,8 @@ STOPPED = {  # stopped_reason -> (exit status, what to tell the user)
 
 
 def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
+    from rich.console import Console
+
     from . import report
     from .runner import run
 
@@ -358,6 +365,8 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def cmd_estimate(args: argparse.Namespace, argv: list[str]) -> int:
+    from rich.console import Console
+
     from .estimate import estimate
 
     result = estimate(run_config(args, argv))
@@ -371,6 +380,8 @@ def cmd_estimate(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def cmd_report(args: argparse.Namespace, argv: list[str]) -> int:
+    from rich.console import Console
+
     from . import report
 
     runs = report.load_runs(args.runs)
@@ -386,6 +397,8 @@ def cmd_report(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def cmd_cache(args: argparse.Namespace, argv: list[str]) -> int:
+    from rich.console import Console
+
     from .cache import Cache
 
     if args.action == "prune" and not args.model and args.older_than is None:
@@ -417,6 +430,8 @@ def cmd_cache(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def render_cache_stats(stats: dict, console: Console) -> None:
+    from rich.table import Table
+
     mode = " (read-only)" if stats.get("read_only") else ""
     console.print(f"cache {stats['path']}{mode}: {stats['size_bytes'] / 1e6:.1f} MB")
     table = Table(title="responses")
@@ -451,7 +466,9 @@ def cmd_data(args: argparse.Namespace, argv: list[str]) -> int:
         print(f"{result.dest}: {len(result.downloaded)} files downloaded, {len(result.skipped)} "
               f"already present and verified; {result.records} records")
         return 0
-    from .fetch import missing_files
+    from rich.console import Console
+
+    from .fetch import load_manifest, missing_files
 
     dataset = records.load(root)
     missing = missing_files(root)
@@ -467,6 +484,10 @@ def cmd_data(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def render_data_info(dataset: records.Dataset, console: Console) -> None:
+    from rich.table import Table
+
+    from .fetch import load_manifest
+
     counts: Counter = Counter()
     comparisons: Counter = Counter()
     scenarios: Counter = Counter()

@@ -462,7 +462,7 @@ class Engine:
                     f"cannot reach {endpoint}: {retry.connect_failure(exc)}; check --base-url "
                     "and the server (nothing was answered there)"
                 ) from None
-        asked = retry.retry_after(exc) if kind in (ErrorKind.RATE_LIMIT, ErrorKind.TRANSIENT) else None
+        asked = self.provider.retry_after(exc) if kind in (ErrorKind.RATE_LIMIT, ErrorKind.TRANSIENT) else None
         if asked is not None and asked > self.config.max_wait:
             until = time.strftime("%H:%M:%S", time.localtime(time.time() + asked)) if asked < 1e7 else None
             when = f"after {until}" if until else "much later"

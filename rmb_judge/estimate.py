@@ -13,13 +13,14 @@ from rich.table import Table
 
 from . import pricing
 from .cache import Cache, cache_file
-from .providers.base import ChatRequest
+from .providers.base import ChatRequest, Provider
 
 
 class Estimator:
-    """Token and cost estimates for one judge's requests (input counted, output assumed)."""
+    """Token and cost estimates for one judge's requests (input counted, output assumed),
+    from the provider's own counting and prices."""
 
-    def __init__(self, provider: str, model: str, style: str, max_tokens: int, batch: bool = False):
+    def __init__(self, provider: type[Provider], model: str, style: str, max_tokens: int, batch: bool = False):
         self.provider = provider
         self.model = model
         self.batch = batch
@@ -27,19 +28,15 @@ class Estimator:
         self.method = ""
 
     def tokens(self, request: ChatRequest) -> tuple[int, int]:
-        count = pricing.count_tokens(self.provider, self.model, list(request.messages))
+        count = self.provider.count_tokens(self.model, request.messages)
         self.method = count.method
         return count.n, self.output_tokens
 
     def count_output(self, text: str) -> int:
-        return pricing.count_text(self.provider, self.model, text)
+        return self.provider.count_text(self.model, text)
 
     def cost(self, input_tokens: int, output_tokens: int) -> float | None:
-        if self.provider == "mock":
-            return 0.0
-        return pricing.price_usd(
-            self.provider, self.model, input_tokens, output_tokens, batch=self.batch
-        )
+        return self.provider.price(self.model, input_tokens, output_tokens, batch=self.batch)
 
     def describe(self) -> str:
         mode = "batch price" if self.batch else "standard price"
@@ -77,7 +74,7 @@ def _estimate(config) -> dict[str, Any]:
             cached = cache.get_responses(((j.key, j.sample) for j in jobs), endpoints)
         finally:
             cache.close()
-    estimator = Estimator(judge.provider, judge.model, template.style, config.max_tokens, config.batch)
+    estimator = Estimator(judge.provider_class, judge.model, template.style, config.max_tokens, config.batch)
     counts: dict[str, int] = {}
     input_tokens = cached_input = 0
     for job in jobs:

@@ -1,87 +1,59 @@
-"""Judge specs (`openai:MODEL`, `anthropic:MODEL`, `hf:PATH_OR_ID`, `mock`) and the
-providers behind them."""
+"""Judge specs (`openai:MODEL`, `anthropic:MODEL`, `hf:PATH_OR_ID`, `mock`, ...) and the
+providers behind them. Generative prefixes come from the provider registry; scalar reward
+models (local or served) are listed here."""
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 
 from .errors import UsageError
-from .providers.base import ChatRequest, ChatResponse, Provider
-from .retry import ErrorKind
+from .providers import registry
+from .providers.base import Provider, RoundRobin
 
-GENERATIVE = ("openai", "anthropic", "mock")
+SCALAR = ("hf",)  # judges that give each answer a reward instead of comparing two
 
 
 @dataclass(frozen=True)
 class JudgeSpec:
     spec: str
-    provider: str  # openai | anthropic | mock | hf
+    provider: str  # a provider's name, or a scalar prefix
     model: str
 
     @property
     def scalar(self) -> bool:
-        return self.provider == "hf"
+        return self.provider in SCALAR
 
     @property
     def simulated(self) -> bool:
-        return self.provider == "mock"
+        return not self.scalar and self.provider_class.simulated
+
+    @property
+    def provider_class(self) -> type[Provider]:
+        """The generative provider's class, for its facts (no SDK is imported)."""
+        return registry()[self.provider]
+
+
+def spec_forms() -> str:
+    forms = [f"{name}:MODEL" for name in registry() if name != "mock"]
+    return ", ".join([*forms, *(f"{name}:PATH_OR_ID" for name in SCALAR), "mock"])
 
 
 def parse_spec(spec: str) -> JudgeSpec:
     if spec == "mock" or spec.startswith("mock:"):
         return JudgeSpec(spec, "mock", spec.partition(":")[2] or "mock")
     provider, sep, model = spec.partition(":")
-    if not sep or not model or provider not in (*GENERATIVE, "hf"):
-        raise UsageError(
-            f"--judge {spec!r}: expected openai:MODEL, anthropic:MODEL, hf:PATH_OR_ID or mock"
-        )
+    if not sep or not model or provider not in (*registry(), *SCALAR):
+        raise UsageError(f"--judge {spec!r}: expected {spec_forms()}")
     return JudgeSpec(spec, provider, model)
 
 
 def make_provider(judge: JudgeSpec, base_urls: list[str] | None = None) -> Provider:
     """The provider for a generative judge. Several base URLs (vLLM replicas) are used in
     turn, request by request."""
-    if judge.provider == "mock":
-        from .providers.mock import MockProvider
-
-        return MockProvider()
-    if judge.provider == "openai":
-        from .providers.openai_provider import OpenAIProvider as cls
-    elif judge.provider == "anthropic":
-        from .providers.anthropic_provider import AnthropicProvider as cls
-    else:
+    if judge.scalar:
         raise UsageError(f"--judge {judge.spec}: not a generative judge")
-    urls = base_urls or [None]
-    providers = [cls(judge.model, base_url=url) for url in urls]
+    cls = judge.provider_class
+    if not base_urls or judge.simulated:
+        return cls(judge.model)
+    providers = [cls(judge.model, base_url=url) for url in base_urls]
     return providers[0] if len(providers) == 1 else RoundRobin(providers)
-
-
-class RoundRobin:
-    """Spreads requests over several servers of the same model (e.g. vLLM replicas)."""
-
-    simulated = False
-
-    def __init__(self, providers: list[Provider]):
-        self.providers = providers
-        self.name = providers[0].name
-        self.model = providers[0].model
-        self._next = itertools.cycle(providers)
-
-    @property
-    def endpoints(self) -> tuple[str, ...]:
-        return tuple(e for p in self.providers for e in p.endpoints)
-
-    def prepare(self) -> None:
-        for provider in self.providers:
-            provider.prepare()
-
-    def classify(self, exc: BaseException) -> ErrorKind:
-        return self.providers[0].classify(exc)
-
-    async def complete(self, request: ChatRequest, timeout: float) -> ChatResponse:
-        return await next(self._next).complete(request, timeout)
-
-    async def aclose(self) -> None:
-        for provider in self.providers:
-            await provider.aclose()

@@ -1,8 +1,9 @@
-"""Offline token counts and USD prices for `rmb-judge estimate` and the spend display.
+"""Offline token counts and USD prices, the building blocks each provider prices itself with.
 
 Prices come from `genai-prices` (a snapshot bundled with the library, no network); a model
-it does not know has no price, never a guessed one. Token counts are exact for OpenAI
-models whose tiktoken encoding is available offline, and a labelled approximation otherwise.
+it does not know has no price, never a guessed one. Token counts are exact where a
+provider's tokenizer is available offline (OpenAI models, through tiktoken) and a labelled
+approximation otherwise. genai-prices and tiktoken are imported on first use.
 """
 
 from __future__ import annotations
@@ -12,12 +13,10 @@ import gzip
 import hashlib
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING
-
-from genai_prices import Usage, calc_price
-from genai_prices.types import ModelInfo
 
 from .records import user_cache_dir
 
@@ -25,10 +24,6 @@ if TYPE_CHECKING:
     import tiktoken
 
 BATCH = {"processing": "batch"}  # genai-prices' price context for batch APIs
-# OpenAI's Batch API and Anthropic's Message Batches API bill input and output at 50% of the
-# standard rates. genai-prices models that for current models only; for the rest (for
-# example claude-3-5-haiku) this published discount is applied to the standard price.
-BATCH_DISCOUNT = {"openai": 0.5, "anthropic": 0.5}
 
 # Chat framing (OpenAI cookbook, "How to count tokens with tiktoken", gpt-3.5-turbo-0613 and
 # later): each message costs its role and content plus 3 tokens, and the reply is primed
@@ -44,9 +39,7 @@ ENCODING_URL = "https://openaipublic.blob.core.windows.net/encodings/{name}.tikt
 # UTF-8 bytes per token when no exact tokenizer is at hand. Over all of RMB, o200k_base
 # gives 4.64 bytes per token (cl100k_base 4.52), per scenario file from 3.5 (code) to 5.4
 # (prose); bytes track tokens across scripts far better than characters do. So 4 overestimates
-# a whole run by about 15%: a safe budget. Anthropic's tokenizer is not public; Anthropic
-# documents about 3.5 English characters per Claude token, so Claude gets 3.5.
-APPROX_BYTES_PER_TOKEN = {"anthropic": 3.5}
+# a whole run by about 15%: a safe budget. (A provider may set its own ratio.)
 DEFAULT_BYTES_PER_TOKEN = 4.0
 
 # ESTIMATE, not measured: typical judge output per request for each verdict style, before
@@ -69,54 +62,59 @@ class TokenCount:
 
 
 def price_usd(
-    provider: str, model: str, input_tokens: int, output_tokens: int, *, batch: bool = False
+    prices_id: str, model: str, input_tokens: int, output_tokens: int, *,
+    batch: bool = False, batch_discount: float | None = None,
 ) -> float | None:
-    """USD for one usage, or None when genai-prices does not know the provider or model."""
+    """USD for one usage, or None when genai-prices does not know the provider or model.
+    A batch price genai-prices lacks is the standard price times the provider's published
+    `batch_discount` (None: unknown)."""
+    from genai_prices import Usage, calc_price
+
     usage = Usage(input_tokens=input_tokens, output_tokens=output_tokens)
     try:
-        context = BATCH if batch else None
-        calc = calc_price(usage, model, provider_id=provider, price_context=context)
+        calc = calc_price(usage, model, provider_id=prices_id, price_context=BATCH if batch else None)
     except LookupError:
         return None
     total = float(calc.total_price)
-    if batch and not _prices_batch(calc.model):
-        if provider not in BATCH_DISCOUNT:
+    if batch and not any(variant.when == BATCH for variant in calc.model.price_variants or ()):
+        if batch_discount is None:
             return None
-        total *= BATCH_DISCOUNT[provider]
+        total *= batch_discount
     return total
 
 
-def _prices_batch(model: ModelInfo) -> bool:
-    return any(variant.when == BATCH for variant in model.price_variants or ())
-
-
-def count_tokens(provider: str, model: str, messages: list[tuple[str, str]]) -> TokenCount:
-    """Input tokens of a chat request of (role, content) messages, as the provider bills them."""
-    name = _openai_encoding_name(model) if provider == "openai" else None
-    if name is not None:
-        encoding = _encoding(name)
-        n = sum(
-            MESSAGE_OVERHEAD
-            + len(encoding.encode(role, disallowed_special=()))
-            + len(encoding.encode(content, disallowed_special=()))
-            for role, content in messages
-        )
-        return TokenCount(n + REPLY_OVERHEAD, f"tiktoken:{name}")
-    ratio = APPROX_BYTES_PER_TOKEN.get(provider, DEFAULT_BYTES_PER_TOKEN)
+def approx_tokens(messages: Sequence[tuple[str, str]], bytes_per_token: float) -> TokenCount:
+    """Input tokens of (role, content) messages from their UTF-8 size, with chat framing."""
     n = sum(
-        MESSAGE_OVERHEAD + 1 + math.ceil(len(content.encode("utf-8")) / ratio)
+        MESSAGE_OVERHEAD + 1 + math.ceil(len(content.encode("utf-8")) / bytes_per_token)
         for _, content in messages
     )
-    return TokenCount(n + REPLY_OVERHEAD, f"approx:utf8-bytes/{ratio:g}")
+    return TokenCount(n + REPLY_OVERHEAD, f"approx:utf8-bytes/{bytes_per_token:g}")
 
 
-def count_text(provider: str, model: str, text: str) -> int:
-    """Tokens of a bare text (an answer whose server reported no usage), same methods."""
-    name = _openai_encoding_name(model) if provider == "openai" else None
-    if name is not None:
-        return len(_encoding(name).encode(text, disallowed_special=()))
-    ratio = APPROX_BYTES_PER_TOKEN.get(provider, DEFAULT_BYTES_PER_TOKEN)
-    return math.ceil(len(text.encode("utf-8")) / ratio)
+def approx_text(text: str, bytes_per_token: float) -> int:
+    return math.ceil(len(text.encode("utf-8")) / bytes_per_token)
+
+
+def tiktoken_tokens(model: str, messages: Sequence[tuple[str, str]]) -> TokenCount | None:
+    """Exact input tokens of an OpenAI model's chat request, or None when tiktoken has no
+    offline encoding for `model` (a model behind an OpenAI-compatible server)."""
+    name = _openai_encoding_name(model)
+    if name is None:
+        return None
+    encoding = _encoding(name)
+    n = sum(
+        MESSAGE_OVERHEAD
+        + len(encoding.encode(role, disallowed_special=()))
+        + len(encoding.encode(content, disallowed_special=()))
+        for role, content in messages
+    )
+    return TokenCount(n + REPLY_OVERHEAD, f"tiktoken:{name}")
+
+
+def tiktoken_text(model: str, text: str) -> int | None:
+    name = _openai_encoding_name(model)
+    return None if name is None else len(_encoding(name).encode(text, disallowed_special=()))
 
 
 def estimate_output_tokens(template_style: str, max_tokens: int | None) -> int:

@@ -28,7 +28,6 @@ from collections.abc import Awaitable, Callable
 from enum import Enum
 from typing import Any
 
-import aiohttp
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential_jitter
 
 from .endpoints import strip_secrets
@@ -90,6 +89,8 @@ def causes(exc: BaseException) -> list[BaseException]:
 def connect_failure(exc: BaseException) -> str | None:
     """Why no connection was made (so nothing was sent or billed), or None. SDKs wrap these
     differently (the openai SDK reports a refused connection as "Request timed out")."""
+    import aiohttp
+
     chain = causes(exc)
     for link in chain:
         if isinstance(link, socket.gaierror):
@@ -123,6 +124,8 @@ def sort_error(exc: BaseException, transient: tuple[type[BaseException], ...] = 
     """The kind of a provider error; `transient` are the SDK's own exception classes for
     timeouts, dropped connections and bodies it could not read. Our own errors (a fatal
     stop decided mid-attempt) are never retried."""
+    import aiohttp
+
     if isinstance(exc, RmbJudgeError):
         return ErrorKind.FATAL
     if connect_failure(exc):
@@ -180,15 +183,16 @@ def retry_after(exc: BaseException) -> float | None:
 
 # API-key-like tokens, including the masked form some 401 bodies repeat ("sk-ab...cdef")
 KEY_LIKE = re.compile(r"\b(sk-|sk_|key-|gsk_|AIza)[A-Za-z0-9_\-\*\.]{4,}")
-KEY_VARIABLES: list[str] = ["OPENAI_API_KEY", "ANTHROPIC_API_KEY"]
+# Variables whose values are secrets whatever the provider: every *_API_KEY, *_AUTH_TOKEN, ...
+SECRET_VARIABLE = re.compile(r"(API_KEY|AUTH_TOKEN|SECRET|ACCESS_KEY)$")
 
 
 def redact(text: str) -> str:
-    """`text` without the configured API keys, anything shaped like a key, or URL secrets."""
-    for name in KEY_VARIABLES:
-        key = os.environ.get(name, "")
-        if len(key) >= 8:
-            text = text.replace(key, "[redacted]")
+    """`text` without the values of secret-holding environment variables (API keys of every
+    provider), anything shaped like a key, or URL credentials and query strings."""
+    for name, value in os.environ.items():
+        if len(value) >= 8 and SECRET_VARIABLE.search(name):
+            text = text.replace(value, "[redacted]")
     return KEY_LIKE.sub(r"\1[redacted]", strip_secrets(text))
 
 

@@ -243,7 +243,7 @@ async def _generative(
     config: RunConfig, template: templates.Template, settings: dict[str, Any], folder: RunFolder
 ) -> RunResult:
     judge = config.judge
-    estimate = Estimator(judge.provider, judge.model, template.style, config.max_tokens, config.batch)
+    estimate = Estimator(judge.provider_class, judge.model, template.style, config.max_tokens, config.batch)
     if config.engine.max_cost is not None and estimate.cost(1, 1) is None:
         raise UsageError(
             f"--max-cost: genai-prices has no price for {judge.spec}, so spend cannot be "

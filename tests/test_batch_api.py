@@ -1,4 +1,4 @@
-"""The batch clients against FakeAPI's OpenAI Batches and Anthropic Message Batches."""
+"""The providers' batch APIs against FakeAPI's OpenAI Batches and Anthropic Message Batches."""
 
 from __future__ import annotations
 
@@ -9,8 +9,6 @@ from collections.abc import AsyncIterator
 import pytest
 
 from fake_api import FAKE_KEY, FakeAPI, Fault, Reply, fake_api  # noqa: F401
-from rmb_judge import batch_api
-from rmb_judge.errors import UsageError
 from rmb_judge.providers.anthropic_provider import AnthropicProvider, message_params
 from rmb_judge.providers.base import ChatRequest, ChatResponse
 from rmb_judge.providers.mock import MockProvider
@@ -45,20 +43,20 @@ def sent_bodies(api: FakeAPI, judge: Provider, batch_id: str) -> dict[str, dict]
 async def test_submit_poll_results_with_partial_failure(judge: Provider, fake_api: FakeAPI) -> None:
     fake_api.schedule(None, Fault.http(400), Fault.expired(), Reply("[[B]]", finish="length"))
     batch = items(judge, 4)
-    batch_id = await batch_api.submit(judge, batch)
+    batch_id = await judge.submit_batch(batch)
 
     build = chat_params if judge.name == "openai" else message_params
     assert sent_bodies(fake_api, judge, batch_id) == {cid: build(request) for cid, request in batch}
     assert fake_api.batches_created == 1
     assert fake_api.calls() == []  # nothing went through the live endpoint
 
-    running = await batch_api.poll(judge, batch_id)
+    running = await judge.poll_batch(batch_id)
     assert (running.state, running.done, running.counts["processing"]) == ("in_progress", False, 4)
-    ended = await batch_api.poll(judge, batch_id)
+    ended = await judge.poll_batch(batch_id)
     assert (ended.state, ended.done) == ("ended", True)
     assert ended.counts == {"processing": 0, "succeeded": 2, "errored": 2}
 
-    found = await batch_api.results(judge, batch_id)
+    found = await judge.batch_results(batch_id)
     assert set(found) == {"item-0", "item-1", "item-2", "item-3"}
     first, truncated = found["item-0"], found["item-3"]
     assert isinstance(first, ChatResponse) and first.text in ("[[A]]", "[[B]]")
@@ -71,12 +69,13 @@ async def test_submit_poll_results_with_partial_failure(judge: Provider, fake_ap
 
 async def test_batch_ends_after_configured_seconds(judge: Provider, fake_api: FakeAPI) -> None:
     fake_api.batch_seconds = 2.0  # long enough that the first poll always comes before it
-    batch_id = await batch_api.submit(judge, items(judge, 2))
-    assert (await batch_api.poll(judge, batch_id)).state == "in_progress"
+    batch_id = await judge.submit_batch(items(judge, 2))
+    assert (await judge.poll_batch(batch_id)).state == "in_progress"
     await asyncio.sleep(2.1)
-    assert (await batch_api.poll(judge, batch_id)).counts == {"processing": 0, "succeeded": 2, "errored": 0}
+    assert (await judge.poll_batch(batch_id)).counts == {"processing": 0, "succeeded": 2, "errored": 0}
 
 
 async def test_mock_has_no_batch_api() -> None:
-    with pytest.raises(UsageError, match="mock"):
-        await batch_api.submit(MockProvider(), [("x", ChatRequest("mock", (("user", "hi"),)))])
+    assert not MockProvider.has_batch_api and OpenAIProvider.has_batch_api and AnthropicProvider.has_batch_api
+    with pytest.raises(NotImplementedError, match="mock"):
+        await MockProvider().submit_batch([("x", ChatRequest("mock", (("user", "hi"),)))])

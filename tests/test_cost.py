@@ -9,7 +9,8 @@ import time
 import pytest
 from fake_api import FAKE_KEY, FakeAPI
 
-from rmb_judge import cli, pricing, records
+from rmb_judge import cli, records
+from rmb_judge.providers.openai_provider import OpenAIProvider
 from rmb_judge.engine import EngineConfig
 from rmb_judge.estimate import estimate
 from rmb_judge.judges import parse_spec
@@ -41,7 +42,7 @@ def test_estimate_predicts_requests_and_cost_matches_prices(data_root, tmp_path)
     assert before["token_method"] == "tiktoken:o200k_base"
     assert before["cost_usd"] > 0
     assert usage["cost_usd"] == pytest.approx(
-        pricing.price_usd("openai", MODEL, usage["input_tokens"], usage["output_tokens"]), rel=1e-9)
+        OpenAIProvider.price(MODEL, usage["input_tokens"], usage["output_tokens"]), rel=1e-9)
     assert after["requests"] == 0 and after["cached"] == before["requests"] and after["cost_usd"] == 0
     # the batch estimate is half price
     with FakeAPI().run_in_thread() as api:

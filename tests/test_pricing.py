@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import bpe_openai
 import pytest
 import tiktoken.load
 from genai_prices import Usage, calc_price
 
+from conftest import DATA
 from rmb_judge import pricing
-from rmb_judge.pricing import count_tokens, estimate_output_tokens, price_usd
+from rmb_judge.pricing import estimate_output_tokens
+from rmb_judge.providers import registry
 from rmb_judge.records import read_file
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "rmb" / "RMB_dataset"
+
+def price_usd(provider, model, input_tokens, output_tokens, batch=False):
+    return registry()[provider].price(model, input_tokens, output_tokens, batch=batch)
+
+
+def count_tokens(provider, model, messages):
+    return registry()[provider].count_tokens(model, messages)
 TEXTS = [
     "Hello, world!",
     "你好，世界。今天天气怎么样？",
@@ -53,8 +59,9 @@ def test_price_matches_genai_prices(provider, model, per_million_in, per_million
 def test_unknown_provider_or_model_has_no_price():
     assert price_usd("openai", "meta-llama/Llama-3.1-8B-Instruct", 1000, 100) is None
     assert price_usd("anthropic", "gpt-4o", 1000, 100) is None
-    assert price_usd("hf", "some/reward-model", 1000, 100) is None
-    assert price_usd("hf", "some/reward-model", 1000, 100, batch=True) is None
+    assert pricing.price_usd("hf", "some/reward-model", 1000, 100) is None
+    assert pricing.price_usd("hf", "some/reward-model", 1000, 100, batch=True, batch_discount=0.5) is None
+    assert price_usd("mock", "mock", 1000, 100) == 0.0
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 from fake_api import FAKE_KEY, FakeAPI, Fault, Reply, prompt_digest
 
-from rmb_judge import cli, pricing
+from rmb_judge import cli
+from rmb_judge.providers.openai_provider import OpenAIProvider
 from rmb_judge.cache import FILENAME
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -263,7 +264,7 @@ def test_kill_at_random_moments_then_resume(data_root, tmp_path):
 
 
 def price_of(billed):
-    return sum(pricing.price_usd("openai", MODEL, i, o) for i, o in billed)
+    return sum(OpenAIProvider.price(MODEL, i, o) for i, o in billed)
 
 
 def one_request_at_most(data_root, max_tokens):
@@ -277,7 +278,7 @@ def one_request_at_most(data_root, max_tokens):
         (requests_for(p, template, settings)[0][1] for p in presentations(comparisons_of(chosen.records), "random", 0)),
         key=lambda r: sum(len(c) for _, c in r.messages),
     )
-    return pricing.price_usd("openai", MODEL, pricing.count_tokens("openai", MODEL, list(longest.messages)).n, max_tokens)
+    return OpenAIProvider.price(MODEL, OpenAIProvider.count_tokens(MODEL, longest.messages).n, max_tokens)
 
 
 @pytest.mark.parametrize("server", [

@@ -1,24 +1,19 @@
-"""Anthropic Messages through the official SDK.
+"""`anthropic:MODEL`: Anthropic Messages through the official SDK, with Message Batches.
 
 `message_params` builds the request body for both a live call and a Message Batches item,
-and `to_response` reads a message from either.
+and `to_response` reads a message from either. The SDK is imported on first use.
 """
 
 from __future__ import annotations
 
-import os
-from typing import Any
-
-import anthropic
-from anthropic.types import Message
+from typing import TYPE_CHECKING, Any
 
 from .. import endpoints, retry
 from ..errors import FatalProviderError
-from .base import ChatRequest, ChatResponse
+from .base import BatchItems, BatchResults, BatchStatus, ChatRequest, ChatResponse, Provider
 
-# Timeouts, dropped connections and bodies the SDK could not read (APITimeoutError is an
-# APIConnectionError).
-TRANSIENT = (anthropic.APIConnectionError, anthropic.APIResponseValidationError)
+if TYPE_CHECKING:
+    import anthropic
 
 _FINISH = {
     "end_turn": "stop",
@@ -54,6 +49,8 @@ def to_response(message: Any) -> ChatResponse:
     """Our view of a message: text blocks joined (a block whose text is null counts as
     empty), thinking blocks left out. BrokenAnswer when the body is not a message (a
     proxy's error page) or holds no answer: no text, no refusal, not cut off by the limit."""
+    from anthropic.types import Message
+
     content = getattr(message, "content", None)
     if not isinstance(message, Message) or not isinstance(content, list):
         raise retry.BrokenAnswer("the response body is not a message")
@@ -76,31 +73,38 @@ def to_response(message: Any) -> ChatResponse:
     return response
 
 
-class AnthropicProvider:
+class AnthropicProvider(Provider):
     """`--judge anthropic:MODEL`. The SDK client is made on first use, so `--offline` needs no key."""
 
     name = "anthropic"
-    simulated = False
+    key_variables = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN")
+    base_url_variable = "ANTHROPIC_BASE_URL"
+    official_endpoint = endpoints.OFFICIAL["anthropic"]
+    accepts_temperature = False  # API version 2026-10-21 (SDK 2.x) rejects sampling parameters
+    has_batch_api = True
+    prices_id = "anthropic"
+    batch_discount = 0.5  # Message Batches bill input and output at half the standard rates
+    # Anthropic's tokenizer is not public; Anthropic documents about 3.5 English characters
+    # per Claude token.
+    bytes_per_token = 3.5
 
     def __init__(self, model: str, base_url: str | None = None, api_key: str | None = None) -> None:
-        self.model = model
-        self.base_url = base_url  # None: ANTHROPIC_BASE_URL, else api.anthropic.com
-        self._api_key = api_key  # None: ANTHROPIC_API_KEY or the SDK's other credential sources
+        super().__init__(model, base_url, api_key)
         self._client: anthropic.AsyncAnthropic | None = None
-
-    @property
-    def endpoints(self) -> tuple[str, ...]:
-        url = self.base_url or os.environ.get("ANTHROPIC_BASE_URL") or endpoints.OFFICIAL["anthropic"]
-        return (endpoints.normalize(url),)
 
     def prepare(self) -> None:
         self.client()
 
     def classify(self, exc: BaseException) -> retry.ErrorKind:
-        return retry.sort_error(exc, TRANSIENT)
+        import anthropic
+
+        # timeouts, dropped connections and bodies the SDK could not read
+        return retry.sort_error(exc, (anthropic.APIConnectionError, anthropic.APIResponseValidationError))
 
     def client(self) -> anthropic.AsyncAnthropic:
         if self._client is None:
+            import anthropic
+
             missing = f"--judge anthropic:{self.model} needs ANTHROPIC_API_KEY, which is not set"
             try:
                 client = anthropic.AsyncAnthropic(
@@ -122,6 +126,42 @@ class AnthropicProvider:
         response = to_response(await raw.parse())  # invalid JSON: json.JSONDecodeError, as the SDK does
         response.endpoint = self.endpoints[0]
         return response
+
+    # -- Message Batches -----------------------------------------------------------------
+
+    async def submit_batch(self, items: BatchItems) -> str:
+        requests = [{"custom_id": custom_id, "params": message_params(request)} for custom_id, request in items]
+        batch = await self.client().messages.batches.create(requests=requests)
+        return batch.id
+
+    async def poll_batch(self, batch_id: str) -> BatchStatus:
+        batch = await self.client().messages.batches.retrieve(batch_id)
+        counts = batch.request_counts
+        return BatchStatus(
+            id=batch.id,
+            state="ended" if batch.processing_status == "ended" else "in_progress",
+            provider_state=batch.processing_status,
+            counts={
+                "processing": counts.processing,
+                "succeeded": counts.succeeded,
+                "errored": counts.errored + counts.expired + counts.canceled,
+            },
+        )
+
+    async def batch_results(self, batch_id: str) -> BatchResults:
+        found: BatchResults = {}
+        async for item in await self.client().messages.batches.results(batch_id):
+            result = item.result
+            if result.type == "succeeded":
+                try:
+                    found[item.custom_id] = to_response(result.message)
+                except retry.BrokenAnswer as exc:
+                    found[item.custom_id] = str(exc)
+            elif result.type == "errored":
+                found[item.custom_id] = f"{result.error.error.type}: {result.error.error.message}"
+            else:
+                found[item.custom_id] = result.type  # "expired" | "canceled"
+        return found
 
     async def aclose(self) -> None:
         if self._client is not None:

@@ -1,16 +1,23 @@
 """The one interface every hosted judge provider implements.
 
-Providers translate a `ChatRequest` into an SDK call and the SDK's answer into a
-`ChatResponse`, and own the facts of their API: the endpoint they talk to, the key they
-need, and how their errors sort (`classify`). Retrying, rate limiting, concurrency and
-caching live in the engine.
+A provider translates a `ChatRequest` into its SDK's call and the SDK's answer into a
+`ChatResponse`, and owns the facts of its API: its spec prefix, the key and base-URL
+variables it reads, the endpoint it talks to, whether it takes a temperature, how its errors
+sort (`classify`), how long the server asked to wait (`retry_after`), how its tokens are
+counted and priced, and its batch API if it has one. Retrying, rate limiting, concurrency
+and caching live in the engine, which never imports an SDK: a provider module imports its
+SDK only when it first needs it (importing one costs about a second of CPU).
 """
 
 from __future__ import annotations
 
+import itertools
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar
 
+from .. import endpoints, pricing, retry
 from ..retry import ErrorKind
 
 
@@ -52,27 +59,132 @@ class ChatResponse:
         return self.finish_reason == "length"
 
 
-class Provider(Protocol):
-    name: str  # "openai", "anthropic", "mock"
-    model: str
-    simulated: bool  # True only for the offline mock judge
+@dataclass(frozen=True)
+class BatchStatus:
+    id: str
+    state: str  # "in_progress" | "ended" (results can be fetched) | "failed" (none will come)
+    provider_state: str  # the API's own word: validating, finalizing, canceling, expired, ...
+    counts: dict[str, int]  # processing, succeeded, errored (errored includes expired and canceled)
+
+    @property
+    def done(self) -> bool:
+        return self.state != "in_progress"
+
+
+BatchItems = Sequence[tuple[str, ChatRequest]]  # (custom_id, request)
+BatchResults = dict[str, ChatResponse | str]  # custom_id -> answer, or why it failed
+
+
+class Provider:
+    """A hosted judge. Subclasses set the facts below and implement `complete` (and the
+    batch methods when `has_batch_api`)."""
+
+    name: ClassVar[str]  # the spec prefix: `--judge NAME:MODEL`
+    key_variables: ClassVar[tuple[str, ...]] = ()  # where the API key comes from, in order
+    base_url_variable: ClassVar[str | None] = None  # the SDK's own base-URL variable
+    official_endpoint: ClassVar[str] = ""  # where requests go by default
+    accepts_temperature: ClassVar[bool] = True
+    has_batch_api: ClassVar[bool] = False
+    prices_id: ClassVar[str | None] = None  # genai-prices provider id; None: never priced
+    batch_discount: ClassVar[float | None] = None  # batch price when genai-prices lacks one
+    bytes_per_token: ClassVar[float] = pricing.DEFAULT_BYTES_PER_TOKEN  # token approximation
+    simulated: ClassVar[bool] = False  # True only for the offline mock judge
+
+    def __init__(self, model: str, base_url: str | None = None, api_key: str | None = None) -> None:
+        self.model = model
+        self.base_url = base_url  # None: the base-URL variable, else the official endpoint
+        self._api_key = api_key  # None: the key variables
 
     @property
     def endpoints(self) -> tuple[str, ...]:
         """The endpoints requests go to (several for replicas), as `endpoints.normalize` writes them."""
-        ...
+        variable = os.environ.get(self.base_url_variable) if self.base_url_variable else None
+        return (endpoints.normalize(self.base_url or variable or self.official_endpoint),)
 
     def prepare(self) -> None:
         """Check what a request needs before anything is sent (the API key): raise
         FatalProviderError naming what is missing."""
-        ...
 
     def classify(self, exc: BaseException) -> ErrorKind:
         """Sort one of this provider's errors (see retry.py)."""
-        ...
+        return retry.sort_error(exc)
+
+    def retry_after(self, exc: BaseException) -> float | None:
+        """Seconds the server asked us to wait before trying again, if it said."""
+        return retry.retry_after(exc)
+
+    @classmethod
+    def count_tokens(cls, model: str, messages: Sequence[tuple[str, str]]) -> pricing.TokenCount:
+        """Input tokens of a request, as the provider bills them (approximated by default)."""
+        return pricing.approx_tokens(messages, cls.bytes_per_token)
+
+    @classmethod
+    def count_text(cls, model: str, text: str) -> int:
+        """Tokens of a bare text (an answer whose server reported no usage)."""
+        return pricing.approx_text(text, cls.bytes_per_token)
+
+    @classmethod
+    def price(cls, model: str, input_tokens: int, output_tokens: int, batch: bool = False) -> float | None:
+        """USD for one usage, or None when the price is unknown (never a guess)."""
+        if cls.prices_id is None:
+            return None
+        return pricing.price_usd(cls.prices_id, model, input_tokens, output_tokens,
+                                 batch=batch, batch_discount=cls.batch_discount)
 
     async def complete(self, request: ChatRequest, timeout: float) -> ChatResponse:
         """One request; raise the SDK's own exceptions (the engine sorts them with `classify`)."""
-        ...
+        raise NotImplementedError
 
-    async def aclose(self) -> None: ...
+    async def submit_batch(self, items: BatchItems) -> str:
+        """Create one batch holding every item; returns its id."""
+        raise NotImplementedError(f"{self.name} has no batch API")
+
+    async def poll_batch(self, batch_id: str) -> BatchStatus:
+        raise NotImplementedError(f"{self.name} has no batch API")
+
+    async def batch_results(self, batch_id: str) -> BatchResults:
+        """Every item the ended batch reports, answered or failed (a one-line reason)."""
+        raise NotImplementedError(f"{self.name} has no batch API")
+
+    async def aclose(self) -> None:
+        return None
+
+
+class RoundRobin(Provider):
+    """Spreads requests over several servers of the same model (e.g. vLLM replicas); a
+    failure carries the endpoint that failed, so a message can name it."""
+
+    def __init__(self, providers: list[Provider]):
+        first = providers[0]
+        super().__init__(first.model)
+        self.providers = providers
+        self.name = first.name  # type: ignore[misc]
+        self.simulated = first.simulated  # type: ignore[misc]
+        self.accepts_temperature = first.accepts_temperature  # type: ignore[misc]
+        self._next = itertools.cycle(providers)
+
+    @property
+    def endpoints(self) -> tuple[str, ...]:
+        return tuple(e for p in self.providers for e in p.endpoints)
+
+    def prepare(self) -> None:
+        for provider in self.providers:
+            provider.prepare()
+
+    def classify(self, exc: BaseException) -> ErrorKind:
+        return self.providers[0].classify(exc)
+
+    def retry_after(self, exc: BaseException) -> float | None:
+        return self.providers[0].retry_after(exc)
+
+    async def complete(self, request: ChatRequest, timeout: float) -> ChatResponse:
+        provider = next(self._next)
+        try:
+            return await provider.complete(request, timeout)
+        except Exception as exc:
+            exc.endpoint = provider.endpoints[0]  # type: ignore[attr-defined]
+            raise
+
+    async def aclose(self) -> None:
+        for provider in self.providers:
+            await provider.aclose()

@@ -13,8 +13,8 @@ import json
 import re
 from collections.abc import Callable
 
-from .. import endpoints, retry
-from .base import ChatRequest, ChatResponse
+from .. import endpoints
+from .base import ChatRequest, ChatResponse, Provider
 
 # "[The Start of Assistant A's Answer]" (rmb, json), "<|The Start of Assistant A's Answer|>"
 # (arena-hard) and "<|The Start of Assistant A's Conversation with User|>" (rmb, records with
@@ -80,24 +80,19 @@ def simulated_reply(prompt: str, prefer: Preference = hash_preference) -> str:
     return f"[[{verdict}]]"
 
 
-class MockProvider:
+class MockProvider(Provider):
     """Answers every request locally; nothing is sent anywhere and no key is needed."""
 
     name = "mock"
+    official_endpoint = endpoints.LOCAL
     simulated = True
 
-    def __init__(self, model: str = "mock") -> None:
-        self.model = model
+    def __init__(self, model: str = "mock", base_url: str | None = None, api_key: str | None = None) -> None:
+        super().__init__(model)
 
-    @property
-    def endpoints(self) -> tuple[str, ...]:
-        return (endpoints.LOCAL,)
-
-    def prepare(self) -> None:
-        return None
-
-    def classify(self, exc: BaseException) -> retry.ErrorKind:
-        return retry.sort_error(exc)
+    @classmethod
+    def price(cls, model: str, input_tokens: int, output_tokens: int, batch: bool = False) -> float:
+        return 0.0
 
     async def complete(self, request: ChatRequest, timeout: float) -> ChatResponse:
         prompt = "\n\n".join(content for _, content in request.messages)
@@ -110,6 +105,3 @@ class MockProvider:
             finish_reason="stop",
             endpoint=endpoints.LOCAL,
         )
-
-    async def aclose(self) -> None:
-        return None

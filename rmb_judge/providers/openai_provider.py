@@ -1,29 +1,28 @@
-"""OpenAI Chat Completions, and any OpenAI-compatible server, through the official SDK.
+"""`openai:MODEL`: OpenAI Chat Completions, and any OpenAI-compatible server (vLLM, llama.cpp),
+through the official SDK, with OpenAI's Batch API.
 
 `chat_params` builds the request body for both a live call and a Batch API line, and
-`to_response` reads a completion from either, so the two paths cannot drift apart.
+`to_response` reads a completion from either, so the two paths cannot drift apart. The SDK
+is imported on first use.
 """
 
 from __future__ import annotations
 
-import os
+import json
 import re
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
-import openai
-from openai._constants import RAW_RESPONSE_HEADER  # what with_raw_response sets; tests cover it
-from openai.types.chat import ChatCompletion
-
-from .. import endpoints, retry
+from .. import endpoints, pricing, retry
 from ..errors import FatalProviderError
-from .base import ChatRequest, ChatResponse
+from .base import BatchItems, BatchResults, BatchStatus, ChatRequest, ChatResponse, Provider
 
-# Timeouts, dropped connections and bodies the SDK could not read (APITimeoutError is an
-# APIConnectionError).
-TRANSIENT = (openai.APIConnectionError, openai.APIResponseValidationError)
+if TYPE_CHECKING:
+    import openai
 
 # o1, o3, o4-mini, gpt-5, gpt-5.1-mini ...: no temperature, and max_completion_tokens.
 _REASONING = re.compile(r"^(o\d|gpt-5)")
+_BATCH_STATES = {"completed": "ended", "expired": "ended", "cancelled": "ended", "failed": "failed"}
 
 
 def is_reasoning_model(model: str) -> bool:
@@ -50,6 +49,8 @@ def chat_params(request: ChatRequest) -> dict[str, Any]:
 def to_response(completion: Any) -> ChatResponse:
     """Our view of a completion. BrokenAnswer when the body is not one (a proxy's error
     page) or holds no answer: no text, no refusal and not cut off by the token limit."""
+    from openai.types.chat import ChatCompletion
+
     choices = getattr(completion, "choices", None)
     message = getattr(choices[0], "message", None) if choices else None
     if not isinstance(completion, ChatCompletion) or message is None:
@@ -71,31 +72,43 @@ def to_response(completion: Any) -> ChatResponse:
     return response
 
 
-class OpenAIProvider:
+class OpenAIProvider(Provider):
     """`--judge openai:MODEL`. The SDK client is made on first use, so `--offline` needs no key."""
 
     name = "openai"
-    simulated = False
+    key_variables = ("OPENAI_API_KEY",)
+    base_url_variable = "OPENAI_BASE_URL"
+    official_endpoint = endpoints.OFFICIAL["openai"]
+    has_batch_api = True
+    prices_id = "openai"
+    batch_discount = 0.5  # the Batch API bills input and output at half the standard rates
 
     def __init__(self, model: str, base_url: str | None = None, api_key: str | None = None) -> None:
-        self.model = model
-        self.base_url = base_url  # None: OPENAI_BASE_URL, else api.openai.com
-        self._api_key = api_key  # None: OPENAI_API_KEY
+        super().__init__(model, base_url, api_key)
         self._client: openai.AsyncOpenAI | None = None
-
-    @property
-    def endpoints(self) -> tuple[str, ...]:
-        url = self.base_url or os.environ.get("OPENAI_BASE_URL") or endpoints.OFFICIAL["openai"]
-        return (endpoints.normalize(url),)
 
     def prepare(self) -> None:
         self.client()
 
     def classify(self, exc: BaseException) -> retry.ErrorKind:
-        return retry.sort_error(exc, TRANSIENT)
+        import openai
+
+        # timeouts, dropped connections and bodies the SDK could not read
+        return retry.sort_error(exc, (openai.APIConnectionError, openai.APIResponseValidationError))
+
+    @classmethod
+    def count_tokens(cls, model: str, messages: Sequence[tuple[str, str]]) -> pricing.TokenCount:
+        return pricing.tiktoken_tokens(model, messages) or super().count_tokens(model, messages)
+
+    @classmethod
+    def count_text(cls, model: str, text: str) -> int:
+        counted = pricing.tiktoken_text(model, text)
+        return super().count_text(model, text) if counted is None else counted
 
     def client(self) -> openai.AsyncOpenAI:
         if self._client is None:
+            import openai
+
             try:
                 self._client = openai.AsyncOpenAI(
                     api_key=self._api_key,
@@ -111,6 +124,9 @@ class OpenAIProvider:
         return self._client
 
     async def complete(self, request: ChatRequest, timeout: float) -> ChatResponse:
+        from openai._constants import RAW_RESPONSE_HEADER  # what with_raw_response sets; tests cover it
+        from openai.types.chat import ChatCompletion
+
         # The SDK's own POST, without `chat.completions.create`'s recursive typed transform
         # of the body: our body is already plain JSON, and that transform was a third of
         # the client's CPU time at high request rates (bin/bench-engine).
@@ -124,7 +140,64 @@ class OpenAIProvider:
         response.endpoint = self.endpoints[0]
         return response
 
+    # -- the Batch API: a JSONL file of requests, then a batch over it ---------------------
+
+    async def submit_batch(self, items: BatchItems) -> str:
+        lines = [
+            {"custom_id": custom_id, "method": "POST", "url": "/v1/chat/completions",
+             "body": chat_params(request)}
+            for custom_id, request in items
+        ]
+        data = "".join(json.dumps(line) + "\n" for line in lines).encode()
+        client = self.client()
+        upload = await client.files.create(
+            file=("rmb-judge-batch.jsonl", data, "application/jsonl"), purpose="batch"
+        )
+        batch = await client.batches.create(
+            input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+        return batch.id
+
+    async def poll_batch(self, batch_id: str) -> BatchStatus:
+        batch = await self.client().batches.retrieve(batch_id)
+        counts = batch.request_counts
+        total, succeeded, errored = (counts.total, counts.completed, counts.failed) if counts else (0, 0, 0)
+        return BatchStatus(
+            id=batch.id,
+            state=_BATCH_STATES.get(batch.status, "in_progress"),
+            provider_state=batch.status,
+            counts={"processing": total - succeeded - errored, "succeeded": succeeded, "errored": errored},
+        )
+
+    async def batch_results(self, batch_id: str) -> BatchResults:
+        client = self.client()
+        batch = await client.batches.retrieve(batch_id)
+        found: BatchResults = {}
+        for file_id in (batch.output_file_id, batch.error_file_id):
+            if file_id:
+                content = await client.files.content(file_id)
+                for line in content.text.splitlines():
+                    if line.strip():
+                        item = json.loads(line)
+                        found[item["custom_id"]] = _batch_item(item)
+        return found
+
     async def aclose(self) -> None:
         if self._client is not None:
             await self._client.close()
             self._client = None
+
+
+def _batch_item(item: dict[str, Any]) -> ChatResponse | str:
+    from openai.types.chat import ChatCompletion
+
+    response, error = item.get("response"), item.get("error")
+    if error:
+        return f"{error.get('code')}: {error.get('message')}"
+    body = response["body"]
+    if response["status_code"] != 200:
+        return f"HTTP {response['status_code']}: {body.get('error', {}).get('message', body)}"
+    try:
+        return to_response(ChatCompletion.construct(**body))
+    except retry.BrokenAnswer as exc:
+        return str(exc)
