@@ -27,13 +27,14 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 import openai  # noqa: E402
 
 from fake_api import FakeAPI  # noqa: E402
-from rmb_judge import records  # noqa: E402
+from rmb_judge.benchmarks import get as benchmark  # noqa: E402
 from rmb_judge.cache import Cache  # noqa: E402
-from rmb_judge.engine import Engine, EngineConfig, Job  # noqa: E402
+from rmb_judge.config import EngineConfig, Execution, RunConfig, Task  # noqa: E402
+from rmb_judge.engine import Engine, Job  # noqa: E402
 from rmb_judge.judges import parse_spec  # noqa: E402
 from rmb_judge.providers.base import ChatRequest  # noqa: E402
 from rmb_judge.providers.openai_provider import OpenAIProvider  # noqa: E402
-from rmb_judge.runner import RunConfig, run  # noqa: E402
+from rmb_judge.session import run  # noqa: E402
 
 DATA = Path(os.environ.get("RMB_TEST_DATA", ROOT.parent / "shared" / "rmb" / "RMB_dataset"))
 KEY = "sk-bench"
@@ -127,17 +128,17 @@ def bench_throughput(n: int, concurrency: int) -> None:
 
 def bench_cached_rerun() -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        config = RunConfig(judge=parse_spec("mock"), data=DATA, out=Path(tmp) / "out",
-                           cache=Path(tmp) / "cache")
+        config = RunConfig(Task(judge=parse_spec("mock"), data=DATA),
+                           Execution(out=Path(tmp) / "out", cache=Path(tmp) / "cache"))
         first = run(config)  # fills the cache with every available comparison
-        n = first.summary["data"]["comparisons_expected"]
+        n = first.summary.data.comparisons_expected
         start = time.perf_counter()
-        records.load(DATA)
+        benchmark().load(DATA)
         load = time.perf_counter() - start
         start = time.perf_counter()
         again = run(config)
         rerun = time.perf_counter() - start
-        assert again.summary["usage"]["requests"] == 0
+        assert again.summary.usage.requests == 0
         print(f"(c) {n} comparisons: dataset load {load:.2f} s; fully cached rerun (load, plan, "
               f"cache lookups, scoring, writing OUT/) {rerun:.2f} s; ratio {rerun / load:.2f}x")
 

@@ -5,18 +5,22 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
+import traceback
 from collections import Counter
 from pathlib import Path
 
 from typing import TYPE_CHECKING
 
-from . import __version__, records
+from . import __version__, benchmarks, records
 from .errors import RmbJudgeError, UsageError
 
 if TYPE_CHECKING:  # the rest is imported by the command that needs it: `--help` stays instant
     from rich.console import Console
 
+    from .benchmark import Benchmark
+    from .config import RunConfig
     from .judges import JudgeSpec
 
 EXIT_INCOMPLETE = 1
@@ -90,11 +94,12 @@ positive_float = number(float, 0, above=True)
 def selection_flags() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("data selection")
+    rmb = benchmarks.get()
     g.add_argument("--data", type=Path, help="RMB_dataset folder (default: $RMB_DATA, else the folder `data fetch` fills)")
-    g.add_argument("--sets", type=csv_list(tuple(records.SETS)), default=list(records.SETS),
-                   help="pairwise,bon (default both)")
-    g.add_argument("--sections", type=csv_list(tuple(records.SECTIONS)),
-                   default=list(records.SECTIONS), help="helpfulness,harmlessness (default both)")
+    g.add_argument("--sets", type=csv_list(rmb.kinds), default=list(rmb.kinds),
+                   help=f"{','.join(rmb.kinds)} (default all)")
+    g.add_argument("--sections", type=csv_list(rmb.goals), default=list(rmb.goals),
+                   help=f"{','.join(rmb.goals)} (default all)")
     g.add_argument("--scenarios", action="append", default=[], metavar="GLOB",
                    help="fnmatch against category_path, e.g. '*Chat*' (repeatable)")
     g.add_argument("--limit", type=positive_int, help="first N records of each scenario file")
@@ -214,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args, argv)
     except RmbJudgeError as exc:
+        if os.environ.get("RMB_JUDGE_DEBUG"):  # the chained cause, for a bug report
+            traceback.print_exception(exc)
         print(f"rmb-judge: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
@@ -238,12 +245,11 @@ def check_flags_apply(judge, argv: list[str]) -> None:
         raise UsageError(f"{', '.join(wrong)}: not used by {kind} such as {judge.spec}")
 
 
-def run_config(args: argparse.Namespace, argv: list[str]):
-    from .engine import EngineConfig
+def run_config(args: argparse.Namespace, argv: list[str]) -> RunConfig:
+    from .config import EngineConfig, Execution, LocalOptions, RunConfig, Task
     from .judges import parse_spec
     from .providers import registry
     from .retry import redact
-    from .runner import LocalOptions, RunConfig
 
     judge = parse_spec(args.judge)
     check_flags_apply(judge, argv)
@@ -259,10 +265,9 @@ def run_config(args: argparse.Namespace, argv: list[str]):
             raise UsageError(f"--base-url {redact(url)}: credentials or a query string in the URL are "
                              "not supported (the SDKs add paths after the base URL; the API key goes "
                              "in the provider's key variable)")
-    return RunConfig(
+    task = Task(
         judge=judge,
-        data=args.data or records.default_data_dir(),
-        out=getattr(args, "out", None) or Path("."),
+        data=args.data or benchmarks.get().default_data_dir(),
         selection=records.Selection(
             sets=args.sets, sections=args.sections, scenarios=args.scenarios,
             limit=args.limit, sample=args.sample, seed=args.seed,
@@ -272,6 +277,16 @@ def run_config(args: argparse.Namespace, argv: list[str]):
         samples=args.samples,
         temperature=temperature,
         max_tokens=args.max_tokens,
+        local=LocalOptions(
+            max_length=args.max_length, batch_tokens=args.batch_tokens,
+            devices=tuple(args.devices.split(",")) if args.devices else None,
+            trust_remote_code=args.trust_remote_code, reward_field=args.reward_field,
+            revision=args.revision,
+        ),
+    )
+    execution = Execution(
+        out=getattr(args, "out", None) or Path("."),
+        cache=args.cache,
         engine=EngineConfig(
             concurrency=getattr(args, "concurrency", 32),
             rpm=getattr(args, "rpm", None),
@@ -282,24 +297,18 @@ def run_config(args: argparse.Namespace, argv: list[str]):
             max_cost=getattr(args, "max_cost", None),
             max_wait=getattr(args, "max_wait", 300.0),
         ),
-        cache=args.cache,
-        base_urls=base_urls,
-        equivalent_endpoints=args.equivalent_endpoint,
-        live=not getattr(args, "no_progress", True) and sys.stderr.isatty(),
-        progress_interval=getattr(args, "progress_interval", 10.0),
+        base_urls=tuple(base_urls),
+        equivalent_endpoints=tuple(args.equivalent_endpoint),
         batch=args.batch,
         poll_interval=getattr(args, "poll_interval", 30.0),
-        local=LocalOptions(
-            max_length=args.max_length, batch_tokens=args.batch_tokens,
-            devices=args.devices.split(",") if args.devices else None,
-            trust_remote_code=args.trust_remote_code, reward_field=args.reward_field,
-            revision=args.revision,
-        ),
-        argv=["rmb-judge", *argv],
-        max_unparsed=getattr(args, "max_unparsed", 0.05),
+        live=not getattr(args, "no_progress", True) and sys.stderr.isatty(),
+        progress_interval=getattr(args, "progress_interval", 10.0),
         grace=getattr(args, "grace", 60.0),
         replace=getattr(args, "replace", False),
+        max_unparsed=getattr(args, "max_unparsed", 0.05),
+        argv=("rmb-judge", *argv),
     )
+    return RunConfig(task, execution)
 
 
 def sampling_temperature(judge: JudgeSpec, asked: float | None, samples: int) -> float | None:
@@ -333,19 +342,20 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     from rich.console import Console
 
     from . import report
-    from .runner import run
+    from .session import run
 
     config = run_config(args, argv)
-    if config.judge.simulated:
+    if config.task.judge.simulated:
         print("rmb-judge: judge 'mock' is a SIMULATED offline judge: its scores mean nothing "
               "about any real model", file=sys.stderr)
     result = run(config)
     human = Console(stderr=True) if args.json else Console()
-    report.render_terminal(report.load_runs([config.out]), human)
-    print(f"wrote {config.out / 'summary.json'} and {config.out / 'samples.jsonl'}",
+    out = config.execution.out
+    report.render_terminal(report.load_runs([out]), human)
+    print(f"wrote {out / 'summary.json'} and {out / 'samples.jsonl'}",
           file=sys.stderr if args.json else sys.stdout)
     if args.json:
-        print(json.dumps(result.summary, indent=2, ensure_ascii=False))
+        print(json.dumps(result.summary.to_json(), indent=2, ensure_ascii=False))
     if result.stopped_reason in STOPPED:
         code, message = STOPPED[result.stopped_reason]
         print(f"rmb-judge: {message.format(detail=result.detail)}", file=sys.stderr)
@@ -359,7 +369,7 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
             shown = " ".join(str(raw).split())
             print(f"rmb-judge: unreadable judge answer: {shown[:240]}{'…' if len(shown) > 240 else ''}",
                   file=sys.stderr)
-        print(f"rmb-judge: suspect run (see \"warnings\" in {config.out / 'summary.json'})", file=sys.stderr)
+        print(f"rmb-judge: suspect run (see \"warnings\" in {out / 'summary.json'})", file=sys.stderr)
         return EXIT_SUSPECT
     return 0
 
@@ -458,48 +468,46 @@ def render_cache_stats(stats: dict, console: Console) -> None:
 
 
 def cmd_data(args: argparse.Namespace, argv: list[str]) -> int:
-    root = args.data or records.default_data_dir()
+    benchmark = benchmarks.get()
+    root = args.data or benchmark.default_data_dir()
     if args.action == "fetch":
         from .fetch import fetch_sync
 
-        result = fetch_sync(root, base_url=args.base_url, only=args.only)
+        result = fetch_sync(benchmark, root, base_url=args.base_url, only=args.only)
         print(f"{result.dest}: {len(result.downloaded)} files downloaded, {len(result.skipped)} "
               f"already present and verified; {result.records} records")
         return 0
     from rich.console import Console
 
-    from .fetch import load_manifest, missing_files
-
-    dataset = records.load(root)
-    missing = missing_files(root)
-    upstream = len(load_manifest().files)
+    dataset = benchmark.load(root)
+    manifest = benchmark.manifest()
+    missing = manifest.missing(root)
+    upstream = len(manifest.files)
     if args.action == "validate":
         print(f"{root}: OK: {upstream - len(missing)} of {upstream} scenario files, "
               f"{len(dataset.records)} records, all well-formed")
     else:
-        render_data_info(dataset, Console())
+        render_data_info(benchmark, dataset, Console())
     if missing:
         print(f"missing ({len(missing)}; `rmb-judge data fetch` downloads them): {', '.join(missing)}")
     return 0
 
 
-def render_data_info(dataset: records.Dataset, console: Console) -> None:
+def render_data_info(benchmark: Benchmark, dataset: records.Dataset, console: Console) -> None:
     from rich.table import Table
-
-    from .fetch import load_manifest
 
     counts: Counter = Counter()
     comparisons: Counter = Counter()
     scenarios: Counter = Counter()
     section_of: dict[str, str] = {}
     for r in dataset.records:
-        counts[r.section_key] += 1
-        comparisons[r.section_key] += len(r.others)
+        counts[r.section] += 1
+        comparisons[r.section] += len(r.others)
         scenarios[r.category_path] += 1
-        section_of[r.category_path] = r.section_key
+        section_of[r.category_path] = r.section
     scenarios_per_section = Counter(section_of.values())
     console.print(f"{dataset.root}: {len(dataset.files)} scenario files read (upstream: "
-                  f"{len(load_manifest().files)} files, 49 scenarios)")
+                  f"{len(benchmark.manifest().files)} files, {benchmark.scenarios_note})")
     table = Table(title="records per set and section")
     for col in ("section", "scenarios", "records", "comparisons"):
         table.add_column(col)

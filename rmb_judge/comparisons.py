@@ -49,7 +49,7 @@ class Presentation:
 def comparisons_of(records: Iterable[Record]) -> list[Comparison]:
     result: list[Comparison] = []
     for record in records:
-        if record.set == "pairwise":
+        if record.kind == "pairwise":
             result.append(Comparison(record, None))
         else:
             result.extend(Comparison(record, i) for i in range(len(record.others)))
@@ -88,14 +88,14 @@ def requests_for(
     """The (cache key, request) pairs whose answers decide this presentation's verdict:
     one for a pairwise template, one per shown answer (A then B) for a pointwise one."""
     c = presentation.comparison
-    conversation, section = c.record.conversation, c.record.section
+    conversation, goal = c.record.conversation, c.record.goal
     first, second = presentation.shown
     if template.kind == "pairwise":
-        message_sets = [template.render_pair(conversation, section, first.text, second.text)]
+        message_sets = [template.render_pair(conversation, goal, first.text, second.text)]
     else:
         message_sets = [
-            template.render_single(conversation, section, first.text),
-            template.render_single(conversation, section, second.text),
+            template.render_single(conversation, goal, first.text),
+            template.render_single(conversation, goal, second.text),
         ]
     result = []
     for messages in message_sets:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -16,7 +16,8 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from .scoring import SECTION_KEYS, Judged
+from .records import Record
+from .scoring import Judged
 
 QUALITY = ("unparsed", "refused", "failed", "truncated")
 
@@ -39,15 +40,19 @@ class RunProgress:
     judge: str
     simulated: bool
     metrics: Callable[[], dict[str, str]] = dict
-    sections: dict[str, SectionProgress] = field(
-        default_factory=lambda: {k: SectionProgress() for k in SECTION_KEYS}
-    )
+    sections: dict[str, SectionProgress] = field(default_factory=dict)  # by section key, in order
     started: float = field(default_factory=time.monotonic)
     quality: dict[str, int] = field(default_factory=lambda: dict.fromkeys(QUALITY, 0))
     notice: str = ""  # what the run is doing that the numbers do not say (stopping, waiting)
 
+    def expect(self, sections: Sequence[str], records: Iterable[Record]) -> None:
+        """Rows for these sections (in this order), with one comparison to judge per `records` entry."""
+        self.sections = {key: SectionProgress() for key in sections}
+        for record in records:
+            self.sections[record.section].total += 1
+
     def add(self, judged: Judged) -> None:
-        section = self.sections[judged.presentation.comparison.record.section_key]
+        section = self.sections[judged.presentation.comparison.record.section]
         section.done += 1
         section.correct += judged.correct
         if judged.error:

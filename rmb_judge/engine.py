@@ -24,6 +24,7 @@ from typing import Any, Protocol, TypeVar
 
 from . import retry
 from .cache import CLAIM_SECONDS, Cache
+from .config import EngineConfig
 from .errors import CacheError, CacheMiss, FatalProviderError
 from .limiter import AdaptiveConcurrency, TokenBucket
 from .providers.base import ChatRequest, ChatResponse, Provider
@@ -47,19 +48,6 @@ class Outcome:
     error: str | None = None
     cached: bool = False
     rejected: bool = False  # the provider refused this request on its merits: a retry cannot help
-
-
-@dataclass
-class EngineConfig:
-    concurrency: int = 32
-    rpm: float | None = None
-    tpm: float | None = None
-    max_retries: int = 8
-    timeout: float = 120.0
-    offline: bool = False
-    max_cost: float | None = None
-    max_wait: float = 300.0  # a longer retry-after stops the run instead of hanging it
-    backoff_initial: float = 1.0  # seconds before the first retry of a transient error
 
 
 class Pricing(Protocol):

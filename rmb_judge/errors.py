@@ -41,3 +41,10 @@ class CacheMiss(RmbJudgeError):
     """`--offline` and the cache does not hold an answer."""
 
     exit_code = 4
+
+
+class StoppedByError(RmbJudgeError):
+    """Something unexpected stopped the run after work began (out of memory, a bug): what was
+    answered is cached and a partial summary is written; the cause is chained."""
+
+    exit_code = 1

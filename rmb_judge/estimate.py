@@ -1,80 +1,52 @@
-"""What a run would cost before it starts, and the per-request numbers the engine budgets with.
+"""`rmb-judge estimate`: what a run would cost before it starts.
 
-`rmb-judge estimate` builds exactly the requests `run` would build, looks them up in the
-cache, and counts tokens and dollars only for the ones a run would send.
+It builds exactly the requests `run` would build, looks them up in the cache, and counts
+tokens and dollars only for the ones a run would send.
 """
 
 from __future__ import annotations
 
+import asyncio
+import gc
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from . import pricing
+from . import benchmarks
 from .cache import Cache, cache_file
-from .providers.base import ChatRequest, Provider
+from .config import RunConfig
+from .generative import GenerativeBackend, GenerativePlan
+from .scalar import ScalarBackend
+from .session import load_dataset
 
 
-class Estimator:
-    """Token and cost estimates for one judge's requests (input counted, output assumed),
-    from the provider's own counting and prices."""
-
-    def __init__(self, provider: type[Provider], model: str, style: str, max_tokens: int, batch: bool = False):
-        self.provider = provider
-        self.model = model
-        self.batch = batch
-        self.output_tokens = pricing.estimate_output_tokens(style, max_tokens)
-        self.method = ""
-
-    def tokens(self, request: ChatRequest) -> tuple[int, int]:
-        count = self.provider.count_tokens(self.model, request.messages)
-        self.method = count.method
-        return count.n, self.output_tokens
-
-    def count_output(self, text: str) -> int:
-        return self.provider.count_text(self.model, text)
-
-    def cost(self, input_tokens: int, output_tokens: int) -> float | None:
-        return self.provider.price(self.model, input_tokens, output_tokens, batch=self.batch)
-
-    def describe(self) -> str:
-        mode = "batch price" if self.batch else "standard price"
-        return f"genai-prices {mode}; tokens: {self.method or 'n/a'}"
-
-
-def estimate(config) -> dict[str, Any]:
-    import gc
-
+def estimate(config: RunConfig) -> dict[str, Any]:
     try:
         return _estimate(config)
     finally:
-        gc.unfreeze()  # what the bulk steps froze (runner.paused_gc) is collectable again
+        gc.unfreeze()  # what the bulk steps froze (session.paused_gc) is collectable again
 
 
-def _estimate(config) -> dict[str, Any]:
-    from . import templates
-    from .judges import make_provider
-    from .runner import GenerativePlan, endpoints_of, load_dataset
-
-    dataset = load_dataset(config)
-    judge = config.judge
-    if judge.scalar:
-        from .scalar import estimate_scalar
-
-        return estimate_scalar(config, dataset)
-    template = templates.load(config.template)
-    plan = GenerativePlan(config, dataset, template)
+def _estimate(config: RunConfig) -> dict[str, Any]:
+    task, execution = config.task, config.execution
+    benchmark = benchmarks.get(task.benchmark)
+    if task.judge.scalar:
+        backend = ScalarBackend(config, benchmark)
+        asyncio.run(backend.prepare())
+        return backend.estimate(load_dataset(config, benchmark))
+    generative = GenerativeBackend(config, benchmark)
+    dataset = load_dataset(config, benchmark)
+    plan = GenerativePlan(config, dataset, generative.template)
     jobs = plan.jobs()
-    endpoints = endpoints_of(config, make_provider(judge, config.base_urls).endpoints)
     cached = {}
-    if cache_file(config.cache).exists():  # an estimate creates no cache
-        cache = Cache(config.cache, create=False)
+    if cache_file(execution.cache).exists():  # an estimate creates no cache
+        cache = Cache(execution.cache, create=False)
         try:
-            cached = cache.get_responses(((j.key, j.sample) for j in jobs), endpoints)
+            cached = cache.get_responses(((j.key, j.sample) for j in jobs), generative.endpoints)
         finally:
             cache.close()
-    estimator = Estimator(judge.provider_class, judge.model, template.style, config.max_tokens, config.batch)
+    estimator = generative.estimate
     counts: dict[str, int] = {}
     input_tokens = cached_input = 0
     for job in jobs:
@@ -89,9 +61,9 @@ def _estimate(config) -> dict[str, Any]:
     cost = estimator.cost(input_tokens, output_tokens)
     full_cost = estimator.cost(input_tokens + cached_input, len(jobs) * estimator.output_tokens)
     return {
-        "judge": judge.spec,
-        "simulated": judge.simulated,
-        "template": template.name,
+        "judge": task.judge.spec,
+        "simulated": task.judge.simulated,
+        "template": generative.template.name,
         "records": len(dataset.records),
         "comparisons": len(plan.presentations),
         "total_requests": len(jobs),
@@ -101,11 +73,11 @@ def _estimate(config) -> dict[str, Any]:
         "output_tokens": output_tokens,
         "cost_usd": cost,
         "full_cost_usd": full_cost,
-        "batch": config.batch,
+        "batch": execution.batch,
         "token_method": estimator.method or None,
         "output_tokens_per_request": estimator.output_tokens,
         "output_tokens_note": "assumed per request by verdict style (an estimate, not a count)",
-        "price_source": "genai-prices" + (" (batch discount)" if config.batch else ""),
+        "price_source": "genai-prices" + (" (batch discount)" if execution.batch else ""),
     }
 
 

@@ -1,8 +1,8 @@
-"""`rmb-judge data fetch`: download the official `RMB_dataset/` at a pinned commit, verified.
+"""`rmb-judge data fetch`: download a benchmark's official data at a pinned commit, verified.
 
-The shipped manifest (`data/rmb_files.json`) lists every upstream file with its size and
-sha256, taken from a verified copy. Three files that copy lacks have no hash: those are
-checked by parsing them as RMB records instead. Files download into a hidden staging folder
+The benchmark's shipped manifest (for RMB, `benchmarks/rmb_files.json`) lists every upstream
+file with its size and sha256, taken from a verified copy; a file without a hash (RMB has
+three) is checked by parsing it as the benchmark's records instead. Files download into a hidden staging folder
 inside the destination (same filesystem, unique per fetch) and each is moved into place, its
 folder created, only once it passes; the staging folder goes on any failure or Ctrl-C. So an
 interrupted or rejected download never looks like data (not even as an empty folder), two
@@ -12,7 +12,6 @@ fetches into one folder do not meet, and a rerun skips every file already in pla
 from __future__ import annotations
 
 import asyncio
-import fnmatch
 import hashlib
 import json
 import os
@@ -21,7 +20,6 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote
 
 import aiohttp
 from rich.console import Console
@@ -35,57 +33,11 @@ from rich.progress import (
 )
 
 from .errors import DataError, UsageError
-from .records import default_data_dir, read_file
+from .benchmark import Benchmark, FileEntry, Manifest
 
-MANIFEST = Path(__file__).with_name("data") / "rmb_files.json"
 PARALLEL = 4  # files in flight at once: enough to fill a link, polite to the host
 CHUNK = 1 << 16
 TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=60)
-
-
-@dataclass(frozen=True)
-class FileEntry:
-    path: str  # relative to RMB_dataset/, e.g. "Pairwise_set/Helpfulness/Chat/Discussion.json"
-    size: int | None
-    sha256: str | None  # None: not known in advance, verified by parsing
-
-
-@dataclass(frozen=True)
-class Manifest:
-    commit: str
-    base_url: str  # everything before `RMB_dataset/`
-    folder: str
-    files: tuple[FileEntry, ...]
-
-    def url(self, entry: FileEntry, base_url: str | None = None) -> str:
-        """`base_url` replaces the upstream prefix, so any server with the same layout works."""
-        base = (base_url or self.base_url).rstrip("/")
-        return f"{base}/{self.folder}/{quote(entry.path)}"
-
-    def select(self, only: Sequence[str] | None) -> list[FileEntry]:
-        """Every file, or those matching any of the fnmatch patterns in `only`."""
-        if only is None:
-            return list(self.files)
-        for pattern in only:
-            if not any(fnmatch.fnmatchcase(e.path, pattern) for e in self.files):
-                raise DataError(f"no file of {self.folder}/ matches {pattern!r}")
-        return [e for e in self.files if any(fnmatch.fnmatchcase(e.path, p) for p in only)]
-
-
-def missing_files(root: Path) -> list[str]:
-    """Manifest files not present under `root`, as paths relative to it in manifest order:
-    what a copy lacks, for `data info` and `data validate` to name."""
-    return [e.path for e in load_manifest().files if not (Path(root) / e.path).is_file()]
-
-
-def load_manifest() -> Manifest:
-    data = json.loads(MANIFEST.read_text(encoding="utf-8"))
-    return Manifest(
-        commit=data["commit"],
-        base_url=data["base_url"].format(commit=data["commit"]),
-        folder=data["folder"],
-        files=tuple(FileEntry(**item) for item in data["files"]),
-    )
 
 
 @dataclass
@@ -98,12 +50,13 @@ class FetchResult:
 
 
 async def fetch(
+    benchmark: Benchmark,
     dest: Path | None = None,
     base_url: str | None = None,
     console: Console | None = None,
     only: Sequence[str] | None = None,
 ) -> FetchResult:
-    """Download the selected files into `dest` (an `RMB_dataset/` folder), verify, parse.
+    """Download the selected files of `benchmark`'s dataset into `dest`, verify, parse.
 
     Raises DataError naming the file on an HTTP or network error, a hash mismatch,
     unparseable data or a failed write (files verified before it stay in place, nothing
@@ -111,28 +64,30 @@ async def fetch(
     """
     if base_url is not None and not base_url.startswith(("http://", "https://")):
         raise UsageError(f"--base-url must be an http:// or https:// URL, got {base_url!r}")
-    manifest = load_manifest()
-    result = FetchResult(Path(dest) if dest is not None else default_data_dir())
+    manifest = benchmark.manifest()
+    result = FetchResult(Path(dest) if dest is not None else benchmark.default_data_dir())
     entries = manifest.select(only)
-    present = await asyncio.to_thread(lambda: {e for e in entries if _in_place(result.dest, e)})
+    present = await asyncio.to_thread(lambda: {e for e in entries if _in_place(benchmark, result.dest, e)})
     missing = [e for e in entries if e not in present]
     result.skipped = [e.path for e in entries if e in present]
     if missing:
-        await _download_all(manifest, missing, base_url, console, result)
-    result.records = await asyncio.to_thread(_count_records, result.dest, entries)
+        await _download_all(benchmark, manifest, missing, base_url, console, result)
+    result.records = await asyncio.to_thread(_count_records, benchmark, result.dest, entries)
     return result
 
 
 def fetch_sync(
+    benchmark: Benchmark,
     dest: Path | None = None,
     base_url: str | None = None,
     console: Console | None = None,
     only: Sequence[str] | None = None,
 ) -> FetchResult:
-    return asyncio.run(fetch(dest, base_url, console, only))
+    return asyncio.run(fetch(benchmark, dest, base_url, console, only))
 
 
 async def _download_all(
+    benchmark: Benchmark,
     manifest: Manifest,
     entries: Sequence[FileEntry],
     base_url: str | None,
@@ -168,7 +123,7 @@ async def _download_all(
                     async with limit:
                         url = manifest.url(entry, base_url)
                         size = await _download(
-                            session, url, staging, result.dest, entry, bar.advance
+                            benchmark, session, url, staging, result.dest, entry, bar.advance
                         )
                     result.downloaded.append(entry.path)
                     result.bytes_downloaded += size
@@ -228,6 +183,7 @@ class _Bar:
 
 
 async def _download(
+    benchmark: Benchmark,
     session: aiohttp.ClientSession,
     url: str,
     staging: Path,
@@ -259,7 +215,7 @@ async def _download(
     except OSError as exc:
         raise DataError(f"{entry.path}: cannot save the download: {exc}") from None
     if entry.sha256 is None:
-        await asyncio.to_thread(_check_records, staging, part, entry)
+        await asyncio.to_thread(_check_records, benchmark, staging, part, entry)
     elif digest.hexdigest() != entry.sha256:
         raise DataError(
             f"{entry.path}: downloaded file does not match the manifest "
@@ -275,33 +231,33 @@ async def _download(
     return size
 
 
-def _in_place(dest: Path, entry: FileEntry) -> bool:
+def _in_place(benchmark: Benchmark, dest: Path, entry: FileEntry) -> bool:
     """Already downloaded and verified: the right hash, or records that parse when none is known."""
     path = dest / entry.path
     if not path.is_file():
         return False
     if entry.sha256 is None:
         try:
-            _check_records(dest, path, entry)
+            _check_records(benchmark, dest, path, entry)
         except DataError:
             return False
         return True
     return path.stat().st_size == entry.size and _sha256(path) == entry.sha256
 
 
-def _check_records(root: Path, path: Path, entry: FileEntry) -> None:
+def _check_records(benchmark: Benchmark, root: Path, path: Path, entry: FileEntry) -> None:
     try:
-        for _ in read_file(root, path):
+        for _ in benchmark.read_file(root, path):
             pass
     except DataError as exc:
         detail = str(exc).removeprefix(f"{path.relative_to(root).as_posix()}: ")
         raise DataError(
-            f"{entry.path}: downloaded file is not RMB data: {detail}; discarded"
+            f"{entry.path}: downloaded file is not {benchmark.title} data: {detail}; discarded"
         ) from None
 
 
-def _count_records(dest: Path, entries: Sequence[FileEntry]) -> int:
-    return sum(1 for e in entries for _ in read_file(dest, dest / e.path))
+def _count_records(benchmark: Benchmark, dest: Path, entries: Sequence[FileEntry]) -> int:
+    return sum(1 for e in entries for _ in benchmark.read_file(dest, dest / e.path))
 
 
 def _sha256(path: Path) -> str:

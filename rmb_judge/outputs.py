@@ -1,8 +1,8 @@
 """The run folder: `summary.json`, `samples.jsonl` and `manifest.json`.
 
-A run takes the folder before anything else happens: it must be a folder it can write, no
-other run may be writing it (a lock file held for the whole run), and a run of another
-judge or other settings in it is not overwritten unless the user says `--replace`. Files are
+A run takes the folder before anything else happens: it must be a folder it can write, and
+no other run may be writing it (a lock file held for the whole run); a run of another judge
+or other settings in it is not overwritten unless the user says `--replace`. Files are
 written to unique temporary names and renamed, so a reader (or a crash) never sees half a
 file and two writers never share a temporary file.
 """
@@ -24,19 +24,17 @@ from typing import Any, TextIO
 from .errors import RmbJudgeError, UsageError
 from .retry import redact
 from .scoring import Judged
+from .summary import Settings
 
 PACKAGES = ("rmb-judge", "openai", "anthropic", "aiohttp", "tenacity", "rich", "genai-prices",
             "transformers", "torch", "tokenizers")
 LOCK = ".rmb-judge.lock"
-# Settings that make two runs different runs (a resumed run matches on all of them).
-IDENTITY = ("sets", "sections", "scenarios", "limit", "sample", "seed", "template_sha256", "order",
-            "samples", "temperature", "max_tokens", "model_identity")
 
 
 class RunFolder:
     """`--out`, taken for one run: checked, locked, and written atomically."""
 
-    def __init__(self, path: Path, judge: str, settings: dict[str, Any], replace: bool = False):
+    def __init__(self, path: Path):
         self.path = path
         if path.exists() and not path.is_dir():
             raise UsageError(f"--out {path}: is a file, not a folder")
@@ -60,13 +58,12 @@ class RunFolder:
         self._lock.truncate()
         self._lock.write(f"pid {os.getpid()}")
         self._lock.flush()
-        if not replace:
-            self._check_same_run(judge, settings)
 
-    def _check_same_run(self, judge: str, settings: dict[str, Any]) -> None:
-        """A folder holding another judge's or other settings' run is not overwritten."""
+    def check(self, judge: str, settings: Settings, replace: bool = False) -> None:
+        """A folder holding another judge's or other settings' run is not overwritten
+        unless `replace`; a resumed run (the same judge and settings) is welcome."""
         manifest = self.path / "manifest.json"
-        if not manifest.is_file():
+        if replace or not manifest.is_file():
             return
         try:
             previous = json.loads(manifest.read_text(encoding="utf-8"))
@@ -74,11 +71,11 @@ class RunFolder:
             other_judge = previous.get("judge")
         except (OSError, ValueError, AttributeError):
             return  # unreadable: nothing to protect
-        differ = [k for k in IDENTITY if k in before and k in settings and before[k] != settings[k]]
+        now = settings.identity()
+        differ = [k for k, v in now.items() if k in before and before[k] != v]
         if other_judge != judge or differ:
             what = (f"of another judge ({other_judge})" if other_judge != judge else "with other settings ("
-                    + "; ".join(f"{k}: {before[k]!r} there, {settings[k]!r} now" for k in differ) + ")")
-            self.close()
+                    + "; ".join(f"{k}: {before[k]!r} there, {now[k]!r} now" for k in differ) + ")")
             raise UsageError(
                 f"--out {self.path}: holds a run {what}; choose another --out, "
                 "or give --replace to overwrite it"

@@ -29,7 +29,8 @@ from rich.table import Table
 from rich.text import Text
 
 from .errors import DataError, UsageError
-from .records import SECTIONS, SETS
+from .benchmarks.rmb import GOALS as SECTIONS
+from .benchmarks.rmb import SETS
 
 # Column order of the RMB paper's leaderboard, so published rows line up with ours.
 SECTION_KEYS = ("bon_helpfulness", "pairwise_helpfulness", "bon_harmlessness", "pairwise_harmlessness")
@@ -488,8 +489,8 @@ PUBLISHED_TITLE = "RMB leaderboard (paper's Table 3, as reprinted in RM-R1, arXi
 
 @cache
 def published_leaderboard() -> dict[str, Any]:
-    """The RMB paper's leaderboard rows (Table 3), shipped in `data/published_rmb.json`."""
-    return json.loads((Path(__file__).parent / "data" / "published_rmb.json").read_text(encoding="utf-8"))
+    """The RMB paper's leaderboard rows (Table 3), shipped in `benchmarks/rmb_published.json`."""
+    return json.loads((Path(__file__).parent / "benchmarks" / "rmb_published.json").read_text(encoding="utf-8"))
 
 
 def _published_table() -> tuple[list[str], list[list[str]]]:

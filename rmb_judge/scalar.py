@@ -1,40 +1,47 @@
-"""Scalar reward models (`hf:` judges): every unique answer scored once, rewards cached.
+"""Scalar reward models' part of a run (`hf:` judges): every unique answer scored once,
+rewards cached, and each comparison decided by its two rewards.
 
 A Best-of-N best answer is shared by all its comparisons, so it is scored (and cached)
 once. Scoring runs in chunks in a worker thread: each chunk is written to the cache as
-soon as it is scored, the live display keeps running, and Ctrl-C stops between chunks.
+soon as it is scored, the live display keeps running, and a stop takes effect between
+chunks. Third-party progress bars and warnings are kept out of the live view (warnings go
+to the summary instead).
 """
 
 from __future__ import annotations
 
 import asyncio
-import signal
 import time
 import warnings
-from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Awaitable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import comparisons as cmp
-from . import records
+from .benchmark import Benchmark
 from .cache import Cache, CachedReward, cache_file, text_sha256
-from .display import Display, RunProgress
-from .errors import CacheMiss, RmbJudgeError
+from .config import RunConfig
+from .errors import CacheMiss
+from .records import Dataset
 from .scoring import Judged
+from .summary import Results, Usage
 
-CHUNK = 256  # answers per cache write and per interruption check
-
-
-def load_model(config):
+if TYPE_CHECKING:
     from .local_rm import LocalRewardModel
 
-    local = config.local
+CHUNK = 256  # answers per cache write and per interruption check
+TRUNCATION_WARNING = 0.01  # more than this share of inputs cut: say so
+
+
+def load_model(config: RunConfig) -> LocalRewardModel:
+    from .local_rm import LocalRewardModel
+
+    task, local = config.task, config.task.local
     return LocalRewardModel(
-        config.judge.model,
+        task.judge.model,
         max_length=local.max_length,
         batch_tokens=local.batch_tokens,
-        devices=local.devices,
+        devices=list(local.devices) if local.devices else None,
         trust_remote_code=local.trust_remote_code,
         reward_field=local.reward_field,
         revision=local.revision,
@@ -44,10 +51,11 @@ def load_model(config):
 class ScalarPlan:
     """The unique texts to score and, per comparison, which two of them decide it."""
 
-    def __init__(self, model, dataset: records.Dataset):
+    def __init__(self, model: LocalRewardModel, dataset: Dataset):
         from .local_rm import ScoreItem
 
         self.comparisons = cmp.comparisons_of(dataset.records)
+        self.presentations = [cmp.Presentation(c, "AB") for c in self.comparisons]
         self.items: dict[str, Any] = {}  # text sha256 -> ScoreItem
         self.pairs: list[tuple[str, str]] = []  # (preferred digest, other digest)
         rendered: dict[tuple, str] = {}
@@ -63,169 +71,7 @@ class ScalarPlan:
             self.pairs.append((digests[0], digests[1]))
 
 
-def run_scalar(config):
-    return asyncio.run(_run_scalar(config))
-
-
-async def _run_scalar(config):
-    from .outputs import RunFolder
-    from .runner import RunResult, build_summary, guard, load_dataset, settings_of, write_run
-
-    settings = settings_of(config, None)
-    folder = RunFolder(config.out, config.judge.spec, settings, config.replace)
-    try:
-        with quiet_libraries() as heard:
-            model = load_model(config)  # a missing folder or a non-reward model: before the data
-        identity = model.identity()
-        settings["model_identity"] = identity
-        cache = Cache(config.cache)
-        try:
-            dataset = await asyncio.to_thread(load_dataset, config)
-            plan = ScalarPlan(model, dataset)
-            rewards = cache.get_rewards(identity, plan.items)
-            cached = set(rewards)
-            missing = [d for d in plan.items if d not in rewards]
-            if missing and config.engine.offline:
-                raise CacheMiss(
-                    f"--offline: {len(missing)} of {len(plan.items)} answers have no cached reward "
-                    f"for {config.judge.spec} in {cache.path}; nothing was scored"
-                )
-            if missing:
-                cache.writable(f"{len(missing)} new rewards")
-            meter = Meter(model, len(missing))
-            progress = RunProgress(config.judge.spec, False, metrics=meter.metrics)
-            for c in plan.comparisons:
-                progress.sections[c.record.section_key].total += 1
-            judged: dict[int, Judged] = {}
-            waiting: dict[str, list[int]] = defaultdict(list)  # digest -> comparisons that need it
-            for index, pair in enumerate(plan.pairs):
-                for digest in set(pair):
-                    waiting[digest].append(index)
-
-            def judge_ready(digests) -> None:
-                for digest in digests:
-                    for index in waiting.pop(digest, ()):
-                        a, b = plan.pairs[index]
-                        if index not in judged and a in rewards and b in rewards:
-                            judged[index] = verdict(plan.comparisons[index], rewards[a], rewards[b],
-                                                    cached=a in cached and b in cached)
-                            progress.add(judged[index])
-
-            judge_ready(list(rewards))
-            with quiet_libraries() as more:
-                stopped, failure = await _score(config, model, plan, missing, rewards, cache,
-                                                identity, meter, progress, judge_ready)
-            cache.record_run(config.judge.spec, len(plan.items), len(cached), meter.answers)
-        finally:
-            cache.close()
-        ordered = [judged[i] for i in sorted(judged)]
-        summary, record_scores = build_summary(
-            config, dataset, settings, ordered, len(plan.comparisons), stopped
-        )
-        used = [rewards[d] for d in plan.items if d in rewards]
-        summary["usage"] = {
-            "requests": 0,
-            "answers_scored": meter.answers,
-            "unique_answers": len(plan.items),
-            "cache_hits": sum(1 for j in ordered if j.cached),
-            "retries": 0,
-            "failed": 0,
-            "unparsed": 0,
-            "truncated_inputs": sum(1 for r in used if r.truncated),
-            "equal_rewards": sum(1 for j in ordered if j.verdict == "tie"),
-            "input_tokens": meter.tokens,
-            "output_tokens": 0,
-            "cost_usd": 0.0,
-            "answers_per_second": round(meter.rate(), 2),
-            "results": {"answers": len(used), "input_tokens": sum(r.tokens for r in used),
-                        "output_tokens": 0, "cost_usd": 0.0},
-        }
-        guard(summary, ordered, config, None)
-        truncated = summary["usage"]["truncated_inputs"]
-        if used and truncated / len(used) > TRUNCATION_WARNING:
-            summary["warnings"].append(
-                f"{truncated} of {len(used)} scored inputs ({100 * truncated / len(used):.1f}%) were "
-                f"longer than --max-length {model.max_length} tokens and lost their beginning"
-            )
-        summary["warnings"].extend(f"{config.judge.spec}: {w}" for w in dict.fromkeys([*heard, *more]))
-        write_run(folder, config, dataset, summary, record_scores, ordered)
-    finally:
-        folder.close()
-    if failure:
-        message = " ".join(str(failure).split())[:300]
-        raise RmbJudgeError(
-            f"{config.judge.spec}: scoring stopped ({type(failure).__name__}: {message}); "
-            "the rewards scored so far are cached and a partial summary was written"
-        ) from failure
-    return RunResult(summary, summary["complete"], stopped)
-
-
-TRUNCATION_WARNING = 0.01  # more than this share of inputs cut: say so
-
-
-async def _score(config, model, plan, missing, rewards, cache, identity, meter, progress, judge_ready):
-    """Score the missing answers chunk by chunk in a worker thread, caching each chunk.
-    First Ctrl-C: stop after the chunk being scored. Second: stop now."""
-    stopped: str | None = None
-    failure: BaseException | None = None
-    loop = asyncio.get_running_loop()
-
-    def interrupt() -> None:
-        nonlocal stopped
-        stopped = "interrupted"
-        progress.notice = "stopping after the chunk being scored (Ctrl-C again to stop now)"
-        loop.remove_signal_handler(signal.SIGINT)  # the next Ctrl-C is a plain KeyboardInterrupt
-
-    loop.add_signal_handler(signal.SIGINT, interrupt)
-    loop.add_signal_handler(signal.SIGTERM, interrupt)
-    try:
-        if missing:  # before the live view, which a loading model must not scribble over
-            await asyncio.to_thread(model.load)
-        async with Display(progress, live=config.live, interval=config.progress_interval):
-            for start in range(0, len(missing), CHUNK):
-                if stopped:
-                    break
-                chunk = missing[start : start + CHUNK]
-                try:
-                    scored = await asyncio.to_thread(
-                        model.score, [plan.items[d] for d in chunk], meter.update
-                    )
-                except Exception as exc:  # e.g. out of memory: still write what was scored
-                    failure, stopped = exc, "error"
-                    break
-                new = {d: CachedReward(r.value, r.truncated, r.tokens) for d, r in zip(chunk, scored)}
-                meter.chunk_done(sum(r.truncated for r in new.values()))
-                cache.put_rewards(identity, config.judge.model, new.items())
-                rewards.update(new)
-                judge_ready(new)
-    finally:
-        loop.remove_signal_handler(signal.SIGINT)
-        loop.remove_signal_handler(signal.SIGTERM)
-    return stopped, failure
-
-
-@contextmanager
-def quiet_libraries() -> Iterator[list[str]]:
-    """No third-party progress bars or warnings on the terminal while we draw the live view;
-    the warnings are collected (deduplicated) for the summary instead."""
-    import transformers
-
-    heard: list[str] = []
-    verbosity = transformers.logging.get_verbosity()
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            yield heard
-        heard.extend(" ".join(str(w.message).split())[:200] for w in caught)
-    finally:
-        transformers.logging.set_verbosity(verbosity)
-        transformers.logging.enable_progress_bar()
-
-
-def verdict(comparison: cmp.Comparison, preferred: CachedReward, other: CachedReward,
-            cached: bool) -> Judged:
+def verdict(comparison: cmp.Comparison, preferred: CachedReward, other: CachedReward, cached: bool) -> Judged:
     """The preferred answer must get a strictly higher reward; equal rewards are a loss,
     counted apart (as in the RMB reference code)."""
     if preferred.reward > other.reward:
@@ -248,9 +94,9 @@ class Meter:
     """Answers, tokens and truncated inputs scored in this run, for the live view. `score`
     reports running totals per call; the meter adds the calls (chunks) up."""
 
-    def __init__(self, model, to_score: int):
+    def __init__(self, model: LocalRewardModel):
         self.model = model
-        self.to_score = to_score
+        self.to_score = 0
         self.answers = self.tokens = self.truncated = 0
         self._chunk = (0, 0)  # the running totals of the chunk being scored
         self.started = time.monotonic()
@@ -283,32 +129,190 @@ class Meter:
         return shown
 
 
-def estimate_scalar(config, dataset: records.Dataset) -> dict[str, Any]:
-    model = load_model(config)
-    plan = ScalarPlan(model, dataset)
-    cached = {}
-    if cache_file(config.cache).exists():  # an estimate creates no cache
-        cache = Cache(config.cache, create=False)
-        try:
-            cached = cache.get_rewards(model.identity(), plan.items)
-        finally:
-            cache.close()
-    return {
-        "judge": config.judge.spec,
-        "simulated": False,
-        "template": None,
-        "records": len(dataset.records),
-        "comparisons": len(plan.comparisons),
-        "total_requests": len(plan.items),
-        "requests": len(plan.items) - len(cached),
-        "cached": len(cached),
-        "input_tokens": None,
-        "output_tokens": 0,
-        "cost_usd": 0.0,
-        "full_cost_usd": 0.0,
-        "batch": False,
-        "token_method": None,
-        "output_tokens_per_request": 0,
-        "output_tokens_note": "a local reward model: 'requests' are unique answers to score",
-        "price_source": "local model (no API cost)",
-    }
+class ScalarBackend:
+    """A local reward model's part of a session (see session.Backend)."""
+
+    progress_rows = "answers"
+
+    def __init__(self, config: RunConfig, benchmark: Benchmark):
+        from .generative import settings_of
+
+        self.config = config
+        self.settings = settings_of(config, None)
+        self.model: LocalRewardModel | None = None
+        self.heard: list[str] = []  # third-party warnings, for the summary
+        self._stopping: str | None = None
+        self.meter: Meter | None = None
+
+    async def prepare(self) -> None:
+        """Load the model's config and tokenizer (a missing folder or a non-reward model is
+        an error before the data loads) and know its identity."""
+        with quiet_libraries(self.heard):
+            self.model = load_model(self.config)
+        self.identity = self.model.identity()
+        self.settings.model_identity = self.identity
+        self.meter = Meter(self.model)
+
+    def open_cache(self) -> Cache:
+        return Cache(self.config.execution.cache)
+
+    def probe(self) -> Awaitable[list[str | None]] | None:
+        return None
+
+    def plan(self, dataset: Dataset) -> Sequence[Sequence[Hashable]]:
+        assert self.model is not None
+        self.plan_ = ScalarPlan(self.model, dataset)
+        return [tuple(set(pair)) for pair in self.plan_.pairs]
+
+    def units(self) -> Sequence[cmp.Presentation]:
+        return self.plan_.presentations
+
+    def lookup(self, cache: Cache, on_answer) -> int:
+        plan = self.plan_
+        self.rewards = cache.get_rewards(self.identity, plan.items)
+        self.cached = set(self.rewards)
+        for digest in list(self.rewards):
+            on_answer(digest)
+        self.missing = [d for d in plan.items if d not in self.rewards]
+        if self.missing and self.config.execution.engine.offline:
+            raise CacheMiss(
+                f"--offline: {len(self.missing)} of {len(plan.items)} answers have no cached reward "
+                f"for {self.config.task.judge.spec} in {cache.path}; nothing was scored"
+            )
+        assert self.meter is not None
+        self.meter.to_score = len(self.missing)
+        return len(self.missing)
+
+    async def before_sending(self, cache: Cache, probe: Awaitable[list[str | None]] | None) -> None:
+        cache.writable(f"{len(self.missing)} new rewards")
+        assert self.model is not None
+        with quiet_libraries(self.heard):  # before the live view, which a loading model must not scribble over
+            await asyncio.to_thread(self.model.load)
+
+    async def work(self, cache: Cache, on_answer) -> None:
+        """Score the missing answers chunk by chunk in a worker thread, caching each chunk."""
+        assert self.model is not None and self.meter is not None
+        plan, model, meter = self.plan_, self.model, self.meter
+        with quiet_libraries(self.heard):
+            for start in range(0, len(self.missing), CHUNK):
+                if self._stopping:
+                    break
+                chunk = self.missing[start : start + CHUNK]
+                scored = await asyncio.to_thread(model.score, [plan.items[d] for d in chunk], meter.update)
+                new = {d: CachedReward(r.value, r.truncated, r.tokens) for d, r in zip(chunk, scored)}
+                meter.chunk_done(sum(r.truncated for r in new.values()))
+                cache.put_rewards(self.identity, self.config.task.judge.model, new.items())
+                self.rewards.update(new)
+                for digest in new:
+                    on_answer(digest)
+
+    def stop(self, reason: str) -> str:
+        self._stopping = reason
+        return "the chunk being scored"
+
+    def judge(self, index: int) -> Judged | None:
+        a, b = self.plan_.pairs[index]
+        if a not in self.rewards or b not in self.rewards:
+            return None
+        return verdict(self.plan_.comparisons[index], self.rewards[a], self.rewards[b],
+                       cached=a in self.cached and b in self.cached)
+
+    @property
+    def stopped_reason(self) -> str | None:
+        return self._stopping
+
+    @property
+    def stop_detail(self) -> str | None:
+        return None
+
+    @property
+    def sent_anything(self) -> bool:
+        return bool(self.meter and self.meter.answers)
+
+    def record_run(self, cache: Cache) -> None:
+        assert self.meter is not None
+        cache.record_run(self.config.task.judge.spec, len(self.plan_.items), len(self.cached), self.meter.answers)
+
+    def metrics(self) -> dict[str, str]:
+        return self.meter.metrics() if self.meter else {}
+
+    def usage(self, judged: list[Judged], indices: list[int]) -> Usage:
+        assert self.meter is not None
+        used = [self.rewards[d] for d in self.plan_.items if d in self.rewards]
+        return Usage(
+            cache_hits=sum(1 for j in judged if j.cached),
+            truncated=sum(1 for j in judged if j.truncated),
+            input_tokens=self.meter.tokens,
+            answers_scored=self.meter.answers,
+            unique_answers=len(self.plan_.items),
+            truncated_inputs=sum(1 for r in used if r.truncated),
+            equal_rewards=sum(1 for j in judged if j.verdict == "tie"),
+            answers_per_second=round(self.meter.rate(), 2),
+            results=Results(answers=len(used), input_tokens=sum(r.tokens for r in used), cost_usd=0.0),
+        )
+
+    def warnings(self) -> list[str]:
+        noticed = []
+        used = [self.rewards[d] for d in self.plan_.items if d in self.rewards]
+        truncated = sum(1 for r in used if r.truncated)
+        if used and truncated / len(used) > TRUNCATION_WARNING:
+            assert self.model is not None
+            noticed.append(
+                f"{truncated} of {len(used)} scored inputs ({100 * truncated / len(used):.1f}%) were "
+                f"longer than --max-length {self.model.max_length} tokens and lost their beginning"
+            )
+        spec = self.config.task.judge.spec
+        noticed.extend(f"{spec}: {w}" for w in dict.fromkeys(self.heard))
+        return noticed
+
+    async def aclose(self) -> None:
+        return None
+
+    def estimate(self, dataset: Dataset) -> dict[str, Any]:
+        """What `rmb-judge estimate` says of a reward model: answers to score, none priced."""
+        plan = ScalarPlan(self.model, dataset)  # type: ignore[arg-type]
+        cached: dict[str, CachedReward] = {}
+        if cache_file(self.config.execution.cache).exists():  # an estimate creates no cache
+            cache = Cache(self.config.execution.cache, create=False)
+            try:
+                cached = cache.get_rewards(self.identity, plan.items)
+            finally:
+                cache.close()
+        return {
+            "judge": self.config.task.judge.spec,
+            "simulated": False,
+            "template": None,
+            "records": len(dataset.records),
+            "comparisons": len(plan.comparisons),
+            "total_requests": len(plan.items),
+            "requests": len(plan.items) - len(cached),
+            "cached": len(cached),
+            "input_tokens": None,
+            "output_tokens": 0,
+            "cost_usd": 0.0,
+            "full_cost_usd": 0.0,
+            "batch": False,
+            "token_method": None,
+            "output_tokens_per_request": 0,
+            "output_tokens_note": "a local reward model: 'requests' are unique answers to score",
+            "price_source": "local model (no API cost)",
+        }
+
+
+@contextmanager
+def quiet_libraries(heard: list[str]) -> Iterator[None]:
+    """No third-party progress bars or warnings on the terminal while we draw the live view;
+    the warnings are collected into `heard` for the summary instead."""
+    import transformers
+
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+        heard.extend(" ".join(str(w.message).split())[:200] for w in caught)
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+        transformers.logging.enable_progress_bar()

@@ -14,8 +14,8 @@ other braces (JSON examples) without escaping:
   line "### User:", "### Assistant A:" (resp. "Assistant B", "Assistant") or "### System:"
   over its text, turns joined by blank lines, earlier assistant turns labelled like the answer.
 - {last_turn}: the ordinal of the final user turn ("first", "second", "third", ...).
-- {criteria}: the record's goal's text from the template's [criteria] table (helpfulness
-  and harmlessness).
+- {criteria}: the record's goal's text from the template's [criteria] table, one text per
+  goal of the benchmark (RMB: helpfulness and harmlessness; checked by `check_goals`).
 
 A pairwise text must show both answers ({answer_a} or {conversation_a}, and the same for B);
 a pointwise one, {answer} or {conversation}. A template may also give `user_multi` (and
@@ -35,6 +35,7 @@ single-turn prompts of the previous `rmb` (now `rmb-flat`).
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 import hashlib
 import re
 import tomllib
@@ -82,14 +83,24 @@ class Template:
         return self.cache_key or self.sha256
 
     def render_pair(
-        self, conversation: tuple[Message, ...], section: str, answer_a: str, answer_b: str
+        self, conversation: tuple[Message, ...], goal: str, answer_a: str, answer_b: str
     ) -> Messages:
-        return self._render(conversation, section, answer_a=answer_a, answer_b=answer_b)
+        return self._render(conversation, goal, answer_a=answer_a, answer_b=answer_b)
 
-    def render_single(self, conversation: tuple[Message, ...], section: str, answer: str) -> Messages:
-        return self._render(conversation, section, answer=answer)
+    def render_single(self, conversation: tuple[Message, ...], goal: str, answer: str) -> Messages:
+        return self._render(conversation, goal, answer=answer)
 
-    def _render(self, conversation: tuple[Message, ...], section: str, **answers: str) -> Messages:
+    def check_goals(self, goals: Sequence[str]) -> None:
+        """A template using {criteria} must have a text for every goal it will be asked about."""
+        missing = [g for g in goals if g not in self.criteria]
+        if self.uses_criteria and missing:
+            raise UsageError(f"--template {self.name}: its [criteria] table lacks {', '.join(missing)}")
+
+    @property
+    def uses_criteria(self) -> bool:
+        return any("{criteria}" in text for text in (self.system, self.user, self.system_multi, self.user_multi))
+
+    def _render(self, conversation: tuple[Message, ...], goal: str, **answers: str) -> Messages:
         turns = user_turns(conversation)
         system, user = ("system_multi", "user_multi") if self.user_multi and turns > 1 else ("system", "user")
         names = self._names[system] | self._names[user]
@@ -97,7 +108,7 @@ class Template:
         if "question" in names:
             values["question"] = render_conversation(conversation)
         if "criteria" in names:
-            values["criteria"] = self.criteria[section]
+            values["criteria"] = self.criteria[goal]
         if "last_turn" in names:
             values["last_turn"] = ordinal(turns)
         for name, (answer, label) in CONVERSATIONS.items():
@@ -207,8 +218,9 @@ def _validate(path: Path, spec: dict, sha256: str) -> Template:
         missing = [shown + s for s in sides if not {f"answer{s}", f"conversation{s}"} & names]
         if missing:
             raise UsageError(f"{path}: the {what} lacks {', '.join(missing)} placeholders")
-        if "criteria" in names and set(criteria) != {"helpfulness", "harmlessness"}:
-            raise UsageError(f"{path}: {{criteria}} needs [criteria] helpfulness and harmlessness texts")
+        if "criteria" in names and (not isinstance(criteria, dict) or not criteria
+                                    or not all(isinstance(v, str) for v in criteria.values())):
+            raise UsageError(f"{path}: {{criteria}} needs a [criteria] table of texts, one per goal")
     return Template(
         name=path.stem,
         kind=kind,

@@ -15,3 +15,26 @@ def data_root() -> Path:
 
 
 from fake_api import fake_api, fake_api_thread  # noqa: E402,F401  (fixtures)
+
+
+def make_config(**kw):
+    """A RunConfig from the flat keywords tests find convenient: each goes to the Task or
+    the Execution that has it (a judge may be given as its spec string)."""
+    from dataclasses import fields
+
+    from rmb_judge.config import Execution, RunConfig, Task
+    from rmb_judge.judges import parse_spec
+
+    if isinstance(kw.get("judge"), str):
+        kw["judge"] = parse_spec(kw["judge"])
+    for name in ("base_urls", "equivalent_endpoints", "argv"):
+        if name in kw:
+            kw[name] = tuple(kw[name])
+    task_fields = {f.name for f in fields(Task)}
+    task = Task(**{k: v for k, v in kw.items() if k in task_fields})
+    return RunConfig(task, Execution(**{k: v for k, v in kw.items() if k not in task_fields}))
+
+
+from rmb_judge.benchmarks import get as _benchmark  # noqa: E402
+
+RMB = _benchmark("rmb")  # the benchmark the tests load data through

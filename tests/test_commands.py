@@ -12,7 +12,8 @@ from rich.console import Console
 from rmb_judge import cli, records
 from rmb_judge.display import LiveView, RunProgress
 from rmb_judge.judges import parse_spec
-from rmb_judge.runner import RunConfig, run
+from conftest import make_config, RMB
+from rmb_judge.session import run
 
 
 def test_data_info_and_validate(data_root, capsys):
@@ -49,13 +50,13 @@ def test_data_fetch_from_a_mirror(data_root, tmp_path, capsys):
         assert "0 files downloaded, 3 already present" in capsys.readouterr().out
     finally:
         server.shutdown()
-    got = records.load(dest)
-    assert len(got.records) == len(records.load(data_root, records.Selection(sets=["bon"], scenarios=["*Helpfulness/Chat/*"])).records)
+    got = RMB.load(dest)
+    assert len(got.records) == len(RMB.load(data_root, records.Selection(sets=["bon"], scenarios=["*Helpfulness/Chat/*"])).records)
 
 
 def test_manifest_says_how_to_reproduce(data_root, tmp_path):
     argv = ["rmb-judge", "run", "--base-url", "http://user:s3cret-token@vllm.local:8000/v1", "sk-live-abcdef123456"]
-    run(RunConfig(judge=parse_spec("mock"), data=data_root, out=tmp_path / "o", cache=tmp_path / "c",
+    run(make_config(judge=parse_spec("mock"), data=data_root, out=tmp_path / "o", cache=tmp_path / "c",
                   selection=records.Selection(limit=1, scenarios=["*Code*"]), argv=argv))
     manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
     assert manifest["judge"] == "mock"
@@ -72,6 +73,7 @@ def test_manifest_says_how_to_reproduce(data_root, tmp_path):
 
 def test_live_view_shows_sections_and_engine_numbers():
     progress = RunProgress("openai:gpt-x", False, metrics=lambda: {"in flight": "7", "429s": "2"})
+    progress.expect([s.key for s in RMB.sections], [])
     progress.sections["bon_harmlessness"].total = 10
     progress.sections["bon_harmlessness"].done = 4
     progress.sections["bon_harmlessness"].correct = 3
@@ -120,7 +122,7 @@ def test_run_json_prints_the_summary_alone(data_root, tmp_path, capsys):
 
 
 def test_prune_dry_run_deletes_nothing(data_root, tmp_path, capsys):
-    run(RunConfig(judge=parse_spec("mock"), data=data_root, out=tmp_path / "o", cache=tmp_path / "c",
+    run(make_config(judge=parse_spec("mock"), data=data_root, out=tmp_path / "o", cache=tmp_path / "c",
                   selection=records.Selection(limit=1, scenarios=["*Chat*"])))
     assert cli.main(["cache", "prune", "--cache", str(tmp_path / "c"), "--model", "mock", "--dry-run"]) == 0
     would = int(capsys.readouterr().out.split()[2])

@@ -11,10 +11,11 @@ from fake_api import FAKE_KEY, FakeAPI
 
 from rmb_judge import cli, records
 from rmb_judge.providers.openai_provider import OpenAIProvider
-from rmb_judge.engine import EngineConfig
+from rmb_judge.config import EngineConfig
 from rmb_judge.estimate import estimate
 from rmb_judge.judges import parse_spec
-from rmb_judge.runner import RunConfig, run
+from conftest import make_config
+from rmb_judge.session import run
 
 MODEL = "gpt-4o-mini"  # a model genai-prices knows
 SELECTION = dict(limit=2, scenarios=["*Chat*", "*Harmlessness/S3"])
@@ -26,7 +27,7 @@ def keys(monkeypatch):
 
 
 def config(api, tmp_path, name="out", **kw):
-    return RunConfig(judge=parse_spec(f"openai:{MODEL}"), data=kw.pop("data"), out=tmp_path / name,
+    return make_config(judge=parse_spec(f"openai:{MODEL}"), data=kw.pop("data"), out=tmp_path / name,
                      cache=tmp_path / "cache", base_urls=[api.openai_url],
                      selection=records.Selection(**SELECTION), **kw)
 
@@ -37,7 +38,7 @@ def test_estimate_predicts_requests_and_cost_matches_prices(data_root, tmp_path)
         result = run(config(api, tmp_path, data=data_root))
         after = estimate(config(api, tmp_path, data=data_root))
         sent = len(api.calls())
-    usage = result.summary["usage"]
+    usage = result.json["usage"]
     assert before["requests"] == usage["requests"] == sent and before["cached"] == 0
     assert before["token_method"] == "tiktoken:o200k_base"
     assert before["cost_usd"] > 0
@@ -67,13 +68,13 @@ def test_budget_stops_early_and_a_rerun_finishes(data_root, tmp_path):
         budget = full_cost / 3
         api.requests.clear()
         partial = run(config(api, tmp_path, data=data_root, engine=EngineConfig(max_cost=budget, concurrency=4)))
-        assert partial.stopped_reason == "budget" and partial.summary["complete"] is False
-        assert 0 < partial.summary["usage"]["requests"] < full.summary["usage"]["requests"]
-        assert partial.summary["usage"]["cost_usd"] <= budget
+        assert partial.stopped_reason == "budget" and partial.json["complete"] is False
+        assert 0 < partial.json["usage"]["requests"] < full.json["usage"]["requests"]
+        assert partial.json["usage"]["cost_usd"] <= budget
         done = run(config(api, tmp_path, data=data_root, engine=EngineConfig(max_cost=full_cost * 2)))
         bodies = [json.dumps(c.body, sort_keys=True) for c in api.calls()]
-    assert done.complete and done.summary["scores"] == full.summary["scores"]
-    assert len(bodies) == len(set(bodies)) == full.summary["usage"]["requests"]  # nothing sent twice
+    assert done.complete and done.json["scores"] == full.json["scores"]
+    assert len(bodies) == len(set(bodies)) == full.json["usage"]["requests"]  # nothing sent twice
 
 
 def test_budget_exit_status(data_root, tmp_path, capsys):
@@ -91,17 +92,17 @@ def test_batch_run_then_normal_rerun_sends_nothing(wire, data_root, tmp_path, mo
     monkeypatch.setenv("ANTHROPIC_API_KEY", FAKE_KEY)
     with FakeAPI(batch_polls=2).run_in_thread() as api:
         url = api.openai_url if wire == "openai" else api.anthropic_url
-        base = RunConfig(judge=parse_spec(f"{wire}:{MODEL}"), data=data_root, out=tmp_path / "out",
-                         cache=tmp_path / "cache", base_urls=[url], selection=records.Selection(**SELECTION),
-                         poll_interval=0.05)
-        live = run(RunConfig(**{**base.__dict__, "cache": tmp_path / "live", "out": tmp_path / "live_out"}))
+        base = dict(judge=parse_spec(f"{wire}:{MODEL}"), data=data_root, out=tmp_path / "out",
+                    cache=tmp_path / "cache", base_urls=[url], selection=records.Selection(**SELECTION),
+                    poll_interval=0.05)
+        live = run(make_config(**{**base, "cache": tmp_path / "live", "out": tmp_path / "live_out"}))
         api.requests.clear()
-        batched = run(RunConfig(**{**base.__dict__, "batch": True}))
+        batched = run(make_config(**{**base, "batch": True}))
         assert api.batches_created == 1 and api.calls() == []
-        again = run(base)
+        again = run(make_config(**base))
         assert api.calls() == []
-    assert batched.complete and batched.summary["scores"] == live.summary["scores"]
-    assert again.summary["usage"]["requests"] == 0 and again.summary["scores"] == live.summary["scores"]
+    assert batched.complete and batched.json["scores"] == live.json["scores"]
+    assert again.json["usage"]["requests"] == 0 and again.json["scores"] == live.json["scores"]
 
 
 def test_batch_partial_failures_are_retried_next_run(data_root, tmp_path):
@@ -109,11 +110,11 @@ def test_batch_partial_failures_are_retried_next_run(data_root, tmp_path):
     with FakeAPI().run_in_thread() as api:
         api.schedule(Fault.http(500), Fault.expired())
         first = run(config(api, tmp_path, data=data_root, batch=True, poll_interval=0.05))
-        assert first.summary["usage"]["failed"] >= 2  # comparisons sharing a failed request
+        assert first.json["usage"]["failed"] >= 2  # comparisons sharing a failed request
         second = run(config(api, tmp_path, data=data_root, batch=True, poll_interval=0.05))
         assert api.batches_created == 2
-        assert sorted(len(b.bodies) for b in api.batches.values()) == [2, first.summary["usage"]["requests"]]
-    assert second.complete and second.summary["usage"]["failed"] == 0
+        assert sorted(len(b.bodies) for b in api.batches.values()) == [2, first.json["usage"]["requests"]]
+    assert second.complete and second.json["usage"]["failed"] == 0
 
 
 def recorded_batches(cache_dir):
@@ -146,7 +147,7 @@ def test_killed_while_polling_resumes_the_same_batch(data_root, tmp_path):
 
 
 def test_cache_commands(data_root, tmp_path, capsys):
-    run(RunConfig(judge=parse_spec("mock"), data=data_root, out=tmp_path / "o", cache=tmp_path / "c",
+    run(make_config(judge=parse_spec("mock"), data=data_root, out=tmp_path / "o", cache=tmp_path / "c",
                   selection=records.Selection(limit=1, scenarios=["*Chat*"])))
     assert cli.main(["cache", "stats", "--cache", str(tmp_path / "c"), "--json"]) == 0
     stats = json.loads(capsys.readouterr().out)

@@ -8,12 +8,14 @@ from fake_api import FAKE_KEY, FakeAPI, Fault, Reply, first_pick
 
 from rmb_judge import records
 from rmb_judge.cache import Cache
-from rmb_judge.engine import Engine, EngineConfig, Job
+from rmb_judge.config import EngineConfig
+from rmb_judge.engine import Engine, Job
 from rmb_judge.errors import CacheMiss, FatalProviderError
 from rmb_judge.judges import parse_spec
 from rmb_judge.providers.base import ChatRequest
 from rmb_judge.providers.openai_provider import OpenAIProvider
-from rmb_judge.runner import RunConfig, run
+from conftest import make_config
+from rmb_judge.session import run
 
 WIRES = ["openai", "anthropic"]
 
@@ -21,8 +23,9 @@ WIRES = ["openai", "anthropic"]
 def config_for(api, wire, data_root, tmp_path, **kw):
     selection = kw.pop("selection", records.Selection(limit=2, sets=["pairwise", "bon"], scenarios=["*Chat*", "*S1"]))
     url = api.openai_url if wire == "openai" else api.anthropic_url
-    return RunConfig(judge=parse_spec(f"{wire}:judge-model"), data=data_root, out=tmp_path / "out",
-                     cache=tmp_path / "cache", base_urls=[url], selection=selection, **kw)
+    kw.setdefault("base_urls", [url])
+    return make_config(judge=parse_spec(f"{wire}:judge-model"), data=data_root, out=tmp_path / "out",
+                       cache=tmp_path / "cache", selection=selection, **kw)
 
 
 @pytest.fixture
@@ -40,10 +43,10 @@ def test_faults_do_not_change_scores(wire, data_root, tmp_path, keys):
         result = run(config_for(faulty, wire, data_root, tmp_path / "b",
                                 engine=EngineConfig(concurrency=16, max_retries=10, backoff_initial=0.05)))
         calls = len(faulty.calls())
-    usage = result.summary["usage"]
-    assert result.complete and result.summary["scores"] == baseline.summary["scores"]
+    usage = result.json["usage"]
+    assert result.complete and result.json["scores"] == baseline.json["scores"]
     assert usage["failed"] == 0 and usage["retries"] > 0
-    assert usage["requests"] == calls == baseline.summary["usage"]["requests"] + usage["retries"]
+    assert usage["requests"] == calls == baseline.json["usage"]["requests"] + usage["retries"]
     assert usage["rate_limited"] > 0
 
 
@@ -73,8 +76,8 @@ def test_offline_answers_from_cache_without_a_key(data_root, tmp_path, keys, mon
         first = run(config_for(api, "anthropic", data_root, tmp_path))
         monkeypatch.delenv("ANTHROPIC_API_KEY")
         again = run(config_for(api, "anthropic", data_root, tmp_path, engine=EngineConfig(offline=True)))
-        assert len(api.calls()) == first.summary["usage"]["requests"]
-    assert again.summary["scores"] == first.summary["scores"] and again.summary["usage"]["requests"] == 0
+        assert len(api.calls()) == first.json["usage"]["requests"]
+    assert again.json["scores"] == first.json["scores"] and again.json["usage"]["requests"] == 0
 
 
 def test_missing_key_is_one_clear_line(data_root, tmp_path, monkeypatch):
@@ -130,31 +133,29 @@ def test_first_pick_judge_position_bias(data_root, tmp_path, keys):
         fixed = run(config_for(api, "openai", data_root, tmp_path / "f", order="fixed", selection=sel))
         both = run(config_for(api, "openai", data_root, tmp_path / "b", order="both", selection=sel))
         rand = run(config_for(api, "openai", data_root, tmp_path / "r", order="random", selection=sel))
-    assert set(v for v in fixed.summary["scores"].values()) == {1.0}
-    assert fixed.summary["position"]["first_pick_rate"] == 1.0
-    s = both.summary["scores"]
+    assert set(v for v in fixed.json["scores"].values()) == {1.0}
+    assert fixed.json["position"]["first_pick_rate"] == 1.0
+    s = both.json["scores"]
     assert s["pairwise_helpfulness"] == s["pairwise_harmlessness"] == 0.5
     assert s["bon_helpfulness"] == s["bon_harmlessness"] == 0.0  # a tie is not a Best-of-N win
-    assert both.summary["position"]["consistency"] == 0.0
+    assert both.json["position"]["consistency"] == 0.0
     # random order: a pairwise record is won exactly when the preferred answer was shown first
     lines = [json.loads(l) for l in (tmp_path / "r" / "out" / "samples.jsonl").read_text().splitlines()]
     pair = [l for l in lines if l["loser_index"] is None]
-    assert rand.summary["position"]["first_pick_rate"] == 1.0
+    assert rand.json["position"]["first_pick_rate"] == 1.0
     assert all(l["correct"] == (1.0 if l["order"] == "AB" else 0.0) for l in lines)
     expected = sum(l["order"] == "AB" for l in pair) / len(pair)
-    got = rand.summary["sections"]
+    got = rand.json["sections"]
     assert (got["pairwise_helpfulness"]["wins"] + got["pairwise_harmlessness"]["wins"]) / len(pair) == expected
 
 
 def test_several_base_urls_share_the_requests(data_root, tmp_path, keys):
     """vLLM replicas: one judge, several servers, requests spread over all of them."""
     with FakeAPI().run_in_thread() as one, FakeAPI().run_in_thread() as two:
-        config = config_for(one, "openai", data_root, tmp_path)
-        config.base_urls = [one.openai_url, two.openai_url]
-        result = run(config)
+        result = run(config_for(one, "openai", data_root, tmp_path, base_urls=[one.openai_url, two.openai_url]))
         counts = len(one.calls()), len(two.calls())
     assert result.complete and min(counts) > 0
-    assert sum(counts) == result.summary["usage"]["requests"]
+    assert sum(counts) == result.json["usage"]["requests"]
     assert abs(counts[0] - counts[1]) <= 1
 
 
@@ -168,7 +169,7 @@ def test_a_request_the_provider_rejects_fails_alone(wire, data_root, tmp_path, k
         api.schedule(long, filtered)
         result = run(config_for(api, wire, data_root, tmp_path, engine=EngineConfig(concurrency=1)))
         sent = len(api.calls())
-    usage = result.summary["usage"]
+    usage = result.json["usage"]
     assert result.complete and usage["failed"] >= 1 and usage["refused"] >= 1
     assert sent == usage["requests"]  # neither was retried
     lines = [json.loads(l) for l in (tmp_path / "out" / "samples.jsonl").read_text().splitlines()]
@@ -219,8 +220,8 @@ def test_content_filter_refusals_are_kept(data_root, tmp_path, keys):
         sent = len(api.calls())
         again = run(config_for(api, "openai", data_root, tmp_path))
         assert len(api.calls()) == sent
-    assert first.summary["usage"]["refused"] >= 1 and again.summary["usage"]["refused"] == first.summary["usage"]["refused"]
-    assert again.summary["usage"]["requests"] == 0
+    assert first.json["usage"]["refused"] >= 1 and again.json["usage"]["refused"] == first.json["usage"]["refused"]
+    assert again.json["usage"]["requests"] == 0
 
 
 async def test_token_buckets_pace_requests_and_tokens(monkeypatch):

@@ -15,13 +15,12 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from conftest import DATA  # $RMB_TEST_DATA, else the shared copy
+from conftest import DATA, RMB  # $RMB_TEST_DATA, else the shared copy
 from rich.console import Console
 
 from rmb_judge import records
 from rmb_judge.errors import DataError, UsageError
-from rmb_judge.fetch import fetch, fetch_sync, load_manifest, missing_files
-from rmb_judge.records import read_file
+from rmb_judge.fetch import fetch, fetch_sync
 
 SUBSET = [  # small files, two with spaces in their names
     "BoN_set/Helpfulness/Reasoning/Pattern Recognition.json",
@@ -124,7 +123,7 @@ async def until(condition: Callable[[], object], seconds: float = 10) -> None:
 
 
 def test_manifest_matches_the_verified_copy_and_the_upstream_layout():
-    manifest = load_manifest()
+    manifest = RMB.manifest()
     paths = [e.path for e in manifest.files]
     assert len(paths) == 98 == len(set(paths))
     assert sum(p.startswith("BoN_set/") for p in paths) == 49
@@ -151,22 +150,22 @@ async def test_fetch_downloads_verifies_and_skips_what_is_in_place(server: Serve
         server.serve(path)
     dest = tmp_path / "dest"
 
-    result = await fetch(dest, base_url=server.base_url, console=quiet(), only=SUBSET)
+    result = await fetch(RMB, dest, base_url=server.base_url, console=quiet(), only=SUBSET)
 
     assert sorted(result.downloaded) == sorted(SUBSET) and result.skipped == []
     for path in SUBSET:
         assert (dest / path).read_bytes() == (DATA / path).read_bytes()
     assert result.bytes_downloaded == sum((DATA / p).stat().st_size for p in SUBSET)
-    assert result.records == sum(len(list(read_file(DATA, DATA / p))) for p in SUBSET)
+    assert result.records == sum(len(list(RMB.read_file(DATA, DATA / p))) for p in SUBSET)
     assert len(server.requests) == 3 and leftovers(dest) == []
 
-    again = await fetch(dest, base_url=server.base_url, console=quiet(), only=SUBSET)
+    again = await fetch(RMB, dest, base_url=server.base_url, console=quiet(), only=SUBSET)
     assert again.downloaded == [] and sorted(again.skipped) == sorted(SUBSET)
     assert len(server.requests) == 3
     assert again.records == result.records
 
     (dest / SUBSET[1]).write_bytes(b"[]")  # damaged locally: fetched again, the rest skipped
-    third = await fetch(dest, base_url=server.base_url, console=quiet(), only=SUBSET)
+    third = await fetch(RMB, dest, base_url=server.base_url, console=quiet(), only=SUBSET)
     assert third.downloaded == [SUBSET[1]] and len(server.requests) == 4
     assert (dest / SUBSET[1]).read_bytes() == (DATA / SUBSET[1]).read_bytes()
 
@@ -181,7 +180,7 @@ async def test_a_corrupted_file_is_rejected_by_name_and_leaves_nothing(
     dest = tmp_path / "dest"
 
     with pytest.raises(DataError, match="Pattern Recognition.json: downloaded file does not match"):
-        await fetch(dest, base_url=server.base_url, console=quiet(), only=SUBSET)
+        await fetch(RMB, dest, base_url=server.base_url, console=quiet(), only=SUBSET)
 
     assert not (dest / SUBSET[0]).exists()
     assert leftovers(dest) == []
@@ -193,25 +192,25 @@ async def test_an_http_error_names_the_file_and_a_failed_first_fetch_leaves_no_f
     dest = tmp_path / "new" / "RMB_dataset"
     error = r"^Pairwise_set/Harmlessness/S11\.json: download failed: HTTP 404"
     with pytest.raises(DataError, match=error):
-        await fetch(dest, base_url=server.base_url, console=quiet(), only=[UNHASHED])
+        await fetch(RMB, dest, base_url=server.base_url, console=quiet(), only=[UNHASHED])
     assert not (tmp_path / "new").exists()  # not an empty folder `data validate` calls OK
     with pytest.raises(DataError, match="RMB data folder not found"):
-        records.load(dest)
+        RMB.load(dest)
 
 
 async def test_a_file_without_hash_is_verified_by_parsing(server: Server, tmp_path: Path):
     dest = tmp_path / "dest"
     good = (DATA / "Pairwise_set/Harmlessness/S1.json").read_bytes()
     server.serve(UNHASHED, good)
-    result = await fetch(dest, base_url=server.base_url, console=quiet(), only=[UNHASHED])
+    result = await fetch(RMB, dest, base_url=server.base_url, console=quiet(), only=[UNHASHED])
     assert result.downloaded == [UNHASHED]
-    assert result.records == len(list(read_file(DATA, DATA / "Pairwise_set/Harmlessness/S1.json")))
+    assert result.records == len(list(RMB.read_file(DATA, DATA / "Pairwise_set/Harmlessness/S1.json")))
 
     server.serve(UNHASHED, b'[{"pair_uid": "x"}]')
     (dest / UNHASHED).unlink()
     error = r"S11\.json: downloaded file is not RMB data: record 0: missing field"
     with pytest.raises(DataError, match=error):
-        await fetch(dest, base_url=server.base_url, console=quiet(), only=[UNHASHED])
+        await fetch(RMB, dest, base_url=server.base_url, console=quiet(), only=[UNHASHED])
     assert not (dest / UNHASHED).exists()
     assert leftovers(dest) == [(dest / UNHASHED).parent]  # emptied above, not by the fetch
 
@@ -226,7 +225,7 @@ async def test_a_download_failing_mid_way_keeps_verified_files_and_no_empty_fold
     (dest / "Pairwise_set" / "Helpfulness").mkdir(parents=True)  # there before: stays
 
     with pytest.raises(DataError, match=r"^Pairwise_set/Harmlessness/S1\.json: download failed"):
-        await fetch(dest, base_url=server.base_url, console=quiet(), only=SUBSET)
+        await fetch(RMB, dest, base_url=server.base_url, console=quiet(), only=SUBSET)
 
     assert not (dest / "Pairwise_set" / "Harmlessness").exists()
     assert leftovers(dest) == [dest / "Pairwise_set" / "Helpfulness"]
@@ -234,7 +233,7 @@ async def test_a_download_failing_mid_way_keeps_verified_files_and_no_empty_fold
         assert path.read_bytes() == (DATA / path.relative_to(dest)).read_bytes()
 
     server.cut.clear()
-    result = await fetch(dest, base_url=server.base_url, console=quiet(), only=SUBSET)
+    result = await fetch(RMB, dest, base_url=server.base_url, console=quiet(), only=SUBSET)
     assert SUBSET[2] in result.downloaded and len(result.downloaded + result.skipped) == 3
     for path in SUBSET:
         assert (dest / path).read_bytes() == (DATA / path).read_bytes()
@@ -246,7 +245,7 @@ async def test_cancelling_mid_download_leaves_nothing(server: Server, tmp_path: 
     server.stall.add(SUBSET[2])
     dest = tmp_path / "dest"
     task = asyncio.create_task(
-        fetch(dest, base_url=server.base_url, console=quiet(), only=[SUBSET[2]])
+        fetch(RMB, dest, base_url=server.base_url, console=quiet(), only=[SUBSET[2]])
     )
     await until(lambda: staged(dest))
 
@@ -273,7 +272,7 @@ def test_ctrl_c_mid_download_leaves_nothing(server: Server, tmp_path: Path):
 
     threading.Thread(target=press_ctrl_c, daemon=True).start()
     with pytest.raises(KeyboardInterrupt):
-        fetch_sync(dest, base_url=server.base_url, console=quiet(), only=[SUBSET[2]])
+        fetch_sync(RMB, dest, base_url=server.base_url, console=quiet(), only=[SUBSET[2]])
     assert list(dest.iterdir()) == []
 
 
@@ -282,7 +281,7 @@ async def test_two_fetches_into_one_folder_at_once(server: Server, tmp_path: Pat
         server.serve(path)
     dest = tmp_path / "dest"
     first, second = await asyncio.gather(*(
-        fetch(dest, base_url=server.base_url, console=quiet(), only=SUBSET) for _ in range(2)
+        fetch(RMB, dest, base_url=server.base_url, console=quiet(), only=SUBSET) for _ in range(2)
     ))
     assert first.records == second.records > 0
     for path in SUBSET:
@@ -291,26 +290,26 @@ async def test_two_fetches_into_one_folder_at_once(server: Server, tmp_path: Pat
 
 
 def test_missing_files_names_what_a_copy_lacks(tmp_path: Path):
-    manifest = [e.path for e in load_manifest().files]
+    manifest = [e.path for e in RMB.manifest().files]
     local = {p.relative_to(DATA).as_posix() for p in DATA.rglob("*.json")}
-    lacking = missing_files(DATA)
+    lacking = RMB.manifest().missing(DATA)
     # the shared copy lacks the three files PROVENANCE.md names (a full copy: none)
     assert lacking == [p for p in manifest if p not in local]
     assert set(lacking) <= ABSENT_FROM_SHARED_COPY
-    assert missing_files(tmp_path) == manifest
+    assert RMB.manifest().missing(tmp_path) == manifest
 
     for path in SUBSET:
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_bytes(b"[]")  # present is enough: validate parses
     (tmp_path / "BoN_set" / "extra.json").write_bytes(b"[]")
-    assert missing_files(tmp_path) == [p for p in manifest if p not in SUBSET]
+    assert RMB.manifest().missing(tmp_path) == [p for p in manifest if p not in SUBSET]
 
 
 def test_only_selects_by_pattern_and_bad_arguments_fail_early(tmp_path: Path):
-    manifest = load_manifest()
+    manifest = RMB.manifest()
     assert len(manifest.select(["BoN_set/*"])) == 49
     assert [e.path for e in manifest.select([SUBSET[0]])] == [SUBSET[0]]
     with pytest.raises(DataError, match="matches 'Pairwise_set/Nope/\\*'"):
-        fetch_sync(tmp_path, only=["Pairwise_set/Nope/*"])
+        fetch_sync(RMB, tmp_path, only=["Pairwise_set/Nope/*"])
     with pytest.raises(UsageError, match="--base-url must be an http"):
-        fetch_sync(tmp_path, base_url="mirror.example/rmb")
+        fetch_sync(RMB, tmp_path, base_url="mirror.example/rmb")

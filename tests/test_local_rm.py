@@ -21,7 +21,8 @@ from transformers import (
 
 from rmb_judge.errors import RmbJudgeError
 from rmb_judge.local_rm import LocalRewardModel, ScoreItem, _Replica, plan_batches, run_batches
-from rmb_judge.records import Selection, load
+from conftest import RMB
+from rmb_judge.records import Selection
 
 SCENARIOS = ["*/Helpfulness/Chat/Discussion", "*/Harmlessness/multi", "*/Helpfulness/Code/Documentation"]
 
@@ -29,7 +30,7 @@ SCENARIOS = ["*/Helpfulness/Chat/Discussion", "*/Harmlessness/multi", "*/Helpful
 @pytest.fixture(scope="module")
 def items(data_root: Path) -> list[ScoreItem]:
     """~100 unique answers from real RMB records, multi-turn ones included."""
-    records = load(data_root, Selection(scenarios=SCENARIOS, limit=10)).records
+    records = RMB.load(data_root, Selection(scenarios=SCENARIOS, limit=10)).records
     unique = dict.fromkeys(
         ScoreItem(tuple((m.role, m.content) for m in r.conversation), answer.text)
         for r in records

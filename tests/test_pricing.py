@@ -7,11 +7,10 @@ import pytest
 import tiktoken.load
 from genai_prices import Usage, calc_price
 
-from conftest import DATA
+from conftest import DATA, RMB
 from rmb_judge import pricing
 from rmb_judge.pricing import estimate_output_tokens
 from rmb_judge.providers import registry
-from rmb_judge.records import read_file
 
 
 def price_usd(provider, model, input_tokens, output_tokens, batch=False):
@@ -113,7 +112,7 @@ def test_approximation_overestimates_o200k_modestly_on_rmb_text():
     messages = [
         ("user", text)
         for name in files
-        for record in list(read_file(DATA, DATA / f"Pairwise_set/Helpfulness/{name}.json"))[:40]
+        for record in list(RMB.read_file(DATA, DATA / f"Pairwise_set/Helpfulness/{name}.json"))[:40]
         for text in (record.conversation[-1].content, record.preferred.text, record.others[0].text)
     ]
     exact = count_tokens("openai", "gpt-4o", messages).n

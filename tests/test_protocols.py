@@ -12,7 +12,8 @@ from fake_api import FAKE_KEY, FakeAPI, Reply, prompt_text
 from rmb_judge import records
 from rmb_judge.judges import parse_spec
 from rmb_judge.providers.mock import simulated_reply, stable_hash
-from rmb_judge.runner import RunConfig, run
+from conftest import make_config, RMB
+from rmb_judge.session import run
 from test_scoring import independent_scores
 
 LIMIT = 2
@@ -27,7 +28,7 @@ def keys(monkeypatch):
 
 def config(api, wire, data_root, out, **kw):
     url = api.openai_url if wire == "openai" else api.anthropic_url
-    return RunConfig(judge=parse_spec(f"{wire}:judge"), data=data_root, out=out / "out", cache=out / "cache",
+    return make_config(judge=parse_spec(f"{wire}:judge"), data=data_root, out=out / "out", cache=out / "cache",
                      base_urls=[url], selection=records.Selection(limit=LIMIT, scenarios=SCENARIOS), **kw)
 
 
@@ -75,10 +76,10 @@ def test_every_template_end_to_end(template, wire, data_root, tmp_path):
     root = selected_root(data_root, tmp_path)
     expected = independent_pointwise(root) if template == "pointwise" else independent_scores(root, LIMIT)[0]
     assert result.complete
-    assert result.summary["scores"] == pytest.approx(expected, abs=1e-12)
-    assert result.summary["usage"]["unparsed"] == 0
+    assert result.json["scores"] == pytest.approx(expected, abs=1e-12)
+    assert result.json["usage"]["unparsed"] == 0
     if template == "pointwise":  # one request per unique answer, whatever the comparisons share
-        answers = {(r.uid, a.text) for r in records.load(data_root, records.Selection(limit=LIMIT, scenarios=SCENARIOS)).records
+        answers = {(r.uid, a.text) for r in RMB.load(data_root, records.Selection(limit=LIMIT, scenarios=SCENARIOS)).records
                    for a in (r.preferred, *r.others)}
         assert len(bodies) <= len(answers)
     if template == "json" and wire == "openai":
@@ -111,7 +112,7 @@ def test_odd_answers_refusals_and_truncation_are_counted(wire, data_root, tmp_pa
     with FakeAPI(odd_judge).run_in_thread() as api:
         result = run(config(api, wire, data_root, tmp_path, order="fixed"))
     lines = [json.loads(l) for l in (tmp_path / "out" / "samples.jsonl").read_text().splitlines()]
-    usage = result.summary["usage"]
+    usage = result.json["usage"]
     refused = [l for l in lines if l["refused"]]
     truncated = [l for l in lines if l["truncated"]]
     parsed = [l for l in lines if l["verdict"] is not None]
@@ -121,7 +122,7 @@ def test_odd_answers_refusals_and_truncation_are_counted(wire, data_root, tmp_pa
     assert usage["unparsed"] == len(lines) - len(parsed) - len(refused)
     assert all("I'm sorry" in l["raw"] for l in refused)
     # the per-scenario counts add up to the summary's
-    assert sum(s["refused"] for s in result.summary["scenarios"]) == len(refused)
+    assert sum(s["refused"] for s in result.json["scenarios"]) == len(refused)
     # echoed instructions and thinking never decide: every parsed verdict is the judge's real one
     for l in parsed:
         assert l["verdict"] == re.findall(r"\[\[([AB])\]\]", l["raw"])[-1]
@@ -130,15 +131,15 @@ def test_odd_answers_refusals_and_truncation_are_counted(wire, data_root, tmp_pa
 def test_raising_samples_pays_only_for_new_samples(data_root, tmp_path):
     with FakeAPI().run_in_thread() as api:
         one = run(config(api, "openai", data_root, tmp_path, samples=1, temperature=0.7))
-        comparisons = one.summary["data"]["comparisons_judged"]
+        comparisons = one.json["data"]["comparisons_judged"]
         sent_before = len(api.calls())
         three = run(config(api, "openai", data_root, tmp_path, samples=3, temperature=0.7, replace=True))
         new = len(api.calls()) - sent_before
     # RMB repeats a few comparisons verbatim (same conversation and answers): those share
     # one request, so count unique requests
-    unique = one.summary["usage"]["requests"]
+    unique = one.json["usage"]["requests"]
     assert sent_before == unique and 0 < unique <= comparisons
-    assert new == three.summary["usage"]["requests"] == 2 * unique
-    assert three.summary["agreement"]["samples"] == 3
+    assert new == three.json["usage"]["requests"] == 2 * unique
+    assert three.json["agreement"]["samples"] == 3
     lines = [json.loads(l) for l in (tmp_path / "out" / "samples.jsonl").read_text().splitlines()]
     assert all(len(l["votes"]) == 3 for l in lines)

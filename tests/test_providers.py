@@ -345,7 +345,7 @@ async def test_capacity_rpm_answers_429_with_retry_after_ms() -> None:
 def test_label_judge_agrees_with_the_labels() -> None:
     good, bad = "The good answer.", "The bad answer."
     record = Record(
-        "pairwise", "helpfulness", "Pairwise_set/Helpfulness/x", "uid-1", (Message("user", "q"),),
+        "pairwise", "helpfulness", "pairwise_helpfulness", "Pairwise_set/Helpfulness/x", "uid-1", (Message("user", "q"),),
         Answer("m1", good), (Answer("m2", bad),), "x.json", 0,
     )
     respond = label_judge([record])

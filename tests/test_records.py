@@ -6,25 +6,25 @@ import pytest
 
 from rmb_judge import records
 from rmb_judge.errors import DataError
-from rmb_judge.fetch import load_manifest, missing_files
+from conftest import RMB
 
 
 def test_full_dataset_matches_provenance(data_root):
     """The counts PROVENANCE.md states for the shared copy (46 pairwise + 49 BoN files)."""
-    lacking = missing_files(data_root)
+    lacking = RMB.manifest().missing(data_root)
     if len(lacking) != 3:
         pytest.skip(f"counts of the 95-file shared copy; this one lacks {len(lacking)} files")
-    ds = records.load(data_root)
-    sets = Counter(r.set for r in ds.records)
+    ds = RMB.load(data_root)
+    sets = Counter(r.kind for r in ds.records)
     assert sets == {"pairwise": 14543, "bon": 3786}
-    assert Counter(r.section_key for r in ds.records if r.set == "pairwise") == {
+    assert Counter(r.section for r in ds.records if r.kind == "pairwise") == {
         "pairwise_helpfulness": 8456, "pairwise_harmlessness": 6087}
-    assert Counter(r.section_key for r in ds.records if r.set == "bon") == {
+    assert Counter(r.section for r in ds.records if r.kind == "bon") == {
         "bon_helpfulness": 2109, "bon_harmlessness": 1677}
-    assert sum(len(r.others) for r in ds.records if r.set == "bon") == 8714
+    assert sum(len(r.others) for r in ds.records if r.kind == "bon") == 8714
     turns = Counter(len(r.conversation) == 1 for r in ds.records)
     assert turns == {True: 15768, False: 2561}
-    assert ds.scenarios_found == len(load_manifest().files) - len(lacking) == 95
+    assert ds.scenarios_found == len(RMB.manifest().files) - len(lacking) == 95
     # category_path is the file path without .json, uids are strings
     for r in ds.records[:50]:
         assert r.file.removesuffix(".json") == r.category_path
@@ -32,7 +32,7 @@ def test_full_dataset_matches_provenance(data_root):
 
 def test_selection_flags(data_root):
     sel = records.Selection(sets=["bon"], sections=["helpfulness"], scenarios=["*Chat*"], limit=4)
-    ds = records.load(data_root, sel)
+    ds = RMB.load(data_root, sel)
     paths = Counter(r.category_path for r in ds.records)
     assert set(paths) == {f"BoN_set/Helpfulness/Chat/{n}" for n in
                           ("Casual Conversation", "Discussion", "Supportive Conversation")}
@@ -44,9 +44,9 @@ def test_selection_flags(data_root):
 
 
 def test_sample_is_seeded_and_stable(data_root):
-    a = records.load(data_root, records.Selection(sets=["pairwise"], sample=0.1, seed=1))
-    b = records.load(data_root, records.Selection(sets=["pairwise"], sample=0.1, seed=1))
-    c = records.load(data_root, records.Selection(sets=["pairwise"], sample=0.1, seed=2))
+    a = RMB.load(data_root, records.Selection(sets=["pairwise"], sample=0.1, seed=1))
+    b = RMB.load(data_root, records.Selection(sets=["pairwise"], sample=0.1, seed=1))
+    c = RMB.load(data_root, records.Selection(sets=["pairwise"], sample=0.1, seed=2))
     assert [r.uid for r in a.records] == [r.uid for r in b.records]
     assert [r.uid for r in a.records] != [r.uid for r in c.records]
     assert 0.08 < len(a.records) / 14543 < 0.12
@@ -54,9 +54,9 @@ def test_sample_is_seeded_and_stable(data_root):
 
 @pytest.mark.parametrize("flag", [
     dict(sets=["pairs"]), dict(sections=["safety"]), dict(limit=0), dict(sample=1.5)])
-def test_bad_selection_is_one_clear_error(flag):
+def test_bad_selection_is_one_clear_error(flag, data_root):
     with pytest.raises(DataError) as err:
-        records.Selection(**flag)
+        RMB.load(data_root, records.Selection(**flag))
     assert "--" in str(err.value) and "\n" not in str(err.value)
 
 
@@ -73,29 +73,29 @@ def test_malformed_record_names_file_and_index(data_root, tmp_path):
     del items[7]["reject"]
     path.write_text(json.dumps(items))
     with pytest.raises(DataError, match=r"Pairwise_set/Helpfulness/Chat/Discussion.json: record 7: missing field 'reject'"):
-        records.load(root)
+        RMB.load(root)
 
 
 def test_broken_json_names_file(data_root, tmp_path):
     root, path = copy_scenario(data_root, tmp_path, "BoN_set/Harmlessness/S1.json")
     path.write_text(path.read_text()[:1000])
     with pytest.raises(DataError, match="BoN_set/Harmlessness/S1.json: cannot read as JSON"):
-        records.load(root)
+        RMB.load(root)
 
 
 def test_absent_files_and_missing_folder(data_root, tmp_path):
     root, _ = copy_scenario(data_root, tmp_path, "BoN_set/Harmlessness/S1.json")
-    ds = records.load(root)
-    assert ds.scenarios_found == 1 and {r.set for r in ds.records} == {"bon"}
+    ds = RMB.load(root)
+    assert ds.scenarios_found == 1 and {r.kind for r in ds.records} == {"bon"}
     with pytest.raises(DataError, match="not found"):
-        records.load(tmp_path / "nowhere")
+        RMB.load(tmp_path / "nowhere")
     with pytest.raises(DataError, match="not an RMB_dataset folder"):
-        records.load(tmp_path)
+        RMB.load(tmp_path)
 
 
 def test_absent_files_against_selection_are_the_callers_to_report(data_root, tmp_path):
     root, _ = copy_scenario(data_root, tmp_path, "BoN_set/Harmlessness/S1.json")
-    ds = records.load(root, records.Selection(sets=["pairwise"]))
+    ds = RMB.load(root, records.Selection(sets=["pairwise"]))
     assert ds.records == [] and ds.files == [] and ds.scenarios_found == 0
 
 
@@ -107,7 +107,7 @@ def test_a_root_without_scenario_files_points_at_data_fetch(tmp_path, folders):
     for folder in folders:
         (root / folder).mkdir(parents=True)
     with pytest.raises(DataError) as err:
-        records.load(root, records.Selection(sets=["bon"]))
+        RMB.load(root, records.Selection(sets=["bon"]))
     assert str(err.value) == (
         f"{root}: no RMB scenario files found (run `rmb-judge data fetch`, "
         "or give --data DIR / set RMB_DATA)"
@@ -143,7 +143,7 @@ def test_an_unpaired_surrogate_names_file_record_and_field(
     root, path = copy_scenario(data_root, tmp_path, rel)
     append_escape(path, index, keys, escape)
     with pytest.raises(DataError) as err:
-        records.load(root)
+        RMB.load(root)
     assert str(err.value) == (
         f"{rel}: record {index}: {name} holds an unpaired surrogate ({escape.lower()}), "
         "not valid Unicode"
@@ -153,6 +153,6 @@ def test_an_unpaired_surrogate_names_file_record_and_field(
 @pytest.mark.parametrize("escape", [r"\ud83d\ude00", r"\uD83D\uDE00"])
 def test_an_escaped_surrogate_pair_loads_as_its_character(data_root, tmp_path, escape):
     root, path = copy_scenario(data_root, tmp_path, PAIRWISE)
-    expected = records.load(root).records[12].preferred.text + "\U0001F600"
+    expected = RMB.load(root).records[12].preferred.text + "\U0001F600"
     append_escape(path, 12, ("chosen", "answer"), escape)
-    assert records.load(root).records[12].preferred.text == expected
+    assert RMB.load(root).records[12].preferred.text == expected

@@ -13,6 +13,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from rmb_judge import cli, records
 from tiny_models import build_tiny_reward_model
+from conftest import RMB
 
 SCENARIOS = ["*Chat/Discussion", "*Harmlessness/multi"]
 
@@ -42,7 +43,7 @@ def test_hf_judge_scores_like_rmb_and_scores_each_answer_once(model_dir, data_ro
     assert cli.main(args) == 0
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
 
-    selected = records.load(data_root, records.Selection(limit=3, scenarios=SCENARIOS)).records
+    selected = RMB.load(data_root, records.Selection(limit=3, scenarios=SCENARIOS)).records
     tok = AutoTokenizer.from_pretrained(model_dir)
 
     def text(record, answer):
@@ -55,7 +56,7 @@ def test_hf_judge_scores_like_rmb_and_scores_each_answer_once(model_dir, data_ro
     for r in selected:
         best = rewards[text(r, r.preferred)]
         wins = [best > rewards[text(r, o)] for o in r.others]  # strictly higher, as in RMB
-        sections[r.section_key].append(float(all(wins)))
+        sections[r.section].append(float(all(wins)))
     for key, values in sections.items():
         assert summary["scores"][key] == pytest.approx(mean(values), abs=1e-12), key
     # each unique answer scored once: one cached reward per unique text

@@ -8,7 +8,8 @@ from statistics import mean
 from rmb_judge import records
 from rmb_judge.judges import parse_spec
 from rmb_judge.providers.mock import stable_hash
-from rmb_judge.runner import RunConfig, run
+from conftest import make_config
+from rmb_judge.session import run
 from rmb_judge.scoring import majority
 
 LIMIT = 12
@@ -40,7 +41,7 @@ def independent_scores(root, limit):
 
 
 def test_scores_equal_independent_computation(data_root, tmp_path):
-    config = RunConfig(judge=parse_spec("mock"), data=data_root, out=tmp_path / "out",
+    config = make_config(judge=parse_spec("mock"), data=data_root, out=tmp_path / "out",
                        selection=records.Selection(limit=LIMIT), order="fixed", cache=tmp_path / "c")
     result = run(config)
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
@@ -62,9 +63,9 @@ def test_scores_equal_independent_computation(data_root, tmp_path):
     assert all(l["order"] == "AB" and l["verdict"] in ("A", "B") and l["simulated"] for l in lines)
     # rerun: everything from the cache
     again = run(config)
-    assert again.summary["usage"]["requests"] == 0
-    assert again.summary["usage"]["cache_hits"] == len(lines)
-    assert again.summary["scores"] == summary["scores"]
+    assert again.json["usage"]["requests"] == 0
+    assert again.json["usage"]["cache_hits"] == len(lines)
+    assert again.json["scores"] == summary["scores"]
 
 
 def test_majority_vote():

@@ -5,6 +5,7 @@ from rmb_judge.cache import request_key
 from rmb_judge.comparisons import RequestSettings, comparisons_of, presentations, requests_for
 from rmb_judge.errors import UsageError
 from rmb_judge.providers.mock import extract_pair, hash_preference, simulated_reply
+from conftest import RMB
 
 
 def test_shipped_templates_load():
@@ -61,7 +62,7 @@ OLD_RMB_SHA256 = "8b5aaf794852bdf14352545859723ab0d87d1dd78030f8414684ff4bca980a
 
 
 def load_records(data_root, scenario, turns, set_name="pairwise"):
-    found = [r for r in records.load(data_root, records.Selection(sets=[set_name], scenarios=[scenario])).records
+    found = [r for r in RMB.load(data_root, records.Selection(sets=[set_name], scenarios=[scenario])).records
              if len(r.conversation) == 2 * turns - 1]
     assert found, (scenario, turns)
     return found
@@ -82,7 +83,7 @@ def test_rmb_template_is_the_reference_prompt(data_root):
     assert t.system.startswith("Please act as an impartial judge")
     assert t.system.endswith('"[[A]]" if assistant A is better, "[[B]]" if assistant B is better.')
     assert "[[C]]" not in t.system
-    rec = records.load(data_root, records.Selection(sets=["pairwise"], scenarios=["*Chat/Discussion"], limit=1)).records[0]
+    rec = RMB.load(data_root, records.Selection(sets=["pairwise"], scenarios=["*Chat/Discussion"], limit=1)).records[0]
     (system, s), (user, u) = t.render_pair(rec.conversation, rec.section, "ANSWER-ONE", "ANSWER-TWO")
     assert (system, user) == ("system", "user")
     assert s == REFERENCE_SYSTEM
@@ -95,7 +96,7 @@ def test_single_turn_prompts_are_unchanged(data_root):
     """Every single-turn record of a few scenarios renders as before, in both templates."""
     rmb, flat = templates.load("rmb"), templates.load("rmb-flat")
     selection = records.Selection(scenarios=["*Chat/Discussion", "*Harmlessness/S1", "*Code/Documentation"])
-    singles = [r for r in records.load(data_root, selection).records if len(r.conversation) == 1]
+    singles = [r for r in RMB.load(data_root, selection).records if len(r.conversation) == 1]
     assert len(singles) > 100
     for rec in singles:
         a, b = rec.preferred.text, rec.others[0].text
@@ -185,7 +186,7 @@ def test_multi_turn_texts_of_a_user_template(tmp_path):
     ('system_multi = "{conversation_a} {conversation_b}"', "'system_multi' needs a 'user_multi' text"),
     ("user_multi = 3", "'user_multi' must be a text"),
     ('user_multi = "  "', "'user_multi' is empty"),
-    ('user_multi = "{criteria} {conversation_a} {conversation_b}"', "{criteria} needs [criteria]"),
+    ('user_multi = "{criteria} {conversation_a} {conversation_b}"', "{criteria} needs a [criteria] table"),
 ])
 def test_bad_multi_turn_templates_are_one_line_errors(tmp_path, text, message):
     bad = tmp_path / "bad.toml"
@@ -219,7 +220,7 @@ def test_template_text_is_part_of_the_cache_key(tmp_path, data_root):
     src = templates.PROMPTS_DIR / "rmb.toml"
     copy = tmp_path / "mine.toml"
     copy.write_text(src.read_text())
-    rec = records.load(data_root, records.Selection(sets=["pairwise"], limit=1)).records[0]
+    rec = RMB.load(data_root, records.Selection(sets=["pairwise"], limit=1)).records[0]
     p = presentations(comparisons_of([rec]), "fixed", 0)[0]
     settings = RequestSettings("openai", "m", 100, 0.0)
     key_a = requests_for(p, templates.load(str(copy)), settings)[0][0]
@@ -259,7 +260,7 @@ def test_rmb_keeps_the_cache_keys_of_the_template_it_grew_from(data_root):
     rmb, flat = templates.load("rmb"), templates.load("rmb-flat")
     assert rmb.key_sha256 == flat.sha256 != rmb.sha256
     settings = RequestSettings("openai", "m", 100, 0.0)
-    chosen = records.load(data_root, records.Selection(sets=["pairwise"], scenarios=["*Harmlessness/multi", "*Chat/Discussion"]))
+    chosen = RMB.load(data_root, records.Selection(sets=["pairwise"], scenarios=["*Harmlessness/multi", "*Chat/Discussion"]))
     single = next(r for r in chosen.records if len(r.conversation) == 1)
     multi = next(r for r in chosen.records if len(r.conversation) > 1)
     for record, same in ((single, True), (multi, False)):

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import RMB
 from fake_api import FAKE_KEY, FakeAPI, Fault, Reply, prompt_digest
 
 from rmb_judge import cli
@@ -111,7 +112,8 @@ def test_an_unreachable_endpoint_stops_at_once(url, reason, data_root, tmp_path,
 async def test_the_engine_sorts_a_refused_connection_out_of_the_retries(tmp_path):
     """When the probe cannot speak for the SDK (a proxy), the engine's own sorting stops it."""
     from rmb_judge.cache import Cache
-    from rmb_judge.engine import Engine, EngineConfig, Job
+    from rmb_judge.config import EngineConfig
+    from rmb_judge.engine import Engine, Job
     from rmb_judge.errors import FatalProviderError
     from rmb_judge.providers.base import ChatRequest
     from rmb_judge.providers.openai_provider import OpenAIProvider
@@ -271,7 +273,7 @@ def one_request_at_most(data_root, max_tokens):
     """The most one request of the selection can cost: its input plus --max-tokens of output."""
     from rmb_judge import records, templates
     from rmb_judge.comparisons import RequestSettings, comparisons_of, presentations, requests_for
-    chosen = records.load(data_root, records.Selection(limit=2))
+    chosen = RMB.load(data_root, records.Selection(limit=2))
     template = templates.load("rmb")
     settings = RequestSettings("openai", MODEL, max_tokens, 0.0)
     longest = max(

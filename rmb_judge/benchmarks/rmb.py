@@ -1,0 +1,177 @@
+"""RMB (Zhou et al., "RMB: Comprehensively Benchmarking Reward Models in LLM Alignment",
+ICLR 2025): 49 scenarios under two goals, helpfulness and harmlessness, each judged pairwise
+(chosen vs rejected) and best-of-N (the best answer must beat every loser).
+
+The official layout is `{Pairwise_set,BoN_set}/{Helpfulness,Harmlessness}/.../<scenario>.json`,
+each file a JSON list of records whose `category_path` is the file path without `.json`.
+`rmb_files.json` pins the upstream files (commit, sizes, SHA-256s); `rmb_published.json`
+holds the paper's leaderboard as transcribed. A section score is the mean over its records
+(micro average), as in the RMB reference evaluation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from ..benchmark import Benchmark, Section
+from ..errors import DataError
+from ..records import (
+    ROLES,
+    SURROGATE_ESCAPE,
+    Answer,
+    Dataset,
+    Message,
+    Record,
+    Selection,
+    unpaired_surrogate,
+)
+
+SETS = {"pairwise": "Pairwise_set", "bon": "BoN_set"}  # kind -> folder
+GOALS = {"helpfulness": "Helpfulness", "harmlessness": "Harmlessness"}  # goal -> folder
+
+
+class RMB(Benchmark):
+    name = "rmb"
+    title = "RMB"
+    sections = (
+        Section("pairwise_helpfulness", "pairwise", "helpfulness", "Help Pair"),
+        Section("pairwise_harmlessness", "pairwise", "harmlessness", "Harm Pair"),
+        Section("bon_helpfulness", "bon", "helpfulness", "Help BoN"),
+        Section("bon_harmlessness", "bon", "harmlessness", "Harm BoN"),
+    )
+    # the paper's leaderboard columns
+    leaderboard = ("bon_helpfulness", "pairwise_helpfulness", "bon_harmlessness", "pairwise_harmlessness")
+    data_variable = "RMB_DATA"
+    manifest_resource = "rmb_files.json"
+    published_resource = "rmb_published.json"
+    scenarios_note = "49 scenarios, each a pairwise and a Best-of-N file upstream"
+
+    def scenario_files(self, root: Path, kinds: Iterable[str], goals: Iterable[str]) -> list[Path]:
+        """Every scenario file present under root for these kinds and goals, sorted."""
+        found: list[Path] = []
+        for kind in kinds:
+            for goal in goals:
+                folder = root / SETS[kind] / GOALS[goal]
+                if folder.is_dir():
+                    found.extend(sorted(folder.rglob("*.json")))
+        return found
+
+    def check_root(self, root: Path) -> Path:
+        root = Path(root)
+        if not root.is_dir():
+            raise DataError(
+                f"{root}: RMB data folder not found (give --data DIR, set {self.data_variable}, "
+                "or run `rmb-judge data fetch`)"
+            )
+        if not any((root / folder).is_dir() for folder in SETS.values()) and any(
+            not entry.name.startswith(".") for entry in root.iterdir()
+        ):  # an empty folder (or one holding only a fetch's hidden staging folder) is just unfilled
+            raise DataError(f"{root}: not an RMB_dataset folder (no Pairwise_set/ or BoN_set/ inside)")
+        return root
+
+    def check_selection(self, selection: Selection) -> None:
+        for name in selection.sets:
+            if name not in SETS:
+                raise DataError(f"--sets: unknown set {name!r} (choose from {', '.join(SETS)})")
+        for name in selection.sections:
+            if name not in GOALS:
+                raise DataError(f"--sections: unknown section {name!r} (choose from {', '.join(GOALS)})")
+
+    def load(self, root: Path, selection: Selection | None = None) -> Dataset:
+        """Load and select records; raises DataError naming the file and record on bad input,
+        or when the root holds no scenario file at all (an unfilled or failed download)."""
+        selection = selection or Selection()
+        self.check_selection(selection)
+        root = self.check_root(root)
+        files = self.scenario_files(root, selection.sets, selection.sections)
+        if not files and not self.scenario_files(root, SETS, GOALS):
+            raise DataError(
+                f"{root}: no RMB scenario files found (run `rmb-judge data fetch`, "
+                f"or give --data DIR / set {self.data_variable})"
+            )
+        dataset = Dataset(root=root, records=[], scenarios_found=len(files))
+        for path in files:
+            relative = path.relative_to(root).as_posix()
+            if not selection.wants_file(relative.removesuffix(".json")):
+                continue
+            dataset.files.append(relative)
+            chosen = [r for r in self.read_file(root, path, dataset.sha256) if selection.wants_record(r)]
+            dataset.records.extend(chosen[: selection.limit] if selection.limit else chosen)
+        return dataset
+
+    def read_file(self, root: Path, path: Path, digests: dict[str, str] | None = None) -> Iterator[Record]:
+        """The file's records; its SHA-256 goes into `digests` (for the run manifest)."""
+        relative = path.relative_to(root).as_posix()
+        try:
+            raw = path.read_bytes()
+            if digests is not None:
+                digests[relative] = hashlib.sha256(raw).hexdigest()
+            items = json.loads(raw.decode("utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise DataError(f"{relative}: cannot read as JSON: {exc}") from None
+        if not isinstance(items, list):
+            raise DataError(f"{relative}: expected a JSON list of records, got {type(items).__name__}")
+        kind = next(k for k, v in SETS.items() if relative.startswith(v + "/"))
+        goal = next(k for k, v in GOALS.items() if relative.split("/")[1] == v)
+        section = self.section(kind, goal).key
+        careful = SURROGATE_ESCAPE.search(raw) is not None  # the field walk only where it can find one
+        for index, item in enumerate(items):
+            record = parse_record(item, kind, goal, section, relative, index)
+            if careful and (found := unpaired_surrogate(item)):
+                name, char = found
+                raise DataError(
+                    f"{relative}: record {index}: {name} holds an unpaired surrogate ({char}), "
+                    "not valid Unicode"
+                )
+            yield record
+
+    def upstream_files(self, selection: Selection) -> int:
+        prefixes = tuple(f"{SETS[k]}/{GOALS[g]}/" for k in selection.sets for g in selection.sections)
+        return sum(1 for entry in self.manifest().files if entry.path.startswith(prefixes))
+
+    def scenario_label(self, category_path: str) -> str:
+        """The path without its set and goal folders, which the section already says."""
+        return "/".join(category_path.split("/")[2:]) or category_path
+
+
+def parse_record(item: object, kind: str, goal: str, section: str, file: str, index: int) -> Record:
+    where = f"{file}: record {index}"
+    if not isinstance(item, dict):
+        raise DataError(f"{where}: expected an object, got {type(item).__name__}")
+    uid_key = "pair_uid" if kind == "pairwise" else "bon_uid"
+    try:
+        uid = str(item[uid_key])
+        conversation = tuple(_message(m, where) for m in item["conversation_input"])
+        if kind == "pairwise":
+            preferred = _answer(item["chosen"], where, "chosen")
+            others: tuple[Answer, ...] = (_answer(item["reject"], where, "reject"),)
+        else:
+            preferred = _answer(item["bon_best"], where, "bon_best")
+            others = tuple(_answer(a, where, "loser_list") for a in item["loser_list"])
+    except KeyError as exc:
+        raise DataError(f"{where}: missing field {exc.args[0]!r}") from None
+    except TypeError as exc:
+        raise DataError(f"{where}: malformed record ({exc})") from None
+    if not conversation or conversation[-1].role != "user":
+        raise DataError(f"{where}: conversation_input must end with a user message")
+    if not others:
+        raise DataError(f"{where}: no answer to compare against")
+    category_path = item.get("category_path") or file.removesuffix(".json")
+    return Record(kind, goal, section, category_path, uid, conversation, preferred, others, file, index)
+
+
+def _message(item: object, where: str) -> Message:
+    if not isinstance(item, dict) or item.get("role") not in ROLES:
+        raise DataError(f"{where}: conversation message without a valid role")
+    if not isinstance(item.get("content"), str):
+        raise DataError(f"{where}: conversation message content must be a string")
+    return Message(item["role"], item["content"])
+
+
+def _answer(item: object, where: str, name: str) -> Answer:
+    if not isinstance(item, dict) or not isinstance(item.get("answer"), str):
+        raise DataError(f"{where}: {name} must be an object with a string 'answer'")
+    return Answer(str(item.get("llm_name", "")), item["answer"])

@@ -1,0 +1,84 @@
+"""A run's configuration: what to judge (`Task`) apart from how to run it (`Execution`).
+
+Two runs with equal tasks send the same requests and get the same scores; everything in
+`Execution` changes only what is paid for, when, and where the results go.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .records import Selection
+
+if TYPE_CHECKING:
+    from .judges import JudgeSpec
+
+
+@dataclass(frozen=True)
+class LocalOptions:
+    """Settings of local reward models (`hf:` judges) that decide their rewards."""
+
+    max_length: int | None = None
+    batch_tokens: int = 16384
+    devices: tuple[str, ...] | None = None
+    trust_remote_code: bool = False
+    reward_field: str | None = None
+    revision: str | None = None
+
+
+@dataclass(frozen=True)
+class Task:
+    """What to judge and how the judge is asked."""
+
+    judge: JudgeSpec
+    data: Path
+    selection: Selection = field(default_factory=Selection)
+    benchmark: str = "rmb"
+    template: str = "rmb"
+    order: str = "random"  # random | fixed | both
+    samples: int = 1
+    temperature: float | None = 0.0
+    max_tokens: int = 2048
+    local: LocalOptions = field(default_factory=LocalOptions)
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How requests are sent: limits, retries, budgets."""
+
+    concurrency: int = 32
+    rpm: float | None = None
+    tpm: float | None = None
+    max_retries: int = 8
+    timeout: float = 120.0
+    offline: bool = False
+    max_cost: float | None = None
+    max_wait: float = 300.0  # a longer retry-after stops the run instead of hanging it
+    backoff_initial: float = 1.0  # seconds before the first retry of a transient error
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How to run a task, and where its results go."""
+
+    out: Path
+    cache: Path = Path("cache")
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    base_urls: tuple[str, ...] = ()
+    equivalent_endpoints: tuple[str, ...] = ()  # whose cached answers also serve this run
+    batch: bool = False
+    poll_interval: float = 30.0
+    live: bool = False
+    progress_interval: float = 10.0
+    grace: float = 60.0  # seconds the first Ctrl-C waits for requests in flight
+    replace: bool = False  # --out may hold another judge's or settings' run
+    max_unparsed: float = 0.05  # more than this share unparsed or failed: a suspect run
+    argv: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    task: Task
+    execution: Execution

@@ -1,0 +1,321 @@
+"""Generative judges' part of a run: each presentation rendered into requests, the requests
+answered from the cache or through the engine (live) or the provider's batch API, and each
+presentation's verdict read from its answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Awaitable, Hashable, Sequence
+
+from . import comparisons as cmp
+from . import endpoints as ep
+from . import templates
+from .batch import BatchRunner
+from .benchmark import Benchmark
+from .cache import Cache
+from .config import RunConfig
+from .engine import Engine, Job, Outcome, Stats
+from .errors import FatalProviderError, UsageError
+from .judges import make_provider
+from .pricing import Estimator
+from .records import Dataset
+from .scoring import Judged, majority
+from .summary import Results, Settings, Usage
+from .verdicts import looks_like_refusal, parse_rating, parse_verdict, verdict_from_ratings
+
+
+class GenerativePlan:
+    """Which requests (cache key and sample index) decide each presentation's verdict."""
+
+    def __init__(self, config: RunConfig, dataset: Dataset, template: templates.Template):
+        task = config.task
+        self.template = template
+        self.samples = task.samples
+        order = "fixed" if template.kind == "pointwise" else task.order
+        self.presentations = cmp.presentations(cmp.comparisons_of(dataset.records), order, task.selection.seed)
+        settings = cmp.RequestSettings(task.judge.provider, task.judge.model, task.max_tokens, task.temperature)
+        self.requests: dict[str, cmp.ChatRequest] = {}
+        self.keys: list[tuple[tuple[str, int], ...]] = []
+        for p in self.presentations:
+            pairs = cmp.requests_for(p, template, settings)
+            self.requests.update(pairs)
+            self.keys.append(tuple((key, s) for key, _ in pairs for s in range(self.samples)))
+
+    def jobs(self) -> list[Job]:
+        return [Job(k, s, r) for k, r in self.requests.items() for s in range(self.samples)]
+
+    def judge(self, index: int, outcomes: dict[tuple[str, int], Outcome]) -> Judged | None:
+        """The presentation's verdict, or None while any of its answers is missing."""
+        per_request = len(self.keys[index]) // self.samples
+        wanted = [[outcomes.get(k) for k in self.keys[index][s::self.samples]] for s in range(self.samples)]
+        if any(o is None for sample in wanted for o in sample):
+            return None
+        assert all(len(sample) == per_request for sample in wanted)
+        votes: list[str | None] = []
+        raws: list[object] = []
+        errors: list[Outcome] = []
+        refusals, truncated = 0, False
+        for sample in wanted:
+            failed = next((o for o in sample if o.error), None)  # type: ignore[union-attr]
+            if failed:
+                errors.append(failed)
+                votes.append(None)
+                raws.append(None)
+                continue
+            responses = [o.response for o in sample]  # type: ignore[union-attr]
+            texts = [r.text for r in responses]
+            if self.template.kind == "pairwise":
+                vote = parse_verdict(texts[0], self.template.style)
+                raws.append(texts[0])
+            else:
+                vote = verdict_from_ratings(parse_rating(texts[0]), parse_rating(texts[1]))
+                raws.append({"A": texts[0], "B": texts[1]})
+            truncated |= any(r.truncated for r in responses)
+            if vote is None and any(r.refusal or looks_like_refusal(r.text) for r in responses):
+                refusals += 1
+            votes.append(vote)
+        verdict = majority(votes)
+        failed_all = verdict is None and len(errors) == len(votes)
+        return Judged(
+            presentation=self.presentations[index],
+            verdict=verdict,
+            raw=raws[0] if self.samples == 1 else raws,
+            cached=all(o.cached for sample in wanted for o in sample),  # type: ignore[union-attr]
+            error=errors[0].error if failed_all else None,
+            rejected=failed_all and all(o.rejected for o in errors),
+            refused=verdict is None and refusals > 0,
+            truncated=truncated,
+            votes=tuple(votes),
+        )
+
+
+class GenerativeBackend:
+    """A generative judge's part of a session (see session.Backend)."""
+
+    progress_rows = "comparisons"
+
+    def __init__(self, config: RunConfig, benchmark: Benchmark):
+        self.config = config
+        self.benchmark = benchmark
+        task = config.task
+        self.template = templates.load(task.template)
+        self.template.check_goals(benchmark.goals)
+        self.settings = settings_of(config, self.template)
+        self.estimate = Estimator(task.judge.provider_class, task.judge.model, self.template.style,
+                                  task.max_tokens, config.execution.batch)
+        self.provider = make_provider(task.judge, list(config.execution.base_urls))
+        self.settings.endpoints = list(self.provider.endpoints)
+        # answers from these endpoints serve this run: its own, and those declared equivalent
+        extra = tuple(ep.normalize(url) for url in config.execution.equivalent_endpoints)
+        self.endpoints = tuple(dict.fromkeys((*self.provider.endpoints, *extra)))
+        self.stats = Stats()
+        self.plan_: GenerativePlan | None = None
+        self.engine: Engine | None = None
+        self.batches: BatchRunner | None = None
+
+    async def prepare(self) -> None:
+        task, execution = self.config.task, self.config.execution
+        if execution.engine.max_cost is not None and self.estimate.cost(1, 1) is None:
+            raise UsageError(
+                f"--max-cost: genai-prices has no price for {task.judge.spec}, so spend cannot be "
+                "budgeted (drop --max-cost, or use the provider's own spending limits)"
+            )
+        if not execution.engine.offline:
+            self.provider.prepare()  # the API key, before any data is read
+
+    def open_cache(self) -> Cache:
+        cache = Cache(self.config.execution.cache)
+        if cache.imported:
+            print(f"rmb-judge: {cache.imported} answers an earlier run could not store were added to "
+                  f"the cache {cache.path}", file=sys.stderr)
+        return cache
+
+    def probe(self) -> Awaitable[list[str | None]] | None:
+        if self.config.execution.engine.offline or self.config.task.judge.simulated:
+            return None
+        return asyncio.gather(*(ep.unreachable(url) for url in self.provider.endpoints))
+
+    def plan(self, dataset: Dataset) -> Sequence[Sequence[Hashable]]:
+        self.plan_ = GenerativePlan(self.config, dataset, self.template)
+        return self.plan_.keys
+
+    def units(self) -> Sequence[cmp.Presentation]:
+        assert self.plan_ is not None
+        return self.plan_.presentations
+
+    def lookup(self, cache: Cache, on_answer) -> int:
+        execution = self.config.execution
+        assert self.plan_ is not None
+        self.engine = Engine(
+            self.provider, cache, execution.engine,
+            template=self.template.name, template_sha256=self.template.sha256, pricing=self.estimate,
+            stats=self.stats, on_outcome=lambda key, outcome: on_answer(key), endpoints=self.endpoints,
+        )
+        if execution.batch:
+            self.batches = BatchRunner(self.engine, execution.poll_interval)
+        self.misses = self.engine.lookup(self.plan_.jobs())
+        return len(self.misses)
+
+    async def before_sending(self, cache: Cache, probe: Awaitable[list[str | None]] | None) -> None:
+        """Say when the cache holds answers from another endpoint, refuse a read-only cache,
+        and stop if an endpoint cannot be reached."""
+        misses = self.misses
+        elsewhere = cache.other_endpoints(((j.key, j.sample) for j in misses), self.endpoints)
+        if elsewhere:
+            listed = ", ".join(f"{n} from {e}" for e, n in elsewhere.items())
+            print(f"rmb-judge: the cache holds answers to {sum(elsewhere.values())} of the "
+                  f"{len(misses)} requests to send, from other endpoints ({listed}); they are not "
+                  "used for this endpoint (--equivalent-endpoint URL declares one the same)",
+                  file=sys.stderr)
+        cache.writable(f"{len(misses)} new answers")
+        reasons = await probe if probe else []
+        for url, reason in zip(self.provider.endpoints, reasons):
+            if reason:
+                raise FatalProviderError(f"cannot reach {url}: {reason}; nothing was sent")
+
+    async def work(self, cache: Cache, on_answer) -> None:
+        assert self.engine is not None
+        if self.batches:
+            await self.batches.run(self.misses)
+        else:
+            await self.engine.send(self.misses)
+
+    def stop(self, reason: str) -> str:
+        assert self.engine is not None
+        if self.batches:
+            self.batches.stop()  # a batch being submitted is recorded first; polling stops
+            self.stats.stopped_reason = reason
+            return "a batch being submitted to be recorded"
+        self.engine.stop(reason)
+        return f"the {self.stats.in_flight} requests in flight, whose answers are paid for"
+
+    def judge(self, index: int) -> Judged | None:
+        assert self.plan_ is not None and self.engine is not None
+        return self.plan_.judge(index, self.engine.outcomes)
+
+    @property
+    def stopped_reason(self) -> str | None:
+        return self.stats.stopped_reason
+
+    @property
+    def stop_detail(self) -> str | None:
+        return self.stats.stop_detail
+
+    @property
+    def sent_anything(self) -> bool:
+        return self.stats.requests > 0
+
+    def record_run(self, cache: Cache) -> None:
+        cache.record_run(self.config.task.judge.spec, self.stats.total, self.stats.cache_hits, self.stats.requests)
+
+    def metrics(self) -> dict[str, str]:
+        stats = self.stats
+        shown = {
+            "in flight": str(stats.in_flight),
+            "req/s": f"{stats.requests_per_second():.1f}",
+            "cache hits": str(stats.cache_hits),
+            "retries": str(stats.retries),
+            "429s": str(stats.rate_limited),
+            "tokens": f"{stats.input_tokens:,} in / {stats.output_tokens:,} out",
+            "spend": spend_line(stats, self.config.execution.engine.max_cost),
+            "concurrency": f"{stats.concurrency_limit:.0f}",
+        }
+        if stats.answered_elsewhere or stats.waiting_elsewhere:
+            shown["other process"] = f"{stats.answered_elsewhere} answered, {stats.waiting_elsewhere} in flight"
+        wait = stats.paused_until - time.monotonic()
+        if wait > 1:
+            shown["waiting"] = f"{wait:.0f} s for the provider's rate limit"
+        if self.batches:
+            shown.update(self.batches.progress.metrics())
+        return shown
+
+    def usage(self, judged: list[Judged], indices: list[int]) -> Usage:
+        """What this invocation sent and spent, and (`results`) what the answers behind the
+        scores cost, whichever run or batch paid for them."""
+        assert self.plan_ is not None and self.engine is not None
+        stats, outcomes = self.stats, self.engine.outcomes
+        used = {k for i in indices for k in self.plan_.keys[i]}
+        answers = [outcomes[k].response for k in used if k in outcomes and outcomes[k].response is not None]
+        costs = [r.cost_usd if r.cost_usd is not None else self.estimate.cost(r.input_tokens, r.output_tokens)
+                 for r in answers]  # type: ignore[union-attr]
+        return Usage(
+            requests=stats.requests,
+            cache_hits=sum(1 for j in judged if j.cached),
+            answered_elsewhere=stats.answered_elsewhere,
+            retries=stats.retries,
+            rate_limited=stats.rate_limited,
+            connect_errors=stats.connect_errors,
+            failed=sum(1 for j in judged if j.error),
+            rejected=sum(1 for j in judged if j.error and j.rejected),
+            unparsed=sum(1 for j in judged if j.verdict is None and not j.error and not j.refused),
+            refused=sum(1 for j in judged if j.refused),
+            truncated=sum(1 for j in judged if j.truncated),
+            input_tokens=stats.input_tokens,
+            output_tokens=stats.output_tokens,
+            cost_usd=stats.cost_usd if stats.cost_known else None,
+            unconfirmed_cost_usd=stats.unconfirmed_cost_usd,
+            usage_counted_locally=stats.usage_counted,
+            unsaved_answers=stats.unsaved,
+            results=Results(
+                answers=len(answers),
+                input_tokens=sum(r.input_tokens for r in answers),  # type: ignore[union-attr]
+                output_tokens=sum(r.output_tokens for r in answers),  # type: ignore[union-attr]
+                cost_usd=None if None in costs else sum(costs),  # type: ignore[arg-type]
+            ),
+            cost_method=self.estimate.describe(),
+        )
+
+    def warnings(self) -> list[str]:
+        stats, noticed = self.stats, []
+        if stats.usage_counted:
+            noticed.append(f"{stats.usage_counted} answers came without token usage from the "
+                           "server; their tokens were counted locally, so their cost is an estimate")
+        if stats.unconfirmed_cost_usd:
+            noticed.append(f"up to ${stats.unconfirmed_cost_usd:.4f} may have been billed for "
+                           "requests that timed out or were cut off (counted against --max-cost)")
+        if stats.unsaved:
+            noticed.append(f"{stats.unsaved} answers could not be saved (the disk is full); a rerun "
+                           "will request them again")
+        if stats.stop_detail:
+            noticed.append(stats.stop_detail)
+        return noticed
+
+    async def aclose(self) -> None:
+        await self.provider.aclose()
+
+
+def spend_line(stats: Stats, max_cost: float | None) -> str:
+    """This run's spend, against --max-cost, with the total projected from the cost per
+    answer so far."""
+    if not stats.cost_known:
+        return "price unknown"
+    line = f"${stats.spent:.4f}"
+    if max_cost is not None:
+        line += f" of ${max_cost:.2f} max"
+    answered = stats.done - stats.cache_hits - stats.answered_elsewhere
+    remaining = stats.total - stats.done
+    if answered > 0 and remaining > 0:
+        line += f", projected ${stats.spent + stats.spent / answered * remaining:.4f}"
+    return line
+
+
+def settings_of(config: RunConfig, template: templates.Template | None) -> Settings:
+    task = config.task
+    s = task.selection
+    settings = Settings(
+        sets=list(s.sets), sections=list(s.sections), scenarios=list(s.scenarios),
+        limit=s.limit, sample=s.sample, seed=s.seed,
+    )
+    if template:
+        settings.template = template.name
+        settings.template_sha256 = template.sha256
+        settings.template_kind = template.kind
+        settings.verdict_style = template.style
+        settings.order = "fixed" if template.kind == "pointwise" else task.order
+        settings.samples = task.samples
+        settings.temperature = task.temperature
+        settings.max_tokens = task.max_tokens
+    return settings

@@ -1,0 +1,62 @@
+"""The quality guard: a run whose numbers should not be trusted as they stand says so.
+
+A run is `suspect` when more than --max-unparsed of its comparisons ended unparsed or failed
+(a template whose format the judge does not follow, a judge that refuses): those count as
+losses, so the scores would say little about the judge. Each other thing a reader of the
+scores must know becomes a sentence in `warnings`: a scenario where nothing could be read or
+answered, comparisons to retry, requests the provider rejected, what the backend noticed.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+
+from .config import RunConfig
+from .scoring import Judged
+from .summary import Summary
+
+UNREADABLE_SHOWN = 3  # raw answers printed when a run is suspect
+TRUNCATED_WARNING = 0.01  # more judge answers than this share cut off at --max-tokens: say so
+
+
+def guard(summary: Summary, judged: list[Judged], config: RunConfig, noticed: list[str]) -> list[str]:
+    """Set `suspect` and `warnings` (adding `noticed`, the backend's own); return a few raw
+    answers no verdict was read from."""
+    warnings = summary.warnings
+    usage = summary.usage
+    n = len(judged)
+    bad = usage.unparsed + usage.failed
+    share = bad / n if n else 0.0
+    max_unparsed = config.execution.max_unparsed
+    summary.suspect = share > max_unparsed
+    if summary.suspect:
+        warnings.append(
+            f"{bad} of {n} comparisons ({100 * share:.1f}%) ended unparsed ({usage.unparsed}) or failed "
+            f"({usage.failed}), more than --max-unparsed {100 * max_unparsed:g}%: they count as losses, "
+            "so the scores say little about the judge. Check that the template's verdict format is "
+            "what the judge answers."
+        )
+    by_scenario: dict[str, list[Judged]] = defaultdict(list)
+    for j in judged:
+        by_scenario[j.presentation.comparison.record.category_path].append(j)
+    for path, group in sorted(by_scenario.items()):
+        errors = Counter(j.error for j in group if j.error)
+        if len(group) > 1 and sum(errors.values()) == len(group):
+            warnings.append(f"{path}: all {len(group)} comparisons failed ({errors.most_common(1)[0][0]})")
+        elif len(group) > 1 and all(j.verdict is None and not j.refused for j in group):
+            warnings.append(f"{path}: no verdict could be read in any of its {len(group)} comparisons")
+    retryable = usage.failed - usage.rejected
+    if retryable:
+        warnings.append(f"{retryable} comparisons failed after all retries: the run is incomplete; "
+                        "rerun the same command to retry them")
+    if usage.rejected:
+        warnings.append(f"{usage.rejected} requests were rejected by the provider (e.g. too long "
+                        "for the model's context) and count as losses")
+    if n and usage.truncated / n > TRUNCATED_WARNING and not config.task.judge.scalar:
+        warnings.append(f"{usage.truncated} judge answers were cut off at --max-tokens "
+                        f"{config.task.max_tokens}; raise it if verdicts are missing")
+    warnings.extend(noticed)
+    return [
+        j.raw if isinstance(j.raw, str) else repr(j.raw)
+        for j in judged if j.verdict is None and not j.error and not j.refused
+    ][:UNREADABLE_SHOWN]

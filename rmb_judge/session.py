@@ -1,0 +1,367 @@
+"""One run, end to end, whatever the judge: records → comparisons → answers → verdicts →
+scores → OUT/. The judge kind's part (a generative judge, live or batched; a reward model)
+is a `Backend`; this module is the skeleton every run shares.
+
+Before any data is loaded or money spent, the run checks what it can: the run folder, the
+backend's own needs (template and API key, or the model's files), the cache file; an
+endpoint is probed while the data loads, and an unreachable one stops the run before
+anything is sent. A run that stops before sending anything writes no summary.
+
+From then on the run folder is written whatever happens: a completed run, a budget stop,
+Ctrl-C, a long wait or a fatal provider error all leave a summary (`"complete": false`
+unless every comparison was judged without a failure) and every answer received stays in
+the cache. The first Ctrl-C (or SIGTERM) starts nothing new and waits up to --grace seconds
+for the work in flight, whose answers are paid for; a second one cancels it. Verdicts are
+read in a worker thread as answers arrive, so the live view shows running accuracies while
+nothing heavy runs on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import signal
+import sys
+from collections import defaultdict
+from collections.abc import Awaitable, Hashable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from . import benchmarks, comparisons, quality, scoring
+from .benchmark import Benchmark
+from .cache import Cache
+from .config import RunConfig
+from .display import Display, RunProgress
+from .errors import FatalProviderError, RmbJudgeError, StoppedByError, UsageError
+from .outputs import RunFolder, manifest, sample_line
+from .records import Dataset, Record
+from .scoring import Judged
+from .summary import DataInfo, Settings, Summary, Usage
+
+
+class Backend(Protocol):
+    """A judge kind's part of a run."""
+
+    settings: Settings  # what the run is (final once `prepare` returned)
+    progress_rows: str  # what the live view counts: "comparisons" or "answers"
+
+    async def prepare(self) -> None:
+        """Everything that can be checked before the data loads (keys, template, model)."""
+
+    def probe(self) -> Awaitable[list[str | None]] | None:
+        """Reachability of the endpoints, checked while the data loads (None: nothing to check)."""
+
+    def plan(self, dataset: Dataset) -> Sequence[Sequence[Hashable]]:
+        """The answers each unit (a presentation or a comparison) needs, by answer key."""
+
+    def units(self) -> Sequence[comparisons.Presentation]:
+        """The planned units, in dataset order."""
+
+    def lookup(self, cache: Cache, on_answer: AnswerCallback) -> int:
+        """Answer what the cache holds (reporting each through `on_answer`); return how many
+        answers are still to get."""
+
+    async def before_sending(self, cache: Cache, probe: Awaitable[list[str | None]] | None) -> None:
+        """Last checks before the first request or forward pass."""
+
+    async def work(self, cache: Cache, on_answer: AnswerCallback) -> None:
+        """Get the missing answers, reporting each through `on_answer`."""
+
+    def stop(self, reason: str) -> str:
+        """Start nothing new; returns what the user is told is being waited for."""
+
+    def judge(self, index: int) -> Judged | None:
+        """The unit's verdict, or None while any of its answers is missing."""
+
+    def metrics(self) -> dict[str, str]: ...
+
+    def usage(self, judged: list[Judged], indices: list[int]) -> Usage: ...
+
+    def warnings(self) -> list[str]: ...
+
+    @property
+    def stopped_reason(self) -> str | None: ...
+
+    @property
+    def stop_detail(self) -> str | None: ...
+
+    @property
+    def sent_anything(self) -> bool: ...
+
+    def record_run(self, cache: Cache) -> None: ...
+
+    def open_cache(self) -> Cache: ...
+
+    async def aclose(self) -> None: ...
+
+
+class AnswerCallback(Protocol):
+    def __call__(self, key: Hashable) -> None: ...
+
+
+@dataclass
+class RunResult:
+    summary: Summary
+    stopped_reason: str | None  # budget | interrupted | fatal | wait | cache | error
+    unreadable: list[str] = field(default_factory=list)  # raw answers no verdict was read from
+    detail: str | None = None  # why it stopped early, in a sentence
+
+    @property
+    def complete(self) -> bool:
+        return self.summary.complete
+
+    @property
+    def json(self) -> dict[str, Any]:
+        """The summary as summary.json holds it."""
+        return self.summary.to_json()
+
+    @property
+    def suspect(self) -> bool:
+        return self.summary.suspect
+
+
+def run(config: RunConfig) -> RunResult:
+    """Run a task: the backend follows from the judge."""
+    task = config.task
+    if task.samples < 1:
+        raise UsageError(f"--samples must be at least 1, got {task.samples}")
+    if task.order not in comparisons.ORDERS:
+        raise UsageError(f"--order must be one of {', '.join(comparisons.ORDERS)}, got {task.order!r}")
+    benchmark = benchmarks.get(task.benchmark)
+    if task.judge.scalar:
+        from .scalar import ScalarBackend
+
+        backend: Backend = ScalarBackend(config, benchmark)
+    else:
+        from .generative import GenerativeBackend
+
+        backend = GenerativeBackend(config, benchmark)
+    try:
+        return asyncio.run(Session(config, benchmark, backend).run())
+    finally:
+        gc.unfreeze()  # what paused_gc froze is collectable again
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """No cyclic garbage collection during a bulk step that builds ~100,000 long-lived
+    objects (records, requests, verdicts) and frees few; what it built is then frozen, so
+    later collections do not rescan it either (a fully cached rerun spent a third of its
+    time in collections). `run` unfreezes everything when it ends."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if was_enabled:
+            gc.enable()
+
+
+def load_dataset(config: RunConfig, benchmark: Benchmark) -> Dataset:
+    task = config.task
+    with paused_gc():
+        dataset = benchmark.load(task.data, task.selection)
+    if not dataset.records:
+        raise UsageError(
+            f"no records selected from {task.data} ({dataset.scenarios_found} scenario files "
+            "found for the chosen sets and sections); check --sets/--sections/--scenarios"
+        )
+    print(
+        f"rmb-judge: {dataset.root}: {dataset.scenarios_found} of {benchmark.upstream_files(task.selection)} "
+        f"scenario files found for the chosen sets and sections; {len(dataset.files)} read, "
+        f"{len(dataset.records):,} records selected",
+        file=sys.stderr,
+    )
+    return dataset
+
+
+class Session:
+    def __init__(self, config: RunConfig, benchmark: Benchmark, backend: Backend):
+        self.config = config
+        self.benchmark = benchmark
+        self.backend = backend
+        self.progress = RunProgress(config.task.judge.spec, config.task.judge.simulated, metrics=backend.metrics)
+        self.judged: dict[int, Judged] = {}
+        self._waiting: dict[Hashable, list[int]] = defaultdict(list)
+        self._reader: ThreadPoolExecutor | None = None  # reads verdicts while answers arrive
+        self._reading: list[Future] = []
+
+    async def run(self) -> RunResult:
+        task, execution = self.config.task, self.config.execution
+        folder = RunFolder(execution.out)
+        try:
+            await self.backend.prepare()
+            folder.check(task.judge.spec, self.backend.settings, execution.replace)
+            cache = self.backend.open_cache()
+            try:
+                return await self._run(folder, cache)
+            finally:
+                cache.close()
+        finally:
+            await self.backend.aclose()
+            folder.close()
+
+    async def _run(self, folder: RunFolder, cache: Cache) -> RunResult:
+        backend = self.backend
+        probe = backend.probe()
+        try:
+            dataset = await asyncio.to_thread(load_dataset, self.config, self.benchmark)
+            with paused_gc():
+                for index, keys in enumerate(backend.plan(dataset)):
+                    for key in keys:
+                        self._waiting[key].append(index)
+                units = backend.units()
+                self.progress.expect([s.key for s in self.benchmark.sections], (u.comparison.record for u in units))
+                missing = backend.lookup(cache, self._answered)
+            if missing:
+                await backend.before_sending(cache, probe)
+            probe = None
+            self._reader = ThreadPoolExecutor(1, thread_name_prefix="rmb-judge-verdicts")
+            stopped, failure = await self._work(cache) if missing else (None, None)
+        finally:
+            if probe is not None and isinstance(probe, asyncio.Future):
+                probe.cancel()
+            if self._reader:
+                self._reader.shutdown(wait=True)
+        for future in self._reading:
+            future.result()  # a bug in reading a verdict surfaces here
+        backend.record_run(cache)
+        if failure and not backend.sent_anything and not self.judged:
+            raise failure  # nothing was sent or judged: no summary to mislead anyone
+        stopped = stopped or backend.stopped_reason
+        with paused_gc():
+            summary, record_scores, judged = self._summary(dataset, len(units), stopped)
+            unreadable = quality.guard(summary, judged, self.config, backend.warnings())
+            self._write(folder, dataset, summary, record_scores, judged)
+        if isinstance(failure, RmbJudgeError):
+            raise failure
+        if failure:
+            message = " ".join(str(failure).split())[:300]
+            raise StoppedByError(
+                f"{self.config.task.judge.spec}: stopped by {type(failure).__name__}: {message}; what was "
+                "answered is cached and a partial summary was written"
+            ) from failure
+        return RunResult(summary, stopped, unreadable, backend.stop_detail)
+
+    def _answered(self, key: Hashable) -> None:
+        """An answer arrived: read the verdicts it completes (in the reader thread once the
+        work has started, so the event loop never waits on it)."""
+        if self._reader is None:
+            self._judge_ready(key)
+        else:
+            self._reading.append(self._reader.submit(self._judge_ready, key))
+
+    def _judge_ready(self, key: Hashable) -> None:
+        for index in self._waiting.pop(key, ()):
+            if index not in self.judged and (result := self.backend.judge(index)):
+                self.judged[index] = result
+                self.progress.add(result)
+
+    async def _work(self, cache: Cache) -> tuple[str | None, BaseException | None]:
+        """The backend's work under the live view and the signal handlers. Returns why the
+        run stopped early, and a failure to raise once the partial summary is written."""
+        execution = self.config.execution
+        loop = asyncio.get_running_loop()
+        task = asyncio.ensure_future(self.backend.work(cache, self._answered))
+        interrupts = 0
+
+        def interrupt() -> None:
+            nonlocal interrupts
+            interrupts += 1
+            if interrupts > 1:
+                task.cancel()
+                return
+            waiting_for = self.backend.stop("interrupted")
+            self.progress.notice = (f"stopping: waiting up to {execution.grace:g} s for {waiting_for}; "
+                                    "Ctrl-C again stops at once")
+            if not execution.live:
+                print(f"rmb-judge: {self.progress.notice}", file=sys.stderr, flush=True)
+            loop.call_later(execution.grace, task.cancel)
+
+        loop.add_signal_handler(signal.SIGINT, interrupt)
+        loop.add_signal_handler(signal.SIGTERM, interrupt)
+        stopped: str | None = None
+        failure: BaseException | None = None
+        try:
+            async with Display(self.progress, live=execution.live, interval=execution.progress_interval):
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    stopped = "interrupted"
+                except FatalProviderError as exc:
+                    failure, stopped = exc, "fatal"
+                except Exception as exc:  # a bug or a broken cache: still write what was judged
+                    failure, stopped = exc, "error"
+        finally:
+            loop.remove_signal_handler(signal.SIGINT)
+            loop.remove_signal_handler(signal.SIGTERM)
+        return stopped, failure
+
+    def _summary(self, dataset: Dataset, expected: int, stopped: str | None
+                 ) -> tuple[Summary, list[scoring.RecordScore], list[Judged]]:
+        """Scores over the records whose every comparison was judged (all of them, unless the
+        run stopped early). Complete means every comparison judged and none failed for a
+        reason a rerun may fix."""
+        task, backend = self.config.task, self.backend
+        indices = sorted(self.judged)
+        judged = [self.judged[i] for i in indices]
+        by_record: dict[Record, list[Judged]] = defaultdict(list)
+        for j in judged:
+            by_record[j.presentation.comparison.record].append(j)
+        settings = backend.settings
+        orders = 2 if settings.order == "both" and settings.template_kind == "pairwise" else 1
+        # a record has one comparison per answer it beats (pairwise: 1, best-of-N: N-1)
+        finished = [r for r in dataset.records if len(by_record.get(r, ())) == len(r.others) * orders]
+        kept = [j for r in finished for j in by_record[r]]
+        record_scores = scoring.score_records(self.benchmark, kept)
+        retry_later = sum(1 for j in judged if j.error and not j.rejected)
+        scored = scoring.summarize(self.benchmark, kept, record_scores, finished, task.judge.scalar)
+        summary = Summary(
+            judge=task.judge.spec,
+            benchmark=self.benchmark.name,
+            simulated=task.judge.simulated,
+            complete=len(judged) == expected and stopped is None and not retry_later,
+            stopped_reason=stopped,
+            settings=settings,
+            scores=scored.scores,
+            macro=scored.macro,
+            chance=scored.chance,
+            sections=scored.sections,
+            scenarios=scored.scenarios,
+            position=scored.position,
+            agreement=scored.agreement,
+            data=DataInfo(
+                root=str(dataset.root),
+                scenario_files_found=dataset.scenarios_found,
+                scenario_files_read=len(dataset.files),
+                records=len(dataset.records),
+                records_scored=len(finished),
+                comparisons_judged=len(judged),
+                comparisons_expected=expected,
+            ),
+            usage=backend.usage(judged, indices),
+        )
+        return summary, record_scores, judged
+
+    def _write(self, folder: RunFolder, dataset: Dataset, summary: Summary,
+               record_scores: list[scoring.RecordScore], judged: list[Judged]) -> None:
+        """The run folder. samples.jsonl has a line for every judged presentation; those of
+        records a stopped run did not finish have `comparison_correct` null."""
+        simulated = summary.simulated
+        lines = []
+        written: set[int] = set()
+        for rs in record_scores:
+            for group, score in zip(rs.comparisons, rs.comparison_scores):
+                lines.extend(sample_line(j, score, simulated) for j in group)
+                written.update(id(j) for j in group)
+        lines.extend(sample_line(j, None, simulated) for j in judged if id(j) not in written)
+        folder.write_lines("samples.jsonl", lines)
+        folder.write_json("summary.json", summary.to_json())
+        folder.write_json(
+            "manifest.json",
+            manifest(summary.judge, simulated, summary.to_json()["settings"], dataset.root, dataset.sha256,
+                     list(self.config.execution.argv), summary.settings.endpoints),
+        )

@@ -1,0 +1,201 @@
+"""`summary.json`, typed: what a run writes and what `report` reads back, through the same
+dataclasses. `to_json` and `from_json` are the only places that know its layout; a summary
+written by an older version (fields missing) reads back with their defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+
+@dataclass
+class Results:
+    """What every answer behind the scores cost, whichever run or batch paid for it."""
+
+    answers: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float | None = 0.0
+
+
+@dataclass
+class Usage:
+    """What this invocation sent and spent (generative judges), or scored (reward models)."""
+
+    requests: int = 0  # requests sent to the provider, retries included
+    cache_hits: int = 0  # comparisons answered from the cache
+    answered_elsewhere: int = 0  # answers another process sharing the cache paid for
+    retries: int = 0
+    rate_limited: int = 0
+    connect_errors: int = 0
+    failed: int = 0  # comparisons whose requests failed (incl. `rejected`)
+    rejected: int = 0  # of those, rejected by the provider on their merits (too long)
+    unparsed: int = 0
+    refused: int = 0
+    truncated: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float | None = 0.0  # None: the model's price is unknown
+    unconfirmed_cost_usd: float = 0.0  # may have been billed for requests that timed out
+    usage_counted_locally: int = 0  # answers whose server sent no usage
+    unsaved_answers: int = 0  # answers the cache could not store
+    results: Results = field(default_factory=Results)
+    cost_method: str | None = None
+    # local reward models
+    answers_scored: int | None = None
+    unique_answers: int | None = None
+    truncated_inputs: int | None = None
+    equal_rewards: int | None = None
+    answers_per_second: float | None = None
+
+
+@dataclass
+class SectionCounts:
+    n: int = 0  # records
+    comparisons: int = 0
+    wins: int = 0
+    ties: int = 0
+    losses: int = 0
+    unparsed: int = 0
+    refused: int = 0
+    failed: int = 0
+    truncated: int = 0
+    equal_rewards: int = 0
+
+
+@dataclass
+class ScenarioScore:
+    category_path: str = ""
+    set: str = ""  # the record kind (RMB: pairwise | bon)
+    section: str = ""  # the goal (RMB: helpfulness | harmlessness)
+    n: int = 0
+    accuracy: float | None = None
+    unparsed: int = 0
+    refused: int = 0
+    failed: int = 0
+    truncated: int = 0
+
+
+@dataclass
+class Position:
+    """How often the first-shown answer was picked, and how often two orders agree."""
+
+    first_pick_rate: float | None = None
+    by_section: dict[str, float] = field(default_factory=dict)
+    consistency: float | None = None
+    consistency_n: int = 0
+
+
+@dataclass
+class Agreement:
+    """With --samples K > 1: how often all K votes agree, and the mean majority share."""
+
+    samples: int = 0
+    unanimous_rate: float | None = None
+    mean_majority_share: float | None = None
+
+
+@dataclass
+class DataInfo:
+    root: str = ""
+    scenario_files_found: int = 0
+    scenario_files_read: int = 0
+    records: int = 0  # selected
+    records_scored: int = 0
+    comparisons_judged: int = 0
+    comparisons_expected: int = 0
+
+
+@dataclass
+class Settings:
+    """The task's settings as run (selection, template, sampling; the judge's endpoints)."""
+
+    sets: list[str] = field(default_factory=list)
+    sections: list[str] = field(default_factory=list)
+    scenarios: list[str] = field(default_factory=list)
+    limit: int | None = None
+    sample: float | None = None
+    seed: int = 0
+    template: str | None = None
+    template_sha256: str | None = None
+    template_kind: str | None = None
+    verdict_style: str | None = None
+    order: str | None = None
+    samples: int | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    endpoints: list[str] = field(default_factory=list)
+    model_identity: str | None = None  # a local reward model's files, hashed
+
+    def identity(self) -> dict[str, Any]:
+        """What makes two runs the same run (a resumed run matches on all of it)."""
+        keep = ("sets", "sections", "scenarios", "limit", "sample", "seed", "template_sha256", "order",
+                "samples", "temperature", "max_tokens", "model_identity")
+        return {k: getattr(self, k) for k in keep}
+
+
+@dataclass
+class Summary:
+    judge: str
+    benchmark: str = "rmb"
+    simulated: bool = False
+    complete: bool = False
+    stopped_reason: str | None = None  # budget | interrupted | fatal | wait | cache | error
+    suspect: bool = False
+    warnings: list[str] = field(default_factory=list)
+    settings: Settings = field(default_factory=Settings)
+    scores: dict[str, float | None] = field(default_factory=dict)
+    macro: dict[str, float | None] = field(default_factory=dict)
+    chance: dict[str, float | None] = field(default_factory=dict)
+    sections: dict[str, SectionCounts] = field(default_factory=dict)
+    scenarios: list[ScenarioScore] = field(default_factory=list)
+    position: Position | None = None
+    agreement: Agreement | None = None
+    data: DataInfo = field(default_factory=DataInfo)
+    usage: Usage = field(default_factory=Usage)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Summary:
+        """Read a summary, tolerating what older versions lacked or wrote differently."""
+        return _load(cls, data)
+
+
+_T = TypeVar("_T")
+
+
+def _load(cls: type[_T], data: Any) -> _T:
+    """A dataclass from a JSON object: known fields converted by their annotations, unknown
+    ones ignored, missing ones left at their defaults."""
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if isinstance(data, dict) and f.name in data:
+            values[f.name] = _convert(hints[f.name], data[f.name])
+    return cls(**values)
+
+
+def _convert(hint: Any, value: Any) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None:
+            return None
+        return _convert(options[0], value) if len(options) == 1 else value
+    if dataclasses.is_dataclass(hint):
+        return _load(hint, value) if isinstance(value, dict) else hint()
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        return [_convert(item, v) for v in value] if isinstance(value, list) else []
+    if origin is dict:
+        _, item = typing.get_args(hint)
+        return {k: _convert(item, v) for k, v in value.items()} if isinstance(value, dict) else {}
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
