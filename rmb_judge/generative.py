@@ -17,10 +17,10 @@ from .batch import BatchRunner
 from .benchmark import Benchmark
 from .cache import Cache
 from .config import RunConfig
+from .costs import Estimator
 from .engine import Engine, Job, Outcome, Stats
 from .errors import FatalProviderError, UsageError
 from .judges import make_provider
-from .pricing import Estimator
 from .records import Dataset
 from .scoring import Judged, majority
 from .summary import Results, Settings, Usage
