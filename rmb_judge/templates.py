@@ -1,5 +1,9 @@
 """Judge prompt templates: plain TOML files in `prompts/`, rendered into chat messages.
 
+The shipped templates are the package data of `rmb_judge.prompts` (pyproject.toml maps that
+subpackage to the top-level `prompts/` folder), found through importlib.resources, so an
+installed wheel carries them as an editable install does.
+
 A template declares its `kind` (pairwise: both answers in one request; pointwise: each
 answer rated in its own request), the verdict `style` its answers are read with, and a
 `system` and `user` text. Only these placeholders are substituted, so a template may contain
@@ -40,13 +44,15 @@ import hashlib
 import re
 import tomllib
 from dataclasses import dataclass, field
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 from .errors import UsageError
 from .records import Message
 from .verdicts import verdict_style_names
 
-PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
+PROMPTS_DIR: Traversable = resources.files("rmb_judge.prompts")  # the shipped templates
 KINDS = ("pairwise", "pointwise")
 STYLES = verdict_style_names()
 PLACEHOLDER = re.compile(
@@ -163,19 +169,20 @@ def render_turns(conversation: tuple[Message, ...], assistant: str, answer: str)
 
 
 def available() -> list[str]:
-    return sorted(p.stem for p in PROMPTS_DIR.glob("*.toml"))
+    return sorted(p.name.removesuffix(".toml") for p in PROMPTS_DIR.iterdir()
+                  if p.name.endswith(".toml") and p.is_file())
 
 
 def load(name_or_path: str) -> Template:
     """A shipped template by name (`rmb`), or a user's template file by path."""
-    path = Path(name_or_path)
+    path: Path | Traversable = Path(name_or_path)
     if not (path.suffix == ".toml" and path.is_file()):
+        if name_or_path not in available():
+            raise UsageError(
+                f"--template: no template {name_or_path!r} (shipped: {', '.join(available())}; "
+                "or give the path of a .toml template file)"
+            )
         path = PROMPTS_DIR / f"{name_or_path}.toml"
-    if not path.is_file():
-        raise UsageError(
-            f"--template: no template {name_or_path!r} (shipped: {', '.join(available())}; "
-            "or give the path of a .toml template file)"
-        )
     raw = path.read_bytes()
     try:
         spec = tomllib.loads(raw.decode("utf-8"))
@@ -184,7 +191,7 @@ def load(name_or_path: str) -> Template:
     return _validate(path, spec, hashlib.sha256(raw).hexdigest())
 
 
-def _validate(path: Path, spec: dict, sha256: str) -> Template:
+def _validate(path: Path | Traversable, spec: dict, sha256: str) -> Template:
     kind = spec.get("kind", "pairwise")
     style = spec.get("style", "rmb")
     if kind not in KINDS:
@@ -222,7 +229,7 @@ def _validate(path: Path, spec: dict, sha256: str) -> Template:
                                     or not all(isinstance(v, str) for v in criteria.values())):
             raise UsageError(f"{path}: {{criteria}} needs a [criteria] table of texts, one per goal")
     return Template(
-        name=path.stem,
+        name=path.name.removesuffix(".toml"),
         kind=kind,
         style=style,
         system=system,
