@@ -9,22 +9,20 @@ import json
 import os
 import random
 import re
+from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 
-from rmb_judge.errors import DataError, RmbJudgeError
-from rmb_judge.report import (
-    ABSENT,
-    SCORE_KEYS,
-    load_runs,
-    published_leaderboard,
-    render_html,
-    render_markdown,
-    render_terminal,
-)
+from rmb_judge import benchmarks
+from rmb_judge.errors import DataError, RmbJudgeError, UsageError
+from rmb_judge.report import load_runs, render_html, render_markdown, render_terminal
+from rmb_judge.report.html import ABSENT
+
+RMB = benchmarks.get("rmb")
+SCORE_KEYS = (*RMB.leaderboard, "overall")
 
 DATA = Path(os.environ.get("RMB_TEST_DATA") or Path(__file__).resolve().parents[2] / "shared/rmb/RMB_dataset")
 CHANCE = {
@@ -230,6 +228,66 @@ def test_bad_json_names_the_file_and_line(tmp_path):
     (tmp_path / "run" / "summary.json").write_text('{"judge": "mock",\n  "scores": }', encoding="utf-8")
     with pytest.raises(DataError, match=r"run/summary\.json: not valid JSON .* line 2"):
         load_runs([tmp_path / "run"])
+
+
+@pytest.mark.parametrize("content, expected", [
+    ('["judge"]', 'not an rmb-judge summary \\(no "judge" string\\)'),
+    ('{"judge": 1}', 'not an rmb-judge summary'),
+    ('{"judge": "mock", "benchmark": "nope"}', "unknown benchmark 'nope'"),
+])
+def test_a_json_that_is_no_summary_of_a_known_benchmark_is_one_clear_error(tmp_path, content, expected):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "summary.json").write_text(content, encoding="utf-8")
+    with pytest.raises(DataError, match=rf"^{re.escape(str(tmp_path / 'run' / 'summary.json'))}: {expected}"):
+        load_runs([tmp_path / "run"])
+
+
+def test_a_missing_folder_is_one_clear_error(tmp_path):
+    with pytest.raises(RmbJudgeError, match=rf"^{re.escape(str(tmp_path / 'gone'))}: no such run folder$"):
+        load_runs([tmp_path / "gone"])
+
+
+class Renamed(type(RMB)):
+    """RMB's data under other names and another column order: what the report shows must follow."""
+
+    name = "renamed"
+    title = "Renamed"
+    sections = tuple(replace(section, title=section.title.upper()) for section in RMB.sections)
+    leaderboard = tuple(reversed(RMB.leaderboard))
+    published_resource = None
+
+
+@pytest.fixture
+def renamed(monkeypatch):
+    real = benchmarks.get
+    monkeypatch.setattr(benchmarks, "get", lambda name="rmb": Renamed() if name == "renamed" else real(name))
+
+
+def test_sections_titles_and_columns_come_from_the_runs_benchmark(tmp_path, renamed):
+    summary = write_run(tmp_path / "run", "openai:gpt-4o", dataset_paths(), 1, settings={}, records=1700)
+    (tmp_path / "run" / "summary.json").write_text(json.dumps({**summary, "benchmark": "renamed"}), encoding="utf-8")
+    runs = load_runs([tmp_path / "run"])
+    markdown = render_markdown(runs, published=True)
+    header, _, row, _ = markdown_rows(markdown)
+    assert markdown.startswith("# Renamed leaderboard\n") and "Published" not in markdown
+    assert header[3:8] == ["HARM PAIR", "HARM BON", "HELP PAIR", "HELP BON", "Overall"]
+    assert row[3] == f"{summary['scores']['pairwise_harmlessness']:.3f}"
+    assert terminal(runs, 200).startswith("Renamed leaderboard\n")
+    page = Elements(render_html(runs, published=True))
+    assert [e["text"] for e in page.all if e["tag"] == "h1"] == ["Renamed leaderboard"]
+    assert page.having("rect", "bar")[0]["data-section"] == "pairwise_harmlessness"
+    assert not page.having("table", "published")
+
+
+def test_runs_of_different_benchmarks_are_one_clear_error(tmp_path, renamed):
+    paths = dataset_paths()[:3]
+    write_run(tmp_path / "a", "openai:gpt-4o", paths, 1, settings={})
+    summary = write_run(tmp_path / "b", "openai:gpt-4o", paths, 1, settings={})
+    (tmp_path / "b" / "summary.json").write_text(json.dumps({**summary, "benchmark": "renamed"}), encoding="utf-8")
+    runs = load_runs([tmp_path / "a", tmp_path / "b"])
+    for render in (render_markdown, render_html, lambda runs: terminal(runs, 80)):
+        with pytest.raises(UsageError, match=r"different benchmarks cannot share one leaderboard: .*a \(rmb\), .*b \(renamed\)$"):
+            render(runs)
 
 
 def test_runs_with_the_same_judge_and_settings_stay_distinct(tmp_path):
@@ -489,6 +547,11 @@ def test_html_bar_chart_has_a_bar_per_run_and_section_with_chance_lines(runs3, t
     assert lines[("1", "overall")] == pytest.approx((0.5 + 0.5 + 0.215 + 0.22) / 4, abs=5e-4)
     assert {b["data-group"] for b in bars if b["data-run"] == "3"} == {"partial"}
     assert all((b.get("fill-opacity") == "0.45") == (b["data-run"] == "3") for b in bars)
+    for key in SCORE_KEYS:  # runs of one group stand side by side, never on top of each other
+        x = {b["data-run"]: float(b["x"]) for b in bars if b["data-section"] == key}
+        assert x["2"] - x["1"] >= float(bars[0]["width"])
+    cells = {c["data-run"]: float(c["x"]) for c in page.having("rect", "hm-cell")}
+    assert cells["2"] - cells["1"] >= float(page.having("rect", "hm-cell")[0]["width"])
 
 
 def test_html_is_one_self_contained_file(runs3, tmp_path):
@@ -503,14 +566,67 @@ def test_html_is_one_self_contained_file(runs3, tmp_path):
     assert [body["class"] for body in page.all if body["tag"] == "tbody"] == ["ranked", "partial"]
 
 
-def test_html_escapes_what_runs_and_folders_say(tmp_path):
+EVIL = """<script>alert(1)</script> & "q" 'a'"""
+TAGS = {"html", "head", "meta", "title", "style", "body", "h1", "h2", "p", "ul", "li", "span", "br",
+        "table", "tbody", "tr", "th", "td", "svg", "line", "rect", "text"}
+
+
+def test_html_escapes_what_runs_and_folders_say_everywhere(tmp_path):
+    """Judge names, folders, settings, scenario paths and warnings are the runs' own text: every
+    place they appear holds them as text, and the page's elements are only the report's own."""
     paths = dataset_paths()[:3]
     folder = tmp_path / "<b>run&"
-    write_run(folder, "openai:<i>x</i>", paths, 1, settings={"scenarios": ["<script>*"]}, records=50,
-              suspect=True, warnings=['"quoted" <tag> & more'])
-    text = render_html(load_runs([folder]))
-    assert "<script" not in text and "<i>x" not in text and "<tag>" not in text and "<b>run" not in text
-    assert "openai:&lt;i&gt;x&lt;/i&gt;" in text and "&quot;quoted&quot; &lt;tag&gt; &amp; more" in text
+    summary = write_run(folder, f"openai:{EVIL}", paths, 1, settings={"scenarios": ["<script>*"], "template": EVIL},
+                        records=50, suspect=True, warnings=[EVIL])
+    summary["scenarios"].append({"category_path": f"{paths[0]}/{EVIL}", "set": "pairwise",
+                                 "section": "helpfulness", "n": 3, "accuracy": 0.5})
+    (folder / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
+    write_run(tmp_path / "ok", "openai:gpt-4o", paths, 2, settings={"scenarios": ["<script>*"]}, records=50)
+    text = render_html(load_runs([folder, tmp_path / "ok"]))
+    assert "<script" not in text and "<b>" not in text and "'a'" not in text and '"q"' not in text
+    page = Elements(text)
+    assert {e["tag"] for e in page.all} <= TAGS
+    judge = f"openai:{EVIL}"
+    title = f"#2 {judge} · {EVIL} · random · k=1 · scenarios=<script>* (SUSPECT)"
+    assert any(td["text"].startswith(judge) for td in page.all if td["tag"] == "td")
+    assert any(e["text"].startswith(EVIL) for e in page.having("span", "settings"))  # settings under the judge
+    assert next(t for t in page.having("span", "tag") if t["text"] == "SUSPECT")["title"] == EVIL
+    assert str(folder) in [row.get("title") for row in page.having("tr", "run")]
+    assert title in [li["text"] for li in page.all if li["tag"] == "li"]
+    assert title in [e["text"] for e in page.having("text", "hm-run")]
+    tips = [e["text"] for e in page.all if e["tag"] == "title"]
+    assert any(tip.startswith(f"{title}: ") for tip in tips)  # the bars'
+    assert f"{paths[0]}/{EVIL} · {title}: 0.500 (n=3)" in tips  # the heatmap cell's
+    assert f"{paths[0]}/{EVIL}" in {cell["data-scenario"] for cell in page.having("rect", "hm-cell")}
+    assert any(EVIL in note["text"] and judge in note["text"] for note in page.having("p", "note"))
+    assert "Complete runs · scenarios <script>* · 50 records" in [th["text"] for th in page.all if th["tag"] == "th"]
+
+
+def test_report_code_names_no_benchmark():
+    """Sections, their titles, folders and scenario names come from the benchmark object."""
+    from rmb_judge.benchmarks import rmb
+
+    names = {RMB.title, *rmb.SETS.values(), *rmb.GOALS.values(), *RMB.goals}
+    names |= {name for section in RMB.sections for name in (section.key, section.title)}
+    package = Path(rmb.__file__).parents[1] / "report"
+    files = [path for path in package.rglob("*") if path.is_file() and "__pycache__" not in path.parts]
+    assert {path.name for path in files} >= {"__init__.py", "load.py", "view.py", "report.html.j2"}
+    for path in files:
+        source = path.read_text(encoding="utf-8")
+        assert not [name for name in names if name in source], path
+
+
+def test_templates_ship_as_package_data():
+    """The HTML templates load from the installed package, so its package data must list them."""
+    import fnmatch
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text(encoding="utf-8"))
+    assert any(dependency.startswith("jinja2") for dependency in project["project"]["dependencies"])
+    patterns = project["tool"]["setuptools"]["package-data"]["rmb_judge"]
+    package = Path(__file__).resolve().parents[1] / "rmb_judge"
+    templates = [path.relative_to(package).as_posix() for path in (package / "report" / "templates").iterdir()]
+    assert templates and all(any(fnmatch.fnmatch(t, pattern) for pattern in patterns) for t in templates)
 
 
 # ---------------------------------------------------------------- Markdown and terminal
@@ -591,7 +707,7 @@ def test_markdown_published_rows(runs3, tmp_path):
     header, _, *rows = markdown_rows(section)
     assert header == ["Model", "Type", "Help BoN", "Help Pair", "Harm BoN", "Harm Pair", "Overall"]
     assert ["GPT-4o-2024-05-13", "generative", "0.639", "0.815", "0.682", "0.814", "0.738"] in rows
-    assert len(rows) == len(published_leaderboard()["rows"]) and "Source:" in section
+    assert len(rows) == len(RMB.published().rows) and "Source:" in section
 
 
 def test_terminal_table(runs3, tmp_path):
@@ -708,6 +824,9 @@ def test_contract_only_summary_renders_with_dashes(tmp_path):
     assert markdown_headings(markdown) == ["Complete runs · selection not recorded (older summary) · 20 records"]
     page = Elements(render_html(runs))
     assert [c["data-accuracy"] for c in page.having("rect", "hm-cell")] == ["0.700"]
+    # its scenario names no section: it is shown under its whole path, apart from any section's
+    texts = [e["text"] for e in page.all if e["tag"] == "text"]
+    assert texts[texts.index("Section not recorded") + 1] == "Pairwise_set/Helpfulness/Chat/Discussion"
     assert not page.having("line", "chance")
     assert "0.650" in terminal(runs, 80)
 
@@ -723,10 +842,10 @@ def test_older_summaries_without_selection_settings_group_by_their_scenarios(tmp
 
 
 def test_published_rows_are_consistent():
-    data = published_leaderboard()
-    assert "2410.09893" in data["source"] and "Table 3" in data["source"]
+    data = RMB.published()
+    assert "2410.09893" in data.source and "Table 3" in data.source
     sections = ("bon_helpfulness", "pairwise_helpfulness", "bon_harmlessness", "pairwise_harmlessness")
-    for row in data["rows"]:
+    for row in data.rows:
         assert row["type"] in ("generative", "discriminative")
         # The paper's overall is the mean of the four subsets, rounded to 3 places: a check on transcription.
         assert row["overall"] == pytest.approx(sum(row[key] for key in sections) / 4, abs=6e-4), row["model"]

@@ -1,0 +1,251 @@
+"""Run folders as the report sees them: each `summary.json` read through the typed `Summary`.
+
+`Summary.from_json` gives what an older summary lacks its default. Where a default would
+read as a real value (no `usage` or `usage.results`, no `data` block, no selection settings),
+the default stands for "not recorded" and the report says so instead of showing a zero.
+Everything about sections and scenarios comes from the run's benchmark.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from .. import benchmarks
+from ..benchmark import Benchmark
+from ..errors import DataError, UsageError
+from ..summary import Results, Settings, Summary, Usage
+
+OVERALL = "overall"  # the score summary.json keeps beside its sections' (their mean)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    category_path: str
+    section: str | None  # the benchmark section's key; None when the summary does not say
+    label: str  # as the heatmap shows it, under its section
+    n: int
+    accuracy: float | None
+
+
+@dataclass(frozen=True)
+class Flags:
+    """The selection flags of a run, defaults filled in: equal flags select the same records."""
+
+    kinds: tuple[str, ...]
+    goals: tuple[str, ...]
+    scenarios: tuple[str, ...]
+    limit: int | None
+    sample: float | None
+    seed: int | None  # only --sample uses it
+
+
+@dataclass(frozen=True)
+class Run:
+    """What the report needs from one run folder's `summary.json` (and `manifest.json`)."""
+
+    path: Path
+    benchmark: Benchmark
+    judge: str
+    label: str  # the settings that tell ablation runs of one judge apart
+    simulated: bool
+    complete: bool
+    stopped_reason: str | None
+    suspect: bool
+    warnings: tuple[str, ...]
+    scores: dict[str, float | None]  # each leaderboard section, then OVERALL
+    chance: dict[str, float | None]  # each leaderboard section
+    n: int
+    failed: int
+    unparsed: int
+    refused: int
+    cost_usd: float | None  # what the answers behind the scores cost, whichever run paid
+    cost_is_spend: bool  # an older summary: only its own spend is known, and it reused cached answers
+    cache_hits: int
+    first_pick_rate: float | None
+    consistency: float | None
+    unanimous: float | None  # --samples K: share of comparisons whose K votes all agree
+    scenarios: tuple[Scenario, ...]
+    selection: tuple[Any, ...]  # equal for runs that selected the same records
+    selection_text: str
+    records: int  # records selected (scored, for summaries that do not say)
+    comparisons: tuple[int, int] | None  # judged, expected
+    data_digest: str | None  # of the data files' hashes in manifest.json
+
+    def chance_for(self, key: str) -> float | None:
+        """Chance level of a section, or for OVERALL the mean over the sections this run scored."""
+        if key != OVERALL:
+            return self.chance.get(key)
+        scored = [level for section, level in self.chance.items() if self.scores[section] is not None]
+        known = [level for level in scored if level is not None]
+        return sum(known) / len(known) if known and len(known) == len(scored) else None
+
+
+def load_runs(paths: list[Path]) -> list[Run]:
+    """Read each folder's summary.json; a bad folder is one clear error naming it."""
+    return _distinct_labels([_load_run(Path(path)) for path in paths])
+
+
+def _load_run(folder: Path) -> Run:
+    file = folder / "summary.json"
+    summary = _read_summary(folder, file)
+    try:
+        benchmark = benchmarks.get(str(summary.benchmark))
+    except UsageError as error:
+        raise DataError(f"{file}: {error}") from None
+    return _run(folder, summary, benchmark, _data_digest(folder / "manifest.json"))
+
+
+def _read_summary(folder: Path, file: Path) -> Summary:
+    if not folder.is_dir():
+        raise UsageError(f"{folder}: no such run folder")
+    if not file.is_file():
+        raise UsageError(f"{folder}: no summary.json in this folder (is it the --out folder of a run?)")
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise DataError(
+            f"{file}: not valid JSON ({error.msg} at line {error.lineno}, column {error.colno})"
+        ) from None
+    except UnicodeDecodeError:
+        raise DataError(f"{file}: not UTF-8 text") from None
+    except OSError as error:
+        raise UsageError(f"{file}: cannot read ({error.strerror})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("judge"), str):
+        raise DataError(f'{file}: not an rmb-judge summary (no "judge" string)')
+    return Summary.from_json(data)
+
+
+def _data_digest(file: Path) -> str | None:
+    """A digest of the data files' hashes that manifest.json lists; optional, so any problem is None."""
+    try:
+        files = json.loads(file.read_text(encoding="utf-8"))["data"]["files"]
+    except (OSError, ValueError, LookupError, TypeError):
+        return None
+    if not isinstance(files, dict) or not files:
+        return None
+    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+
+
+def _run(folder: Path, summary: Summary, benchmark: Benchmark, data_digest: str | None) -> Run:
+    usage, data, settings = summary.usage, summary.data, summary.settings
+    section_of = {(s.kind, s.goal): s.key for s in benchmark.sections}
+    scenarios = tuple(
+        _scenario(s.category_path, section_of.get((s.set, s.section)), s.n, s.accuracy, benchmark)
+        for s in summary.scenarios
+        if s.category_path
+    )
+    # Failure counts come from the per-section tallies; usage's are the fallback for older summaries.
+    counted = list(summary.sections.values()) or [usage]
+    n = sum(s.n for s in summary.sections.values()) if summary.sections else sum(s.n for s in scenarios)
+    # Older summaries have no `results`, hand-written ones may lack `usage`: their defaults read as free.
+    results_recorded, usage_recorded = usage.results != Results(), usage != Usage()
+    flags = _flags(settings, benchmark)
+    return Run(
+        path=folder,
+        benchmark=benchmark,
+        judge=summary.judge,
+        label=_settings_label(settings, flags, benchmark) or folder.name,
+        simulated=summary.simulated or summary.judge.split(":")[0] == "mock",
+        complete=summary.complete,
+        stopped_reason=summary.stopped_reason,
+        suspect=summary.suspect,
+        warnings=tuple(map(str, summary.warnings)),
+        scores={key: summary.scores.get(key) for key in (*benchmark.leaderboard, OVERALL)},
+        chance={key: summary.chance.get(key) for key in benchmark.leaderboard},
+        n=n,
+        failed=sum(s.failed for s in counted),
+        unparsed=sum(s.unparsed for s in counted),
+        refused=sum(s.refused for s in counted),
+        cost_usd=usage.results.cost_usd if results_recorded else usage.cost_usd if usage_recorded else None,
+        cost_is_spend=not results_recorded and usage.cache_hits > 0,
+        cache_hits=usage.cache_hits,
+        first_pick_rate=summary.position.first_pick_rate if summary.position else None,
+        consistency=summary.position.consistency if summary.position else None,
+        unanimous=summary.agreement.unanimous_rate if summary.agreement else None,
+        scenarios=scenarios,
+        selection=_selection_key(flags, scenarios),
+        selection_text=_selection_text(flags, benchmark),
+        records=data.records or n,
+        comparisons=(data.comparisons_judged, data.comparisons_expected) if data.comparisons_expected else None,
+        data_digest=data_digest,
+    )
+
+
+def _scenario(path: str, section: str | None, n: int, accuracy: float | None, benchmark: Benchmark) -> Scenario:
+    """Under a section its short label; without one (a summary whose scenarios name no kind and
+    goal) the whole path, as nothing else tells apart scenarios of different sections."""
+    return Scenario(path, section, benchmark.scenario_label(path) if section else path, n, accuracy)
+
+
+def _flags(settings: Settings, benchmark: Benchmark) -> Flags | None:
+    """The selection flags with defaults filled in, or None when the summary records none (older runs)."""
+    if not (settings.sets or settings.sections or settings.scenarios):
+        return None
+    return Flags(
+        kinds=tuple(sorted(settings.sets or benchmark.kinds)),
+        goals=tuple(sorted(settings.sections or benchmark.goals)),
+        scenarios=tuple(sorted(settings.scenarios)),
+        limit=settings.limit,
+        sample=settings.sample,
+        seed=settings.seed if settings.sample is not None else None,
+    )
+
+
+def _selection_key(flags: Flags | None, scenarios: tuple[Scenario, ...]) -> tuple[Any, ...]:
+    """Runs with equal keys selected the same records: equal selection flags or, for summaries
+    without them, the same scenarios with the same record counts."""
+    if flags is None:
+        return ("scenarios", tuple(sorted((s.category_path, s.n) for s in scenarios)))
+    return ("flags", flags)
+
+
+def _narrowed(flags: Flags, benchmark: Benchmark) -> list[tuple[str, tuple[str, ...]]]:
+    """(flag, values) for --sets and --sections where they leave out some of the benchmark's."""
+    every = {"sets": tuple(sorted(benchmark.kinds)), "sections": tuple(sorted(benchmark.goals))}
+    chosen = {"sets": flags.kinds, "sections": flags.goals}
+    return [(flag, chosen[flag]) for flag in every if chosen[flag] != every[flag]]
+
+
+def _selection_text(flags: Flags | None, benchmark: Benchmark) -> str:
+    """The selection in words: `full selection`, or the flags that narrowed it."""
+    if flags is None:
+        return "selection not recorded (older summary)"
+    parts = [f"{flag} " + ", ".join(values) for flag, values in _narrowed(flags, benchmark)]
+    if flags.scenarios:
+        parts.append("scenarios " + ", ".join(flags.scenarios))
+    if flags.limit is not None:
+        parts.append(f"first {flags.limit} records per scenario")
+    if flags.sample is not None:
+        parts.append(f"sample {flags.sample * 100:g}% (seed {flags.seed})")
+    return " · ".join(parts) or "full selection"
+
+
+def _settings_label(settings: Settings, flags: Flags | None, benchmark: Benchmark) -> str:
+    """Template, order and votes, plus the selection flags that make a run a subset."""
+    parts = [str(value) for value in (settings.template, settings.order) if value]
+    if isinstance(settings.samples, int):
+        vote = f"k={settings.samples}"
+        if settings.samples > 1 and settings.temperature is not None:
+            vote += f" T={settings.temperature:g}"
+        parts.append(vote)
+    if flags is not None:
+        parts += [f"{flag}={','.join(values)}" for flag, values in _narrowed(flags, benchmark)]
+        if flags.scenarios:
+            parts.append("scenarios=" + ",".join(flags.scenarios))
+    parts += [f"{name}={value:g}" for name, value in (("limit", settings.limit), ("sample", settings.sample))
+              if value is not None]
+    return " · ".join(parts)
+
+
+def _distinct_labels(runs: list[Run]) -> list[Run]:
+    """Runs that would read the same (same judge and settings) get their folder name added."""
+    seen = Counter((run.judge, run.label) for run in runs)
+    return [
+        replace(run, label=f"{run.label} · {run.path.name}") if seen[(run.judge, run.label)] > 1 else run
+        for run in runs
+    ]

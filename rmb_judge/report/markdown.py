@@ -1,0 +1,52 @@
+"""The leaderboard as Markdown: a table per group, then the notes and the published rows."""
+
+from __future__ import annotations
+
+import re
+
+from .load import Run
+from .view import Board, Group, board
+
+
+def render_markdown(runs: list[Run], published: bool = False) -> str:
+    shown = board(runs, published)
+    lines = [f"# {_md(shown.title)}"]
+    for group in shown.groups:
+        lines += ["", f"## {_md(group.title)}", "", *_group_table(shown, group)]
+    if shown.notes:
+        lines += ["", *(f"- {_md(note)}" for note in shown.notes)]
+    if shown.published:
+        paper = shown.published
+        headers = ["Model", "Type", *shown.score_titles]
+        rows = [[model, kind, *scores] for model, kind, scores in paper.rows]
+        lines += [
+            "", f"## Published: {_md(paper.title)}", "",
+            *_table(headers, rows, [index >= 2 for index in range(len(headers))]),
+            "", f"Source: {_md(paper.source)}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _group_table(shown: Board, group: Group) -> list[str]:
+    """Judge and settings in columns of their own; a chance row under the runs when they share one."""
+    headers = ["#", "Judge", "Settings", *group.score_titles, "Status", *shown.detail_titles]
+    numeric = [header not in ("Judge", "Settings", "Status") for header in headers]
+    rows = [
+        [str(row.rank), row.run.judge, row.run.label, *row.scores, row.status_text, *row.details]
+        for row in group.rows
+    ]
+    if group.chance:
+        rows.append(["", "chance level", "", *group.chance, "", *[""] * len(shown.detail_titles)])
+    return _table(headers, rows, numeric)
+
+
+def _table(headers: list[str], rows: list[list[str]], numeric: list[bool]) -> list[str]:
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(map(_md, cells)) + " |"
+
+    return [line(headers), "| " + " | ".join("---:" if right else "---" for right in numeric) + " |", *map(line, rows)]
+
+
+def _md(text: str) -> str:
+    """Text as Markdown shows it literally: `--scenarios '*Chat*'` must not turn italic, nor `|` split a cell."""
+    return re.sub(r"([\\`*_\[\]<>|])", r"\\\1", text)

@@ -1,0 +1,263 @@
+"""The leaderboard all renderers show, computed once: runs grouped, ranked and numbered, and
+every cell, status, note and published row as text.
+
+Only runs that can be compared are ranked together: the leaderboard is cut into groups
+(complete runs on the largest selection first, then other selections, then partial runs,
+then suspect ones), each with a header, so a run that judged five records, stopped early
+or could not parse its judge's answers never sits above complete runs on the full data.
+Ranks run on across groups, so "#3" names one run in every table and chart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .. import benchmarks
+from ..benchmark import Benchmark
+from ..errors import UsageError
+from .load import OVERALL, Run
+
+# Group kinds, in the order they are listed.
+RANKED, SELECTION, PARTIAL, SUSPECT = "ranked", "selection", "partial", "suspect"
+DASH = "—"
+
+
+@dataclass(frozen=True)
+class Tag:
+    """One word of a run's status: complete or partial, SUSPECT, simulated."""
+
+    name: str
+    detail: str = ""  # partial: how far it got and why it stopped
+
+
+@dataclass(frozen=True)
+class Row:
+    """One run as every table shows it."""
+
+    rank: int
+    run: Run
+    group: str  # the kind of its group
+    scores: list[str]  # one per score column, with the run's chance level when its group has no common one
+    status: list[Tag]
+    details: list[str]  # one per `Board.detail_titles`
+    title: str  # "#rank judge · settings (why not ranked with the first group)": how charts name the run
+
+    @property
+    def status_text(self) -> str:
+        return " · ".join(f"{tag.name}: {tag.detail}" if tag.detail else tag.name for tag in self.status)
+
+
+@dataclass(frozen=True)
+class Group:
+    """Runs that may be ranked against each other, under a header saying why they are apart."""
+
+    kind: str  # RANKED | SELECTION | PARTIAL | SUSPECT
+    title: str
+    score_titles: list[str]  # the board's, with "(chance)" when each run shows its own chance level
+    rows: list[Row]  # ranked
+    chance: list[str] | None  # one per score column, when every run of the group has the same levels
+
+
+@dataclass(frozen=True)
+class PublishedTable:
+    """The benchmark's published leaderboard, in the board's score columns."""
+
+    title: str
+    source: str
+    rows: list[tuple[str, str, list[str]]]  # model, type, scores
+
+
+@dataclass(frozen=True)
+class Board:
+    title: str
+    benchmark: Benchmark
+    score_keys: tuple[str, ...]  # the leaderboard's sections, then OVERALL
+    score_titles: list[str]
+    detail_titles: list[str]  # the columns after the status: counts, cost, bias
+    groups: list[Group]
+    notes: list[str]
+    published: PublishedTable | None  # when asked for and the benchmark has one
+
+    @property
+    def rows(self) -> list[Row]:
+        """Every run, in rank order."""
+        return [row for group in self.groups for row in group.rows]
+
+
+Extra = tuple[str, Callable[[Run], float | None], str]  # a column shown when some run has it: header, value, meaning
+_EXTRAS: tuple[Extra, ...] = (
+    ("1st pick", lambda run: run.first_pick_rate, "how often the answer shown first was preferred"),
+    ("Consistency", lambda run: run.consistency, "with --order both, how often both orders gave the same verdict"),
+    ("Unanimous", lambda run: run.unanimous, "with --samples K, how often all K votes agreed"),
+)
+_COUNTS = ("n", "Failed", "Unparsed", "Refused", "Cost")
+
+
+def board(runs: list[Run], published: bool = False) -> Board:
+    benchmark = _benchmark(runs)
+    keys = (*benchmark.leaderboard, OVERALL)
+    titles = {section.key: section.title for section in benchmark.sections} | {OVERALL: "Overall"}
+    score_titles = [titles[key] for key in keys]
+    extras = [(title, get, meaning) for title, get, meaning in _EXTRAS if any(get(run) is not None for run in runs)]
+    groups: list[Group] = []
+    first = 1
+    for kind, title, members in _grouped(runs):
+        ranked = _ranked(members)
+        common = _common_chance(ranked, keys)
+        rows = [_row(rank, run, kind, keys, common is None, extras) for rank, run in enumerate(ranked, first)]
+        chance = None
+        if common is not None and any(level is not None for level in common.values()):
+            chance = [_fmt(common[key]) for key in keys]
+        shown = score_titles if common is not None else [f"{title} (chance)" for title in score_titles]
+        groups.append(Group(kind, title, shown, rows, chance))
+        first += len(ranked)
+    return Board(
+        title=f"{benchmark.title} leaderboard",
+        benchmark=benchmark,
+        score_keys=keys,
+        score_titles=score_titles,
+        detail_titles=[*_COUNTS, *(title for title, _, _ in extras)],
+        groups=groups,
+        notes=_notes(runs, groups, extras, own_chance=any(group.score_titles != score_titles for group in groups)),
+        published=_published(benchmark, keys) if published else None,
+    )
+
+
+def _benchmark(runs: list[Run]) -> Benchmark:
+    """The one benchmark of all runs (the default one when there are none)."""
+    if len({run.benchmark.name for run in runs}) > 1:
+        listed = ", ".join(f"{run.path} ({run.benchmark.name})" for run in runs)
+        raise UsageError(f"runs of different benchmarks cannot share one leaderboard: {listed}")
+    return runs[0].benchmark if runs else benchmarks.get()
+
+
+def _ranked(runs: list[Run]) -> list[Run]:
+    return sorted(runs, key=lambda run: (run.scores[OVERALL] is None, -(run.scores[OVERALL] or 0.0)))
+
+
+def _grouped(runs: list[Run]) -> list[tuple[str, str, list[Run]]]:
+    """(kind, title, runs) in listing order.
+
+    Complete, not suspect runs are grouped by selection (equal selection key, selected record
+    count and, when every run's manifest lists them, data file hashes); the group with the most
+    records (then the most runs, then the first named) is ranked first, the other selections
+    follow by size. Partial runs come next and suspect ones (partial or not) last.
+    """
+    with_data = all(run.data_digest for run in runs)
+    selections: dict[tuple[Any, ...], list[Run]] = {}
+    for run in runs:
+        if run.complete and not run.suspect:
+            key = (run.selection, run.records, run.data_digest if with_data else None)
+            selections.setdefault(key, []).append(run)
+    several_data = with_data and len({run.data_digest for run in runs}) > 1
+    groups = []
+    for index, members in enumerate(sorted(selections.values(), key=lambda g: (-g[0].records, -len(g)))):
+        first = members[0]
+        what = f"{first.selection_text} · {first.records:,} records"
+        if several_data:
+            what += f" · data files {str(first.data_digest)[:8]}"
+        if index == 0:
+            groups.append((RANKED, f"Complete runs · {what}", members))
+        else:
+            groups.append((SELECTION, f"Another selection · {what} · not ranked against the runs above", members))
+    partial = [run for run in runs if not run.complete and not run.suspect]
+    if partial:
+        title = "Partial runs · stopped early, scored on the records they finished · not ranked against complete runs"
+        groups.append((PARTIAL, title, partial))
+    suspect = [run for run in runs if run.suspect]
+    if suspect:
+        title = "SUSPECT runs · too many comparisons unparsed or failed (see the warnings below) · not ranked"
+        groups.append((SUSPECT, title, suspect))
+    return groups
+
+
+def _common_chance(runs: list[Run], keys: tuple[str, ...]) -> dict[str, float | None] | None:
+    """The section chance levels all runs share, or None when their selections give different ones.
+
+    The overall level also depends on which sections a run covered, so runs with the same
+    section levels may still differ there: it is shown only where they agree.
+    """
+    common: dict[str, float | None] = {}
+    for key in keys:
+        levels = {round(level, 4) for run in runs if (level := run.chance_for(key)) is not None}
+        if len(levels) > 1 and key != OVERALL:
+            return None
+        common[key] = levels.pop() if len(levels) == 1 else None
+    return common
+
+
+def _row(rank: int, run: Run, kind: str, keys: tuple[str, ...], per_run_chance: bool, extras: list[Extra]) -> Row:
+    scores = [_fmt(run.scores[key]) + (f" ({_fmt(run.chance_for(key))})" if per_run_chance else "") for key in keys]
+    details = [
+        str(run.n), str(run.failed), str(run.unparsed), str(run.refused),
+        _fmt_cost(run.cost_usd) + ("*" if run.cost_is_spend else ""),
+        *(_fmt(get(run)) for _, get, _ in extras),
+    ]
+    status = _status(run)
+    marks = ["other selection"] * (kind == SELECTION) + [tag.name for tag in status if tag.name != "complete"]
+    title = f"#{rank} {run.judge} · {run.label}" + "".join(f" ({mark})" for mark in marks)
+    return Row(rank, run, kind, scores, status, details, title)
+
+
+def _status(run: Run) -> list[Tag]:
+    """Complete or partial (how far it got and why it stopped), SUSPECT, simulated."""
+    if run.complete:
+        tags = [Tag("complete")]
+    else:
+        detail = f"{run.comparisons[0]:,} of {run.comparisons[1]:,} comparisons" if run.comparisons else ""
+        if run.stopped_reason:
+            detail += (", " if detail else "") + f"stopped: {run.stopped_reason}"
+        tags = [Tag("partial", detail)]
+    if run.suspect:
+        tags.append(Tag("SUSPECT"))
+    if run.simulated:
+        tags.append(Tag("simulated"))
+    return tags
+
+
+def _notes(runs: list[Run], groups: list[Group], extras: list[Extra], own_chance: bool) -> list[str]:
+    """What the columns mean where it is not obvious, and every run's warnings."""
+    notes = [f"{title}: {meaning}." for title, _, meaning in extras]
+    if own_chance:
+        notes.append("Runs selected different records, so each score shows its own chance level in brackets.")
+    if any(run.simulated for run in runs):
+        notes.append("simulated: the built-in mock judge, for smoke runs; its scores say nothing about a model.")
+    if any(run.cache_hits for run in runs):
+        notes.append("Cost: what the answers behind the scores cost, whichever run paid for them.")
+    if any(run.cost_is_spend for run in runs):
+        notes.append(
+            "*: an older summary that records only what its own invocation spent; it reused "
+            "cached answers, so the answers behind its scores may have cost more."
+        )
+    for group in groups:
+        for row in group.rows:
+            run = row.run
+            warnings = list(run.warnings)
+            if run.suspect and not warnings:
+                warnings = ["more comparisons ended unparsed or failed than --max-unparsed allows."]
+            if warnings:
+                mark = "SUSPECT: " if run.suspect else "warning: "
+                notes.append(f"#{row.rank} {run.judge} · {run.label}: {mark}" + " ".join(warnings))
+    return notes
+
+
+def _published(benchmark: Benchmark, keys: tuple[str, ...]) -> PublishedTable | None:
+    table = benchmark.published()
+    if table is None:
+        return None
+    rows = [(row["model"], row["type"], [_fmt(row.get(key)) for key in keys]) for row in table.rows]
+    return PublishedTable(table.title, table.source, rows)
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return DASH if value is None else f"{value:.{digits}f}"
+
+
+def _fmt_cost(value: float | None) -> str:
+    if value is None:
+        return DASH
+    if 0 < value < 0.0001:
+        return "<$0.0001"  # a real cost, however small, never reads as free
+    return f"${value:.2f}" if value >= 1 else f"${value:.4f}"
