@@ -9,13 +9,16 @@ inside a batch are not cached: the next run sends them again.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from . import retry
 from .engine import Engine, Job, Outcome
 from .errors import FatalProviderError
 from .providers.base import BatchStatus, ChatResponse, RoundRobin
 
+_T = TypeVar("_T")
 MAX_ITEMS = 10_000  # per batch: well under both APIs' limits (50,000 / 100,000 requests)
 
 
@@ -44,6 +47,7 @@ class BatchRunner:
         self.provider = provider.providers[0] if isinstance(provider, RoundRobin) else provider
         self.poll_interval = poll_interval
         self.progress = BatchProgress()
+        self.submitting = False  # a batch is being created: a stop waits until it is recorded
         self._stopping = asyncio.Event()
 
     def stop(self) -> bool:
@@ -55,35 +59,65 @@ class BatchRunner:
         self._stopping.set()
         return True
 
-    async def run(self, jobs: list[Job]) -> None:
-        """Answer `jobs` (all uncached): resume the pending batches that hold some of them,
-        submit the rest, then poll everything until it ends."""
-        engine, model = self.engine, self.provider.model
-        endpoint = self.provider.endpoints[0]
-        by_key = {(j.key, j.sample): j for j in jobs}
-        pending = {
+    def pending(self, jobs: list[Job]) -> dict[str, list[tuple[str, str, int]]]:
+        """The unfinished batches (of this provider, model and endpoint) holding any of `jobs`."""
+        provider = self.provider
+        wanted = {(j.key, j.sample) for j in jobs}
+        return {
             batch_id: items
-            for batch_id, items in engine.cache.pending_batches(self.provider.name, model, endpoint).items()
-            if any((key, sample) in by_key for _, key, sample in items)
+            for batch_id, items in self.engine.cache.pending_batches(
+                provider.name, provider.model, provider.endpoints[0]).items()
+            if any((key, sample) in wanted for _, key, sample in items)
         }
+
+    async def run(self, jobs: list[Job], submit: bool = True) -> None:
+        """Answer `jobs` (all uncached): resume the pending batches that hold some of them,
+        and (when `submit`) put the rest in new batches, then poll everything until it ends.
+        Before a batch is submitted its items are claimed, like live requests: items another
+        process is sending are waited for through the engine instead."""
+        engine = self.engine
+        by_key = {(j.key, j.sample): j for j in jobs}
+        pending = self.pending(jobs)
         covered = {(key, sample) for items in pending.values() for _, key, sample in items}
-        fresh = self._within_budget([j for j in jobs if (j.key, j.sample) not in covered])
+        fresh = [j for j in jobs if (j.key, j.sample) not in covered] if submit else []
+        held: list[Job] = []
+        if fresh:
+            claims = engine.cache.claim([(j.key, j.sample) for j in fresh], engine.endpoints)
+            for key, response in claims.answered.items():
+                engine.settle(key, Outcome(response, cached=True))
+            mine = set(claims.mine)
+            held = [j for j in fresh if (j.key, j.sample) in claims.held]
+            fresh = self._within_budget([j for j in fresh if (j.key, j.sample) in mine])
         for start in range(0, len(fresh), MAX_ITEMS):
             if self._stopping.is_set():
                 break
             chunk = fresh[start : start + MAX_ITEMS]
-            items = [(f"{j.key[:48]}-{j.sample}", j) for j in chunk]
-            batch_id = await self._call(self.provider.submit_batch, [(cid, j.request) for cid, j in items])
-            stored = [(cid, j.key, j.sample) for cid, j in items]
-            engine.cache.add_batch(batch_id, self.provider.name, model, endpoint, stored)
-            engine.stats.requests += len(items)
+            batch_id, stored = await _not_cancelled_midway(self._submit(chunk))
             pending[batch_id] = stored
+        for job in fresh:  # submitted, or never to be: the batch rows guard them now
+            engine.cache.release(job.key, job.sample)
         try:
             async with asyncio.TaskGroup() as group:  # one failing poll cancels the others
                 for batch_id, items in pending.items():
                     group.create_task(self._finish(batch_id, items, by_key))
+                if held:
+                    group.create_task(engine.send(held))
         except* FatalProviderError as fatal:
             raise fatal.exceptions[0] from None
+
+    async def _submit(self, jobs: list[Job]) -> tuple[str, list[tuple[str, str, int]]]:
+        """Create one batch and record it in the cache at once (it is paid for from now on)."""
+        provider, engine = self.provider, self.engine
+        items = [(f"{j.key[:48]}-{j.sample}", j) for j in jobs]
+        self.submitting = True
+        try:
+            batch_id = await self._call(provider.submit_batch, [(cid, j.request) for cid, j in items])
+            stored = [(cid, j.key, j.sample) for cid, j in items]
+            engine.cache.add_batch(batch_id, provider.name, provider.model, provider.endpoints[0], stored)
+        finally:
+            self.submitting = False
+        engine.stats.requests += len(items)
+        return batch_id, stored
 
     async def _call(self, fn, *args):
         """A batch API call under the engine's retry policy; what cannot be retried stops
@@ -91,7 +125,8 @@ class BatchRunner:
         engine = self.engine
         try:
             policy = retry.policy(self.provider.classify, engine.config.max_retries,
-                                  engine.config.backoff_initial, engine.count_retry)
+                                  engine.config.backoff_initial, engine.count_retry,
+                                  asked_wait=self.provider.retry_after)
             return await policy(fn, *args)
         except FatalProviderError:
             raise
@@ -139,10 +174,28 @@ class BatchRunner:
             answer = answers.get(custom_id, f"batch {batch_id} {status.provider_state}: no result")
             job = by_key.get((key, sample))
             if isinstance(answer, ChatResponse):
-                outcome = engine.keep(key, sample, job.request if job else None, answer)
+                outcome = await engine.keep(key, sample, job.request if job else None, answer)
             else:
                 outcome = Outcome(None, error=answer)
                 engine.stats.failed += 1
             if job is not None:
                 engine.settle((key, sample), outcome)
         engine.cache.finish_batch(batch_id, status.provider_state)
+
+
+async def _not_cancelled_midway(work: Coroutine[Any, Any, _T]) -> _T:
+    """Run `work` to its end even if the run is cancelled meanwhile (then re-raise the
+    cancellation): a batch the provider created must be recorded, or a rerun pays for it again."""
+    task = asyncio.ensure_future(work)
+    cancelled = False
+    while True:
+        try:
+            result = await asyncio.shield(task)
+            break
+        except asyncio.CancelledError:
+            if task.done():
+                raise
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError()
+    return result

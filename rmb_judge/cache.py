@@ -25,6 +25,7 @@ import json
 import os
 import socket
 import sqlite3
+import struct
 import time
 import uuid
 import zlib
@@ -39,6 +40,7 @@ from .providers.base import ChatRequest, ChatResponse
 
 FILENAME = "rmb-judge.sqlite3"
 CHUNK = 500  # SQLite host-parameter limit is 999 on old builds
+_LENGTH = struct.Struct(">Q")  # a field's length prefix in request keys
 CLAIM_SECONDS = 60.0  # a claim lapses this long after its owner last renewed it
 OUR_TABLES = {"_migrations", "responses", "rewards", "runs", "batches", "claims", "sqlite_sequence"}
 
@@ -58,8 +60,11 @@ def request_key(provider: str, request: ChatRequest, template_sha256: str) -> st
     ]
     for role, content in request.messages:
         fields += (role, content)
-    encoded = [value.encode() for value in fields]
-    return hashlib.sha256(b"".join(len(e).to_bytes(8, "big") + e for e in encoded)).hexdigest()
+    parts = []
+    for value in fields:
+        encoded = value.encode()
+        parts += (_LENGTH.pack(len(encoded)), encoded)  # (no copy of a long prompt before hashing)
+    return hashlib.sha256(b"".join(parts)).hexdigest()
 
 
 def text_sha256(text: str) -> str:
@@ -110,9 +115,9 @@ class Cache:
     def __init__(self, path: Path | str, *, create: bool = True):
         path = cache_file(path)
         self.path = path
-        self.owner = f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
+        self.owner = f"{_PLACE}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
         self.read_only = False
-        self.imported = 0  # answers taken in from an earlier run's side file
+        self._batched_memo: tuple[Any, set[tuple[str, int]]] = (None, set())
         if not path.is_file():
             if path.exists():
                 raise CacheError(f"{path}: not a file; give --cache a folder or a .sqlite3 file")
@@ -127,8 +132,6 @@ class Cache:
         except sqlite3.Error as exc:
             raise self.error(exc) from None
         self._check_schema()
-        if not self.read_only:
-            self.imported = self._import_unsaved()
 
     def _open(self) -> sqlite3.Connection:
         """Read-write when the file (and its folder) can be written, else read-only."""
@@ -345,10 +348,13 @@ class Cache:
                     chunk,
                 ):
                     holders[key, sample] = (owner, expires)
+            batched = self._batched(endpoints)
             mine, held = [], []
             for item in rest:
                 holder = holders.get(item)
-                if holder is None or holder[0] == self.owner or holder[1] < now or _dead(holder[0]):
+                if item in batched:
+                    held.append(item)  # in a batch the provider is running: its answer will come
+                elif holder is None or holder[0] == self.owner or holder[1] < now or _dead(holder[0]):
                     mine.append(item)
                 else:
                     held.append(item)
@@ -362,6 +368,23 @@ class Cache:
                 self.db.execute("ROLLBACK")
             raise
         return Claims(answered, mine, held)
+
+    def _batched(self, endpoints: Iterable[str]) -> set[tuple[str, int]]:
+        """(key, sample) of every item in an unfinished batch at these endpoints; read again
+        only when the batches table changed."""
+        endpoints = tuple(endpoints)
+        marks = ",".join("?" * len(endpoints))
+        signature = self.db.execute(
+            f"SELECT COUNT(*), MAX(rowid) FROM batches WHERE finished_at IS NULL AND endpoint IN ({marks})",
+            endpoints,
+        ).fetchone()
+        if self._batched_memo[0] != (endpoints, signature):
+            rows = self.db.execute(
+                f"SELECT items FROM batches WHERE finished_at IS NULL AND endpoint IN ({marks})", endpoints
+            )
+            keys = {(key, sample) for (items,) in rows for _, key, sample in json.loads(zlib.decompress(items))}
+            self._batched_memo = ((endpoints, signature), keys)
+        return self._batched_memo[1]
 
     @guarded
     def renew_claims(self) -> None:
@@ -395,25 +418,33 @@ class Cache:
             return False
         return True
 
-    def _import_unsaved(self) -> int:
-        """Add the answers an earlier run left in the side file, then remove it."""
-        if not self.side_file.is_file():
-            return 0
-        rows = []
-        for line in self.side_file.read_text(encoding="utf-8").splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # the last line of a file cut off by a full disk
-        for row in rows:
-            canonical = row["request"]
-            request = canonical and ChatRequest(
-                **{**canonical, "messages": tuple(tuple(m) for m in canonical["messages"])}
-            )
-            self.put_response(row["key"], row["sample"], row["provider"], request,
-                              ChatResponse(**row["response"]), row["template"], row["template_sha256"])
-        self.side_file.unlink()
-        return len(rows)
+    def take_unsaved(self, *extra: Path) -> int:
+        """Add the answers earlier runs could not store (the side file, and `extra` files such
+        as a run folder's), then remove those files. A line that cannot be read is kept, in
+        its file, for a person to look at; returns how many answers were added."""
+        taken = 0
+        for path in (self.side_file, *extra):
+            if self.read_only or not path.is_file():
+                continue
+            kept = []
+            for line in path.read_text(encoding="utf-8").splitlines():
+                try:
+                    row = json.loads(line)
+                    canonical = row["request"]
+                    request = canonical and ChatRequest(
+                        **{**canonical, "messages": tuple(tuple(m) for m in canonical["messages"])}
+                    )
+                    response = ChatResponse(**row["response"])
+                    self.put_response(row["key"], row["sample"], row["provider"], request, response,
+                                      row["template"], row["template_sha256"])
+                    taken += 1
+                except (ValueError, KeyError, TypeError, AttributeError):
+                    kept.append(line)  # (the last line of a file cut off by a full disk, say)
+            if kept:
+                path.write_text("\n".join(kept) + "\n", encoding="utf-8")
+            else:
+                path.unlink()
+        return taken
 
     # -- local rewards ---------------------------------------------------------------
 
@@ -583,14 +614,27 @@ def _read_only_error(exc: sqlite3.Error) -> bool:
     return "readonly" in message or "read-only" in message or "unable to open" in message
 
 
+def _pid_namespace() -> str:
+    try:
+        return os.readlink("/proc/self/ns/pid")  # e.g. "pid:[4026531836]"
+    except OSError:
+        return ""
+
+
+# Where this process's pid means something: host and pid namespace. A claim whose owner ran
+# in the same place can be checked for a live process; any other lapses only by its expiry
+# (a container sharing the hostname has pids of its own).
+_PLACE = f"{socket.gethostname()}/{_pid_namespace()}".replace("/", "|", 1)
+
+
 def _dead(owner: str) -> bool:
-    """A claim's owner ran on this host and is gone: its claims lapse at once."""
-    host, _, rest = owner.partition("/")
-    pid = rest.partition("/")[0]
-    if host != socket.gethostname() or not pid.isdigit():
+    """A claim's owner ran here (same host and pid namespace) and is gone: its claims lapse
+    at once."""
+    place, _, rest = owner.rpartition("/")[0].rpartition("/")
+    if not _pid_namespace() or place != _PLACE or not rest.isdigit():
         return False
     try:
-        os.kill(int(pid), 0)
+        os.kill(int(rest), 0)
     except ProcessLookupError:
         return True
     except PermissionError:

@@ -19,6 +19,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -96,6 +97,7 @@ class Stats:
     cost_known: bool = True
     usage_counted: int = 0  # answers whose server sent no usage: tokens counted locally
     unsaved: int = 0  # answers the cache could not store (a full disk)
+    dropped: int = 0  # requests cancelled in flight (a second Ctrl-C): they may be billed
     concurrency_limit: float = 0.0
     paused_until: float = 0.0  # time.monotonic() until which the provider asked us to wait
     started: float = field(default_factory=time.monotonic)
@@ -159,10 +161,21 @@ class Engine:
         self._input_ratio = 1.0  # the provider's input tokens per counted token, at most
         self._stop_event = asyncio.Event()
         self._queue: deque[Job] = deque()
-        self._ready: deque[Job] = deque()
+        self._ready: deque[tuple[Job, float]] = deque()  # claimed, with when
         self._held: dict[tuple[str, int], Job] = {}  # claimed by another process
+        self._taking = 0  # claims being made right now
+        self._fatal: ErrorKind | None = None  # why the run is failing, once it is
+        self._taken = asyncio.Condition()  # a claim ended: jobs may be ready
         self._last_reclaim = 0.0
         self.outcomes: dict[tuple[str, int], Outcome] = {}  # filled as answers arrive
+        self.unsaved: list[dict[str, Any]] = []  # answers neither the cache nor its side file took
+        self._db_thread = ThreadPoolExecutor(1, thread_name_prefix="rmb-judge-cache")
+
+    def close(self) -> None:
+        """End the cache thread; a statement still waiting on another process's lock (the run
+        was cancelled meanwhile) is interrupted rather than waited for."""
+        self.cache.db.interrupt()
+        self._db_thread.shutdown(wait=True, cancel_futures=True)
 
     @property
     def stopping(self) -> bool:
@@ -179,23 +192,23 @@ class Engine:
     async def run(self, jobs: list[Job]) -> dict[tuple[str, int], Outcome]:
         """Answer every job from the cache or the provider. If the run is cancelled
         (Ctrl-C), `self.outcomes` still holds every answer received so far."""
-        await self.send(self.lookup(jobs))
+        by_key = {(j.key, j.sample): j for j in jobs}
+        await self.send([by_key[k] for k in self.lookup(list(by_key))])
         return self.outcomes
 
-    def lookup(self, jobs: list[Job]) -> list[Job]:
-        """Answer what the cache holds; return the misses. With --offline a miss is an
-        error raised before anything is sent."""
-        unique = list({(j.key, j.sample): j for j in jobs}.values())
-        self.stats.total = len(unique)
-        found = self.cache.get_responses(((j.key, j.sample) for j in unique), self.endpoints)
+    def lookup(self, wanted: list[tuple[str, int]]) -> list[tuple[str, int]]:
+        """Answer what the cache holds of `wanted` (request key, sample), distinct; return
+        the misses. With --offline a miss is an error raised before anything is sent."""
+        self.stats.total = len(wanted)
+        found = self.cache.get_responses(wanted, self.endpoints)
         self.stats.cache_hits = self.stats.done = len(found)
         for key, response in found.items():
             self.outcomes[key] = Outcome(response, cached=True)
             self.on_outcome(key, self.outcomes[key])
-        misses = [j for j in unique if (j.key, j.sample) not in found]
+        misses = [k for k in wanted if k not in found]
         if misses and self.config.offline:
             raise CacheMiss(
-                f"--offline: {len(misses)} of {len(unique)} requests are not in the cache "
+                f"--offline: {len(misses)} of {len(wanted)} requests are not in the cache "
                 f"{self.cache.path} for {', '.join(self.endpoints)}; nothing was sent"
             )
         return misses
@@ -213,68 +226,103 @@ class Engine:
             async with asyncio.TaskGroup() as group:
                 for _ in range(workers):
                     group.create_task(self._worker())
-        except* (FatalProviderError, CacheError) as fatal:
+        except* FatalProviderError as fatal:
             raise fatal.exceptions[0] from None
         finally:
             heartbeat.cancel()
             self.stats.waiting_elsewhere = 0
 
+    async def _db(self, method: Callable[..., _T], *args: Any) -> _T:
+        """A cache call in the cache's own thread: a cache locked by another process, or a
+        slow disk, never stalls the requests in flight or Ctrl-C."""
+        return await asyncio.get_running_loop().run_in_executor(self._db_thread, method, *args)
+
     async def _renew_claims(self) -> None:
         """Keep this process's claims alive while it works on them."""
         while True:
             await asyncio.sleep(CLAIM_SECONDS / 4)
-            self.cache.renew_claims()
+            await self._cache_step(self.cache.renew_claims)
+
+    async def _cache_step(self, method: Callable[..., Any], *args: Any) -> Any:
+        """A claim's bookkeeping: if the cache cannot take it (a full disk), the run stops
+        starting requests, but those in flight finish and are kept."""
+        try:
+            return await self._db(method, *args)
+        except CacheError as exc:
+            self.stop("cache", f"{exc}; nothing new was started")
+            return None
 
     async def _worker(self) -> None:
         while (job := await self._next_job()) is not None:
             outcome = await self._one(job)
-            if outcome is None:  # not sent, or stopped before an answer: free it for others
-                self.cache.release(job.key, job.sample)
-            else:
+            if outcome is not None:
                 self.settle((job.key, job.sample), outcome)
+            if outcome is None or outcome.response is None:
+                # not sent, stopped before an answer, or failed for good: free it for others
+                await self._cache_step(self.cache.release, job.key, job.sample)
 
     async def _next_job(self) -> Job | None:
         """The next job this process may send: claimed in the cache, in chunks. Jobs another
         process holds are looked at again every RECLAIM_SECONDS until they are answered
-        (served like cache hits) or their claim lapses (then sent from here)."""
+        (served like cache hits) or their claim lapses (then sent from here). A job whose
+        claim may have lapsed while the process was paused is claimed again first."""
         while not self.stopping:
-            if not self._ready and self._queue:
-                size = max(1, min(64, self.config.concurrency))
-                self._take([self._queue.popleft() for _ in range(min(size, len(self._queue)))])
             if self._ready:
-                return self._ready.popleft()
+                job, claimed = self._ready.popleft()
+                if time.monotonic() - claimed < CLAIM_SECONDS / 2:
+                    return job
+                await self._take([job])
+                continue
+            if self._queue:
+                size = max(1, min(64, self.config.concurrency))
+                await self._take([self._queue.popleft() for _ in range(min(size, len(self._queue)))])
+                continue
+            if self._taking:  # another worker is claiming jobs: wait for them
+                async with self._taken:
+                    await self._taken.wait()
+                continue
             if not self._held:
                 return None
             if time.monotonic() - self._last_reclaim >= RECLAIM_SECONDS:
                 self._last_reclaim = time.monotonic()
                 held, self._held = list(self._held.values()), {}
-                self._take(held)
+                await self._take(held)
                 continue
             await self._sleep(RECLAIM_SECONDS)
         return None
 
-    def _take(self, jobs: list[Job]) -> None:
+    async def _take(self, jobs: list[Job]) -> None:
         by_key = {(j.key, j.sample): j for j in jobs}
-        claims = self.cache.claim(list(by_key), self.endpoints)
+        self._taking += 1
+        try:
+            claims = await self._cache_step(self.cache.claim, list(by_key), self.endpoints)
+        finally:
+            self._taking -= 1
+            async with self._taken:
+                self._taken.notify_all()
+        if claims is None:
+            return
         for key, response in claims.answered.items():
             self.stats.answered_elsewhere += 1
             self.settle(key, Outcome(response, cached=True))
-        self._ready.extend(by_key[k] for k in claims.mine)
+        now = time.monotonic()
+        self._ready.extend((by_key[k], now) for k in claims.mine)
         self._held.update((k, by_key[k]) for k in claims.held)
         self.stats.waiting_elsewhere = len(self._held)
 
     async def _one(self, job: Job) -> Outcome | None:
         """One job through budget, retries and error sorting: its Outcome, or None when it
         was not answered because the run is stopping."""
-        est_tokens, est_cost = self.reservation(job)
-        if not await self._reserve(est_cost):
+        reserved = await self._reserve(job)
+        if reserved is None:
             self.stop("budget")
             return None
+        est_tokens, est_cost = reserved
         try:
             policy = retry.policy(
                 self._kind, self.config.max_retries, self.config.backoff_initial, self.count_retry,
                 retryable=frozenset({ErrorKind.RATE_LIMIT, ErrorKind.TRANSIENT, ErrorKind.CONNECT}),
-                stopping=lambda: self.stopping, sleep=self._sleep,
+                stopping=lambda: self.stopping, sleep=self._sleep, asked_wait=self.provider.retry_after,
             )
             response = await policy(self._attempt, job, est_tokens, est_cost)
         except (FatalProviderError, CacheError):
@@ -284,6 +332,7 @@ class Engine:
         except Exception as exc:  # noqa: BLE001 - every provider error is sorted here
             kind = self._kind(exc)
             if kind is ErrorKind.FATAL:
+                self._fatal = self._fatal or ErrorKind.FATAL  # the requests it cancels are not dropped answers
                 raise FatalProviderError(
                     f"{self.provider.name}:{job.request.model}: {retry.describe(exc)}"
                 ) from None
@@ -298,6 +347,7 @@ class Engine:
                 self.stats.failed += 1
                 self.stats.rejected += kind is ErrorKind.REJECTED
                 if not self._answered and self.stats.failed >= FAIL_FAST:
+                    self._fatal = self._fatal or ErrorKind.FATAL
                     raise FatalProviderError(
                         f"{self.provider.name}:{job.request.model}: the first {self.stats.failed} "
                         f"requests all failed, which points at the setup (model, --max-tokens, "
@@ -310,18 +360,19 @@ class Engine:
                     self._reserved_cost -= est_cost
                     self._reservations -= 1
                     self._budget.notify_all()
-        return self.keep(job.key, job.sample, job.request, response)
+        return await self.keep(job.key, job.sample, job.request, response)
 
     def _kind(self, exc: BaseException) -> ErrorKind:
         return self.provider.classify(exc)
 
-    def keep(
+    async def keep(
         self, key: str, sample: int, request: ChatRequest | None, response: ChatResponse
     ) -> Outcome:
         """Count an answer (live or from a batch), price it and write it to the cache at
         once. `request` is None for a batch item of another run (paid for, so kept too).
         A server that sent no usage has its tokens counted here. If the cache cannot store
-        the answer, it goes to the side file and the run stops; this run still uses it."""
+        the answer, it goes to the side file (or, that failing too, stays in `unsaved` for
+        the run folder) and the run stops; this run still uses it."""
         self._answered += 1
         if not response.usage_reported:
             self.stats.usage_counted += 1
@@ -333,17 +384,18 @@ class Engine:
         self.stats.add_usage(response)
         template, sha = (self.template, self.template_sha256) if request else ("", "")
         try:
-            self.cache.put_response(key, sample, self.provider.name, request, response, template, sha)
+            await self._db(self.cache.put_response, key, sample, self.provider.name, request, response, template, sha)
         except CacheError as exc:
-            saved = self.cache.save_unsaved([{
+            row = {
                 "key": key, "sample": sample, "provider": self.provider.name,
                 "request": request.canonical() if request else None,
                 "response": {k: v for k, v in asdict(response).items() if k != "extra"},
                 "template": template, "template_sha256": sha,
-            }])
-            self.stats.unsaved += not saved
-            where = f"kept in {self.cache.side_file} for the next run" if saved else "not saved anywhere"
-            self.stop("cache", f"{exc}; answers received after this are {where}")
+            }
+            if not self.cache.save_unsaved([row]):
+                self.unsaved.append(row)
+            self.stats.unsaved += 1
+            self.stop("cache", f"{exc}; answers received from then on were kept beside it for the next run")
         return Outcome(response)
 
     def settle(self, key: tuple[str, int], outcome: Outcome) -> None:
@@ -354,23 +406,28 @@ class Engine:
 
     # -- budget ---------------------------------------------------------------------------
 
-    async def _reserve(self, cost: float) -> bool:
-        """Set aside `cost` under --max-cost. While requests in flight hold reservations
-        (each up to its --max-tokens of output), wait for them to settle at their real cost;
-        refuse only when this request alone would pass the budget. Until the first answer
-        shows how the provider counts tokens, requests go one at a time."""
+    async def _reserve(self, job: Job) -> tuple[int, float] | None:
+        """Set aside what `job` may cost under --max-cost, or None when the budget cannot
+        take it. While requests in flight hold reservations (each up to its --max-tokens of
+        output), wait for them to settle at their real cost; refuse only when this request
+        alone would pass the budget. Until the first answer shows how the provider counts
+        tokens, requests go one at a time; the reservation is reckoned after the wait, with
+        what the answers so far have taught."""
         if self.config.max_cost is None:
-            return True
+            return self.reservation(job)
         async with self._budget:
-            while self._reservations and (
-                not self._answered or self.stats.spent + self._reserved_cost + cost > self.config.max_cost
-            ):
+            while True:
+                tokens, cost = self.reservation(job)
+                if not self._reservations or (
+                    self._answered and self.stats.spent + self._reserved_cost + cost <= self.config.max_cost
+                ):
+                    break
                 await self._budget.wait()
             if self.stopping or self.stats.spent + cost > self.config.max_cost:
-                return False
+                return None
             self._reserved_cost += cost
             self._reservations += 1
-            return True
+            return tokens, cost
 
     def reservation(self, job: Job) -> tuple[int, float]:
         """Tokens (for --tpm) and dollars (for --max-cost) to reserve before sending: the
@@ -378,16 +435,25 @@ class Engine:
         the most output the request may produce. Counting is skipped when neither limit is set."""
         if not self.tpm and self.config.max_cost is None:
             return 0, 0.0
-        counted, _ = self.pricing.tokens(job.request)
+        return self.worst_case(job.request)
+
+    def worst_case(self, request: ChatRequest) -> tuple[int, float]:
+        """The most tokens and dollars one request can cost."""
+        counted, _ = self.pricing.tokens(request)
         input_tokens = math.ceil(counted * self._input_ratio)
-        output_tokens = job.request.max_tokens
+        output_tokens = request.max_tokens
         return input_tokens + output_tokens, self.pricing.cost(input_tokens, output_tokens) or 0.0
+
+    def learn_ratio(self, ratio: float) -> None:
+        """How many tokens the provider counts per token we count, at least (from answers
+        already in the cache, or live ones)."""
+        self._input_ratio = max(self._input_ratio, ratio)
 
     def _learn_ratio(self, request: ChatRequest, response: ChatResponse) -> None:
         if response.usage_reported and self.config.max_cost is not None:
             counted = self.pricing.tokens(request)[0]
             if counted:
-                self._input_ratio = max(self._input_ratio, response.input_tokens / counted)
+                self.learn_ratio(response.input_tokens / counted)
 
     def _over_budget(self) -> bool:
         return self.config.max_cost is not None and self.stats.spent + self._reserved_cost > self.config.max_cost
@@ -416,12 +482,19 @@ class Engine:
                     self.provider.complete(job.request, self.config.timeout),
                     self.config.timeout + 5,  # the SDK's own timeout should fire first
                 )
+            except asyncio.CancelledError:
+                if self._fatal == ErrorKind.CONNECT:  # the endpoint is unreachable: nothing went out
+                    self.stats.requests -= 1
+                elif self._fatal is None:  # dropped in flight (a second Ctrl-C): may be billed
+                    self.stats.dropped += 1
+                    self.stats.unconfirmed_cost_usd += est_cost or self.worst_case(job.request)[1]
+                raise
             finally:
                 self.stats.in_flight -= 1
         except Stopped:
             raise
         except Exception as exc:
-            await self._account_failure(exc, est_cost)
+            await self._account_failure(exc, est_cost or self.worst_case(job.request)[1])
             raise
         finally:
             await self.concurrency.release()
@@ -446,6 +519,7 @@ class Engine:
             self.stats.connect_errors += 1
             if not self._answered:
                 endpoint = getattr(exc, "endpoint", None) or self.endpoints[0]
+                self._fatal = ErrorKind.CONNECT
                 raise FatalProviderError(
                     f"cannot reach {endpoint}: {retry.connect_failure(exc)}; check --base-url "
                     "and the server (nothing was answered there)"
@@ -464,19 +538,19 @@ class Engine:
 
     async def _unless_stopping(self, waiting: Awaitable[_T]) -> _T:
         """`await waiting`, unless the run starts stopping first (then Stopped, and what it
-        waited for is cancelled before it took anything)."""
+        waited for is cancelled, and awaited, before it took anything)."""
         task = asyncio.ensure_future(waiting)
         stop = asyncio.ensure_future(self._stop_event.wait())
         try:
             await asyncio.wait((task, stop), return_when=asyncio.FIRST_COMPLETED)
         except BaseException:  # the run is being cancelled
-            task.cancel()
+            await _cancelled(task)
             raise
         finally:
             stop.cancel()
         if task.done():
             return task.result()
-        task.cancel()
+        await _cancelled(task)
         raise Stopped()
 
     async def _sleep(self, seconds: float) -> None:
@@ -488,3 +562,12 @@ class Engine:
 
     def count_retry(self, state: Any) -> None:
         self.stats.retries += 1
+
+
+async def _cancelled(task: asyncio.Future[Any]) -> None:
+    """Cancel `task` and wait until it has ended (a task left pending blocks the run's exit)."""
+    task.cancel()
+    try:
+        await task
+    except BaseException:  # noqa: BLE001 - it was cancelled, or failed on its way out
+        pass

@@ -43,7 +43,7 @@ def _estimate(config: RunConfig) -> dict[str, Any]:
     if cache_file(execution.cache).exists():  # an estimate creates no cache
         cache = Cache(execution.cache, create=False)
         try:
-            cached = cache.get_responses(((j.key, j.sample) for j in jobs), generative.endpoints)
+            cached = cache.get_responses(plan.answers(), generative.endpoints)
         finally:
             cache.close()
     estimator = generative.estimate

@@ -6,13 +6,14 @@ presentation's verdict read from its answers.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sys
 import time
 from collections.abc import Awaitable, Hashable, Sequence
 
 from . import comparisons as cmp
 from . import endpoints as ep
-from . import templates
+from . import memo, templates
 from .batch import BatchRunner
 from .benchmark import Benchmark
 from .cache import Cache
@@ -21,6 +22,7 @@ from .costs import Estimator
 from .engine import Engine, Job, Outcome, Stats
 from .errors import FatalProviderError, UsageError
 from .judges import make_provider
+from .outputs import UNSAVED
 from .records import Dataset
 from .scoring import Judged, majority
 from .summary import Results, Settings, Usage
@@ -28,7 +30,16 @@ from .verdicts import looks_like_refusal, parse_rating, parse_verdict, verdict_f
 
 
 class GenerativePlan:
-    """Which requests (cache key and sample index) decide each presentation's verdict."""
+    """Which requests (cache key and sample index) decide each presentation's verdict.
+
+    The keys of a plan whose inputs did not change come from the memo (rendering and hashing
+    every prompt again is most of a fully cached rerun); requests themselves are rendered
+    only for the keys the cache does not hold.
+    """
+
+    # the code a request key depends on (memo.code_digest)
+    RENDERING = ("records.py", "benchmark.py", "benchmarks/rmb.py", "comparisons.py", "templates.py",
+                 "cache.py", "providers/base.py", "generative.py")
 
     def __init__(self, config: RunConfig, dataset: Dataset, template: templates.Template):
         task = config.task
@@ -36,16 +47,40 @@ class GenerativePlan:
         self.samples = task.samples
         order = "fixed" if template.kind == "pointwise" else task.order
         self.presentations = cmp.presentations(cmp.comparisons_of(dataset.records), order, task.selection.seed)
-        settings = cmp.RequestSettings(task.judge.provider, task.judge.model, task.max_tokens, task.temperature)
-        self.requests: dict[str, cmp.ChatRequest] = {}
-        self.keys: list[tuple[tuple[str, int], ...]] = []
-        for p in self.presentations:
-            pairs = cmp.requests_for(p, template, settings)
-            self.requests.update(pairs)
-            self.keys.append(tuple((key, s) for key, _ in pairs for s in range(self.samples)))
+        self.settings = cmp.RequestSettings(task.judge.provider, task.judge.model, task.max_tokens, task.temperature)
+        self._requests: dict[str, cmp.ChatRequest] = {}
+        memo_name = "plan-" + memo.fingerprint(
+            sorted(dataset.sha256.items()), dataclasses.asdict(task.selection), template.key_sha256,
+            template.sha256, dataclasses.asdict(self.settings), order, memo.code_digest(*self.RENDERING),
+        )
+        request_keys = memo.read(memo_name)
+        if not (isinstance(request_keys, list) and len(request_keys) == len(self.presentations)):
+            request_keys = []
+            for p in self.presentations:
+                pairs = cmp.requests_for(p, template, self.settings)
+                self._requests.update(pairs)
+                request_keys.append(tuple(key for key, _ in pairs))
+            memo.write(memo_name, request_keys)
+        self._first = {}  # request key -> a presentation that renders it
+        for index, keys in enumerate(request_keys):
+            for key in keys:
+                self._first.setdefault(key, index)
+        self.keys: list[tuple[tuple[str, int], ...]] = [
+            tuple((key, s) for key in keys for s in range(self.samples)) for keys in request_keys
+        ]
 
-    def jobs(self) -> list[Job]:
-        return [Job(k, s, r) for k, r in self.requests.items() for s in range(self.samples)]
+    def answers(self) -> list[tuple[str, int]]:
+        """Every (request key, sample) the plan needs, once each."""
+        return [(key, s) for key in self._first for s in range(self.samples)]
+
+    def request(self, key: str) -> cmp.ChatRequest:
+        if key not in self._requests:
+            self._requests.update(cmp.requests_for(self.presentations[self._first[key]], self.template, self.settings))
+        return self._requests[key]
+
+    def jobs(self, wanted: Sequence[tuple[str, int]] | None = None) -> list[Job]:
+        """Jobs for these answers (default: all of them)."""
+        return [Job(key, s, self.request(key)) for key, s in (self.answers() if wanted is None else wanted)]
 
     def judge(self, index: int, outcomes: dict[tuple[str, int], Outcome]) -> Judged | None:
         """The presentation's verdict, or None while any of its answers is missing."""
@@ -127,9 +162,11 @@ class GenerativeBackend:
             self.provider.prepare()  # the API key, before any data is read
 
     def open_cache(self) -> Cache:
-        cache = Cache(self.config.execution.cache)
-        if cache.imported:
-            print(f"rmb-judge: {cache.imported} answers an earlier run could not store were added to "
+        execution = self.config.execution
+        cache = Cache(execution.cache)
+        taken = cache.take_unsaved(execution.out / UNSAVED)
+        if taken:
+            print(f"rmb-judge: {taken} answers an earlier run could not store were added to "
                   f"the cache {cache.path}", file=sys.stderr)
         return cache
 
@@ -154,10 +191,28 @@ class GenerativeBackend:
             template=self.template.name, template_sha256=self.template.sha256, pricing=self.estimate,
             stats=self.stats, on_outcome=lambda key, outcome: on_answer(key), endpoints=self.endpoints,
         )
-        if execution.batch:
-            self.batches = BatchRunner(self.engine, execution.poll_interval)
-        self.misses = self.engine.lookup(self.plan_.jobs())
+        self.batches = BatchRunner(self.engine, execution.poll_interval)
+        self.misses = self.plan_.jobs(self.engine.lookup(self.plan_.answers()))
+        self._learn_tokens()
         return len(self.misses)
+
+    def _learn_tokens(self, sample: int = 200) -> None:
+        """How the provider counts tokens against our count, from answers already in the
+        cache: a budget then reserves enough from the first request on (a batch, which
+        learns nothing before it ends, most of all)."""
+        assert self.engine is not None and self.plan_ is not None
+        if self.config.execution.engine.max_cost is None:
+            return
+        counted = 0
+        for key, outcome in self.engine.outcomes.items():
+            response = outcome.response
+            if response is not None and response.usage_reported and response.input_tokens:
+                ours = self.estimate.tokens(self.plan_.request(key[0]))[0]
+                if ours:
+                    self.engine.learn_ratio(response.input_tokens / ours)
+                    counted += 1
+                    if counted >= sample:
+                        return
 
     async def before_sending(self, cache: Cache, probe: Awaitable[list[str | None]] | None) -> None:
         """Say when the cache holds answers from another endpoint, refuse a read-only cache,
@@ -177,19 +232,34 @@ class GenerativeBackend:
                 raise FatalProviderError(f"cannot reach {url}: {reason}; nothing was sent")
 
     async def work(self, cache: Cache, on_answer) -> None:
-        assert self.engine is not None
-        if self.batches:
+        """Send the misses live or in batches. Misses a pending batch holds (an interrupted
+        --batch run, or another process's) are collected from that batch either way: it is
+        paid for already."""
+        assert self.engine is not None and self.batches is not None
+        if self.config.execution.batch:
             await self.batches.run(self.misses)
-        else:
-            await self.engine.send(self.misses)
+            return
+        pending = self.batches.pending(self.misses)
+        batched = {(key, sample) for items in pending.values() for _, key, sample in items}
+        live = [j for j in self.misses if (j.key, j.sample) not in batched]
+        if pending:
+            print(f"rmb-judge: {len(self.misses) - len(live)} answers are in {len(pending)} batches "
+                  "submitted before; collecting them from there", file=sys.stderr)
+        try:
+            async with asyncio.TaskGroup() as group:
+                if pending:
+                    group.create_task(self.batches.run(
+                        [j for j in self.misses if (j.key, j.sample) in batched], submit=False))
+                group.create_task(self.engine.send(live))
+        except* FatalProviderError as fatal:
+            raise fatal.exceptions[0] from None
 
     def stop(self, reason: str) -> str:
-        assert self.engine is not None
-        if self.batches:
-            self.batches.stop()  # a batch being submitted is recorded first; polling stops
-            self.stats.stopped_reason = reason
-            return "a batch being submitted to be recorded"
+        assert self.engine is not None and self.batches is not None
+        self.batches.stop()  # a batch being submitted is recorded first; polling stops
         self.engine.stop(reason)
+        if self.batches.submitting:
+            return "the batch being created to be recorded (it is paid for)"
         return f"the {self.stats.in_flight} requests in flight, whose answers are paid for"
 
     def judge(self, index: int) -> Judged | None:
@@ -228,7 +298,7 @@ class GenerativeBackend:
         wait = stats.paused_until - time.monotonic()
         if wait > 1:
             shown["waiting"] = f"{wait:.0f} s for the provider's rate limit"
-        if self.batches:
+        if self.batches and self.batches.progress.batches:
             shown.update(self.batches.progress.metrics())
         return shown
 
@@ -277,14 +347,24 @@ class GenerativeBackend:
             noticed.append(f"up to ${stats.unconfirmed_cost_usd:.4f} may have been billed for "
                            "requests that timed out or were cut off (counted against --max-cost)")
         if stats.unsaved:
-            noticed.append(f"{stats.unsaved} answers could not be saved (the disk is full); a rerun "
-                           "will request them again")
+            noticed.append(f"{stats.unsaved} answers could not be stored in the cache (the disk is "
+                           "full); they were kept beside it or in the run folder, and the next run "
+                           "adds them to the cache")
+        if stats.dropped:
+            noticed.append(f"{stats.dropped} requests were dropped in flight (a second Ctrl-C or the "
+                           "end of --grace); the provider may bill them (counted as unconfirmed cost)")
         if stats.stop_detail:
             noticed.append(stats.stop_detail)
         return noticed
 
     async def aclose(self) -> None:
+        if self.engine is not None:
+            self.engine.close()
         await self.provider.aclose()
+
+    def unsaved(self) -> list[dict]:
+        """Answers neither the cache nor its side file could take (a full disk)."""
+        return self.engine.unsaved if self.engine else []
 
 
 def spend_line(stats: Stats, max_cost: float | None) -> str:

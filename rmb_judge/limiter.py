@@ -62,8 +62,9 @@ class AdaptiveConcurrency:
                 wait = self.paused_until - time.monotonic()
                 if wait <= 0 and self.in_flight < int(self.limit):
                     break
-                try:
-                    await asyncio.wait_for(self._changed.wait(), timeout=wait if wait > 0 else None)
+                try:  # (no wait_for: its inner task could outlive a cancel and block the exit)
+                    async with asyncio.timeout(wait if wait > 0 else None):
+                        await self._changed.wait()
                 except TimeoutError:
                     pass
             self.in_flight += 1

@@ -29,6 +29,7 @@ from .summary import Settings
 PACKAGES = ("rmb-judge", "openai", "anthropic", "aiohttp", "tenacity", "rich", "genai-prices",
             "transformers", "torch", "tokenizers")
 LOCK = ".rmb-judge.lock"
+UNSAVED = "unsaved-answers.jsonl"  # answers a full disk kept out of the cache; the next run adds them
 
 
 class RunFolder:

@@ -209,6 +209,7 @@ def describe(exc: BaseException) -> str:
 
 RATE_LIMIT_RETRIES = 100
 BACKOFF_MAX = 60.0
+MIN_WAIT = 0.5  # seconds: the least we wait when a server asks us to retry at once
 
 
 def policy(
@@ -220,13 +221,17 @@ def policy(
     retryable: frozenset[ErrorKind] = frozenset({ErrorKind.RATE_LIMIT, ErrorKind.TRANSIENT}),
     stopping: Callable[[], bool] = lambda: False,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    asked_wait: Callable[[BaseException], float | None] = retry_after,
 ) -> AsyncRetrying:
     """How a provider call is retried (live requests and batch API calls alike): the kinds
-    in `retryable` are retried until their budget is spent or `stopping()` turns true."""
+    in `retryable` are retried until their budget is spent or `stopping()` turns true,
+    waiting as long as `asked_wait` says the server asked (the provider's reading)."""
+    wait = wait_for_server(multiplier=backoff_initial, max=BACKOFF_MAX, jitter=backoff_initial)
+    wait.asked = asked_wait
     return AsyncRetrying(
         retry=retry_if_exception(lambda e: classify(e) in retryable),
         stop=stop_after_failures(classify, max_retries, stopping),
-        wait=wait_for_server(multiplier=backoff_initial, max=BACKOFF_MAX, jitter=backoff_initial),
+        wait=wait,
         before_sleep=on_retry,
         sleep=sleep,
         reraise=True,
@@ -261,9 +266,12 @@ class wait_for_server(wait_exponential_jitter):
     waiting requests does not return in one burst), else exponential backoff with jitter.
     (Waits longer than --max-wait never get here: the engine stops the run first.)"""
 
+    asked: Callable[[BaseException], float | None] = staticmethod(retry_after)
+
     def __call__(self, retry_state: RetryCallState) -> float:
         outcome = retry_state.outcome
-        asked = retry_after(outcome.exception()) if outcome and outcome.failed else None
+        asked = self.asked(outcome.exception()) if outcome and outcome.failed else None
         if asked is None:
             return super().__call__(retry_state)
-        return asked * (1 + random.random() * 0.1)
+        # a server asking for no wait at all (0, or negative) gets our smallest backoff, not a flood
+        return max(asked, MIN_WAIT) * (1 + random.random() * 0.1)

@@ -268,6 +268,9 @@ class ScalarBackend:
     async def aclose(self) -> None:
         return None
 
+    def unsaved(self) -> list[dict[str, Any]]:
+        return []
+
     def estimate(self, dataset: Dataset) -> dict[str, Any]:
         """What `rmb-judge estimate` says of a reward model: answers to score, none priced."""
         plan = ScalarPlan(self.model, dataset)  # type: ignore[arg-type]

@@ -35,7 +35,7 @@ from .cache import Cache
 from .config import RunConfig
 from .display import Display, RunProgress
 from .errors import FatalProviderError, RmbJudgeError, StoppedByError, UsageError
-from .outputs import RunFolder, manifest, sample_line
+from .outputs import UNSAVED, RunFolder, manifest, sample_line
 from .records import Dataset, Record
 from .scoring import Judged
 from .summary import DataInfo, Settings, Summary, Usage
@@ -91,6 +91,9 @@ class Backend(Protocol):
     def sent_anything(self) -> bool: ...
 
     def record_run(self, cache: Cache) -> None: ...
+
+    def unsaved(self) -> list[dict[str, Any]]:
+        """Answers the cache could not take, to keep in the run folder for the next run."""
 
     def open_cache(self) -> Cache: ...
 
@@ -192,16 +195,16 @@ class Session:
     async def run(self) -> RunResult:
         task, execution = self.config.task, self.config.execution
         folder = RunFolder(execution.out)
+        cache: Cache | None = None
         try:
             await self.backend.prepare()
             folder.check(task.judge.spec, self.backend.settings, execution.replace)
             cache = self.backend.open_cache()
-            try:
-                return await self._run(folder, cache)
-            finally:
-                cache.close()
+            return await self._run(folder, cache)
         finally:
-            await self.backend.aclose()
+            await self.backend.aclose()  # (before the cache: the backend may still be using it)
+            if cache is not None:
+                cache.close()
             folder.close()
 
     async def _run(self, folder: RunFolder, cache: Cache) -> RunResult:
@@ -229,6 +232,8 @@ class Session:
         for future in self._reading:
             future.result()  # a bug in reading a verdict surfaces here
         backend.record_run(cache)
+        if unsaved := backend.unsaved():  # the cache's disk took neither them nor a side file
+            folder.write_lines(UNSAVED, unsaved)
         if failure and not backend.sent_anything and not self.judged:
             raise failure  # nothing was sent or judged: no summary to mislead anyone
         stopped = stopped or backend.stopped_reason

@@ -219,7 +219,11 @@ def test_answers_the_disk_could_not_take_are_added_next_time(tmp_path):
            "response": {"text": "[[A]]", "input_tokens": 3, "output_tokens": 1, "endpoint": HERE},
            "template": "rmb", "template_sha256": "sha"}
     assert cache.save_unsaved([row])
+    with cache.side_file.open("a") as f:
+        f.write('{"key": "cut off by a full di')
     cache.close()
     again = Cache(tmp_path)
-    assert again.imported == 1 and not again.side_file.exists()
+    assert again.get_responses([("k", 0)], [HERE]) == {}  # opening alone (cache stats) changes nothing
+    assert again.take_unsaved() == 1
     assert again.get_responses([("k", 0)], [HERE])["k", 0].text == "[[A]]"
+    assert again.side_file.read_text().startswith('{"key": "cut off')  # kept for a person to look at
