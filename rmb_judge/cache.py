@@ -41,12 +41,14 @@ from .providers.base import ChatRequest, ChatResponse
 FILENAME = "rmb-judge.sqlite3"
 CHUNK = 500  # SQLite host-parameter limit is 999 on old builds
 _LENGTH = struct.Struct(">Q")  # a field's length prefix in request keys
-CLAIM_SECONDS = 60.0  # a claim lapses this long after its owner last renewed it
+CLAIM_SECONDS = 60.0
+PATIENCE = 60.0  # seconds a cache locked by another process is waited for
+LOCK_STEP = 0.25  # ... in steps this long (SQLite's busy wait), checking in between  # a claim lapses this long after its owner last renewed it
 OUR_TABLES = {"_migrations", "responses", "rewards", "runs", "batches", "claims", "sqlite_sequence"}
 
 RESPONSE_COLUMNS = (
     "key, sample, endpoint, text, input_tokens, output_tokens, finish_reason, refusal,"
-    " response_model, cost_usd, usage_reported, provider, model"
+    " response_model, cost_usd, usage_reported, provider, model, endpoint_assumed"
 )
 
 
@@ -92,14 +94,21 @@ _T = TypeVar("_T")
 
 
 def guarded(method: Callable[..., _T]) -> Callable[..., _T]:
-    """SQLite errors become one-line CacheErrors naming the file."""
+    """SQLite errors become one-line CacheErrors naming the file. A cache another process
+    holds locked is waited for, in short steps, up to PATIENCE seconds, or until the cache is
+    `abandon`ed (a run being cancelled must not wait out someone else's transaction)."""
 
     @functools.wraps(method)
     def wrapper(self: Cache, *args: Any, **kwargs: Any) -> _T:
-        try:
-            return method(self, *args, **kwargs)
-        except sqlite3.Error as exc:
-            raise self.error(exc) from None
+        deadline = time.monotonic() + PATIENCE
+        while True:
+            try:
+                return method(self, *args, **kwargs)
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or self.abandon or time.monotonic() > deadline:
+                    raise self.error(exc) from None
+            except sqlite3.Error as exc:
+                raise self.error(exc) from None
 
     return wrapper
 
@@ -117,6 +126,7 @@ class Cache:
         self.path = path
         self.owner = f"{_PLACE}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
         self.read_only = False
+        self.abandon = False  # give up waiting on a lock at once (the run is being cancelled)
         self._batched_memo: tuple[Any, set[tuple[str, int]]] = (None, set())
         if not path.is_file():
             if path.exists():
@@ -158,7 +168,7 @@ class Cache:
     @staticmethod
     def _connect(uri: str) -> sqlite3.Connection:
         db = sqlite3.connect(uri, uri=True, timeout=60, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA busy_timeout=60000")
+        db.execute(f"PRAGMA busy_timeout={int(LOCK_STEP * 1000)}")
         return db
 
     def _use_wal(self, db: sqlite3.Connection) -> None:
@@ -210,7 +220,7 @@ class Cache:
         if _read_only_error(exc):
             return CacheError(f"{self.path}: the cache is read-only ({message})")
         if "locked" in message:
-            return CacheError(f"{self.path}: the cache stayed locked by another process for 60 s ({message})")
+            return CacheError(f"{self.path}: the cache stayed locked by another process ({message})")
         if isinstance(exc, sqlite3.DatabaseError) and ("not a database" in message or "malformed" in message):
             return CacheError(
                 f"{self.path}: the cache file is damaged or not a SQLite database ({message}); "
@@ -258,12 +268,12 @@ class Cache:
                 [*chunk, *(endpoints or ())],
             )
             for (key, sample, endpoint, text, tin, tout, finish, refusal, model, cost, reported,
-                 provider, requested_model) in rows:
+                 provider, requested_model, assumed) in rows:
                 if (key, sample) in wanted and (key, sample) not in found:
                     found[key, sample] = ChatResponse(
                         text, tin or 0, tout or 0, model or "", finish, bool(refusal),
                         usage_reported=bool(reported), cost_usd=cost, endpoint=endpoint,
-                        extra={"provider": provider, "model": requested_model},
+                        extra={"provider": provider, "model": requested_model, "endpoint_assumed": bool(assumed)},
                     )
         return found
 

@@ -247,6 +247,7 @@ def check_flags_apply(judge, argv: list[str]) -> None:
 
 def run_config(args: argparse.Namespace, argv: list[str]) -> RunConfig:
     from .config import EngineConfig, Execution, LocalOptions, RunConfig, Task
+    from .endpoints import problem
     from .judges import parse_spec
     from .providers import registry
     from .retry import redact
@@ -258,13 +259,10 @@ def run_config(args: argparse.Namespace, argv: list[str]) -> RunConfig:
         raise UsageError(f"--batch: {judge.spec} has no batch API ({with_batches} judges do)")
     temperature = None if judge.scalar else sampling_temperature(judge, args.temperature, args.samples)
     base_urls = [u.strip() for value in args.base_url for u in value.split(",") if u.strip()]
-    for url in base_urls:
-        if not url.startswith(("http://", "https://")):
-            raise UsageError(f"--base-url must be an http:// or https:// URL, got {redact(url)!r}")
-        if "@" in url.split("/")[2] or "?" in url or "#" in url:
-            raise UsageError(f"--base-url {redact(url)}: credentials or a query string in the URL are "
-                             "not supported (the SDKs add paths after the base URL; the API key goes "
-                             "in the provider's key variable)")
+    for flag, urls in (("--base-url", base_urls), ("--equivalent-endpoint", args.equivalent_endpoint)):
+        for url in urls:
+            if reason := problem(url):
+                raise UsageError(f"{flag} {redact(url)}: {reason}")
     task = Task(
         judge=judge,
         data=args.data or benchmarks.get().default_data_dir(),

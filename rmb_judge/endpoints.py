@@ -30,7 +30,10 @@ PROBE_TIMEOUT = 10.0
 def normalize(url: str) -> str:
     """`scheme://host[:port]/path` of `url`, without credentials, query or fragment; the
     default port and a trailing slash are dropped so equal endpoints compare equal."""
-    parts = urlsplit(url.strip())
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return _stripped(url.strip())
     if not parts.scheme or not parts.hostname:
         return strip_secrets(url.strip())
     scheme = parts.scheme.lower()
@@ -46,12 +49,41 @@ def normalize(url: str) -> str:
     return f"{scheme}://{netloc}{parts.path.rstrip('/')}"
 
 
+def problem(url: str) -> str | None:
+    """What makes `url` unusable as a base URL, in words, or None. Credentials and query
+    strings are refused: the SDKs add paths after the base URL and take keys from variables."""
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError as exc:  # an unclosed IPv6 bracket
+        return f"is not a URL ({exc})"
+    if parts.scheme.lower() not in ("http", "https"):
+        return "must be an http:// or https:// URL"
+    try:
+        parts.port
+    except ValueError:
+        return "has no valid port"
+    if not parts.hostname:
+        return "has no host"
+    if parts.username or parts.password or parts.query or parts.fragment or "@" in parts.netloc:
+        return "must hold no credentials or query string (the API key goes in the provider's key variable)"
+    return None
+
+
 URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
 
 
 def strip_secrets(text: str) -> str:
-    """`text` with every URL in it reduced to what `normalize` keeps."""
-    return URL.sub(lambda m: normalize(m.group(0)) if urlsplit(m.group(0)).hostname else m.group(0), text)
+    """`text` with every URL in it reduced to what `normalize` keeps (one that cannot be read
+    loses everything after its host part)."""
+    return URL.sub(lambda m: _stripped(m.group(0)), text)
+
+
+def _stripped(url: str) -> str:
+    try:
+        readable = urlsplit(url).hostname is not None
+    except ValueError:
+        return re.sub(r"(://)[^/]*@", r"\1", url).split("?")[0].split("#")[0]
+    return normalize(url) if readable else url
 
 
 def proxied(url: str) -> bool:

@@ -174,7 +174,7 @@ class Engine:
     def close(self) -> None:
         """End the cache thread; a statement still waiting on another process's lock (the run
         was cancelled meanwhile) is interrupted rather than waited for."""
-        self.cache.db.interrupt()
+        self.cache.abandon = True
         self._db_thread.shutdown(wait=True, cancel_futures=True)
 
     @property
@@ -207,9 +207,12 @@ class Engine:
             self.on_outcome(key, self.outcomes[key])
         misses = [k for k in wanted if k not in found]
         if misses and self.config.offline:
+            elsewhere = self.cache.other_endpoints(misses, self.endpoints)
+            hint = (f" (it holds {sum(elsewhere.values())} of them from {', '.join(elsewhere)}: "
+                    "--equivalent-endpoint URL uses them)") if elsewhere else ""
             raise CacheMiss(
                 f"--offline: {len(misses)} of {len(wanted)} requests are not in the cache "
-                f"{self.cache.path} for {', '.join(self.endpoints)}; nothing was sent"
+                f"{self.cache.path} for {', '.join(self.endpoints)}{hint}; nothing was sent"
             )
         return misses
 
@@ -386,17 +389,26 @@ class Engine:
         try:
             await self._db(self.cache.put_response, key, sample, self.provider.name, request, response, template, sha)
         except CacheError as exc:
-            row = {
-                "key": key, "sample": sample, "provider": self.provider.name,
-                "request": request.canonical() if request else None,
-                "response": {k: v for k, v in asdict(response).items() if k != "extra"},
-                "template": template, "template_sha256": sha,
-            }
-            if not self.cache.save_unsaved([row]):
-                self.unsaved.append(row)
-            self.stats.unsaved += 1
+            self._keep_aside(key, sample, request, response, template, sha)
             self.stop("cache", f"{exc}; answers received from then on were kept beside it for the next run")
+        except asyncio.CancelledError:  # the run is cancelled while the cache waits on a lock
+            self._keep_aside(key, sample, request, response, template, sha)
+            raise
         return Outcome(response)
+
+    def _keep_aside(self, key: str, sample: int, request: ChatRequest | None, response: ChatResponse,
+                    template: str, template_sha256: str) -> None:
+        """An answer the cache could not take: into the side file, else held for the run
+        folder; the next run adds it to the cache (a duplicate is harmless)."""
+        row = {
+            "key": key, "sample": sample, "provider": self.provider.name,
+            "request": request.canonical() if request else None,
+            "response": {k: v for k, v in asdict(response).items() if k != "extra"},
+            "template": template, "template_sha256": template_sha256,
+        }
+        if not self.cache.save_unsaved([row]):
+            self.unsaved.append(row)
+        self.stats.unsaved += 1
 
     def settle(self, key: tuple[str, int], outcome: Outcome) -> None:
         """A job is answered or has failed for good: record it and tell the run."""

@@ -112,16 +112,17 @@ class GenerativePlan:
             if vote is None and any(r.refusal or looks_like_refusal(r.text) for r in responses):
                 refusals += 1
             votes.append(vote)
-        verdict = majority(votes)
-        failed_all = verdict is None and len(errors) == len(votes)
+        # a sample that failed leaves the vote short: the presentation fails with it (and a
+        # rerun asks again), rather than be decided by fewer votes than --samples says
+        verdict = None if errors else majority(votes)
         return Judged(
             presentation=self.presentations[index],
             verdict=verdict,
             raw=raws[0] if self.samples == 1 else raws,
             cached=all(o.cached for sample in wanted for o in sample),  # type: ignore[union-attr]
-            error=errors[0].error if failed_all else None,
-            rejected=failed_all and all(o.rejected for o in errors),
-            refused=verdict is None and refusals > 0,
+            error=errors[0].error if errors else None,
+            rejected=bool(errors) and all(o.rejected for o in errors),
+            refused=verdict is None and not errors and refusals > 0,
             truncated=truncated,
             votes=tuple(votes),
         )
@@ -323,6 +324,7 @@ class GenerativeBackend:
             unparsed=sum(1 for j in judged if j.verdict is None and not j.error and not j.refused),
             refused=sum(1 for j in judged if j.refused),
             truncated=sum(1 for j in judged if j.truncated),
+            unread_votes=sum(v is None for j in judged if not j.error and len(j.votes) > 1 for v in j.votes),
             input_tokens=stats.input_tokens,
             output_tokens=stats.output_tokens,
             cost_usd=stats.cost_usd if stats.cost_known else None,
@@ -353,6 +355,12 @@ class GenerativeBackend:
         if stats.dropped:
             noticed.append(f"{stats.dropped} requests were dropped in flight (a second Ctrl-C or the "
                            "end of --grace); the provider may bill them (counted as unconfirmed cost)")
+        assumed = sum(1 for o in self.engine.outcomes.values()
+                      if o.response is not None and o.response.extra.get("endpoint_assumed")) if self.engine else 0
+        if assumed:
+            noticed.append(f"{assumed} answers were cached before rmb-judge recorded endpoints; they are "
+                           f"assumed to come from {self.config.task.judge.provider_class.official_endpoint}, "
+                           "which cannot be checked")
         if stats.stop_detail:
             noticed.append(stats.stop_detail)
         return noticed
@@ -374,7 +382,7 @@ def spend_line(stats: Stats, max_cost: float | None) -> str:
         return "price unknown"
     line = f"${stats.spent:.4f}"
     if max_cost is not None:
-        line += f" of ${max_cost:.2f} max"
+        line += f" of ${max_cost:g} max"
     answered = stats.done - stats.cache_hits - stats.answered_elsewhere
     remaining = stats.total - stats.done
     if answered > 0 and remaining > 0:

@@ -124,7 +124,8 @@ def m004_batches(db: sqlite3.Connection) -> None:
 def m005_endpoints_and_cost(db: sqlite3.Connection) -> None:
     """Each answer records the endpoint that produced it (part of the primary key, so
     answers from two servers can sit side by side), what it cost, and whether the server
-    reported its usage. Rows from before are attributed to their provider's official API."""
+    reported its usage. Rows from before are attributed to their provider's official API,
+    marked as assumed (runs that use them say so)."""
     db.execute(
         """CREATE TABLE responses_v5 (
             key TEXT NOT NULL,
@@ -144,6 +145,7 @@ def m005_endpoints_and_cost(db: sqlite3.Connection) -> None:
             created_at REAL NOT NULL,
             cost_usd REAL,
             usage_reported INTEGER NOT NULL DEFAULT 1,
+            endpoint_assumed INTEGER NOT NULL DEFAULT 0,
             PRIMARY KEY (key, sample, endpoint)
         )"""
     )
@@ -152,9 +154,9 @@ def m005_endpoints_and_cost(db: sqlite3.Connection) -> None:
     db.execute(
         f"""INSERT INTO responses_v5 (key, sample, endpoint, provider, model, template,
             template_sha256, request, text, input_tokens, output_tokens, finish_reason, refusal,
-            response_model, created_at)
+            response_model, created_at, endpoint_assumed)
         SELECT key, sample, {official}, provider, model, template, template_sha256, request, text,
-            input_tokens, output_tokens, finish_reason, refusal, response_model, created_at
+            input_tokens, output_tokens, finish_reason, refusal, response_model, created_at, 1
         FROM responses"""
     )
     db.execute("DROP TABLE responses")

@@ -215,6 +215,7 @@ def vote_agreement(judged: list[Judged]) -> Agreement | None:
     voted = [j.votes for j in judged if len(j.votes) > 1]
     if not voted:
         return None
-    unanimous = [float(len(set(v)) == 1) for v in voted]
-    share = [Counter(v).most_common(1)[0][1] / len(v) for v in voted]
+    # a vote that could not be read agrees with nothing
+    unanimous = [float(None not in v and len(set(v)) == 1) for v in voted]
+    share = [max(Counter(x for x in v if x is not None).values(), default=0) / len(v) for v in voted]
     return Agreement(samples=len(voted[0]), unanimous_rate=mean(unanimous), mean_majority_share=mean(share))

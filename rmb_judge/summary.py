@@ -37,6 +37,7 @@ class Usage:
     unparsed: int = 0
     refused: int = 0
     truncated: int = 0
+    unread_votes: int = 0  # --samples K > 1: samples whose verdict could not be read
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float | None = 0.0  # None: the model's price is unknown

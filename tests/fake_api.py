@@ -342,11 +342,17 @@ class FakeAPI:
         usage: bool = True,
         usage_scale: float = 1.0,
         batches: bool = True,
+        rejected_share: float = 0.0,
+        failing_share: float = 0.0,
     ) -> None:
         self.responder = responder
         self.usage = usage  # False: answers carry no usage object
         self.usage_scale = usage_scale  # tokens billed per token approx_tokens counts
         self.batches_served = batches  # False: no Files/Batches routes (404), as on vLLM
+        # shares of prompts (by their digest, so the same ones every time) that the model always
+        # rejects as too long (400), or that always fail (500)
+        self.rejected_share = rejected_share
+        self.failing_share = failing_share
         self.fault_rate = fault_rate  # share of model calls failing with 429/500/503, seeded
         self.seed = seed
         self.fault_retry_after_ms = fault_retry_after_ms  # on fault_rate 429s
@@ -488,6 +494,10 @@ class FakeAPI:
         """Schedule first, then the seeded fault rate, then the responder."""
         if self._script and (scripted := self._script.popleft()) is not None:
             return scripted
+        if digest[0] < 256 * self.rejected_share:
+            return Fault.http(400, message="This model's maximum context length is 128000 tokens.")
+        if digest[0] < 256 * (self.rejected_share + self.failing_share):
+            return Fault.http(500)
         if self.fault_rate:
             # Keyed on (body, attempt number): deterministic under any concurrency, and a
             # retry of a failed request draws afresh.
@@ -809,6 +819,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--usage-scale", type=float, default=1.0, help="bill this many tokens per counted one")
     parser.add_argument("--retry-after", help="answer every model call 429 with this retry-after header")
     parser.add_argument("--log", type=Path, help="append one line per model call received (its prompt_digest)")
+    parser.add_argument("--rejected-share", type=float, default=0.0, help="share of prompts always rejected (400)")
+    parser.add_argument("--failing-share", type=float, default=0.0, help="share of prompts always failing (500)")
     args = parser.parse_args(argv)
     if args.judge == "label":
         if args.data is None:
@@ -828,6 +840,8 @@ def main(argv: list[str] | None = None) -> None:
         port=args.port,
         usage=not args.no_usage,
         usage_scale=args.usage_scale,
+        rejected_share=args.rejected_share,
+        failing_share=args.failing_share,
     )
     if args.retry_after:
         api.responder = lambda body, wire: Fault.http(429, retry_after_raw=args.retry_after)

@@ -463,7 +463,7 @@ def test_a_secret_in_the_base_url_goes_nowhere(data_root, tmp_path, capsys):
     printed = capsys.readouterr()
     for secret in ("query-secret", "pa55word"):
         assert secret.encode() not in written and secret not in printed.out + printed.err
-    assert "credentials or a query string" in printed.err
+    assert "must hold no credentials or query string" in printed.err
     assert f"for {api.openai_url}; nothing was sent" in printed.err  # the endpoint, stripped
     assert json.loads((tmp_path / "out" / "manifest.json").read_text())["endpoints"] == [api.openai_url]
 

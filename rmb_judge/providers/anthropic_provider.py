@@ -93,6 +93,7 @@ class AnthropicProvider(Provider):
         self._client: anthropic.AsyncAnthropic | None = None
 
     def prepare(self) -> None:
+        super().prepare()
         self.client()
 
     def classify(self, exc: BaseException) -> retry.ErrorKind:

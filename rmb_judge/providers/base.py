@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from .. import endpoints, pricing, retry
+from ..errors import UsageError
 from ..retry import ErrorKind
 
 
@@ -102,8 +103,13 @@ class Provider:
         return (endpoints.normalize(self.base_url or variable or self.official_endpoint),)
 
     def prepare(self) -> None:
-        """Check what a request needs before anything is sent (the API key): raise
-        FatalProviderError naming what is missing."""
+        """Check what a request needs before anything is sent (a usable base URL, the API
+        key): raise a one-line error naming what is wrong."""
+        variable = os.environ.get(self.base_url_variable) if self.base_url_variable else None
+        url = self.base_url or variable
+        if url and (reason := endpoints.problem(url)):
+            where = "--base-url" if self.base_url else self.base_url_variable
+            raise UsageError(f"{where} {retry.redact(url)}: {reason}")
 
     def classify(self, exc: BaseException) -> ErrorKind:
         """Sort one of this provider's errors (see retry.py)."""

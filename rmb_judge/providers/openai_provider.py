@@ -88,6 +88,7 @@ class OpenAIProvider(Provider):
         self._client: openai.AsyncOpenAI | None = None
 
     def prepare(self) -> None:
+        super().prepare()
         self.client()
 
     def classify(self, exc: BaseException) -> retry.ErrorKind:
