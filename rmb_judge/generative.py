@@ -84,11 +84,22 @@ class GenerativePlan:
 
     def judge(self, index: int, outcomes: dict[tuple[str, int], Outcome]) -> Judged | None:
         """The presentation's verdict, or None while any of its answers is missing."""
-        per_request = len(self.keys[index]) // self.samples
-        wanted = [[outcomes.get(k) for k in self.keys[index][s::self.samples]] for s in range(self.samples)]
+        keys = self.keys[index]
+        if len(keys) == 1 and self.template.kind == "pairwise":  # the common case, quickly
+            outcome = outcomes.get(keys[0])
+            if outcome is None:
+                return None
+            response = outcome.response
+            if response is None:
+                return Judged(self.presentations[index], None, None, outcome.cached, outcome.error,
+                              outcome.rejected, votes=(None,))
+            vote = parse_verdict(response.text, self.template.style)
+            refused = vote is None and (response.refusal or looks_like_refusal(response.text))
+            return Judged(self.presentations[index], vote, response.text, outcome.cached,
+                          refused=refused, truncated=response.truncated, votes=(vote,))
+        wanted = [[outcomes.get(k) for k in keys[s::self.samples]] for s in range(self.samples)]
         if any(o is None for sample in wanted for o in sample):
             return None
-        assert all(len(sample) == per_request for sample in wanted)
         votes: list[str | None] = []
         raws: list[object] = []
         errors: list[Outcome] = []

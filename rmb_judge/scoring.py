@@ -14,7 +14,7 @@ levels are the benchmark's).
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from statistics import mean
 from typing import Any
 
@@ -37,22 +37,23 @@ class Judged:
     truncated: bool = False
     votes: tuple[str | None, ...] = ()
     scalar: bool = False  # a reward model: equal rewards are a loss, not a tie
+    outcome: str | None = field(init=False)  # relative to the label: "win", "loss", "tie" or None
+    correct: float = field(init=False)  # 1 for a win, 0.5 for a generative tie, else 0
 
-    @property
-    def outcome(self) -> str | None:
-        """Relative to the label: "win", "loss", "tie" or None."""
-        if self.verdict is None or self.verdict == "tie":
-            return self.verdict
-        preferred_position = "A" if self.presentation.order == "AB" else "B"
-        return "win" if self.verdict == preferred_position else "loss"
-
-    @property
-    def correct(self) -> float:
-        return {"win": 1.0, "tie": 0.0 if self.scalar else 0.5}.get(self.outcome, 0.0)
+    def __post_init__(self) -> None:
+        # computed once: scoring, the live view and the samples all read them
+        verdict = self.verdict
+        if verdict is None or verdict == "tie":
+            self.outcome = verdict
+        else:
+            self.outcome = "win" if verdict == ("A" if self.presentation.order == "AB" else "B") else "loss"
+        self.correct = {"win": 1.0, "tie": 0.0 if self.scalar else 0.5}.get(self.outcome, 0.0)  # type: ignore[arg-type]
 
 
 def majority(votes: list[str | None]) -> str | None:
     """The most common parsed vote; a split vote is a tie; no parsed vote is None."""
+    if len(votes) == 1:
+        return votes[0]
     counted = Counter(v for v in votes if v is not None)
     if not counted:
         return None
