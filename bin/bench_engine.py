@@ -25,8 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import openai  # noqa: E402
-
 from fake_api import FakeAPI  # noqa: E402
+
 from rmb_judge.benchmarks import get as benchmark  # noqa: E402
 from rmb_judge.cache import Cache  # noqa: E402
 from rmb_judge.config import EngineConfig, Execution, RunConfig, Task  # noqa: E402

@@ -41,9 +41,9 @@ from .providers.base import ChatRequest, ChatResponse
 FILENAME = "rmb-judge.sqlite3"
 CHUNK = 500  # SQLite host-parameter limit is 999 on old builds
 _LENGTH = struct.Struct(">Q")  # a field's length prefix in request keys
-CLAIM_SECONDS = 60.0
+CLAIM_SECONDS = 60.0  # a claim lapses this long after its owner last renewed it
 PATIENCE = 60.0  # seconds a cache locked by another process is waited for
-LOCK_STEP = 0.25  # ... in steps this long (SQLite's busy wait), checking in between  # a claim lapses this long after its owner last renewed it
+LOCK_STEP = 0.25  # ... in steps this long (SQLite's busy wait), checking in between
 OUR_TABLES = {"_migrations", "responses", "rewards", "runs", "batches", "claims", "sqlite_sequence"}
 
 RESPONSE_COLUMNS = (
@@ -62,7 +62,7 @@ def request_key(provider: str, request: ChatRequest, template_sha256: str) -> st
     ]
     for role, content in request.messages:
         fields += (role, content)
-    parts = []
+    parts: list[bytes] = []
     for value in fields:
         encoded = value.encode()
         parts += (_LENGTH.pack(len(encoded)), encoded)  # (no copy of a long prompt before hashing)
@@ -565,7 +565,8 @@ class Cache:
               dry_run: bool = False) -> int:
         """Delete responses and rewards of a model and/or older than N days; returns the rows
         removed (or, with `dry_run`, the rows that would be)."""
-        clauses, params = [], []
+        clauses: list[str] = []
+        params: list[Any] = []
         if model:
             clauses.append("model = ?")
             params.append(model)

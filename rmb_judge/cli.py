@@ -10,8 +10,7 @@ import sys
 import traceback
 from collections import Counter
 from pathlib import Path
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from . import __version__, benchmarks, records
 from .errors import RmbJudgeError, UsageError
@@ -50,7 +49,7 @@ class Parser(argparse.ArgumentParser):
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
 
-    def error(self, message: str) -> None:
+    def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
@@ -91,11 +90,12 @@ positive_int = number(int, 1)
 positive_float = number(float, 0, above=True)
 
 
-def selection_flags() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(add_help=False)
+def selection_flags() -> Parser:
+    p = Parser(add_help=False)
     g = p.add_argument_group("data selection")
     rmb = benchmarks.get()
-    g.add_argument("--data", type=Path, help="RMB_dataset folder (default: $RMB_DATA, else the folder `data fetch` fills)")
+    g.add_argument("--data", type=Path,
+                   help="RMB_dataset folder (default: $RMB_DATA, else the folder `data fetch` fills)")
     g.add_argument("--sets", type=csv_list(rmb.kinds), default=list(rmb.kinds),
                    help=f"{','.join(rmb.kinds)} (default all)")
     g.add_argument("--sections", type=csv_list(rmb.goals), default=list(rmb.goals),
@@ -109,8 +109,8 @@ def selection_flags() -> argparse.ArgumentParser:
     return p
 
 
-def judge_flags() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(add_help=False)
+def judge_flags() -> Parser:
+    p = Parser(add_help=False)
     g = p.add_argument_group("judge")
     g.add_argument("--judge", required=True, metavar="SPEC", help="openai:MODEL, anthropic:MODEL, "
                    "hf:PATH_OR_ID, mock, ... (README: Judge specs)")
@@ -133,9 +133,11 @@ def judge_flags() -> argparse.ArgumentParser:
     g.add_argument("--cache", type=Path, default=Path("cache"), help="cache folder or .sqlite3 file (default ./cache/)")
     g.add_argument("--offline", action="store_true", help="answer only from the cache; a miss is an error")
     h = p.add_argument_group("local reward models (hf:)")
-    h.add_argument("--max-length", type=positive_int, help="tokens per scored text, cut from the left (default: the model's limit)")
+    h.add_argument("--max-length", type=positive_int,
+                   help="tokens per scored text, cut from the left (default: the model's limit)")
     h.add_argument("--batch-tokens", type=positive_int, default=16384, help="padded tokens per batch (default 16384)")
-    h.add_argument("--devices", help="comma-separated devices, e.g. cuda:0,cuda:1 (default: all visible GPUs, else CPU)")
+    h.add_argument("--devices",
+                   help="comma-separated devices, e.g. cuda:0,cuda:1 (default: all visible GPUs, else CPU)")
     h.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code (e.g. ArmoRM)")
     h.add_argument("--reward-field", help="output attribute holding the reward (e.g. score for ArmoRM)")
     h.add_argument("--revision", help="model revision (hub models)")
@@ -155,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, required=True, help="run folder for summary.json and samples.jsonl")
     run.add_argument("--replace", action="store_true",
                      help="--out may hold a run of another judge or other settings: overwrite it")
-    run.add_argument("--json", action="store_true", help="print summary.json to stdout at the end (the rest goes to stderr)")
+    run.add_argument("--json", action="store_true",
+                     help="print summary.json to stdout at the end (the rest goes to stderr)")
     run.add_argument("--max-unparsed", type=number(float, 0, 1), default=0.05, metavar="FRACTION",
                      help="a run with more than this share of comparisons unparsed or failed is "
                           "suspect (exit 6; default 0.05)")
@@ -163,9 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--concurrency", type=positive_int, default=32, help="requests in flight at most (default 32)")
     e.add_argument("--rpm", type=positive_float, help="requests per minute limit")
     e.add_argument("--tpm", type=positive_float, help="tokens per minute limit (estimated, corrected from usage)")
-    e.add_argument("--max-retries", type=number(int, 0), default=8, help="retries per request after 5xx, timeouts and broken answers (default 8); 429s wait as the server asks, up to 100 times")
+    e.add_argument("--max-retries", type=number(int, 0), default=8,
+                   help="retries per request after 5xx, timeouts and broken answers (default 8); 429s wait "
+                        "as the server asks, up to 100 times")
     e.add_argument("--timeout", type=positive_float, default=120.0, help="seconds per request (default 120)")
-    e.add_argument("--max-cost", type=positive_float, metavar="USD", help="stop starting requests before spend passes this")
+    e.add_argument("--max-cost", type=positive_float, metavar="USD",
+                   help="stop starting requests before spend passes this")
     e.add_argument("--max-wait", type=positive_float, default=300.0, metavar="SECONDS",
                    help="a provider asking to wait longer than this (retry-after) stops the run "
                         "with a partial summary instead of hanging (default 300)")
@@ -187,8 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--html", type=Path, metavar="FILE")
     rep.add_argument("--published", action="store_true", help="add the RMB paper's leaderboard rows")
 
-    cache_flag = argparse.ArgumentParser(add_help=False)
-    cache_flag.add_argument("--cache", type=Path, default=Path("cache"), help="cache folder or .sqlite3 file (default ./cache/)")
+    cache_flag = Parser(add_help=False)
+    cache_flag.add_argument("--cache", type=Path, default=Path("cache"),
+                            help="cache folder or .sqlite3 file (default ./cache/)")
     cache = sub.add_parser("cache", help="inspect and manage the response cache")
     cache_sub = cache.add_subparsers(dest="action", required=True, metavar="ACTION")
     stats = cache_sub.add_parser("stats", parents=[cache_flag], help="rows per provider, model and endpoint; last runs")
@@ -200,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     export = cache_sub.add_parser("export", parents=[cache_flag], help="every row as JSON lines")
     export.add_argument("--output", type=Path, help="JSONL file (default stdout)")
 
-    data_flag = argparse.ArgumentParser(add_help=False)
+    data_flag = Parser(add_help=False)
     data_flag.add_argument("--data", type=Path, help="dataset folder (default: $RMB_DATA or the user cache folder)")
     data = sub.add_parser("data", help="fetch, describe or check the RMB dataset")
     data_sub = data.add_subparsers(dest="action", required=True, metavar="ACTION")

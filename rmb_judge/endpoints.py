@@ -59,7 +59,7 @@ def problem(url: str) -> str | None:
     if parts.scheme.lower() not in ("http", "https"):
         return "must be an http:// or https:// URL"
     try:
-        parts.port
+        _ = parts.port  # (reading it checks it)
     except ValueError:
         return "has no valid port"
     if not parts.hostname:
@@ -117,7 +117,7 @@ async def unreachable(url: str, timeout: float = PROBE_TIMEOUT) -> str | None:
         return f"TLS handshake with {host}:{port} failed ({exc.reason or exc})"
     except ConnectionRefusedError:
         return f"connection to {host}:{port} refused"
-    except (TimeoutError, asyncio.TimeoutError):
+    except TimeoutError:
         return f"no connection to {host}:{port} within {timeout:g} s"
     except OSError as exc:
         return f"cannot connect to {host}:{port} ({exc.strerror or exc})"

@@ -327,7 +327,7 @@ class Engine:
                 retryable=frozenset({ErrorKind.RATE_LIMIT, ErrorKind.TRANSIENT, ErrorKind.CONNECT}),
                 stopping=lambda: self.stopping, sleep=self._sleep, asked_wait=self.provider.retry_after,
             )
-            response = await policy(self._attempt, job, est_tokens, est_cost)
+            response: ChatResponse = await policy(self._attempt, job, est_tokens, est_cost)
         except (FatalProviderError, CacheError):
             raise
         except (Stopped, retry.LongWait):

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import os
 import shutil
 import tempfile
@@ -32,8 +31,8 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from .errors import DataError, UsageError
 from .benchmark import Benchmark, FileEntry, Manifest
+from .errors import DataError, UsageError
 
 PARALLEL = 4  # files in flight at once: enough to fill a link, polite to the host
 CHUNK = 1 << 16
@@ -209,7 +208,7 @@ async def _download(
                     digest.update(chunk)
                     size += len(chunk)
                     advance(len(chunk))
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, aiohttp.ClientError) as exc:
         reason = str(exc) or type(exc).__name__
         raise DataError(f"{entry.path}: download failed: {reason} ({url})") from None
     except OSError as exc:

@@ -61,7 +61,7 @@ class GenerativePlan:
                 self._requests.update(pairs)
                 request_keys.append(tuple(key for key, _ in pairs))
             memo.write(memo_name, request_keys)
-        self._first = {}  # request key -> a presentation that renders it
+        self._first: dict[str, int] = {}  # request key -> a presentation that renders it
         for index, keys in enumerate(request_keys):
             for key in keys:
                 self._first.setdefault(key, index)
@@ -105,13 +105,13 @@ class GenerativePlan:
         errors: list[Outcome] = []
         refusals, truncated = 0, False
         for sample in wanted:
-            failed = next((o for o in sample if o.error), None)  # type: ignore[union-attr]
+            failed = next((o for o in sample if o is not None and o.response is None), None)
             if failed:
                 errors.append(failed)
                 votes.append(None)
                 raws.append(None)
                 continue
-            responses = [o.response for o in sample]  # type: ignore[union-attr]
+            responses = [o.response for o in sample if o is not None and o.response is not None]
             texts = [r.text for r in responses]
             if self.template.kind == "pairwise":
                 vote = parse_verdict(texts[0], self.template.style)
@@ -238,8 +238,9 @@ class GenerativeBackend:
                   "used for this endpoint (--equivalent-endpoint URL declares one the same)",
                   file=sys.stderr)
         cache.writable(f"{len(misses)} new answers")
-        reasons = await probe if probe else []
-        for url, reason in zip(self.provider.endpoints, reasons):
+        if probe is None:
+            return
+        for url, reason in zip(self.provider.endpoints, await probe, strict=True):
             if reason:
                 raise FatalProviderError(f"cannot reach {url}: {reason}; nothing was sent")
 
@@ -320,9 +321,9 @@ class GenerativeBackend:
         assert self.plan_ is not None and self.engine is not None
         stats, outcomes = self.stats, self.engine.outcomes
         used = {k for i in indices for k in self.plan_.keys[i]}
-        answers = [outcomes[k].response for k in used if k in outcomes and outcomes[k].response is not None]
+        answers = [r for k in used if k in outcomes and (r := outcomes[k].response) is not None]
         costs = [r.cost_usd if r.cost_usd is not None else self.estimate.cost(r.input_tokens, r.output_tokens)
-                 for r in answers]  # type: ignore[union-attr]
+                 for r in answers]
         return Usage(
             requests=stats.requests,
             cache_hits=sum(1 for j in judged if j.cached),
@@ -335,7 +336,7 @@ class GenerativeBackend:
             unparsed=sum(1 for j in judged if j.verdict is None and not j.error and not j.refused),
             refused=sum(1 for j in judged if j.refused),
             truncated=sum(1 for j in judged if j.truncated),
-            unread_votes=sum(v is None for j in judged if not j.error and len(j.votes) > 1 for v in j.votes),
+            unread_votes=sum(1 for j in judged if not j.error and len(j.votes) > 1 for v in j.votes if v is None),
             input_tokens=stats.input_tokens,
             output_tokens=stats.output_tokens,
             cost_usd=stats.cost_usd if stats.cost_known else None,
@@ -344,9 +345,9 @@ class GenerativeBackend:
             unsaved_answers=stats.unsaved,
             results=Results(
                 answers=len(answers),
-                input_tokens=sum(r.input_tokens for r in answers),  # type: ignore[union-attr]
-                output_tokens=sum(r.output_tokens for r in answers),  # type: ignore[union-attr]
-                cost_usd=None if None in costs else sum(costs),  # type: ignore[arg-type]
+                input_tokens=sum(r.input_tokens for r in answers),
+                output_tokens=sum(r.output_tokens for r in answers),
+                cost_usd=None if None in costs else sum(c for c in costs if c is not None),
             ),
             cost_method=self.estimate.describe(),
         )

@@ -225,7 +225,7 @@ class LocalRewardModel:
         values = run_batches(replicas, sequences, batches, on_progress)
         return [
             Reward(value, len(full) > self.max_length, len(seq))
-            for value, full, seq in zip(values, encoded, sequences)
+            for value, full, seq in zip(values, encoded, sequences, strict=True)
         ]
 
     def gpu_memory(self) -> str | None:
@@ -375,7 +375,7 @@ def run_batches(
             batch, result = done.get()
             if isinstance(result, BaseException):
                 raise result
-            for index, value in zip(batch, result):
+            for index, value in zip(batch, result, strict=True):
                 values[index] = value
             answers += len(batch)
             tokens += sum(len(sequences[i]) for i in batch)

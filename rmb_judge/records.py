@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
-import json
 import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 

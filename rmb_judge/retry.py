@@ -270,7 +270,8 @@ class wait_for_server(wait_exponential_jitter):
 
     def __call__(self, retry_state: RetryCallState) -> float:
         outcome = retry_state.outcome
-        asked = self.asked(outcome.exception()) if outcome and outcome.failed else None
+        failure = outcome.exception() if outcome and outcome.failed else None
+        asked = self.asked(failure) if failure is not None else None
         if asked is None:
             return super().__call__(retry_state)
         # a server asking for no wait at all (0, or negative) gets our smallest backoff, not a flood

@@ -58,7 +58,7 @@ class ScalarPlan:
         self.presentations = [cmp.Presentation(c, "AB") for c in self.comparisons]
         self.items: dict[str, Any] = {}  # text sha256 -> ScoreItem
         self.pairs: list[tuple[str, str]] = []  # (preferred digest, other digest)
-        rendered: dict[tuple, str] = {}
+        rendered: dict[ScoreItem, str] = {}
         for c in self.comparisons:
             conversation = tuple((m.role, m.content) for m in c.record.conversation)
             digests = []
@@ -199,7 +199,7 @@ class ScalarBackend:
                     break
                 chunk = self.missing[start : start + CHUNK]
                 scored = await asyncio.to_thread(model.score, [plan.items[d] for d in chunk], meter.update)
-                new = {d: CachedReward(r.value, r.truncated, r.tokens) for d, r in zip(chunk, scored)}
+                new = {d: CachedReward(r.value, r.truncated, r.tokens) for d, r in zip(chunk, scored, strict=True)}
                 meter.chunk_done(sum(r.truncated for r in new.values()))
                 cache.put_rewards(self.identity, self.config.task.judge.model, new.items())
                 self.rewards.update(new)

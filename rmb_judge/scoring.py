@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 from statistics import mean
 from typing import Any
 
-from .comparisons import Comparison, Presentation
 from .benchmark import Benchmark
+from .comparisons import Comparison, Presentation
 from .records import Record
 from .summary import Agreement, Position, ScenarioScore, SectionCounts
+
 
 @dataclass
 class Judged:

@@ -356,10 +356,10 @@ class Session:
         """The run folder. samples.jsonl has a line for every judged presentation; those of
         records a stopped run did not finish have `comparison_correct` null."""
         simulated = summary.simulated
-        lines = []
+        lines: list[dict[str, Any]] = []
         written: set[int] = set()
         for rs in record_scores:
-            for group, score in zip(rs.comparisons, rs.comparison_scores):
+            for group, score in zip(rs.comparisons, rs.comparison_scores, strict=True):
                 lines.extend(sample_line(j, score, simulated) for j in group)
                 written.update(id(j) for j in group)
         lines.extend(sample_line(j, None, simulated) for j in judged if id(j) not in written)

@@ -189,7 +189,7 @@ def _convert(hint: Any, value: Any) -> Any:
         if value is None:
             return None
         return _convert(options[0], value) if len(options) == 1 else value
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _load(hint, value) if isinstance(value, dict) else hint()
     if origin is list:
         (item,) = typing.get_args(hint)

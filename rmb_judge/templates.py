@@ -39,10 +39,10 @@ single-turn prompts of the previous `rmb` (now `rmb-flat`).
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
 import hashlib
 import re
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from importlib.resources.abc import Traversable
@@ -186,8 +186,9 @@ def available() -> list[str]:
 
 def load(name_or_path: str) -> Template:
     """A shipped template by name (`rmb`), or a user's template file by path."""
-    path: Path | Traversable = Path(name_or_path)
-    if not (path.suffix == ".toml" and path.is_file()):
+    given = Path(name_or_path)
+    path: Path | Traversable = given
+    if not (given.suffix == ".toml" and given.is_file()):
         if name_or_path not in available():
             raise UsageError(
                 f"--template: no template {name_or_path!r} (shipped: {', '.join(available())}; "

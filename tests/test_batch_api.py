@@ -7,8 +7,8 @@ import json
 from collections.abc import AsyncIterator
 
 import pytest
-
 from fake_api import FAKE_KEY, FakeAPI, Fault, Reply, fake_api  # noqa: F401
+
 from rmb_judge.providers.anthropic_provider import AnthropicProvider, message_params
 from rmb_judge.providers.base import ChatRequest, ChatResponse
 from rmb_judge.providers.mock import MockProvider

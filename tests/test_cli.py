@@ -136,7 +136,6 @@ def cached_keys(cache):
 def test_killed_run_resumes_without_paying_twice(sig, data_root, tmp_path):
     """Kill (or Ctrl-C) a run mid-way; the rerun requests only what was not cached, and
     its scores equal those of an uninterrupted run."""
-    from rmb_judge.cache import Cache
 
     s = Server("--latency", "0.05")
     try:

@@ -7,14 +7,14 @@ import sys
 import time
 
 import pytest
+from conftest import make_config
 from fake_api import FAKE_KEY, FakeAPI
 
 from rmb_judge import cli, records
-from rmb_judge.providers.openai_provider import OpenAIProvider
 from rmb_judge.config import EngineConfig
 from rmb_judge.estimate import estimate
 from rmb_judge.judges import parse_spec
-from conftest import make_config
+from rmb_judge.providers.openai_provider import OpenAIProvider
 from rmb_judge.session import run
 
 MODEL = "gpt-4o-mini"  # a model genai-prices knows

@@ -4,7 +4,8 @@ errors, timeouts, and the cache that makes every answer paid for once."""
 import json
 
 import pytest
-from fake_api import FAKE_KEY, FakeAPI, Fault, Reply, first_pick
+from conftest import make_config
+from fake_api import FAKE_KEY, FakeAPI, Fault, first_pick
 
 from rmb_judge import records
 from rmb_judge.cache import Cache
@@ -14,7 +15,6 @@ from rmb_judge.errors import CacheMiss, FatalProviderError
 from rmb_judge.judges import parse_spec
 from rmb_judge.providers.base import ChatRequest
 from rmb_judge.providers.openai_provider import OpenAIProvider
-from conftest import make_config
 from rmb_judge.session import run
 
 WIRES = ["openai", "anthropic"]

@@ -18,7 +18,6 @@ from aiohttp import web
 from conftest import DATA, RMB  # $RMB_TEST_DATA, else the shared copy
 from rich.console import Console
 
-from rmb_judge import records
 from rmb_judge.errors import DataError, UsageError
 from rmb_judge.fetch import fetch, fetch_sync
 

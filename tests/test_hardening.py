@@ -4,7 +4,6 @@ batches and pauses, no hang, no quiet exit 0 on a judge that says nothing."""
 
 import asyncio
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -14,7 +13,7 @@ import time
 import pytest
 from conftest import make_config
 from fake_api import FAKE_KEY, FakeAPI, Fault, Reply
-from test_trust import SMALL, Server, cli_args, env, run_cli, summary_of, wait_for
+from test_trust import Server, cli_args, env, run_cli, summary_of, wait_for
 
 from rmb_judge import cache as cache_module
 from rmb_judge import cli

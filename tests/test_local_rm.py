@@ -12,6 +12,7 @@ from pathlib import Path
 import huggingface_hub.constants
 import pytest
 import torch
+from conftest import RMB
 from tiny_models import build_tiny_reward_model
 from transformers import (
     AutoModelForSequenceClassification,
@@ -21,7 +22,6 @@ from transformers import (
 
 from rmb_judge.errors import RmbJudgeError
 from rmb_judge.local_rm import LocalRewardModel, ScoreItem, _Replica, plan_batches, run_batches
-from conftest import RMB
 from rmb_judge.records import Selection
 
 SCENARIOS = ["*/Helpfulness/Chat/Discussion", "*/Harmlessness/multi", "*/Helpfulness/Code/Documentation"]
@@ -147,7 +147,7 @@ def test_plan_batches_packs_sorted_lengths_under_the_budget(seed):
         width = max(lengths[i] for i in batch)
         assert len(batch) == 1 or len(batch) * width <= 4096
     # Greedy: the next item would not have fit in the batch before it.
-    for before, after in zip(batches, batches[1:]):
+    for before, _ in zip(batches, batches[1:]):
         assert (len(before) + 1) * lengths[before[0]] > 4096
 
 

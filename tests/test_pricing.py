@@ -5,9 +5,9 @@ from __future__ import annotations
 import bpe_openai
 import pytest
 import tiktoken.load
+from conftest import DATA, RMB
 from genai_prices import Usage, calc_price
 
-from conftest import DATA, RMB
 from rmb_judge import pricing
 from rmb_judge.pricing import estimate_output_tokens
 from rmb_judge.providers import registry

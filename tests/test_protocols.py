@@ -7,14 +7,14 @@ from collections import defaultdict
 from statistics import mean
 
 import pytest
+from conftest import RMB, make_config
 from fake_api import FAKE_KEY, FakeAPI, Reply, prompt_text
+from test_scoring import independent_scores
 
 from rmb_judge import records
 from rmb_judge.judges import parse_spec
 from rmb_judge.providers.mock import simulated_reply, stable_hash
-from conftest import make_config, RMB
 from rmb_judge.session import run
-from test_scoring import independent_scores
 
 LIMIT = 2
 SCENARIOS = ["*Chat/Discussion", "*Code/Documentation", "*Harmlessness/S1", "*Harmlessness/multi"]

@@ -14,8 +14,8 @@ from pathlib import Path
 import anthropic
 import openai
 import pytest
-
 from fake_api import FAKE_KEY, FakeAPI, Fault, Reply, fake_api, fake_api_thread, label_judge  # noqa: F401
+
 from rmb_judge.errors import FatalProviderError
 from rmb_judge.providers.anthropic_provider import AnthropicProvider
 from rmb_judge.providers.base import ChatRequest

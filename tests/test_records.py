@@ -3,10 +3,10 @@ import shutil
 from collections import Counter
 
 import pytest
+from conftest import RMB
 
 from rmb_judge import records
 from rmb_judge.errors import DataError
-from conftest import RMB
 
 
 def test_full_dataset_matches_provenance(data_root):

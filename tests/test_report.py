@@ -6,7 +6,6 @@ import colorsys
 import io
 import itertools
 import json
-import os
 import random
 import re
 from dataclasses import replace
@@ -14,6 +13,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from conftest import DATA, present_files
 from rich.console import Console
 
 from rmb_judge import benchmarks
@@ -24,7 +24,6 @@ from rmb_judge.report.html import ABSENT
 RMB = benchmarks.get("rmb")
 SCORE_KEYS = (*RMB.leaderboard, "overall")
 
-DATA = Path(os.environ.get("RMB_TEST_DATA") or Path(__file__).resolve().parents[2] / "shared/rmb/RMB_dataset")
 CHANCE = {
     "pairwise_helpfulness": 0.5,
     "pairwise_harmlessness": 0.5,
@@ -36,7 +35,7 @@ CHANCE = {
 def dataset_paths() -> list[str]:
     """Every scenario's category_path in the real data copy (46 pairwise + 49 Best-of-N files)."""
     paths = sorted(path.relative_to(DATA).with_suffix("").as_posix() for path in DATA.rglob("*.json"))
-    assert len(paths) == 95, f"expected the RMB data copy at {DATA}"
+    assert len(paths) == len(present_files()), f"expected the RMB data copy at {DATA}"
     return paths
 
 
@@ -212,7 +211,7 @@ def test_load_runs_reads_each_summary(runs3, tmp_path):
     sections = runs3["full"]["sections"].values()
     assert full.n == sum(s["n"] for s in sections) and full.unparsed == sum(s["unparsed"] for s in sections)
     assert ablation.scores["bon_helpfulness"] is None and ablation.unanimous == 0.93
-    assert len(full.scenarios) == 95 and full.cost_usd == 0.4213
+    assert len(full.scenarios) == len(dataset_paths()) and full.cost_usd == 0.4213
 
 
 def test_a_folder_without_summary_is_one_clear_error(tmp_path):
@@ -485,7 +484,7 @@ def test_html_heatmap_has_one_cell_per_scenario_and_run(runs3, tmp_path):
     page = Elements(render_html(load_runs(folders(tmp_path))))
     order = listed(runs3)
     cells = page.having("rect", "hm-cell")
-    assert len(cells) == 95 * 3
+    assert len(cells) == len(dataset_paths()) * 3
     values = {(v["data-run"], v["data-scenario"]): v["text"] for v in page.having("text", "hm-value")}
     present = []
     for cell in cells:
@@ -498,7 +497,7 @@ def test_html_heatmap_has_one_cell_per_scenario_and_run(runs3, tmp_path):
             assert cell["data-accuracy"] == f"{expected:.3f}"
             assert values[key] == f"{expected:.2f}"
             present.append((expected, cell["fill"]))
-    assert sum(1 for c in cells if c["fill"] == ABSENT) == 95 - len(runs3["ablation"]["scenarios"])
+    assert sum(1 for c in cells if c["fill"] == ABSENT) == len(dataset_paths()) - len(runs3["ablation"]["scenarios"])
     present.sort()
     hues = [hue(fill) for _, fill in present]
     # Hue rises with accuracy (8-bit rounding of the RGB channels wobbles it by under 1 degree).

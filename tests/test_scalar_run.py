@@ -9,11 +9,11 @@ from statistics import mean
 
 import pytest
 import torch
+from conftest import RMB
+from tiny_models import build_tiny_reward_model
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from rmb_judge import cli, records
-from tiny_models import build_tiny_reward_model
-from conftest import RMB
 
 SCENARIOS = ["*Chat/Discussion", "*Harmlessness/multi"]
 

@@ -1,11 +1,11 @@
 import pytest
+from conftest import RMB
 
 from rmb_judge import records, templates
 from rmb_judge.cache import request_key
 from rmb_judge.comparisons import RequestSettings, comparisons_of, presentations, requests_for
 from rmb_judge.errors import UsageError
 from rmb_judge.providers.mock import extract_pair, hash_preference, simulated_reply
-from conftest import RMB
 
 
 def test_shipped_templates_load():

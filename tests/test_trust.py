@@ -19,8 +19,8 @@ from conftest import RMB
 from fake_api import FAKE_KEY, FakeAPI, Fault, Reply, prompt_digest
 
 from rmb_judge import cli
-from rmb_judge.providers.openai_provider import OpenAIProvider
 from rmb_judge.cache import FILENAME
+from rmb_judge.providers.openai_provider import OpenAIProvider
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "rmb_judge.cli"]
@@ -98,10 +98,11 @@ def free_port():
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("url, reason", [
-    (f"http://127.0.0.1:{free_port()}/v1", "refused"),
+    ("http://127.0.0.1:{free_port}/v1", "refused"),
     ("http://rmb-judge-test.invalid/v1", "cannot resolve host rmb-judge-test.invalid"),
-])
+], ids=["refused", "unresolvable"])
 def test_an_unreachable_endpoint_stops_at_once(url, reason, data_root, tmp_path, capsys):
+    url = url.format(free_port=free_port())  # picked here, not at collection: workers collect alike
     code = run_cli(tmp_path, data_root, url=url)
     err = capsys.readouterr().err.strip().splitlines()
     assert code == cli.EXIT_FATAL
@@ -246,7 +247,7 @@ def test_kill_at_random_moments_then_resume(data_root, tmp_path):
             held = cached_prompts(cache) if (cache / FILENAME).exists() else set()
             mark = len(server.received())
             proc = subprocess.Popen(args, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            if wait_for(lambda: len(server.received()) > mark, proc):
+            if wait_for(lambda mark=mark: len(server.received()) > mark, proc):
                 time.sleep(rng.uniform(0.0, 1.0))
                 proc.kill()
                 kills += 1

@@ -61,7 +61,7 @@ def to_response(message: Any) -> ChatResponse:
         text="".join(
             getattr(block, "text", None) or "" for block in content if getattr(block, "type", None) == "text"
         ),
-        input_tokens=usage.input_tokens if counted else 0,
+        input_tokens=getattr(usage, "input_tokens", 0) if counted else 0,
         output_tokens=(getattr(usage, "output_tokens", 0) or 0) if counted else 0,
         model=getattr(message, "model", None) or "",
         finish_reason=_FINISH.get(stop, stop) if stop else None,
@@ -132,7 +132,7 @@ class AnthropicProvider(Provider):
 
     async def submit_batch(self, items: BatchItems) -> str:
         requests = [{"custom_id": custom_id, "params": message_params(request)} for custom_id, request in items]
-        batch = await self.client().messages.batches.create(requests=requests)
+        batch = await self.client().messages.batches.create(requests=requests)  # type: ignore[arg-type]
         return batch.id
 
     async def poll_batch(self, batch_id: str) -> BatchStatus:

@@ -53,15 +53,15 @@ def to_response(completion: Any) -> ChatResponse:
 
     choices = getattr(completion, "choices", None)
     message = getattr(choices[0], "message", None) if choices else None
-    if not isinstance(completion, ChatCompletion) or message is None:
+    if not isinstance(completion, ChatCompletion) or message is None or not choices:
         raise retry.BrokenAnswer("the response body is not a chat completion")
     finish = choices[0].finish_reason
     usage = completion.usage
     counted = usage is not None and isinstance(usage.prompt_tokens, int)
     response = ChatResponse(
         text=message.content or message.refusal or "",
-        input_tokens=usage.prompt_tokens if counted else 0,
-        output_tokens=(usage.completion_tokens or 0) if counted else 0,
+        input_tokens=getattr(usage, "prompt_tokens", 0) if counted else 0,
+        output_tokens=(getattr(usage, "completion_tokens", 0) or 0) if counted else 0,
         model=completion.model or "",
         finish_reason="refusal" if message.refusal else finish,
         refusal=bool(message.refusal) or finish == "content_filter",
@@ -137,7 +137,7 @@ class OpenAIProvider(Provider):
             cast_to=ChatCompletion,
             options={"timeout": timeout, "headers": {RAW_RESPONSE_HEADER: "true"}},
         )
-        response = to_response(raw.parse())  # invalid JSON: json.JSONDecodeError, as the SDK does
+        response = to_response(raw.parse())  # type: ignore[attr-defined]  # (a raw response: see the header)
         response.endpoint = self.endpoints[0]
         return response
 
@@ -192,7 +192,7 @@ class OpenAIProvider(Provider):
 def _batch_item(item: dict[str, Any]) -> ChatResponse | str:
     from openai.types.chat import ChatCompletion
 
-    response, error = item.get("response"), item.get("error")
+    response, error = item.get("response") or {}, item.get("error")
     if error:
         return f"{error.get('code')}: {error.get('message')}"
     body = response["body"]

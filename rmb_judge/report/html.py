@@ -119,7 +119,7 @@ def _bars(shown: Board, slots: dict[int, float], faded: set[int]) -> Bars:
         return top + plot_h * (1 - value)
 
     sections = []
-    for number, (key, title) in enumerate(zip(shown.score_keys, shown.score_titles)):
+    for number, (key, title) in enumerate(zip(shown.score_keys, shown.score_titles, strict=True)):
         x0 = left + number * group_w + 14
         bars = []
         for row in rows:
@@ -250,7 +250,7 @@ def heat_colour(accuracy: float) -> str:
     value = min(max(accuracy, 0.0), 1.0)
     (low, c0), (high, c1) = _HEAT_STOPS[:2] if value <= _HEAT_STOPS[1][0] else _HEAT_STOPS[1:]
     t = (value - low) / (high - low)
-    return "#" + "".join(f"{round(a + (b - a) * t):02x}" for a, b in zip(c0, c1))
+    return "#" + "".join(f"{round(a + (b - a) * t):02x}" for a, b in zip(c0, c1, strict=True))
 
 
 def _ink(fill: str) -> str:

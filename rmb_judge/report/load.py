@@ -18,7 +18,7 @@ from typing import Any
 from .. import benchmarks
 from ..benchmark import Benchmark
 from ..errors import DataError, UsageError
-from ..summary import Results, Settings, Summary, Usage
+from ..summary import Results, SectionCounts, Settings, Summary, Usage
 
 OVERALL = "overall"  # the score summary.json keeps beside its sections' (their mean)
 
@@ -140,7 +140,7 @@ def _run(folder: Path, summary: Summary, benchmark: Benchmark, data_digest: str 
         if s.category_path
     )
     # Failure counts come from the per-section tallies; usage's are the fallback for older summaries.
-    counted = list(summary.sections.values()) or [usage]
+    counted: list[SectionCounts | Usage] = [*summary.sections.values()] or [usage]
     n = sum(s.n for s in summary.sections.values()) if summary.sections else sum(s.n for s in scenarios)
     # Older summaries have no `results`, hand-written ones may lack `usage`: their defaults read as free.
     results_recorded, usage_recorded = usage.results != Results(), usage != Usage()

@@ -105,8 +105,8 @@ def _fixed_table(headers: list[str], columns: list[_Column], plan: list[tuple[in
     """A rich table whose column widths are set, so rich neither squeezes nor ellipsizes a cell."""
     table = Table()
     for index, width in plan:
-        justify = "right" if columns[index].kind == "number" else "left"
-        table.add_column(headers[index], width=width, justify=justify, overflow="fold")
+        table.add_column(headers[index], width=width, overflow="fold",
+                         justify="right" if columns[index].kind == "number" else "left")
     return table
 
 
@@ -129,11 +129,11 @@ def render_terminal(runs: list[Run], console: Console, published: bool = False) 
     blocks = [list(range(1, status_at + 1)), list(range(status_at + 1, len(kinds)))]
     plans = _layout(columns, blocks, console.width)
     console.print(Text(shown.title, style="bold"))
-    for group, (headers, rows, chance) in zip(shown.groups, tables):
+    for group, (headers, rows, chance) in zip(shown.groups, tables, strict=True):
         console.print(Text(group.title, style=_TITLE_STYLES[group.kind]))
         for plan in plans:
             table = _fixed_table(headers, columns, plan)
-            for row, texts in zip(group.rows, rows):
+            for row, texts in zip(group.rows, rows, strict=True):
                 style = "red" if row.run.suspect else "yellow" if row.run.simulated else None
                 table.add_row(*(texts[index] for index, _ in plan), style=style)
             if chance and any(2 <= index < status_at for index, _ in plan):
