@@ -350,9 +350,6 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     from .session import run
 
     config = run_config(args, argv)
-    if config.task.judge.simulated:
-        print("rmb-judge: judge 'mock' is a SIMULATED offline judge: its scores mean nothing "
-              "about any real model", file=sys.stderr)
     result = run(config)
     human = Console(stderr=True) if args.json else Console()
     out = config.execution.out

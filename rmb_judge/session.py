@@ -141,6 +141,9 @@ def run(config: RunConfig) -> RunResult:
         from .generative import GenerativeBackend
 
         backend = GenerativeBackend(config, benchmark)
+    if task.judge.simulated:  # said once the flags are known good, so a usage error stays one line
+        print("rmb-judge: judge 'mock' is a SIMULATED offline judge: its scores mean nothing "
+              "about any real model", file=sys.stderr)
     try:
         return asyncio.run(Session(config, benchmark, backend).run())
     finally:

@@ -404,6 +404,11 @@ class FakeAPI:
         paths = ("/v1/chat/completions", "/chat/completions", "/v1/messages")
         return [c for c in self.requests if c.path in paths and wire in (None, c.wire)]
 
+    def age_batches(self, seconds: float) -> None:
+        """Move the batches' clock on, as if `seconds` had passed (with batch_seconds)."""
+        for batch in self.batches.values():
+            batch.created -= seconds
+
     @property
     def batches_created(self) -> int:
         return len(self.batches)

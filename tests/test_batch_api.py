@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 
@@ -68,10 +67,12 @@ async def test_submit_poll_results_with_partial_failure(judge: Provider, fake_ap
 
 
 async def test_batch_ends_after_configured_seconds(judge: Provider, fake_api: FakeAPI) -> None:
-    fake_api.batch_seconds = 2.0  # long enough that the first poll always comes before it
+    fake_api.batch_seconds = 60.0
     batch_id = await judge.submit_batch(items(judge, 2))
     assert (await judge.poll_batch(batch_id)).state == "in_progress"
-    await asyncio.sleep(2.1)
+    fake_api.age_batches(59.0)
+    assert (await judge.poll_batch(batch_id)).state == "in_progress"
+    fake_api.age_batches(1.0)
     assert (await judge.poll_batch(batch_id)).counts == {"processing": 0, "succeeded": 2, "errored": 0}
 
 

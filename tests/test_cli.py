@@ -99,15 +99,23 @@ def test_bad_key_is_fatal_at_once(data_root, tmp_path):
     (["--judge", "gpt4"], "--judge 'gpt4'"), (["--template", "nope"], "--template"),
     (["--samples", "3", "--temperature", "0"], "--samples"), (["--batch"], "--batch: mock has no batch API"),
     (["--devices", "cuda:0"], "--devices: not used by a generative judge")])
-def test_bad_flags_are_one_line(bad, message, data_root, tmp_path):
+def test_bad_flags_are_one_line(bad, message, data_root, tmp_path, capsys):
+    """In-process: a usage error needs no process of its own to be checked."""
+    from rmb_judge.cli import EXIT_USAGE, main
+
     args = ["run", "--judge", "mock", "--data", data_root, "--out", tmp_path / "o", "--cache", tmp_path / "c"]
     i = args.index(bad[0]) if bad[0] in args else None
     if i is not None:
         args[i + 1] = bad[1]
         bad = bad[2:]
-    done = cli(*args, *bad, env=dict(os.environ), check=False)
-    assert done.returncode != 0 and message in done.stderr
-    assert len(done.stderr.strip().splitlines()) <= 3
+    try:
+        code = main([str(a) for a in (*args, *bad)])
+    except SystemExit as exc:  # argparse's own checks exit
+        code = exc.code
+    assert code == EXIT_USAGE
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("rmb-judge") and message in err[0], err
+    assert not (tmp_path / "o").exists() and not (tmp_path / "c").exists()  # refused before anything is made
 
 
 def wait_for_rows(cache, minimum, proc, timeout=60):
