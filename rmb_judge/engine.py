@@ -24,13 +24,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from . import retry
-from .cache import CLAIM_SECONDS, Cache
+from .cache import CLAIM_SECONDS, Answer, Cache
 from .config import EngineConfig
-from .errors import CacheError, CacheMiss, FatalProviderError
-from .limiter import AdaptiveConcurrency, TokenBucket
+from .errors import CacheError, CacheMiss, FatalProviderError, UsageError
+from .limiter import AdaptiveConcurrency, RequestRate, TokenBucket
 from .providers.base import ChatRequest, ChatResponse, Provider
 from .retry import ErrorKind
 
+FILES_SPARE = 64  # open files a run needs besides its connections (cache, data, stdio, ...)
 FAIL_FAST = 10  # this many failures before any answer: stop the run, it is not going to work
 RECLAIM_SECONDS = 0.5  # how often requests another process is sending are looked for again
 _T = TypeVar("_T")
@@ -151,8 +152,10 @@ class Engine:
         self.on_outcome = on_outcome
         # answers from these endpoints serve this run: its own, and any declared equivalent
         self.endpoints = endpoints or provider.endpoints
+        if not config.offline:
+            make_room_for(config.concurrency)
         self.concurrency = AdaptiveConcurrency(config.concurrency)
-        self.rpm = TokenBucket(config.rpm) if config.rpm else None
+        self.rpm = RequestRate(config.rpm) if config.rpm else None
         self.tpm = TokenBucket(config.tpm) if config.tpm else None
         self._reserved_cost = 0.0
         self._answered = 0
@@ -170,6 +173,7 @@ class Engine:
         self.outcomes: dict[tuple[str, int], Outcome] = {}  # filled as answers arrive
         self.unsaved: list[dict[str, Any]] = []  # answers neither the cache nor its side file took
         self._db_thread = ThreadPoolExecutor(1, thread_name_prefix="rmb-judge-cache")
+        self._writes = GroupWrites(self._db, cache.put_answers)
 
     def close(self) -> None:
         """End the cache thread; a statement still waiting on another process's lock (the run
@@ -386,25 +390,25 @@ class Engine:
         response.endpoint = response.endpoint or self.endpoints[0]
         self.stats.add_usage(response)
         template, sha = (self.template, self.template_sha256) if request else ("", "")
+        answer = Answer(key, sample, self.provider.name, request, response, template, sha)
         try:
-            await self._db(self.cache.put_response, key, sample, self.provider.name, request, response, template, sha)
+            await self._writes.put(answer)
         except CacheError as exc:
-            self._keep_aside(key, sample, request, response, template, sha)
+            self._keep_aside(answer)
             self.stop("cache", f"{exc}; answers received from then on were kept beside it for the next run")
         except asyncio.CancelledError:  # the run is cancelled while the cache waits on a lock
-            self._keep_aside(key, sample, request, response, template, sha)
+            self._keep_aside(answer)
             raise
         return Outcome(response)
 
-    def _keep_aside(self, key: str, sample: int, request: ChatRequest | None, response: ChatResponse,
-                    template: str, template_sha256: str) -> None:
+    def _keep_aside(self, answer: Answer) -> None:
         """An answer the cache could not take: into the side file, else held for the run
         folder; the next run adds it to the cache (a duplicate is harmless)."""
         row = {
-            "key": key, "sample": sample, "provider": self.provider.name,
-            "request": request.canonical() if request else None,
-            "response": {k: v for k, v in asdict(response).items() if k != "extra"},
-            "template": template, "template_sha256": template_sha256,
+            "key": answer.key, "sample": answer.sample, "provider": answer.provider,
+            "request": answer.request.canonical() if answer.request else None,
+            "response": {k: v for k, v in asdict(answer.response).items() if k != "extra"},
+            "template": answer.template, "template_sha256": answer.template_sha256,
         }
         if not self.cache.save_unsaved([row]):
             self.unsaved.append(row)
@@ -482,7 +486,7 @@ class Engine:
         self.stats.concurrency_limit = self.concurrency.limit
         try:
             if self.rpm:
-                await self._unless_stopping(self.rpm.acquire(1))
+                await self._unless_stopping(self.rpm.acquire())
             if self.tpm:
                 await self._unless_stopping(self.tpm.acquire(est_tokens))
             if self.stopping:
@@ -574,6 +578,66 @@ class Engine:
 
     def count_retry(self, state: Any) -> None:
         self.stats.retries += 1
+
+
+def make_room_for(connections: int) -> None:
+    """Let this process open `connections` at once: raise its open-file limit toward the hard
+    limit when needed, or refuse --concurrency with one line when even that is too low (a
+    connection the system refuses would otherwise look like an unreachable server)."""
+    try:
+        import resource
+    except ImportError:  # (not a Unix)
+        return
+    need = connections + FILES_SPARE
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or need <= soft:
+        return
+    if hard != resource.RLIM_INFINITY and need > hard:
+        raise UsageError(
+            f"--concurrency {connections} needs about {need} open files (one per connection), but "
+            f"this process may open at most {hard} (ulimit -Hn); lower --concurrency or raise the limit"
+        )
+    resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+
+
+class GroupWrites:
+    """Answers go to the cache in groups: every answer that arrived while the last write was
+    committing is written in the next transaction, so under load one commit serves many
+    answers, and alone an answer is written at once. `put` returns once its answer is
+    committed (or raises what the write raised), as a write of its own would."""
+
+    def __init__(self, run: Callable[..., Awaitable[Any]], write: Callable[[list[Answer]], None]):
+        self._run = run  # runs `write` in the cache's thread
+        self._write = write
+        self._waiting: list[tuple[Answer, asyncio.Future[None]]] = []
+        self._writing = False
+
+    async def put(self, answer: Answer) -> None:
+        done = asyncio.get_running_loop().create_future()
+        self._waiting.append((answer, done))
+        if not self._writing:
+            self._writing = True
+            asyncio.ensure_future(self._drain())
+        await asyncio.shield(done)  # (a cancelled put leaves its answer in the group)
+
+    async def _drain(self) -> None:
+        try:
+            while self._waiting:
+                group, self._waiting = self._waiting, []
+                try:
+                    await self._run(self._write, [answer for answer, _ in group])
+                except BaseException as exc:  # noqa: BLE001 - each answer's writer decides
+                    for _, done in group:
+                        if not done.done():
+                            done.set_exception(exc if isinstance(exc, Exception) else CacheError(str(exc)))
+                    if not isinstance(exc, Exception):
+                        raise
+                else:
+                    for _, done in group:
+                        if not done.done():
+                            done.set_result(None)
+        finally:
+            self._writing = False
 
 
 async def _cancelled(task: asyncio.Future[Any]) -> None:

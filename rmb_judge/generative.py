@@ -153,7 +153,7 @@ class GenerativeBackend:
         self.settings = settings_of(config, self.template)
         self.estimate = Estimator(task.judge.provider_class, task.judge.model, self.template.style,
                                   task.max_tokens, config.execution.batch)
-        self.provider = make_provider(task.judge, list(config.execution.base_urls))
+        self.provider = make_provider(task.judge, list(config.execution.base_urls), config.execution.engine.concurrency)
         self.settings.endpoints = list(self.provider.endpoints)
         # answers from these endpoints serve this run: its own, and those declared equivalent
         extra = tuple(ep.normalize(url) for url in config.execution.equivalent_endpoints)

@@ -47,13 +47,14 @@ def parse_spec(spec: str) -> JudgeSpec:
     return JudgeSpec(spec, provider, model)
 
 
-def make_provider(judge: JudgeSpec, base_urls: list[str] | None = None) -> Provider:
-    """The provider for a generative judge. Several base URLs (vLLM replicas) are used in
-    turn, request by request."""
+def make_provider(judge: JudgeSpec, base_urls: list[str] | None = None, connections: int | None = None) -> Provider:
+    """The provider for a generative judge, opening up to `connections` at once (default:
+    the SDKs' 1,000). Several base URLs (vLLM replicas) are used in turn, request by request."""
     if judge.scalar:
         raise UsageError(f"--judge {judge.spec}: not a generative judge")
     cls = judge.provider_class
-    if not base_urls or judge.simulated:
-        return cls(judge.model)
-    providers = [cls(judge.model, base_url=url) for url in base_urls]
+    urls: list[str | None] = [None] if judge.simulated or not base_urls else list(base_urls)
+    providers = [cls(judge.model, base_url=url) for url in urls]
+    for provider in providers:
+        provider.connections = connections or provider.connections
     return providers[0] if len(providers) == 1 else RoundRobin(providers)

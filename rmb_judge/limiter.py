@@ -1,9 +1,15 @@
 """Rate limits and adaptive concurrency for the engine.
 
 `TokenBucket`: a per-minute budget (requests or tokens) refilled continuously. It starts
-with a single unit rather than a full minute, so the achieved rate matches the limit from
-the first second instead of bursting. Token costs are estimates; `refund` corrects them
-from the usage the provider reports (a negative refund is debt later requests wait out).
+with a single unit rather than a full minute, and its clock starts at the first request
+(not while the cache is being read), so the achieved rate matches the limit from the first
+second instead of bursting. Token costs are estimates; `refund` corrects them from the
+usage the provider reports (a negative refund is debt later requests wait out).
+
+`SlidingWindow`: at most N requests in any window of time. A bucket alone lets a stall
+(a pause, a slow cache) be caught up with a second's worth at once, which can put a few
+more than R requests into some minute; `RequestRate` (what --rpm R uses) paces with a
+bucket and caps with a window, so no 60 s window ever sees more than R.
 
 `AdaptiveConcurrency`: at most `limit` requests in flight. A 429 halves the limit (or
 what is in flight, if less; at most once per `cooldown` seconds, so one burst of 429s is
@@ -15,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 
 
 class TokenBucket:
@@ -22,12 +29,13 @@ class TokenBucket:
         self.rate = per_minute / 60.0
         self.capacity = max(1.0, self.rate)  # one second's worth
         self.level = 1.0
-        self.updated = time.monotonic()
+        self.updated: float | None = None  # the clock starts at the first acquire
         self._lock = asyncio.Lock()
 
     def _refill(self) -> None:
         now = time.monotonic()
-        self.level = min(self.capacity, self.level + (now - self.updated) * self.rate)
+        if self.updated is not None:
+            self.level = min(self.capacity, self.level + (now - self.updated) * self.rate)
         self.updated = now
 
     async def acquire(self, amount: float = 1.0) -> None:
@@ -42,6 +50,46 @@ class TokenBucket:
     def refund(self, amount: float) -> None:
         self._refill()
         self.level = min(self.capacity, self.level + amount)
+
+
+class SlidingWindow:
+    """At most `limit` acquisitions in any `window` seconds: the times of the last `limit`
+    are kept, and the next one waits until the oldest is a window old."""
+
+    def __init__(self, limit: int, window: float):
+        self.limit = limit
+        self.window = window
+        self.times: deque[float] = deque(maxlen=limit)
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        async with self._lock:  # first come, first served
+            if len(self.times) == self.limit:
+                wait = self.times[0] + self.window - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+            self.times.append(time.monotonic())
+
+
+# Added to the 60 s window on our side: a request reaches the server a little after the
+# limiter lets it go, and not always equally late (the event loop, the network), so two
+# requests exactly 60 s apart here could land inside one 60 s window there. It costs 0.8%
+# of the rate.
+WINDOW_MARGIN = 0.5
+
+
+class RequestRate:
+    """--rpm R: requests paced at R a minute, and never more than R in any 60 s window."""
+
+    def __init__(self, per_minute: float):
+        self.bucket = TokenBucket(per_minute)
+        # (below one a minute: one request per 60/R seconds)
+        limit, window = (int(per_minute), 60.0) if per_minute >= 1 else (1, 60.0 / per_minute)
+        self.window = SlidingWindow(limit, window + WINDOW_MARGIN)
+
+    async def acquire(self) -> None:
+        await self.bucket.acquire(1)
+        await self.window.acquire()
 
 
 class AdaptiveConcurrency:

@@ -366,6 +366,7 @@ class FakeAPI:
         self.requests: list[Call] = []
         self.billed: list[tuple[int, int]] = []  # (input, output) tokens of every model answer sent
         self.log: Any = None  # a text file: one line per model call, its prompt_digest
+        self.timeline: Any = None  # a text file: "arrived ended status" (time.monotonic) per call
         self.batches: dict[str, FakeBatch] = {}
         self.files: dict[str, bytes] = {}
         self._script: deque[Outcome | None] = deque()
@@ -477,7 +478,12 @@ class FakeAPI:
         request[CALL] = call
         if self.required_key is not None and _sent_key(call) != self.required_key:
             return self._error(wire, 401, key=_sent_key(call))
-        return await handler(request)
+        if self.timeline is None:
+            return await handler(request)
+        arrived = time.monotonic()
+        response = await handler(request)
+        self.timeline.write(f"{arrived:.6f} {time.monotonic():.6f} {response.status}\n")
+        return response
 
     async def _json(self, request: web.Request) -> Any:
         call: Call = request[CALL]
@@ -824,15 +830,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--usage-scale", type=float, default=1.0, help="bill this many tokens per counted one")
     parser.add_argument("--retry-after", help="answer every model call 429 with this retry-after header")
     parser.add_argument("--log", type=Path, help="append one line per model call received (its prompt_digest)")
+    parser.add_argument("--timeline", type=Path,
+                        help="append 'arrived ended status' (time.monotonic, shared by local processes) per call")
     parser.add_argument("--rejected-share", type=float, default=0.0, help="share of prompts always rejected (400)")
     parser.add_argument("--failing-share", type=float, default=0.0, help="share of prompts always failing (500)")
     args = parser.parse_args(argv)
     if args.judge == "label":
         if args.data is None:
             parser.error("--judge label needs --data RMB_DATASET_DIR")
-        from rmb_judge.records import load
+        from rmb_judge.benchmarks import get
 
-        responder = label_judge(load(args.data).records)
+        responder = label_judge(get("rmb").load(args.data).records)
     else:
         responder = {"hash": hash_judge, "first": first_pick}[args.judge]
     api = FakeAPI(
@@ -852,6 +860,8 @@ def main(argv: list[str] | None = None) -> None:
         api.responder = lambda body, wire: Fault.http(429, retry_after_raw=args.retry_after)
     if args.log:
         api.log = args.log.open("a", buffering=1)
+    if args.timeline:
+        api.timeline = args.timeline.open("a", buffering=1)
 
     async def serve() -> None:
         print(await api.start(), flush=True)

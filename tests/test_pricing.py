@@ -55,6 +55,30 @@ def test_price_matches_genai_prices(provider, model, per_million_in, per_million
     assert price == pytest.approx(2 * per_million_in + 0.5 * per_million_out)
 
 
+@pytest.mark.parametrize(("provider", "model", "batch", "discount"), [
+    ("openai", "gpt-4o-mini", False, None), ("openai", "gpt-4o-mini", True, 0.5),
+    ("anthropic", "claude-sonnet-4-5", False, None),  # tiered: rates change above 200k input tokens
+    ("anthropic", "claude-3-5-haiku-latest", True, 0.5),  # batch price from the published discount
+    ("openai", "meta-llama/Llama-3.1-8B-Instruct", False, None),  # unknown: no price at all
+])
+def test_the_fast_price_equals_genai_prices(provider, model, batch, discount):
+    """Every answer is priced through `Pricer`; it must equal a genai-prices call, on both
+    sides of every tier threshold."""
+    import random
+
+    fast = pricing.Pricer(provider, model, batch, discount)
+    rng = random.Random(7)
+    usages = [(rng.randrange(0, 400_000), rng.randrange(0, 70_000)) for _ in range(200)]
+    for threshold in fast._thresholds:
+        usages += [(threshold - 1, 10), (threshold, 10), (threshold + 1, 10), (threshold + 5000, 0)]
+    for input_tokens, output_tokens in usages:
+        exact = pricing.price_usd(provider, model, input_tokens, output_tokens, batch=batch, batch_discount=discount)
+        got = fast(input_tokens, output_tokens)
+        assert (got is None) == (exact is None) and (exact is None or got == pytest.approx(exact, rel=1e-12, abs=1e-15))
+    if model == "claude-sonnet-4-5":
+        assert fast._thresholds  # (the tiered case is really exercised)
+
+
 def test_unknown_provider_or_model_has_no_price():
     assert price_usd("openai", "meta-llama/Llama-3.1-8B-Instruct", 1000, 100) is None
     assert price_usd("anthropic", "gpt-4o", 1000, 100) is None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import subprocess
 import sys
@@ -210,12 +209,18 @@ async def test_hang_times_out(judge: Hosted, fake_api: FakeAPI) -> None:
 
 
 async def test_malformed_bodies(judge: Hosted, fake_api: FakeAPI) -> None:
+    """A body cut off, and a proxy's HTML page: no answer, retried like a 5xx; and JSON of
+    another shape is no answer either."""
     fake_api.schedule(Fault.invalid_json(), Fault.garbage())
-    with pytest.raises(json.JSONDecodeError):
-        await judge.complete(ask(judge), timeout=10)
-    with pytest.raises(BrokenAnswer, match="not a") as caught:
-        await judge.complete(ask(judge), timeout=10)
-    assert judge.classify(caught.value) is ErrorKind.TRANSIENT
+    for _ in range(2):
+        with pytest.raises(BrokenAnswer, match="not JSON") as caught:
+            await judge.complete(ask(judge), timeout=10)
+        assert judge.classify(caught.value) is ErrorKind.TRANSIENT
+    wire = sys.modules[type(judge).__module__]
+    for other in ({"error": "upstream"}, [], {"choices": [{"message": {"content": 3}}]},
+                  {"type": "message", "content": [{"type": "text", "text": ["x"]}]}):
+        with pytest.raises(BrokenAnswer, match="not a"):
+            wire.to_response(other)
 
 
 async def test_wrong_key_gets_401(judge: Hosted, fake_api: FakeAPI) -> None:

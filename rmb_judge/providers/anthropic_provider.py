@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import endpoints, retry
 from ..errors import FatalProviderError
-from .base import BatchItems, BatchResults, BatchStatus, ChatRequest, ChatResponse, Provider
+from .base import BatchItems, BatchResults, BatchStatus, ChatRequest, ChatResponse, Provider, json_at, post_json
 
 if TYPE_CHECKING:
     import anthropic
@@ -46,24 +46,23 @@ def message_params(request: ChatRequest) -> dict[str, Any]:
 
 
 def to_response(message: Any) -> ChatResponse:
-    """Our view of a message: text blocks joined (a block whose text is null counts as
-    empty), thinking blocks left out. BrokenAnswer when the body is not a message (a
+    """Our view of a message (its JSON): text blocks joined (a block whose text is null counts
+    as empty), thinking blocks left out. BrokenAnswer when the body is not a message (a
     proxy's error page) or holds no answer: no text, no refusal, not cut off by the limit."""
-    from anthropic.types import Message
-
-    content = getattr(message, "content", None)
-    if not isinstance(message, Message) or not isinstance(content, list):
+    content = json_at(message, "content")
+    if json_at(message, "type") != "message" or not isinstance(content, list):
         raise retry.BrokenAnswer("the response body is not a message")
-    stop = getattr(message, "stop_reason", None)
-    usage = getattr(message, "usage", None)
-    counted = usage is not None and isinstance(getattr(usage, "input_tokens", None), int)
+    texts = [json_at(block, "text") or "" for block in content if json_at(block, "type") == "text"]
+    if not all(isinstance(text, str) for text in texts):
+        raise retry.BrokenAnswer("the response body is not a message")
+    stop = json_at(message, "stop_reason")
+    input_tokens, output_tokens = json_at(message, "usage", "input_tokens"), json_at(message, "usage", "output_tokens")
+    counted = isinstance(input_tokens, int)
     response = ChatResponse(
-        text="".join(
-            getattr(block, "text", None) or "" for block in content if getattr(block, "type", None) == "text"
-        ),
-        input_tokens=getattr(usage, "input_tokens", 0) if counted else 0,
-        output_tokens=(getattr(usage, "output_tokens", 0) or 0) if counted else 0,
-        model=getattr(message, "model", None) or "",
+        text="".join(texts),
+        input_tokens=input_tokens if counted else 0,
+        output_tokens=(output_tokens if isinstance(output_tokens, int) else 0) if counted else 0,
+        model=json_at(message, "model") or "",
         finish_reason=_FINISH.get(stop, stop) if stop else None,
         refusal=stop == "refusal",
         usage_reported=counted,
@@ -112,7 +111,7 @@ class AnthropicProvider(Provider):
                     api_key=self._api_key,
                     base_url=self.base_url,
                     max_retries=0,  # the engine retries, and counts each attempt
-                    http_client=anthropic.DefaultAioHttpClient(),
+                    http_client=anthropic.DefaultAioHttpClient(limits=self.http_limits()),
                 )
             except anthropic.CredentialsError as exc:  # a broken ANTHROPIC_PROFILE / config file
                 raise FatalProviderError(f"{missing} and {exc}") from None
@@ -122,9 +121,7 @@ class AnthropicProvider(Provider):
         return self._client
 
     async def complete(self, request: ChatRequest, timeout: float) -> ChatResponse:
-        create = self.client().messages.with_raw_response.create
-        raw = await create(**message_params(request), timeout=timeout)
-        response = to_response(await raw.parse())  # invalid JSON: json.JSONDecodeError, as the SDK does
+        response = to_response(await post_json(self.client(), "/v1/messages", message_params(request), timeout))
         response.endpoint = self.endpoints[0]
         return response
 
@@ -155,7 +152,7 @@ class AnthropicProvider(Provider):
             result = item.result
             if result.type == "succeeded":
                 try:
-                    found[item.custom_id] = to_response(result.message)
+                    found[item.custom_id] = to_response(result.message.to_dict())
                 except retry.BrokenAnswer as exc:
                     found[item.custom_id] = str(exc)
             elif result.type == "errored":

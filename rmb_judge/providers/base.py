@@ -12,6 +12,7 @@ SDK only when it first needs it (importing one costs about a second of CPU).
 from __future__ import annotations
 
 import itertools
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -76,6 +77,34 @@ BatchItems = Sequence[tuple[str, ChatRequest]]  # (custom_id, request)
 BatchResults = dict[str, ChatResponse | str]  # custom_id -> answer, or why it failed
 
 
+async def post_json(client: Any, path: str, body: dict[str, Any], timeout: float) -> Any:
+    """POST `body` through an official SDK client (its auth, headers, base URL, and its own
+    exception for every error status) and return the decoded JSON answer. The answer is not
+    built into the SDK's typed models, nor the body run through its typed transform: both
+    are plain JSON here, and those two steps were most of the client's CPU per request at
+    high rates (bin/bench-hotpath). A body that is not JSON is a BrokenAnswer."""
+    import httpx2
+
+    answer = await client.post(path, body=body, cast_to=httpx2.Response, options={"timeout": timeout})
+    try:
+        return json.loads(answer.content)
+    except ValueError:
+        raise retry.BrokenAnswer("the response body is not JSON") from None
+
+
+def json_at(value: Any, *path: str | int) -> Any:
+    """`value[path[0]][path[1]]...`, or None where the JSON does not have that shape."""
+    for step in path:
+        if isinstance(step, int):
+            value = value[step] if isinstance(value, list) and len(value) > step else None
+        else:
+            value = value.get(step) if isinstance(value, dict) else None
+    return value
+
+
+DEFAULT_CONNECTIONS = 1000
+
+
 class Provider:
     """A hosted judge. Subclasses set the facts below and implement `complete` (and the
     batch methods when `has_batch_api`)."""
@@ -95,6 +124,16 @@ class Provider:
         self.model = model
         self.base_url = base_url  # None: the base-URL variable, else the official endpoint
         self._api_key = api_key  # None: the key variables
+        # connections the HTTP client may open: the engine's --concurrency (the SDKs' own
+        # default, 1,000, would silently cap a larger one)
+        self.connections = DEFAULT_CONNECTIONS
+
+    def http_limits(self) -> Any:
+        """The SDK HTTP client's connection limits: as many as requests may be in flight, all
+        kept alive between requests (a connection closed after each request costs a new one)."""
+        import httpx2
+
+        return httpx2.Limits(max_connections=self.connections, max_keepalive_connections=self.connections)
 
     @property
     def endpoints(self) -> tuple[str, ...]:
@@ -134,8 +173,7 @@ class Provider:
         """USD for one usage, or None when the price is unknown (never a guess)."""
         if cls.prices_id is None:
             return None
-        return pricing.price_usd(cls.prices_id, model, input_tokens, output_tokens,
-                                 batch=batch, batch_discount=cls.batch_discount)
+        return pricing.pricer(cls.prices_id, model, batch, cls.batch_discount)(input_tokens, output_tokens)
 
     async def complete(self, request: ChatRequest, timeout: float) -> ChatResponse:
         """One request; raise the SDK's own exceptions (the engine sorts them with `classify`)."""
@@ -164,6 +202,7 @@ class RoundRobin(Provider):
         first = providers[0]
         super().__init__(first.model)
         self.providers = providers
+        self.connections = first.connections
         self.name = first.name  # type: ignore[misc]
         self.simulated = first.simulated  # type: ignore[misc]
         self.accepts_temperature = first.accepts_temperature  # type: ignore[misc]
