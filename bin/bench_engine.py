@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import subprocess
 import sys
@@ -34,7 +35,7 @@ from rmb_judge.engine import Engine, Job  # noqa: E402
 from rmb_judge.judges import parse_spec  # noqa: E402
 from rmb_judge.providers.base import ChatRequest  # noqa: E402
 from rmb_judge.providers.openai_provider import OpenAIProvider  # noqa: E402
-from rmb_judge.session import run  # noqa: E402
+from rmb_judge.session import paused_gc, run  # noqa: E402
 
 DATA = Path(os.environ.get("RMB_TEST_DATA", ROOT.parent / "shared" / "rmb" / "RMB_dataset"))
 KEY = "sk-bench"
@@ -133,8 +134,10 @@ def bench_cached_rerun() -> None:
         first = run(config)  # fills the cache with every available comparison
         n = first.summary.data.comparisons_expected
         start = time.perf_counter()
-        benchmark().load(DATA)
+        with paused_gc():  # as the rerun loads it: the two sides measured the same way
+            benchmark().load(DATA)
         load = time.perf_counter() - start
+        gc.unfreeze()
         start = time.perf_counter()
         again = run(config)
         rerun = time.perf_counter() - start

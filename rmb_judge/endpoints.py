@@ -10,6 +10,7 @@ answer from a local server is never served to a run against the official API.
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import socket
 import ssl
@@ -27,6 +28,7 @@ LOCAL = "local"  # the offline mock judge: answers made in-process
 PROBE_TIMEOUT = 10.0
 
 
+@functools.lru_cache(maxsize=256)  # read for every answer kept
 def normalize(url: str) -> str:
     """`scheme://host[:port]/path` of `url`, without credentials, query or fragment; the
     default port and a trailing slash are dropped so equal endpoints compare equal."""

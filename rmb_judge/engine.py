@@ -482,7 +482,8 @@ class Engine:
         if self._over_budget():  # a retry after a billed failure would pass --max-cost
             self.stop("budget")
             raise Stopped()
-        await self._unless_stopping(self.concurrency.acquire())
+        if not self.concurrency.try_acquire():
+            await self._unless_stopping(self.concurrency.acquire())
         self.stats.concurrency_limit = self.concurrency.limit
         try:
             if self.rpm:
@@ -494,10 +495,8 @@ class Engine:
             self.stats.requests += 1
             self.stats.in_flight += 1
             try:
-                response = await asyncio.wait_for(
-                    self.provider.complete(job.request, self.config.timeout),
-                    self.config.timeout + 5,  # the SDK's own timeout should fire first
-                )
+                async with asyncio.timeout(self.config.timeout + 5):  # the SDK's own should fire first
+                    response = await self.provider.complete(job.request, self.config.timeout)
             except asyncio.CancelledError:
                 if self._fatal == ErrorKind.CONNECT:  # the endpoint is unreachable: nothing went out
                     self.stats.requests -= 1

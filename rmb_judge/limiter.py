@@ -104,6 +104,14 @@ class AdaptiveConcurrency:
         self._successes = 0
         self._changed = asyncio.Condition()
 
+    def try_acquire(self) -> bool:
+        """Take a slot without waiting when one is free: the common case, which then costs
+        no task and no lock (the loop runs one coroutine at a time, so the check is atomic)."""
+        if self.in_flight < int(self.limit) and self.paused_until <= time.monotonic():
+            self.in_flight += 1
+            return True
+        return False
+
     async def acquire(self) -> None:
         async with self._changed:
             while True:
