@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import os
@@ -221,7 +222,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    if argv is None:  # the process's own command: it ends when this returns
+        try:
+            return main(sys.argv[1:])
+        finally:
+            gc.freeze()  # the interpreter's collection at exit skips what is left (0.3-0.8 s)
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args, argv)
