@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import retry
 from ..errors import FatalProviderError
-from .base import BatchItems, BatchResults, BatchStatus, ChatRequest, ChatResponse, Provider
+from .base import BatchItems, BatchResults, BatchStatus, ChatRequest, ChatResponse, Provider, json_at
 
 if TYPE_CHECKING:
     from google import genai
@@ -77,46 +77,34 @@ def _sdk_config(body: dict[str, Any]) -> dict[str, Any]:
 
 def to_response(answer: Any) -> ChatResponse:
     """Our view of a GenerateContentResponse (its JSON): the first candidate's text parts
-    joined, thought parts left out. A prompt or answer Google's safety filters blocked is a
-    refusal. BrokenAnswer when the body is not such a response (a proxy's error page) or
-    holds no answer: no text, not blocked, not cut off by the token limit."""
-    if not isinstance(answer, dict):
+    joined, thought parts left out. A prompt or answer Google's filters blocked is a refusal.
+    BrokenAnswer when the body is not such a response (a proxy's error page) or holds no
+    answer: no text, not blocked, not cut off by the token limit."""
+    blocked = json_at(answer, "promptFeedback", "blockReason")
+    candidate = json_at(answer, "candidates", 0)
+    parts = json_at(candidate, "content", "parts") or []
+    texts = [json_at(part, "text") or "" for part in parts if not json_at(part, "thought")]
+    if not (blocked or isinstance(candidate, dict)) or not isinstance(parts, list) or not all(
+            isinstance(text, str) for text in texts):
         raise retry.BrokenAnswer("the response body is not a Gemini response")
-    feedback, candidates = answer.get("promptFeedback"), answer.get("candidates")
-    usage = answer.get("usageMetadata")
-    usage = usage if isinstance(usage, dict) else {}
-    prompt_tokens = usage.get("promptTokenCount")
+    finish = json_at(candidate, "finishReason")
+    finish = finish if isinstance(finish, str) else None
+    prompt_tokens = json_at(answer, "usageMetadata", "promptTokenCount")
+    # thinking is billed as output (as genai-prices reads usageMetadata too)
+    output_tokens = [json_at(answer, "usageMetadata", name) for name in ("candidatesTokenCount", "thoughtsTokenCount")]
     counted = isinstance(prompt_tokens, int)
-    model = answer.get("modelVersion")
-    # thinking is billed as output (genai-prices' own reading of usageMetadata does the same)
-    output_tokens = sum(n for n in (usage.get("candidatesTokenCount"), usage.get("thoughtsTokenCount"))
-                        if isinstance(n, int))
     response = ChatResponse(
-        text="", input_tokens=prompt_tokens if isinstance(prompt_tokens, int) else 0,
-        output_tokens=output_tokens if counted else 0, model=model if isinstance(model, str) else "",
+        text="".join(texts),
+        input_tokens=prompt_tokens if counted else 0,
+        output_tokens=sum(n for n in output_tokens if isinstance(n, int)) if counted else 0,
+        model=json_at(answer, "modelVersion") or "",
+        finish_reason="content_filter" if blocked or finish in BLOCKED else _FINISH.get(finish, finish),
+        refusal=bool(blocked) or finish in BLOCKED,
         usage_reported=counted,
     )
-    blocked = feedback.get("blockReason") if isinstance(feedback, dict) else None
-    if blocked:  # the prompt itself was blocked: no candidates at all
-        response.text = f"(blocked by Google's filters: promptFeedback.blockReason {blocked})"
-        response.finish_reason, response.refusal = "content_filter", True
-        return response
-    candidate = candidates[0] if isinstance(candidates, list) and candidates else None
-    if not isinstance(candidate, dict):
-        raise retry.BrokenAnswer("the response body is not a Gemini response")
-    content = candidate.get("content")
-    parts = content.get("parts") if isinstance(content, dict) else None
-    parts = parts if isinstance(parts, list) else []
-    texts = [part.get("text") for part in parts if isinstance(part, dict) and not part.get("thought")]
-    if not all(isinstance(text, str) for text in texts if text is not None):
-        raise retry.BrokenAnswer("the response body is not a Gemini response")
-    finish = candidate.get("finishReason")
-    response.text = "".join(text for text in texts if text)
-    if finish in BLOCKED:
-        response.finish_reason, response.refusal = "content_filter", True
-        response.text = response.text or f"(blocked by Google's filters: finishReason {finish})"
-    else:
-        response.finish_reason = _FINISH.get(finish, finish.lower()) if isinstance(finish, str) else None
+    if response.refusal and not response.text:  # what the samples show for it
+        reason = f"promptFeedback.blockReason {blocked}" if blocked else f"finishReason {finish}"
+        response.text = f"(blocked by Google's filters: {reason})"
     if not response.text and response.finish_reason != "length":
         raise retry.BrokenAnswer(f"an empty answer (no text in the candidate, finishReason {finish})", response)
     return response
@@ -179,6 +167,11 @@ class GoogleProvider(Provider):
                 if match:
                     return float(match.group(1))
         return None
+
+    @classmethod
+    def price(cls, model: str, input_tokens: int, output_tokens: int, batch: bool = False) -> float | None:
+        # the API takes "models/gemini-2.5-flash" as well; genai-prices knows the bare name only
+        return super().price(model.removeprefix("models/"), input_tokens, output_tokens, batch)
 
     def client(self) -> genai.Client:
         if self._client is None:
