@@ -22,6 +22,7 @@ from google.genai import errors
 from test_scoring import independent_scores
 
 from rmb_judge import records
+from rmb_judge.config import EngineConfig
 from rmb_judge.errors import FatalProviderError
 from rmb_judge.judges import parse_spec
 from rmb_judge.providers.base import ChatRequest, ChatResponse
@@ -401,6 +402,36 @@ def test_blocked_prompts_are_counted_as_refusals_and_cached(data_root, tmp_path,
     assert 0 < expected < len(pairs) == first_run.json["data"]["comparisons_judged"]
     assert usage["refused"] == expected and usage["failed"] == usage["unparsed"] == 0
     assert again.json["usage"]["refused"] == expected and again.json["usage"]["requests"] == 0
+
+
+def test_faults_do_not_change_scores(data_root, tmp_path, monkeypatch) -> None:
+    """30% of requests answered 429/500/503 in Gemini's shapes: same scores, retries counted."""
+    monkeypatch.setenv("GEMINI_API_KEY", FAKE_KEY)
+    with FakeAPI().run_in_thread() as clean:
+        baseline = run(config(clean.url, tmp_path, "clean", data=data_root))
+    with FakeAPI(fault_rate=0.3, seed=7).run_in_thread() as faulty:
+        result = run(config(faulty.url, tmp_path, "faulty", data=data_root,
+                            engine=EngineConfig(concurrency=16, max_retries=10, backoff_initial=0.05)))
+        calls = len(faulty.calls())
+    usage = result.json["usage"]
+    assert result.complete and result.json["scores"] == baseline.json["scores"]
+    assert usage["failed"] == 0 and usage["rate_limited"] > 0
+    assert usage["requests"] == calls == baseline.json["usage"]["requests"] + usage["retries"]
+
+
+@pytest.mark.parametrize(("fault", "said"), [
+    (Fault.http(403), "HTTP 403: The caller does not have permission"),
+    (Fault.http(429, quota_id="GenerateRequestsPerDayPerProjectPerModel"), "HTTP 429: You exceeded your current quota"),
+])
+def test_fatal_answers_stop_the_run_at_once(data_root, tmp_path, monkeypatch, fault, said) -> None:
+    monkeypatch.setenv("GEMINI_API_KEY", FAKE_KEY)
+    with FakeAPI().run_in_thread() as api:
+        api.schedule(*[fault] * 1000)
+        with pytest.raises(FatalProviderError) as stopped:
+            run(config(api.url, tmp_path, "fatal", data=data_root, engine=EngineConfig(concurrency=4)))
+        sent = len(api.calls())
+    assert said in str(stopped.value) and "\n" not in str(stopped.value) and FAKE_KEY not in str(stopped.value)
+    assert sent <= 4  # no retries: at most the requests already in flight
 
 
 def test_google_import_is_lazy() -> None:
