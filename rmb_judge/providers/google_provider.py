@@ -93,13 +93,14 @@ def to_response(answer: Any) -> ChatResponse:
     # thinking is billed as output (as genai-prices reads usageMetadata too)
     output_tokens = [json_at(answer, "usageMetadata", name) for name in ("candidatesTokenCount", "thoughtsTokenCount")]
     counted = isinstance(prompt_tokens, int)
+    refused = bool(blocked) or finish in BLOCKED
     response = ChatResponse(
         text="".join(texts),
         input_tokens=prompt_tokens if counted else 0,
         output_tokens=sum(n for n in output_tokens if isinstance(n, int)) if counted else 0,
         model=json_at(answer, "modelVersion") or "",
-        finish_reason="content_filter" if blocked or finish in BLOCKED else _FINISH.get(finish, finish),
-        refusal=bool(blocked) or finish in BLOCKED,
+        finish_reason="content_filter" if refused else _FINISH.get(finish, finish) if finish else None,
+        refusal=refused,
         usage_reported=counted,
     )
     if response.refusal and not response.text:  # what the samples show for it
@@ -110,7 +111,7 @@ def to_response(answer: Any) -> ChatResponse:
     return response
 
 
-def _retry_info(exc: BaseException) -> list[dict[str, Any]]:
+def _error_details(exc: BaseException) -> list[dict[str, Any]]:
     """The google.rpc details of an APIError's body (RetryInfo, QuotaFailure, ...)."""
     body = getattr(exc, "details", None)
     error = body.get("error") if isinstance(body, dict) else None
@@ -123,7 +124,7 @@ def daily_quota_spent(exc: BaseException) -> bool:
     message for both kinds; only QuotaFailure's quotaId ("...PerDay...") tells them apart."""
     return any(
         "PerDay" in str(violation.get("quotaId", ""))
-        for detail in _retry_info(exc) if detail.get("@type", "").endswith("google.rpc.QuotaFailure")
+        for detail in _error_details(exc) if detail.get("@type", "").endswith("google.rpc.QuotaFailure")
         for violation in detail.get("violations") or [] if isinstance(violation, dict)
     )
 
@@ -161,7 +162,7 @@ class GoogleProvider(Provider):
         asked = retry.retry_after(exc)
         if asked is not None:
             return asked
-        for detail in _retry_info(exc):
+        for detail in _error_details(exc):
             if detail.get("@type", "").endswith("google.rpc.RetryInfo"):
                 match = _DURATION.match(str(detail.get("retryDelay", "")))
                 if match:
@@ -183,21 +184,25 @@ class GoogleProvider(Provider):
                     f"--judge google:{self.model} needs Google's SDK: pip install 'rmb-judge[google]'"
                     " (bin/rmb-judge installs it by itself)"
                 ) from None
-            key = self._api_key or next(filter(None, map(os.environ.get, self.key_variables)), None)
+            given = [self._api_key, *map(os.environ.get, self.key_variables)]
+            key = next((value.strip() for value in given if value and value.strip()), None)
             if not key:
                 raise FatalProviderError(
                     f"--judge google:{self.model} needs GOOGLE_API_KEY or GEMINI_API_KEY, neither of which is set"
                 )
             url = self.base_url or os.environ.get(self.base_url_variable or "")
-            self._client = genai.Client(
-                api_key=key,
-                vertexai=False,  # GOOGLE_GENAI_USE_VERTEXAI must not switch the judge to another API
-                http_options=types.HttpOptions(
-                    base_url=url or None,
-                    api_version=API_VERSION,
-                    retry_options=types.HttpRetryOptions(attempts=1),  # the engine retries
-                ),
-            )
+            try:
+                self._client = genai.Client(
+                    api_key=key,
+                    vertexai=False,  # GOOGLE_GENAI_USE_VERTEXAI must not switch the judge to another API
+                    http_options=types.HttpOptions(
+                        base_url=url or None,
+                        api_version=API_VERSION,
+                        retry_options=types.HttpRetryOptions(attempts=1),  # the engine retries
+                    ),
+                )
+            except ValueError as exc:  # the SDK's own checks of its settings
+                raise FatalProviderError(f"--judge google:{self.model}: {retry.redact(str(exc))}") from None
         return self._client
 
     async def complete(self, request: ChatRequest, timeout: float) -> ChatResponse:
@@ -266,6 +271,7 @@ class GoogleProvider(Provider):
     async def aclose(self) -> None:
         if self._client is not None:
             await self._client.aio.aclose()
+            self._client.close()  # its synchronous side, which aclose leaves open
             self._client = None
 
 
