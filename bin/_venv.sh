@@ -1,12 +1,14 @@
 # Sourced by bin/test and bin/rmb-judge: create or update .venv from pyproject.toml.
 #
 #   rmb_venv PROFILE    PROFILE: core (API and mock judges), local (+ the `local` extra for
-#                       hf: judges: torch, transformers), test (+ every extra and test tools)
+#                       hf: judges: torch, transformers), google (+ the `google` extra for
+#                       google: judges: google-genai), test (+ every extra and test tools)
 #
 # Each profile has its own stamp, .venv/.rmb-judge-PROFILE; a profile is installed when its
 # stamp is missing or older than pyproject.toml, and installing one stamps the profiles it
-# contains (test > local > core). So bin/test after bin/rmb-judge installs the extras, and
-# bin/rmb-judge after an edit of pyproject.toml upgrades the core without touching torch.
+# contains (test > local > core, test > google > core). So bin/test after bin/rmb-judge
+# installs the extras, and bin/rmb-judge after an edit of pyproject.toml upgrades the core
+# without touching torch.
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
 PY="${PYTHON:-python3}"
@@ -23,8 +25,9 @@ rmb_venv_target() {  # PROFILE: what `pip install -e` gets (tests/test_install.p
   case "$1" in
     core) echo "$ROOT" ;;
     local) echo "$ROOT[local]" ;;
-    test) echo "$ROOT[local,test]" ;;
-    *) echo "rmb-judge: unknown install profile '$1' (core, local or test)" >&2; return 2 ;;
+    google) echo "$ROOT[google]" ;;
+    test) echo "$ROOT[local,google,test]" ;;
+    *) echo "rmb-judge: unknown install profile '$1' (core, local, google or test)" >&2; return 2 ;;
   esac
 }
 
@@ -34,7 +37,8 @@ rmb_venv() {
   case "$profile" in
     core) contained="core" ;;
     local) contained="core local" ;;
-    test) contained="core local test" ;;
+    google) contained="core google" ;;
+    test) contained="core local google test" ;;
   esac
   rmb_venv_fresh "$profile" && return 0
   mkdir -p "$VENV"
@@ -67,13 +71,14 @@ rmb_venv_install() {  # uses $profile, $target, $contained of rmb_venv
     case "$profile" in
       core) echo "rmb-judge: installing rmb-judge into $VENV (API and mock judges; no torch)" >&2 ;;
       local) echo "rmb-judge: hf: judges need torch and transformers: installing the local extra into $VENV ($TORCH_PIN and transformers, about 1.1 GB; a minute or more)" >&2 ;;
+      google) echo "rmb-judge: google: judges need Google's SDK: installing the google extra (google-genai) into $VENV" >&2 ;;
       test) echo "rmb-judge: installing rmb-judge with every extra and the test tools into $VENV (about 1.1 GB; a minute or more)" >&2 ;;
     esac
   fi
   # the stamps get the time the install started: an edit of pyproject.toml during it still counts
   local started="$VENV/.rmb-judge-installing.$$"
   touch "$started" || return 1
-  if [ "$profile" != core ]; then
+  if [ "$profile" = local ] || [ "$profile" = test ]; then
     "${pip[@]}" "$TORCH_PIN" >&2 || { rm -f "$started"; return 1; }
   fi
   "${pip[@]}" -e "$target" >&2 || { rm -f "$started"; return 1; }

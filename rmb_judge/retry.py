@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable
 from enum import Enum
 from typing import Any
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential_jitter
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
 from .endpoints import strip_secrets
 from .errors import RmbJudgeError
@@ -72,8 +72,13 @@ class LongWait(Exception):
 
 
 def status_of(exc: BaseException) -> int | None:
+    """The HTTP status of an SDK's error: `status_code` (openai, anthropic), or an HTTP-range
+    integer `code` (google-genai's APIError; other SDKs' `code` is a string like "rate_limit")."""
     status = getattr(exc, "status_code", None)
-    return status if isinstance(status, int) else None
+    if isinstance(status, int):
+        return status
+    code = getattr(exc, "code", None)
+    return code if isinstance(code, int) and 100 <= code < 600 else None
 
 
 def causes(exc: BaseException) -> list[BaseException]:
@@ -226,12 +231,10 @@ def policy(
     """How a provider call is retried (live requests and batch API calls alike): the kinds
     in `retryable` are retried until their budget is spent or `stopping()` turns true,
     waiting as long as `asked_wait` says the server asked (the provider's reading)."""
-    wait = wait_for_server(multiplier=backoff_initial, max=BACKOFF_MAX, jitter=backoff_initial)
-    wait.asked = asked_wait
     return AsyncRetrying(
         retry=retry_if_exception(lambda e: classify(e) in retryable),
         stop=stop_after_failures(classify, max_retries, stopping),
-        wait=wait,
+        wait=wait_for_server(backoff_initial, BACKOFF_MAX, asked_wait),
         before_sleep=on_retry,
         sleep=sleep,
         reraise=True,
@@ -261,18 +264,24 @@ class stop_after_failures:
         return transient > self.max_retries or self.counts[ErrorKind.RATE_LIMIT] > RATE_LIMIT_RETRIES
 
 
-class wait_for_server(wait_exponential_jitter):
+class wait_for_server:
     """The server's retry-after when it gives one (plus up to 10% jitter, so a crowd of
-    waiting requests does not return in one burst), else exponential backoff with jitter.
-    (Waits longer than --max-wait never get here: the engine stops the run first.)"""
+    waiting requests does not return in one burst), else exponential backoff with jitter:
+    `initial * 2**(n-1)` plus up to `initial`, at most `maximum` (tenacity's
+    wait_exponential_jitter, whose arguments were renamed in 9.2, while google-genai holds
+    tenacity below 9.2). (Waits longer than --max-wait never get here: the engine stops the
+    run first.)"""
 
-    asked: Callable[[BaseException], float | None] = staticmethod(retry_after)
+    def __init__(self, initial: float, maximum: float,
+                 asked: Callable[[BaseException], float | None] = retry_after) -> None:
+        self.initial, self.maximum, self.asked = initial, maximum, asked
 
     def __call__(self, retry_state: RetryCallState) -> float:
         outcome = retry_state.outcome
         failure = outcome.exception() if outcome and outcome.failed else None
         asked = self.asked(failure) if failure is not None else None
         if asked is None:
-            return super().__call__(retry_state)
+            backoff = self.initial * 2 ** (retry_state.attempt_number - 1) + random.uniform(0, self.initial)
+            return min(backoff, self.maximum)
         # a server asking for no wait at all (0, or negative) gets our smallest backoff, not a flood
         return max(asked, MIN_WAIT) * (1 + random.random() * 0.1)

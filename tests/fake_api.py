@@ -1,9 +1,11 @@
-"""A loopback fake of the OpenAI and Anthropic HTTP APIs, for driving the real SDK clients.
+"""A loopback fake of the OpenAI, Anthropic and Gemini HTTP APIs, for driving the real SDK clients.
 
 Both SDKs sit on httpx2, which httpx mocking libraries do not see, so the tests talk HTTP to
 this aiohttp server instead. It speaks OpenAI Chat Completions, Files and Batches (under
 `/v1` and at the root, so one URL serves both SDKs) and Anthropic Messages and Message
-Batches (under `/v1`). What the "model" answers comes from a `responder`; failures come
+Batches (under `/v1`) and Gemini generateContent, Files and Batches (under `/v1beta`, which
+GoogleProvider pins, and `/v1`, the SDK's default; batches under `/v1beta` only, as
+`/v1/batches/ID` is OpenAI's). What the "model" answers comes from a `responder`; failures come
 from a per-call `schedule`, a seeded `fault_rate`, a `capacity_rpm` limit or `required_key`.
 Every request is recorded in `requests`.
 
@@ -38,7 +40,7 @@ from aiohttp import web
 from rmb_judge.providers.mock import approx_tokens, hash_preference, simulated_reply
 from rmb_judge.records import Record
 
-Wire = Literal["openai", "anthropic"]
+Wire = Literal["openai", "anthropic", "google"]
 FAKE_KEY = "sk-fake-0123456789abcdef"  # what `env()` exports; tests grep outputs for it
 
 
@@ -65,12 +67,15 @@ class Fault:
     seconds: float = 0.0  # hang: how long before the normal reply
     message: str | None = None  # http: the error body's message instead of the usual one
     retry_after_raw: str | None = None  # http: a `retry-after` header value sent as is
+    quota_id: str | None = None  # google 429: QuotaFailure's quotaId (a "...PerDay..." one: daily quota spent)
 
     @classmethod
     def http(cls, status: int, retry_after: float | None = None, retry_after_ms: int | None = None,
-             message: str | None = None, retry_after_raw: str | None = None) -> Fault:
-        """An error status with the wire's real error JSON body (429, 500, 503, 529, 400, 401, ...)."""
-        return cls("http", status, retry_after, retry_after_ms, message=message, retry_after_raw=retry_after_raw)
+             message: str | None = None, retry_after_raw: str | None = None, quota_id: str | None = None) -> Fault:
+        """An error status with the wire's real error JSON body (429, 500, 503, 529, 400, 401, ...).
+        On the google wire `retry_after` goes in the body's RetryInfo.retryDelay, as Gemini sends it."""
+        return cls("http", status, retry_after, retry_after_ms, message=message, retry_after_raw=retry_after_raw,
+                   quota_id=quota_id)
 
     @classmethod
     def hang(cls, seconds: float = 30.0) -> Fault:
@@ -126,6 +131,9 @@ CALL = web.RequestKey("call", Call)  # the request's record, for handlers to fil
 
 def prompt_text(body: dict[str, Any], wire: Wire) -> str:
     """All text the request shows the model, system first (as MockProvider joins it)."""
+    if wire == "google":
+        turns = [body.get("systemInstruction") or {}, *body.get("contents", [])]
+        return "\n\n".join(text for turn in turns for text in _texts(turn.get("parts")))
     parts = _texts(body.get("system")) if wire == "anthropic" else []
     for message in body.get("messages", []):
         parts += _texts(message.get("content"))
@@ -201,13 +209,36 @@ _ANTHROPIC_ERRORS = {  # status -> (type, message)
     503: ("api_error", "Service unavailable"),
     529: ("overloaded_error", "Overloaded"),
 }
+_GOOGLE_ERRORS = {  # status -> (status word, message)
+    400: ("INVALID_ARGUMENT", "Request contains an invalid argument."),
+    401: ("UNAUTHENTICATED", "API key not valid. Please pass a valid API key."),  # Gemini sends 400; proxies 401
+    403: ("PERMISSION_DENIED", "The caller does not have permission"),
+    404: ("NOT_FOUND", "models/{model} is not found for API version v1beta, or is not supported for generateContent."),
+    429: ("RESOURCE_EXHAUSTED", "You exceeded your current quota, please check your plan and billing details."),
+    500: ("INTERNAL", "An internal error has occurred."),
+    503: ("UNAVAILABLE", "The model is overloaded. Please try again later."),
+    504: ("DEADLINE_EXCEEDED", "The request timed out."),
+}
 
 
 def error_body(
-    wire: Wire, status: int, model: str = "", key: str = "", message: str | None = None
+    wire: Wire, status: int, model: str = "", key: str = "", message: str | None = None,
+    retry_delay: float | None = None, quota_id: str | None = None,
 ) -> dict[str, Any]:
-    """The JSON error body each API really sends for `status` (a 401 echoes the key masked)."""
+    """The JSON error body each API really sends for `status` (a 401 echoes the key masked;
+    a Gemini 429 carries QuotaFailure and, given `retry_delay`, RetryInfo)."""
     masked = f"{key[:3]}{'*' * max(len(key) - 7, 0)}{key[-4:]}" if key else "<none>"
+    if wire == "google":
+        word, text = _GOOGLE_ERRORS.get(status, ("UNKNOWN", f"HTTP {status}"))
+        details: list[dict[str, Any]] = []
+        if status == 429:
+            violation = {"quotaMetric": "generativelanguage.googleapis.com/generate_content_requests",
+                         "quotaId": quota_id or "GenerateRequestsPerMinutePerProjectPerModel", "quotaValue": "60"}
+            details.append({"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [violation]})
+        if retry_delay is not None:
+            details.append({"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{retry_delay:g}s"})
+        error = {"code": status, "message": message or text.format(model=model), "status": word}
+        return {"error": {**error, "details": details} if details else error}
     if wire == "openai":
         kind, code, text = _OPENAI_ERRORS.get(status, ("server_error", None, f"HTTP {status}"))
         text = message or text.format(model=model, key=masked)
@@ -222,6 +253,8 @@ def _usage(reply: Reply, body: dict[str, Any], wire: Wire, scale: float = 1.0) -
     (a provider whose tokenizer counts more than the client's estimate)."""
     prompt = approx_tokens(prompt_text(body, wire)) if reply.input_tokens is None else reply.input_tokens
     output = approx_tokens(reply.text or "") if reply.output_tokens is None else reply.output_tokens
+    if wire == "google" and reply.thinking:  # Gemini bills thinking as output
+        output += approx_tokens(reply.thinking)
     return round(prompt * scale), round(output * scale)
 
 
@@ -287,6 +320,37 @@ def anthropic_message(reply: Reply, body: dict[str, Any], id: str, scale: float 
     if not usage:
         del message["usage"]
     return message
+
+
+_GOOGLE_FINISH = {"stop": "STOP", "length": "MAX_TOKENS", "content_filter": "SAFETY"}
+
+
+def google_response(reply: Reply, body: dict[str, Any], id: str, scale: float = 1.0,
+                    usage: bool = True, empty: bool = False) -> dict[str, Any]:
+    """A GenerateContentResponse. `refusal`: the prompt blocked (promptFeedback.blockReason,
+    no candidates); finish content_filter: the answer blocked (finishReason SAFETY); thinking
+    comes first as a thought part; `empty`: a candidate with no parts."""
+    prompt, output = _usage(reply, body, "google", scale)
+    thoughts = round(approx_tokens(reply.thinking) * scale) if reply.thinking else 0
+    answer: dict[str, Any]
+    if reply.refusal:
+        answer = {"promptFeedback": {"blockReason": "SAFETY", "safetyRatings": [
+            {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH"}]}}
+    else:
+        parts: list[dict[str, Any]] = []
+        if reply.thinking is not None:
+            parts.append({"text": reply.thinking, "thought": True})
+        if not empty and reply.text is not None:
+            parts.append({"text": reply.text})
+        content: dict[str, Any] = {"role": "model", **({"parts": parts} if parts else {})}
+        answer = {"candidates": [{"content": content, "finishReason": _GOOGLE_FINISH[reply.finish], "index": 0}]}
+    if usage:
+        answer["usageMetadata"] = {
+            "promptTokenCount": prompt, "candidatesTokenCount": output - thoughts, "totalTokenCount": prompt + output,
+            **({"thoughtsTokenCount": thoughts} if thoughts else {}),
+        }
+    answer.update({"modelVersion": body.get("model", ""), "responseId": id})
+    return answer
 
 
 # ---------------------------------------------------------------- batches
@@ -394,6 +458,8 @@ class FakeAPI:
             "OPENAI_API_KEY": key,
             "ANTHROPIC_BASE_URL": self.anthropic_url,
             "ANTHROPIC_API_KEY": key,
+            "GOOGLE_GEMINI_BASE_URL": self.url,
+            "GEMINI_API_KEY": key,
         }
 
     def schedule(self, *outcomes: Outcome | None) -> None:
@@ -401,9 +467,10 @@ class FakeAPI:
         self._script.extend(outcomes)
 
     def calls(self, wire: Wire | None = None) -> list[Call]:
-        """The model calls received (chat completions / messages), not files or batches."""
+        """The model calls received (chat completions / messages / generateContent), not files or batches."""
         paths = ("/v1/chat/completions", "/chat/completions", "/v1/messages")
-        return [c for c in self.requests if c.path in paths and wire in (None, c.wire)]
+        return [c for c in self.requests
+                if (c.path in paths or c.path.endswith(":generateContent")) and wire in (None, c.wire)]
 
     def age_batches(self, seconds: float) -> None:
         """Move the batches' clock on, as if `seconds` had passed (with batch_seconds)."""
@@ -432,6 +499,13 @@ class FakeAPI:
         app.router.add_get("/v1/messages/batches/{id}", self._anthropic_batch_get)
         app.router.add_get("/v1/messages/batches/{id}/results", self._anthropic_batch_results)
         app.router.add_post("/v1/messages/batches/{id}/cancel", self._anthropic_batch_cancel)
+        for version in ("/v1beta", "/v1"):  # models/NAME:generateContent, files/ID:download, ...
+            app.router.add_post(version + "/models/{model}:{method}", self._google_model_method)
+            app.router.add_get(version + "/files/{id}:download", self._google_download)
+        app.router.add_post("/upload/{version}/files", self._google_upload_start)
+        app.router.add_post("/upload-session/{id}", self._google_upload_finish)
+        app.router.add_get("/v1beta/batches/{id}", self._google_batch_get)
+        app.router.add_post("/v1beta/batches/{id}:cancel", self._google_batch_cancel)
         # handler_cancellation: a client that times out on a hang ends the handler too.
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=0.2)
         await self._runner.setup()
@@ -473,10 +547,17 @@ class FakeAPI:
     @web.middleware
     async def _record(self, request: web.Request, handler: Callable[..., Any]) -> web.StreamResponse:
         wire: Wire = "anthropic" if request.path.startswith("/v1/messages") else "openai"
+        if ":" in request.path or request.path.startswith(("/v1beta/", "/upload")):
+            wire = "google"
         call = Call(wire, request.method, request.path, {k.lower(): v for k, v in request.headers.items()})
         self.requests.append(call)
         request[CALL] = call
-        if self.required_key is not None and _sent_key(call) != self.required_key:
+        # (a Gemini upload's second step carries no key: its URL is the credential)
+        if (self.required_key is not None and _sent_key(call) != self.required_key
+                and not request.path.startswith("/upload-session/")):
+            # Gemini answers a wrong key 400 INVALID_ARGUMENT ("API key not valid")
+            if wire == "google":
+                return self._error(wire, 400, message=_GOOGLE_ERRORS[401][1])
             return self._error(wire, 401, key=_sent_key(call))
         if self.timeline is None:
             return await handler(request)
@@ -491,11 +572,11 @@ class FakeAPI:
         return call.body
 
     def _error(
-        self, wire: Wire, status: int, headers: dict[str, str] | None = None, **body: str
+        self, wire: Wire, status: int, headers: dict[str, str] | None = None, **body: Any
     ) -> web.Response:
-        """`status` with the wire's error body; `body` goes to `error_body` (model, key, message)."""
-        request_id = {"openai": "x-request-id", "anthropic": "request-id"}[wire]
-        headers = {request_id: "req_fake", **(headers or {})}
+        """`status` with the wire's error body; `body` goes to `error_body` (model, key, message, ...)."""
+        request_id = {"openai": "x-request-id", "anthropic": "request-id"}.get(wire)
+        headers = {**({request_id: "req_fake"} if request_id else {}), **(headers or {})}
         return web.json_response(error_body(wire, status, **body), status=status, headers=headers)
 
     def _new_id(self, prefix: str) -> str:
@@ -540,6 +621,8 @@ class FakeAPI:
             body = request[CALL].body = json.loads(raw)
         except ValueError:
             return self._error(wire, 400)
+        if wire == "google":  # the model is in the path; the recorded body stays as sent
+            body = {**body, "model": request.match_info["model"]}
         if self.log is not None:
             self.log.write(prompt_digest(prompt_text(body, wire)) + "\n")
         if wire == "anthropic" and (sampling := _SAMPLING.intersection(body)):
@@ -569,6 +652,9 @@ class FakeAPI:
         if wire == "openai":
             return web.json_response(openai_completion(outcome, body, self._new_id("chatcmpl-"),
                                                        self.usage_scale, self.usage))
+        if wire == "google":
+            return web.json_response(google_response(outcome, body, self._new_id("resp-"), self.usage_scale,
+                                                     self.usage, empty))
         return web.json_response(anthropic_message(outcome, body, self._new_id("msg_"),
                                                    self.usage_scale, self.usage, empty))
 
@@ -580,13 +666,17 @@ class FakeAPI:
         if fault.kind == "expired":
             raise ValueError("Fault.expired() is for batch items; a live call cannot expire")
         headers = {}
-        if fault.retry_after is not None:
+        extra: dict[str, Any] = {}
+        if wire == "google":  # Gemini says how long to wait in the body, not in a header
+            extra = {"retry_delay": fault.retry_after, "quota_id": fault.quota_id}
+        elif fault.retry_after is not None:
             headers["retry-after"] = f"{fault.retry_after:g}"
         if fault.retry_after_ms is not None:
             headers["retry-after-ms"] = str(fault.retry_after_ms)
         if fault.retry_after_raw is not None:
             headers["retry-after"] = fault.retry_after_raw
-        extra = {"message": fault.message} if fault.message else {}
+        if fault.message:
+            extra["message"] = fault.message
         return self._error(wire, fault.status, model=body.get("model", ""), headers=headers, **extra)
 
     def _batch(self, request: web.Request, wire: Wire) -> FakeBatch | None:
@@ -786,9 +876,107 @@ class FakeAPI:
             "results_url": f"{request.url.origin()}/v1/messages/batches/{batch.id}/results" if ended else None,
         }
 
+    # -- Gemini
+
+    async def _google_model_method(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        if method == "generateContent":
+            return await self._model_call(request, "google")
+        if method == "batchGenerateContent" and self.batches_served:
+            return await self._google_batch_create(request)
+        return self._error("google", 404, model=request.match_info["model"])
+
+    async def _google_upload_start(self, request: web.Request) -> web.Response:
+        """Step one of the SDK's resumable upload: the URL to send the bytes to."""
+        await self._json(request)
+        session = self._new_id("upload-")
+        return web.Response(headers={"X-Goog-Upload-URL": f"{request.url.origin()}/upload-session/{session}",
+                                     "X-Goog-Upload-Status": "active"})
+
+    async def _google_upload_finish(self, request: web.Request) -> web.Response:
+        data = await request.read()
+        name = f"files/{self._new_id('file-')}"
+        self.files[name] = data
+        request[CALL].body = {"filename": name, "bytes": len(data)}
+        return web.json_response(
+            {"file": {"name": name, "mimeType": "application/jsonl", "sizeBytes": str(len(data)), "state": "ACTIVE"}},
+            headers={"X-Goog-Upload-Status": "final"},
+        )
+
+    async def _google_download(self, request: web.Request) -> web.Response:
+        data = self.files.get(f"files/{request.match_info['id']}")
+        if data is None:
+            return self._error("google", 404)
+        return web.Response(body=data, content_type="application/octet-stream")
+
+    async def _google_batch_create(self, request: web.Request) -> web.Response:
+        body = await self._json(request)
+        model = request.match_info["model"]
+        source = body.get("batch", {}).get("inputConfig", {}).get("fileName", "")
+        lines = [json.loads(line) for line in self.files.get(source, b"").decode().splitlines() if line.strip()]
+        items = [(line["key"], {**line["request"], "model": model}) for line in lines]
+        if not items:
+            return self._error("google", 400)
+        batch = self._create_batch("google", items, "gbatch-")
+        batch.input_file_id = source
+        return web.json_response(self._google_batch_object(batch, ended=False))
+
+    async def _google_batch_get(self, request: web.Request) -> web.Response:
+        batch = self._batch(request, "google")
+        if batch is None:
+            return self._error("google", 404)
+        return web.json_response(self._google_batch_object(batch, ended=self._poll(batch)))
+
+    async def _google_batch_cancel(self, request: web.Request) -> web.Response:
+        batch = self._batch(request, "google")
+        if batch is None:
+            return self._error("google", 404)
+        batch.cancelled = True
+        return web.json_response({})
+
+    def _google_batch_object(self, batch: FakeBatch, ended: bool) -> dict[str, Any]:
+        """The batch's long-running operation. An expired batch (any item Fault.expired) has no
+        results, as on Gemini; the SDK reads the results file from metadata.output, the REST
+        docs from response: both are sent."""
+        states = self._states(batch)
+        state = "RUNNING"
+        if ended:
+            state = "CANCELLED" if batch.cancelled else "EXPIRED" if states["expired"] else "SUCCEEDED"
+        if state == "SUCCEEDED" and batch.output_file_id is None:
+            batch.output_file_id = self._write_google_results(batch)
+        total, done = len(batch.outcomes), len(batch.outcomes) if ended else 0
+        metadata: dict[str, Any] = {
+            "@type": "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch",
+            "model": f"models/{next(iter(batch.bodies.values()))['model']}", "displayName": "rmb-judge",
+            "state": f"BATCH_STATE_{state}", "createTime": "2026-01-01T00:00:00Z",
+            "batchStats": {"requestCount": str(total), "pendingRequestCount": str(total - done),
+                           "successfulRequestCount": str(states["succeeded"] if ended else 0),
+                           "failedRequestCount": str(done - states["succeeded"] if ended else 0)},
+        }
+        operation: dict[str, Any] = {"name": f"batches/{batch.id}", "metadata": metadata, "done": ended}
+        if state == "SUCCEEDED":
+            metadata["output"] = {"responsesFile": batch.output_file_id}
+            operation["response"] = {"@type": "type.googleapis.com/google.ai.generativelanguage.v1main."
+                                              "GenerateContentBatchOutput", "responsesFile": batch.output_file_id}
+        return operation
+
+    def _write_google_results(self, batch: FakeBatch) -> str:
+        """The output file: one line per item, in input order, `response` or `error`."""
+        lines = []
+        for key, outcome in batch.outcomes.items():
+            body = batch.bodies[key]
+            if isinstance(outcome, Reply):
+                lines.append({"key": key, "response": google_response(outcome, body, self._new_id("resp-"))})
+            else:
+                lines.append({"key": key, **error_body("google", _item_status(outcome), body.get("model", ""))})
+        name = f"files/{self._new_id('batch-out-')}"
+        self.files[name] = "".join(json.dumps(line) + "\n" for line in lines).encode()
+        return name
+
 
 def _sent_key(call: Call) -> str:
-    return call.headers.get("x-api-key") or call.headers.get("authorization", "").removeprefix("Bearer ")
+    return (call.headers.get("x-api-key") or call.headers.get("x-goog-api-key")
+            or call.headers.get("authorization", "").removeprefix("Bearer "))
 
 
 def _digest(data: bytes) -> bytes:

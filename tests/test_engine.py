@@ -17,12 +17,12 @@ from rmb_judge.providers.base import ChatRequest
 from rmb_judge.providers.openai_provider import OpenAIProvider
 from rmb_judge.session import run
 
-WIRES = ["openai", "anthropic"]
+WIRES = ["openai", "anthropic", "google"]
 
 
 def config_for(api, wire, data_root, tmp_path, **kw):
     selection = kw.pop("selection", records.Selection(limit=2, sets=["pairwise", "bon"], scenarios=["*Chat*", "*S1"]))
-    url = api.openai_url if wire == "openai" else api.anthropic_url
+    url = {"openai": api.openai_url, "anthropic": api.anthropic_url}.get(wire, api.url)
     kw.setdefault("base_urls", [url])
     return make_config(judge=parse_spec(f"{wire}:judge-model"), data=data_root, out=tmp_path / "out",
                        cache=tmp_path / "cache", selection=selection, **kw)
@@ -32,6 +32,7 @@ def config_for(api, wire, data_root, tmp_path, **kw):
 def keys(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
     monkeypatch.setenv("ANTHROPIC_API_KEY", FAKE_KEY)
+    monkeypatch.setenv("GEMINI_API_KEY", FAKE_KEY)
 
 
 @pytest.mark.parametrize("wire", WIRES)
