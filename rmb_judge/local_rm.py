@@ -1,9 +1,12 @@
 """Local scalar reward models (`hf:PATH_OR_ID` judges): transformers sequence classifiers.
 
 RMB compares every answer of a record against the same conversation, so the caller hands
-us each unique (conversation, answer) once. We render and tokenize them all up front, sort
-by length and pack batches under a padded-token budget: batches stay large without paying
-for padding, and one model copy per GPU works through them in parallel.
+us each unique (conversation, answer) once. We render and tokenize them all up front and
+sort by length. Where the attention kernel takes variable-length sequences (flash-attention
+varlen), a batch is the sequences laid end to end in one row, no padding at all; elsewhere
+batches of similar lengths are right-padded under a padded-token budget. One model copy per
+device, or per group of GPUs sharing a model too big for one (see placement.py), works
+through the batches in parallel.
 
 The model itself loads on the first `score()`, so a fully cached run (or `identity()` for
 a cache lookup) needs no GPU and no weights in memory.
@@ -12,18 +15,21 @@ a cache lookup) needs no GPU and no weights in memory.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import queue
 import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from huggingface_hub import try_to_load_from_cache
 from jinja2 import TemplateError
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
+from . import placement
 from .errors import RmbJudgeError, UsageError
 
 ProgressCallback = Callable[[int, int], None]
@@ -36,6 +42,8 @@ IDENTITY_SUFFIXES = {
 CPU_BATCH_TOKENS = 4096
 HUB_ID = re.compile(r"^[\w-][\w.-]*(/[\w-][\w.-]*)?$")  # org/name; not ./x or ~/x
 SNAPSHOT = re.compile(r"snapshots/([0-9a-f]{40})/")
+# Attention kernels that take packed sequences without a dense mask (cu_seq_lens).
+VARLEN_ATTENTION = ("flash_attention_2", "flash_attention_3")
 
 
 @dataclass(frozen=True)
@@ -64,9 +72,19 @@ class LocalRewardModel:
         trust_remote_code: bool = False,
         reward_field: str | None = None,
         revision: str | None = None,
+        packing: str = "auto",
     ):
+        """`devices`: entries of `--devices`, a `+` joining the GPUs that share one copy
+        (default: every GPU, grouped only if the model does not fit on one). `packing`:
+        "auto" packs where the attention is varlen, "on" packs with any attention of a
+        causal decoder (SDPA builds a block-diagonal mask), "off" always pads."""
         self.name = name_or_path
-        self.devices = check_devices(devices or default_devices())
+        if packing not in ("auto", "on", "off"):
+            raise UsageError(f"packing must be auto, on or off, got {packing!r}")
+        self.packing = packing
+        self.automatic_groups = devices is None
+        self.groups = placement.parse_groups(devices or default_devices())
+        self.devices = [device for group in self.groups for device in group]
         on_cpu = self.devices == ["cpu"]
         self.dtype = torch.float32 if on_cpu else torch.bfloat16  # the dtype changes rewards
         if batch_tokens < 1:
@@ -95,6 +113,8 @@ class LocalRewardModel:
         if self.max_length < 2:
             raise UsageError(f"max_length must be at least 2, got {self.max_length}")
         self._replicas: list[_Replica] = []
+        self.placed: list[str] = []  # per model copy, where its layers went
+        self.batching = ""  # how batches are formed, and why
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -154,19 +174,66 @@ class LocalRewardModel:
 
     def _replicas_loaded(self) -> list[_Replica]:
         if not self._replicas:
-            self._replicas = [
-                _Replica(self._load_model(device), device, self) for device in self.devices
-            ]
+            try:
+                self._replicas = [self._load_replica(group, maps) for group, maps in self._placements()]
+            except UsageError as exc:
+                raise UsageError(f"hf:{self.name}: {exc}") from None
+            self.placed = [replica.placement for replica in self._replicas]
+            self.batching = self._replicas[0].batching
         return self._replicas
 
-    def _load_model(self, device: str) -> torch.nn.Module:
-        # transformers picks SDPA attention by default wherever the model supports it.
-        model, info = self._load(
-            AutoModelForSequenceClassification.from_pretrained,
-            "model",
-            dtype=self.dtype,
-            output_loading_info=True,
-        )
+    def _placements(self) -> list[tuple[placement.Group, dict[str, int] | None]]:
+        """Each model copy's devices and, for a group, its device map. Without --devices,
+        GPUs are grouped when the weights do not fit on one."""
+        if self.devices == ["cpu"]:
+            return [(group, None) for group in self.groups]
+        sharded = any(len(group) > 1 for group in self.groups)
+        if not (sharded or self.automatic_groups) or (not sharded and not accelerate_installed()):
+            return [(group, None) for group in self.groups]
+        meta = placement.empty_model(self.config, self.trust_remote_code)
+        need = placement.weight_bytes(meta, self.dtype)
+        free = {device: torch.cuda.mem_get_info(torch.device(device))[0] for device in self.devices}
+        groups = placement.auto_groups(self.devices, need, free) if self.automatic_groups else self.groups
+        plans: list[tuple[placement.Group, dict[str, int] | None]] = []
+        for group in groups:
+            if len(group) == 1:
+                plans.append((group, None))
+                continue
+            memory = {torch.device(d).index or 0: int(free[d] * placement.FIT_SHARE) for d in group}
+            plans.append((group, placement.plan_placement(meta, memory, self.dtype)))
+        return plans
+
+    def _load_replica(self, group: placement.Group, device_map: dict[str, int] | None) -> _Replica:
+        if device_map is None:
+            model = self._load_model(device=group[0])
+            where = f"{group[0]} holds the whole model"
+        else:
+            model = self._load_model(device_map=device_map)
+            where = f"{'+'.join(group)} share the model ({placement.describe_placement(device_map)})"
+        replica = _Replica(model, "+".join(group), self)
+        replica.placement = where
+        return replica
+
+    def _load_model(
+        self, *, device: str | None = None, device_map: dict[str, int] | dict[str, str] | None = None
+    ) -> torch.nn.Module:
+        """The classifier in our dtype, on `device` or spread by `device_map`. On GPU with
+        flash-attn installed (and packing not off) its varlen kernels are asked for; a model
+        that does not support them gets transformers' default (SDPA where supported)."""
+        options: dict = {"dtype": self.dtype, "output_loading_info": True}
+        if device_map is not None:
+            options["device_map"] = device_map
+        attention = self._varlen_attention()
+        if attention:
+            try:
+                model, info = AutoModelForSequenceClassification.from_pretrained(
+                    self.source, revision=self.revision, trust_remote_code=self.trust_remote_code,
+                    attn_implementation=attention, **options,
+                )
+            except (ValueError, ImportError):
+                attention = None
+        if not attention:
+            model, info = self._load(AutoModelForSequenceClassification.from_pretrained, "model", **options)
         if info["missing_keys"]:
             missing = ", ".join(sorted(info["missing_keys"])[:3])
             raise RmbJudgeError(
@@ -176,7 +243,18 @@ class LocalRewardModel:
         model.config.pad_token_id = self.pad_token_id
         model.config.get_text_config().pad_token_id = self.pad_token_id
         model.config.use_cache = False
-        return model.to(device).eval()
+        if device is not None:
+            model = model.to(device)
+        return model.eval()
+
+    def _varlen_attention(self) -> str | None:
+        if self.devices == ["cpu"] or self.packing == "off":
+            return None
+        from transformers.utils import is_flash_attn_2_available, is_flash_attn_3_available
+
+        if is_flash_attn_2_available():
+            return "flash_attention_2"
+        return "flash_attention_3" if is_flash_attn_3_available() else None
 
     # -- public API ------------------------------------------------------------------------
 
@@ -221,7 +299,7 @@ class LocalRewardModel:
             [self.render(item) for item in items], add_special_tokens=False, verbose=False
         )["input_ids"]
         sequences = [ids[-self.max_length :] for ids in encoded]
-        batches = plan_batches([len(s) for s in sequences], self.batch_tokens)
+        batches = plan_batches([len(s) for s in sequences], self.batch_tokens, packed=replicas[0].packed)
         values = run_batches(replicas, sequences, batches, on_progress)
         return [
             Reward(value, len(full) > self.max_length, len(seq))
@@ -240,18 +318,47 @@ class LocalRewardModel:
 
 
 class _Replica:
-    """One model copy on one device; remembers how many padded tokens fit after an OOM."""
+    """One model copy (on one device or sharded over a group); remembers how many tokens
+    fit after an OOM, and whether it scores packed rows or padded batches."""
 
     def __init__(self, model: torch.nn.Module, device: str, owner: LocalRewardModel):
-        self.model = model
-        self.device = device
+        self.model: Any = model  # a transformers classifier: base_model, score, config
+        self.device = device  # a name for messages: "cuda:0" or "cuda:0+cuda:1"
+        self.input_device = self.model.get_input_embeddings().weight.device
         self.pad_token_id = owner.pad_token_id
         self.field = owner.reward_field or "logits"
         self.name = owner.name
         self.token_limit: int | None = None
         self.needs_mask = not right_padding_is_invisible(model)
+        self.placement = device
+        attention = getattr(model.config, "_attn_implementation", None) or "unknown"
+        self.varlen = attention in VARLEN_ATTENTION
+        unsupported = packing_unsupported(model, self.field)
+        if owner.packing == "off":
+            self.packed, why = False, "packing turned off"
+        elif unsupported:
+            self.packed, why = False, unsupported
+        elif self.varlen or owner.packing == "on":
+            self.packed, why = True, ""
+        else:
+            self.packed = False
+            why = "packing needs flash-attention's varlen kernels: a GPU with flash-attn installed"
+        if self.packed:
+            mask = "varlen kernels" if self.varlen else "block-diagonal mask"
+            self.batching = f"packed batches without padding ({attention}, {mask})"
+        else:
+            self.batching = f"length-bucketed padded batches ({attention} attention; {why})"
+
+    def cost(self, sequences: list[list[int]]) -> int:
+        """Tokens the forward pass computes: the sum when packed, else rows x longest row."""
+        if self.packed:
+            return sum(len(s) for s in sequences)
+        return len(sequences) * max(len(s) for s in sequences)
 
     def forward(self, sequences: list[list[int]]) -> list[float]:
+        return self.forward_packed(sequences) if self.packed else self.forward_padded(sequences)
+
+    def forward_padded(self, sequences: list[list[int]]) -> list[float]:
         """Right-padded: each row keeps positions 0..n-1; the model pools its last real token."""
         width = max(len(s) for s in sequences)
         input_ids = torch.tensor([s + [self.pad_token_id] * (width - len(s)) for s in sequences])
@@ -259,9 +366,9 @@ class _Replica:
         if self.needs_mask:
             attention_mask = torch.tensor(
                 [[1] * len(s) + [0] * (width - len(s)) for s in sequences]
-            ).to(self.device)
+            ).to(self.input_device)
         with torch.inference_mode():
-            output = self.model(input_ids=input_ids.to(self.device), attention_mask=attention_mask)
+            output = self.model(input_ids=input_ids.to(self.input_device), attention_mask=attention_mask)
         rewards = getattr(output, self.field, None)
         if not isinstance(rewards, torch.Tensor) or rewards.ndim not in (1, 2):
             raise RmbJudgeError(
@@ -271,8 +378,46 @@ class _Replica:
             rewards = rewards[:, 0]
         return rewards.float().cpu().tolist()
 
+    def forward_packed(self, sequences: list[list[int]]) -> list[float]:
+        """All sequences end to end in one row, positions restarting at 0 for each, so no
+        token attends across a boundary (varlen kernels get the boundaries as cu_seq_lens;
+        SDPA gets a block-diagonal mask transformers builds from the positions). The score
+        head reads each sequence's last token, as the classifier's own pooling does."""
+        lengths = [len(s) for s in sequences]
+        ends = list(itertools.accumulate(lengths))
+        device = self.input_device
+        input_ids = torch.tensor([list(itertools.chain.from_iterable(sequences))], device=device)
+        positions = torch.tensor([[p for n in lengths for p in range(n)]], device=device)
+        boundaries: dict = {}
+        if self.varlen:
+            cu_seq_lens = torch.tensor([0, *ends], dtype=torch.int32, device=device)
+            boundaries = dict(cu_seq_lens_q=cu_seq_lens, cu_seq_lens_k=cu_seq_lens,
+                              max_length_q=max(lengths), max_length_k=max(lengths))
+        with torch.inference_mode():
+            hidden = self.model.base_model(input_ids=input_ids, position_ids=positions, use_cache=False, **boundaries)
+            states = hidden.last_hidden_state[0]
+            last = torch.tensor(ends, device=states.device) - 1
+            rewards = self.model.score(states[last])[:, 0]
+        return rewards.float().cpu().tolist()
+
     def score_batch(self, sequences: list[list[int]]) -> list[float]:
         return forward_splitting(self.forward, sequences, self)
+
+
+def packing_unsupported(model: torch.nn.Module, field: str) -> str | None:
+    """Why `model` cannot score packed rows, or None: packing needs transformers' generic
+    classification head (a linear `score` on the last token's hidden state, which we apply
+    ourselves per sequence) over a causal decoder (no token sees the ones after it)."""
+    from transformers.modeling_layers import GenericForSequenceClassification
+
+    name = type(model).__name__
+    if field != "logits":
+        return f"the reward is read from the output field {field!r}"
+    if not isinstance(model, GenericForSequenceClassification):
+        return f"{name} has its own classification head"
+    if not right_padding_is_invisible(model):
+        return f"{name} is not a causal decoder"
+    return None
 
 
 def right_padding_is_invisible(model: torch.nn.Module) -> bool:
@@ -295,10 +440,10 @@ def forward_splitting(
 ) -> list[float]:
     """`forward(sequences)`, halving the batch on CUDA out-of-memory until it fits.
 
-    After an OOM, `state.token_limit` caps padded tokens per forward, so later batches are
-    split up front instead of failing again.
+    After an OOM, `state.token_limit` caps the tokens computed per forward (padded ones
+    included), so later batches are split up front instead of failing again.
     """
-    padded = len(sequences) * max(len(s) for s in sequences)
+    padded = state.cost(sequences)
     if len(sequences) > 1 and state.token_limit is not None and padded > state.token_limit:
         return _halves(forward, sequences, state)
     try:
@@ -323,20 +468,24 @@ def _halves(forward, sequences, state) -> list[float]:
     )
 
 
-def plan_batches(lengths: Sequence[int], batch_tokens: int) -> list[list[int]]:
-    """Indices grouped into batches, longest first, each padding to at most `batch_tokens`.
+def plan_batches(lengths: Sequence[int], batch_tokens: int, *, packed: bool = False) -> list[list[int]]:
+    """Indices grouped into batches, longest first, each computing at most `batch_tokens`
+    tokens: the padded width times the rows, or the plain sum when `packed`.
 
     Sorting by length keeps padding near zero; longest first means an out-of-memory shows
     up at once, not at the end of a long run. A sequence longer than the budget goes alone.
     """
     batches: list[list[int]] = []
-    width = 0
+    used = 0
     for index in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
-        if batches and (len(batches[-1]) + 1) * width <= batch_tokens:
+        # Padded, every row costs the first (longest) row's width.
+        cost = lengths[index] if packed else lengths[batches[-1][0]] if batches else 0
+        if batches and used + cost <= batch_tokens:
             batches[-1].append(index)
+            used += cost
         else:
             batches.append([index])
-            width = lengths[index]
+            used = lengths[index]
     return batches
 
 
@@ -391,22 +540,12 @@ def default_devices() -> list[str]:
     return [f"cuda:{i}" for i in range(torch.cuda.device_count())] or ["cpu"]
 
 
-def check_devices(devices: list[str]) -> list[str]:
-    if devices == ["cpu"]:
-        return devices
-    for device in devices:
-        if not device.startswith("cuda"):
-            raise UsageError(f"devices: {device!r}: give either ['cpu'] or CUDA devices only")
-        try:
-            index = torch.device(device).index or 0
-        except RuntimeError:
-            raise UsageError(f"devices: {device!r} is not a device name") from None
-        if index >= torch.cuda.device_count():
-            count = torch.cuda.device_count()
-            raise UsageError(f"devices: {device} is not available ({count} GPUs)")
-    if len(set(devices)) != len(devices):
-        raise UsageError(f"devices: {', '.join(devices)} names a device twice")
-    return devices
+def accelerate_installed() -> bool:
+    try:
+        import accelerate  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def hub_commit(repo_id: str, revision: str | None) -> str | None:

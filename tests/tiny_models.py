@@ -2,8 +2,9 @@
 
 A byte-level BPE tokenizer (trained in well under a second on a fixed built-in corpus, so
 every machine builds the same one) wrapped as a transformers fast tokenizer with a chat
-template, and a `LlamaForSequenceClassification` with one label: the same files a real
-`hf:` reward model has, loadable with `from_pretrained(path)`.
+template, and a `LlamaForSequenceClassification` with one label (or a Qwen2 decoder, or a
+BERT encoder, for code paths that depend on the architecture): the same files a real `hf:`
+reward model has, loadable with `from_pretrained(path)`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,14 @@ from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import LlamaConfig, LlamaForSequenceClassification, PreTrainedTokenizerFast
+from transformers import (
+    AutoModelForSequenceClassification,
+    BertConfig,
+    LlamaConfig,
+    PretrainedConfig,
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+)
 
 BOS, EOS, PAD, END = "<s>", "</s>", "<pad>", "<|end|>"
 ROLE_TOKENS = ["<|system|>", "<|user|>", "<|assistant|>"]
@@ -75,9 +83,25 @@ def tiny_config(
     hidden_size: int = 64,
     num_layers: int = 2,
     max_position_embeddings: int = 512,
-) -> LlamaConfig:
+    architecture: str = "llama",
+) -> PretrainedConfig:
+    """A small config of `architecture`: "llama", "qwen2" (a decoder with attention biases)
+    or "bert" (an encoder)."""
     heads = max(2, hidden_size // 32)
-    return LlamaConfig(
+    if architecture == "bert":
+        return BertConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=hidden_size,
+            intermediate_size=hidden_size * 2,
+            num_hidden_layers=num_layers,
+            num_attention_heads=heads,
+            max_position_embeddings=max_position_embeddings,
+            num_labels=1,
+            pad_token_id=tokenizer.pad_token_id,
+            architectures=["BertForSequenceClassification"],
+        )
+    config_class = {"llama": LlamaConfig, "qwen2": Qwen2Config}[architecture]
+    return config_class(
         vocab_size=len(tokenizer),
         hidden_size=hidden_size,
         intermediate_size=hidden_size * 2,
@@ -93,14 +117,15 @@ def tiny_config(
 
 
 def init_reward_model(
-    config: LlamaConfig, seed: int, *, device: str = "cpu", dtype: torch.dtype = torch.float32
-) -> LlamaForSequenceClassification:
+    config: PretrainedConfig, seed: int, *, device: str = "cpu", dtype: torch.dtype = torch.float32
+) -> torch.nn.Module:
     """Random weights, made on `device`; the score head is scaled so rewards spread over O(1)."""
     torch.manual_seed(seed)
     with torch.device(device):
-        model = LlamaForSequenceClassification._from_config(config, dtype=dtype).eval()
+        model = AutoModelForSequenceClassification.from_config(config, dtype=dtype).eval()
+    head = model.score if hasattr(model, "score") else model.classifier
     with torch.no_grad():
-        model.score.weight.normal_(0.0, config.hidden_size**-0.5)
+        head.weight.normal_(0.0, config.hidden_size**-0.5)
     return model
 
 
@@ -112,8 +137,9 @@ def build_tiny_reward_model(
     hidden_size: int = 64,
     num_layers: int = 2,
     pad_token: bool = True,
+    architecture: str = "llama",
 ) -> Path:
-    """Save a tiny one-label Llama reward model and its tokenizer to `directory`; return it."""
+    """Save a tiny one-label reward model and its tokenizer to `directory`; return it."""
     directory = Path(directory)
     tokenizer = build_tokenizer(pad_token=pad_token)
     config = tiny_config(
@@ -121,6 +147,7 @@ def build_tiny_reward_model(
         hidden_size=hidden_size,
         num_layers=num_layers,
         max_position_embeddings=max_position_embeddings,
+        architecture=architecture,
     )
     init_reward_model(config, seed).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
