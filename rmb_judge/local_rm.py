@@ -321,8 +321,8 @@ class _Replica:
     """One model copy (on one device or sharded over a group); remembers how many tokens
     fit after an OOM, and whether it scores packed rows or padded batches."""
 
-    def __init__(self, model: torch.nn.Module, device: str, owner: LocalRewardModel):
-        self.model: Any = model  # a transformers classifier: base_model, score, config
+    def __init__(self, model: Any, device: str, owner: LocalRewardModel):
+        self.model = model  # a transformers classifier (torch.nn.Module): base_model, score, config
         self.device = device  # a name for messages: "cuda:0" or "cuda:0+cuda:1"
         self.input_device = self.model.get_input_embeddings().weight.device
         self.pad_token_id = owner.pad_token_id
