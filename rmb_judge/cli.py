@@ -136,9 +136,11 @@ def judge_flags() -> Parser:
     h = p.add_argument_group("local reward models (hf:)")
     h.add_argument("--max-length", type=positive_int,
                    help="tokens per scored text, cut from the left (default: the model's limit)")
-    h.add_argument("--batch-tokens", type=positive_int, default=16384, help="padded tokens per batch (default 16384)")
+    h.add_argument("--batch-tokens", type=positive_int, default=16384, help="tokens computed per batch, padding included (default 16384)")
     h.add_argument("--devices",
-                   help="comma-separated devices, e.g. cuda:0,cuda:1 (default: all visible GPUs, else CPU)")
+                   help="a model copy per comma-separated entry, + shards one copy over GPUs: cuda:0,cuda:1 (two "
+                        "copies), cuda:0+cuda:1 (one over two) (default: every GPU, grouped if the model "
+                        "does not fit on one; else CPU)")
     h.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code (e.g. ArmoRM)")
     h.add_argument("--reward-field", help="output attribute holding the reward (e.g. score for ArmoRM)")
     h.add_argument("--revision", help="model revision (hub models)")

@@ -65,18 +65,25 @@ def require_accelerate() -> None:
 
 
 def auto_groups(devices: Sequence[str], need: int, free: Mapping[str, int]) -> list[Group]:
-    """Devices in groups of the fewest consecutive GPUs whose free memory holds `need` bytes
-    of weights with room for activations (one device each when the model fits on one)."""
+    """Devices in groups of consecutive GPUs, as many copies as fit: the fewest GPUs whose
+    free memory holds `need` bytes of weights with room for activations set the number of
+    copies, and each copy then takes an equal share of the GPUs (more room per copy).
+    One device each when the model fits on one."""
+
+    def split(size: int) -> list[Group]:
+        return [tuple(devices[i : i + size]) for i in range(0, len(devices) - size + 1, size)]
+
+    def fits(groups: list[Group]) -> bool:
+        return all(sum(free[d] for d in group) * FIT_SHARE >= need for group in groups)
+
     for size in range(1, len(devices) + 1):
-        if all(
-            sum(free[d] for d in devices[i : i + size]) * FIT_SHARE >= need
-            for i in range(0, len(devices) - size + 1, size)
-        ):
-            return [tuple(devices[i : i + size]) for i in range(0, len(devices) - size + 1, size)]
-    total = sum(free.values())
+        if fits(split(size)):
+            wider = split(len(devices) // len(split(size)))
+            return wider if fits(wider) else split(size)
+    total = sum(free[d] for d in devices)
     raise UsageError(
-        f"the model needs about {need / 2**30:.1f} GiB of weights; the {len(devices)} visible GPUs "
-        f"have {total / 2**30:.1f} GiB free together"
+        f"about {need / 2**30:.1f} GiB of weights do not fit on the {len(devices)} visible GPUs "
+        f"({total / 2**30:.1f} GiB free together)"
     )
 
 

@@ -11,6 +11,7 @@ to the summary instead).
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 import warnings
 from collections.abc import Awaitable, Hashable, Iterator, Sequence
@@ -188,6 +189,9 @@ class ScalarBackend:
         assert self.model is not None
         with quiet_libraries(self.heard):  # before the live view, which a loading model must not scribble over
             await asyncio.to_thread(self.model.load)
+        spec = self.config.task.judge.spec
+        print(f"rmb-judge: {spec}: {'; '.join(self.model.placed)}", file=sys.stderr)
+        print(f"rmb-judge: {spec}: {self.model.batching}", file=sys.stderr)
 
     async def work(self, cache: Cache, on_answer) -> None:
         """Score the missing answers chunk by chunk in a worker thread, caching each chunk."""

@@ -13,7 +13,7 @@ import huggingface_hub.constants
 import pytest
 import torch
 from conftest import RMB
-from tiny_models import build_tiny_reward_model
+from tiny_models import build_tiny_reward_model, one_at_a_time
 from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
@@ -43,23 +43,6 @@ def items(data_root: Path) -> list[ScoreItem]:
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory) -> Path:
     return build_tiny_reward_model(tmp_path_factory.mktemp("rm"), seed=1, max_position_embeddings=1024)
-
-
-def one_at_a_time(path: Path, items: list[ScoreItem], max_length: int) -> list[tuple[float, int]]:
-    """Independent reference: render, tokenize, cut from the left, forward one text, read logit 0."""
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForSequenceClassification.from_pretrained(path).eval()
-    results = []
-    for item in items:
-        messages = [{"role": role, "content": content} for role, content in item.conversation]
-        text = tokenizer.apply_chat_template(
-            messages + [{"role": "assistant", "content": item.answer}], tokenize=False
-        )
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-        with torch.no_grad():
-            output = model(torch.tensor([ids[-max_length:]]))
-        results.append((output.logits[0, 0].item(), len(ids)))
-    return results
 
 
 def test_rewards_equal_one_at_a_time_forward(model_path, items):

@@ -16,6 +16,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (
     AutoModelForSequenceClassification,
+    AutoTokenizer,
     BertConfig,
     LlamaConfig,
     PretrainedConfig,
@@ -152,3 +153,21 @@ def build_tiny_reward_model(
     init_reward_model(config, seed).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
+
+
+def one_at_a_time(path: Path, items: list, max_length: int) -> list[tuple[float, int]]:
+    """Independent reference for `hf:` rewards: render, tokenize, cut from the left, forward
+    one text, read logit 0. Returns (reward, tokens before the cut) per ScoreItem."""
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForSequenceClassification.from_pretrained(path).eval()
+    results = []
+    for item in items:
+        messages = [{"role": role, "content": content} for role, content in item.conversation]
+        text = tokenizer.apply_chat_template(
+            messages + [{"role": "assistant", "content": item.answer}], tokenize=False
+        )
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            output = model(torch.tensor([ids[-max_length:]]))
+        results.append((output.logits[0, 0].item(), len(ids)))
+    return results
