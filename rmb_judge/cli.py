@@ -136,7 +136,8 @@ def judge_flags() -> Parser:
     h = p.add_argument_group("local reward models (hf:)")
     h.add_argument("--max-length", type=positive_int,
                    help="tokens per scored text, cut from the left (default: the model's limit)")
-    h.add_argument("--batch-tokens", type=positive_int, default=16384, help="tokens computed per batch, padding included (default 16384)")
+    h.add_argument("--batch-tokens", type=positive_int, default=16384,
+                   help="tokens computed per batch, padding included (default 16384)")
     h.add_argument("--devices",
                    help="a model copy per comma-separated entry, + shards one copy over GPUs: cuda:0,cuda:1 (two "
                         "copies), cuda:0+cuda:1 (one over two) (default: every GPU, grouped if the model "

@@ -184,24 +184,47 @@ class LocalRewardModel:
 
     def _placements(self) -> list[tuple[placement.Group, dict[str, int] | None]]:
         """Each model copy's devices and, for a group, its device map. Without --devices,
-        GPUs are grouped when the weights do not fit on one."""
-        if self.devices == ["cpu"]:
-            return [(group, None) for group in self.groups]
-        sharded = any(len(group) > 1 for group in self.groups)
-        if not (sharded or self.automatic_groups) or (not sharded and not accelerate_installed()):
+        GPUs are grouped when the weights do not fit on one; a named GPU too small for the
+        weights is an error before they load. (Sizes need accelerate: without it, and
+        without groups, each copy simply loads.)"""
+        if self.devices == ["cpu"] or not accelerate_installed():
             return [(group, None) for group in self.groups]
         meta = placement.empty_model(self.config, self.trust_remote_code)
         need = placement.weight_bytes(meta, self.dtype)
         free = {device: torch.cuda.mem_get_info(torch.device(device))[0] for device in self.devices}
-        groups = placement.auto_groups(self.devices, need, free) if self.automatic_groups else self.groups
-        plans: list[tuple[placement.Group, dict[str, int] | None]] = []
-        for group in groups:
-            if len(group) == 1:
-                plans.append((group, None))
-                continue
-            memory = {torch.device(d).index or 0: int(free[d] * placement.FIT_SHARE) for d in group}
-            plans.append((group, placement.plan_placement(meta, memory, self.dtype)))
-        return plans
+        dtype = str(self.dtype).removeprefix("torch.")
+        maps: dict[placement.Group, dict[str, int] | None] = {}
+
+        def plan(group: placement.Group) -> dict[str, int] | None:
+            """The group's device map (None for one device); UsageError if it cannot hold the model."""
+            if group not in maps:
+                if len(group) > 1:
+                    memory = {torch.device(d).index or 0: int(free[d] * placement.FIT_SHARE) for d in group}
+                    maps[group] = placement.plan_placement(meta, memory, dtype=self.dtype)
+                elif need > free[group[0]] * (placement.FIT_SHARE if self.automatic_groups else 1):
+                    raise UsageError(
+                        f"about {need / 2**30:.1f} GiB of {dtype} weights do not fit on {group[0]} "
+                        f"({free[group[0]] / 2**30:.1f} GiB free); shard the model over several GPUs, "
+                        f"e.g. --devices {'+'.join(self.devices)}"
+                    )
+                else:
+                    maps[group] = None
+            return maps[group]
+
+        def fits(group: placement.Group) -> bool:
+            try:
+                plan(group)
+            except UsageError:
+                return False
+            return True
+
+        groups = placement.auto_groups(self.devices, fits) if self.automatic_groups else self.groups
+        if groups is None:
+            raise UsageError(
+                f"about {need / 2**30:.1f} GiB of {dtype} weights do not fit on the {len(self.devices)} "
+                f"visible GPUs ({sum(free.values()) / 2**30:.1f} GiB free together)"
+            )
+        return [(group, plan(group)) for group in groups]
 
     def _load_replica(self, group: placement.Group, device_map: dict[str, int] | None) -> _Replica:
         if device_map is None:

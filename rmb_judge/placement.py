@@ -10,7 +10,7 @@ model that cannot fit is an error before any weights are read.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 
@@ -64,27 +64,20 @@ def require_accelerate() -> None:
         ) from None
 
 
-def auto_groups(devices: Sequence[str], need: int, free: Mapping[str, int]) -> list[Group]:
-    """Devices in groups of consecutive GPUs, as many copies as fit: the fewest GPUs whose
-    free memory holds `need` bytes of weights with room for activations set the number of
-    copies, and each copy then takes an equal share of the GPUs (more room per copy).
-    One device each when the model fits on one."""
+def auto_groups(devices: Sequence[str], fits: Callable[[Group], bool]) -> list[Group] | None:
+    """Devices in groups of consecutive GPUs, as many copies as fit: the fewest GPUs that
+    hold the model (`fits`) set the number of copies, and each copy then takes an equal
+    share of the GPUs (more room for activations). One device each when the model fits on
+    one; None when all of them together cannot hold it."""
 
     def split(size: int) -> list[Group]:
         return [tuple(devices[i : i + size]) for i in range(0, len(devices) - size + 1, size)]
 
-    def fits(groups: list[Group]) -> bool:
-        return all(sum(free[d] for d in group) * FIT_SHARE >= need for group in groups)
-
     for size in range(1, len(devices) + 1):
-        if fits(split(size)):
+        if all(fits(group) for group in split(size)):
             wider = split(len(devices) // len(split(size)))
-            return wider if fits(wider) else split(size)
-    total = sum(free[d] for d in devices)
-    raise UsageError(
-        f"about {need / 2**30:.1f} GiB of weights do not fit on the {len(devices)} visible GPUs "
-        f"({total / 2**30:.1f} GiB free together)"
-    )
+            return wider if all(fits(group) for group in wider) else split(size)
+    return None
 
 
 def empty_model(config, trust_remote_code: bool) -> torch.nn.Module:

@@ -187,14 +187,16 @@ GiB = 2**30
 
 def test_automatic_groups_when_the_model_does_not_fit_on_one():
     gpus = [f"cuda:{i}" for i in range(8)]
-    free = {d: 80 * GiB for d in gpus}
-    assert placement.auto_groups(gpus, 16 * GiB, free) == [(d,) for d in gpus]
+
+    def needing(gib: int):
+        return lambda group: 80 * len(group) * placement.FIT_SHARE >= gib  # 80 GiB free each
+
+    assert placement.auto_groups(gpus, needing(16)) == [(d,) for d in gpus]
     # 140 GiB (a 70B model in bf16) needs 3 of these GPUs: two copies, four GPUs each.
-    assert placement.auto_groups(gpus, 140 * GiB, free) == [tuple(gpus[:4]), tuple(gpus[4:])]
-    assert placement.auto_groups(gpus, 400 * GiB, free) == [tuple(gpus)]
-    assert placement.auto_groups(gpus[:3], 100 * GiB, free) == [tuple(gpus[:3])]
-    with pytest.raises(UsageError, match=r"about 700.0 GiB of weights do not fit on the 8 visible GPUs \(640.0 GiB free"):
-        placement.auto_groups(gpus, 700 * GiB, free)
+    assert placement.auto_groups(gpus, needing(140)) == [tuple(gpus[:4]), tuple(gpus[4:])]
+    assert placement.auto_groups(gpus, needing(400)) == [tuple(gpus)]
+    assert placement.auto_groups(gpus[:3], needing(100)) == [tuple(gpus[:3])]
+    assert placement.auto_groups(gpus, needing(700)) is None
 
 
 def test_placement_over_two_gpus_keeps_layers_whole_and_in_order(models):
@@ -240,3 +242,32 @@ def test_rewards_of_a_model_split_by_the_device_map_equal_one_device(models, ite
         batches = plan_batches([len(s) for s in sequences], 2048, packed=replica.packed)
         values = run_batches([replica], sequences, batches, None)
         assert max(abs(a - b) for a, b in zip(values, single)) < 1e-5
+
+
+def test_placements_planned_from_the_gpus_free_memory(models, monkeypatch):
+    """The planning a GPU machine runs before loading weights, on four pretend GPUs (torch's
+    device count and free memory faked; nothing is loaded)."""
+    path = str(models["llama"])
+    config = AutoConfig.from_pretrained(path)
+    need = placement.weight_bytes(placement.empty_model(config, trust_remote_code=False), torch.bfloat16)
+    free = int(need * 0.95)  # the weights need two of these GPUs
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (free, 2 * free))
+
+    plans = LocalRewardModel(path)._placements()  # no --devices: two copies of two GPUs
+    assert [group for group, _ in plans] == [("cuda:0", "cuda:1"), ("cuda:2", "cuda:3")]
+    assert [set(device_map.values()) for _, device_map in plans] == [{0, 1}, {2, 3}]
+    (group, device_map), = LocalRewardModel(path, devices=["cuda:1+cuda:3"])._placements()
+    assert group == ("cuda:1", "cuda:3") and set(device_map.values()) == {1, 3}
+    one_line_usage_error(
+        LocalRewardModel(path, devices=["cuda:0", "cuda:1"])._placements,
+        r"bfloat16 weights do not fit on cuda:0 \(0.0 GiB free\); shard the model over several GPUs, "
+        r"e.g. --devices cuda:0\+cuda:1$",
+    )
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (need // 8, need))
+    one_line_usage_error(
+        LocalRewardModel(path).load, rf"^hf:{path}: about .* do not fit on the 4 visible GPUs \(0.0 GiB free"
+    )
+    one_line_usage_error(
+        LocalRewardModel(path, devices=["cuda:0+cuda:1"]).load, rf"^hf:{path}: .* cuda:0\+cuda:1 .* add GPUs"
+    )
