@@ -155,11 +155,13 @@ def build_tiny_reward_model(
     return directory
 
 
-def one_at_a_time(path: Path, items: list, max_length: int) -> list[tuple[float, int]]:
+def one_at_a_time(
+    path: Path, items: list, max_length: int, *, device: str = "cpu", dtype: torch.dtype = torch.float32
+) -> list[tuple[float, int]]:
     """Independent reference for `hf:` rewards: render, tokenize, cut from the left, forward
     one text, read logit 0. Returns (reward, tokens before the cut) per ScoreItem."""
     tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForSequenceClassification.from_pretrained(path).eval()
+    model = AutoModelForSequenceClassification.from_pretrained(path, dtype=dtype).to(device).eval()
     results = []
     for item in items:
         messages = [{"role": role, "content": content} for role, content in item.conversation]
@@ -168,6 +170,6 @@ def one_at_a_time(path: Path, items: list, max_length: int) -> list[tuple[float,
         )
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         with torch.no_grad():
-            output = model(torch.tensor([ids[-max_length:]]))
-        results.append((output.logits[0, 0].item(), len(ids)))
+            output = model(torch.tensor([ids[-max_length:]], device=device))
+        results.append((output.logits[0, 0].float().item(), len(ids)))
     return results
