@@ -89,31 +89,24 @@ def tiny_config(
     """A small config of `architecture`: "llama", "qwen2" (a decoder with attention biases)
     or "bert" (an encoder)."""
     heads = max(2, hidden_size // 32)
-    if architecture == "bert":
-        return BertConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=hidden_size,
-            intermediate_size=hidden_size * 2,
-            num_hidden_layers=num_layers,
-            num_attention_heads=heads,
-            max_position_embeddings=max_position_embeddings,
-            num_labels=1,
-            pad_token_id=tokenizer.pad_token_id,
-            architectures=["BertForSequenceClassification"],
-        )
-    config_class = {"llama": LlamaConfig, "qwen2": Qwen2Config}[architecture]
-    return config_class(
+    shared = dict(
         vocab_size=len(tokenizer),
         hidden_size=hidden_size,
         intermediate_size=hidden_size * 2,
         num_hidden_layers=num_layers,
         num_attention_heads=heads,
-        num_key_value_heads=heads // 2,
         max_position_embeddings=max_position_embeddings,
         num_labels=1,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    if architecture == "bert":
+        return BertConfig(**shared, architectures=["BertForSequenceClassification"])
+    config_class = {"llama": LlamaConfig, "qwen2": Qwen2Config}[architecture]
+    return config_class(
+        **shared,
+        num_key_value_heads=heads // 2,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
     )
 
 
