@@ -113,7 +113,6 @@ class LocalRewardModel:
         if self.max_length < 2:
             raise UsageError(f"max_length must be at least 2, got {self.max_length}")
         self._replicas: list[_Replica] = []
-        self.placed: list[str] = []  # per model copy, where its layers went
         self.batching = ""  # how batches are formed, and why
 
     # -- loading ---------------------------------------------------------------------------
@@ -178,7 +177,6 @@ class LocalRewardModel:
                 self._replicas = [self._load_replica(group, maps) for group, maps in self._placements()]
             except UsageError as exc:
                 raise UsageError(f"hf:{self.name}: {exc}") from None
-            self.placed = [replica.placement for replica in self._replicas]
             self.batching = self._replicas[0].batching
         return self._replicas
 
@@ -284,6 +282,13 @@ class LocalRewardModel:
     def load(self) -> None:
         """Put the model on its devices now (it otherwise loads on the first `score`)."""
         self._replicas_loaded()
+
+    def placement_line(self) -> str:
+        """Where the loaded model copies are, in one line for the run's output."""
+        whole = [replica.device for replica in self._replicas if "+" not in replica.device]
+        if len(whole) == len(self._replicas) > 1:
+            return f"a whole copy of the model on each of {', '.join(whole)}"
+        return " | ".join(replica.placement for replica in self._replicas)
 
     def identity(self) -> str:
         """What decides the rewards: the exact model files (or hub commit), max_length, dtype."""

@@ -190,7 +190,7 @@ class ScalarBackend:
         with quiet_libraries(self.heard):  # before the live view, which a loading model must not scribble over
             await asyncio.to_thread(self.model.load)
         spec = self.config.task.judge.spec
-        print(f"rmb-judge: {spec}: {'; '.join(self.model.placed)}", file=sys.stderr)
+        print(f"rmb-judge: {spec}: {self.model.placement_line()}", file=sys.stderr)
         print(f"rmb-judge: {spec}: {self.model.batching}", file=sys.stderr)
 
     async def work(self, cache: Cache, on_answer) -> None:

@@ -88,6 +88,7 @@ def test_fallback_to_padded_batches_is_chosen_and_said(models, items):
     )
     assert max(abs(r.value - value) for r, (value, _) in zip(rewards, expected)) < 1e-5
     assert any(rows > 1 for rows, _ in shapes)
+    assert bert.placement_line() == "cpu holds the whole model"
     # By default a CPU packs nothing: SDPA's dense block-diagonal mask is no saving there.
     llama = LocalRewardModel(str(models["llama"]))
     llama.load()
