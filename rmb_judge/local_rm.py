@@ -59,6 +59,14 @@ class Reward:
     tokens: int  # tokens fed to the model (after truncation)
 
 
+# Two texts scored packed and alone before a model is trusted with packed batches (user and
+# assistant turns only: some chat templates refuse a system turn).
+PROBE = (
+    ScoreItem((("user", "Name a prime number between 10 and 20."),), "13 is prime."),
+    ScoreItem((("user", "What is the capital of France? Answer briefly."),), "Paris."),
+)
+
+
 class LocalRewardModel:
     """A one-label transformers sequence classifier scoring chat-templated answers."""
 
@@ -361,21 +369,37 @@ class _Replica:
         self.placement = device
         attention = getattr(model.config, "_attn_implementation", None) or "unknown"
         self.varlen = attention in VARLEN_ATTENTION
-        unsupported = packing_unsupported(model, self.field)
-        if owner.packing == "off":
-            self.packed, why = False, "packing turned off"
-        elif unsupported:
-            self.packed, why = False, unsupported
-        elif self.varlen or owner.packing == "on":
-            self.packed, why = True, ""
-        else:
-            self.packed = False
-            why = "packing needs flash-attention's varlen kernels: a GPU with flash-attn installed"
+        self.packed, why = self._packing(owner)
         if self.packed:
             mask = "varlen kernels" if self.varlen else "block-diagonal mask"
             self.batching = f"packed batches without padding ({attention}, {mask})"
         else:
             self.batching = f"length-bucketed padded batches ({attention} attention; {why})"
+
+    def _packing(self, owner: LocalRewardModel) -> tuple[bool, str]:
+        """Whether to pack, else why not. A model that looks packable is also tried on a probe:
+        two texts packed must score as each alone (a layer that carries state along the row,
+        such as a state-space mixer, would leak from the first text into the second)."""
+        unsupported = packing_unsupported(self.model, self.field)
+        if owner.packing == "off":
+            return False, "packing turned off"
+        if unsupported:
+            return False, unsupported
+        if not (self.varlen or owner.packing == "on"):
+            return False, "packing needs flash-attention's varlen kernels: a GPU with flash-attn installed"
+        probe = [
+            owner.tokenizer(owner.render(item), add_special_tokens=False)["input_ids"][-owner.max_length :]
+            for item in PROBE
+        ]
+        packed = self.forward_packed(probe)
+        alone = [self.forward_padded([ids])[0] for ids in probe]
+        tolerance = 1e-4 if owner.dtype == torch.float32 else 0.05
+        if any(abs(a - b) > tolerance * (1 + abs(b)) for a, b in zip(packed, alone, strict=True)):
+            return False, (
+                f"packed texts scored {packed[1]:.4g} where alone {alone[1]:.4g} on a probe: "
+                "the model does not keep packed texts apart"
+            )
+        return True, ""
 
     def cost(self, sequences: list[list[int]]) -> int:
         """Tokens the forward pass computes: the sum when packed, else rows x longest row."""
@@ -443,6 +467,8 @@ def packing_unsupported(model: torch.nn.Module, field: str) -> str | None:
         return f"the reward is read from the output field {field!r}"
     if not isinstance(model, GenericForSequenceClassification):
         return f"{name} has its own classification head"
+    if type(model).forward is not GenericForSequenceClassification.forward:
+        return f"{name} pools in its own forward"
     if not right_padding_is_invisible(model):
         return f"{name} is not a causal decoder"
     return None

@@ -272,3 +272,27 @@ def test_placements_planned_from_the_gpus_free_memory(models, monkeypatch):
     one_line_usage_error(
         LocalRewardModel(path, devices=["cuda:0+cuda:1"]).load, rf"^hf:{path}: .* cuda:0\+cuda:1 .* add GPUs"
     )
+
+
+def test_a_model_that_mixes_packed_texts_is_caught_by_the_probe(models):
+    """An attention that ignores the block-diagonal mask (registered through transformers'
+    public attention interface) lets packed texts see each other: the load-time probe
+    notices and the model scores in padded batches instead."""
+    from transformers import AttentionInterface, AttentionMaskInterface
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+    from transformers.masking_utils import sdpa_mask
+
+    def causal_over_the_whole_row(module, query, key, value, attention_mask, **kwargs):
+        return sdpa_attention_forward(module, query, key, value, None, **kwargs)
+
+    AttentionInterface.register("whole_row", causal_over_the_whole_row)
+    AttentionMaskInterface.register("whole_row", sdpa_mask)
+    path = models["llama"]
+    rm = LocalRewardModel(str(path), packing="on")
+    leaky = AutoModelForSequenceClassification.from_pretrained(path, attn_implementation="whole_row").eval()
+    replica = _Replica(leaky, "cpu", rm)
+    assert not replica.packed
+    assert replica.batching.startswith("length-bucketed padded batches (whole_row attention; packed texts scored ")
+    assert replica.batching.endswith("the model does not keep packed texts apart)")
+    sound = AutoModelForSequenceClassification.from_pretrained(path, attn_implementation="eager").eval()
+    assert _Replica(sound, "cpu", rm).packed  # eager attention reads the block-diagonal mask
