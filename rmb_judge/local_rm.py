@@ -207,7 +207,7 @@ class LocalRewardModel:
                 if len(group) > 1:
                     memory = {torch.device(d).index or 0: int(free[d] * placement.FIT_SHARE) for d in group}
                     maps[group] = placement.plan_placement(meta, memory, dtype=self.dtype)
-                elif need > free[group[0]] * (placement.FIT_SHARE if self.automatic_groups else 1):
+                elif need > free[group[0]]:
                     raise UsageError(
                         f"about {need / 2**30:.1f} GiB of {dtype} weights do not fit on {group[0]} "
                         f"({free[group[0]] / 2**30:.1f} GiB free); shard the model over several GPUs, "
@@ -218,6 +218,9 @@ class LocalRewardModel:
             return maps[group]
 
         def fits(group: placement.Group) -> bool:
+            """With room for activations: a GPU the weights would all but fill is not chosen."""
+            if len(group) == 1:
+                return need <= free[group[0]] * placement.FIT_SHARE
             try:
                 plan(group)
             except UsageError:
@@ -225,6 +228,8 @@ class LocalRewardModel:
             return True
 
         groups = placement.auto_groups(self.devices, fits) if self.automatic_groups else self.groups
+        if groups is None and need <= min(free.values()):
+            groups = self.groups  # tight on every GPU, and no group helps: a copy on each tries
         if groups is None:
             raise UsageError(
                 f"about {need / 2**30:.1f} GiB of {dtype} weights do not fit on the {len(self.devices)} "

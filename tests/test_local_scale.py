@@ -265,6 +265,11 @@ def test_placements_planned_from_the_gpus_free_memory(models, monkeypatch):
         r"bfloat16 weights do not fit on cuda:0 \(0.0 GiB free\); shard the model over several GPUs, "
         r"e.g. --devices cuda:0\+cuda:1$",
     )
+    # One GPU the weights would all but fill, and nothing to group it with: it tries alone.
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (need + 1, 2 * need))
+    assert LocalRewardModel(path)._placements() == [(("cuda:0",), None)]
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (need // 8, need))
     one_line_usage_error(
         LocalRewardModel(path).load, rf"^hf:{path}: about .* do not fit on the 4 visible GPUs \(0.0 GiB free"
