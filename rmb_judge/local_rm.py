@@ -195,7 +195,13 @@ class LocalRewardModel:
         without groups, each copy simply loads.)"""
         if self.devices == ["cpu"] or not accelerate_installed():
             return [(group, None) for group in self.groups]
-        meta = placement.empty_model(self.config, self.trust_remote_code)
+        try:
+            meta = placement.empty_model(self.config, self.trust_remote_code)
+        except Exception as exc:  # the model's own code may not build on the meta device
+            if any(len(group) > 1 for group in self.groups):
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise UsageError(f"cannot plan a device map (the model did not build empty: {reason})") from None
+            return [(group, None) for group in self.groups]
         need = placement.weight_bytes(meta, self.dtype)
         free = {device: torch.cuda.mem_get_info(torch.device(device))[0] for device in self.devices}
         dtype = str(self.dtype).removeprefix("torch.")

@@ -5,7 +5,9 @@ which runs the same accelerate hooks that move activations between GPUs)."""
 
 from __future__ import annotations
 
+import json
 import random
+import shutil
 import sys
 from pathlib import Path
 
@@ -301,3 +303,29 @@ def test_a_model_that_mixes_packed_texts_is_caught_by_the_probe(models):
     assert replica.batching.endswith("the model does not keep packed texts apart)")
     sound = AutoModelForSequenceClassification.from_pretrained(path, attn_implementation="eager").eval()
     assert _Replica(sound, "cpu", rm).packed  # eager attention reads the block-diagonal mask
+
+
+MODEL_FAILING_ON_META = '''
+from transformers import LlamaForSequenceClassification
+
+class NeedsRealWeights(LlamaForSequenceClassification):
+    def __init__(self, config):
+        super().__init__(config)
+        self.scale = float(self.score.weight.abs().sum())  # reads the weights: fails on meta
+'''
+
+
+def test_a_model_that_cannot_build_empty(models, tmp_path, monkeypatch):
+    """Remote code that reads its weights while building cannot be sized on the meta device:
+    a group is one clear line; copies on single GPUs skip the sizing and load as before."""
+    path = Path(shutil.copytree(models["llama"], tmp_path / "custom"))
+    (path / "modeling_needs.py").write_text(MODEL_FAILING_ON_META)
+    config = json.loads((path / "config.json").read_text())
+    config["auto_map"] = {"AutoModelForSequenceClassification": "modeling_needs.NeedsRealWeights"}
+    (path / "config.json").write_text(json.dumps(config))
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (2**40, 2**40))
+    grouped = LocalRewardModel(str(path), devices=["cuda:0+cuda:1"], trust_remote_code=True)
+    one_line_usage_error(grouped._placements, "cannot plan a device map .*did not build empty")
+    copies = LocalRewardModel(str(path), trust_remote_code=True)._placements()
+    assert copies == [(("cuda:0",), None), (("cuda:1",), None)]
