@@ -311,7 +311,7 @@ from transformers import LlamaForSequenceClassification
 class NeedsRealWeights(LlamaForSequenceClassification):
     def __init__(self, config):
         super().__init__(config)
-        self.scale = float(self.score.weight.abs().sum())  # reads the weights: fails on meta
+        self.scale = float(self.score.weight.detach().abs().sum())  # reads the weights: fails on meta
 '''
 
 
