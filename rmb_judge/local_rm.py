@@ -122,6 +122,7 @@ class LocalRewardModel:
             raise UsageError(f"max_length must be at least 2, got {self.max_length}")
         self._replicas: list[_Replica] = []
         self.batching = ""  # how batches are formed, and why
+        self.varlen_refused: str | None = None  # why flash-attention did not load the model
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -263,6 +264,8 @@ class LocalRewardModel:
         options: dict = {"dtype": self.dtype, "output_loading_info": True}
         if device_map is not None:
             options["device_map"] = device_map
+        elif device not in (None, "cpu") and accelerate_installed():
+            options["device_map"], device = device, None  # straight onto the GPU, not through CPU memory
         attention = self._varlen_attention()
         if attention:
             try:
@@ -270,7 +273,8 @@ class LocalRewardModel:
                     self.source, revision=self.revision, trust_remote_code=self.trust_remote_code,
                     attn_implementation=attention, **options,
                 )
-            except (ValueError, ImportError):
+            except (ValueError, ImportError) as exc:
+                self.varlen_refused = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 attention = None
         if not attention:
             model, info = self._load(AutoModelForSequenceClassification.from_pretrained, "model", **options)
@@ -397,6 +401,8 @@ class _Replica:
         if unsupported:
             return False, unsupported
         if not (self.varlen or owner.packing == "on"):
+            if owner.varlen_refused:
+                return False, f"flash-attention did not load the model: {owner.varlen_refused}"
             return False, "packing needs flash-attention's varlen kernels: a GPU with flash-attn installed"
         probe = [
             owner.tokenizer(owner.render(item), add_special_tokens=False)["input_ids"][-owner.max_length :]
