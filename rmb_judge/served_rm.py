@@ -345,7 +345,7 @@ class ServedRewardBackend(ScalarBackend):
         if stats.rate_limited:
             shown["rate limited"] = str(stats.rate_limited)
         if isinstance(self.provider, RoundRobin):
-            shown["per replica"] = ", ".join(str(n) for n in self.provider.sent.values())
+            shown["answered per replica"] = ", ".join(str(n) for n in self.provider.answered.values())
         if stats.paused_until > time.monotonic():
             shown["paused"] = f"{stats.paused_until - time.monotonic():.0f} s (the server asked)"
         return shown

@@ -118,16 +118,21 @@ def test_scores_exactly_spread_over_replicas_and_reruns_from_cache(tokenizer_dir
     assert code == 0 and offline["scores"] == summary["scores"]
 
 
-def test_survives_a_replica_dying_mid_run(tokenizer_dir, tokenizer, tmp_path):
+def test_survives_a_replica_dying_mid_run(tokenizer_dir, tokenizer, tmp_path, capsys):
     chosen = selected(DATA, limit=3, scenarios=SCENARIOS)
     scores, rewards = expected(chosen, tokenizer, str(tokenizer_dir))
     a, b = serve(tokenizer_dir, tokenizer, die_after=5), serve(tokenizer_dir, tokenizer)
     with a.run_in_thread(), b.run_in_thread():
-        code, summary = run(tmp_path, [a.url, b.url], "--concurrency", "4")
+        code, summary = run(tmp_path, [a.url, b.url], "--concurrency", "4", "--progress-interval", "0.05")
         assert code == 0
         check_scores(summary, scores, tmp_path, "out", rewards, chosen)
         assert len(b.pooling_calls()) >= summary["usage"]["unique_answers"] - 5
         assert 5 <= len(a.pooling_calls()) <= 5 + 4  # the calls in flight when it died were dropped
+    # the progress lines count answers, and how many each replica answered
+    unique = summary["usage"]["unique_answers"]
+    last = [l for l in capsys.readouterr().err.splitlines() if "answers scored" in l][-1]
+    assert f"answers scored {unique}/{unique}" in last
+    assert f"answered per replica 5, {unique - 5}" in last
 
 
 def test_errors_are_retried_like_other_providers_and_inputs_cut_like_hf(tokenizer_dir, tokenizer, tmp_path, capsys):

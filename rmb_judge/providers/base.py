@@ -214,7 +214,7 @@ class RoundRobin(Provider):
         self.accepts_temperature = first.accepts_temperature  # type: ignore[misc]
         self._next = itertools.cycle(providers)
         self._down_until: dict[int, float] = {}  # id(provider) -> time.monotonic()
-        self.sent: dict[str, int] = dict.fromkeys(self.endpoints, 0)  # requests per replica
+        self.answered: dict[str, int] = dict.fromkeys(self.endpoints, 0)  # answers per replica
 
     @property
     def endpoints(self) -> tuple[str, ...]:
@@ -242,14 +242,15 @@ class RoundRobin(Provider):
 
     async def complete(self, request: ChatRequest, timeout: float) -> ChatResponse:
         provider = self._pick()
-        self.sent[provider.endpoints[0]] += 1
         try:
-            return await provider.complete(request, timeout)
+            response = await provider.complete(request, timeout)
         except Exception as exc:
             exc.endpoint = provider.endpoints[0]  # type: ignore[attr-defined]
             if retry.connect_failure(exc):
                 self._down_until[id(provider)] = time.monotonic() + DOWN_SECONDS
             raise
+        self.answered[provider.endpoints[0]] += 1
+        return response
 
     async def aclose(self) -> None:
         for provider in self.providers:
