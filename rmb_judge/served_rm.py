@@ -38,7 +38,7 @@ from typing import Any
 
 from . import retry
 from .benchmark import Benchmark
-from .cache import Answer, Cache, CachedReward, cache_file
+from .cache import Answer, Cache, CachedReward, Claims, cache_file
 from .config import EngineConfig, RunConfig
 from .engine import Engine, GroupWrites, Job, Outcome, Stats
 from .errors import CacheMiss, RmbJudgeError, UsageError
@@ -162,6 +162,19 @@ class RewardEngine(Engine):
         self.identity = identity
         self.model = model
         self._writes = GroupWrites(self._db, self._put_rewards)
+
+    def claim(self, wanted: list[tuple[str, int]]) -> Claims:
+        """Claims as for answers, and a claimed answer whose reward another process sharing
+        the cache stored since it was looked up is served from there (claims end when
+        rewards are stored, in the same transaction, so nothing is scored twice)."""
+        claims = self.cache.claim(wanted, self.endpoints)
+        stored = self.cache.get_rewards(self.identity, [key for key, _ in claims.mine])
+        for key in stored:
+            self.cache.release(key, 0)
+        answered = {(key, 0): ChatResponse(repr(r.reward), input_tokens=r.tokens, model=self.provider.model,
+                                           extra={"reward": r.reward, "truncated": r.truncated})
+                    for key, r in stored.items()}
+        return Claims({**claims.answered, **answered}, [k for k in claims.mine if k[0] not in stored], claims.held)
 
     def _put_rewards(self, answers: list[Answer]) -> None:
         rows = [(a.key, cached_reward(a.response)) for a in answers]
@@ -301,8 +314,11 @@ class ServedRewardBackend(ScalarBackend):
                 return
             reward = cached_reward(outcome.response)
             self.rewards[digest] = reward
-            meter.update(meter.answers + 1, meter.tokens + reward.tokens)
-            meter.truncated += reward.truncated
+            if outcome.cached:  # scored by another process sharing the cache meanwhile
+                self.cached.add(digest)
+            else:
+                meter.update(meter.answers + 1, meter.tokens + reward.tokens)
+                meter.truncated += reward.truncated
             on_answer(digest)
 
         jobs = []

@@ -1124,6 +1124,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--log", type=Path, help="append one line per model call received (its prompt_digest)")
     parser.add_argument("--timeline", type=Path,
                         help="append 'arrived ended status' (time.monotonic, shared by local processes) per call")
+    parser.add_argument("--served-model", metavar="NAME", help="also serve a reward model as vLLM does, under NAME")
+    parser.add_argument("--root", help="with --served-model: the model's folder (its tokenizer), as GET /v1/models says")
     parser.add_argument("--rejected-share", type=float, default=0.0, help="share of prompts always rejected (400)")
     parser.add_argument("--failing-share", type=float, default=0.0, help="share of prompts always failing (500)")
     args = parser.parse_args(argv)
@@ -1154,6 +1156,8 @@ def main(argv: list[str] | None = None) -> None:
         api.log = args.log.open("a", buffering=1)
     if args.timeline:
         api.timeline = args.timeline.open("a", buffering=1)
+    if args.served_model:
+        api.served = ServedRewardModel(args.served_model, args.root or args.served_model)
 
     async def serve() -> None:
         print(await api.start(), flush=True)

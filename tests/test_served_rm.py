@@ -225,3 +225,37 @@ def test_setup_errors_are_one_line(tokenizer_dir, tokenizer, tmp_path, capsys):
         assert a.pooling_calls() == b.pooling_calls() == []
     assert run(tmp_path, [])[0] == 2
     assert "--base-url" in capsys.readouterr().err
+
+
+def test_processes_sharing_a_cache_share_the_work(tokenizer_dir, tokenizer, tmp_path):
+    """Two runs at once on one cache (how to use more client cores): each answer is scored
+    once, by one of them, and both come out with every reward."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    chosen = selected(DATA, limit=3, scenarios=SCENARIOS)
+    scores, rewards = expected(chosen, tokenizer, str(tokenizer_dir))
+    api = serve(tokenizer_dir, tokenizer)
+    api.latency = 1.0  # 2 answers a second: the second run starts well before the first ends
+    with api.run_in_thread():
+        def start(out):
+            args = [sys.executable, "-m", "rmb_judge.cli", "run", "--judge", f"vllm-rm:{NAME}", "--data", str(DATA),
+                    "--limit", "3", "--out", str(tmp_path / out), "--cache", str(tmp_path / "cache"),
+                    "--base-url", api.url, "--concurrency", "2", "--no-progress"]
+            for s in SCENARIOS:
+                args += ["--scenarios", s]
+            return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                    env={**os.environ, "PYTHONPATH": os.getcwd()})
+
+        first = start("one")
+        while not api.pooling_calls():  # the first is scoring: start the second
+            time.sleep(0.05)
+        second = start("two")
+        assert first.wait(120) == 0 and second.wait(120) == 0, first.stderr.read() + second.stderr.read()
+    summaries = [json.loads((tmp_path / out / "summary.json").read_text()) for out in ("one", "two")]
+    for out, summary in zip(("one", "two"), summaries):
+        check_scores(summary, scores, tmp_path, out, rewards, chosen)
+    scored = [s["usage"]["answers_scored"] for s in summaries]
+    assert len(api.pooling_calls()) == sum(scored) == summaries[0]["usage"]["unique_answers"]
