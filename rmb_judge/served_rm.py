@@ -41,12 +41,13 @@ from .benchmark import Benchmark
 from .cache import Answer, Cache, CachedReward, Claims, cache_file
 from .config import EngineConfig, RunConfig
 from .engine import Engine, GroupWrites, Job, Outcome, Stats
-from .errors import CacheMiss, RmbJudgeError, UsageError
+from .errors import CacheMiss, FatalProviderError, RmbJudgeError, UsageError
 from .providers.base import ChatRequest, ChatResponse, Provider, RoundRobin, json_at, post_json
 from .providers.openai_provider import OpenAIProvider
 from .scalar import Meter, ScalarBackend, quiet_libraries
 
 IDENTITY_PREFIX = "vllm-rm "
+SIGMOID_SUSPECT = 50  # this many rewards, all between 0 and 1: probabilities, not logits?
 PREPARE_TIMEOUT = 30.0  # seconds for a server to list its models
 
 
@@ -252,9 +253,9 @@ class ServedRewardBackend(ScalarBackend):
             if isinstance(answer, BaseException):
                 reason = retry.connect_failure(answer) or retry.describe(answer)
                 hint = " (vllm serve --api-key: set VLLM_API_KEY)" if retry.status_of(answer) == 401 else ""
-                raise RmbJudgeError(f"{spec}: cannot ask {where} what it serves: {reason}{hint}")
+                raise FatalProviderError(f"{spec}: cannot ask {where} what it serves: {reason}{hint}")
             if isinstance(answer, list):
-                raise UsageError(f"{spec}: {where} serves {', '.join(answer) or 'no model'}, not "
+                raise FatalProviderError(f"{spec}: {where} serves {', '.join(answer) or 'no model'}, not "
                                  f"{self.config.task.judge.model} (vllm serve --served-model-name)")
             found[where] = answer
         if len(set(found.values())) > 1:
@@ -368,6 +369,13 @@ class ServedRewardBackend(ScalarBackend):
 
     def warnings(self) -> list[str]:
         noticed = super().warnings()
+        values = [r.reward for r in self.rewards.values()]
+        if len(values) >= SIGMOID_SUSPECT and all(0.0 <= v <= 1.0 for v in values):
+            noticed.append(
+                f"all {len(values)} rewards lie between 0 and 1: the server may be applying a sigmoid "
+                "(vLLM before 0.12 ignores use_activation; serve with --pooler-config "
+                "'{\"use_activation\": false}'), which can turn large rewards into ties"
+            )
         if self.failures:
             noticed.append(f"{len(self.failures)} answers could not be scored (last: {self.failures[-1]}); "
                            "their comparisons are left out and a rerun scores them")

@@ -398,6 +398,7 @@ class ServedRewardModel:
     max_model_len: int = 4096
     tokenizer: Any = None  # renders `messages` and tokenizes text; None: token ids only
     die_after: int | None = None  # at this many /pooling calls the server goes away (port closed)
+    old_vllm: bool = False  # as vLLM before 0.12: use_activation is ignored, the sigmoid always on
 
 
 def fake_reward(root: str, ids: list[int]) -> float:
@@ -794,8 +795,8 @@ class FakeAPI:
                     f"This model's maximum context length is {served.max_model_len} tokens. However, your "
                     f"prompt contains {len(ids)} input tokens (parameter=input_tokens, value={len(ids)})"))
         rewards = [fake_reward(served.root, ids) for ids in prompts]
-        if body.get("use_activation") is not False:  # vLLM's default for one-label heads: a sigmoid
-            rewards = [1 / (1 + math.exp(-r)) for r in rewards]
+        if body.get("use_activation") is not False or served.old_vllm:  # the default of one-label heads
+            rewards = [0.5 * (1 + math.tanh(r / 2)) for r in rewards]  # (a sigmoid that cannot overflow)
         tokens = sum(len(ids) for ids in prompts)
         return web.json_response({
             "id": self._new_id("pooling-"), "object": "list", "created": int(time.time()), "model": served.name,

@@ -150,6 +150,22 @@ def test_errors_are_retried_like_other_providers_and_inputs_cut_like_hf(tokenize
         assert summary["usage"]["truncated_inputs"] > 0
 
 
+def test_reward_shapes():
+    """vLLM's answer shapes: one value per input (classify), one per token (token_classify:
+    the last token's); anything else is not a reward."""
+    from rmb_judge.errors import RmbJudgeError
+    from rmb_judge.retry import BrokenAnswer
+    from rmb_judge.served_rm import reward_of
+
+    assert reward_of({"data": [{"index": 0, "data": [-2.5]}]}) == -2.5
+    assert reward_of({"data": [{"index": 0, "data": [[0.1], [0.2], [3.0]]}]}) == 3.0
+    with pytest.raises(RmbJudgeError, match="4 numbers per input"):
+        reward_of({"data": [{"index": 0, "data": [0.1, 0.2, 0.3, 0.4]}]})  # hidden states (task embed)
+    for broken in ({"data": []}, {"object": "error"}, [], {"data": [{"data": [None]}]}, {"data": [{"data": [True]}]}):
+        with pytest.raises(BrokenAnswer):
+            reward_of(broken)
+
+
 def test_server_side_rendering_of_messages_gives_the_same_reward(tokenizer_dir, tokenizer, data_root):
     """The choice made: token ids rendered here. vLLM's own rendering of the same messages
     (chat template as text, tokenized without special tokens) scores the same input."""
@@ -211,7 +227,7 @@ def test_setup_errors_are_one_line(tokenizer_dir, tokenizer, tmp_path, capsys):
         assert run(tmp_path, [a.url, b.url])[0] == 2
         assert "serve different models under one name" in capsys.readouterr().err
         a.served.name = "other-rm"
-        assert run(tmp_path, [a.url])[0] == 2
+        assert run(tmp_path, [a.url])[0] == 3  # as an unknown model is for API judges
         assert f"serves other-rm, not {NAME}" in capsys.readouterr().err
         assert run(tmp_path, [b.url], "--max-length", "4096")[0] == 2
         assert "takes at most 2048 tokens" in capsys.readouterr().err
@@ -220,11 +236,13 @@ def test_setup_errors_are_one_line(tokenizer_dir, tokenizer, tmp_path, capsys):
         b.required_key = "sk-vllm-secret-123456"
         code, _ = run(tmp_path, [b.url])
         err = capsys.readouterr().err
-        assert code != 0 and "401" in err and "VLLM_API_KEY" in err and len(err.strip().splitlines()) == 1
+        assert code == 3 and "401" in err and "VLLM_API_KEY" in err and len(err.strip().splitlines()) == 1
         assert "sk-vllm-secret" not in err
         assert a.pooling_calls() == b.pooling_calls() == []
     assert run(tmp_path, [])[0] == 2
     assert "--base-url" in capsys.readouterr().err
+    assert run(tmp_path, [a.url])[0] == 3  # the server is gone
+    assert f"cannot ask {a.url} what it serves: connection refused" in capsys.readouterr().err
 
 
 def test_processes_sharing_a_cache_share_the_work(tokenizer_dir, tokenizer, tmp_path):
@@ -259,3 +277,13 @@ def test_processes_sharing_a_cache_share_the_work(tokenizer_dir, tokenizer, tmp_
         check_scores(summary, scores, tmp_path, out, rewards, chosen)
     scored = [s["usage"]["answers_scored"] for s in summaries]
     assert len(api.pooling_calls()) == sum(scored) == summaries[0]["usage"]["unique_answers"]
+
+
+def test_a_server_applying_a_sigmoid_is_named(tokenizer_dir, tokenizer, tmp_path):
+    """A server that ignores use_activation (vLLM before 0.12) sends probabilities: the
+    summary says so."""
+    api = serve(tokenizer_dir, tokenizer, old_vllm=True)
+    with api.run_in_thread():
+        code, summary = run(tmp_path, [api.url], "--sets", "bon", limit=10)
+    assert code in (0, 6) and summary["usage"]["unique_answers"] >= 50
+    assert any("between 0 and 1" in w for w in summary["warnings"])
