@@ -246,7 +246,10 @@ class ServedRewardBackend(ScalarBackend):
         provider.prepare()
         servers: list[VllmServer] = getattr(provider, "providers", [provider])
         spec = self.config.task.judge.spec
-        answers = await asyncio.gather(*(s.served(PREPARE_TIMEOUT) for s in servers), return_exceptions=True)
+        try:
+            answers = await asyncio.gather(*(s.served(PREPARE_TIMEOUT) for s in servers), return_exceptions=True)
+        finally:
+            await provider.aclose()  # (the scoring opens its own: `estimate` ends its event loop here)
         found: dict[str, ServedModel] = {}
         for server, answer in zip(servers, answers, strict=True):
             where = server.endpoints[0]

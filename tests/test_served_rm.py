@@ -91,12 +91,24 @@ def check_scores(summary, scores, tmp_path, out, rewards, records_):
     assert {x for l in lines for x in l["raw"]} == wanted  # the server's rewards, exactly
 
 
-def test_scores_exactly_spread_over_replicas_and_reruns_from_cache(tokenizer_dir, tokenizer, tmp_path):
+def estimate(tmp_path, urls, capsys):
+    args = ["estimate", "--judge", f"vllm-rm:{NAME}", "--data", str(DATA), "--limit", "3",
+            "--cache", str(tmp_path / "cache"), "--json", *(f"--base-url={u}" for u in urls)]
+    for s in SCENARIOS:
+        args += ["--scenarios", s]
+    capsys.readouterr()
+    assert cli.main(args) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_scores_exactly_spread_over_replicas_and_reruns_from_cache(tokenizer_dir, tokenizer, tmp_path, capsys):
     chosen = selected(DATA, limit=3, scenarios=SCENARIOS)
     scores, rewards = expected(chosen, tokenizer, str(tokenizer_dir))
     unique = len(set(rewards.values()))
     a, b = serve(tokenizer_dir, tokenizer), serve(tokenizer_dir, tokenizer)
     with a.run_in_thread(), b.run_in_thread():
+        before = estimate(tmp_path, [a.url, b.url], capsys)
+        assert before["requests"] == before["total_requests"] >= unique and before["cached"] == 0
         code, summary = run(tmp_path, [a.url, f"{b.url}/v1"])
         assert code == 0
         check_scores(summary, scores, tmp_path, "out", rewards, chosen)
@@ -113,6 +125,8 @@ def test_scores_exactly_spread_over_replicas_and_reruns_from_cache(tokenizer_dir
         code, again = run(tmp_path, [a.url, b.url], out="again")
         assert code == 0 and again["scores"] == summary["scores"] and again["usage"]["answers_scored"] == 0
         assert [len(a.pooling_calls()), len(b.pooling_calls())] == sent
+        after = estimate(tmp_path, [a.url, b.url], capsys)
+        assert after["requests"] == 0 and after["cached"] == before["total_requests"] == sum(sent)
     # the servers are gone: --offline still has every reward
     code, offline = run(tmp_path, [], "--offline", out="offline")
     assert code == 0 and offline["scores"] == summary["scores"]
@@ -287,3 +301,25 @@ def test_a_server_applying_a_sigmoid_is_named(tokenizer_dir, tokenizer, tmp_path
         code, summary = run(tmp_path, [api.url], "--sets", "bon", limit=10)
     assert code in (0, 6) and summary["usage"]["unique_answers"] >= 50
     assert any("between 0 and 1" in w for w in summary["warnings"])
+
+
+def test_the_same_inputs_as_hf(tmp_path):
+    """A model folder scored by hf: and served by vLLM: the same rendered texts are scored
+    (the rewards of both are keyed on them), each under its own identity."""
+    from tiny_models import build_tiny_reward_model
+
+    model = build_tiny_reward_model(tmp_path / "model", seed=1)
+    args = ["--data", str(DATA), "--limit", "2", "--scenarios", SCENARIOS[0], "--cache", str(tmp_path / "cache"),
+            "--no-progress"]
+    assert cli.main(["run", "--judge", f"hf:{model}", "--out", str(tmp_path / "hf"), *args]) == 0
+    api = FakeAPI()
+    api.served = ServedRewardModel(NAME, str(model))
+    with api.run_in_thread():
+        assert cli.main(["run", "--judge", f"vllm-rm:{NAME}", "--base-url", api.url, "--out", str(tmp_path / "v"),
+                         *args]) == 0
+    with sqlite3.connect(tmp_path / "cache" / "rmb-judge.sqlite3") as db:
+        rows = db.execute("SELECT model, model_key, text_sha256 FROM rewards").fetchall()
+    by_judge = defaultdict(set)
+    for judge, key, digest in rows:
+        by_judge[judge, key].add(digest)
+    assert len(by_judge) == 2 and len({frozenset(d) for d in by_judge.values()}) == 1
