@@ -323,3 +323,40 @@ def test_the_same_inputs_as_hf(tmp_path):
     for judge, key, digest in rows:
         by_judge[judge, key].add(digest)
     assert len(by_judge) == 2 and len({frozenset(d) for d in by_judge.values()}) == 1
+
+
+def test_ctrl_c_keeps_the_rewards_in_flight_and_the_rerun_scores_only_the_rest(tokenizer_dir, tokenizer, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    chosen = selected(DATA, limit=3, scenarios=SCENARIOS)
+    scores, rewards = expected(chosen, tokenizer, str(tokenizer_dir))
+    api = serve(tokenizer_dir, tokenizer)
+    api.latency = 0.5
+    with api.run_in_thread():
+        args = [sys.executable, "-m", "rmb_judge.cli", "run", "--judge", f"vllm-rm:{NAME}", "--data", str(DATA),
+                "--limit", "3", "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache"),
+                "--base-url", api.url, "--concurrency", "2", "--no-progress"]
+        for s in SCENARIOS:
+            args += ["--scenarios", s]
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, "PYTHONPATH": os.getcwd()})
+        while len(api.pooling_calls()) < 5:
+            assert proc.poll() is None, proc.stderr.read()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 130
+        partial = json.loads((tmp_path / "out" / "summary.json").read_text())
+        assert partial["complete"] is False and partial["stopped_reason"] == "interrupted"
+        sent = len(api.pooling_calls())
+        with sqlite3.connect(tmp_path / "cache" / "rmb-judge.sqlite3") as db:
+            assert db.execute("SELECT COUNT(*) FROM rewards").fetchone()[0] == sent  # those in flight too
+        api.latency = 0.0
+        code, summary = run(tmp_path, [api.url])
+        assert code == 0
+        check_scores(summary, scores, tmp_path, "out", rewards, chosen)
+        assert len(api.pooling_calls()) == summary["usage"]["unique_answers"]  # none scored twice
+        assert summary["usage"]["answers_scored"] == summary["usage"]["unique_answers"] - sent
