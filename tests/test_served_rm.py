@@ -91,6 +91,21 @@ def check_scores(summary, scores, tmp_path, out, rewards, records_):
     assert {x for l in lines for x in l["raw"]} == wanted  # the server's rewards, exactly
 
 
+def start_run(tmp_path, url, out, *extra):
+    """`rmb-judge run` in its own process (as a second run, or one to interrupt)."""
+    import os
+    import subprocess
+    import sys
+
+    args = [sys.executable, "-m", "rmb_judge.cli", "run", "--judge", f"vllm-rm:{NAME}", "--data", str(DATA),
+            "--limit", "3", "--out", str(tmp_path / out), "--cache", str(tmp_path / "cache"), "--base-url", url,
+            "--no-progress", *extra]
+    for s in SCENARIOS:
+        args += ["--scenarios", s]
+    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": os.getcwd()})
+
+
 def estimate(tmp_path, urls, capsys):
     args = ["estimate", "--judge", f"vllm-rm:{NAME}", "--data", str(DATA), "--limit", "3",
             "--cache", str(tmp_path / "cache"), "--json", *(f"--base-url={u}" for u in urls)]
@@ -262,9 +277,6 @@ def test_setup_errors_are_one_line(tokenizer_dir, tokenizer, tmp_path, capsys):
 def test_processes_sharing_a_cache_share_the_work(tokenizer_dir, tokenizer, tmp_path):
     """Two runs at once on one cache (how to use more client cores): each answer is scored
     once, by one of them, and both come out with every reward."""
-    import os
-    import subprocess
-    import sys
     import time
 
     chosen = selected(DATA, limit=3, scenarios=SCENARIOS)
@@ -272,19 +284,10 @@ def test_processes_sharing_a_cache_share_the_work(tokenizer_dir, tokenizer, tmp_
     api = serve(tokenizer_dir, tokenizer)
     api.latency = 1.0  # 2 answers a second: the second run starts well before the first ends
     with api.run_in_thread():
-        def start(out):
-            args = [sys.executable, "-m", "rmb_judge.cli", "run", "--judge", f"vllm-rm:{NAME}", "--data", str(DATA),
-                    "--limit", "3", "--out", str(tmp_path / out), "--cache", str(tmp_path / "cache"),
-                    "--base-url", api.url, "--concurrency", "2", "--no-progress"]
-            for s in SCENARIOS:
-                args += ["--scenarios", s]
-            return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                    env={**os.environ, "PYTHONPATH": os.getcwd()})
-
-        first = start("one")
+        first = start_run(tmp_path, api.url, "one", "--concurrency", "2")
         while not api.pooling_calls():  # the first is scoring: start the second
             time.sleep(0.05)
-        second = start("two")
+        second = start_run(tmp_path, api.url, "two", "--concurrency", "2")
         assert first.wait(120) == 0 and second.wait(120) == 0, first.stderr.read() + second.stderr.read()
     summaries = [json.loads((tmp_path / out / "summary.json").read_text()) for out in ("one", "two")]
     for out, summary in zip(("one", "two"), summaries):
@@ -326,10 +329,7 @@ def test_the_same_inputs_as_hf(tmp_path):
 
 
 def test_ctrl_c_keeps_the_rewards_in_flight_and_the_rerun_scores_only_the_rest(tokenizer_dir, tokenizer, tmp_path):
-    import os
     import signal
-    import subprocess
-    import sys
     import time
 
     chosen = selected(DATA, limit=3, scenarios=SCENARIOS)
@@ -337,13 +337,7 @@ def test_ctrl_c_keeps_the_rewards_in_flight_and_the_rerun_scores_only_the_rest(t
     api = serve(tokenizer_dir, tokenizer)
     api.latency = 0.5
     with api.run_in_thread():
-        args = [sys.executable, "-m", "rmb_judge.cli", "run", "--judge", f"vllm-rm:{NAME}", "--data", str(DATA),
-                "--limit", "3", "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache"),
-                "--base-url", api.url, "--concurrency", "2", "--no-progress"]
-        for s in SCENARIOS:
-            args += ["--scenarios", s]
-        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                env={**os.environ, "PYTHONPATH": os.getcwd()})
+        proc = start_run(tmp_path, api.url, "out", "--concurrency", "2")
         while len(api.pooling_calls()) < 5:
             assert proc.poll() is None, proc.stderr.read()
             time.sleep(0.05)
