@@ -497,9 +497,12 @@ class Cache:
 
     @guarded
     def put_rewards(
-        self, model_key: str, model: str, rows: Iterable[tuple[str, CachedReward]]
+        self, model_key: str, model: str, rows: Iterable[tuple[str, CachedReward]], *, release: bool = False
     ) -> None:
+        """Store rewards; `release`: also end this process's claims on them (served reward
+        models score through the engine, which claims each answer before sending it)."""
         now = time.time()
+        rows = list(rows)
         with self.db:
             self.db.execute("BEGIN")
             self.db.executemany(
@@ -507,6 +510,20 @@ class Cache:
                 " tokens, created_at) VALUES (?,?,?,?,?,?,?)",
                 [(model_key, d, model, r.reward, int(r.truncated), r.tokens, now) for d, r in rows],
             )
+            if release:
+                self.db.executemany(
+                    "DELETE FROM claims WHERE key = ? AND sample = 0 AND owner = ?",
+                    [(d, self.owner) for d, _ in rows],
+                )
+
+    @guarded
+    def reward_models(self, model: str) -> list[str]:
+        """The model keys (identities) rewards of `model` are cached under, newest first."""
+        rows = self.db.execute(
+            "SELECT model_key FROM rewards WHERE model = ? GROUP BY model_key ORDER BY MAX(created_at) DESC",
+            (model,),
+        )
+        return [key for (key,) in rows]
 
     # -- provider batches ----------------------------------------------------------------
 

@@ -114,7 +114,7 @@ def judge_flags() -> Parser:
     p = Parser(add_help=False)
     g = p.add_argument_group("judge")
     g.add_argument("--judge", required=True, metavar="SPEC", help="openai:MODEL, anthropic:MODEL, "
-                   "hf:PATH_OR_ID, mock, ... (README: Judge specs)")
+                   "hf:PATH_OR_ID, vllm-rm:MODEL, mock, ... (README: Judge specs)")
     g.add_argument("--template", default="rmb", help="prompt template name in prompts/ or a .toml path (default rmb)")
     g.add_argument("--order", default="random", choices=("random", "fixed", "both"),
                    help="answer order shown to the judge (default random, seeded)")
@@ -133,7 +133,7 @@ def judge_flags() -> Parser:
     g.add_argument("--batch", action="store_true", help="use the provider's batch API (half price, slower)")
     g.add_argument("--cache", type=Path, default=Path("cache"), help="cache folder or .sqlite3 file (default ./cache/)")
     g.add_argument("--offline", action="store_true", help="answer only from the cache; a miss is an error")
-    h = p.add_argument_group("local reward models (hf:)")
+    h = p.add_argument_group("reward models (hf:, vllm-rm:)")
     h.add_argument("--max-length", type=positive_int,
                    help="tokens per scored text, cut from the left (default: the model's limit)")
     h.add_argument("--batch-tokens", type=positive_int, default=16384,
@@ -144,7 +144,9 @@ def judge_flags() -> Parser:
                         "does not fit on one; else CPU)")
     h.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code (e.g. ArmoRM)")
     h.add_argument("--reward-field", help="output attribute holding the reward (e.g. score for ArmoRM)")
-    h.add_argument("--revision", help="model revision (hub models)")
+    h.add_argument("--revision", help="model revision (hub models; vllm-rm: the tokenizer's)")
+    h.add_argument("--tokenizer", metavar="PATH_OR_ID",
+                   help="vllm-rm: the tokenizer to render with (default: the model the server reports)")
     return p
 
 
@@ -248,15 +250,22 @@ GENERATIVE_ONLY = ("--template", "--order", "--samples", "--temperature", "--max
                    "--tpm", "--max-retries", "--timeout", "--max-cost", "--max-wait", "--grace",
                    "--poll-interval", "--max-unparsed")
 LOCAL_ONLY = ("--max-length", "--batch-tokens", "--devices", "--trust-remote-code",
-              "--reward-field", "--revision")
+              "--reward-field", "--revision", "--tokenizer")
+# a served reward model (vllm-rm:) is scored through the engine, on a server's devices
+SERVED_RM = ("--base-url", "--concurrency", "--rpm", "--max-retries", "--timeout", "--max-wait", "--grace",
+             "--max-length", "--trust-remote-code", "--revision", "--tokenizer")
 
 
 def check_flags_apply(judge, argv: list[str]) -> None:
     """A flag the judge kind ignores would mislead: name it instead."""
     given = {a.split("=", 1)[0] for a in argv if a.startswith("--")}
-    wrong = sorted(given & set(GENERATIVE_ONLY if judge.scalar else LOCAL_ONLY))
-    if wrong:
-        kind = "a local reward model (hf:)" if judge.scalar else "a generative judge"
+    if judge.served:
+        ignored, kind = set(GENERATIVE_ONLY + LOCAL_ONLY) - set(SERVED_RM), "a served reward model (vllm-rm:)"
+    elif judge.scalar:
+        ignored, kind = set(GENERATIVE_ONLY + ("--tokenizer",)), "a local reward model (hf:)"
+    else:
+        ignored, kind = set(LOCAL_ONLY), "a generative judge"
+    if wrong := sorted(given & ignored):
         raise UsageError(f"{', '.join(wrong)}: not used by {kind} such as {judge.spec}")
 
 
@@ -294,7 +303,7 @@ def run_config(args: argparse.Namespace, argv: list[str]) -> RunConfig:
             max_length=args.max_length, batch_tokens=args.batch_tokens,
             devices=tuple(args.devices.split(",")) if args.devices else None,
             trust_remote_code=args.trust_remote_code, reward_field=args.reward_field,
-            revision=args.revision,
+            revision=args.revision, tokenizer=args.tokenizer,
         ),
     )
     execution = Execution(

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class LocalOptions:
-    """Settings of local reward models (`hf:` judges) that decide their rewards."""
+    """Settings of reward models (`hf:`, `vllm-rm:` judges) that decide their rewards."""
 
     max_length: int | None = None
     batch_tokens: int = 16384
@@ -26,6 +26,7 @@ class LocalOptions:
     trust_remote_code: bool = False
     reward_field: str | None = None
     revision: str | None = None
+    tokenizer: str | None = None  # vllm-rm: where the tokenizer comes from (default: the server's model)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from . import retry
-from .cache import CLAIM_SECONDS, Answer, Cache
+from .cache import CLAIM_SECONDS, Answer, Cache, Claims
 from .config import EngineConfig
 from .errors import CacheError, CacheMiss, FatalProviderError, UsageError
 from .limiter import AdaptiveConcurrency, RequestRate, TokenBucket
@@ -302,7 +302,7 @@ class Engine:
         by_key = {(j.key, j.sample): j for j in jobs}
         self._taking += 1
         try:
-            claims = await self._cache_step(self.cache.claim, list(by_key), self.endpoints)
+            claims = await self._cache_step(self.claim, list(by_key))
         finally:
             self._taking -= 1
             async with self._taken:
@@ -316,6 +316,10 @@ class Engine:
         self._ready.extend((by_key[k], now) for k in claims.mine)
         self._held.update((k, by_key[k]) for k in claims.held)
         self.stats.waiting_elsewhere = len(self._held)
+
+    def claim(self, wanted: list[tuple[str, int]]) -> Claims:
+        """Claim `wanted` in the cache (in the cache's thread); see Cache.claim."""
+        return self.cache.claim(wanted, self.endpoints)
 
     async def _one(self, job: Job) -> Outcome | None:
         """One job through budget, retries and error sorting: its Outcome, or None when it

@@ -32,7 +32,12 @@ def _estimate(config: RunConfig) -> dict[str, Any]:
     task, execution = config.task, config.execution
     benchmark = benchmarks.get(task.benchmark)
     if task.judge.scalar:
-        backend = ScalarBackend(config, benchmark)
+        if task.judge.served:
+            from .served_rm import ServedRewardBackend
+
+            backend: ScalarBackend = ServedRewardBackend(config, benchmark)
+        else:
+            backend = ScalarBackend(config, benchmark)
         asyncio.run(backend.prepare())
         return backend.estimate(load_dataset(config, benchmark))
     generative = GenerativeBackend(config, benchmark)

@@ -10,7 +10,8 @@ from .errors import UsageError
 from .providers import registry
 from .providers.base import Provider, RoundRobin
 
-SCALAR = ("hf",)  # judges that give each answer a reward instead of comparing two
+SCALAR = ("hf", "vllm-rm")  # judges that give each answer a reward instead of comparing two
+SERVED = ("vllm-rm",)  # scalar judges on a server: reached through --base-url and the engine
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,10 @@ class JudgeSpec:
         return self.provider in SCALAR
 
     @property
+    def served(self) -> bool:
+        return self.provider in SERVED
+
+    @property
     def simulated(self) -> bool:
         return not self.scalar and self.provider_class.simulated
 
@@ -35,7 +40,8 @@ class JudgeSpec:
 
 def spec_forms() -> str:
     forms = [f"{name}:MODEL" for name in registry() if name != "mock"]
-    return ", ".join([*forms, *(f"{name}:PATH_OR_ID" for name in SCALAR), "mock"])
+    scalar = [f"{name}:MODEL" if name in SERVED else f"{name}:PATH_OR_ID" for name in SCALAR]
+    return ", ".join([*forms, *scalar, "mock"])
 
 
 def parse_spec(spec: str) -> JudgeSpec:

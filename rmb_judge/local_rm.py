@@ -59,6 +59,18 @@ class Reward:
     tokens: int  # tokens fed to the model (after truncation)
 
 
+def render_chat(tokenizer, item: ScoreItem, judge: str) -> str:
+    """The conversation plus the answer through the tokenizer's chat template, as text (the
+    template owns the special tokens). Shared by `hf:` and `vllm-rm:` so both score the same
+    input for the same answer."""
+    messages = [{"role": role, "content": content} for role, content in item.conversation]
+    messages.append({"role": "assistant", "content": item.answer})
+    try:
+        return tokenizer.apply_chat_template(messages, tokenize=False)
+    except TemplateError as exc:
+        raise RmbJudgeError(f"{judge}: the chat template refused a conversation: {exc}") from None
+
+
 # Two texts scored packed and alone before a model is trusted with packed batches (user and
 # assistant turns only: some chat templates refuse a system turn).
 PROBE = (
@@ -325,14 +337,7 @@ class LocalRewardModel:
 
     def render(self, item: ScoreItem) -> str:
         """The exact text scored: the conversation plus the answer, through the chat template."""
-        messages = [{"role": role, "content": content} for role, content in item.conversation]
-        messages.append({"role": "assistant", "content": item.answer})
-        try:
-            return self.tokenizer.apply_chat_template(messages, tokenize=False)
-        except TemplateError as exc:
-            raise RmbJudgeError(
-                f"hf:{self.name}: the chat template refused a conversation: {exc}"
-            ) from None
+        return render_chat(self.tokenizer, item, f"hf:{self.name}")
 
     def score(
         self, items: Sequence[ScoreItem], on_progress: ProgressCallback | None = None

@@ -133,10 +133,14 @@ def run(config: RunConfig) -> RunResult:
     if task.order not in comparisons.ORDERS:
         raise UsageError(f"--order must be one of {', '.join(comparisons.ORDERS)}, got {task.order!r}")
     benchmark = benchmarks.get(task.benchmark)
-    if task.judge.scalar:
+    if task.judge.served:
+        from .served_rm import ServedRewardBackend
+
+        backend: Backend = ServedRewardBackend(config, benchmark)
+    elif task.judge.scalar:
         from .scalar import ScalarBackend
 
-        backend: Backend = ScalarBackend(config, benchmark)
+        backend = ScalarBackend(config, benchmark)
     else:
         from .generative import GenerativeBackend
 

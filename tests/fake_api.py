@@ -25,6 +25,7 @@ import asyncio
 import hashlib
 import itertools
 import json
+import math
 import threading
 import time
 from collections import Counter, deque
@@ -384,6 +385,44 @@ def _item_status(outcome: Outcome) -> int:
     return outcome.status if isinstance(outcome, Fault) and outcome.kind == "http" else 500
 
 
+# ---------------------------------------------------------------- vLLM's pooling API
+
+
+@dataclass
+class ServedRewardModel:
+    """A reward model the fake serves as vLLM 0.33 does: GET /v1/models lists it, POST /pooling
+    scores token ids, text or (with a tokenizer) `messages`, rendered as vLLM renders them."""
+
+    name: str  # --served-model-name
+    root: str  # the `vllm serve` argument
+    max_model_len: int = 4096
+    tokenizer: Any = None  # renders `messages` and tokenizes text; None: token ids only
+    die_after: int | None = None  # at this many /pooling calls the server goes away (port closed)
+    old_vllm: bool = False  # as vLLM before 0.12: use_activation is ignored, the sigmoid always on
+
+
+def fake_reward(root: str, ids: list[int]) -> float:
+    """The fake model's reward for token ids: a hash of the weights' name and the ids, so
+    a test computes every reward independently, and other weights give other rewards."""
+    digest = hashlib.sha256(f"{root}:{','.join(map(str, ids))}".encode()).digest()
+    return (int.from_bytes(digest[:4], "big") % 2_000_001 - 1_000_000) / 1000
+
+
+def pooling_prompts(body: dict[str, Any], tokenizer: Any) -> list[list[int]]:
+    """The token ids of each input of a /pooling request, as vLLM builds them: token ids as
+    given; text tokenized (`add_special_tokens` default true); `messages` through the chat
+    template as text, then tokenized without special tokens (the template holds them)."""
+    if "messages" in body:
+        text = tokenizer.apply_chat_template(
+            body["messages"], tokenize=False, add_generation_prompt=body.get("add_generation_prompt", False)
+        )
+        return [tokenizer(text, add_special_tokens=body.get("add_special_tokens", False))["input_ids"]]
+    given = body["input"]
+    prompts = [given] if isinstance(given, str) or (given and isinstance(given[0], int)) else given
+    return [p if isinstance(p, list) else tokenizer(p, add_special_tokens=body.get("add_special_tokens", True))
+            ["input_ids"] for p in prompts]
+
+
 # ---------------------------------------------------------------- the server
 
 
@@ -431,6 +470,7 @@ class FakeAPI:
         self.billed: list[tuple[int, int]] = []  # (input, output) tokens of every model answer sent
         self.log: Any = None  # a text file: one line per model call, its prompt_digest
         self.timeline: Any = None  # a text file: "arrived ended status" (time.monotonic) per call
+        self.served: ServedRewardModel | None = None  # set: also a vLLM server of this reward model
         self.batches: dict[str, FakeBatch] = {}
         self.files: dict[str, bytes] = {}
         self._script: deque[Outcome | None] = deque()
@@ -472,6 +512,10 @@ class FakeAPI:
         return [c for c in self.requests
                 if (c.path in paths or c.path.endswith(":generateContent")) and wire in (None, c.wire)]
 
+    def pooling_calls(self) -> list[Call]:
+        """The /pooling requests received (a served reward model's scoring calls)."""
+        return [c for c in self.requests if c.path == "/pooling"]
+
     def age_batches(self, seconds: float) -> None:
         """Move the batches' clock on, as if `seconds` had passed (with batch_seconds)."""
         for batch in self.batches.values():
@@ -495,6 +539,8 @@ class FakeAPI:
             app.router.add_get(f"{prefix}/batches/{{id}}", self._openai_batch_get)
             app.router.add_post(f"{prefix}/batches/{{id}}/cancel", self._openai_batch_cancel)
         app.router.add_post("/v1/messages", self._anthropic_messages)
+        app.router.add_get("/v1/models", self._vllm_models)
+        app.router.add_post("/pooling", self._vllm_pooling)
         app.router.add_post("/v1/messages/batches", self._anthropic_batch_create)
         app.router.add_get("/v1/messages/batches/{id}", self._anthropic_batch_get)
         app.router.add_get("/v1/messages/batches/{id}/results", self._anthropic_batch_results)
@@ -703,6 +749,65 @@ class FakeAPI:
 
     def _states(self, batch: FakeBatch) -> Counter[str]:
         return Counter(_item_state(o, batch.cancelled) for o in batch.outcomes.values())
+
+    # -- vLLM (a served reward model)
+
+    async def _vllm_models(self, request: web.Request) -> web.Response:
+        served = self.served
+        cards = [] if served is None else [{
+            "id": served.name, "object": "model", "created": int(time.time()), "owned_by": "vllm",
+            "root": served.root, "parent": None, "max_model_len": served.max_model_len, "permission": [],
+        }]
+        return web.json_response({"object": "list", "data": cards})
+
+    async def _vllm_pooling(self, request: web.Request) -> web.StreamResponse:
+        served = self.served
+        raw = await request.read()
+        if served is not None and served.die_after is not None and len(self.pooling_calls()) > served.die_after:
+            asyncio.get_running_loop().create_task(self.stop())  # the replica dies: its port closes
+            request.transport.close()
+            return web.Response(status=500)
+        try:
+            body = request[CALL].body = json.loads(raw)
+        except ValueError:
+            return self._vllm_error(400, "Bad Request", "Expecting value: line 1 column 1 (char 0)")
+        if served is None or body.get("model") not in (None, served.name):
+            return self._vllm_error(404, "NotFoundError", f"The model `{body.get('model')}` does not exist.")
+        if wait := self._over_capacity():
+            return self._error("openai", 429, headers={"retry-after-ms": str(max(1, round(wait * 1000)))})
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        outcome = self._outcome(body, "openai", _digest(raw))
+        if isinstance(outcome, Fault):
+            if outcome.kind == "reset":
+                request.transport.close()
+                return web.Response(status=500)
+            if outcome.kind == "hang":
+                await asyncio.sleep(outcome.seconds)
+            elif outcome.kind == "empty":
+                return web.json_response({"id": "pooling-empty", "object": "list", "data": []})
+            else:
+                return self._fault(outcome, "openai", body)
+        prompts = pooling_prompts(body, served.tokenizer)
+        for ids in prompts:
+            if len(ids) > served.max_model_len:
+                return self._vllm_error(400, "BadRequestError", (
+                    f"This model's maximum context length is {served.max_model_len} tokens. However, your "
+                    f"prompt contains {len(ids)} input tokens (parameter=input_tokens, value={len(ids)})"))
+        rewards = [fake_reward(served.root, ids) for ids in prompts]
+        if body.get("use_activation") is not False or served.old_vllm:  # the default of one-label heads
+            rewards = [0.5 * (1 + math.tanh(r / 2)) for r in rewards]  # (a sigmoid that cannot overflow)
+        tokens = sum(len(ids) for ids in prompts)
+        return web.json_response({
+            "id": self._new_id("pooling-"), "object": "list", "created": int(time.time()), "model": served.name,
+            "data": [{"index": i, "object": "pooling", "data": [r]} for i, r in enumerate(rewards)],
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens, "completion_tokens": 0,
+                      "prompt_tokens_details": None},
+        })
+
+    def _vllm_error(self, status: int, kind: str, message: str) -> web.Response:
+        body = {"error": {"message": message, "type": kind, "param": None, "code": status}}
+        return web.json_response(body, status=status)
 
     # -- OpenAI
 
@@ -1020,6 +1125,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--log", type=Path, help="append one line per model call received (its prompt_digest)")
     parser.add_argument("--timeline", type=Path,
                         help="append 'arrived ended status' (time.monotonic, shared by local processes) per call")
+    parser.add_argument("--served-model", metavar="NAME", help="also serve a reward model as vLLM does, under NAME")
+    parser.add_argument("--root", help="with --served-model: the model's folder (its tokenizer), as GET /v1/models says")
     parser.add_argument("--rejected-share", type=float, default=0.0, help="share of prompts always rejected (400)")
     parser.add_argument("--failing-share", type=float, default=0.0, help="share of prompts always failing (500)")
     args = parser.parse_args(argv)
@@ -1050,6 +1157,8 @@ def main(argv: list[str] | None = None) -> None:
         api.log = args.log.open("a", buffering=1)
     if args.timeline:
         api.timeline = args.timeline.open("a", buffering=1)
+    if args.served_model:
+        api.served = ServedRewardModel(args.served_model, args.root or args.served_model)
 
     async def serve() -> None:
         print(await api.start(), flush=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -194,9 +195,14 @@ class Provider:
         return None
 
 
+DOWN_SECONDS = 30.0  # a replica that refused a connection gets no requests for this long
+
+
 class RoundRobin(Provider):
     """Spreads requests over several servers of the same model (e.g. vLLM replicas); a
-    failure carries the endpoint that failed, so a message can name it."""
+    failure carries the endpoint that failed, so a message can name it. A replica that
+    refuses connections (stopped, crashed) is passed over for DOWN_SECONDS, so the retries
+    of its requests go to the others and a run survives losing it; then it is tried again."""
 
     def __init__(self, providers: list[Provider]):
         first = providers[0]
@@ -207,10 +213,22 @@ class RoundRobin(Provider):
         self.simulated = first.simulated  # type: ignore[misc]
         self.accepts_temperature = first.accepts_temperature  # type: ignore[misc]
         self._next = itertools.cycle(providers)
+        self._down_until: dict[int, float] = {}  # id(provider) -> time.monotonic()
+        self.answered: dict[str, int] = dict.fromkeys(self.endpoints, 0)  # answers per replica
 
     @property
     def endpoints(self) -> tuple[str, ...]:
         return tuple(e for p in self.providers for e in p.endpoints)
+
+    def _pick(self) -> Provider:
+        """The next replica in turn that has not refused a connection lately (all of them
+        have: the next one anyway)."""
+        now = time.monotonic()
+        for _ in self.providers:
+            provider = next(self._next)
+            if self._down_until.get(id(provider), 0.0) <= now:
+                return provider
+        return provider
 
     def prepare(self) -> None:
         for provider in self.providers:
@@ -223,12 +241,16 @@ class RoundRobin(Provider):
         return self.providers[0].retry_after(exc)
 
     async def complete(self, request: ChatRequest, timeout: float) -> ChatResponse:
-        provider = next(self._next)
+        provider = self._pick()
         try:
-            return await provider.complete(request, timeout)
+            response = await provider.complete(request, timeout)
         except Exception as exc:
             exc.endpoint = provider.endpoints[0]  # type: ignore[attr-defined]
+            if retry.connect_failure(exc):
+                self._down_until[id(provider)] = time.monotonic() + DOWN_SECONDS
             raise
+        self.answered[provider.endpoints[0]] += 1
+        return response
 
     async def aclose(self) -> None:
         for provider in self.providers:

@@ -1,0 +1,389 @@
+"""`vllm-rm:MODEL` judges: a scalar reward model served by vLLM (one server, or replicas on
+many machines), every unique answer scored once through its pooling API, as `hf:` scores it.
+
+Rendering is done here, not by the server: each answer goes through the model's own
+tokenizer and chat template exactly as `hf:` renders it (`local_rm.render_chat`), is
+tokenized without added special tokens, cut from the left to the length limit, and sent as
+token ids to `POST /pooling` with `use_activation: false` (the raw logit: vLLM puts a
+sigmoid on one-label heads unless told not to). Sending `messages` instead would leave the
+rendering to the server's template and transformers version, after vLLM rewrites the
+messages; with token ids the scored input is `hf:`'s by construction, an over-long input is
+cut like `hf:` cuts it instead of failing its request with a 400, and the cache key is the
+rendered text, as for `hf:`. tests/test_served_rm.py checks that vLLM's server-side rendering
+of the same messages gives the same reward.
+
+Each answer is one request through the engine (concurrency, retries, rate limits, claims,
+Ctrl-C); vLLM batches concurrent requests itself. Several --base-url are replicas, used in
+turn (`RoundRobin`); one that stops answering is passed over and its requests retried on
+the others.
+
+Rewards are cached in the rewards table under the served model's identity: the name it is
+served under, what the server reports as its source (`root`: the `vllm serve` argument,
+a hub id or a path) and context length (`max_model_len`), and the tokenizer and length
+limit used here. Two servers serving different weights under one name (different roots)
+never share rewards; replicas whose reports differ are refused. The same path holding other
+weights on another machine cannot be told apart: give each model its own path or name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from . import retry
+from .benchmark import Benchmark
+from .cache import Answer, Cache, CachedReward, Claims, cache_file
+from .config import EngineConfig, RunConfig
+from .engine import Engine, GroupWrites, Job, Outcome, Stats
+from .errors import CacheMiss, FatalProviderError, RmbJudgeError, UsageError
+from .providers.base import ChatRequest, ChatResponse, Provider, RoundRobin, json_at, post_json
+from .providers.openai_provider import OpenAIProvider
+from .scalar import Meter, ScalarBackend, quiet_libraries
+
+IDENTITY_PREFIX = "vllm-rm "
+SIGMOID_SUSPECT = 50  # this many rewards, all between 0 and 1: probabilities, not logits?
+PREPARE_TIMEOUT = 30.0  # seconds for a server to list its models
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """What a server reports for the judge's model (GET /v1/models)."""
+
+    name: str
+    root: str
+    max_model_len: int | None
+
+
+def server_root(url: str) -> str:
+    """vLLM's routes hang off the server's root (`/pooling`, `/v1/models`): an OpenAI-style
+    base URL ending in /v1 means the same server."""
+    url = url.strip().rstrip("/")
+    return url.removesuffix("/v1")
+
+
+def reward_of(answer: Any) -> float:
+    """The one reward of a pooling response for one input. A seq-cls reward model gives
+    `[x]`; per-token scores (vLLM 0.12-0.19's default task, InternLM2 reward models) give a
+    `[x]` per token, of which the last token's is the reward."""
+    value = json_at(answer, "data", 0, "data")
+    if isinstance(value, list) and value and all(isinstance(v, list) for v in value):
+        value = value[-1]
+    if not isinstance(value, list) or not value:
+        raise retry.BrokenAnswer("the response body is not a pooling response")
+    if len(value) != 1:
+        raise RmbJudgeError(
+            f"the server returns {len(value)} numbers per input, not one reward: serve the model as a "
+            "one-label classifier (vllm serve MODEL --runner pooling --convert classify)"
+        )
+    reward = value[0]
+    if isinstance(reward, bool) or not isinstance(reward, int | float) or not math.isfinite(reward):
+        raise retry.BrokenAnswer(f"the reward is not a finite number: {str(reward)[:40]}")
+    return float(reward)
+
+
+class ServedTokenizer:
+    """The client's half of a served reward model: the tokenizer and template it is rendered
+    with, and the length inputs are cut to (from the left, as `hf:` does)."""
+
+    def __init__(self, judge: str, tokenizer: Any, max_length: int):
+        self.judge = judge
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+
+    def render(self, item: Any) -> str:
+        from .local_rm import render_chat
+
+        return render_chat(self.tokenizer, item, self.judge)
+
+    def tokens(self, request: ChatRequest) -> tuple[list[int], bool]:
+        """The token ids scored for a request (its messages end with the answer), and whether
+        they were cut."""
+        from .local_rm import ScoreItem
+
+        item = ScoreItem(request.messages[:-1], request.messages[-1][1])
+        ids = self.tokenizer(self.render(item), add_special_tokens=False, verbose=False)["input_ids"]
+        return ids[-self.max_length :], len(ids) > self.max_length
+
+    def gpu_memory(self) -> str | None:
+        return None  # the GPUs are the server's
+
+
+class VllmServer(OpenAIProvider):
+    """One vLLM server, through the openai SDK's client (its auth header, error classes,
+    aiohttp transport and connection limits) at the server's root."""
+
+    name = "vllm-rm"
+    key_variables = ("VLLM_API_KEY",)  # vllm serve --api-key (it guards only /v1 paths)
+    base_url_variable = None  # type: ignore[assignment]  # (--base-url only)
+    official_endpoint = ""
+    has_batch_api = False
+    prices_id = None  # type: ignore[assignment]  # (a server of one's own: no price)
+
+    def __init__(self, model: str, base_url: str, tokens: Callable[[ChatRequest], tuple[list[int], bool]]):
+        super().__init__(model, base_url=server_root(base_url), api_key=os.environ.get("VLLM_API_KEY") or "EMPTY")
+        self._tokens = tokens
+
+    async def served(self, timeout: float) -> ServedModel | list[str]:
+        """What the server reports for this model; the names it serves when not this one."""
+        import httpx2
+
+        answer = await self.client().get("/v1/models", cast_to=httpx2.Response, options={"timeout": timeout})
+        try:
+            cards = json.loads(answer.content).get("data") or []
+        except (ValueError, AttributeError):
+            raise retry.BrokenAnswer("GET /v1/models did not answer a model list") from None
+        for card in cards:
+            if isinstance(card, dict) and card.get("id") == self.model:
+                length = card.get("max_model_len")
+                return ServedModel(self.model, str(card.get("root") or self.model),
+                                   length if isinstance(length, int) else None)
+        return [str(card.get("id")) for card in cards if isinstance(card, dict)]
+
+    async def complete(self, request: ChatRequest, timeout: float) -> ChatResponse:
+        ids, truncated = self._tokens(request)
+        body = {"model": self.model, "input": ids, "use_activation": False, "add_special_tokens": False}
+        reward = reward_of(await post_json(self.client(), "/pooling", body, timeout))
+        return ChatResponse(repr(reward), input_tokens=len(ids), model=self.model, finish_reason="stop",
+                            endpoint=self.endpoints[0], extra={"reward": reward, "truncated": truncated})
+
+
+class RewardEngine(Engine):
+    """The engine, storing rewards: each answer's reward goes to the rewards table under the
+    served model's identity (as `hf:` rewards do), in group commits, releasing its claim."""
+
+    def __init__(self, provider: Provider, cache: Cache, config: EngineConfig, *, identity: str, model: str,
+                 stats: Stats, on_outcome: Callable[[tuple[str, int], Outcome], None]):
+        super().__init__(provider, cache, config, stats=stats, on_outcome=on_outcome)
+        self.identity = identity
+        self.model = model
+        self._writes = GroupWrites(self._db, self._put_rewards)
+
+    def claim(self, wanted: list[tuple[str, int]]) -> Claims:
+        """Claims as for answers, and a claimed answer whose reward another process sharing
+        the cache stored since it was looked up is served from there (claims end when
+        rewards are stored, in the same transaction, so nothing is scored twice)."""
+        claims = self.cache.claim(wanted, self.endpoints)
+        stored = self.cache.get_rewards(self.identity, [key for key, _ in claims.mine])
+        for key in stored:
+            self.cache.release(key, 0)
+        answered = {(key, 0): ChatResponse(repr(r.reward), input_tokens=r.tokens, model=self.provider.model,
+                                           extra={"reward": r.reward, "truncated": r.truncated})
+                    for key, r in stored.items()}
+        return Claims({**claims.answered, **answered}, [k for k in claims.mine if k[0] not in stored], claims.held)
+
+    def _put_rewards(self, answers: list[Answer]) -> None:
+        rows = [(a.key, cached_reward(a.response)) for a in answers]
+        self.cache.put_rewards(self.identity, self.model, rows, release=True)
+
+    def _keep_aside(self, answer: Answer) -> None:
+        """A reward the cache could not take is simply scored again by the next run."""
+        self.stats.unsaved += 1
+
+
+def cached_reward(response: ChatResponse) -> CachedReward:
+    return CachedReward(response.extra["reward"], response.extra["truncated"], response.input_tokens)
+
+
+class ServedRewardBackend(ScalarBackend):
+    """A served reward model's part of a session (see session.Backend): the plan, cache
+    lookup, verdicts and usage are `hf:`'s; the scoring goes through the engine."""
+
+    def __init__(self, config: RunConfig, benchmark: Benchmark):
+        super().__init__(config, benchmark)
+        self.stats = Stats()
+        self.failures: list[str] = []
+        self.engine: RewardEngine | None = None
+        self.provider: Provider | None = None
+
+    async def prepare(self) -> None:
+        """Ask every server what it serves under the judge's name (they must agree), then load
+        the tokenizer; with --offline, take the identity rewards were cached under instead."""
+        task, execution = self.config.task, self.config.execution
+        if execution.engine.offline:
+            identity = self._cached_identity()
+            facts = json.loads(identity.removeprefix(IDENTITY_PREFIX))
+        else:
+            if not execution.base_urls:
+                raise UsageError(f"--judge {task.judge.spec}: give the vLLM server(s) with --base-url URL")
+            served = await self._ask_servers()
+            local = task.local
+            limit = local.max_length or served.max_model_len
+            if limit is None:
+                raise UsageError(f"{task.judge.spec}: the server states no max_model_len; give --max-length")
+            if served.max_model_len and limit > served.max_model_len:
+                raise UsageError(f"--max-length {limit}: the server takes at most {served.max_model_len} tokens")
+            facts = {"model": task.judge.model, "root": served.root, "max_model_len": served.max_model_len,
+                     "tokenizer": local.tokenizer or served.root, "revision": local.revision, "max_length": limit}
+            identity = IDENTITY_PREFIX + json.dumps(facts, sort_keys=True)
+        with quiet_libraries(self.heard):
+            tokenizer = await asyncio.to_thread(self._tokenizer, facts["tokenizer"], facts["revision"])
+        self.model = ServedTokenizer(task.judge.spec, tokenizer, facts["max_length"])  # type: ignore[assignment]
+        self.identity = identity
+        self.settings.model_identity = identity
+        self.settings.endpoints = list(self._servers().endpoints) if execution.base_urls else []
+        self.meter = Meter(self.model)  # type: ignore[arg-type]
+
+    def _servers(self) -> Provider:
+        if self.provider is None:
+            urls = self.config.execution.base_urls
+            servers = [VllmServer(self.config.task.judge.model, url, self._tokens) for url in urls]
+            for server in servers:
+                server.connections = self.config.execution.engine.concurrency
+            self.provider = servers[0] if len(servers) == 1 else RoundRobin(servers)  # type: ignore[arg-type]
+        return self.provider
+
+    def _tokens(self, request: ChatRequest) -> tuple[list[int], bool]:
+        return self.model.tokens(request)  # type: ignore[union-attr]
+
+    async def _ask_servers(self) -> ServedModel:
+        provider = self._servers()
+        provider.prepare()
+        servers: list[VllmServer] = getattr(provider, "providers", [provider])
+        spec = self.config.task.judge.spec
+        try:
+            answers = await asyncio.gather(*(s.served(PREPARE_TIMEOUT) for s in servers), return_exceptions=True)
+        finally:
+            await provider.aclose()  # (the scoring opens its own: `estimate` ends its event loop here)
+        found: dict[str, ServedModel] = {}
+        for server, answer in zip(servers, answers, strict=True):
+            where = server.endpoints[0]
+            if isinstance(answer, BaseException):
+                reason = retry.connect_failure(answer) or retry.describe(answer)
+                hint = " (vllm serve --api-key: set VLLM_API_KEY)" if retry.status_of(answer) == 401 else ""
+                raise FatalProviderError(f"{spec}: cannot ask {where} what it serves: {reason}{hint}")
+            if isinstance(answer, list):
+                raise FatalProviderError(f"{spec}: {where} serves {', '.join(answer) or 'no model'}, not "
+                                 f"{self.config.task.judge.model} (vllm serve --served-model-name)")
+            found[where] = answer
+        if len(set(found.values())) > 1:
+            told = "; ".join(f"{url}: {m.root}, max_model_len {m.max_model_len}" for url, m in found.items())
+            raise UsageError(f"{spec}: the --base-url servers serve different models under one name ({told})")
+        return next(iter(found.values()))
+
+    def _tokenizer(self, source: str, revision: str | None) -> Any:
+        from transformers import AutoTokenizer
+
+        local = self.config.task.local
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(source, revision=revision,
+                                                      trust_remote_code=local.trust_remote_code)
+        except (OSError, ValueError, KeyError, ImportError) as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise RmbJudgeError(f"{self.config.task.judge.spec}: cannot load the tokenizer {source!r} "
+                                f"(give --tokenizer PATH_OR_ID): {reason}") from None
+        if not tokenizer.chat_template:
+            raise RmbJudgeError(f"{self.config.task.judge.spec}: the tokenizer {source!r} has no chat template")
+        return tokenizer
+
+    def _cached_identity(self) -> str:
+        """--offline: the served model whose rewards the cache holds for this judge."""
+        spec, path = self.config.task.judge.spec, self.config.execution.cache
+        keys: list[str] = []
+        if cache_file(path).exists():
+            cache = Cache(path, create=False)
+            try:
+                keys = [k for k in cache.reward_models(spec) if k.startswith(IDENTITY_PREFIX)]
+            finally:
+                cache.close()
+        if not keys:
+            raise CacheMiss(f"--offline: the cache {path} holds no rewards of {spec}; nothing was scored")
+        if len(keys) > 1:
+            roots = ", ".join(json.loads(k.removeprefix(IDENTITY_PREFIX))["root"] for k in keys)
+            raise UsageError(f"--offline: the cache holds rewards of {spec} from {len(keys)} served models "
+                             f"({roots}); run against the server to choose")
+        return keys[0]
+
+    def open_cache(self) -> Cache:
+        return Cache(self.config.execution.cache)
+
+    async def before_sending(self, cache: Cache, probe: Awaitable[list[str | None]] | None) -> None:
+        cache.writable(f"{len(self.missing)} new rewards")
+
+    async def work(self, cache: Cache, on_answer) -> None:
+        """Score the missing answers through the engine, one request each."""
+        spec, model = self.config.task.judge.spec, self.config.task.judge.model
+        meter = self.meter
+        assert meter is not None
+
+        def scored(key: tuple[str, int], outcome: Outcome) -> None:
+            digest = key[0]
+            if outcome.response is None:
+                self.failures.append(outcome.error or "failed")
+                return
+            reward = cached_reward(outcome.response)
+            self.rewards[digest] = reward
+            if outcome.cached:  # scored by another process sharing the cache meanwhile
+                self.cached.add(digest)
+            else:
+                meter.update(meter.answers + 1, meter.tokens + reward.tokens)
+                meter.truncated += reward.truncated
+            on_answer(digest)
+
+        jobs = []
+        for digest in self.missing:
+            item = self.plan_.items[digest]
+            messages = (*item.conversation, ("assistant", item.answer))
+            jobs.append(Job(digest, 0, ChatRequest(model, messages, max_tokens=0, temperature=None)))
+        self.engine = RewardEngine(self._servers(), cache, self.config.execution.engine, identity=self.identity,
+                                   model=spec, stats=self.stats, on_outcome=scored)
+        if self._stopping:
+            self.engine.stop(self._stopping)
+        try:
+            await self.engine.send(jobs)
+        finally:
+            self.engine.close()
+
+    def stop(self, reason: str) -> str:
+        self._stopping = reason
+        if self.engine is not None:
+            self.engine.stop(reason)
+        return "the requests in flight"
+
+    @property
+    def stopped_reason(self) -> str | None:
+        return self._stopping or self.stats.stopped_reason
+
+    @property
+    def stop_detail(self) -> str | None:
+        return self.stats.stop_detail
+
+    @property
+    def sent_anything(self) -> bool:
+        return self.stats.requests > 0
+
+    def metrics(self) -> dict[str, str]:
+        shown = super().metrics()
+        stats = self.stats
+        shown.update({"requests": str(stats.requests), "in flight": str(stats.in_flight),
+                      "retries": str(stats.retries), "failed": str(stats.failed)})
+        if stats.rate_limited:
+            shown["rate limited"] = str(stats.rate_limited)
+        if isinstance(self.provider, RoundRobin):
+            shown["answered per replica"] = ", ".join(str(n) for n in self.provider.answered.values())
+        if stats.paused_until > time.monotonic():
+            shown["paused"] = f"{stats.paused_until - time.monotonic():.0f} s (the server asked)"
+        return shown
+
+    def warnings(self) -> list[str]:
+        noticed = super().warnings()
+        values = [r.reward for r in self.rewards.values()]
+        if len(values) >= SIGMOID_SUSPECT and all(0.0 <= v <= 1.0 for v in values):
+            noticed.append(
+                f"all {len(values)} rewards lie between 0 and 1: the server may be applying a sigmoid "
+                "(vLLM before 0.12 ignores use_activation; serve with --pooler-config "
+                "'{\"use_activation\": false}'), which can turn large rewards into ties"
+            )
+        if self.failures:
+            noticed.append(f"{len(self.failures)} answers could not be scored (last: {self.failures[-1]}); "
+                           "their comparisons are left out and a rerun scores them")
+        return noticed
+
+    async def aclose(self) -> None:
+        if self.provider is not None:
+            await self.provider.aclose()
