@@ -1,5 +1,6 @@
 """The Python benchmarks run in the project's virtualenv (the one `bin/test` builds), whichever
-python starts them, so `bin/bench-...` works as typed."""
+python starts them, so `bin/bench-...` works as typed; where there is none (a GPU machine set
+up by hand), in the python that started them."""
 
 from __future__ import annotations
 
@@ -12,10 +13,8 @@ VENV = ROOT / ".venv"
 
 
 def use_venv() -> None:
-    """Re-run this script under the virtualenv's python, unless it already runs there."""
-    if Path(sys.prefix).resolve() == VENV.resolve():
-        return
+    """Re-run this script under the virtualenv's python, unless it already runs there or
+    there is no virtualenv."""
     python = VENV / "bin" / "python"
-    if not python.exists():
-        raise SystemExit(f"{python} is missing: run bin/test once (it builds the virtualenv)")
-    os.execv(python, [str(python), *sys.argv])
+    if Path(sys.prefix).resolve() != VENV.resolve() and python.exists():
+        os.execv(python, [str(python), *sys.argv])
