@@ -75,6 +75,8 @@ class ScenarioScore:
     section: str = ""  # the goal (RMB: helpfulness | harmlessness)
     n: int = 0
     accuracy: float | None = None
+    interval: list[float] | None = None  # 95%, of the accuracy
+    population: int | None = None  # a --precision run: the scenario's records in the selection
     unparsed: int = 0
     refused: int = 0
     failed: int = 0
@@ -86,8 +88,11 @@ class Position:
     """How often the first-shown answer was picked, and how often two orders agree."""
 
     first_pick_rate: float | None = None
+    first_pick_interval: list[float] | None = None
     by_section: dict[str, float] = field(default_factory=dict)
+    by_section_intervals: dict[str, list[float]] = field(default_factory=dict)
     consistency: float | None = None
+    consistency_interval: list[float] | None = None
     consistency_n: int = 0
 
 
@@ -97,7 +102,9 @@ class Agreement:
 
     samples: int = 0
     unanimous_rate: float | None = None
+    unanimous_interval: list[float] | None = None
     mean_majority_share: float | None = None
+    mean_majority_share_interval: list[float] | None = None
 
 
 @dataclass
@@ -150,7 +157,10 @@ class Summary:
     warnings: list[str] = field(default_factory=list)
     settings: Settings = field(default_factory=Settings)
     scores: dict[str, float | None] = field(default_factory=dict)
+    # 95% [low, high] of each score (None where the score is None); intervals.py says how
+    intervals: dict[str, list[float] | None] = field(default_factory=dict)
     macro: dict[str, float | None] = field(default_factory=dict)
+    macro_intervals: dict[str, list[float] | None] = field(default_factory=dict)
     chance: dict[str, float | None] = field(default_factory=dict)
     sections: dict[str, SectionCounts] = field(default_factory=dict)
     scenarios: list[ScenarioScore] = field(default_factory=list)

@@ -30,6 +30,7 @@ class Scenario:
     label: str  # as the heatmap shows it, under its section
     n: int
     accuracy: float | None
+    interval: list[float] | None = None  # 95%, of the accuracy (None in older summaries)
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class Run:
     suspect: bool
     warnings: tuple[str, ...]
     scores: dict[str, float | None]  # each leaderboard section, then OVERALL
+    intervals: dict[str, list[float] | None]  # 95% of each score (None: not recorded, older summaries)
     chance: dict[str, float | None]  # each leaderboard section
     n: int
     failed: int
@@ -67,8 +69,11 @@ class Run:
     cost_is_spend: bool  # an older summary: only its own spend is known, and it reused cached answers
     cache_hits: int
     first_pick_rate: float | None
+    first_pick_interval: list[float] | None
     consistency: float | None
+    consistency_interval: list[float] | None
     unanimous: float | None  # --samples K: share of comparisons whose K votes all agree
+    unanimous_interval: list[float] | None
     scenarios: tuple[Scenario, ...]
     selection: tuple[Any, ...]  # equal for runs that selected the same records
     selection_text: str
@@ -133,9 +138,10 @@ def _data_digest(file: Path) -> str | None:
 
 def _run(folder: Path, summary: Summary, benchmark: Benchmark, data_digest: str | None) -> Run:
     usage, data, settings = summary.usage, summary.data, summary.settings
+    position, agreement = summary.position, summary.agreement
     section_of = {(s.kind, s.goal): s.key for s in benchmark.sections}
     scenarios = tuple(
-        _scenario(s.category_path, section_of.get((s.set, s.section)), s.n, s.accuracy, benchmark)
+        _scenario(s.category_path, section_of.get((s.set, s.section)), s.n, s.accuracy, s.interval, benchmark)
         for s in summary.scenarios
         if s.category_path
     )
@@ -156,6 +162,7 @@ def _run(folder: Path, summary: Summary, benchmark: Benchmark, data_digest: str 
         suspect=summary.suspect,
         warnings=tuple(map(str, summary.warnings)),
         scores={key: summary.scores.get(key) for key in (*benchmark.leaderboard, OVERALL)},
+        intervals={key: summary.intervals.get(key) for key in (*benchmark.leaderboard, OVERALL)},
         chance={key: summary.chance.get(key) for key in benchmark.leaderboard},
         n=n,
         failed=sum(s.failed for s in counted),
@@ -164,9 +171,12 @@ def _run(folder: Path, summary: Summary, benchmark: Benchmark, data_digest: str 
         cost_usd=usage.results.cost_usd if results_recorded else usage.cost_usd if usage_recorded else None,
         cost_is_spend=not results_recorded and usage.cache_hits > 0,
         cache_hits=usage.cache_hits,
-        first_pick_rate=summary.position.first_pick_rate if summary.position else None,
-        consistency=summary.position.consistency if summary.position else None,
-        unanimous=summary.agreement.unanimous_rate if summary.agreement else None,
+        first_pick_rate=position.first_pick_rate if position else None,
+        first_pick_interval=position.first_pick_interval if position else None,
+        consistency=position.consistency if position else None,
+        consistency_interval=position.consistency_interval if position else None,
+        unanimous=agreement.unanimous_rate if agreement else None,
+        unanimous_interval=agreement.unanimous_interval if agreement else None,
         scenarios=scenarios,
         selection=_selection_key(flags, scenarios),
         selection_text=_selection_text(flags, benchmark),
@@ -176,10 +186,11 @@ def _run(folder: Path, summary: Summary, benchmark: Benchmark, data_digest: str 
     )
 
 
-def _scenario(path: str, section: str | None, n: int, accuracy: float | None, benchmark: Benchmark) -> Scenario:
+def _scenario(path: str, section: str | None, n: int, accuracy: float | None, interval: list[float] | None,
+              benchmark: Benchmark) -> Scenario:
     """Under a section its short label; without one (a summary whose scenarios name no kind and
     goal) the whole path, as nothing else tells apart scenarios of different sections."""
-    return Scenario(path, section, benchmark.scenario_label(path) if section else path, n, accuracy)
+    return Scenario(path, section, benchmark.scenario_label(path) if section else path, n, accuracy, interval)
 
 
 def _flags(settings: Settings, benchmark: Benchmark) -> Flags | None:
