@@ -193,6 +193,14 @@ def build_parser() -> argparse.ArgumentParser:
                          help="requests, tokens and cost a run would need")
     est.add_argument("--json", action="store_true", help="print one JSON object")
 
+    cmp = sub.add_parser("compare", help="paired difference of two runs on the records both scored",
+                         description="The difference A - B of every section score and of overall on the "
+                                     "records both runs scored (same scenario, uid and data file), with a "
+                                     "paired 95%% interval and a sign-flip test's p-value.")
+    cmp.add_argument("run_a", type=Path, metavar="RUN_A")
+    cmp.add_argument("run_b", type=Path, metavar="RUN_B")
+    cmp.add_argument("--json", action="store_true", help="print one JSON object")
+
     rep = sub.add_parser("report", help="leaderboard of one or more run folders")
     rep.add_argument("runs", nargs="+", type=Path, metavar="OUT_DIR")
     rep.add_argument("--markdown", type=Path, metavar="FILE")
@@ -408,6 +416,14 @@ def cmd_estimate(args: argparse.Namespace, argv: list[str]) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace, argv: list[str]) -> int:
+    from .compare import compare, read_run, render
+
+    result = compare(read_run(args.run_a), read_run(args.run_b))
+    print(json.dumps(result.to_json(), indent=2, ensure_ascii=False) if args.json else render(result))
+    return 0
+
+
 def cmd_report(args: argparse.Namespace, argv: list[str]) -> int:
     from rich.console import Console
 
@@ -544,6 +560,7 @@ def render_data_info(benchmark: Benchmark, dataset: records.Dataset, console: Co
 COMMANDS = {
     "run": cmd_run,
     "estimate": cmd_estimate,
+    "compare": cmd_compare,
     "report": cmd_report,
     "cache": cmd_cache,
     "data": cmd_data,

@@ -378,15 +378,15 @@ class Session:
     def _write(self, folder: RunFolder, dataset: Dataset, summary: Summary,
                record_scores: list[scoring.RecordScore], judged: list[Judged]) -> None:
         """The run folder. samples.jsonl has a line for every judged presentation; those of
-        records a stopped run did not finish have `comparison_correct` null."""
+        records a stopped run did not finish have `comparison_correct` and `record_correct` null."""
         simulated = summary.simulated
         lines: list[dict[str, Any]] = []
         written: set[int] = set()
         for rs in record_scores:
             for group, score in zip(rs.comparisons, rs.comparison_scores, strict=True):
-                lines.extend(sample_line(j, score, simulated) for j in group)
+                lines.extend(sample_line(j, score, rs.score, simulated) for j in group)
                 written.update(id(j) for j in group)
-        lines.extend(sample_line(j, None, simulated) for j in judged if id(j) not in written)
+        lines.extend(sample_line(j, None, None, simulated) for j in judged if id(j) not in written)
         folder.write_lines("samples.jsonl", lines)
         folder.write_json("summary.json", summary.to_json())
         folder.write_json(

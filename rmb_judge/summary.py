@@ -1,15 +1,19 @@
-"""`summary.json`, typed: what a run writes and what `report` reads back, through the same
-dataclasses. `to_json` and `from_json` are the only places that know its layout; a summary
-written by an older version (fields missing) reads back with their defaults.
+"""`summary.json`, typed: what a run writes and what `report` and `compare` read back, through
+the same dataclasses. `to_json` and `from_json` are the only places that know its layout; a
+summary written by an older version (fields missing) reads back with their defaults.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import types
 import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
+
+from .errors import DataError, UsageError
 
 
 @dataclass
@@ -128,6 +132,7 @@ class Settings:
     limit: int | None = None
     sample: float | None = None
     seed: int = 0
+    precision: float | None = None  # --precision H: a growing stratified sample, stopped at half-width H
     template: str | None = None
     template_sha256: str | None = None
     template_kind: str | None = None
@@ -176,6 +181,37 @@ class Summary:
     def from_json(cls, data: dict[str, Any]) -> Summary:
         """Read a summary, tolerating what older versions lacked or wrote differently."""
         return _load(cls, data)
+
+
+def read_summary(folder: Path) -> Summary:
+    """A run folder's summary.json, typed; one clear error naming the folder or file."""
+    file = folder / "summary.json"
+    if not folder.is_dir():
+        raise UsageError(f"{folder}: no such run folder")
+    if not file.is_file():
+        raise UsageError(f"{folder}: no summary.json in this folder (is it the --out folder of a run?)")
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise DataError(
+            f"{file}: not valid JSON ({error.msg} at line {error.lineno}, column {error.colno})"
+        ) from None
+    except UnicodeDecodeError:
+        raise DataError(f"{file}: not UTF-8 text") from None
+    except OSError as error:
+        raise UsageError(f"{file}: cannot read ({error.strerror})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("judge"), str):
+        raise DataError(f'{file}: not an rmb-judge summary (no "judge" string)')
+    return Summary.from_json(data)
+
+
+def data_files(folder: Path) -> dict[str, str] | None:
+    """The data files' SHA-256 that a run folder's manifest.json lists (None: not recorded or unreadable)."""
+    try:
+        files = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))["data"]["files"]
+    except (OSError, ValueError, LookupError, TypeError):
+        return None
+    return {str(k): str(v) for k, v in files.items()} if isinstance(files, dict) else None
 
 
 _T = TypeVar("_T")

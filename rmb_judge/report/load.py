@@ -18,7 +18,7 @@ from typing import Any
 from .. import benchmarks
 from ..benchmark import Benchmark
 from ..errors import DataError, UsageError
-from ..summary import Results, SectionCounts, Settings, Summary, Usage
+from ..summary import Results, SectionCounts, Settings, Summary, Usage, data_files, read_summary
 
 OVERALL = "overall"  # the score summary.json keeps beside its sections' (their mean)
 
@@ -96,42 +96,18 @@ def load_runs(paths: list[Path]) -> list[Run]:
 
 
 def _load_run(folder: Path) -> Run:
-    file = folder / "summary.json"
-    summary = _read_summary(folder, file)
+    summary = read_summary(folder)
     try:
         benchmark = benchmarks.get(str(summary.benchmark))
     except UsageError as error:
-        raise DataError(f"{file}: {error}") from None
-    return _run(folder, summary, benchmark, _data_digest(folder / "manifest.json"))
+        raise DataError(f"{folder / 'summary.json'}: {error}") from None
+    return _run(folder, summary, benchmark, _data_digest(folder))
 
 
-def _read_summary(folder: Path, file: Path) -> Summary:
-    if not folder.is_dir():
-        raise UsageError(f"{folder}: no such run folder")
-    if not file.is_file():
-        raise UsageError(f"{folder}: no summary.json in this folder (is it the --out folder of a run?)")
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise DataError(
-            f"{file}: not valid JSON ({error.msg} at line {error.lineno}, column {error.colno})"
-        ) from None
-    except UnicodeDecodeError:
-        raise DataError(f"{file}: not UTF-8 text") from None
-    except OSError as error:
-        raise UsageError(f"{file}: cannot read ({error.strerror})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("judge"), str):
-        raise DataError(f'{file}: not an rmb-judge summary (no "judge" string)')
-    return Summary.from_json(data)
-
-
-def _data_digest(file: Path) -> str | None:
+def _data_digest(folder: Path) -> str | None:
     """A digest of the data files' hashes that manifest.json lists; optional, so any problem is None."""
-    try:
-        files = json.loads(file.read_text(encoding="utf-8"))["data"]["files"]
-    except (OSError, ValueError, LookupError, TypeError):
-        return None
-    if not isinstance(files, dict) or not files:
+    files = data_files(folder)
+    if not files:
         return None
     return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
 

@@ -10,13 +10,14 @@ Ranks run on across groups, so "#3" names one run in every table and chart.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from .. import benchmarks
 from ..benchmark import Benchmark
-from ..errors import UsageError
+from ..errors import RmbJudgeError, UsageError
 from .load import OVERALL, Run
 
 # Group kinds, in the order they are listed.
@@ -79,6 +80,7 @@ class Board:
     groups: list[Group]
     notes: list[str]
     published: PublishedTable | None  # when asked for and the benchmark has one
+    paired: list[str]  # each run against the next in rank order, on the records both scored
 
     @property
     def rows(self) -> list[Row]:
@@ -126,7 +128,37 @@ def board(runs: list[Run], published: bool = False) -> Board:
         groups=groups,
         notes=_notes(runs, groups, extras, own_chance=any(group.score_titles != score_titles for group in groups)),
         published=_published(benchmark, keys) if published else None,
+        paired=_paired([row for group in groups for row in group.rows]),
     )
+
+
+def _paired(rows: list[Row]) -> list[str]:
+    """`compare` of each run with the next one in rank order where they share scored records:
+    is #1 really ahead of #2? Runs whose samples cannot be read are left out."""
+    from ..compare import RunScores, compare, read_run
+
+    read: dict[int, RunScores | None] = {}
+
+    def scores(row: Row) -> RunScores | None:
+        if row.rank not in read:
+            try:
+                read[row.rank] = read_run(row.run.path)
+            except RmbJudgeError:
+                read[row.rank] = None
+        return read[row.rank]
+
+    said = []
+    for before, after in itertools.pairwise(rows):
+        a, b = scores(before), scores(after)
+        if a is None or b is None:
+            continue
+        result = compare(a, b)
+        if result.overall is not None:
+            differs = f" (differ in {'; '.join(result.differs)})" if result.differs else ""
+            result.a, result.b = f"#{before.rank}", f"#{after.rank}"
+            said.append(f"#{before.rank} vs #{after.rank} on the {result.shared:,} records both scored"
+                        f"{differs}: {result.sentence()}.")
+    return said
 
 
 def _benchmark(runs: list[Run]) -> Benchmark:
