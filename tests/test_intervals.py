@@ -43,12 +43,20 @@ def test_stratified_mean_and_variance_by_hand():
     assert low < 0.625 < high
 
 
-def test_a_stratum_of_one_record_borrows_the_spread_of_all_records():
-    # one-record stratum: the variance of all four record scores (mean 0.5, s^2 = 1/3)
+def test_a_stratum_of_one_record_borrows_the_pooled_spread():
+    # the pooled within-stratum variance is the first stratum's s^2 = 1/3 (the only one with any)
     estimate = intervals.stratified([Stratum(1, [1, 0, 0]), Stratum(1, [1])])
     assert estimate is not None
     assert estimate.value == pytest.approx(0.5 * (1 / 3) + 0.5 * 1)
     assert estimate.variance == pytest.approx(0.25 * (1 / 3) / 3 + 0.25 * (1 / 3))
+
+
+def test_a_stratum_all_won_is_shrunk_toward_the_pooled_variance():
+    # s^2 = 0 (df 1) and 1/3 (df 3): pooled (0 * 1 + 1/3 * 3) / 4 = 1/4; shrunk with 4 clusters
+    # of the pooled spread: (0 + 4/4) / (1 + 4) = 0.2 and (1 + 4/4) / (3 + 4) = 2/7
+    estimate = intervals.stratified([Stratum(1, [1, 1]), Stratum(1, [1, 0, 1, 0])])
+    assert estimate is not None
+    assert estimate.variance == pytest.approx(0.25 * 0.2 / 2 + 0.25 * (2 / 7) / 4)
 
 
 def test_clustered_units_count_as_one_per_cluster():
@@ -109,8 +117,9 @@ def test_a_section_score_weighted_by_scenario_size_is_the_plain_mean_over_record
     assert scores["a"].value == pytest.approx(4 / 6)
     assert scores["overall"].value == pytest.approx((4 / 6 + 2 / 3) / 2)
     assert macros["a"].value == pytest.approx((3 / 4 + 1 / 2) / 2)
-    # the section's variance: (4/6)^2 * s_x^2 / 4 + (2/6)^2 * s_y^2 / 2, s_x^2 = 1/4, s_y^2 = 1/2
-    assert scores["a"].variance == pytest.approx((4 / 6) ** 2 * 0.25 / 4 + (2 / 6) ** 2 * 0.5 / 2)
+    # the section's variance: (4/6)^2 * s_x^2 / 4 + (2/6)^2 * s_y^2 / 2 with s_x^2 = 1/4 (df 3) and
+    # s_y^2 = 1/2 (df 1) shrunk toward their pooled 5/16: (3/4 + 5/4) / 7 and (1/2 + 5/4) / 5
+    assert scores["a"].variance == pytest.approx((4 / 6) ** 2 * (2 / 7) / 4 + (2 / 6) ** 2 * 0.35 / 2)
     # a sampled run weighs scenarios by their size in the selection, not in the sample
     sampled, _ = estimates(["a", "b"], values, section_of, population={"a/x": 10, "a/y": 30, "b/z": 3})
     assert sampled["a"].value == pytest.approx(0.25 * 3 / 4 + 0.75 * 1 / 2)
