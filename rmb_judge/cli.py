@@ -106,7 +106,12 @@ def selection_flags() -> Parser:
     g.add_argument("--limit", type=positive_int, help="first N records of each scenario file")
     g.add_argument("--sample", type=number(float, 0, 1, above=True), metavar="FRACTION",
                    help="a seeded random fraction of records, in (0, 1]")
-    g.add_argument("--seed", type=int, default=0, help="seed for --sample and --order random (default 0)")
+    g.add_argument("--seed", type=int, default=0,
+                   help="seed for --sample, --precision and --order random (default 0)")
+    g.add_argument("--precision", type=number(float, 0, 0.5, above=True), metavar="H",
+                   help="judge a seeded random sample, stratified by scenario and grown in rounds, until "
+                        "the 95%% interval of overall is at most ±H (e.g. 0.02); a later run with a "
+                        "smaller H, or without it, reuses every answer (README: How sure is a score?)")
     return p
 
 
@@ -307,6 +312,7 @@ def run_config(args: argparse.Namespace, argv: list[str]) -> RunConfig:
         samples=args.samples,
         temperature=temperature,
         max_tokens=args.max_tokens,
+        precision=args.precision,
         local=LocalOptions(
             max_length=args.max_length, batch_tokens=args.batch_tokens,
             devices=tuple(args.devices.split(",")) if args.devices else None,
@@ -381,6 +387,13 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     report.render_terminal(report.load_runs([out]), human)
     print(f"wrote {out / 'summary.json'} and {out / 'samples.jsonl'}",
           file=sys.stderr if args.json else sys.stdout)
+    if sampling := result.summary.precision:
+        print(f"rmb-judge: --precision {sampling.target:g}: " + (
+            f"reached ±{sampling.half_width:.4f}" if sampling.reached
+            else "not reached" + (f" (±{sampling.half_width:.4f})" if sampling.half_width is not None else "")
+        ) + f" on {sampling.records:,} of {sampling.population:,} records in {sampling.rounds} rounds, "
+            f"{sampling.requests_sample:,} of the {sampling.requests_full:,} requests the whole selection needs",
+            file=sys.stderr)
     if args.json:
         print(json.dumps(result.summary.to_json(), indent=2, ensure_ascii=False))
     if result.stopped_reason in STOPPED:

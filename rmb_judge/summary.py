@@ -112,6 +112,20 @@ class Agreement:
 
 
 @dataclass
+class Sampling:
+    """A --precision run: the half-width it aimed at, what it reached, and how."""
+
+    target: float = 0.0  # H
+    half_width: float | None = None  # of overall's 95% interval when it stopped
+    reached: bool = False  # half_width <= target
+    rounds: int = 0
+    records: int = 0  # judged: the sample
+    population: int = 0  # records in the selection
+    requests_full: int = 0  # requests the whole selection needs (cached or not)
+    requests_sample: int = 0  # requests the sample needed (cached or not)
+
+
+@dataclass
 class DataInfo:
     root: str = ""
     scenario_files_found: int = 0
@@ -157,7 +171,7 @@ class Summary:
     benchmark: str = "rmb"
     simulated: bool = False
     complete: bool = False
-    stopped_reason: str | None = None  # budget | interrupted | fatal | wait | cache | error
+    stopped_reason: str | None = None  # precision | budget | interrupted | fatal | wait | cache | error
     suspect: bool = False
     warnings: list[str] = field(default_factory=list)
     settings: Settings = field(default_factory=Settings)
@@ -171,6 +185,7 @@ class Summary:
     scenarios: list[ScenarioScore] = field(default_factory=list)
     position: Position | None = None
     agreement: Agreement | None = None
+    precision: Sampling | None = None  # a --precision run
     data: DataInfo = field(default_factory=DataInfo)
     usage: Usage = field(default_factory=Usage)
 
