@@ -157,8 +157,11 @@ def compare(a: RunScores, b: RunScores) -> Comparison:
     by_scenario: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for record in shared:
         by_scenario[record[0]].append((a.records[record], b.records[record]))
-    # a scenario weighs its records in the selection (a --precision run judged a sample of it)
-    size = {path: max(scenario[path].population or 0, len(pairs)) for path, pairs in by_scenario.items()}
+    # on one selection a scenario weighs its records in it (a --precision run judged a random sample
+    # of it); on different ones the shared records are no random sample of anything: they weigh as they are
+    same = all(getattr(a.summary.settings, f) == getattr(b.summary.settings, f) for f in _SELECTION)
+    size = {path: max(scenario[path].population or 0, len(pairs)) if same else len(pairs)
+            for path, pairs in by_scenario.items()}
     sections = [s for s in benchmark.sections if any(section_of[p] == s.key for p in by_scenario)]
     strata: dict[str, list[tuple[float, list[tuple[float, float]]]]] = {}
     for section in sections:
@@ -184,6 +187,7 @@ def _score(key: str, title: str, parts: list[tuple[float, list[tuple[float, floa
                            difference.p_value, difference.records, difference.exact)
 
 
+_SELECTION = ("sets", "sections", "scenarios", "limit", "sample", "seed")
 _COMPARED = ("template", "template_sha256", "order", "samples", "temperature", "max_tokens", "sets", "sections",
              "scenarios", "limit", "sample", "seed", "precision", "endpoints")
 

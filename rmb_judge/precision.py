@@ -26,8 +26,9 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
 
 from .intervals import Z95, Estimate, Stratum, stratified, wilson
 
@@ -40,6 +41,35 @@ GROWTH = 4.0  # a round spends at most this many times what the sample cost so f
 def order_key(seed: int, category_path: str, uid: str, index: int) -> bytes:
     """Where a record falls in its scenario's seeded order."""
     return hashlib.sha256(f"precision:{seed}:{category_path}:{uid}:{index}".encode()).digest()
+
+
+class Sampled(Protocol):
+    """What the sampler needs of a record."""
+
+    @property
+    def category_path(self) -> str: ...
+    @property
+    def section(self) -> str: ...
+    @property
+    def uid(self) -> str: ...
+    @property
+    def index(self) -> int: ...
+
+
+R = TypeVar("R", bound=Sampled)
+
+
+def pools(records: Iterable[R], seed: int, cost: Callable[[R], float]) -> list[Pool]:
+    """The scenarios of these records, each with its records in the seeded order and what each
+    still costs (in requests)."""
+    by_path: dict[str, list[R]] = defaultdict(list)
+    for record in records:
+        by_path[record.category_path].append(record)
+    made = []
+    for path, members in by_path.items():
+        members.sort(key=lambda r: order_key(seed, path, r.uid, r.index))
+        made.append(Pool(path, members[0].section, list(members), [cost(r) for r in members]))
+    return made
 
 
 @dataclass

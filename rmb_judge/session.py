@@ -29,14 +29,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from . import benchmarks, comparisons, quality, scoring
+from . import benchmarks, comparisons, precision, quality, scoring
 from .benchmark import Benchmark
 from .cache import Cache
 from .config import RunConfig
 from .display import Display, RunProgress
 from .errors import CacheMiss, FatalProviderError, RmbJudgeError, StoppedByError, UsageError
 from .outputs import UNSAVED, RunFolder, manifest, sample_line
-from .precision import Pool, Sampler, Step, order_key
+from .precision import Sampler, Step
 from .records import Dataset, Record
 from .scoring import Judged
 from .summary import DataInfo, Sampling, Settings, Summary, Usage
@@ -318,14 +318,8 @@ class Session:
         def needs(record: Record) -> list[Hashable]:
             return [key for index in units_of[record] for key in self._keys[index]]
 
-        by_path: dict[str, list[Record]] = defaultdict(list)
-        for record in dataset.records:
-            by_path[record.category_path].append(record)
-        pools = []
-        for path, members in by_path.items():
-            members.sort(key=lambda r: order_key(task.selection.seed, path, r.uid, r.index))
-            costs = [float(sum(1 for key in needs(r) if key not in self._have)) for r in members]
-            pools.append(Pool(path, members[0].section, list(members), costs))
+        pools = precision.pools(dataset.records, task.selection.seed,
+                                lambda r: float(sum(1 for key in needs(r) if key not in self._have)))
         sampled = self._sampled = Sampled(Sampler(pools, task.precision), set())
         sampled.requests_full = sum(len(needs(r)) for r in dataset.records)
         free = {p.key: next((n for n, cost in enumerate(p.costs) if cost), p.size) for p in pools}

@@ -13,6 +13,7 @@ from conftest import DATA, make_config
 from fake_api import FAKE_KEY, FakeAPI
 
 from rmb_judge import cli, intervals, records
+from rmb_judge.compare import compare, read_run
 from rmb_judge.config import EngineConfig
 from rmb_judge.precision import Pool, Sampler, allocate
 from rmb_judge.session import run
@@ -90,6 +91,11 @@ def test_stops_at_the_promised_half_width_and_a_smaller_one_reuses_every_answer(
     assert full["usage"]["requests"] + fine["usage"]["requests"] + coarse["usage"]["requests"] == len(sent)
     # the sampled estimate lands within H of the full-data score (seeded: a fact of this sample)
     assert abs(fine["scores"]["overall"] - full["scores"]["overall"]) <= 0.04
+    # compare weighs the sample's scenarios as the sampled run does: the same answers, no difference
+    paired = compare(read_run(tmp_path / "fine"), read_run(tmp_path / "full"))
+    assert paired.shared == fine["data"]["records_scored"] and paired.differs == ["precision: 0.04 vs default"]
+    assert paired.overall is not None and paired.overall.a == pytest.approx(fine["scores"]["overall"])
+    assert paired.overall.difference == 0 and paired.overall.p_value == 1
 
 
 def test_a_budget_stops_a_precision_run_first_and_a_rerun_finishes_it(tmp_path, capsys):
@@ -150,3 +156,22 @@ def test_neyman_allocation_by_hand():
     assert sizes == {"x": 125, "y": 32}  # 31.25 rounded up
     # which meets the target exactly: W^2 S^2 / n = 0.0005 each
     assert 0.25 * 0.25 / 125 + 0.25 * 0.0625 / 31.25 == pytest.approx(0.001)
+
+
+def test_estimate_predicts_the_sample_from_an_assumed_variance_and_the_run_stays_within_it(tmp_path, capsys):
+    with FakeAPI().run_in_thread() as api:
+        args = ["--judge", f"openai:{MODEL}", "--data", str(DATA), "--scenarios", SCENARIOS[0],
+                "--cache", str(tmp_path / "c"), "--base-url", api.openai_url, "--precision", "0.05"]
+        assert cli.main(["estimate", *args, "--json"]) == 0
+        predicted = json.loads(capsys.readouterr().out)
+        assert cli.main(["run", *args, "--out", str(tmp_path / "o"), "--no-progress"]) == 0
+        summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+        capsys.readouterr()
+        assert cli.main(["estimate", *args, "--json"]) == 0
+        after = json.loads(capsys.readouterr().out)
+    assert predicted["precision"]["assumed_record_variance"] == 0.25
+    assert predicted["precision"]["population"] == sum(population().values())
+    assert 0 < predicted["requests"] < predicted["comparisons"]
+    # 0.25 bounds every record's variance: the run needed no more than predicted (plus rounding)
+    assert summary["usage"]["requests"] <= predicted["requests"] * 1.1
+    assert after["cached"] > 0 and after["requests"] < predicted["requests"]

@@ -42,7 +42,8 @@ class Flags:
     scenarios: tuple[str, ...]
     limit: int | None
     sample: float | None
-    seed: int | None  # only --sample uses it
+    precision: float | None  # --precision H: a sample grown until overall's interval was ±H
+    seed: int | None  # only --sample and --precision use it
 
 
 @dataclass(frozen=True)
@@ -179,7 +180,8 @@ def _flags(settings: Settings, benchmark: Benchmark) -> Flags | None:
         scenarios=tuple(sorted(settings.scenarios)),
         limit=settings.limit,
         sample=settings.sample,
-        seed=settings.seed if settings.sample is not None else None,
+        precision=settings.precision,
+        seed=settings.seed if settings.sample is not None or settings.precision is not None else None,
     )
 
 
@@ -209,6 +211,8 @@ def _selection_text(flags: Flags | None, benchmark: Benchmark) -> str:
         parts.append(f"first {flags.limit} records per scenario")
     if flags.sample is not None:
         parts.append(f"sample {flags.sample * 100:g}% (seed {flags.seed})")
+    if flags.precision is not None:
+        parts.append(f"sample grown to ±{flags.precision:g} (seed {flags.seed})")
     return " · ".join(parts) or "full selection"
 
 
@@ -224,7 +228,8 @@ def _settings_label(settings: Settings, flags: Flags | None, benchmark: Benchmar
         parts += [f"{flag}={','.join(values)}" for flag, values in _narrowed(flags, benchmark)]
         if flags.scenarios:
             parts.append("scenarios=" + ",".join(flags.scenarios))
-    parts += [f"{name}={value:g}" for name, value in (("limit", settings.limit), ("sample", settings.sample))
+    parts += [f"{name}={value:g}" for name, value in
+              (("limit", settings.limit), ("sample", settings.sample), ("precision", settings.precision))
               if value is not None]
     return " · ".join(parts)
 
