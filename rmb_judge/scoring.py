@@ -126,7 +126,7 @@ class Scored:
 
 def estimates(
     keys: list[str], values: dict[str, list[float]], section_of: dict[str, str],
-    population: dict[str, int] | None = None,
+    population: dict[str, int] | None = None, z: float = intervals.Z95,
 ) -> tuple[dict[str, Estimate | None], dict[str, Estimate | None]]:
     """Each section's score and `overall` (the mean of the sections present), then the macro
     averages, as estimates with intervals, from the record scores of each scenario
@@ -139,7 +139,7 @@ def estimates(
     present = [k for k in keys if by_section[k]]
 
     def combine(weight: dict[str, float], sections: list[str]) -> Estimate | None:
-        return intervals.stratified([Stratum(weight[p], values[p]) for k in sections for p in by_section[k]])
+        return intervals.stratified([Stratum(weight[p], values[p]) for k in sections for p in by_section[k]], z)
 
     micro = {p: size[p] / sum(size[q] for q in by_section[section_of[p]]) for p in values}
     macro = {p: 1 / len(by_section[section_of[p]]) for p in values}
@@ -160,10 +160,11 @@ def _interval(estimate: Estimate | None) -> list[float] | None:
 
 def summarize(
     benchmark: Benchmark, judged: list[Judged], record_scores: list[RecordScore], records: list[Record],
-    scalar: bool, population: dict[str, int] | None = None,
+    scalar: bool, population: dict[str, int] | None = None, z: float = intervals.Z95,
 ) -> Scored:
     """Scores with intervals, per-section counts, per-scenario accuracies, position bias and
-    vote agreement. `population`: a sampled run's scenario sizes in the selection."""
+    vote agreement. `population`: a sampled run's scenario sizes in the selection; `z`: the
+    critical value of the scores' intervals (a --precision run's is corrected for stopping)."""
     scenario_scores: dict[str, list[float]] = defaultdict(list)
     scenario_of: dict[str, Record] = {}
     counts: dict[str, Counter] = defaultdict(Counter)
@@ -183,7 +184,7 @@ def summarize(
                 scenario_counts[record.category_path].update(flags)
 
     keys = [section.key for section in benchmark.sections]
-    scores, macros = estimates(keys, scenario_scores, {p: r.section for p, r in scenario_of.items()}, population)
+    scores, macros = estimates(keys, scenario_scores, {p: r.section for p, r in scenario_of.items()}, population, z)
     scenarios = []
     for path in sorted(scenario_scores):
         accuracy = intervals.mean_of(scenario_scores[path])

@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from . import benchmarks, comparisons, precision, quality, scoring
+from . import benchmarks, comparisons, intervals, precision, quality, scoring
 from .benchmark import Benchmark
 from .cache import Cache
 from .config import RunConfig
@@ -424,7 +424,8 @@ class Session:
         kept = [j for r in finished for j in by_record[r]]
         record_scores = scoring.score_records(self.benchmark, kept)
         retry_later = sum(1 for j in judged if j.error and not j.rejected)
-        scored = scoring.summarize(self.benchmark, kept, record_scores, finished, task.judge.scalar, population)
+        z = precision.STOP_Z if sampled is not None else intervals.Z95
+        scored = scoring.summarize(self.benchmark, kept, record_scores, finished, task.judge.scalar, population, z)
         summary = Summary(
             judge=task.judge.spec,
             benchmark=self.benchmark.name,
@@ -463,7 +464,7 @@ class Session:
         sampler = sampled.sampler
         half = None if overall is None else (overall[1] - overall[0]) / 2
         return Sampling(
-            target=sampler.target, half_width=half, reached=half is not None and half <= sampler.target,
+            target=sampler.target, z=sampler.z, half_width=half, reached=half is not None and half <= sampler.target,
             rounds=sampler.rounds, records=len(sampled.records), population=sum(p.size for p in sampler.pools),
             requests_full=sampled.requests_full, requests_sample=sampled.requests_sample,
         )

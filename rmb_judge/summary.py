@@ -116,6 +116,7 @@ class Sampling:
     """A --precision run: the half-width it aimed at, what it reached, and how."""
 
     target: float = 0.0  # H
+    z: float = 0.0  # the critical value of the scores' intervals: above 1.96, corrected for stopping early
     half_width: float | None = None  # of overall's 95% interval when it stopped
     reached: bool = False  # half_width <= target
     rounds: int = 0
