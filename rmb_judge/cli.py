@@ -433,6 +433,9 @@ def cmd_compare(args: argparse.Namespace, argv: list[str]) -> int:
     from .compare import compare, read_run, render
 
     result = compare(read_run(args.run_a), read_run(args.run_b))
+    if result.overall is None:
+        raise UsageError(f"{args.run_a} and {args.run_b} share no scored records (matched by scenario, uid "
+                         f"and data file; only A: {result.only_a:,}, only B: {result.only_b:,}): nothing to compare")
     print(json.dumps(result.to_json(), indent=2, ensure_ascii=False) if args.json else render(result))
     return 0
 

@@ -104,6 +104,15 @@ def test_cli_compare_prints_the_sentence_and_json(runs, capsys):
     assert {s["key"] for s in data["scores"]} >= {"overall", "pairwise_helpfulness"}
 
 
+def test_runs_sharing_no_records_are_one_clear_line(runs, tmp_path, data_root, capsys):
+    run(make_config(judge="mock", data=data_root, out=tmp_path / "code", cache=tmp_path / "cache",
+                    selection=records.Selection(limit=2, scenarios=["*Code*"])))
+    capsys.readouterr()
+    assert cli.main(["compare", str(runs / "mock"), str(tmp_path / "code")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "share no scored records" in err
+
+
 def test_an_older_samples_file_is_one_clear_line(runs, tmp_path, capsys):
     import shutil
 
