@@ -35,11 +35,17 @@ def plain_rewards(model_dir, texts):
     return out, tok
 
 
-def test_hf_judge_scores_like_rmb_and_scores_each_answer_once(model_dir, data_root, tmp_path, capsys):
-    args = ["run", "--judge", f"hf:{model_dir}", "--data", str(data_root), "--limit", "3",
+def run_args(model_dir, data_root, tmp_path, *selection: str) -> list[str]:
+    """`run` of the tiny model on SCENARIOS, into tmp_path/out with its own cache."""
+    args = ["run", "--judge", f"hf:{model_dir}", "--data", str(data_root), *selection,
             "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache"), "--no-progress"]
     for s in SCENARIOS:
         args += ["--scenarios", s]
+    return args
+
+
+def test_hf_judge_scores_like_rmb_and_scores_each_answer_once(model_dir, data_root, tmp_path, capsys):
+    args = run_args(model_dir, data_root, tmp_path, "--limit", "3")
     assert cli.main(args) == 0
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
 
@@ -120,10 +126,7 @@ def test_generative_flags_are_refused_for_hf(model_dir, data_root, tmp_path, cap
 
 
 def test_hf_precision_scores_a_sample_and_reruns_it_offline(model_dir, data_root, tmp_path, capsys):
-    args = ["run", "--judge", f"hf:{model_dir}", "--data", str(data_root), "--precision", "0.3",
-            "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache"), "--no-progress"]
-    for s in SCENARIOS:
-        args += ["--scenarios", s]
+    args = run_args(model_dir, data_root, tmp_path, "--precision", "0.3")
     assert cli.main(args) == 0
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     selected = RMB.load(data_root, records.Selection(scenarios=SCENARIOS)).records
