@@ -141,7 +141,9 @@ def compare(a: RunScores, b: RunScores) -> Comparison:
     names = (a.name, b.name) if a.name != b.name else (f"A ({a.path})", f"B ({b.path})")
     result = Comparison(names[0], names[1], 0, 0, 0, differs=_differences(a, b))
     scenario = {s.category_path: s for run in (b, a) for s in run.summary.scenarios}
-    section_of = {path: benchmark.section(s.set, s.section).key for path, s in scenario.items()}
+    sections_by_name = {(s.kind, s.goal): s.key for s in benchmark.sections}
+    # an older summary's scenarios may not name their kind and goal: their records cannot be placed
+    section_of = {path: key for path, s in scenario.items() if (key := sections_by_name.get((s.set, s.section)))}
     unequal = set()
     if a.files is None or b.files is None:
         result.notes.append("a manifest.json lists no data files: records matched by uid only")
