@@ -106,7 +106,12 @@ def selection_flags() -> Parser:
     g.add_argument("--limit", type=positive_int, help="first N records of each scenario file")
     g.add_argument("--sample", type=number(float, 0, 1, above=True), metavar="FRACTION",
                    help="a seeded random fraction of records, in (0, 1]")
-    g.add_argument("--seed", type=int, default=0, help="seed for --sample and --order random (default 0)")
+    g.add_argument("--seed", type=int, default=0,
+                   help="seed for --sample, --precision and --order random (default 0)")
+    g.add_argument("--precision", type=number(float, 0, 0.5, above=True), metavar="H",
+                   help="judge a seeded random sample, stratified by scenario and grown in rounds, until "
+                        "the 95%% interval of overall is at most ±H (e.g. 0.02); a later run with a "
+                        "smaller H, or without it, reuses every answer (README: How sure is a score?)")
     return p
 
 
@@ -192,6 +197,14 @@ def build_parser() -> argparse.ArgumentParser:
     est = sub.add_parser("estimate", parents=[selection_flags(), judge_flags()],
                          help="requests, tokens and cost a run would need")
     est.add_argument("--json", action="store_true", help="print one JSON object")
+
+    cmp = sub.add_parser("compare", help="paired difference of two runs on the records both scored",
+                         description="The difference A - B of every section score and of overall on the "
+                                     "records both runs scored (same scenario, uid and data file), with a "
+                                     "paired 95%% interval and a sign-flip test's p-value.")
+    cmp.add_argument("run_a", type=Path, metavar="RUN_A")
+    cmp.add_argument("run_b", type=Path, metavar="RUN_B")
+    cmp.add_argument("--json", action="store_true", help="print one JSON object")
 
     rep = sub.add_parser("report", help="leaderboard of one or more run folders")
     rep.add_argument("runs", nargs="+", type=Path, metavar="OUT_DIR")
@@ -299,6 +312,7 @@ def run_config(args: argparse.Namespace, argv: list[str]) -> RunConfig:
         samples=args.samples,
         temperature=temperature,
         max_tokens=args.max_tokens,
+        precision=args.precision,
         local=LocalOptions(
             max_length=args.max_length, batch_tokens=args.batch_tokens,
             devices=tuple(args.devices.split(",")) if args.devices else None,
@@ -373,6 +387,13 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     report.render_terminal(report.load_runs([out]), human)
     print(f"wrote {out / 'summary.json'} and {out / 'samples.jsonl'}",
           file=sys.stderr if args.json else sys.stdout)
+    if sampling := result.summary.precision:
+        print(f"rmb-judge: --precision {sampling.target:g}: " + (
+            f"reached ±{sampling.half_width:.4f}" if sampling.reached
+            else "not reached" + (f" (±{sampling.half_width:.4f})" if sampling.half_width is not None else "")
+        ) + f" on {sampling.records:,} of {sampling.population:,} records in {sampling.rounds} rounds, "
+            f"{sampling.requests_sample:,} of the {sampling.requests_full:,} requests the whole selection needs",
+            file=sys.stderr)
     if args.json:
         print(json.dumps(result.summary.to_json(), indent=2, ensure_ascii=False))
     if result.stopped_reason in STOPPED:
@@ -405,6 +426,17 @@ def cmd_estimate(args: argparse.Namespace, argv: list[str]) -> int:
         from .estimate import render
 
         render(result, Console())
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace, argv: list[str]) -> int:
+    from .compare import compare, read_run, render
+
+    result = compare(read_run(args.run_a), read_run(args.run_b))
+    if result.overall is None:
+        raise UsageError(f"{args.run_a} and {args.run_b} share no scored records (matched by scenario, uid "
+                         f"and data file; only A: {result.only_a:,}, only B: {result.only_b:,}): nothing to compare")
+    print(json.dumps(result.to_json(), indent=2, ensure_ascii=False) if args.json else render(result))
     return 0
 
 
@@ -544,6 +576,7 @@ def render_data_info(benchmark: Benchmark, dataset: records.Dataset, console: Co
 COMMANDS = {
     "run": cmd_run,
     "estimate": cmd_estimate,
+    "compare": cmd_compare,
     "report": cmd_report,
     "cache": cmd_cache,
     "data": cmd_data,

@@ -42,6 +42,7 @@ class Task:
     samples: int = 1
     temperature: float | None = 0.0
     max_tokens: int = 2048
+    precision: float | None = None  # --precision H: judge a growing stratified sample until overall's ±H
     local: LocalOptions = field(default_factory=LocalOptions)
 
 

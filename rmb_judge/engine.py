@@ -200,9 +200,10 @@ class Engine:
         await self.send([by_key[k] for k in self.lookup(list(by_key))])
         return self.outcomes
 
-    def lookup(self, wanted: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    def lookup(self, wanted: list[tuple[str, int]], strict: bool = True) -> list[tuple[str, int]]:
         """Answer what the cache holds of `wanted` (request key, sample), distinct; return
-        the misses. With --offline a miss is an error raised before anything is sent."""
+        the misses. With --offline a miss is an error raised before anything is sent, unless
+        not `strict` (a --precision run needs only some of them; it checks its own)."""
         self.stats.total = len(wanted)
         found = self.cache.get_responses(wanted, self.endpoints)
         self.stats.cache_hits = self.stats.done = len(found)
@@ -210,7 +211,7 @@ class Engine:
             self.outcomes[key] = Outcome(response, cached=True)
             self.on_outcome(key, self.outcomes[key])
         misses = [k for k in wanted if k not in found]
-        if misses and self.config.offline:
+        if misses and self.config.offline and strict:
             elsewhere = self.cache.other_endpoints(misses, self.endpoints)
             hint = (f" (it holds {sum(elsewhere.values())} of them from {', '.join(elsewhere)}: "
                     "--equivalent-endpoint URL uses them)") if elsewhere else ""

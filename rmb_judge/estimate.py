@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+from collections import defaultdict
 from typing import Any
 
 from rich.console import Console
@@ -16,7 +17,10 @@ from rich.table import Table
 from . import benchmarks
 from .cache import Cache, cache_file
 from .config import RunConfig
+from .errors import UsageError
 from .generative import GenerativeBackend, GenerativePlan
+from .precision import Sampler, allocate, pools, required_n
+from .records import Dataset, Record
 from .scalar import ScalarBackend
 from .session import load_dataset
 
@@ -31,6 +35,9 @@ def estimate(config: RunConfig) -> dict[str, Any]:
 def _estimate(config: RunConfig) -> dict[str, Any]:
     task, execution = config.task, config.execution
     benchmark = benchmarks.get(task.benchmark)
+    if task.judge.scalar and task.precision is not None:
+        raise UsageError("estimate --precision: a local reward model sends no paid requests; "
+                         "estimate it without --precision")
     if task.judge.scalar:
         if task.judge.served:
             from .served_rm import ServedRewardBackend
@@ -52,6 +59,10 @@ def _estimate(config: RunConfig) -> dict[str, Any]:
         finally:
             cache.close()
     estimator = generative.estimate
+    sampled = None
+    if task.precision is not None:
+        sampled = precision_sample(plan, dataset, task.precision, task.selection.seed, set(cached))
+        jobs = [j for j in jobs if (j.key, j.sample) in sampled["answers"]]
     counts: dict[str, int] = {}
     input_tokens = cached_input = 0
     for job in jobs:
@@ -61,11 +72,11 @@ def _estimate(config: RunConfig) -> dict[str, Any]:
             cached_input += counts[job.key]
         else:
             input_tokens += counts[job.key]
-    misses = len(jobs) - len(cached)
+    misses = sum(1 for job in jobs if (job.key, job.sample) not in cached)
     output_tokens = misses * estimator.output_tokens
     cost = estimator.cost(input_tokens, output_tokens)
     full_cost = estimator.cost(input_tokens + cached_input, len(jobs) * estimator.output_tokens)
-    return {
+    result = {
         "judge": task.judge.spec,
         "simulated": task.judge.simulated,
         "template": generative.template.name,
@@ -84,6 +95,39 @@ def _estimate(config: RunConfig) -> dict[str, Any]:
         "output_tokens_note": "assumed per request by verdict style (an estimate, not a count)",
         "price_source": "genai-prices" + (" (batch discount)" if execution.batch else ""),
     }
+    if sampled is not None:
+        result["cached"] = sum(1 for job in jobs if (job.key, job.sample) in cached)
+        result["precision"] = {k: v for k, v in sampled.items() if k != "answers"}
+    return result
+
+
+# What `estimate --precision` assumes of the judge: the largest variance a record score in [0, 1]
+# can have, so the prediction is an upper bound; a judge near 0 or 1 stops sooner.
+ASSUMED_VARIANCE = 0.25
+
+
+def precision_sample(plan: GenerativePlan, dataset: Dataset, target: float, seed: int,
+                     cached: set[tuple[str, int]]) -> dict[str, Any]:
+    """The records a `--precision` run would judge if every record's score had variance
+    ASSUMED_VARIANCE: the cheapest allocation (Neyman, by requests) reaching ±target, taken in
+    each scenario's seeded order, and the answers they need."""
+    answers_of: dict[Record, list[tuple[str, int]]] = defaultdict(list)
+    for presentation, keys in zip(plan.presentations, plan.keys, strict=True):
+        answers_of[presentation.comparison.record].extend(keys)
+    drawn = pools(dataset.records, seed, lambda r: float(sum(1 for k in answers_of[r] if k not in cached)))
+    sampler = Sampler(drawn, target)
+    sizes = allocate(drawn, sampler.weights, {p.key: ASSUMED_VARIANCE for p in drawn}, sampler.first(),
+                     ASSUMED_VARIANCE / required_n(0.5, target))
+    chosen = [r for p in drawn for r in p.members[: sizes[p.key]]]
+    return {
+        "target": target,
+        "assumed_record_variance": ASSUMED_VARIANCE,
+        "assumption": "every record score has variance 0.25, the most a score in [0, 1] can have: "
+                      "an upper bound; a judge near 0 or 1 stops sooner",
+        "records": len(chosen),
+        "population": len(dataset.records),
+        "answers": {k for r in chosen for k in answers_of[r]},
+    }
 
 
 def render(result: dict[str, Any], console: Console) -> None:
@@ -93,6 +137,8 @@ def render(result: dict[str, Any], console: Console) -> None:
     cost = result["cost_usd"]
     rows = [
         ("records / comparisons", f"{result['records']:,} / {result['comparisons']:,}"),
+        *([("--precision sample", f"±{result['precision']['target']:g}: {result['precision']['records']:,} of "
+            f"{result['precision']['population']:,} records")] if result.get("precision") else []),
         ("requests a run would send", f"{result['requests']:,}"),
         ("already in the cache", f"{result['cached']:,} of {result['total_requests']:,}"),
         ("input tokens", "-" if result["input_tokens"] is None
@@ -105,5 +151,7 @@ def render(result: dict[str, Any], console: Console) -> None:
     for what, value in rows:
         table.add_row(what, value)
     console.print(table)
+    if result.get("precision"):
+        console.print(f"--precision: the sample assumes {result['precision']['assumption']}")
     if result["simulated"]:
         console.print("[yellow]mock is a simulated judge: it costs nothing and means nothing[/]")

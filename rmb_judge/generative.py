@@ -204,7 +204,8 @@ class GenerativeBackend:
             stats=self.stats, on_outcome=lambda key, outcome: on_answer(key), endpoints=self.endpoints,
         )
         self.batches = BatchRunner(self.engine, execution.poll_interval)
-        self.misses = self.plan_.jobs(self.engine.lookup(self.plan_.answers()))
+        strict = self.config.task.precision is None
+        self.misses = self.plan_.jobs(self.engine.lookup(self.plan_.answers(), strict))
         self._learn_tokens()
         return len(self.misses)
 
@@ -244,25 +245,26 @@ class GenerativeBackend:
             if reason:
                 raise FatalProviderError(f"cannot reach {url}: {reason}; nothing was sent")
 
-    async def work(self, cache: Cache, on_answer) -> None:
-        """Send the misses live or in batches. Misses a pending batch holds (an interrupted
-        --batch run, or another process's) are collected from that batch either way: it is
-        paid for already."""
+    async def work(self, cache: Cache, on_answer, only: set[Hashable] | None = None) -> None:
+        """Send the misses (those in `only`, a --precision round's) live or in batches. Misses
+        a pending batch holds (an interrupted --batch run, or another process's) are collected
+        from that batch either way: it is paid for already."""
         assert self.engine is not None and self.batches is not None
+        misses = self.misses if only is None else [j for j in self.misses if (j.key, j.sample) in only]
         if self.config.execution.batch:
-            await self.batches.run(self.misses)
+            await self.batches.run(misses)
             return
-        pending = self.batches.pending(self.misses)
+        pending = self.batches.pending(misses)
         batched = {(key, sample) for items in pending.values() for _, key, sample in items}
-        live = [j for j in self.misses if (j.key, j.sample) not in batched]
+        live = [j for j in misses if (j.key, j.sample) not in batched]
         if pending:
-            print(f"rmb-judge: {len(self.misses) - len(live)} answers are in {len(pending)} batches "
+            print(f"rmb-judge: {len(misses) - len(live)} answers are in {len(pending)} batches "
                   "submitted before; collecting them from there", file=sys.stderr)
         try:
             async with asyncio.TaskGroup() as group:
                 if pending:
                     group.create_task(self.batches.run(
-                        [j for j in self.misses if (j.key, j.sample) in batched], submit=False))
+                        [j for j in misses if (j.key, j.sample) in batched], submit=False))
                 group.create_task(self.engine.send(live))
         except* FatalProviderError as fatal:
             raise fatal.exceptions[0] from None
@@ -407,7 +409,7 @@ def settings_of(config: RunConfig, template: templates.Template | None) -> Setti
     s = task.selection
     settings = Settings(
         sets=list(s.sets), sections=list(s.sections), scenarios=list(s.scenarios),
-        limit=s.limit, sample=s.sample, seed=s.seed,
+        limit=s.limit, sample=s.sample, seed=s.seed, precision=task.precision,
     )
     if template:
         settings.template = template.name

@@ -108,7 +108,11 @@ class RunFolder:
             raise RmbJudgeError(f"{target}: cannot write ({exc.strerror or exc})") from None
 
 
-def sample_line(j: Judged, comparison_correct: float | None, simulated: bool) -> dict[str, Any]:
+def sample_line(j: Judged, comparison_correct: float | None, record_correct: float | None,
+                simulated: bool) -> dict[str, Any]:
+    """One presentation; `comparison_correct` and `record_correct` are the scores its
+    comparison and its record got (null for a record a stopped run did not finish), which
+    `compare` pairs across runs."""
     c = j.presentation.comparison
     return {
         "simulated": simulated,
@@ -119,6 +123,7 @@ def sample_line(j: Judged, comparison_correct: float | None, simulated: bool) ->
         "verdict": j.verdict,
         "correct": j.correct,
         "comparison_correct": comparison_correct,
+        "record_correct": record_correct,
         "raw": j.raw,
         "votes": list(j.votes) if len(j.votes) > 1 else None,
         "cached": j.cached,

@@ -175,7 +175,8 @@ class ScalarBackend:
         for digest in list(self.rewards):
             on_answer(digest)
         self.missing = [d for d in plan.items if d not in self.rewards]
-        if self.missing and self.config.execution.engine.offline:
+        # a --precision run needs only some of them: it checks its own
+        if self.missing and self.config.execution.engine.offline and self.config.task.precision is None:
             raise CacheMiss(
                 f"--offline: {len(self.missing)} of {len(plan.items)} answers have no cached reward "
                 f"for {self.config.task.judge.spec} in {cache.path}; nothing was scored"
@@ -193,15 +194,17 @@ class ScalarBackend:
         print(f"rmb-judge: {spec}: {self.model.placement_line()}", file=sys.stderr)
         print(f"rmb-judge: {spec}: {self.model.batching}", file=sys.stderr)
 
-    async def work(self, cache: Cache, on_answer) -> None:
-        """Score the missing answers chunk by chunk in a worker thread, caching each chunk."""
+    async def work(self, cache: Cache, on_answer, only: set[Hashable] | None = None) -> None:
+        """Score the missing answers (those in `only`, a --precision round's) chunk by chunk in a
+        worker thread, caching each chunk."""
         assert self.model is not None and self.meter is not None
         plan, model, meter = self.plan_, self.model, self.meter
+        missing = self.missing if only is None else [d for d in self.missing if d in only]
         with quiet_libraries(self.heard):
-            for start in range(0, len(self.missing), CHUNK):
+            for start in range(0, len(missing), CHUNK):
                 if self._stopping:
                     break
-                chunk = self.missing[start : start + CHUNK]
+                chunk = missing[start : start + CHUNK]
                 scored = await asyncio.to_thread(model.score, [plan.items[d] for d in chunk], meter.update)
                 new = {d: CachedReward(r.value, r.truncated, r.tokens) for d, r in zip(chunk, scored, strict=True)}
                 meter.chunk_done(sum(r.truncated for r in new.values()))

@@ -9,6 +9,9 @@ levels are the benchmark's).
   its comparison's score; Best-of-N = 1 only if every comparison against its losers is a win).
 - Section score = mean record score (micro, like the RMB reference); overall = mean of
   the section scores present; macro = mean of scenario accuracies.
+- Every score, accuracy and rate has a 95% interval (intervals.py says how). A `--precision`
+  run judged a sample of each scenario: its section scores weight each scenario by its size
+  in the selection (`population`), which for a full run is the plain mean over records.
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ from dataclasses import dataclass, field
 from statistics import mean
 from typing import Any
 
+from . import intervals
 from .benchmark import Benchmark
 from .comparisons import Comparison, Presentation
+from .intervals import Estimate, Stratum
 from .records import Record
 from .summary import Agreement, Position, ScenarioScore, SectionCounts
 
@@ -110,6 +115,8 @@ class Scored:
 
     scores: dict[str, float | None]
     macro: dict[str, float | None]
+    intervals: dict[str, list[float] | None]  # of each score
+    macro_intervals: dict[str, list[float] | None]
     chance: dict[str, float | None]
     sections: dict[str, SectionCounts]
     scenarios: list[ScenarioScore]
@@ -117,19 +124,53 @@ class Scored:
     agreement: Agreement | None
 
 
+def estimates(
+    keys: list[str], values: dict[str, list[float]], section_of: dict[str, str],
+    population: dict[str, int] | None = None, z: float = intervals.Z95,
+) -> tuple[dict[str, Estimate | None], dict[str, Estimate | None]]:
+    """Each section's score and `overall` (the mean of the sections present), then the macro
+    averages, as estimates with intervals, from the record scores of each scenario
+    (`values[category_path]`). A scenario weighs its size in the selection (`population`)
+    within its section, or its count of records when every record was judged."""
+    size = {path: (population or {}).get(path, len(v)) for path, v in values.items()}
+    by_section: dict[str, list[str]] = defaultdict(list)
+    for path in values:
+        by_section[section_of[path]].append(path)
+    present = [k for k in keys if by_section[k]]
+
+    def combine(weight: dict[str, float], sections: list[str]) -> Estimate | None:
+        return intervals.stratified([Stratum(weight[p], values[p]) for k in sections for p in by_section[k]], z)
+
+    micro = {p: size[p] / sum(size[q] for q in by_section[section_of[p]]) for p in values}
+    macro = {p: 1 / len(by_section[section_of[p]]) for p in values}
+    scores = {k: combine(micro, [k]) for k in keys}
+    macros = {k: combine(macro, [k]) for k in keys}
+    scores["overall"] = combine(micro, present)
+    macros["overall"] = combine(macro, present)
+    return scores, macros
+
+
+def _value(estimate: Estimate | None) -> float | None:
+    return None if estimate is None else estimate.value
+
+
+def _interval(estimate: Estimate | None) -> list[float] | None:
+    return None if estimate is None else estimate.interval
+
+
 def summarize(
     benchmark: Benchmark, judged: list[Judged], record_scores: list[RecordScore], records: list[Record],
-    scalar: bool,
+    scalar: bool, population: dict[str, int] | None = None, z: float = intervals.Z95,
 ) -> Scored:
-    """Scores, per-section counts, per-scenario accuracies, position bias and vote agreement."""
-    section_scores: dict[str, list[float]] = defaultdict(list)
+    """Scores with intervals, per-section counts, per-scenario accuracies, position bias and
+    vote agreement. `population`: a sampled run's scenario sizes in the selection; `z`: the
+    critical value of the scores' intervals (a --precision run's is corrected for stopping)."""
     scenario_scores: dict[str, list[float]] = defaultdict(list)
     scenario_of: dict[str, Record] = {}
     counts: dict[str, Counter] = defaultdict(Counter)
     scenario_counts: dict[str, Counter] = defaultdict(Counter)
     for rs in record_scores:
         record = rs.record
-        section_scores[record.section].append(rs.score)
         scenario_scores[record.category_path].append(rs.score)
         scenario_of[record.category_path] = record
         c = counts[record.section]
@@ -143,34 +184,27 @@ def summarize(
                 scenario_counts[record.category_path].update(flags)
 
     keys = [section.key for section in benchmark.sections]
-    scores = {k: (mean(section_scores[k]) if section_scores[k] else None) for k in keys}
-    present = [v for v in scores.values() if v is not None]
-    scores["overall"] = mean(present) if present else None
-
-    scenario_accuracy = {p: mean(v) for p, v in scenario_scores.items()}
-    macro: dict[str, float | None] = {}
-    for key in keys:
-        values = [a for p, a in scenario_accuracy.items() if scenario_of[p].section == key]
-        macro[key] = mean(values) if values else None
-    macro_present = [v for v in macro.values() if v is not None]
-    macro["overall"] = mean(macro_present) if macro_present else None
-
-    scenarios = [
-        ScenarioScore(
+    scores, macros = estimates(keys, scenario_scores, {p: r.section for p, r in scenario_of.items()}, population, z)
+    scenarios = []
+    for path in sorted(scenario_scores):
+        accuracy = intervals.mean_of(scenario_scores[path])
+        assert accuracy is not None  # a scenario is listed for its records
+        scenarios.append(ScenarioScore(
             category_path=path, set=scenario_of[path].kind, section=scenario_of[path].goal,
-            n=len(scenario_scores[path]), accuracy=scenario_accuracy[path],
+            n=len(scenario_scores[path]), accuracy=accuracy.value, interval=accuracy.interval,
+            population=population.get(path) if population else None,
             **{k: scenario_counts[path][k] for k in ("unparsed", "refused", "failed", "truncated")},
-        )
-        for path in sorted(scenario_scores)
-    ]
+        ))
     sections = {
         key: SectionCounts(**{f: counts[key][f] for f in SectionCounts.__dataclass_fields__})
         for key in keys
         if counts[key]["n"]
     }
     return Scored(
-        scores=scores,
-        macro=macro,
+        scores={k: _value(e) for k, e in scores.items()},
+        macro={k: _value(e) for k, e in macros.items()},
+        intervals={k: _interval(e) for k, e in scores.items()},
+        macro_intervals={k: _interval(e) for k, e in macros.items()},
         chance=chance_levels(benchmark, records, scalar),
         sections=sections,
         scenarios=scenarios,
@@ -196,28 +230,54 @@ def _flags(j: Judged) -> Counter:
 
 def position_bias(judged: list[Judged], record_scores: list[RecordScore]) -> Position:
     """How often the first-shown answer was picked, and, for --order both, how often the
-    two orders agree."""
-    firsts: dict[str, list[float]] = defaultdict(list)
+    two orders agree; intervals count a record's verdicts as one cluster."""
+    firsts: dict[str, dict[Record, list[float]]] = defaultdict(lambda: defaultdict(list))
     for j in judged:
         if j.verdict is not None:
-            firsts[j.presentation.comparison.record.section].append(float(j.verdict == "A"))
-    every = [v for values in firsts.values() for v in values]
-    pairs = [g for rs in record_scores for g in rs.comparisons if len(g) == 2]
-    agreeing = [float(g[0].outcome == g[1].outcome) for g in pairs if None not in (g[0].outcome, g[1].outcome)]
+            record = j.presentation.comparison.record
+            firsts[record.section][record].append(float(j.verdict == "A"))
+    every = intervals.clustered([c for by_record in firsts.values() for c in by_record.values()])
+    sections = {k: intervals.clustered(list(v.values())) for k, v in sorted(firsts.items())}
+    agreeing = [
+        [float(g[0].outcome == g[1].outcome) for g in rs.comparisons
+         if len(g) == 2 and None not in (g[0].outcome, g[1].outcome)]
+        for rs in record_scores
+    ]
+    consistency = intervals.clustered(agreeing)
     return Position(
-        first_pick_rate=mean(every) if every else None,
-        by_section={k: mean(v) for k, v in sorted(firsts.items())},
-        consistency=mean(agreeing) if agreeing else None,
-        consistency_n=len(agreeing),
+        first_pick_rate=_value(every),
+        first_pick_interval=_interval(every),
+        by_section={k: e.value for k, e in sections.items() if e},
+        by_section_intervals={k: e.interval for k, e in sections.items() if e},
+        consistency=_value(consistency),
+        consistency_interval=_interval(consistency),
+        consistency_n=sum(map(len, agreeing)),
     )
 
 
 def vote_agreement(judged: list[Judged]) -> Agreement | None:
-    """With --samples K > 1: how often all K votes agree, and the mean majority share."""
-    voted = [j.votes for j in judged if len(j.votes) > 1]
-    if not voted:
+    """With --samples K > 1: how often all K votes agree, and the mean majority share;
+    intervals count a record's comparisons as one cluster."""
+    unanimous: dict[Record, list[float]] = defaultdict(list)
+    share: dict[Record, list[float]] = defaultdict(list)
+    samples = 0
+    for j in judged:
+        votes = j.votes
+        if len(votes) < 2:
+            continue
+        samples = len(votes)
+        record = j.presentation.comparison.record
+        # a vote that could not be read agrees with nothing
+        unanimous[record].append(float(None not in votes and len(set(votes)) == 1))
+        share[record].append(max(Counter(x for x in votes if x is not None).values(), default=0) / len(votes))
+    if not samples:
         return None
-    # a vote that could not be read agrees with nothing
-    unanimous = [float(None not in v and len(set(v)) == 1) for v in voted]
-    share = [max(Counter(x for x in v if x is not None).values(), default=0) / len(v) for v in voted]
-    return Agreement(samples=len(voted[0]), unanimous_rate=mean(unanimous), mean_majority_share=mean(share))
+    all_agree = intervals.clustered(list(unanimous.values()))
+    majority_share = intervals.clustered(list(share.values()))
+    return Agreement(
+        samples=samples,
+        unanimous_rate=_value(all_agree),
+        unanimous_interval=_interval(all_agree),
+        mean_majority_share=_value(majority_share),
+        mean_majority_share_interval=_interval(majority_share),
+    )

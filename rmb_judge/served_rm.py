@@ -32,7 +32,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -305,8 +305,9 @@ class ServedRewardBackend(ScalarBackend):
     async def before_sending(self, cache: Cache, probe: Awaitable[list[str | None]] | None) -> None:
         cache.writable(f"{len(self.missing)} new rewards")
 
-    async def work(self, cache: Cache, on_answer) -> None:
-        """Score the missing answers through the engine, one request each."""
+    async def work(self, cache: Cache, on_answer, only: set[Hashable] | None = None) -> None:
+        """Score the missing answers (those in `only`, a --precision round's) through the engine,
+        one request each."""
         spec, model = self.config.task.judge.spec, self.config.task.judge.model
         meter = self.meter
         assert meter is not None
@@ -326,7 +327,7 @@ class ServedRewardBackend(ScalarBackend):
             on_answer(digest)
 
         jobs = []
-        for digest in self.missing:
+        for digest in self.missing if only is None else [d for d in self.missing if d in only]:
             item = self.plan_.items[digest]
             messages = (*item.conversation, ("assistant", item.answer))
             jobs.append(Job(digest, 0, ChatRequest(model, messages, max_tokens=0, temperature=None)))

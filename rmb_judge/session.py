@@ -22,23 +22,24 @@ import asyncio
 import gc
 import signal
 import sys
-from collections import defaultdict
-from collections.abc import Awaitable, Hashable, Iterator, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable, Hashable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from . import benchmarks, comparisons, quality, scoring
+from . import benchmarks, comparisons, intervals, precision, quality, scoring
 from .benchmark import Benchmark
 from .cache import Cache
 from .config import RunConfig
 from .display import Display, RunProgress
-from .errors import FatalProviderError, RmbJudgeError, StoppedByError, UsageError
+from .errors import CacheMiss, FatalProviderError, RmbJudgeError, StoppedByError, UsageError
 from .outputs import UNSAVED, RunFolder, manifest, sample_line
+from .precision import Sampler, Step
 from .records import Dataset, Record
 from .scoring import Judged
-from .summary import DataInfo, Settings, Summary, Usage
+from .summary import DataInfo, Sampling, Settings, Summary, Usage
 
 
 class Backend(Protocol):
@@ -66,8 +67,9 @@ class Backend(Protocol):
     async def before_sending(self, cache: Cache, probe: Awaitable[list[str | None]] | None) -> None:
         """Last checks before the first request or forward pass."""
 
-    async def work(self, cache: Cache, on_answer: AnswerCallback) -> None:
-        """Get the missing answers, reporting each through `on_answer`."""
+    async def work(self, cache: Cache, on_answer: AnswerCallback, only: set[Hashable] | None = None) -> None:
+        """Get the missing answers (only those in `only` when given), reporting each through
+        `on_answer`."""
 
     def stop(self, reason: str) -> str:
         """Start nothing new; returns what the user is told is being waited for."""
@@ -102,6 +104,17 @@ class Backend(Protocol):
 
 class AnswerCallback(Protocol):
     def __call__(self, key: Hashable) -> None: ...
+
+
+@dataclass
+class Sampled:
+    """A --precision run's sample: each scenario's judged prefix, and how the sampler stopped."""
+
+    sampler: Sampler
+    records: set[Record]
+    step: Step | None = None  # the last decision
+    requests_sample: int = 0  # requests the sample needs, cached or not
+    requests_full: int = 0  # requests the whole selection needs, cached or not
 
 
 @dataclass
@@ -212,6 +225,9 @@ class Session:
         self._waiting: dict[Hashable, list[int]] = defaultdict(list)
         self._reader: ThreadPoolExecutor | None = None  # reads verdicts while answers arrive
         self._reading: list[Future] = []
+        self._keys: Sequence[Sequence[Hashable]] = ()  # each unit's answers
+        self._have: set[Hashable] = set()  # answers received or cached (or failed for good)
+        self._sampled: Sampled | None = None  # a --precision run's sample, once drawn
 
     async def run(self) -> RunResult:
         task, execution = self.config.task, self.config.execution
@@ -234,7 +250,8 @@ class Session:
         try:
             dataset = await asyncio.to_thread(load_dataset, self.config, self.benchmark)
             with paused_gc():
-                for index, keys in enumerate(backend.plan(dataset)):
+                self._keys = backend.plan(dataset)
+                for index, keys in enumerate(self._keys):
                     for key in keys:
                         self._waiting[key].append(index)
                 units = backend.units()
@@ -245,7 +262,12 @@ class Session:
             probe = None
             self._reader = ThreadPoolExecutor(1, thread_name_prefix="rmb-judge-verdicts")
             with sparse_gc():
-                stopped, failure = await self._work(cache) if missing else (None, None)
+                if self.config.task.precision is not None:
+                    stopped, failure = await self._work(lambda: self._rounds(cache, dataset, units))
+                elif missing:
+                    stopped, failure = await self._work(lambda: backend.work(cache, self._answered))
+                else:
+                    stopped, failure = None, None
         finally:
             if probe is not None and isinstance(probe, asyncio.Future):
                 probe.cancel()
@@ -260,7 +282,7 @@ class Session:
             raise failure  # nothing was sent or judged: no summary to mislead anyone
         stopped = stopped or backend.stopped_reason
         with paused_gc():
-            summary, record_scores, judged = self._summary(dataset, len(units), stopped)
+            summary, record_scores, judged = self._summary(dataset, units, stopped)
             unreadable = quality.guard(summary, judged, self.config, backend.warnings())
             self._write(folder, dataset, summary, record_scores, judged)
         if isinstance(failure, RmbJudgeError):
@@ -276,10 +298,58 @@ class Session:
     def _answered(self, key: Hashable) -> None:
         """An answer arrived: read the verdicts it completes (in the reader thread once the
         work has started, so the event loop never waits on it)."""
+        self._have.add(key)
         if self._reader is None:
             self._judge_ready(key)
         else:
             self._reading.append(self._reader.submit(self._judge_ready, key))
+
+    async def _rounds(self, cache: Cache, dataset: Dataset, units: Sequence[comparisons.Presentation]) -> None:
+        """--precision: judge each scenario's records in a seeded order, a prefix of it at a
+        time, growing the prefixes round by round as precision.Sampler decides, until the
+        interval of overall is narrow enough or the selection is exhausted. What the cache
+        holds costs nothing: a scenario's prefix that is cached already is the first round's."""
+        task = self.config.task
+        assert task.precision is not None
+        units_of: dict[Record, list[int]] = defaultdict(list)
+        for index, unit in enumerate(units):
+            units_of[unit.comparison.record].append(index)
+
+        def needs(record: Record) -> list[Hashable]:
+            return [key for index in units_of[record] for key in self._keys[index]]
+
+        pools = precision.pools(dataset.records, task.selection.seed,
+                                lambda r: float(sum(1 for key in needs(r) if key not in self._have)))
+        sampled = self._sampled = Sampled(Sampler(pools, task.precision), set())
+        sampled.requests_full = sum(len(needs(r)) for r in dataset.records)
+        free = {p.key: next((n for n, cost in enumerate(p.costs) if cost), p.size) for p in pools}
+        sizes = sampled.sampler.first(free)
+        while True:
+            chosen = [r for p in pools for r in p.members[: sizes[p.key]]]
+            sampled.records.update(chosen)
+            wanted = {key for r in chosen for key in needs(r) if key not in self._have}
+            if wanted and self.config.execution.engine.offline:
+                raise CacheMiss(f"--offline: {len(wanted)} requests of the --precision {task.precision:g} sample "
+                                f"are not in the cache {cache.path}; nothing was sent")
+            if wanted:
+                await self.backend.work(cache, self._answered, wanted)
+            if self.backend.stopped_reason:
+                return
+            await asyncio.to_thread(self._read_all)
+            by_record = {r: [self.judged[i] for i in units_of[r] if i in self.judged] for r in chosen}
+            scores = {rs.record: rs.score for rs in scoring.score_records(
+                self.benchmark, [j for r in chosen for j in by_record[r] if len(by_record[r]) == len(units_of[r])])}
+            step = sampled.step = sampled.sampler.step(
+                {p.key: [scores[r] for r in p.members[: sizes[p.key]] if r in scores] for p in pools})
+            sampled.requests_sample = sum(len(needs(r)) for r in sampled.records)
+            if step.stop:
+                return
+            sizes = step.sizes
+
+    def _read_all(self) -> None:
+        """Wait until every answer received so far has been read into a verdict."""
+        for future in list(self._reading):
+            future.result()
 
     def _judge_ready(self, key: Hashable) -> None:
         for index in self._waiting.pop(key, ()):
@@ -287,12 +357,12 @@ class Session:
                 self.judged[index] = result
                 self.progress.add(result)
 
-    async def _work(self, cache: Cache) -> tuple[str | None, BaseException | None]:
+    async def _work(self, work: Callable[[], Awaitable[None]]) -> tuple[str | None, BaseException | None]:
         """The backend's work under the live view and the signal handlers. Returns why the
         run stopped early, and a failure to raise once the partial summary is written."""
         execution = self.config.execution
         loop = asyncio.get_running_loop()
-        task = asyncio.ensure_future(self.backend.work(cache, self._answered))
+        task = asyncio.ensure_future(work())
         interrupts = 0
 
         def interrupt() -> None:
@@ -327,13 +397,22 @@ class Session:
             loop.remove_signal_handler(signal.SIGTERM)
         return stopped, failure
 
-    def _summary(self, dataset: Dataset, expected: int, stopped: str | None
+    def _summary(self, dataset: Dataset, units: Sequence[comparisons.Presentation], stopped: str | None
                  ) -> tuple[Summary, list[scoring.RecordScore], list[Judged]]:
         """Scores over the records whose every comparison was judged (all of them, unless the
-        run stopped early). Complete means every comparison judged and none failed for a
-        reason a rerun may fix."""
+        run stopped early; a --precision run's sample). Complete means every comparison (of
+        the sample) judged and none failed for a reason a rerun may fix."""
         task, backend = self.config.task, self.backend
+        sampled, records, population = self._sampled, dataset.records, None
         indices = sorted(self.judged)
+        expected = len(units)
+        if sampled is not None:  # only the sample counts (the cache may have answered more)
+            records = [r for r in dataset.records if r in sampled.records]
+            indices = [i for i in indices if units[i].comparison.record in sampled.records]
+            expected = sum(1 for u in units if u.comparison.record in sampled.records)
+            population = dict(Counter(r.category_path for r in dataset.records))
+            if stopped is None and sampled.step is not None and sampled.step.stop == "precision":
+                stopped = "precision"
         judged = [self.judged[i] for i in indices]
         by_record: dict[Record, list[Judged]] = defaultdict(list)
         for j in judged:
@@ -341,25 +420,29 @@ class Session:
         settings = backend.settings
         orders = 2 if settings.order == "both" and settings.template_kind == "pairwise" else 1
         # a record has one comparison per answer it beats (pairwise: 1, best-of-N: N-1)
-        finished = [r for r in dataset.records if len(by_record.get(r, ())) == len(r.others) * orders]
+        finished = [r for r in records if len(by_record.get(r, ())) == len(r.others) * orders]
         kept = [j for r in finished for j in by_record[r]]
         record_scores = scoring.score_records(self.benchmark, kept)
         retry_later = sum(1 for j in judged if j.error and not j.rejected)
-        scored = scoring.summarize(self.benchmark, kept, record_scores, finished, task.judge.scalar)
+        z = precision.STOP_Z if sampled is not None else intervals.Z95
+        scored = scoring.summarize(self.benchmark, kept, record_scores, finished, task.judge.scalar, population, z)
         summary = Summary(
             judge=task.judge.spec,
             benchmark=self.benchmark.name,
             simulated=task.judge.simulated,
-            complete=len(judged) == expected and stopped is None and not retry_later,
+            complete=len(judged) == expected and stopped in (None, "precision") and not retry_later,
             stopped_reason=stopped,
             settings=settings,
             scores=scored.scores,
+            intervals=scored.intervals,
             macro=scored.macro,
+            macro_intervals=scored.macro_intervals,
             chance=scored.chance,
             sections=scored.sections,
             scenarios=scored.scenarios,
             position=scored.position,
             agreement=scored.agreement,
+            precision=self._sampling(scored.intervals.get("overall")),
             data=DataInfo(
                 root=str(dataset.root),
                 scenario_files_found=dataset.scenarios_found,
@@ -373,18 +456,31 @@ class Session:
         )
         return summary, record_scores, judged
 
+    def _sampling(self, overall: list[float] | None) -> Sampling | None:
+        """What a --precision run aimed at and reached."""
+        sampled = self._sampled
+        if sampled is None:
+            return None
+        sampler = sampled.sampler
+        half = None if overall is None else (overall[1] - overall[0]) / 2
+        return Sampling(
+            target=sampler.target, z=sampler.z, half_width=half, reached=half is not None and half <= sampler.target,
+            rounds=sampler.rounds, records=len(sampled.records), population=sum(p.size for p in sampler.pools),
+            requests_full=sampled.requests_full, requests_sample=sampled.requests_sample,
+        )
+
     def _write(self, folder: RunFolder, dataset: Dataset, summary: Summary,
                record_scores: list[scoring.RecordScore], judged: list[Judged]) -> None:
         """The run folder. samples.jsonl has a line for every judged presentation; those of
-        records a stopped run did not finish have `comparison_correct` null."""
+        records a stopped run did not finish have `comparison_correct` and `record_correct` null."""
         simulated = summary.simulated
         lines: list[dict[str, Any]] = []
         written: set[int] = set()
         for rs in record_scores:
             for group, score in zip(rs.comparisons, rs.comparison_scores, strict=True):
-                lines.extend(sample_line(j, score, simulated) for j in group)
+                lines.extend(sample_line(j, score, rs.score, simulated) for j in group)
                 written.update(id(j) for j in group)
-        lines.extend(sample_line(j, None, simulated) for j in judged if id(j) not in written)
+        lines.extend(sample_line(j, None, None, simulated) for j in judged if id(j) not in written)
         folder.write_lines("samples.jsonl", lines)
         folder.write_json("summary.json", summary.to_json())
         folder.write_json(

@@ -1,15 +1,19 @@
-"""`summary.json`, typed: what a run writes and what `report` reads back, through the same
-dataclasses. `to_json` and `from_json` are the only places that know its layout; a summary
-written by an older version (fields missing) reads back with their defaults.
+"""`summary.json`, typed: what a run writes and what `report` and `compare` read back, through
+the same dataclasses. `to_json` and `from_json` are the only places that know its layout; a
+summary written by an older version (fields missing) reads back with their defaults.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import types
 import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
+
+from .errors import DataError, UsageError
 
 
 @dataclass
@@ -75,6 +79,8 @@ class ScenarioScore:
     section: str = ""  # the goal (RMB: helpfulness | harmlessness)
     n: int = 0
     accuracy: float | None = None
+    interval: list[float] | None = None  # 95%, of the accuracy
+    population: int | None = None  # a --precision run: the scenario's records in the selection
     unparsed: int = 0
     refused: int = 0
     failed: int = 0
@@ -86,8 +92,11 @@ class Position:
     """How often the first-shown answer was picked, and how often two orders agree."""
 
     first_pick_rate: float | None = None
+    first_pick_interval: list[float] | None = None
     by_section: dict[str, float] = field(default_factory=dict)
+    by_section_intervals: dict[str, list[float]] = field(default_factory=dict)
     consistency: float | None = None
+    consistency_interval: list[float] | None = None
     consistency_n: int = 0
 
 
@@ -97,7 +106,24 @@ class Agreement:
 
     samples: int = 0
     unanimous_rate: float | None = None
+    unanimous_interval: list[float] | None = None
     mean_majority_share: float | None = None
+    mean_majority_share_interval: list[float] | None = None
+
+
+@dataclass
+class Sampling:
+    """A --precision run: the half-width it aimed at, what it reached, and how."""
+
+    target: float = 0.0  # H
+    z: float = 0.0  # the critical value of the scores' intervals: above 1.96, corrected for stopping early
+    half_width: float | None = None  # of overall's 95% interval when it stopped
+    reached: bool = False  # half_width <= target
+    rounds: int = 0
+    records: int = 0  # judged: the sample
+    population: int = 0  # records in the selection
+    requests_full: int = 0  # requests the whole selection needs (cached or not)
+    requests_sample: int = 0  # requests the sample needed (cached or not)
 
 
 @dataclass
@@ -121,6 +147,7 @@ class Settings:
     limit: int | None = None
     sample: float | None = None
     seed: int = 0
+    precision: float | None = None  # --precision H: a growing stratified sample, stopped at half-width H
     template: str | None = None
     template_sha256: str | None = None
     template_kind: str | None = None
@@ -145,17 +172,21 @@ class Summary:
     benchmark: str = "rmb"
     simulated: bool = False
     complete: bool = False
-    stopped_reason: str | None = None  # budget | interrupted | fatal | wait | cache | error
+    stopped_reason: str | None = None  # precision | budget | interrupted | fatal | wait | cache | error
     suspect: bool = False
     warnings: list[str] = field(default_factory=list)
     settings: Settings = field(default_factory=Settings)
     scores: dict[str, float | None] = field(default_factory=dict)
+    # 95% [low, high] of each score (None where the score is None); intervals.py says how
+    intervals: dict[str, list[float] | None] = field(default_factory=dict)
     macro: dict[str, float | None] = field(default_factory=dict)
+    macro_intervals: dict[str, list[float] | None] = field(default_factory=dict)
     chance: dict[str, float | None] = field(default_factory=dict)
     sections: dict[str, SectionCounts] = field(default_factory=dict)
     scenarios: list[ScenarioScore] = field(default_factory=list)
     position: Position | None = None
     agreement: Agreement | None = None
+    precision: Sampling | None = None  # a --precision run
     data: DataInfo = field(default_factory=DataInfo)
     usage: Usage = field(default_factory=Usage)
 
@@ -166,6 +197,37 @@ class Summary:
     def from_json(cls, data: dict[str, Any]) -> Summary:
         """Read a summary, tolerating what older versions lacked or wrote differently."""
         return _load(cls, data)
+
+
+def read_summary(folder: Path) -> Summary:
+    """A run folder's summary.json, typed; one clear error naming the folder or file."""
+    file = folder / "summary.json"
+    if not folder.is_dir():
+        raise UsageError(f"{folder}: no such run folder")
+    if not file.is_file():
+        raise UsageError(f"{folder}: no summary.json in this folder (is it the --out folder of a run?)")
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise DataError(
+            f"{file}: not valid JSON ({error.msg} at line {error.lineno}, column {error.colno})"
+        ) from None
+    except UnicodeDecodeError:
+        raise DataError(f"{file}: not UTF-8 text") from None
+    except OSError as error:
+        raise UsageError(f"{file}: cannot read ({error.strerror})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("judge"), str):
+        raise DataError(f'{file}: not an rmb-judge summary (no "judge" string)')
+    return Summary.from_json(data)
+
+
+def data_files(folder: Path) -> dict[str, str] | None:
+    """The data files' SHA-256 that a run folder's manifest.json lists (None: not recorded or unreadable)."""
+    try:
+        files = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))["data"]["files"]
+    except (OSError, ValueError, LookupError, TypeError):
+        return None
+    return {str(k): str(v) for k, v in files.items()} if isinstance(files, dict) else None
 
 
 _T = TypeVar("_T")

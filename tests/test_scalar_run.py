@@ -35,11 +35,17 @@ def plain_rewards(model_dir, texts):
     return out, tok
 
 
-def test_hf_judge_scores_like_rmb_and_scores_each_answer_once(model_dir, data_root, tmp_path, capsys):
-    args = ["run", "--judge", f"hf:{model_dir}", "--data", str(data_root), "--limit", "3",
+def run_args(model_dir, data_root, tmp_path, *selection: str) -> list[str]:
+    """`run` of the tiny model on SCENARIOS, into tmp_path/out with its own cache."""
+    args = ["run", "--judge", f"hf:{model_dir}", "--data", str(data_root), *selection,
             "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache"), "--no-progress"]
     for s in SCENARIOS:
         args += ["--scenarios", s]
+    return args
+
+
+def test_hf_judge_scores_like_rmb_and_scores_each_answer_once(model_dir, data_root, tmp_path, capsys):
+    args = run_args(model_dir, data_root, tmp_path, "--limit", "3")
     assert cli.main(args) == 0
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
 
@@ -117,3 +123,16 @@ def test_generative_flags_are_refused_for_hf(model_dir, data_root, tmp_path, cap
     code = cli.main(["run", "--judge", f"hf:{model_dir}", "--data", str(data_root), "--samples", "3",
                      "--out", str(tmp_path / "o"), "--cache", str(tmp_path / "c")])
     assert code == 2 and "--samples: not used by a local reward model" in capsys.readouterr().err
+
+
+def test_hf_precision_scores_a_sample_and_reruns_it_offline(model_dir, data_root, tmp_path, capsys):
+    args = run_args(model_dir, data_root, tmp_path, "--precision", "0.3")
+    assert cli.main(args) == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    selected = RMB.load(data_root, records.Selection(scenarios=SCENARIOS)).records
+    assert summary["stopped_reason"] == "precision" and summary["precision"]["reached"]
+    assert summary["data"]["records_scored"] < len(selected) == summary["precision"]["population"]
+    assert 0 < summary["usage"]["answers_scored"] < len({(r.uid, a.text) for r in selected for a in (r.preferred, *r.others)})
+    assert cli.main([*args, "--offline"]) == 0
+    again = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert again["usage"]["answers_scored"] == 0 and again["scores"] == summary["scores"]

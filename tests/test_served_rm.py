@@ -354,3 +354,14 @@ def test_ctrl_c_keeps_the_rewards_in_flight_and_the_rerun_scores_only_the_rest(t
         check_scores(summary, scores, tmp_path, "out", rewards, chosen)
         assert len(api.pooling_calls()) == summary["usage"]["unique_answers"]  # none scored twice
         assert summary["usage"]["answers_scored"] == summary["usage"]["unique_answers"] - sent
+
+
+def test_precision_scores_a_sample_and_a_finer_one_scores_each_answer_once(tokenizer_dir, tokenizer, tmp_path):
+    with serve(tokenizer_dir, tokenizer).run_in_thread() as api:
+        code, coarse = run(tmp_path, [api.url], "--precision", "0.3", limit=40, out="coarse")
+        assert code == 0 and coarse["stopped_reason"] == "precision"
+        assert coarse["data"]["records_scored"] < coarse["data"]["records"]
+        code, fine = run(tmp_path, [api.url], "--precision", "0.15", limit=40, out="fine")
+        assert code == 0 and fine["data"]["records_scored"] > coarse["data"]["records_scored"]
+        inputs = [json.dumps(call.body["input"]) for call in api.pooling_calls()]
+    assert len(inputs) == len(set(inputs)) == coarse["usage"]["answers_scored"] + fine["usage"]["answers_scored"]

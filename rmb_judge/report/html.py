@@ -83,6 +83,7 @@ class Bar:
     top: float  # y of the score; of zero when there is none
     height: float
     score: float | None
+    interval_y: tuple[float, float] | None  # the 95% interval's top and bottom: an error bar
     chance: float | None
     chance_y: float
     colour: str
@@ -92,6 +93,11 @@ class Bar:
     @property
     def middle(self) -> float:
         return self.x + self.width / 2
+
+    @property
+    def label_y(self) -> float:
+        """Where the printed score sits: above the bar and its error bar."""
+        return min(self.top, self.interval_y[0]) if self.interval_y else self.top
 
 
 @dataclass(frozen=True)
@@ -124,13 +130,16 @@ def _bars(shown: Board, slots: dict[int, float], faded: set[int]) -> Bars:
         bars = []
         for row in rows:
             run = row.run
-            score, level = run.scores[key], run.chance_for(key)
+            score, level, interval = run.scores[key], run.chance_for(key), run.intervals[key]
             tip = f"{row.title}: {title} {score:.3f}" if score is not None else ""
+            if score is not None and interval:
+                tip += f" (95% interval {interval[0]:.3f} to {interval[1]:.3f})"
             if score is not None and level is not None:
                 tip += f" (chance {level:.3f})"
             bars.append(Bar(
                 rank=row.rank, key=key, group=row.group, x=x0 + slots[row.rank] * bar_w,
-                width=bar_w - 2, top=y(score or 0.0), height=plot_h * (score or 0.0), score=score, chance=level,
+                width=bar_w - 2, top=y(score or 0.0), height=plot_h * (score or 0.0), score=score,
+                interval_y=(y(interval[1]), y(interval[0])) if score is not None and interval else None, chance=level,
                 chance_y=y(level or 0.0), colour=_colour(row.rank), faded=row.rank in faded, tip=tip,
             ))
         sections.append((Label(x0 + bar_w * span / 2, top + plot_h + 18, title), bars))
@@ -234,7 +243,8 @@ def _heatmap(shown: Board, slots: dict[int, float]) -> Heatmap | None:
                 fill = ABSENT if accuracy is None else heat_colour(accuracy)
                 tip = f"{path} · {row.title}: " + (
                     "not run" if scenario is None or accuracy is None else f"{accuracy:.3f} (n={scenario.n})"
-                )
+                ) + (f", 95% interval {scenario.interval[0]:.3f} to {scenario.interval[1]:.3f}"
+                     if scenario and accuracy is not None and scenario.interval else "")
                 cells.append(Cell(row.rank, path, label_w + cell_w * slots[row.rank], accuracy, fill, _ink(fill), tip))
             lines.append(Line(label, y, cells))
             y += cell_h

@@ -18,7 +18,7 @@ from typing import Any
 from .. import benchmarks
 from ..benchmark import Benchmark
 from ..errors import DataError, UsageError
-from ..summary import Results, SectionCounts, Settings, Summary, Usage
+from ..summary import Results, SectionCounts, Settings, Summary, Usage, data_files, read_summary
 
 OVERALL = "overall"  # the score summary.json keeps beside its sections' (their mean)
 
@@ -30,6 +30,7 @@ class Scenario:
     label: str  # as the heatmap shows it, under its section
     n: int
     accuracy: float | None
+    interval: list[float] | None = None  # 95%, of the accuracy (None in older summaries)
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,8 @@ class Flags:
     scenarios: tuple[str, ...]
     limit: int | None
     sample: float | None
-    seed: int | None  # only --sample uses it
+    precision: float | None  # --precision H: a sample grown until overall's interval was ±H
+    seed: int | None  # only --sample and --precision use it
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class Run:
     suspect: bool
     warnings: tuple[str, ...]
     scores: dict[str, float | None]  # each leaderboard section, then OVERALL
+    intervals: dict[str, list[float] | None]  # 95% of each score (None: not recorded, older summaries)
     chance: dict[str, float | None]  # each leaderboard section
     n: int
     failed: int
@@ -67,8 +70,11 @@ class Run:
     cost_is_spend: bool  # an older summary: only its own spend is known, and it reused cached answers
     cache_hits: int
     first_pick_rate: float | None
+    first_pick_interval: list[float] | None
     consistency: float | None
+    consistency_interval: list[float] | None
     unanimous: float | None  # --samples K: share of comparisons whose K votes all agree
+    unanimous_interval: list[float] | None
     scenarios: tuple[Scenario, ...]
     selection: tuple[Any, ...]  # equal for runs that selected the same records
     selection_text: str
@@ -91,51 +97,28 @@ def load_runs(paths: list[Path]) -> list[Run]:
 
 
 def _load_run(folder: Path) -> Run:
-    file = folder / "summary.json"
-    summary = _read_summary(folder, file)
+    summary = read_summary(folder)
     try:
         benchmark = benchmarks.get(str(summary.benchmark))
     except UsageError as error:
-        raise DataError(f"{file}: {error}") from None
-    return _run(folder, summary, benchmark, _data_digest(folder / "manifest.json"))
+        raise DataError(f"{folder / 'summary.json'}: {error}") from None
+    return _run(folder, summary, benchmark, _data_digest(folder))
 
 
-def _read_summary(folder: Path, file: Path) -> Summary:
-    if not folder.is_dir():
-        raise UsageError(f"{folder}: no such run folder")
-    if not file.is_file():
-        raise UsageError(f"{folder}: no summary.json in this folder (is it the --out folder of a run?)")
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise DataError(
-            f"{file}: not valid JSON ({error.msg} at line {error.lineno}, column {error.colno})"
-        ) from None
-    except UnicodeDecodeError:
-        raise DataError(f"{file}: not UTF-8 text") from None
-    except OSError as error:
-        raise UsageError(f"{file}: cannot read ({error.strerror})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("judge"), str):
-        raise DataError(f'{file}: not an rmb-judge summary (no "judge" string)')
-    return Summary.from_json(data)
-
-
-def _data_digest(file: Path) -> str | None:
+def _data_digest(folder: Path) -> str | None:
     """A digest of the data files' hashes that manifest.json lists; optional, so any problem is None."""
-    try:
-        files = json.loads(file.read_text(encoding="utf-8"))["data"]["files"]
-    except (OSError, ValueError, LookupError, TypeError):
-        return None
-    if not isinstance(files, dict) or not files:
+    files = data_files(folder)
+    if not files:
         return None
     return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
 
 
 def _run(folder: Path, summary: Summary, benchmark: Benchmark, data_digest: str | None) -> Run:
     usage, data, settings = summary.usage, summary.data, summary.settings
+    position, agreement = summary.position, summary.agreement
     section_of = {(s.kind, s.goal): s.key for s in benchmark.sections}
     scenarios = tuple(
-        _scenario(s.category_path, section_of.get((s.set, s.section)), s.n, s.accuracy, benchmark)
+        _scenario(s.category_path, section_of.get((s.set, s.section)), s.n, s.accuracy, s.interval, benchmark)
         for s in summary.scenarios
         if s.category_path
     )
@@ -156,6 +139,7 @@ def _run(folder: Path, summary: Summary, benchmark: Benchmark, data_digest: str 
         suspect=summary.suspect,
         warnings=tuple(map(str, summary.warnings)),
         scores={key: summary.scores.get(key) for key in (*benchmark.leaderboard, OVERALL)},
+        intervals={key: summary.intervals.get(key) for key in (*benchmark.leaderboard, OVERALL)},
         chance={key: summary.chance.get(key) for key in benchmark.leaderboard},
         n=n,
         failed=sum(s.failed for s in counted),
@@ -164,9 +148,12 @@ def _run(folder: Path, summary: Summary, benchmark: Benchmark, data_digest: str 
         cost_usd=usage.results.cost_usd if results_recorded else usage.cost_usd if usage_recorded else None,
         cost_is_spend=not results_recorded and usage.cache_hits > 0,
         cache_hits=usage.cache_hits,
-        first_pick_rate=summary.position.first_pick_rate if summary.position else None,
-        consistency=summary.position.consistency if summary.position else None,
-        unanimous=summary.agreement.unanimous_rate if summary.agreement else None,
+        first_pick_rate=position.first_pick_rate if position else None,
+        first_pick_interval=position.first_pick_interval if position else None,
+        consistency=position.consistency if position else None,
+        consistency_interval=position.consistency_interval if position else None,
+        unanimous=agreement.unanimous_rate if agreement else None,
+        unanimous_interval=agreement.unanimous_interval if agreement else None,
         scenarios=scenarios,
         selection=_selection_key(flags, scenarios),
         selection_text=_selection_text(flags, benchmark),
@@ -176,10 +163,11 @@ def _run(folder: Path, summary: Summary, benchmark: Benchmark, data_digest: str 
     )
 
 
-def _scenario(path: str, section: str | None, n: int, accuracy: float | None, benchmark: Benchmark) -> Scenario:
+def _scenario(path: str, section: str | None, n: int, accuracy: float | None, interval: list[float] | None,
+              benchmark: Benchmark) -> Scenario:
     """Under a section its short label; without one (a summary whose scenarios name no kind and
     goal) the whole path, as nothing else tells apart scenarios of different sections."""
-    return Scenario(path, section, benchmark.scenario_label(path) if section else path, n, accuracy)
+    return Scenario(path, section, benchmark.scenario_label(path) if section else path, n, accuracy, interval)
 
 
 def _flags(settings: Settings, benchmark: Benchmark) -> Flags | None:
@@ -192,7 +180,8 @@ def _flags(settings: Settings, benchmark: Benchmark) -> Flags | None:
         scenarios=tuple(sorted(settings.scenarios)),
         limit=settings.limit,
         sample=settings.sample,
-        seed=settings.seed if settings.sample is not None else None,
+        precision=settings.precision,
+        seed=settings.seed if settings.sample is not None or settings.precision is not None else None,
     )
 
 
@@ -222,6 +211,8 @@ def _selection_text(flags: Flags | None, benchmark: Benchmark) -> str:
         parts.append(f"first {flags.limit} records per scenario")
     if flags.sample is not None:
         parts.append(f"sample {flags.sample * 100:g}% (seed {flags.seed})")
+    if flags.precision is not None:
+        parts.append(f"sample grown to ±{flags.precision:g} (seed {flags.seed})")
     return " · ".join(parts) or "full selection"
 
 
@@ -237,7 +228,8 @@ def _settings_label(settings: Settings, flags: Flags | None, benchmark: Benchmar
         parts += [f"{flag}={','.join(values)}" for flag, values in _narrowed(flags, benchmark)]
         if flags.scenarios:
             parts.append("scenarios=" + ",".join(flags.scenarios))
-    parts += [f"{name}={value:g}" for name, value in (("limit", settings.limit), ("sample", settings.sample))
+    parts += [f"{name}={value:g}" for name, value in
+              (("limit", settings.limit), ("sample", settings.sample), ("precision", settings.precision))
               if value is not None]
     return " · ".join(parts)
 

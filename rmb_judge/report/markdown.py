@@ -15,6 +15,8 @@ def render_markdown(runs: list[Run], published: bool = False) -> str:
         lines += ["", f"## {_md(group.title)}", "", *_group_table(shown, group)]
     if shown.notes:
         lines += ["", *(f"- {_md(note)}" for note in shown.notes)]
+    if shown.paired:
+        lines += ["", "## Paired comparisons", "", *(f"- {_md(line)}" for line in shown.paired)]
     if shown.published:
         paper = shown.published
         headers = ["Model", "Type", *shown.score_titles]

@@ -142,6 +142,10 @@ def render_terminal(runs: list[Run], console: Console, published: bool = False) 
             console.print(table)
     for note in shown.notes:
         console.print(Text(note, style="dim"))
+    if shown.paired:
+        console.print(Text("Paired comparisons (rmb-judge compare)", style="bold"))
+        for line in shown.paired:
+            console.print(Text(line))
     if shown.published:
         _render_published(shown.score_titles, shown.published, console)
 

@@ -10,13 +10,14 @@ Ranks run on across groups, so "#3" names one run in every table and chart.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from .. import benchmarks
 from ..benchmark import Benchmark
-from ..errors import UsageError
+from ..errors import RmbJudgeError, UsageError
 from .load import OVERALL, Run
 
 # Group kinds, in the order they are listed.
@@ -79,6 +80,7 @@ class Board:
     groups: list[Group]
     notes: list[str]
     published: PublishedTable | None  # when asked for and the benchmark has one
+    paired: list[str]  # each run against the next in rank order, on the records both scored
 
     @property
     def rows(self) -> list[Row]:
@@ -86,11 +88,15 @@ class Board:
         return [row for group in self.groups for row in group.rows]
 
 
-Extra = tuple[str, Callable[[Run], float | None], str]  # a column shown when some run has it: header, value, meaning
+# a column shown when some run has it: header, (value, its 95% interval), meaning
+Extra = tuple[str, Callable[[Run], tuple[float | None, list[float] | None]], str]
 _EXTRAS: tuple[Extra, ...] = (
-    ("1st pick", lambda run: run.first_pick_rate, "how often the answer shown first was preferred"),
-    ("Consistency", lambda run: run.consistency, "with --order both, how often both orders gave the same verdict"),
-    ("Unanimous", lambda run: run.unanimous, "with --samples K, how often all K votes agreed"),
+    ("1st pick", lambda run: (run.first_pick_rate, run.first_pick_interval),
+     "how often the answer shown first was preferred"),
+    ("Consistency", lambda run: (run.consistency, run.consistency_interval),
+     "with --order both, how often both orders gave the same verdict"),
+    ("Unanimous", lambda run: (run.unanimous, run.unanimous_interval),
+     "with --samples K, how often all K votes agreed"),
 )
 _COUNTS = ("n", "Failed", "Unparsed", "Refused", "Cost")
 
@@ -100,7 +106,7 @@ def board(runs: list[Run], published: bool = False) -> Board:
     keys = (*benchmark.leaderboard, OVERALL)
     titles = {section.key: section.title for section in benchmark.sections} | {OVERALL: "Overall"}
     score_titles = [titles[key] for key in keys]
-    extras = [(title, get, meaning) for title, get, meaning in _EXTRAS if any(get(run) is not None for run in runs)]
+    extras = [(title, get, meaning) for title, get, meaning in _EXTRAS if any(get(run)[0] is not None for run in runs)]
     groups: list[Group] = []
     first = 1
     for kind, title, members in _grouped(runs):
@@ -122,7 +128,37 @@ def board(runs: list[Run], published: bool = False) -> Board:
         groups=groups,
         notes=_notes(runs, groups, extras, own_chance=any(group.score_titles != score_titles for group in groups)),
         published=_published(benchmark, keys) if published else None,
+        paired=_paired([row for group in groups for row in group.rows]),
     )
+
+
+def _paired(rows: list[Row]) -> list[str]:
+    """`compare` of each run with the next one in rank order where they share scored records:
+    is #1 really ahead of #2? Runs whose samples cannot be read are left out."""
+    from ..compare import RunScores, compare, read_run
+
+    read: dict[int, RunScores | None] = {}
+
+    def scores(row: Row) -> RunScores | None:
+        if row.rank not in read:
+            try:
+                read[row.rank] = read_run(row.run.path)
+            except RmbJudgeError:
+                read[row.rank] = None
+        return read[row.rank]
+
+    said = []
+    for before, after in itertools.pairwise(rows):
+        a, b = scores(before), scores(after)
+        if a is None or b is None:
+            continue
+        result = compare(a, b)
+        if result.overall is not None:
+            differs = f" (differ in {'; '.join(result.differs)})" if result.differs else ""
+            result.a, result.b = f"#{before.rank}", f"#{after.rank}"
+            said.append(f"#{before.rank} vs #{after.rank} on the {result.shared:,} records both scored"
+                        f"{differs}: {result.sentence()}.")
+    return said
 
 
 def _benchmark(runs: list[Run]) -> Benchmark:
@@ -189,11 +225,15 @@ def _common_chance(runs: list[Run], keys: tuple[str, ...]) -> dict[str, float | 
 
 
 def _row(rank: int, run: Run, kind: str, keys: tuple[str, ...], per_run_chance: bool, extras: list[Extra]) -> Row:
-    scores = [_fmt(run.scores[key]) + (f" ({_fmt(run.chance_for(key))})" if per_run_chance else "") for key in keys]
+    scores = [
+        with_interval(run.scores[key], run.intervals[key])
+        + (f" ({_fmt(run.chance_for(key))})" if per_run_chance else "")
+        for key in keys
+    ]
     details = [
         str(run.n), str(run.failed), str(run.unparsed), str(run.refused),
         _fmt_cost(run.cost_usd) + ("*" if run.cost_is_spend else ""),
-        *(_fmt(get(run)) for _, get, _ in extras),
+        *(with_interval(*get(run)) for _, get, _ in extras),
     ]
     status = _status(run)
     marks = ["other selection"] * (kind == SELECTION) + [tag.name for tag in status if tag.name != "complete"]
@@ -220,6 +260,8 @@ def _status(run: Run) -> list[Tag]:
 def _notes(runs: list[Run], groups: list[Group], extras: list[Extra], own_chance: bool) -> list[str]:
     """What the columns mean where it is not obvious, and every run's warnings."""
     notes = [f"{title}: {meaning}." for title, _, meaning in extras]
+    if any(value is not None for run in runs for value in run.intervals.values()):
+        notes.append("±: half the width of the 95% interval (README: \"How sure is a score?\").")
     if own_chance:
         notes.append("Runs selected different records, so each score shows its own chance level in brackets.")
     if any(run.simulated for run in runs):
@@ -253,6 +295,14 @@ def _published(benchmark: Benchmark, keys: tuple[str, ...]) -> PublishedTable | 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
     return DASH if value is None else f"{value:.{digits}f}"
+
+
+def with_interval(value: float | None, interval: list[float] | None) -> str:
+    """`0.738 ±0.011`: the value and half its 95% interval's width (the interval need not be
+    symmetric; the exact bounds are in summary.json and the HTML tooltips)."""
+    if value is None or not interval:
+        return _fmt(value)
+    return f"{value:.3f} ±{(interval[1] - interval[0]) / 2:.3f}"
 
 
 def _fmt_cost(value: float | None) -> str:

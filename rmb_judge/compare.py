@@ -1,0 +1,235 @@
+"""`rmb-judge compare RUN_A RUN_B`: is one judge really ahead of another?
+
+Two runs are compared on the records both scored, matched by scenario and uid, and only in
+scenarios whose data file has the same SHA-256 in both manifests (the same uid in an edited
+file may be another prompt). Each run's score of a record is `record_correct` in its
+samples.jsonl, exactly what its summary averaged.
+
+The difference of each section score and of `overall` is the weighted mean of the per-record
+differences A - B, stratified by scenario with the weights the runs' own scores use (a
+scenario weighs its records in the selection). Paired, because both judges saw the same
+prompts: the prompt-to-prompt spread, most of each run's own uncertainty, cancels. Its 95%
+interval is the normal one from the stratified variance of the differences; the p-value is
+the sign-flip test's (intervals.paired: exact when it can be enumerated, McNemar's test when
+the weights are equal), which assumes nothing about the shape of the differences. A
+difference is called significant only when both say so (p < 0.05 and the interval excludes 0).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import benchmarks
+from .errors import DataError, UsageError
+from .intervals import Difference, paired
+from .summary import Summary, data_files, read_summary
+
+OVERALL = "overall"
+SIGNIFICANCE = 0.05
+
+
+@dataclass(frozen=True)
+class RunScores:
+    """What `compare` needs of one run folder."""
+
+    path: Path
+    summary: Summary
+    records: dict[tuple[str, str], float]  # (category_path, uid) -> the record's score
+    files: dict[str, str] | None  # data file -> SHA-256, from manifest.json (None: not recorded)
+
+    @property
+    def name(self) -> str:
+        return f"{self.summary.judge} ({self.path.name})"
+
+
+@dataclass(frozen=True)
+class ScoreDifference:
+    key: str  # a section key or "overall"
+    title: str
+    a: float  # each run's score on the shared records
+    b: float
+    difference: float  # a - b
+    low: float
+    high: float
+    p_value: float
+    records: int
+    exact: bool  # the p-value by enumeration
+
+    @property
+    def significant(self) -> bool:
+        return self.p_value < SIGNIFICANCE and (self.low > 0 or self.high < 0)
+
+
+@dataclass
+class Comparison:
+    a: str  # each run, as named in sentences
+    b: str
+    shared: int  # records both runs scored (on equal data files)
+    only_a: int
+    only_b: int
+    differs: list[str] = field(default_factory=list)  # settings that differ, in words
+    notes: list[str] = field(default_factory=list)  # what was left out, and why
+    scores: list[ScoreDifference] = field(default_factory=list)  # sections, then overall
+
+    @property
+    def overall(self) -> ScoreDifference | None:
+        return next((s for s in self.scores if s.key == OVERALL), None)
+
+    def sentence(self, score: ScoreDifference | None = None) -> str:
+        """The verdict in words, on `overall` unless another score is given."""
+        score = score or self.overall
+        if score is None:
+            return f"{self.a} and {self.b} share no scored records: nothing to compare"
+        points = f"95% CI {100 * score.low:+.1f} to {100 * score.high:+.1f} points, p = {_p(score.p_value)}"
+        if not score.significant:
+            return f"no significant difference between {self.a} and {self.b} ({points})"
+        ahead, behind = (self.a, self.b) if score.difference > 0 else (self.b, self.a)
+        low, high = sorted(abs(100 * x) for x in (score.low, score.high))
+        return (f"{ahead} is ahead of {behind} by {abs(100 * score.difference):.1f} points "
+                f"(95% CI {low:.1f} to {high:.1f}, p = {_p(score.p_value)})")
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["sentence"] = self.sentence()
+        for item, score in zip(data["scores"], self.scores, strict=True):
+            item["significant"] = score.significant
+            item["sentence"] = self.sentence(score)
+        return data
+
+
+def _p(value: float) -> str:
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def read_run(folder: Path) -> RunScores:
+    """A run folder's summary, per-record scores and data file hashes; one clear error if unusable."""
+    summary = read_summary(folder)
+    samples = folder / "samples.jsonl"
+    records: dict[tuple[str, str], float] = {}
+    try:
+        with samples.open(encoding="utf-8") as lines:
+            for number, line in enumerate(lines, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                    key, score = (str(row["category_path"]), str(row["uid"])), row.get("record_correct", ...)
+                except (ValueError, KeyError, TypeError):
+                    raise DataError(f"{samples}, line {number}: not a sample line of rmb-judge") from None
+                if score is ...:
+                    raise DataError(f"{samples}: written by an older rmb-judge (no record_correct); rerun the "
+                                    "same command with --offline to rewrite it from the cache")
+                if score is not None:
+                    records[key] = float(score)
+    except FileNotFoundError:
+        raise UsageError(f"{folder}: no samples.jsonl in this folder (compare needs the per-record scores)") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise DataError(f"{samples}: cannot read ({error})") from None
+    return RunScores(folder, summary, records, data_files(folder))
+
+
+def compare(a: RunScores, b: RunScores) -> Comparison:
+    """The paired difference A - B of every score on the records both runs scored."""
+    if a.summary.benchmark != b.summary.benchmark:
+        raise UsageError(f"{a.path} and {b.path} are runs of different benchmarks "
+                         f"({a.summary.benchmark}, {b.summary.benchmark})")
+    benchmark = benchmarks.get(a.summary.benchmark)
+    names = (a.name, b.name) if a.name != b.name else (f"A ({a.path})", f"B ({b.path})")
+    result = Comparison(names[0], names[1], 0, 0, 0, differs=_differences(a, b))
+    scenario = {s.category_path: s for run in (b, a) for s in run.summary.scenarios}
+    sections_by_name = {(s.kind, s.goal): s.key for s in benchmark.sections}
+    # an older summary's scenarios may not name their kind and goal: their records cannot be placed
+    section_of = {path: key for path, s in scenario.items() if (key := sections_by_name.get((s.set, s.section)))}
+    unequal = set()
+    if a.files is None or b.files is None:
+        result.notes.append("a manifest.json lists no data files: records matched by uid only")
+    else:
+        unequal = {path for path in section_of if a.files.get(f"{path}.json") != b.files.get(f"{path}.json")}
+        if unequal:
+            result.notes.append(f"{len(unequal)} scenarios left out: their data files differ between the runs "
+                                f"({', '.join(sorted(unequal)[:3])}{', ...' if len(unequal) > 3 else ''})")
+    shared = sorted(k for k in a.records.keys() & b.records.keys() if k[0] not in unequal and k[0] in section_of)
+    result.shared = len(shared)
+    result.only_a = len(a.records) - len(shared)
+    result.only_b = len(b.records) - len(shared)
+    by_scenario: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for record in shared:
+        by_scenario[record[0]].append((a.records[record], b.records[record]))
+    # on one selection a scenario weighs its records in it (a --precision run judged a random sample
+    # of it); on different ones the shared records are no random sample of anything: they weigh as they are
+    same = all(getattr(a.summary.settings, f) == getattr(b.summary.settings, f) for f in _SELECTION)
+    size = {path: max(scenario[path].population or 0, len(pairs)) if same else len(pairs)
+            for path, pairs in by_scenario.items()}
+    sections = [s for s in benchmark.sections if any(section_of[p] == s.key for p in by_scenario)]
+    strata: dict[str, list[tuple[float, list[tuple[float, float]]]]] = {}
+    for section in sections:
+        paths = [p for p in by_scenario if section_of[p] == section.key]
+        total = sum(size[p] for p in paths)
+        strata[section.key] = [(size[p] / total, by_scenario[p]) for p in paths]
+    strata[OVERALL] = [(w / len(sections), pairs) for parts in list(strata.values()) for w, pairs in parts]
+    titles = {s.key: s.title for s in benchmark.sections} | {OVERALL: "Overall"}
+    for key, parts in strata.items():
+        if difference := paired([(w, [x - y for x, y in pairs]) for w, pairs in parts]):
+            result.scores.append(_score(key, titles[key], parts, difference))
+    return result
+
+
+def _score(key: str, title: str, parts: list[tuple[float, list[tuple[float, float]]]],
+           difference: Difference) -> ScoreDifference:
+    total = sum(w for w, _ in parts)
+
+    def mean(side: int) -> float:
+        return sum(w / total * sum(pair[side] for pair in pairs) / len(pairs) for w, pairs in parts)
+
+    return ScoreDifference(key, title, mean(0), mean(1), difference.value, difference.low, difference.high,
+                           difference.p_value, difference.records, difference.exact)
+
+
+_SELECTION = ("sets", "sections", "scenarios", "limit", "sample", "seed")
+_COMPARED = ("template", "template_sha256", "order", "samples", "temperature", "max_tokens", "sets", "sections",
+             "scenarios", "limit", "sample", "seed", "precision", "endpoints")
+
+
+def _differences(a: RunScores, b: RunScores) -> list[str]:
+    """What differs between the runs, in words (the judge first)."""
+    said = []
+    if a.summary.judge != b.summary.judge:
+        said.append(f"judge: {a.summary.judge} vs {b.summary.judge}")
+    for name in _COMPARED:
+        if name == "endpoints" and said:
+            continue  # another judge answers elsewhere anyway
+        x, y = getattr(a.summary.settings, name), getattr(b.summary.settings, name)
+        if x != y and not (name == "template_sha256" and a.summary.settings.template != b.summary.settings.template):
+            said.append(f"{name}: {_word(x)} vs {_word(y)}" if name != "template_sha256"
+                        else "template: same name, different text")
+    return said
+
+
+def _word(value: Any) -> str:
+    if value is None or value == []:
+        return "default"
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def render(comparison: Comparison) -> str:
+    """The comparison as plain text: what was matched, a row per score, the sentence."""
+    lines = [f"A = {comparison.a}", f"B = {comparison.b}",
+             f"{comparison.shared:,} records scored by both runs (only A: {comparison.only_a:,}, "
+             f"only B: {comparison.only_b:,})"]
+    lines += [f"differs: {item}" for item in comparison.differs] or ["same judge, template and selection"]
+    lines += [f"note: {note}" for note in comparison.notes]
+    if comparison.scores:
+        header = f"{'score':<12} {'A':>6} {'B':>6} {'A - B':>7}  {'95% CI':>15}  {'p':>7}  {'records':>7}"
+        lines += ["", header]
+        for s in comparison.scores:
+            ci = f"{s.low:+.3f} to {s.high:+.3f}"
+            mark = " *" if s.significant else ""
+            lines.append(f"{s.title:<12} {s.a:6.3f} {s.b:6.3f} {s.difference:+7.3f}  {ci:>15}  "
+                         f"{_p(s.p_value):>7}  {s.records:>7,}{mark}")
+        lines.append("(* significant at 5%: p < 0.05 and the interval excludes 0)")
+    lines += ["", comparison.sentence() + "."]
+    return "\n".join(lines)

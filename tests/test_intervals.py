@@ -1,0 +1,179 @@
+"""95% intervals: the estimators on cases computed by hand, and every score of a real run
+carrying one that `report` shows."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from collections import defaultdict
+
+import pytest
+from conftest import make_config
+from rich.console import Console
+
+from rmb_judge import intervals, records
+from rmb_judge.intervals import Stratum
+from rmb_judge.report import load_runs, render_html, render_markdown, render_terminal
+from rmb_judge.scoring import estimates
+from rmb_judge.session import run
+
+Z = 1.959963984540054
+
+
+def test_wilson_matches_the_published_interval():
+    # 5 of 10: Wilson's interval is 0.2366 to 0.7634 (Newcombe 1998, table I)
+    low, high = intervals.wilson(0.5, 10)
+    assert (round(low, 4), round(high, 4)) == (0.2366, 0.7634)
+    # 0 of 10: 0 to 0.2775, never below 0
+    assert intervals.wilson(0.0, 10)[0] == 0.0 and intervals.wilson(1.0, 10)[1] == 1.0
+    assert round(intervals.wilson(0.0, 10)[1], 4) == 0.2775
+
+
+def test_stratified_mean_and_variance_by_hand():
+    # weights 3:1; means 2/3 and 1/2; sample variances 1/3 and 1/3
+    estimate = intervals.stratified([Stratum(3, [1, 0, 1]), Stratum(1, [1, 1, 0, 0])])
+    assert estimate is not None
+    assert estimate.value == pytest.approx(0.75 * 2 / 3 + 0.25 * 0.5)  # 0.625
+    assert estimate.variance == pytest.approx(0.75**2 * (1 / 3) / 3 + 0.25**2 * (1 / 3) / 4)  # 0.0677083
+    n_eff = 0.625 * 0.375 / estimate.variance
+    assert estimate.n_eff == pytest.approx(n_eff)
+    low, high = intervals.wilson(0.625, n_eff)
+    assert estimate.interval == pytest.approx([low, high])
+    assert low < 0.625 < high
+
+
+def test_a_stratum_of_one_record_borrows_the_pooled_spread():
+    # the pooled within-stratum variance is the first stratum's s^2 = 1/3 (the only one with any)
+    estimate = intervals.stratified([Stratum(1, [1, 0, 0]), Stratum(1, [1])])
+    assert estimate is not None
+    assert estimate.value == pytest.approx(0.5 * (1 / 3) + 0.5 * 1)
+    assert estimate.variance == pytest.approx(0.25 * (1 / 3) / 3 + 0.25 * (1 / 3))
+
+
+def test_a_stratum_all_won_is_shrunk_toward_the_pooled_variance():
+    # s^2 = 0 (df 1) and 1/3 (df 3): pooled (0 * 1 + 1/3 * 3) / 4 = 1/4; shrunk with 4 clusters
+    # of the pooled spread: (0 + 4/4) / (1 + 4) = 0.2 and (1 + 4/4) / (3 + 4) = 2/7
+    estimate = intervals.stratified([Stratum(1, [1, 1]), Stratum(1, [1, 0, 1, 0])])
+    assert estimate is not None
+    assert estimate.variance == pytest.approx(0.25 * 0.2 / 2 + 0.25 * (2 / 7) / 4)
+
+
+def test_clustered_units_count_as_one_per_cluster():
+    # clusters (1, 1), (0, 1), (0,): 3 of 5 units; ratio-estimator variance
+    # sum over clusters of (y - p m)^2 = (2 - 1.2)^2 + (1 - 1.2)^2 + (0 - 0.6)^2 = 1.04
+    estimate = intervals.clustered([[1, 1], [0, 1], [0]])
+    assert estimate is not None
+    assert estimate.value == pytest.approx(0.6)
+    assert estimate.variance == pytest.approx(3 / 2 * 1.04 / 25)
+
+
+def test_a_perfect_score_still_has_an_interval_below_one():
+    estimate = intervals.mean_of([1.0] * 20)
+    assert estimate is not None and estimate.high == 1.0
+    assert estimate.low == pytest.approx(intervals.wilson(1.0, 20)[0]) and estimate.low < 0.87
+
+
+def test_paired_difference_by_hand():
+    # per-record differences 1, 1, 1, 0, -1: mean 0.4, s^2 = 0.8, se = 0.4
+    difference = intervals.paired([(1.0, [1, 1, 1, 0, -1])])
+    assert difference is not None
+    assert difference.value == pytest.approx(0.4)
+    assert (difference.low, difference.high) == pytest.approx((0.4 - Z * 0.4, min(1.0, 0.4 + Z * 0.4)))
+    # sign flips of four nonzero differences of 1/5 each: |sum| >= 0.4 unless two go each way
+    assert difference.p_value == pytest.approx(1 - 6 / 16)
+    assert difference.exact and difference.records == 5 and difference.differing == 4
+
+
+def test_paired_difference_of_identical_runs_is_zero_with_p_one():
+    difference = intervals.paired([(1.0, [0, 0, 0]), (2.0, [0, 0])])
+    assert difference is not None
+    assert (difference.value, difference.p_value) == (0.0, 1.0)
+
+
+def test_equal_weights_give_the_exact_mcnemar_test():
+    # 30 records won only by A, 15 only by B, 55 by both or neither: two-sided binomial(45, 1/2)
+    difference = intervals.paired([(1.0, [1.0] * 30 + [-1.0] * 15 + [0.0] * 55)])
+    assert difference is not None and difference.exact
+    tail = sum(math.comb(45, k) for k in range(30, 46)) / 2**45
+    assert difference.p_value == pytest.approx(2 * tail)
+
+
+def test_many_distinct_differences_use_the_normal_approximation():
+    # 40 strata of unequal weights: 2^40 sign patterns, too many to enumerate
+    strata = [(1.0 + k, [1.0, -1.0, 1.0]) for k in range(40)]
+    difference = intervals.paired(strata)
+    assert difference is not None and not difference.exact
+    total = sum(w for w, _ in strata)
+    magnitudes = [w / total / 3 for w, d in strata for _ in d]
+    z = difference.value / math.sqrt(sum(m * m for m in magnitudes))
+    assert difference.p_value == pytest.approx(math.erfc(z / math.sqrt(2)))
+
+
+def test_a_section_score_weighted_by_scenario_size_is_the_plain_mean_over_records():
+    values = {"a/x": [1, 0, 1, 1], "a/y": [0, 1], "b/z": [1, 1, 0]}
+    section_of = {"a/x": "a", "a/y": "a", "b/z": "b"}
+    scores, macros = estimates(["a", "b"], values, section_of)
+    assert scores["a"].value == pytest.approx(4 / 6)
+    assert scores["overall"].value == pytest.approx((4 / 6 + 2 / 3) / 2)
+    assert macros["a"].value == pytest.approx((3 / 4 + 1 / 2) / 2)
+    # the section's variance: (4/6)^2 * s_x^2 / 4 + (2/6)^2 * s_y^2 / 2 with s_x^2 = 1/4 (df 3) and
+    # s_y^2 = 1/2 (df 1) shrunk toward their pooled 5/16: (3/4 + 5/4) / 7 and (1/2 + 5/4) / 5
+    assert scores["a"].variance == pytest.approx((4 / 6) ** 2 * (2 / 7) / 4 + (2 / 6) ** 2 * 0.35 / 2)
+    # a sampled run weighs scenarios by their size in the selection, not in the sample
+    sampled, _ = estimates(["a", "b"], values, section_of, population={"a/x": 10, "a/y": 30, "b/z": 3})
+    assert sampled["a"].value == pytest.approx(0.25 * 3 / 4 + 0.75 * 1 / 2)
+
+
+@pytest.fixture(scope="module")
+def mock_run(tmp_path_factory, data_root):
+    out = tmp_path_factory.mktemp("run") / "out"
+    run(make_config(judge="mock", data=data_root, out=out, cache=out.parent / "cache",
+                    selection=records.Selection(limit=6, scenarios=["*Chat*", "*Code*"]), order="both"))
+    return out
+
+
+def test_every_score_of_a_run_has_an_interval_recomputed_from_its_samples(mock_run):
+    summary = json.loads((mock_run / "summary.json").read_text())
+    assert set(summary["intervals"]) == set(summary["scores"])
+    # each record's score from samples.jsonl (both orders per comparison; BoN: every comparison won)
+    comparisons: dict[tuple, list[float]] = defaultdict(list)
+    for line in (mock_run / "samples.jsonl").read_text().splitlines():
+        sample = json.loads(line)
+        comparisons[(sample["category_path"], sample["uid"], sample.get("loser_index"))].append(sample["correct"])
+    record_scores: dict[tuple, list[float]] = defaultdict(list)
+    for (path, uid, _), both in comparisons.items():
+        record_scores[(path, uid)].append(1.0 if both == [1, 1] else 0.5 if set(both) == {0, 1} else both[0])
+    by_scenario: dict[str, list[float]] = defaultdict(list)
+    for (path, _), scores in record_scores.items():
+        by_scenario[path].append(scores[0] if len(scores) == 1 else float(all(s == 1 for s in scores)))
+    assert any(score is None for score in summary["scores"].values())  # a section with no records
+    for key, score in summary["scores"].items():
+        if score is None:
+            assert summary["intervals"][key] is None
+            continue
+        low, high = summary["intervals"][key]
+        assert low <= score <= high and 0 <= low < high <= 1, key
+    for scenario in summary["scenarios"]:
+        values = by_scenario[scenario["category_path"]]
+        mean = sum(values) / len(values)
+        assert scenario["accuracy"] == pytest.approx(mean)
+        variance = sum((v - mean) ** 2 for v in values) / (len(values) - 1) / len(values)
+        n_eff = mean * (1 - mean) / variance if 0 < mean < 1 and variance else len(values)
+        assert scenario["interval"] == pytest.approx(list(intervals.wilson(mean, n_eff)))
+    assert summary["position"]["first_pick_interval"] and summary["position"]["consistency_interval"]
+
+
+def test_reports_show_intervals_and_error_bars(mock_run):
+    runs = load_runs([mock_run])
+    summary = json.loads((mock_run / "summary.json").read_text())
+    overall, (low, high) = summary["scores"]["overall"], summary["intervals"]["overall"]
+    shown = f"{overall:.3f} ±{(high - low) / 2:.3f}"
+    out = io.StringIO()
+    render_terminal(runs, Console(file=out, width=250))
+    assert shown in out.getvalue()
+    assert shown in render_markdown(runs)
+    html = render_html(runs)
+    bars = html.count('class="error-bar"')
+    assert bars == sum(1 for key in runs[0].scores if runs[0].scores[key] is not None)
+    assert f"95% interval {low:.3f} to {high:.3f}" in html
