@@ -150,7 +150,7 @@ def test_killed_run_resumes_without_paying_twice(sig, data_root, tmp_path):
         args = ["run", "--judge", "anthropic:j", "--data", data_root, "--limit", 2, "--no-progress",
                 "--concurrency", 4]  # ~80 answers/s: seconds between the kill and the end
         env = s.env("anthropic")
-        cli(*args, "--out", tmp_path / "ref", "--cache", tmp_path / "refcache", env=env)
+        cli(*args, "--concurrency", 16, "--out", tmp_path / "ref", "--cache", tmp_path / "refcache", env=env)
         reference = json.loads((tmp_path / "ref" / "summary.json").read_text())
         total = reference["usage"]["requests"]
 
@@ -168,7 +168,7 @@ def test_killed_run_resumes_without_paying_twice(sig, data_root, tmp_path):
         else:
             assert proc.returncode == -signal.SIGKILL
 
-        cli(*args, "--out", tmp_path / "out", "--cache", tmp_path / "cache", env=env)
+        cli(*args, "--concurrency", 16, "--out", tmp_path / "out", "--cache", tmp_path / "cache", env=env)
         final = json.loads((tmp_path / "out" / "summary.json").read_text())
         assert final["complete"] and final["scores"] == reference["scores"]
         assert final["usage"]["requests"] == total - len(before)

@@ -94,7 +94,7 @@ def test_a_live_run_collects_a_pending_batch_instead_of_paying_again(data_root, 
         assert wait_for(lambda: api.batches_created == 1, batch)
         batch.send_signal(signal.SIGINT)  # the batch stays pending at the provider
         batch.wait(60)
-        assert run_cli(tmp_path, data_root, url=api.openai_url, select=args, out="live") == 0
+        assert run_cli(tmp_path, data_root, "--poll-interval", "0.2", url=api.openai_url, select=args, out="live") == 0
         items = sum(len(b.bodies) for b in api.batches.values())
         assert api.calls() == [] and api.batches_created == 1  # the live run sent nothing
     assert summary_of(tmp_path, "live")["data"]["comparisons_judged"] == items

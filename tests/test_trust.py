@@ -204,7 +204,7 @@ def test_ctrl_c_keeps_the_answers_in_flight(data_root, tmp_path):
         assert len(first) == 16 and cached_prompts(tmp_path / "cache") == set(first)
         partial = summary_of(tmp_path)
         assert partial["complete"] is False and partial["stopped_reason"] == "interrupted"
-        done = subprocess.run(args, env=env(), capture_output=True, text=True, timeout=300)
+        done = subprocess.run([*args, "--concurrency", "64"], env=env(), capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr
         every = server.received()
         assert len(every) == len(set(every))  # nothing sent twice
@@ -239,7 +239,7 @@ def test_kill_at_random_moments_then_resume(data_root, tmp_path):
     rng = random.Random(8)
     cache = tmp_path / "cache"
     try:
-        reference = cli_args(data_root, tmp_path / "ref", tmp_path / "refcache", server.url, "--concurrency", "4")
+        reference = cli_args(data_root, tmp_path / "ref", tmp_path / "refcache", server.url, "--concurrency", "16")
         assert subprocess.run(reference, env=env(), capture_output=True, timeout=300).returncode == 0
         args = cli_args(data_root, tmp_path / "out", cache, server.url, "--concurrency", "4")
         kills = 0
@@ -254,7 +254,7 @@ def test_kill_at_random_moments_then_resume(data_root, tmp_path):
             proc.wait()
             assert not held & set(server.received()[mark:])
         held, mark = cached_prompts(cache), len(server.received())
-        done = subprocess.run(args, env=env(), capture_output=True, text=True, timeout=300)
+        done = subprocess.run([*args, "--concurrency", "16"], env=env(), capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr
         assert not held & set(server.received()[mark:])
         assert kills >= 3 and 0 < len(held) < len(cached_prompts(tmp_path / "refcache"))
