@@ -308,7 +308,9 @@ def test_a_full_disk_keeps_unsaved_answers_for_the_next_run(data_root, tmp_path)
     if done.returncode:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
     try:
-        with FakeAPI(lambda body, wire: Reply("[[A]] " + "x" * 4000)).run_in_thread() as api:
+        # Long answers: the write that finds the disk full is then almost surely an answer's
+        # (a claim's few bytes can fill it too: nothing is lost then, but nothing is left to keep)
+        with FakeAPI(lambda body, wire: Reply("[[A]] " + "x" * 30_000)).run_in_thread() as api:
             args = ["run", "--judge", "openai:gpt-4o-mini", "--data", str(data_root), "--limit", "2", "--no-progress",
                     "--out", str(tmp_path / "out"), "--base-url", api.openai_url, "--concurrency", "4"]
             assert cli.main([*args, "--cache", str(mount)]) == cli.EXIT_INCOMPLETE
