@@ -31,10 +31,10 @@ def parse_groups(entries: Sequence[str]) -> list[Group]:
     for entry, group in zip(entries, groups, strict=True):
         for device in group:
             if not device:
-                raise UsageError(f"devices: {entry!r} has an empty device name (write cuda:0+cuda:1)")
+                raise UsageError(f"--devices: {entry!r} has an empty device name (write cuda:0+cuda:1)")
             if not device.startswith("cuda"):
                 raise UsageError(
-                    f"devices: {device!r}: give either cpu alone or CUDA devices (cuda:0,cuda:1 for "
+                    f"--devices: {device!r}: give either cpu alone or CUDA devices (cuda:0,cuda:1 for "
                     "a copy on each, cuda:0+cuda:1 for one copy sharded over both)"
                 )
     named = [device for group in groups for device in group]
@@ -45,12 +45,12 @@ def parse_groups(entries: Sequence[str]) -> list[Group]:
         try:
             parsed = torch.device(device)
         except RuntimeError:
-            raise UsageError(f"devices: {device!r} is not a device name") from None
+            raise UsageError(f"--devices: {device!r} is not a device name") from None
         if (parsed.index or 0) >= count:
-            raise UsageError(f"devices: {device} is not available ({count} GPUs)")
+            raise UsageError(f"--devices: {device} is not available ({count} GPUs)")
     canonical = [str(torch.device(d)) if torch.device(d).index is not None else "cuda:0" for d in named]
     if len(set(canonical)) != len(canonical):
-        raise UsageError(f"devices: {','.join(entries)} names a device twice")
+        raise UsageError(f"--devices: {','.join(entries)} names a device twice")
     return groups
 
 
@@ -59,7 +59,7 @@ def require_accelerate() -> None:
         import accelerate  # noqa: F401
     except ImportError:
         raise UsageError(
-            "devices: sharding one model over several GPUs needs the accelerate package "
+            "--devices: sharding one model over several GPUs needs the accelerate package "
             "(pip install accelerate)"
         ) from None
 

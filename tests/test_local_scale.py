@@ -182,7 +182,7 @@ def test_cli_device_group_on_a_machine_without_gpus(models, data_root, tmp_path,
                      "--data", str(data_root), "--limit", "1", "--out", str(tmp_path / "o"),
                      "--cache", str(tmp_path / "c")])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and err[-1].endswith("devices: cuda:0 is not available (0 GPUs)")
+    assert code == 2 and err[-1].endswith("--devices: cuda:0 is not available (0 GPUs)")
 
 
 GiB = 2**30
