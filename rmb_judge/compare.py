@@ -162,8 +162,11 @@ def compare(a: RunScores, b: RunScores) -> Comparison:
     # on one selection a scenario weighs its records in it (a --precision run judged a random sample
     # of it); on different ones the shared records are no random sample of anything: they weigh as they are
     same = all(getattr(a.summary.settings, f) == getattr(b.summary.settings, f) for f in _SELECTION)
-    size = {path: max(scenario[path].population or 0, len(pairs)) if same else len(pairs)
-            for path, pairs in by_scenario.items()}
+    population: dict[str, int] = defaultdict(int)  # from either run, so A - B is -(B - A)
+    for run in (a, b):
+        for s in run.summary.scenarios:
+            population[s.category_path] = max(population[s.category_path], s.population or s.n)
+    size = {path: max(population[path], len(pairs)) if same else len(pairs) for path, pairs in by_scenario.items()}
     sections = [s for s in benchmark.sections if any(section_of[p] == s.key for p in by_scenario)]
     strata: dict[str, list[tuple[float, list[tuple[float, float]]]]] = {}
     for section in sections:

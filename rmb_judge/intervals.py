@@ -31,6 +31,7 @@ weights) when many do.
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
@@ -126,6 +127,15 @@ def stratified(strata: Iterable[Stratum], z: float = Z95, bounded: bool = True) 
     spreads = [_spread(s, m) for s, m in zip(present, means, strict=True)]
     freedom = sum(df for _, df in spreads)
     pooled = sum(u * df for u, df in spreads) / freedom if freedom else 0.0
+    if not bounded:
+        # A difference has no binomial fallback: strata of one record borrow at least the
+        # spread of those records across strata (collapsed strata), and one record alone
+        # says nothing about its spread.
+        singles = [m for m, (_, df) in zip(means, spreads, strict=True) if df == 0]
+        if len(singles) >= 2:
+            pooled = max(pooled, statistics.variance(singles))
+        elif singles and not freedom:
+            return Estimate(value, math.inf, 0.0, -math.inf, math.inf)
     variance = sum(
         w * w * (u * df + SHRINK * pooled) / (df + SHRINK) / s.clusters
         for w, s, (u, df) in zip(weights, present, spreads, strict=True)
@@ -182,10 +192,14 @@ def sign_flip_p(observed: float, magnitudes: Sequence[float]) -> tuple[float, bo
     """P(|sum of +-magnitudes| >= |observed|) with independent fair signs; (p, exact)."""
     if not magnitudes:
         return 1.0, True
-    tolerance = 1e-9 * max(magnitudes)
+    # in units of the largest magnitude, so rounding and tolerance are relative to the values
+    # (absolute ones lost the observed sum's own probability when magnitudes were ~1/3000)
+    scale = max(magnitudes)
+    observed = abs(observed) / scale
+    tolerance = 1e-7
     grouped: dict[float, int] = {}
     for m in magnitudes:
-        key = float(f"{m:.12g}")
+        key = round(m / scale, 9)
         grouped[key] = grouped.get(key, 0) + 1
     if math.prod(c + 1 for c in grouped.values()) <= EXACT_SUPPORT:
         distribution = {0.0: 1.0}
@@ -194,13 +208,13 @@ def sign_flip_p(observed: float, magnitudes: Sequence[float]) -> tuple[float, bo
             merged: dict[float, float] = {}
             for a, pa in distribution.items():
                 for b, pb in step.items():
-                    key = round(a + b, 12)
+                    key = round(a + b, 9)
                     merged[key] = merged.get(key, 0.0) + pa * pb
             distribution = merged
-        p = sum(pr for total, pr in distribution.items() if abs(total) >= abs(observed) - tolerance)
+        p = sum(pr for total, pr in distribution.items() if abs(total) >= observed - tolerance)
         return min(1.0, p), True
-    spread = math.sqrt(sum(m * m for m in magnitudes))
-    return 2 * (1 - NormalDist().cdf(abs(observed) / spread)), False
+    spread = math.sqrt(sum((m / scale) ** 2 for m in magnitudes))
+    return 2 * (1 - NormalDist().cdf(observed / spread)), False
 
 
 def _half_binomial(n: int, k: int) -> float:

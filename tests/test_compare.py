@@ -134,3 +134,23 @@ def test_report_compares_each_run_with_the_next(runs):
     assert "#1 is ahead of #2 by" in line and "judge: openai:gpt-4o-mini vs mock" in line
     assert "## Paired comparisons" in render_markdown(shown)
     assert 'class="paired"' in render_html(shown)
+
+
+def test_swapping_a_sampled_run_and_a_full_run_only_flips_the_sign(tmp_path, data_root):
+    """A --precision run weighs each scenario by its size in the selection, whichever side of
+    the comparison it stands on."""
+    selection = records.Selection(**SELECTION)
+    run(make_config(judge="mock", data=data_root, out=tmp_path / "full", cache=tmp_path / "cache", selection=selection))
+    run(make_config(judge="mock", data=data_root, out=tmp_path / "sample", cache=tmp_path / "cache2",
+                    selection=selection, precision=0.1, template="arena-hard"))
+    full, sample = read_run(tmp_path / "full"), read_run(tmp_path / "sample")
+    forward, backward = compare(full, sample), compare(sample, full)
+    assert forward.shared == backward.shared < len(full.records)
+    for ahead, behind in zip(forward.scores, backward.scores, strict=True):
+        assert ahead.key == behind.key
+        assert (ahead.a, ahead.b) == pytest.approx((behind.b, behind.a))
+        assert ahead.difference == pytest.approx(-behind.difference)
+    # on the shared (sampled) records, the full run's scores weighted as the sample's own summary weighs them
+    sampled = json.loads((tmp_path / "sample" / "summary.json").read_text())
+    overall = next(s for s in backward.scores if s.key == "overall")
+    assert overall.a == pytest.approx(sampled["scores"]["overall"])

@@ -99,6 +99,37 @@ def test_equal_weights_give_the_exact_mcnemar_test():
     assert difference.p_value == pytest.approx(2 * tail)
 
 
+def brute_force_p(strata):
+    """The sign-flip p-value by enumerating every sign pattern of the nonzero differences."""
+    import itertools
+
+    total = sum(w for w, _ in strata)
+    magnitudes = [w / total / len(d) * abs(x) for w, d in strata for x in d if x]
+    observed = abs(sum(w / total / len(d) * x for w, d in strata for x in d))
+    hits = sum(abs(sum(s * m for s, m in zip(signs, magnitudes))) >= observed - 1e-12
+               for signs in itertools.product((1, -1), repeat=len(magnitudes)))
+    return hits / 2 ** len(magnitudes)
+
+
+@pytest.mark.parametrize("strata", [
+    [(1.0, [-0.5, -1.0, -0.5] + [0.0] * 2997)],  # a section of 3,000 records, mixed ties and wins
+    [(1.0, [1.0] * 4 + [0.0] * 2883)],
+    [(0.3, [0.5, 1.0, 0.0, -0.5]), (0.7, [1.0, 1.0] + [0.0] * 1700)],
+])
+def test_the_exact_p_value_equals_the_enumeration_in_large_sections(strata):
+    difference = intervals.paired(strata)
+    assert difference is not None and difference.exact
+    assert difference.p_value == pytest.approx(brute_force_p(strata))
+
+
+def test_a_difference_on_records_alone_in_their_scenarios_has_a_width():
+    # one record per scenario: no within-scenario spread, so the spread across them stands in
+    difference = intervals.paired([(1.0, [1.0]), (1.0, [0.0]), (1.0, [1.0]), (1.0, [-1.0])])
+    assert difference is not None and difference.high - difference.low > 0.5
+    alone = intervals.paired([(1.0, [1.0])])  # one record: nothing known of the spread
+    assert alone is not None and (alone.low, alone.high) == (-1.0, 1.0)
+
+
 def test_many_distinct_differences_use_the_normal_approximation():
     # 40 strata of unequal weights: 2^40 sign patterns, too many to enumerate
     strata = [(1.0 + k, [1.0, -1.0, 1.0]) for k in range(40)]
