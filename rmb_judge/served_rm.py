@@ -293,11 +293,20 @@ class ServedRewardBackend(ScalarBackend):
                 cache.close()
         if not keys:
             raise CacheMiss(f"--offline: the cache {path} holds no rewards of {spec}; nothing was scored")
-        if len(keys) > 1:
-            roots = ", ".join(json.loads(k.removeprefix(IDENTITY_PREFIX))["root"] for k in keys)
-            raise UsageError(f"--offline: the cache holds rewards of {spec} from {len(keys)} served models "
-                             f"({roots}); run against the server to choose")
-        return keys[0]
+        local = self.config.task.local
+        given = {name: value for name, value in (("max_length", local.max_length), ("tokenizer", local.tokenizer),
+                                                  ("revision", local.revision)) if value is not None}
+        facts = {key: json.loads(key.removeprefix(IDENTITY_PREFIX)) for key in keys}
+        matching = [key for key in keys if all(facts[key].get(name) == value for name, value in given.items())]
+        if not matching:
+            flags = ", ".join(f"--{name.replace('_', '-')} {value}" for name, value in given.items())
+            raise CacheMiss(f"--offline: the cache {path} holds rewards of {spec} only for "
+                            f"{'; '.join(_described(facts[k]) for k in keys)}, not for {flags}; nothing was scored")
+        if len(matching) > 1:
+            raise UsageError(f"--offline: the cache holds rewards of {spec} from {len(matching)} served models "
+                             f"({'; '.join(_described(facts[k]) for k in matching)}); give --max-length, "
+                             "--tokenizer or --revision, or run against the server to choose")
+        return matching[0]
 
     def open_cache(self) -> Cache:
         return Cache(self.config.execution.cache)
@@ -388,3 +397,13 @@ class ServedRewardBackend(ScalarBackend):
     async def aclose(self) -> None:
         if self.provider is not None:
             await self.provider.aclose()
+
+
+def _described(facts: dict) -> str:
+    """A cached served model as a user tells it apart: its weights and what its inputs were cut to."""
+    shown = [f"root {facts.get('root')}", f"max_length {facts.get('max_length')}"]
+    if facts.get("tokenizer") != facts.get("root"):
+        shown.append(f"tokenizer {facts.get('tokenizer')}")
+    if facts.get("revision"):
+        shown.append(f"revision {facts.get('revision')}")
+    return ", ".join(shown)

@@ -145,6 +145,10 @@ def test_scores_exactly_spread_over_replicas_and_reruns_from_cache(tokenizer_dir
     # the servers are gone: --offline still has every reward
     code, offline = run(tmp_path, [], "--offline", out="offline")
     assert code == 0 and offline["scores"] == summary["scores"]
+    # ... of inputs cut to the server's length, not to another one
+    code, _ = run(tmp_path, [], "--offline", "--max-length", "64", out="shorter")
+    err = capsys.readouterr().err
+    assert code == 4 and "only for root" in err and "max_length 4096" in err and "not for --max-length 64" in err
 
 
 def test_survives_a_replica_dying_mid_run(tokenizer_dir, tokenizer, tmp_path, capsys):
