@@ -109,6 +109,12 @@ async def test_safety_blocks_are_refusals(judge: GoogleProvider, fake_api: FakeA
     for reason in ("PROHIBITED_CONTENT", "RECITATION", "SPII", "BLOCKLIST"):
         blocked = to_response({"candidates": [{"content": {"role": "model"}, "finishReason": reason}]})
         assert blocked.refusal and reason in blocked.text
+    # no text for a reason of the model's own: its answer (read as unparsed), not retried and paid again
+    for reason in ("OTHER", "MALFORMED_FUNCTION_CALL"):
+        ended = to_response({"candidates": [{"content": {"role": "model"}, "finishReason": reason}]})
+        assert not ended.refusal and ended.text == f"(no text: finishReason {reason})"
+    with pytest.raises(BrokenAnswer):  # an empty STOP is broken: asked again
+        to_response({"candidates": [{"content": {"role": "model"}, "finishReason": "STOP"}]})
 
 
 async def test_truncation(judge: GoogleProvider, fake_api: FakeAPI) -> None:

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from google import genai
 
 API_VERSION = "v1beta"
+CLIENT_TIMEOUT_MS = 600_000  # as the OpenAI and Anthropic SDKs bound a call by default
 _FINISH = {"STOP": "stop", "MAX_TOKENS": "length"}
 # finishReasons of an answer Google's filters stopped: a refusal, whatever text came before
 BLOCKED = frozenset({
@@ -107,7 +108,11 @@ def to_response(answer: Any) -> ChatResponse:
         reason = f"promptFeedback.blockReason {blocked}" if blocked else f"finishReason {finish}"
         response.text = f"(blocked by Google's filters: {reason})"
     if not response.text and response.finish_reason != "length":
-        raise retry.BrokenAnswer(f"an empty answer (no text in the candidate, finishReason {finish})", response)
+        if finish in (None, "STOP", "FINISH_REASON_UNSPECIFIED"):
+            raise retry.BrokenAnswer(f"an empty answer (no text in the candidate, finishReason {finish})", response)
+        # the model ended on a reason of its own (OTHER, MALFORMED_FUNCTION_CALL, ...): that is its
+        # answer, kept and read as unparsed; asking again would pay again for the same
+        response.text = f"(no text: finishReason {finish})"
     return response
 
 
@@ -199,6 +204,8 @@ class GoogleProvider(Provider):
                         base_url=url or None,
                         api_version=API_VERSION,
                         retry_options=types.HttpRetryOptions(attempts=1),  # the engine retries
+                        # the batch calls' bound (live calls set their own): the SDK's is none at all
+                        timeout=CLIENT_TIMEOUT_MS,
                     ),
                 )
             except ValueError as exc:  # the SDK's own checks of its settings
@@ -265,7 +272,8 @@ class GoogleProvider(Provider):
         for line in data.decode().splitlines():
             if line.strip():
                 item = json.loads(line)
-                found[str(item.get("key"))] = _batch_item(item)
+                if isinstance(item, dict):  # (a line of any other shape names no request)
+                    found[str(item.get("key"))] = _batch_item(item)
         return found
 
     async def aclose(self) -> None:
