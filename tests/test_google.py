@@ -23,7 +23,7 @@ from test_scoring import independent_scores
 
 from rmb_judge import records
 from rmb_judge.config import EngineConfig
-from rmb_judge.errors import FatalProviderError
+from rmb_judge.errors import FatalProviderError, UsageError
 from rmb_judge.judges import parse_spec
 from rmb_judge.providers.base import ChatRequest, ChatResponse
 from rmb_judge.providers.google_provider import GoogleProvider, gemini_request, to_response
@@ -235,6 +235,15 @@ async def test_key_base_url_and_api_from_the_environment(
     assert response.text in ("[[A]]", "[[B]]") and provider.endpoints == (fake_api.url,)
     [call] = fake_api.calls("google")
     assert call.headers["x-goog-api-key"] == f"{variables[0]}-value-0123"
+
+
+@pytest.mark.parametrize("suffix", ["/v1beta", "/v1", "/v1beta/openai/", "/V1BETA"])
+def test_a_base_url_with_the_api_version_is_one_line(suffix: str) -> None:
+    """Google's REST base (or the one `openai:` uses for Gemini) would 404 on every request."""
+    provider = GoogleProvider(MODEL, base_url=f"https://generativelanguage.googleapis.com{suffix}", api_key=FAKE_KEY)
+    with pytest.raises(UsageError, match="give the server's root, without the API version"):
+        provider.prepare()
+    GoogleProvider(MODEL, base_url="https://proxy.example/v1beta-gateway", api_key=FAKE_KEY).prepare()
 
 
 # ---------------------------------------------------------------- the Batch API

@@ -23,7 +23,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from .. import retry
-from ..errors import FatalProviderError
+from ..errors import FatalProviderError, UsageError
 from .base import BatchItems, BatchResults, BatchStatus, ChatRequest, ChatResponse, Provider, json_at
 
 if TYPE_CHECKING:
@@ -38,6 +38,7 @@ BLOCKED = frozenset({
     "IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION", "MODEL_ARMOR",
 })
 _BATCH_STATES = {"SUCCEEDED": "ended", "CANCELLED": "ended", "EXPIRED": "ended", "FAILED": "failed"}
+_VERSIONED = re.compile(r"/v1(?:beta\d*)?(?:/openai)?/*$", re.I)  # a base URL that ends in an API version
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?)s\s*$")  # google.protobuf.Duration in JSON: "37s", "0.5s"
 # "The input token count (1200000) exceeds the maximum number of tokens allowed (1048576)."
 _TOO_LONG = re.compile(r"exceeds the maximum number of tokens", re.I)
@@ -152,6 +153,11 @@ class GoogleProvider(Provider):
 
     def prepare(self) -> None:
         super().prepare()
+        url = self.base_url or os.environ.get(self.base_url_variable or "") or ""
+        if _VERSIONED.search(url):  # e.g. Google's REST base, or the one `openai:` uses for Gemini
+            where = "--base-url" if self.base_url else self.base_url_variable
+            raise UsageError(f"{where} {retry.redact(url)}: give the server's root, without the API version "
+                             f"(google-genai adds /{API_VERSION} itself)")
         self.client()
 
     def classify(self, exc: BaseException) -> retry.ErrorKind:
