@@ -70,11 +70,17 @@ class Estimate:
 
     @property
     def half_width(self) -> float:
-        return (self.high - self.low) / 2
+        return half_width(self.value, (self.low, self.high))
 
     @property
     def interval(self) -> list[float]:
         return [self.low, self.high]
+
+
+def half_width(value: float, interval: Sequence[float]) -> float:
+    """How far the 95% interval reaches from the score, on its farther side: Wilson's interval
+    is not symmetric near 0 and 1, and "±H" must hold on both sides."""
+    return max(value - interval[0], interval[1] - value)
 
 
 def wilson(p: float, n: float, z: float = Z95) -> tuple[float, float]:

@@ -442,7 +442,7 @@ class Session:
             scenarios=scored.scenarios,
             position=scored.position,
             agreement=scored.agreement,
-            precision=self._sampling(scored.intervals.get("overall")),
+            precision=self._sampling(scored.scores.get("overall"), scored.intervals.get("overall")),
             data=DataInfo(
                 root=str(dataset.root),
                 scenario_files_found=dataset.scenarios_found,
@@ -456,13 +456,13 @@ class Session:
         )
         return summary, record_scores, judged
 
-    def _sampling(self, overall: list[float] | None) -> Sampling | None:
+    def _sampling(self, value: float | None, overall: list[float] | None) -> Sampling | None:
         """What a --precision run aimed at and reached."""
         sampled = self._sampled
         if sampled is None:
             return None
         sampler = sampled.sampler
-        half = None if overall is None else (overall[1] - overall[0]) / 2
+        half = None if overall is None or value is None else intervals.half_width(value, overall)
         return Sampling(
             target=sampler.target, z=sampler.z, half_width=half, reached=half is not None and half <= sampler.target,
             rounds=sampler.rounds, records=len(sampled.records), population=sum(p.size for p in sampler.pools),

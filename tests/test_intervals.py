@@ -199,7 +199,7 @@ def test_reports_show_intervals_and_error_bars(mock_run):
     runs = load_runs([mock_run])
     summary = json.loads((mock_run / "summary.json").read_text())
     overall, (low, high) = summary["scores"]["overall"], summary["intervals"]["overall"]
-    shown = f"{overall:.3f} ±{(high - low) / 2:.3f}"
+    shown = f"{overall:.3f} ±{max(overall - low, high - overall):.3f}"
     out = io.StringIO()
     render_terminal(runs, Console(file=out, width=250))
     assert shown in out.getvalue()

@@ -73,9 +73,10 @@ def test_stops_at_the_promised_half_width_and_a_smaller_one_reuses_every_answer(
     for summary in (coarse, fine):
         assert summary["stopped_reason"] == "precision" and summary["complete"] is True
         low, high = summary["intervals"]["overall"]
-        assert (high - low) / 2 <= summary["settings"]["precision"]
+        reach = max(summary["scores"]["overall"] - low, high - summary["scores"]["overall"])  # the farther side
+        assert reach <= summary["settings"]["precision"]
         assert summary["precision"]["z"] > 1.96  # corrected for stopping when narrow enough
-        assert summary["precision"]["reached"] and summary["precision"]["half_width"] == pytest.approx((high - low) / 2)
+        assert summary["precision"]["reached"] and summary["precision"]["half_width"] == pytest.approx(reach)
         assert summary["data"]["records_scored"] < summary["data"]["records"] == sum(population().values())
     out = tmp_path / "coarse"
     overall, by_scenario = recomputed_overall(out)

@@ -18,6 +18,7 @@ from typing import Any
 from .. import benchmarks
 from ..benchmark import Benchmark
 from ..errors import RmbJudgeError, UsageError
+from ..intervals import half_width
 from .load import OVERALL, Run
 
 # Group kinds, in the order they are listed.
@@ -261,7 +262,8 @@ def _notes(runs: list[Run], groups: list[Group], extras: list[Extra], own_chance
     """What the columns mean where it is not obvious, and every run's warnings."""
     notes = [f"{title}: {meaning}." for title, _, meaning in extras]
     if any(value is not None for run in runs for value in run.intervals.values()):
-        notes.append("±: half the width of the 95% interval (README: \"How sure is a score?\").")
+        notes.append("±: how far the 95% interval reaches from the score, on its farther side "
+                     "(README: \"How sure is a score?\").")
     if own_chance:
         notes.append("Runs selected different records, so each score shows its own chance level in brackets.")
     if any(run.simulated for run in runs):
@@ -298,11 +300,11 @@ def _fmt(value: float | None, digits: int = 3) -> str:
 
 
 def with_interval(value: float | None, interval: list[float] | None) -> str:
-    """`0.738 ±0.011`: the value and half its 95% interval's width (the interval need not be
-    symmetric; the exact bounds are in summary.json and the HTML tooltips)."""
+    """`0.738 ±0.011`: the value and how far its 95% interval reaches on its farther side (the
+    interval need not be symmetric; the exact bounds are in summary.json and the HTML tooltips)."""
     if value is None or not interval:
         return _fmt(value)
-    return f"{value:.3f} ±{(interval[1] - interval[0]) / 2:.3f}"
+    return f"{value:.3f} ±{half_width(value, interval):.3f}"
 
 
 def _fmt_cost(value: float | None) -> str:
