@@ -101,12 +101,23 @@ def score_records(benchmark: Benchmark, judged: list[Judged]) -> list[RecordScor
     return result
 
 
-def chance_levels(benchmark: Benchmark, records: list[Record], scalar: bool) -> dict[str, float | None]:
-    """A random judge's expected score per section on these records."""
-    by_section: dict[str, list[float]] = defaultdict(list)
+def chance_levels(benchmark: Benchmark, records: list[Record], scalar: bool,
+                  population: dict[str, int] | None = None) -> dict[str, float | None]:
+    """A random judge's expected score per section on these records; a sampled run's
+    scenarios weighted by their population, as its scores are (a sample that favours short
+    Best-of-N lists would otherwise move the chance level)."""
+    by_scenario: dict[str, list[float]] = defaultdict(list)
+    section_of: dict[str, str] = {}
     for r in records:
-        by_section[r.section].append(benchmark.chance(r, scalar))
-    return {s.key: (mean(by_section[s.key]) if by_section[s.key] else None) for s in benchmark.sections}
+        by_scenario[r.category_path].append(benchmark.chance(r, scalar))
+        section_of[r.category_path] = r.section
+    levels: dict[str, float | None] = {}
+    for section in benchmark.sections:
+        weights = {path: (population or {}).get(path) or len(values)
+                   for path, values in by_scenario.items() if section_of[path] == section.key}
+        total = sum(weights.values())
+        levels[section.key] = (sum(w * mean(by_scenario[p]) for p, w in weights.items()) / total) if total else None
+    return levels
 
 
 @dataclass
@@ -205,7 +216,7 @@ def summarize(
         macro={k: _value(e) for k, e in macros.items()},
         intervals={k: _interval(e) for k, e in scores.items()},
         macro_intervals={k: _interval(e) for k, e in macros.items()},
-        chance=chance_levels(benchmark, records, scalar),
+        chance=chance_levels(benchmark, records, scalar, population),
         sections=sections,
         scenarios=scenarios,
         position=None if scalar else position_bias(judged, record_scores),

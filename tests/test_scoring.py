@@ -5,6 +5,7 @@ import json
 from collections import defaultdict
 from statistics import mean
 
+import pytest
 from conftest import make_config, present_files
 
 from rmb_judge import records
@@ -75,3 +76,22 @@ def test_majority_vote():
     assert majority(["A", "B", "tie"]) == "tie"
     assert majority([None, None, "B"]) == "B"
     assert majority([None, None]) is None
+
+
+def test_a_sampled_runs_chance_level_weighs_scenarios_by_population(data_root):
+    """Two records of each Best-of-N scenario stand for the whole scenario, as in the scores."""
+    from conftest import RMB
+
+    from rmb_judge.scoring import chance_levels
+
+    dataset = RMB.load(data_root, records.Selection(sets=("bon",), sections=("helpfulness",)))
+    by_path = defaultdict(list)
+    for record in dataset.records:
+        by_path[record.category_path].append(record)
+    sample = [r for rs in by_path.values() for r in rs[:2]]
+    population = {path: len(rs) for path, rs in by_path.items()}
+    chance = {path: mean(0.5 ** len(r.others) for r in rs[:2]) for path, rs in by_path.items()}  # all N-1 won
+    expected = sum(population[p] * chance[p] for p in by_path) / sum(population.values())
+    assert chance_levels(RMB, sample, False, population)["bon_helpfulness"] == pytest.approx(expected)
+    assert chance_levels(RMB, sample, False)["bon_helpfulness"] == pytest.approx(
+        mean(0.5 ** len(r.others) for r in sample))
