@@ -168,6 +168,21 @@ def test_survives_a_replica_dying_mid_run(tokenizer_dir, tokenizer, tmp_path, ca
     assert f"answered per replica 5, {unique - 5}" in last
 
 
+def test_a_hung_replica_is_passed_over(tokenizer_dir, tokenizer, tmp_path):
+    """A replica that accepts requests and never answers: after a few timeouts in a row its
+    requests go to the other one, and the run completes with exact scores."""
+    chosen = selected(DATA, limit=3, scenarios=SCENARIOS)
+    scores, rewards = expected(chosen, tokenizer, str(tokenizer_dir))
+    a, b = serve(tokenizer_dir, tokenizer), serve(tokenizer_dir, tokenizer)
+    a.schedule(*[Fault.hang(60)] * 200)
+    with a.run_in_thread(), b.run_in_thread():
+        code, summary = run(tmp_path, [a.url, b.url], "--concurrency", "4", "--timeout", "1", "--max-retries", "2")
+        assert code == 0
+        check_scores(summary, scores, tmp_path, "out", rewards, chosen)
+        # the 4 in flight when it hung and the 3 in a row that pass it over, not one per answer
+        assert len(a.pooling_calls()) <= 4 + 3 < summary["usage"]["unique_answers"]
+
+
 def test_errors_are_retried_like_other_providers_and_inputs_cut_like_hf(tokenizer_dir, tokenizer, tmp_path, capsys):
     chosen = selected(DATA, limit=3, scenarios=SCENARIOS)
     scores, rewards = expected(chosen, tokenizer, str(tokenizer_dir), max_length=64)

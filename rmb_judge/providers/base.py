@@ -195,13 +195,15 @@ class Provider:
         return None
 
 
-DOWN_SECONDS = 30.0  # a replica that refused a connection gets no requests for this long
+FAILURES_IN_A_ROW = 3  # transient failures of one replica, none answered between, that pass it over
+DOWN_SECONDS = 30.0  # how long a replica passed over gets no requests
 
 
 class RoundRobin(Provider):
     """Spreads requests over several servers of the same model (e.g. vLLM replicas); a
     failure carries the endpoint that failed, so a message can name it. A replica that
-    refuses connections (stopped, crashed) is passed over for DOWN_SECONDS, so the retries
+    refuses connections (stopped, crashed), or fails FAILURES_IN_A_ROW requests in a row
+    (hung: timeouts; broken: resets, 5xx), is passed over for DOWN_SECONDS, so the retries
     of its requests go to the others and a run survives losing it; then it is tried again."""
 
     def __init__(self, providers: list[Provider]):
@@ -214,6 +216,7 @@ class RoundRobin(Provider):
         self.accepts_temperature = first.accepts_temperature  # type: ignore[misc]
         self._next = itertools.cycle(providers)
         self._down_until: dict[int, float] = {}  # id(provider) -> time.monotonic()
+        self._failures: dict[int, int] = {}  # id(provider) -> its failures since its last answer
         self.answered: dict[str, int] = dict.fromkeys(self.endpoints, 0)  # answers per replica
 
     @property
@@ -246,9 +249,13 @@ class RoundRobin(Provider):
             response = await provider.complete(request, timeout)
         except Exception as exc:
             exc.endpoint = provider.endpoints[0]  # type: ignore[attr-defined]
-            if retry.connect_failure(exc):
-                self._down_until[id(provider)] = time.monotonic() + DOWN_SECONDS
+            kind = provider.classify(exc)
+            if kind in (ErrorKind.TRANSIENT, ErrorKind.CONNECT):
+                failures = self._failures[id(provider)] = self._failures.get(id(provider), 0) + 1
+                if retry.connect_failure(exc) or failures >= FAILURES_IN_A_ROW:
+                    self._down_until[id(provider)] = time.monotonic() + DOWN_SECONDS
             raise
+        self._failures[id(provider)] = 0
         self.answered[provider.endpoints[0]] += 1
         return response
 
