@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
-from .intervals import Estimate, Stratum, stratified, wilson
+from .intervals import Estimate, Stratum, half_width, stratified, wilson
 
 MIN_PER_SCENARIO = 2  # records of each scenario judged before any stop (a variance needs two)
 STOP_Z = 2.05  # the critical value of a --precision run's score intervals, corrected for stopping
@@ -111,8 +111,8 @@ def required_n(p: float, target: float, z: float = STOP_Z) -> float:
 
 
 def _wilson_half(p: float, n: float, z: float) -> float:
-    low, high = wilson(p, n, z)
-    return (high - low) / 2
+    """How far Wilson's interval reaches from p, on its farther side (what the stop checks)."""
+    return half_width(p, wilson(p, n, z))
 
 
 class Sampler:
