@@ -128,6 +128,25 @@ class Stopped(Exception):
     """The run is stopping: this request was not sent (or not retried)."""
 
 
+class EngineBacked:
+    """What a run backend whose requests go through an `Engine` reports off its `Stats`
+    (session.Backend's stopped_reason, stop_detail and sent_anything)."""
+
+    stats: Stats
+
+    @property
+    def stopped_reason(self) -> str | None:
+        return self.stats.stopped_reason
+
+    @property
+    def stop_detail(self) -> str | None:
+        return self.stats.stop_detail
+
+    @property
+    def sent_anything(self) -> bool:
+        return self.stats.requests > 0
+
+
 class Engine:
     def __init__(
         self,

@@ -19,7 +19,7 @@ from .benchmark import Benchmark
 from .cache import Cache
 from .config import RunConfig
 from .costs import Estimator
-from .engine import Engine, Job, Outcome, Stats
+from .engine import Engine, EngineBacked, Job, Outcome, Stats
 from .errors import FatalProviderError, UsageError
 from .judges import make_provider
 from .outputs import UNSAVED
@@ -139,7 +139,7 @@ class GenerativePlan:
         )
 
 
-class GenerativeBackend:
+class GenerativeBackend(EngineBacked):
     """A generative judge's part of a session (see session.Backend)."""
 
     progress_rows = "comparisons"
@@ -280,18 +280,6 @@ class GenerativeBackend:
     def judge(self, index: int) -> Judged | None:
         assert self.plan_ is not None and self.engine is not None
         return self.plan_.judge(index, self.engine.outcomes)
-
-    @property
-    def stopped_reason(self) -> str | None:
-        return self.stats.stopped_reason
-
-    @property
-    def stop_detail(self) -> str | None:
-        return self.stats.stop_detail
-
-    @property
-    def sent_anything(self) -> bool:
-        return self.stats.requests > 0
 
     def record_run(self, cache: Cache) -> None:
         cache.record_run(self.config.task.judge.spec, self.stats.total, self.stats.cache_hits, self.stats.requests)

@@ -40,7 +40,7 @@ from . import retry
 from .benchmark import Benchmark
 from .cache import Answer, Cache, CachedReward, Claims, cache_file
 from .config import EngineConfig, RunConfig
-from .engine import Engine, GroupWrites, Job, Outcome, Stats
+from .engine import Engine, EngineBacked, GroupWrites, Job, Outcome, Stats
 from .errors import CacheMiss, FatalProviderError, RmbJudgeError, UsageError
 from .providers.base import ChatRequest, ChatResponse, Provider, RoundRobin, json_at, post_json
 from .providers.openai_provider import OpenAIProvider
@@ -190,7 +190,7 @@ def cached_reward(response: ChatResponse) -> CachedReward:
     return CachedReward(response.extra["reward"], response.extra["truncated"], response.input_tokens)
 
 
-class ServedRewardBackend(ScalarBackend):
+class ServedRewardBackend(EngineBacked, ScalarBackend):
     """A served reward model's part of a session (see session.Backend): the plan, cache
     lookup, verdicts and usage are `hf:`'s; the scoring goes through the engine."""
 
@@ -358,14 +358,6 @@ class ServedRewardBackend(ScalarBackend):
     @property
     def stopped_reason(self) -> str | None:
         return self._stopping or self.stats.stopped_reason
-
-    @property
-    def stop_detail(self) -> str | None:
-        return self.stats.stop_detail
-
-    @property
-    def sent_anything(self) -> bool:
-        return self.stats.requests > 0
 
     def metrics(self) -> dict[str, str]:
         shown = super().metrics()
