@@ -55,6 +55,12 @@ class Reply:
     thinking: str | None = None  # anthropic: thinking blocks first; openai: reasoning_content
     input_tokens: int | None = None  # None: approx_tokens(prompt)
     output_tokens: int | None = None  # None: approx_tokens(text)
+    # input tokens read from the provider's prompt cache (part of the input): openai
+    # prompt_tokens_details.cached_tokens, anthropic cache_read_input_tokens, google
+    # cachedContentTokenCount; and (anthropic, openai) written to it
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    finish_word: str | None = None  # the wire's own finish word, sent as is (e.g. google "CONTINUATION")
 
 
 @dataclass(frozen=True)
@@ -275,12 +281,15 @@ def openai_completion(reply: Reply, body: dict[str, Any], id: str, scale: float 
         "object": "chat.completion",
         "created": int(time.time()),
         "model": body.get("model", ""),
-        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": reply.finish}],
+        "choices": [{"index": 0, "message": message, "logprobs": None,
+                     "finish_reason": reply.finish_word or reply.finish}],
         "usage": {
             "prompt_tokens": prompt,
             "completion_tokens": output,
             "total_tokens": prompt + output,
-            "prompt_tokens_details": {"cached_tokens": 0},
+            "prompt_tokens_details": {"cached_tokens": reply.cached_tokens,
+                                      **({"cache_write_tokens": reply.cache_write_tokens}
+                                         if reply.cache_write_tokens else {})},
             "completion_tokens_details": {"reasoning_tokens": 0},
         },
         "system_fingerprint": "fp_fake",
@@ -309,13 +318,13 @@ def anthropic_message(reply: Reply, body: dict[str, Any], id: str, scale: float 
         "role": "assistant",
         "model": body.get("model", ""),
         "content": content,
-        "stop_reason": "refusal" if reply.refusal else _STOP_REASONS[reply.finish],
+        "stop_reason": reply.finish_word or ("refusal" if reply.refusal else _STOP_REASONS[reply.finish]),
         "stop_sequence": None,
-        "usage": {
-            "input_tokens": prompt,
+        "usage": {  # Anthropic's input_tokens leaves out the tokens read from or written to the cache
+            "input_tokens": prompt - reply.cached_tokens - reply.cache_write_tokens,
             "output_tokens": output,
-            "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": 0,
+            "cache_creation_input_tokens": reply.cache_write_tokens,
+            "cache_read_input_tokens": reply.cached_tokens,
         },
     }
     if not usage:
@@ -344,11 +353,13 @@ def google_response(reply: Reply, body: dict[str, Any], id: str, scale: float = 
         if not empty and reply.text is not None:
             parts.append({"text": reply.text})
         content: dict[str, Any] = {"role": "model", **({"parts": parts} if parts else {})}
-        answer = {"candidates": [{"content": content, "finishReason": _GOOGLE_FINISH[reply.finish], "index": 0}]}
+        finish = reply.finish_word or _GOOGLE_FINISH[reply.finish]
+        answer = {"candidates": [{"content": content, "finishReason": finish, "index": 0}]}
     if usage:
         answer["usageMetadata"] = {
             "promptTokenCount": prompt, "candidatesTokenCount": output - thoughts, "totalTokenCount": prompt + output,
             **({"thoughtsTokenCount": thoughts} if thoughts else {}),
+            **({"cachedContentTokenCount": reply.cached_tokens} if reply.cached_tokens else {}),
         }
     answer.update({"modelVersion": body.get("model", ""), "responseId": id})
     return answer

@@ -117,6 +117,47 @@ async def test_safety_blocks_are_refusals(judge: GoogleProvider, fake_api: FakeA
         to_response({"candidates": [{"content": {"role": "model"}, "finishReason": "STOP"}]})
 
 
+async def test_finish_reasons_of_the_model_s_own(judge: GoogleProvider, fake_api: FakeAPI) -> None:
+    """An answer of thought parts only that ended STOP is the model's answer (read as
+    unparsed), not a broken one to pay for again; CONTINUATION is cut off (truncated, what
+    came is kept); ESCALATION is a refusal; PUP_LIMITED_DISABLED (the account is limited
+    for Prohibited Use Policy violations) stops the run."""
+    fake_api.schedule(Reply(None, thinking="Both answers name a colour."),
+                      Reply("Assistant B", finish_word="CONTINUATION"),
+                      Reply(None, finish_word="CONTINUATION", thinking="hmm"),
+                      Reply(None, finish_word="ESCALATION"),
+                      Reply(None, finish_word="PUP_LIMITED_DISABLED"))
+    thoughts, cut, spent, escalated = [await judge.complete(ask(), timeout=10) for _ in range(4)]
+    assert (thoughts.text, thoughts.finish_reason, thoughts.refusal) == (
+        "(no text: only thoughts, finishReason STOP)", "stop", False)
+    assert thoughts.output_tokens == fake_api.billed[0][1] >= approx_tokens("Both answers name a colour.")  # billed
+    assert (cut.text, cut.truncated, cut.refusal) == ("Assistant B", True, False)
+    assert (spent.text, spent.truncated) == ("", True)
+    assert (escalated.refusal, escalated.finish_reason) == (True, "content_filter")
+    assert escalated.text == "(blocked by Google's filters: finishReason ESCALATION)"
+    with pytest.raises(FatalProviderError, match="PUP_LIMITED_DISABLED") as caught:
+        await judge.complete(ask(), timeout=10)
+    assert judge.classify(caught.value) is ErrorKind.FATAL and "\n" not in str(caught.value)
+    assert len(fake_api.calls()) == 5
+
+
+def test_a_judge_that_only_thinks_is_paid_once_per_prompt(data_root, tmp_path, monkeypatch) -> None:
+    """Every prompt answered with thought parts only and finishReason STOP: each is sent
+    once (not retried, paid up to 9 times), the run is suspect (nothing could be read), and
+    a rerun sends nothing."""
+    monkeypatch.setenv("GEMINI_API_KEY", FAKE_KEY)
+    with FakeAPI(lambda body, wire: Reply(None, thinking="Let me compare the two answers.")).run_in_thread() as api:
+        first = run(config(api.url, tmp_path, "t", data=data_root, engine=EngineConfig(backoff_initial=0.01)))
+        prompts = {prompt_text(call.body, "google") for call in api.calls()}
+        sent = len(api.calls())
+        again = run(config(api.url, tmp_path, "t", data=data_root))
+        assert len(api.calls()) == sent
+    assert sent == len(prompts) == first.json["usage"]["requests"] > 0
+    assert first.json["usage"]["failed"] == 0 and first.json["usage"]["unparsed"] == first.json["data"][
+        "comparisons_judged"]
+    assert first.suspect and again.json["usage"]["requests"] == 0
+
+
 async def test_truncation(judge: GoogleProvider, fake_api: FakeAPI) -> None:
     """Cut off by maxOutputTokens, with some text or none (thinking took it all): truncated,
     not broken, so not retried."""
@@ -422,6 +463,7 @@ def test_blocked_prompts_are_counted_as_refusals_and_cached(data_root, tmp_path,
 @pytest.mark.parametrize(("fault", "said"), [
     (Fault.http(403), "HTTP 403: The caller does not have permission"),
     (Fault.http(429, quota_id="GenerateRequestsPerDayPerProjectPerModel"), "HTTP 429: You exceeded your current quota"),
+    (Reply(None, finish_word="PUP_LIMITED_DISABLED"), "finishReason PUP_LIMITED_DISABLED"),
 ])
 def test_fatal_answers_stop_the_run_at_once(data_root, tmp_path, monkeypatch, fault, said) -> None:
     monkeypatch.setenv("GEMINI_API_KEY", FAKE_KEY)

@@ -31,12 +31,16 @@ if TYPE_CHECKING:
 
 API_VERSION = "v1beta"
 CLIENT_TIMEOUT_MS = 600_000  # as the OpenAI and Anthropic SDKs bound a call by default
-_FINISH = {"STOP": "stop", "MAX_TOKENS": "length"}
+# CONTINUATION: stopped at the per-request token limit before the answer was complete (the
+# SDK's automatic continuation is off: one request, one answer), so cut off like MAX_TOKENS
+_FINISH = {"STOP": "stop", "MAX_TOKENS": "length", "CONTINUATION": "length"}
 # finishReasons of an answer Google's filters stopped: a refusal, whatever text came before
 BLOCKED = frozenset({
     "SAFETY", "RECITATION", "LANGUAGE", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY",
-    "IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION", "MODEL_ARMOR",
+    "IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION", "MODEL_ARMOR", "ESCALATION",
 })
+# the account is limited or disabled for Prohibited Use Policy violations: no request can succeed
+ACCOUNT_DISABLED = "PUP_LIMITED_DISABLED"
 _BATCH_STATES = {"SUCCEEDED": "ended", "CANCELLED": "ended", "EXPIRED": "ended", "FAILED": "failed"}
 _VERSIONED = re.compile(r"/v1(?:beta\d*)?(?:/openai)?/*$", re.I)  # a base URL that ends in an API version
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?)s\s*$")  # google.protobuf.Duration in JSON: "37s", "0.5s"
@@ -79,9 +83,11 @@ def _sdk_config(body: dict[str, Any]) -> dict[str, Any]:
 
 def to_response(answer: Any) -> ChatResponse:
     """Our view of a GenerateContentResponse (its JSON): the first candidate's text parts
-    joined, thought parts left out. A prompt or answer Google's filters blocked is a refusal.
-    BrokenAnswer when the body is not such a response (a proxy's error page) or holds no
-    answer: no text, not blocked, not cut off by the token limit."""
+    joined, thought parts left out. A prompt or answer Google's filters blocked is a refusal;
+    an answer of thought parts only is kept (read as unparsed: asking again would pay again
+    for the same); an account disabled for policy violations is fatal. BrokenAnswer when the
+    body is not such a response (a proxy's error page) or holds no answer: no text and no
+    thoughts, not blocked, not cut off by the token limit."""
     blocked = json_at(answer, "promptFeedback", "blockReason")
     candidate = json_at(answer, "candidates", 0)
     parts = json_at(candidate, "content", "parts") or []
@@ -91,6 +97,9 @@ def to_response(answer: Any) -> ChatResponse:
         raise retry.BrokenAnswer("the response body is not a Gemini response")
     finish = json_at(candidate, "finishReason")
     finish = finish if isinstance(finish, str) else None
+    if finish == ACCOUNT_DISABLED:
+        raise FatalProviderError(f"finishReason {finish}: the Google account is limited or disabled for "
+                                 "Prohibited Use Policy violations, so no request can succeed")
     prompt_tokens = json_at(answer, "usageMetadata", "promptTokenCount")
     # thinking is billed as output (as genai-prices reads usageMetadata too)
     output_tokens = [json_at(answer, "usageMetadata", name) for name in ("candidatesTokenCount", "thoughtsTokenCount")]
@@ -109,11 +118,12 @@ def to_response(answer: Any) -> ChatResponse:
         reason = f"promptFeedback.blockReason {blocked}" if blocked else f"finishReason {finish}"
         response.text = f"(blocked by Google's filters: {reason})"
     if not response.text and response.finish_reason != "length":
-        if finish in (None, "STOP", "FINISH_REASON_UNSPECIFIED"):
+        thought = any(json_at(part, "thought") for part in parts)
+        if finish in (None, "STOP", "FINISH_REASON_UNSPECIFIED") and not thought:
             raise retry.BrokenAnswer(f"an empty answer (no text in the candidate, finishReason {finish})", response)
-        # the model ended on a reason of its own (OTHER, MALFORMED_FUNCTION_CALL, ...): that is its
-        # answer, kept and read as unparsed; asking again would pay again for the same
-        response.text = f"(no text: finishReason {finish})"
+        # the model thought and stopped, or ended on a reason of its own (OTHER,
+        # MALFORMED_FUNCTION_CALL, ...): that is its answer, kept and read as unparsed
+        response.text = f"(no text: {'only thoughts, ' if thought else ''}finishReason {finish})"
     return response
 
 
@@ -296,5 +306,5 @@ def _batch_item(item: dict[str, Any]) -> ChatResponse | str:
         return f"{error.get('code')}: {error.get('message')}" if isinstance(error, dict) else str(error)
     try:
         return to_response(item.get("response"))
-    except retry.BrokenAnswer as exc:
+    except (retry.BrokenAnswer, FatalProviderError) as exc:  # one item fails; the batch's others are paid for
         return str(exc)
