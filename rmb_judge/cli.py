@@ -127,8 +127,8 @@ def judge_flags() -> Parser:
                    help="majority vote over K samples; raising K later pays only for new samples "
                         "if --temperature is unchanged")
     g.add_argument("--temperature", type=number(float, 0), default=None,
-                   help="sampling temperature (default 0, or 1 with --samples > 1; "
-                        "not accepted by anthropic: judges)")
+                   help="sampling temperature (default 0, or 1 with --samples > 1; not accepted by "
+                        "anthropic: judges nor OpenAI reasoning models: o1, o3, o4-mini, gpt-5, ...)")
     g.add_argument("--max-tokens", type=positive_int, default=2048, help="judge answer length cap (default 2048)")
     g.add_argument("--base-url", action="append", default=[], metavar="URL",
                    help="API base URL; repeat (or comma-separate) to spread requests over replicas")
@@ -350,11 +350,11 @@ def run_config(args: argparse.Namespace, argv: list[str]) -> RunConfig:
 def sampling_temperature(judge: JudgeSpec, asked: float | None, samples: int) -> float | None:
     """The temperature sent (and keyed in the cache). A provider that accepts none (the
     Anthropic Messages API, version 2026-10-21) always samples at its default, so there is
-    nothing to set and nothing to key on."""
+    nothing to set and nothing to key on. A model that takes none (OpenAI's reasoning models)
+    refuses --temperature; its requests stay keyed on the default, as their cached answers are."""
+    if asked is not None and (why := judge.provider_class.no_temperature(judge.model)):
+        raise UsageError(f"--temperature: {why}; the model samples at its default (drop the flag)")
     if not judge.provider_class.accepts_temperature:
-        if asked is not None:
-            raise UsageError(f"--temperature: the {judge.provider} API accepts no temperature; "
-                             "the model samples at its default (drop the flag)")
         return None
     if asked is None:
         return 1.0 if samples > 1 else 0.0

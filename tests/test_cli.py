@@ -98,7 +98,10 @@ def test_bad_key_is_fatal_at_once(data_root, tmp_path):
     (["--sets", "pairs"], "--sets"), (["--limit", "0"], "--limit"),
     (["--judge", "gpt4"], "--judge 'gpt4'"), (["--template", "nope"], "--template"),
     (["--samples", "3", "--temperature", "0"], "--samples"), (["--batch"], "--batch: mock has no batch API"),
-    (["--devices", "cuda:0"], "--devices: not used by a generative judge")])
+    (["--devices", "cuda:0"], "--devices: not used by a generative judge"),
+    # OpenAI reasoning models take no temperature: it would be recorded and keyed, never sent
+    (["--judge", "openai:o3", "--temperature", "0.5"], "--temperature: openai:o3 is a reasoning model"),
+    (["--judge", "openai:gpt-5-mini", "--samples", "3", "--temperature", "1"], "--temperature: openai:gpt-5-mini")])
 def test_bad_flags_are_one_line(bad, message, data_root, tmp_path, capsys):
     """In-process: a usage error needs no process of its own to be checked."""
     from rmb_judge.cli import EXIT_USAGE, main

@@ -160,6 +160,11 @@ class Provider:
         return retry.retry_after(exc)
 
     @classmethod
+    def no_temperature(cls, model: str) -> str | None:
+        """Why `model` cannot be given a temperature, or None when it can."""
+        return None if cls.accepts_temperature else f"the {cls.name} API accepts no temperature"
+
+    @classmethod
     def count_tokens(cls, model: str, messages: Sequence[tuple[str, str]]) -> pricing.TokenCount:
         """Input tokens of a request, as the provider bills them (approximated by default)."""
         return pricing.approx_tokens(messages, cls.bytes_per_token)

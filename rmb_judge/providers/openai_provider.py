@@ -90,6 +90,12 @@ class OpenAIProvider(Provider):
         super().prepare()
         self.client()
 
+    @classmethod
+    def no_temperature(cls, model: str) -> str | None:
+        if is_reasoning_model(model):  # chat_params sends none: it would be keyed, never sent
+            return f"{cls.name}:{model} is a reasoning model, which takes no temperature"
+        return super().no_temperature(model)
+
     def classify(self, exc: BaseException) -> retry.ErrorKind:
         import openai
 
