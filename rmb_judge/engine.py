@@ -171,6 +171,7 @@ class Engine:
         self.on_outcome = on_outcome
         # answers from these endpoints serve this run: its own, and any declared equivalent
         self.endpoints = endpoints or provider.endpoints
+        self._secrets = retry.secret_values(*provider.secrets())  # kept out of every answer stored
         if not config.offline:
             make_room_for(config.concurrency)
         self.concurrency = AdaptiveConcurrency(config.concurrency)
@@ -227,6 +228,7 @@ class Engine:
         found = self.cache.get_responses(wanted, self.endpoints)
         self.stats.cache_hits = self.stats.done = len(found)
         for key, response in found.items():
+            self._scrub(response)  # (a row an older version stored with a key in it)
             self.outcomes[key] = Outcome(response, cached=True)
             self.on_outcome(key, self.outcomes[key])
         misses = [k for k in wanted if k not in found]
@@ -412,6 +414,7 @@ class Engine:
             response.output_tokens = self.pricing.count_output(response.text)
         response.cost_usd = self.pricing.cost(response.input_tokens, response.output_tokens)
         response.endpoint = response.endpoint or self.endpoints[0]
+        self._scrub(response)
         self.stats.add_usage(response)
         template, sha = (self.template, self.template_sha256) if request else ("", "")
         answer = Answer(key, sample, self.provider.name, request, response, template, sha)
@@ -438,8 +441,17 @@ class Engine:
             self.unsaved.append(row)
         self.stats.unsaved += 1
 
+    def _scrub(self, response: ChatResponse) -> None:
+        """A server that echoes the API key in its answer: the key goes no further."""
+        response.text = retry.without_secrets(response.text, self._secrets)
+        response.model = retry.without_secrets(response.model, self._secrets)
+
     def settle(self, key: tuple[str, int], outcome: Outcome) -> None:
         """A job is answered or has failed for good: record it and tell the run."""
+        if outcome.response is not None:
+            self._scrub(outcome.response)
+        if outcome.error:  # (a batch item's failure is the server's own words)
+            outcome.error = retry.without_secrets(outcome.error, self._secrets)
         self.outcomes[key] = outcome
         self.stats.done += 1
         self.on_outcome(key, outcome)

@@ -24,7 +24,7 @@ import re
 import socket
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from enum import Enum
 from typing import Any
 
@@ -192,13 +192,30 @@ KEY_LIKE = re.compile(r"\b(sk-|sk_|key-|gsk_|AIza)[A-Za-z0-9_\-\*\.]{4,}")
 SECRET_VARIABLE = re.compile(r"(API_KEY|AUTH_TOKEN|SECRET|ACCESS_KEY)$")
 
 
+SHORTEST_SECRET = 8  # characters: a shorter value ("EMPTY", a vLLM key) would match ordinary words
+
+
+def secret_values(*given: str | None) -> tuple[str, ...]:
+    """The secrets this process knows: the values of secret-holding environment variables
+    (the API keys of every provider) and `given` (keys passed in code), longest first."""
+    values = {value.strip() for name, value in os.environ.items() if SECRET_VARIABLE.search(name)}
+    values.update(value.strip() for value in given if value)
+    return tuple(sorted((v for v in values if len(v) >= SHORTEST_SECRET), key=len, reverse=True))
+
+
+def without_secrets(text: str, secrets: Sequence[str]) -> str:
+    """`text` with each of `secrets` replaced, and nothing else changed: for a judge's own
+    words (an answer that echoes the key must not carry it into the cache or the run folder)."""
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, "[redacted]")
+    return text
+
+
 def redact(text: str) -> str:
     """`text` without the values of secret-holding environment variables (API keys of every
     provider), anything shaped like a key, or URL credentials and query strings."""
-    for name, value in os.environ.items():
-        if len(value) >= 8 and SECRET_VARIABLE.search(name):
-            text = text.replace(value, "[redacted]")
-    return KEY_LIKE.sub(r"\1[redacted]", strip_secrets(text))
+    return KEY_LIKE.sub(r"\1[redacted]", strip_secrets(without_secrets(text, secret_values())))
 
 
 def describe(exc: BaseException) -> str:

@@ -469,6 +469,37 @@ def test_a_secret_in_the_base_url_goes_nowhere(data_root, tmp_path, capsys):
     assert json.loads((tmp_path / "out" / "manifest.json").read_text())["endpoints"] == [api.openai_url]
 
 
+@pytest.mark.parametrize("wire, model", [("openai", MODEL), ("anthropic", "claude-haiku-4-5"),
+                                         ("google", "gemini-2.5-flash")])
+def test_a_key_echoed_in_an_answer_is_kept_nowhere(wire, model, data_root, tmp_path, capsys, monkeypatch):
+    """A server that echoes the API key inside its 200 answers (a key not shaped like one):
+    the key reaches neither the cache, nor samples.jsonl, nor the unreadable answers printed;
+    nor does one an older version stored in the cache, when a rerun serves it."""
+    key = "team-secret-for-the-judge-4242"
+    echoed = f"No verdict. Your key is {key}, right?"
+
+    def run_to(out):
+        return cli.main(["run", "--judge", f"{wire}:{model}", "--data", str(data_root), *SMALL, "--no-progress",
+                         "--out", str(tmp_path / out), "--cache", str(tmp_path / "cache")])
+
+    with FakeAPI(lambda body, wire: Reply(echoed), required_key=key).run_in_thread() as api:
+        for name, value in api.env().items():
+            monkeypatch.setenv(name, value)
+        assert run_to("out") == cli.EXIT_SUSPECT  # every answer unreadable, a few printed
+        assert len(api.calls(wire)) > 0
+        for path in [*(tmp_path / "cache").iterdir(), *(tmp_path / "out").iterdir()]:
+            assert key.encode() not in path.read_bytes(), path
+        with sqlite3.connect(tmp_path / "cache" / FILENAME) as db:  # as an older version stored them
+            db.execute("UPDATE responses SET text = ?", (echoed,))
+        assert run_to("again") == cli.EXIT_SUSPECT
+    printed = capsys.readouterr()
+    assert "No verdict. Your key is [redacted], right?" in (tmp_path / "out" / "samples.jsonl").read_text()
+    assert "unreadable judge answer: No verdict. Your key is [redacted], right?" in printed.err
+    for path in (tmp_path / "again").iterdir():
+        assert key.encode() not in path.read_bytes(), path
+    assert key not in printed.out + printed.err
+
+
 @pytest.mark.parametrize("wire", ["openai", "anthropic"])
 def test_empty_answers_are_retried_not_cached(wire, data_root, tmp_path, capsys):
     with FakeAPI().run_in_thread() as api:

@@ -142,6 +142,10 @@ class Provider:
         variable = os.environ.get(self.base_url_variable) if self.base_url_variable else None
         return (endpoints.normalize(self.base_url or variable or self.official_endpoint),)
 
+    def secrets(self) -> tuple[str, ...]:
+        """The keys its requests may carry: the one given, and its key variables' values."""
+        return tuple(key for key in (self._api_key, *map(os.environ.get, self.key_variables)) if key)
+
     def prepare(self) -> None:
         """Check what a request needs before anything is sent (a usable base URL, the API
         key): raise a one-line error naming what is wrong."""
@@ -237,6 +241,9 @@ class RoundRobin(Provider):
             if self._down_until.get(id(provider), 0.0) <= now:
                 return provider
         return provider
+
+    def secrets(self) -> tuple[str, ...]:
+        return tuple(key for provider in self.providers for key in provider.secrets())
 
     def prepare(self) -> None:
         for provider in self.providers:
