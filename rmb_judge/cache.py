@@ -48,7 +48,8 @@ OUR_TABLES = {"_migrations", "responses", "rewards", "runs", "batches", "claims"
 
 RESPONSE_COLUMNS = (
     "key, sample, endpoint, text, input_tokens, output_tokens, finish_reason, refusal,"
-    " response_model, cost_usd, usage_reported, provider, model, endpoint_assumed"
+    " response_model, cost_usd, usage_reported, provider, model, endpoint_assumed,"
+    " cache_read_tokens, cache_write_tokens"
 )
 
 
@@ -281,12 +282,13 @@ class Cache:
                 [*chunk, *(endpoints or ())],
             )
             for (key, sample, endpoint, text, tin, tout, finish, refusal, model, cost, reported,
-                 provider, requested_model, assumed) in rows:
+                 provider, requested_model, assumed, read, written) in rows:
                 if (key, sample) in wanted and (key, sample) not in found:
                     found[key, sample] = ChatResponse(
                         text, tin or 0, tout or 0, model or "", finish, bool(refusal),
                         usage_reported=bool(reported), cost_usd=cost, endpoint=endpoint,
                         extra={"provider": provider, "model": requested_model, "endpoint_assumed": bool(assumed)},
+                        cache_read_tokens=read, cache_write_tokens=written,
                     )
         return found
 
@@ -336,7 +338,8 @@ class Cache:
                 if a.request else None,
                 a.response.text, a.response.input_tokens, a.response.output_tokens,
                 a.response.finish_reason, int(a.response.refusal), a.response.model, time.time(),
-                a.response.cost_usd, int(a.response.usage_reported),
+                a.response.cost_usd, int(a.response.usage_reported), a.response.cache_read_tokens,
+                a.response.cache_write_tokens,
             )
             for a in answers
         ]
@@ -345,8 +348,8 @@ class Cache:
             self.db.executemany(
                 "INSERT OR REPLACE INTO responses (key, sample, endpoint, provider, model, template,"
                 " template_sha256, request, text, input_tokens, output_tokens, finish_reason,"
-                " refusal, response_model, created_at, cost_usd, usage_reported)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " refusal, response_model, created_at, cost_usd, usage_reported, cache_read_tokens,"
+                " cache_write_tokens) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 rows,
             )
             self.db.executemany(
@@ -636,16 +639,17 @@ class Cache:
         rows = self.db.execute(
             "SELECT key, sample, endpoint, provider, model, template, template_sha256, request, text,"
             " input_tokens, output_tokens, finish_reason, refusal, response_model, created_at,"
-            " cost_usd, usage_reported FROM responses ORDER BY created_at"
+            " cost_usd, usage_reported, cache_read_tokens, cache_write_tokens FROM responses ORDER BY created_at"
         )
         for row in rows:
             (key, sample, endpoint, provider, model, template, tsha, request, text, tin, tout, finish,
-             refusal, rmodel, created, cost, reported) = row
+             refusal, rmodel, created, cost, reported, read, written) = row
             yield {
                 "kind": "response", "key": key, "sample": sample, "endpoint": endpoint,
                 "provider": provider, "model": model, "template": template, "template_sha256": tsha,
                 "request": json.loads(zlib.decompress(request)) if request else None,
                 "text": text, "input_tokens": tin, "output_tokens": tout,
+                "cache_read_tokens": read, "cache_write_tokens": written,
                 "finish_reason": finish, "refusal": bool(refusal), "response_model": rmodel,
                 "created_at": created, "cost_usd": cost, "usage_reported": bool(reported),
             }

@@ -91,6 +91,18 @@ positive_int = number(int, 1)
 positive_float = number(float, 0, above=True)
 
 
+def price_flag(value: str) -> tuple[float, float] | str:
+    """--price IN,OUT (USD per million input and output tokens), or published."""
+    if value.strip() == "published":
+        return "published"
+    parts = value.split(",")
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError(f"give IN,OUT, USD per million input and output tokens (e.g. 2.5,10), "
+                                         f"or published; got {value!r}")
+    per_input, per_output = (number(float, 0)(part.strip()) for part in parts)
+    return float(per_input), float(per_output)
+
+
 def selection_flags() -> Parser:
     p = Parser(add_help=False)
     g = p.add_argument_group("data selection")
@@ -136,6 +148,10 @@ def judge_flags() -> Parser:
                    help="also use cached answers that came from this endpoint (e.g. a proxy in front "
                         "of the official API); repeatable")
     g.add_argument("--batch", action="store_true", help="use the provider's batch API (half price, slower)")
+    g.add_argument("--price", type=price_flag, metavar="IN,OUT",
+                   help="USD per million input and output tokens at this endpoint (default: genai-prices' "
+                        "published price on the provider's official API, unknown elsewhere); 'published' "
+                        "takes the published price anywhere, e.g. behind a proxy to the official API")
     g.add_argument("--cache", type=Path, default=Path("cache"), help="cache folder or .sqlite3 file (default ./cache/)")
     g.add_argument("--offline", action="store_true", help="answer only from the cache; a miss is an error")
     h = p.add_argument_group("reward models (hf:, vllm-rm:)")
@@ -259,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 GENERATIVE_ONLY = ("--template", "--order", "--samples", "--temperature", "--max-tokens",
-                   "--base-url", "--equivalent-endpoint", "--batch", "--concurrency", "--rpm",
+                   "--base-url", "--equivalent-endpoint", "--batch", "--price", "--concurrency", "--rpm",
                    "--tpm", "--max-retries", "--timeout", "--max-cost", "--max-wait", "--grace",
                    "--poll-interval", "--max-unparsed")
 LOCAL_ONLY = ("--max-length", "--batch-tokens", "--devices", "--trust-remote-code",
@@ -336,6 +352,7 @@ def run_config(args: argparse.Namespace, argv: list[str]) -> RunConfig:
         base_urls=tuple(base_urls),
         equivalent_endpoints=tuple(args.equivalent_endpoint),
         batch=args.batch,
+        price=args.price,
         poll_interval=getattr(args, "poll_interval", 30.0),
         live=not getattr(args, "no_progress", True) and sys.stderr.isatty(),
         progress_interval=getattr(args, "progress_interval", 10.0),

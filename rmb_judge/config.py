@@ -71,6 +71,9 @@ class Execution:
     base_urls: tuple[str, ...] = ()
     equivalent_endpoints: tuple[str, ...] = ()  # whose cached answers also serve this run
     batch: bool = False
+    # --price: (USD per million input tokens, per million output tokens), or "published" (the
+    # provider's, wherever the endpoint); None: the published price on the official API only
+    price: tuple[float, float] | str | None = None
     poll_interval: float = 30.0
     live: bool = False
     progress_interval: float = 10.0

@@ -59,7 +59,14 @@ class Pricing(Protocol):
 
     def count_output(self, text: str) -> int: ...
 
-    def cost(self, input_tokens: int, output_tokens: int) -> float | None: ...
+    def cost(self, input_tokens: int, output_tokens: int, cache_read: int = 0,
+             cache_write: int = 0) -> float | None: ...
+
+
+def answer_cost(pricing: Pricing, response: ChatResponse) -> float | None:
+    """What an answer cost: its input (cached tokens at the prompt cache's rates) and output."""
+    return pricing.cost(response.input_tokens, response.output_tokens, response.cache_read_tokens,
+                        response.cache_write_tokens)
 
 
 class Free:
@@ -71,7 +78,7 @@ class Free:
     def count_output(self, text: str) -> int:
         return 0
 
-    def cost(self, input_tokens: int, output_tokens: int) -> float | None:
+    def cost(self, input_tokens: int, output_tokens: int, cache_read: int = 0, cache_write: int = 0) -> float | None:
         return None
 
 
@@ -93,6 +100,8 @@ class Stats:
     in_flight: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
     cost_usd: float = 0.0
     unconfirmed_cost_usd: float = 0.0  # reservations of requests that failed after being sent
     cost_known: bool = True
@@ -109,6 +118,8 @@ class Stats:
         """Count an answer's tokens and its cost (None: the model's price is unknown)."""
         self.input_tokens += response.input_tokens
         self.output_tokens += response.output_tokens
+        self.cache_read_tokens += response.cache_read_tokens
+        self.cache_write_tokens += response.cache_write_tokens
         if response.cost_usd is None:
             self.cost_known = False
         else:
@@ -412,7 +423,7 @@ class Engine:
             if request is not None:
                 response.input_tokens = self.pricing.tokens(request)[0]
             response.output_tokens = self.pricing.count_output(response.text)
-        response.cost_usd = self.pricing.cost(response.input_tokens, response.output_tokens)
+        response.cost_usd = answer_cost(self.pricing, response)
         response.endpoint = response.endpoint or self.endpoints[0]
         self._scrub(response)
         self.stats.add_usage(response)
@@ -561,7 +572,7 @@ class Engine:
         kind = self._kind(exc)
         if isinstance(exc, retry.BrokenAnswer) and exc.response is not None:
             broken: ChatResponse = exc.response  # an empty answer is billed like any other
-            broken.cost_usd = self.pricing.cost(broken.input_tokens, broken.output_tokens)
+            broken.cost_usd = answer_cost(self.pricing, broken)
             self.stats.add_usage(broken)
         elif retry.may_be_billed(exc):
             self.stats.unconfirmed_cost_usd += est_cost

@@ -92,8 +92,8 @@ def _estimate(config: RunConfig) -> dict[str, Any]:
         "batch": execution.batch,
         "token_method": estimator.method or None,
         "output_tokens_per_request": estimator.output_tokens,
-        "output_tokens_note": "assumed per request by verdict style (an estimate, not a count)",
-        "price_source": "genai-prices" + (" (batch discount)" if execution.batch else ""),
+        "output_tokens_note": estimator.output.describe(),
+        "price_source": estimator.price_source(),
     }
     if sampled is not None:
         result["cached"] = sum(1 for job in jobs if (job.key, job.sample) in cached)
@@ -143,14 +143,17 @@ def render(result: dict[str, Any], console: Console) -> None:
         ("already in the cache", f"{result['cached']:,} of {result['total_requests']:,}"),
         ("input tokens", "-" if result["input_tokens"] is None
          else f"{result['input_tokens']:,} ({result['token_method']})"),
-        ("output tokens (assumed)", f"{result['output_tokens']:,} ({result['output_tokens_per_request']} per request)"),
-        ("cost", "unknown (no price for this model in genai-prices)" if cost is None else f"${cost:,.4f}"),
+        ("output tokens (assumed)",
+         f"{result['output_tokens']:,} ({result['output_tokens_per_request']:,} per request)"),
+        ("cost", "unknown" if cost is None else f"${cost:,.4f}"),
     ]
     if result.get("full_cost_usd") is not None:
         rows.append(("cost without the cache", f"${result['full_cost_usd']:,.4f}"))
     for what, value in rows:
         table.add_row(what, value)
     console.print(table)
+    console.print(f"output tokens: {result['output_tokens_note']}")
+    console.print(f"price: {result['price_source']}")
     if result.get("precision"):
         console.print(f"--precision: the sample assumes {result['precision']['assumption']}")
     if result["simulated"]:

@@ -19,7 +19,7 @@ from .benchmark import Benchmark
 from .cache import Cache
 from .config import RunConfig
 from .costs import Estimator
-from .engine import Engine, EngineBacked, Job, Outcome, Stats
+from .engine import Engine, EngineBacked, Job, Outcome, Stats, answer_cost
 from .errors import FatalProviderError, UsageError
 from .judges import make_provider
 from .outputs import UNSAVED
@@ -151,10 +151,11 @@ class GenerativeBackend(EngineBacked):
         self.template = templates.load(task.template)
         self.template.check_goals(benchmark.goals)
         self.settings = settings_of(config, self.template)
-        self.estimate = Estimator(task.judge.provider_class, task.judge.model, self.template.style,
-                                  task.max_tokens, config.execution.batch)
         self.provider = make_provider(task.judge, list(config.execution.base_urls), config.execution.engine.concurrency)
         self.settings.endpoints = list(self.provider.endpoints)
+        self.estimate = Estimator(task.judge.provider_class, task.judge.model, self.template.style,
+                                  task.max_tokens, config.execution.batch, endpoints=self.provider.endpoints,
+                                  price=config.execution.price)
         # answers from these endpoints serve this run: its own, and those declared equivalent
         extra = tuple(ep.normalize(url) for url in config.execution.equivalent_endpoints)
         self.endpoints = tuple(dict.fromkeys((*self.provider.endpoints, *extra)))
@@ -165,11 +166,8 @@ class GenerativeBackend(EngineBacked):
 
     async def prepare(self) -> None:
         task, execution = self.config.task, self.config.execution
-        if execution.engine.max_cost is not None and self.estimate.cost(1, 1) is None:
-            raise UsageError(
-                f"--max-cost: genai-prices has no price for {task.judge.spec}, so spend cannot be "
-                "budgeted (drop --max-cost, or use the provider's own spending limits)"
-            )
+        if execution.engine.max_cost is not None and (why := self.estimate.unpriced()):
+            raise UsageError(f"--max-cost: spend cannot be budgeted, as the price of {task.judge.spec} is {why}")
         if not execution.engine.offline:
             self.provider.prepare()  # the API key, before any data is read
 
@@ -312,8 +310,8 @@ class GenerativeBackend(EngineBacked):
         stats, outcomes = self.stats, self.engine.outcomes
         used = {k for i in indices for k in self.plan_.keys[i]}
         answers = [r for k in used if k in outcomes and (r := outcomes[k].response) is not None]
-        costs = [r.cost_usd if r.cost_usd is not None else self.estimate.cost(r.input_tokens, r.output_tokens)
-                 for r in answers]
+        # each answer as priced when it was paid; one kept without a price, at this run's price
+        costs = [r.cost_usd if r.cost_usd is not None else answer_cost(self.estimate, r) for r in answers]
         return Usage(
             requests=stats.requests,
             cache_hits=sum(1 for j in judged if j.cached),
@@ -329,6 +327,8 @@ class GenerativeBackend(EngineBacked):
             unread_votes=sum(1 for j in judged if not j.error and len(j.votes) > 1 for v in j.votes if v is None),
             input_tokens=stats.input_tokens,
             output_tokens=stats.output_tokens,
+            cache_read_tokens=stats.cache_read_tokens,
+            cache_write_tokens=stats.cache_write_tokens,
             cost_usd=stats.cost_usd if stats.cost_known else None,
             unconfirmed_cost_usd=stats.unconfirmed_cost_usd,
             usage_counted_locally=stats.usage_counted,
@@ -337,6 +337,8 @@ class GenerativeBackend(EngineBacked):
                 answers=len(answers),
                 input_tokens=sum(r.input_tokens for r in answers),
                 output_tokens=sum(r.output_tokens for r in answers),
+                cache_read_tokens=sum(r.cache_read_tokens for r in answers),
+                cache_write_tokens=sum(r.cache_write_tokens for r in answers),
                 cost_usd=None if None in costs else sum(c for c in costs if c is not None),
             ),
             cost_method=self.estimate.describe(),
@@ -363,6 +365,10 @@ class GenerativeBackend(EngineBacked):
             noticed.append(f"{assumed} answers were cached before rmb-judge recorded endpoints; they are "
                            f"assumed to come from {self.config.task.judge.provider_class.official_endpoint}, "
                            "which cannot be checked")
+        unpriced = sum(1 for o in self.engine.outcomes.values()
+                       if o.response is not None and o.response.cost_usd is None) if self.engine else 0
+        if unpriced and (why := self.estimate.unpriced()):
+            noticed.append(f"{unpriced} answers have no cost: the price of {self.config.task.judge.spec} is {why}")
         if stats.stop_detail:
             noticed.append(stats.stop_detail)
         return noticed

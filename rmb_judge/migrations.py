@@ -179,3 +179,19 @@ def m006_claims(db: sqlite3.Connection) -> None:
             PRIMARY KEY (key, sample)
         )"""
     )
+
+
+@migration
+def m007_cached_input_and_prices_off_the_official_apis(db: sqlite3.Connection) -> None:
+    """Each answer records how many of its input tokens the provider read from and wrote to
+    its prompt cache (billed at their own rates; 0 for rows from before). A price stored for
+    an answer from a server other than its provider's official API is dropped: it came from
+    the model's name alone (OpenAI's table for a local vLLM); the run that uses the answer
+    prices it (unknown unless that run gives --price)."""
+    db.execute("ALTER TABLE responses ADD COLUMN cache_read_tokens INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE responses ADD COLUMN cache_write_tokens INTEGER NOT NULL DEFAULT 0")
+    db.execute(
+        """UPDATE responses SET cost_usd = NULL WHERE endpoint != CASE provider
+            WHEN 'openai' THEN 'https://api.openai.com/v1' WHEN 'anthropic' THEN 'https://api.anthropic.com'
+            WHEN 'google' THEN 'https://generativelanguage.googleapis.com' WHEN 'mock' THEN 'local' END"""
+    )

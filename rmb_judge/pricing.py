@@ -14,6 +14,7 @@ import gzip
 import hashlib
 import math
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -47,9 +48,21 @@ DEFAULT_BYTES_PER_TOKEN = 4.0
 # the --max-tokens cap. "rmb": a short explanation then [[A]]/[[B]] (MT-Bench pair-v2);
 # "arena-hard": a longer critique then the five-way verdict; "json": a one or two sentence
 # reason in a JSON object; "pointwise": a short explanation then a 1-10 rating (per answer).
-# Reasoning models bill hidden reasoning tokens as output on top of this.
 OUTPUT_TOKENS = {"rmb": 250, "arena-hard": 400, "json": 60, "pointwise": 200}
 DEFAULT_OUTPUT_TOKENS = 300
+
+# ESTIMATE, not measured: hidden reasoning tokens a request of a model that reasons by
+# default bills as output, on top of OUTPUT_TOKENS (and within --max-tokens, which counts
+# them too). The first pattern that matches the model's name (its last path part, lower
+# case) applies; other models are assumed not to reason (Claude thinks only when asked, and
+# rmb-judge never asks). `estimate` prints the assumption it made.
+THINKING_TOKENS: tuple[tuple[str, int, str], ...] = (
+    (r"^(o\d|gpt-5)", 1500, "an OpenAI reasoning model, at its default effort"),
+    (r"^gemini-2\.5-flash-lite", 0, "thinks only when asked"),
+    (r"^gemini-2\.5-flash", 1000, "dynamic thinking, on by default"),
+    (r"^gemini-(2\.5-pro|3)", 1500, "dynamic thinking, always on"),
+    (r"gpt-oss|deepseek-r1|deepseek-reasoner|qwq|-thinking", 1500, "an open reasoning model: its reasoning is output"),
+)
 
 
 @dataclass(frozen=True)
@@ -62,11 +75,13 @@ class TokenCount:
         return self.method.startswith("tiktoken:")
 
 
-def _calculation(prices_id: str, model: str, input_tokens: int, output_tokens: int, batch: bool) -> Any:
+def _calculation(prices_id: str, model: str, input_tokens: int, output_tokens: int, batch: bool,
+                 cache_read: int = 0, cache_write: int = 0) -> Any:
     """genai-prices' PriceCalculation for one usage, or None when it does not know the model."""
     from genai_prices import Usage, calc_price
 
-    usage = Usage(input_tokens=input_tokens, output_tokens=output_tokens)
+    usage = Usage(input_tokens=input_tokens, output_tokens=output_tokens, cache_read_tokens=cache_read,
+                  cache_write_tokens=cache_write)
     try:
         return calc_price(usage, model, provider_id=prices_id, price_context=BATCH if batch else None)
     except LookupError:
@@ -75,12 +90,14 @@ def _calculation(prices_id: str, model: str, input_tokens: int, output_tokens: i
 
 def price_usd(
     prices_id: str, model: str, input_tokens: int, output_tokens: int, *,
-    batch: bool = False, batch_discount: float | None = None,
+    batch: bool = False, batch_discount: float | None = None, cache_read: int = 0, cache_write: int = 0,
 ) -> float | None:
     """USD for one usage, or None when genai-prices does not know the provider or model.
-    A batch price genai-prices lacks is the standard price times the provider's published
+    `cache_read` and `cache_write` are those of the input tokens the provider read from or
+    wrote to its prompt cache, billed at the model's cache rates where it has them. A batch
+    price genai-prices lacks is the standard price times the provider's published
     `batch_discount` (None: unknown)."""
-    calc = _calculation(prices_id, model, input_tokens, output_tokens, batch)
+    calc = _calculation(prices_id, model, input_tokens, output_tokens, batch, cache_read, cache_write)
     if calc is None:
         return None
     total = float(calc.total_price)
@@ -93,10 +110,11 @@ def price_usd(
 
 class Pricer:
     """`price_usd` of one model, cheap enough to price every answer: a genai-prices call
-    takes about 0.3 ms, while a price is a line in the two token counts between the
-    input-token thresholds of tiered prices (input and output rates change together above
-    a threshold). Each stretch's line is read from genai-prices once, then reused; the result
-    equals `price_usd` up to float rounding (tests/test_pricing.py)."""
+    takes about 0.3 ms, while a price is linear in the token counts (input, output, cache
+    reads and writes) between the input-token thresholds of tiered prices (every rate
+    changes together above a threshold). Each stretch's rates are read from genai-prices
+    once, then reused; the result equals `price_usd` up to float rounding
+    (tests/test_pricing.py)."""
 
     def __init__(self, prices_id: str, model: str, batch: bool, batch_discount: float | None):
         self._exact = functools.partial(price_usd, prices_id, model, batch=batch, batch_discount=batch_discount)
@@ -109,27 +127,33 @@ class Pricer:
                 if isinstance(price, TieredPrices):
                     starts.update(int(tier.start) for tier in price.tiers)
         self._thresholds = sorted(starts)  # a tier applies when input tokens exceed its start
-        self._lines: dict[int, tuple[float, float, float] | None] = {}
+        self._lines: dict[int, tuple[float, float, float, float, float] | None] = {}
 
-    def __call__(self, input_tokens: int, output_tokens: int) -> float | None:
+    def __call__(self, input_tokens: int, output_tokens: int, cache_read: int = 0,
+                 cache_write: int = 0) -> float | None:
         stretch = bisect.bisect_left(self._thresholds, input_tokens)  # thresholds below the input
         if stretch not in self._lines:
             self._lines[stretch] = self._line(stretch)
         line = self._lines[stretch]
         if line is None:
             return None
-        base, per_input, per_output = line
-        return base + per_input * input_tokens + per_output * output_tokens
+        base, per_input, per_output, per_read, per_write = line
+        return (base + per_input * input_tokens + per_output * output_tokens
+                + per_read * cache_read + per_write * cache_write)
 
-    def _line(self, stretch: int) -> tuple[float, float, float] | None:
-        """(intercept, USD per input token, USD per output token) within one stretch."""
+    def _line(self, stretch: int) -> tuple[float, float, float, float, float] | None:
+        """(intercept, USD per input token, per output token, and what a cache read and a
+        cache write add to an input token's price) within one stretch."""
         low = self._thresholds[stretch - 1] + 1 if stretch else 0
         high = self._thresholds[stretch] if stretch < len(self._thresholds) else low + 1_000_000
         a, b, c = self._exact(low, 0), self._exact(high, 0), self._exact(low, 1_000_000)
-        if a is None or b is None or c is None:
+        read = self._exact(high, 0, cache_read=high)  # (cached tokens are part of the input)
+        write = self._exact(high, 0, cache_write=high)
+        if a is None or b is None or c is None or read is None or write is None:
             return None
         per_input = (b - a) / (high - low) if high > low else 0.0
-        return a - per_input * low, per_input, (c - a) / 1_000_000
+        per_read, per_write = ((read - b) / high, (write - b) / high) if high else (0.0, 0.0)
+        return a - per_input * low, per_input, (c - a) / 1_000_000, per_read, per_write
 
 
 @functools.cache
@@ -171,10 +195,36 @@ def tiktoken_text(model: str, text: str) -> int | None:
     return None if name is None else len(_encoding(name).encode(text, disallowed_special=()))
 
 
-def estimate_output_tokens(template_style: str, max_tokens: int | None) -> int:
-    """Assumed judge output tokens per request (see OUTPUT_TOKENS), capped by --max-tokens."""
-    assumed = OUTPUT_TOKENS.get(template_style, DEFAULT_OUTPUT_TOKENS)
-    return assumed if max_tokens is None else min(assumed, max_tokens)
+@dataclass(frozen=True)
+class OutputAssumption:
+    """What `estimate` assumes a request's output to be: the verdict (OUTPUT_TOKENS, by verdict
+    style) and the model's hidden reasoning (THINKING_TOKENS, by model), within --max-tokens."""
+
+    verdict: int
+    thinking: int
+    max_tokens: int | None
+    why: str = ""  # what the thinking assumption is for
+
+    @property
+    def tokens(self) -> int:
+        total = self.verdict + self.thinking
+        return total if self.max_tokens is None else min(total, self.max_tokens)
+
+    def describe(self) -> str:
+        said = f"{self.verdict:,} per request for the verdict"
+        if self.thinking:
+            said += f" + {self.thinking:,} of hidden reasoning, billed as output ({self.why})"
+        if self.max_tokens is not None and self.tokens < self.verdict + self.thinking:
+            said += f", capped by --max-tokens {self.max_tokens:,}"
+        return said + "; an assumption, not a count"
+
+
+def assumed_output(template_style: str, model: str, max_tokens: int | None) -> OutputAssumption:
+    """Assumed judge output tokens per request of `model` (see OUTPUT_TOKENS, THINKING_TOKENS)."""
+    name = model.rsplit("/", 1)[-1].lower()
+    thinking, why = next(((tokens, why) for pattern, tokens, why in THINKING_TOKENS if re.search(pattern, name)),
+                         (0, ""))
+    return OutputAssumption(OUTPUT_TOKENS.get(template_style, DEFAULT_OUTPUT_TOKENS), thinking, max_tokens, why)
 
 
 def _openai_encoding_name(model: str) -> str | None:

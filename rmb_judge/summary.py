@@ -23,6 +23,8 @@ class Results:
     answers: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
+    cache_read_tokens: int = 0  # of input_tokens, read from the provider's prompt cache (billed less)
+    cache_write_tokens: int = 0  # of input_tokens, written to it
     cost_usd: float | None = 0.0
 
 
@@ -44,7 +46,9 @@ class Usage:
     unread_votes: int = 0  # --samples K > 1: samples whose verdict could not be read
     input_tokens: int = 0
     output_tokens: int = 0
-    cost_usd: float | None = 0.0  # None: the model's price is unknown
+    cache_read_tokens: int = 0  # of input_tokens, read from the provider's prompt cache (billed less)
+    cache_write_tokens: int = 0  # of input_tokens, written to it
+    cost_usd: float | None = 0.0  # None: the price is unknown (see cost_method)
     unconfirmed_cost_usd: float = 0.0  # may have been billed for requests that timed out
     usage_counted_locally: int = 0  # answers whose server sent no usage
     unsaved_answers: int = 0  # answers the cache could not store

@@ -85,6 +85,35 @@ def test_old_cache_is_upgraded_not_discarded(tmp_path):
     cache.put_rewards("m", "m", [("d", CachedReward(1.0, False, 3))])  # a table added later
 
 
+def test_cached_input_counts_are_kept_and_old_prices_off_the_official_api_dropped(tmp_path):
+    """An answer's tokens read from and written to the provider's prompt cache are stored with
+    it. A cache from before: its rows read 0 of them, and a price stored for an answer from
+    another server than the official API (the model's name priced it: OpenAI's table for a
+    local vLLM) is dropped, to be priced as the run that uses it says."""
+    path = tmp_path / FILENAME
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at REAL)")
+    for fn in migrations.MIGRATIONS[:6]:  # up to the claims table
+        fn(db)
+        db.execute("INSERT INTO _migrations VALUES (?, 0)", (fn.__name__,))
+    for key, endpoint, provider in (("official", THERE, "openai"), ("local", HERE, "openai"),
+                                    ("mock", "local", "mock")):
+        db.execute("INSERT INTO responses (key, sample, endpoint, provider, model, text, input_tokens,"
+                   " output_tokens, created_at, cost_usd) VALUES (?, 0, ?, ?, 'm', '[[B]]', 5, 1, 0, 0.25)",
+                   (key, endpoint, provider))
+    db.commit()
+    db.close()
+    cache = Cache(tmp_path)
+    old = cache.get_responses([("official", 0), ("local", 0), ("mock", 0)], None)
+    assert {k: r.cost_usd for (k, _), r in old.items()} == {"official": 0.25, "local": None, "mock": 0.25}
+    assert all(r.cache_read_tokens == r.cache_write_tokens == 0 for r in old.values())
+    cache.put_response("new", 0, "openai", REQ, answer("[[A]]", cache_read_tokens=7, cache_write_tokens=2))
+    new = cache.get_responses([("new", 0)], [HERE])["new", 0]
+    assert (new.input_tokens, new.cache_read_tokens, new.cache_write_tokens) == (10, 7, 2)
+    exported = [row for row in cache.export() if row.get("key") == "new"]
+    assert (exported[0]["cache_read_tokens"], exported[0]["cache_write_tokens"]) == (7, 2)
+
+
 def test_two_processes_share_one_cache(tmp_path):
     script = (
         "import sys; from rmb_judge.cache import Cache; from rmb_judge.providers.base import *\n"

@@ -352,7 +352,8 @@ def test_cli_run_scores_equal_independent_computation_then_cached(data_root, tmp
     url = server.stdout.readline().strip()
     limit = 2
     args = [sys.executable, "-m", "rmb_judge.cli", "run", "--judge", f"google:{MODEL}", "--data", str(data_root),
-            "--limit", str(limit), "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache"), "--no-progress"]
+            "--limit", str(limit), "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache"), "--no-progress",
+            "--price", "published"]  # (the fake server stands for Google's API)
     try:
         done = subprocess.run(args, env=google_env(url), capture_output=True, text=True, timeout=300)
     finally:
@@ -381,9 +382,10 @@ SELECTION = dict(limit=2, scenarios=["*Chat*", "*Harmlessness/S3"])
 
 
 def config(url, tmp_path, name, **kw):
+    """The fake server stands for Google's API: priced as published (--price published)."""
     return make_config(judge=parse_spec(f"google:{MODEL}"), data=kw.pop("data"), out=tmp_path / f"{name}_out",
                        cache=tmp_path / f"{name}_cache", base_urls=[url], selection=records.Selection(**SELECTION),
-                       **kw)
+                       price="published", **kw)
 
 
 def test_batch_run_equals_live_run_and_a_rerun_sends_nothing(data_root, tmp_path, monkeypatch) -> None:

@@ -104,7 +104,7 @@ def test_a_budget_stops_a_precision_run_first_and_a_rerun_finishes_it(tmp_path, 
     with FakeAPI().run_in_thread() as api:
         args = ["run", "--judge", f"openai:{MODEL}", "--data", str(DATA), "--scenarios", SCENARIOS[0],
                 "--out", str(tmp_path / "o"), "--cache", str(tmp_path / "c"), "--base-url", api.openai_url,
-                "--precision", "0.05", "--no-progress"]
+                "--precision", "0.05", "--price", "published", "--no-progress"]
         assert cli.main([*args, "--max-cost", "0.005"]) == cli.EXIT_BUDGET
         partial = json.loads((tmp_path / "o" / "summary.json").read_text())
         assert partial["stopped_reason"] == "budget" and partial["complete"] is False

@@ -37,9 +37,10 @@ def keys(monkeypatch):
 
 
 def run_cli(tmp_path, data_root, *extra, url=None, out="out", select=SMALL, cache="cache"):
+    """The CLI in-process; the fake server stands for OpenAI's API (--price published)."""
     args = ["run", "--judge", f"openai:{MODEL}", "--data", str(data_root), *select,
             "--out", str(tmp_path / out), "--cache", str(tmp_path / cache), "--no-progress",
-            "--max-retries", "2", *map(str, extra)]
+            "--max-retries", "2", "--price", "published", *map(str, extra)]
     if url:
         args += ["--base-url", url]
     return cli.main(args)
@@ -161,8 +162,8 @@ class Server:
 
 
 def cli_args(data_root, out, cache, url, *extra, select=("--limit", "2")):
-    return [*CLI, "run", "--judge", f"openai:{MODEL}", "--data", str(data_root), *select,
-            "--out", str(out), "--cache", str(cache), "--no-progress", "--base-url", url, *map(str, extra)]
+    return [*CLI, "run", "--judge", f"openai:{MODEL}", "--data", str(data_root), *select, "--out", str(out),
+            "--cache", str(cache), "--no-progress", "--base-url", url, "--price", "published", *map(str, extra)]
 
 
 def env():

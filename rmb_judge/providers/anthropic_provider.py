@@ -56,16 +56,22 @@ def to_response(message: Any) -> ChatResponse:
     if not all(isinstance(text, str) for text in texts):
         raise retry.BrokenAnswer("the response body is not a message")
     stop = json_at(message, "stop_reason")
-    input_tokens, output_tokens = json_at(message, "usage", "input_tokens"), json_at(message, "usage", "output_tokens")
+    usage = json_at(message, "usage")
+    input_tokens, output_tokens = json_at(usage, "input_tokens"), json_at(usage, "output_tokens")
     counted = isinstance(input_tokens, int)
+    # Anthropic's input_tokens leaves out the tokens read from and written to the prompt cache
+    read, written = (json_at(usage, name) for name in ("cache_read_input_tokens", "cache_creation_input_tokens"))
+    read, written = (n if isinstance(n, int) and n > 0 and counted else 0 for n in (read, written))
     response = ChatResponse(
         text="".join(texts),
-        input_tokens=input_tokens if counted else 0,
+        input_tokens=input_tokens + read + written if counted else 0,
         output_tokens=(output_tokens if isinstance(output_tokens, int) else 0) if counted else 0,
         model=json_at(message, "model") or "",
         finish_reason=_FINISH.get(stop, stop) if stop else None,
         refusal=stop == "refusal",
         usage_reported=counted,
+        cache_read_tokens=read,
+        cache_write_tokens=written,
     )
     if not response.text and not response.refusal and response.finish_reason != "length":
         raise retry.BrokenAnswer(f"an empty answer (no text in content, stop_reason {stop})", response)

@@ -47,8 +47,8 @@ class ChatRequest:
 @dataclass
 class ChatResponse:
     text: str
-    input_tokens: int = 0
-    output_tokens: int = 0
+    input_tokens: int = 0  # every input token billed, those read from or written to the prompt cache too
+    output_tokens: int = 0  # hidden reasoning included
     model: str = ""
     finish_reason: str | None = None  # normalised: stop | length | refusal | content_filter
     refusal: bool = False  # the provider itself signalled a refusal
@@ -56,6 +56,10 @@ class ChatResponse:
     usage_reported: bool = True  # False: the server sent no usage; tokens were counted locally
     cost_usd: float | None = None  # what this answer cost, once priced (None: unknown)
     endpoint: str = ""  # where it came from (endpoints.normalize)
+    # of input_tokens, those the provider read from its prompt cache and wrote to it: billed
+    # at their own rates (as genai-prices reads each API's usage)
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
 
     @property
     def truncated(self) -> bool:
@@ -91,6 +95,14 @@ async def post_json(client: Any, path: str, body: dict[str, Any], timeout: float
         return json.loads(answer.content)
     except ValueError:
         raise retry.BrokenAnswer("the response body is not JSON") from None
+
+
+def cache_tokens(input_tokens: int, read: Any, written: Any = 0) -> tuple[int, int]:
+    """Of `input_tokens`, how many the provider read from and wrote to its prompt cache, as far
+    as the input holds them (a count that is not a whole number is none)."""
+    read = min(read, input_tokens) if isinstance(read, int) and read > 0 else 0
+    written = min(written, input_tokens - read) if isinstance(written, int) and written > 0 else 0
+    return read, written
 
 
 def json_at(value: Any, *path: str | int) -> Any:
@@ -179,11 +191,15 @@ class Provider:
         return pricing.approx_text(text, cls.bytes_per_token)
 
     @classmethod
-    def price(cls, model: str, input_tokens: int, output_tokens: int, batch: bool = False) -> float | None:
-        """USD for one usage, or None when the price is unknown (never a guess)."""
+    def price(cls, model: str, input_tokens: int, output_tokens: int, batch: bool = False,
+              cache_read: int = 0, cache_write: int = 0) -> float | None:
+        """USD for one usage at the provider's published price, or None when it is unknown
+        (never a guess); `cache_read` and `cache_write` are input tokens billed at the
+        prompt cache's rates."""
         if cls.prices_id is None:
             return None
-        return pricing.pricer(cls.prices_id, model, batch, cls.batch_discount)(input_tokens, output_tokens)
+        return pricing.pricer(cls.prices_id, model, batch, cls.batch_discount)(
+            input_tokens, output_tokens, cache_read, cache_write)
 
     async def complete(self, request: ChatRequest, timeout: float) -> ChatResponse:
         """One request; raise the SDK's own exceptions (the engine sorts them with `classify`)."""

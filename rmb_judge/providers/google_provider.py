@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import retry
 from ..errors import FatalProviderError, UsageError
-from .base import BatchItems, BatchResults, BatchStatus, ChatRequest, ChatResponse, Provider, json_at
+from .base import BatchItems, BatchResults, BatchStatus, ChatRequest, ChatResponse, Provider, cache_tokens, json_at
 
 if TYPE_CHECKING:
     from google import genai
@@ -105,6 +105,8 @@ def to_response(answer: Any) -> ChatResponse:
     output_tokens = [json_at(answer, "usageMetadata", name) for name in ("candidatesTokenCount", "thoughtsTokenCount")]
     counted = isinstance(prompt_tokens, int)
     refused = bool(blocked) or finish in BLOCKED
+    # promptTokenCount includes the context cache's tokens (Gemini caches implicitly)
+    read, _ = cache_tokens(prompt_tokens if counted else 0, json_at(answer, "usageMetadata", "cachedContentTokenCount"))
     response = ChatResponse(
         text="".join(texts),
         input_tokens=prompt_tokens if counted else 0,
@@ -113,6 +115,7 @@ def to_response(answer: Any) -> ChatResponse:
         finish_reason="content_filter" if refused else _FINISH.get(finish, finish) if finish else None,
         refusal=refused,
         usage_reported=counted,
+        cache_read_tokens=read,
     )
     if response.refusal and not response.text:  # what the samples show for it
         reason = f"promptFeedback.blockReason {blocked}" if blocked else f"finishReason {finish}"
@@ -191,9 +194,10 @@ class GoogleProvider(Provider):
         return None
 
     @classmethod
-    def price(cls, model: str, input_tokens: int, output_tokens: int, batch: bool = False) -> float | None:
+    def price(cls, model: str, input_tokens: int, output_tokens: int, batch: bool = False,
+              cache_read: int = 0, cache_write: int = 0) -> float | None:
         # the API takes "models/gemini-2.5-flash" as well; genai-prices knows the bare name only
-        return super().price(model.removeprefix("models/"), input_tokens, output_tokens, batch)
+        return super().price(model.removeprefix("models/"), input_tokens, output_tokens, batch, cache_read, cache_write)
 
     def client(self) -> genai.Client:
         if self._client is None:

@@ -91,7 +91,8 @@ class MockProvider(Provider):
         super().__init__(model)
 
     @classmethod
-    def price(cls, model: str, input_tokens: int, output_tokens: int, batch: bool = False) -> float:
+    def price(cls, model: str, input_tokens: int, output_tokens: int, batch: bool = False,
+              cache_read: int = 0, cache_write: int = 0) -> float:
         return 0.0
 
     async def complete(self, request: ChatRequest, timeout: float) -> ChatResponse:

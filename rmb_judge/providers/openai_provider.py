@@ -15,7 +15,17 @@ from typing import TYPE_CHECKING, Any
 
 from .. import endpoints, pricing, retry
 from ..errors import FatalProviderError
-from .base import BatchItems, BatchResults, BatchStatus, ChatRequest, ChatResponse, Provider, json_at, post_json
+from .base import (
+    BatchItems,
+    BatchResults,
+    BatchStatus,
+    ChatRequest,
+    ChatResponse,
+    Provider,
+    cache_tokens,
+    json_at,
+    post_json,
+)
 
 if TYPE_CHECKING:
     import openai
@@ -57,6 +67,9 @@ def to_response(completion: Any) -> ChatResponse:
     prompt_tokens, completion_tokens = json_at(completion, "usage", "prompt_tokens"), json_at(
         completion, "usage", "completion_tokens")
     counted = isinstance(prompt_tokens, int)
+    details = json_at(completion, "usage", "prompt_tokens_details")
+    read, written = cache_tokens(prompt_tokens if counted else 0, json_at(details, "cached_tokens"),
+                                 json_at(details, "cache_write_tokens"))
     response = ChatResponse(
         text=content or refusal or "",
         input_tokens=prompt_tokens if counted else 0,
@@ -65,6 +78,8 @@ def to_response(completion: Any) -> ChatResponse:
         finish_reason="refusal" if refusal else finish,
         refusal=bool(refusal) or finish == "content_filter",
         usage_reported=counted,
+        cache_read_tokens=read,
+        cache_write_tokens=written,
     )
     if not response.text and not response.refusal and finish != "length":
         raise retry.BrokenAnswer(f"an empty answer (content null, finish_reason {finish})", response)
