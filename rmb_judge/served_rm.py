@@ -67,11 +67,31 @@ def server_root(url: str) -> str:
     return url.removesuffix("/v1")
 
 
+def rewards_of(answer: Any, inputs: int) -> list[float]:
+    """The rewards of a pooling response to `inputs` inputs, in input order: exactly one entry
+    per input, each `index` once. Anything else (an entry too many, an index out of place) is
+    a broken answer: its entries may be other inputs' rewards, so none is taken."""
+    entries = json_at(answer, "data")
+    if not isinstance(entries, list) or not entries:
+        raise retry.BrokenAnswer("the response body is not a pooling response")
+    indexes = [json_at(entry, "index") for entry in entries]
+    if any(type(i) is not int for i in indexes) or sorted(indexes) != list(range(inputs)):
+        raise retry.BrokenAnswer(f"the pooling response to {inputs} input(s) holds {len(entries)} entries "
+                                 f"with index {', '.join(map(repr, indexes))}")
+    by_index = dict(zip(indexes, entries, strict=True))
+    return [_reward(by_index[i]) for i in range(inputs)]
+
+
 def reward_of(answer: Any) -> float:
-    """The one reward of a pooling response for one input. A seq-cls reward model gives
-    `[x]`; per-token scores (vLLM 0.12-0.19's default task, InternLM2 reward models) give a
-    `[x]` per token, of which the last token's is the reward."""
-    value = json_at(answer, "data", 0, "data")
+    """The one reward of a pooling response for one input."""
+    return rewards_of(answer, 1)[0]
+
+
+def _reward(entry: Any) -> float:
+    """An entry's reward. A seq-cls reward model gives `[x]`; per-token scores (vLLM
+    0.12-0.19's default task, InternLM2 reward models) give a `[x]` per token, of which the
+    last token's is the reward."""
+    value = json_at(entry, "data")
     if isinstance(value, list) and value and all(isinstance(v, list) for v in value):
         value = value[-1]
     if not isinstance(value, list) or not value:

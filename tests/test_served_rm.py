@@ -64,6 +64,16 @@ def expected(records_, tokenizer, root, max_length=4096):
     return {k: mean(v) for k, v in sections.items()}, rewards
 
 
+def probes(api):
+    """The preflight's /pooling calls: every probe input in one request (a list of inputs)."""
+    return [c for c in api.pooling_calls() if c.body and isinstance(c.body["input"][0], list)]
+
+
+def scored(api):
+    """The /pooling calls that scored an answer (one input each)."""
+    return [c for c in api.pooling_calls() if c not in probes(api)]
+
+
 def run(tmp_path, urls, *extra, limit=3, out="out"):
     args = ["run", "--judge", f"vllm-rm:{NAME}", "--data", str(DATA), "--limit", str(limit),
             "--out", str(tmp_path / out), "--cache", str(tmp_path / "cache"), "--no-progress"]
@@ -209,9 +219,37 @@ def test_reward_shapes():
     assert reward_of({"data": [{"index": 0, "data": [[0.1], [0.2], [3.0]]}]}) == 3.0
     with pytest.raises(RmbJudgeError, match="4 numbers per input"):
         reward_of({"data": [{"index": 0, "data": [0.1, 0.2, 0.3, 0.4]}]})  # hidden states (task embed)
-    for broken in ({"data": []}, {"object": "error"}, [], {"data": [{"data": [None]}]}, {"data": [{"data": [True]}]}):
+    for broken in ({"data": []}, {"object": "error"}, [], {"data": [{"index": 0, "data": [None]}]},
+                   {"data": [{"index": 0, "data": [True]}]}):
         with pytest.raises(BrokenAnswer):
             reward_of(broken)
+    # one input, one entry, with index 0: anything else is another input's answer, or a mix-up
+    for mixed in ({"data": [{"index": 1, "data": [9.0]}, {"index": 0, "data": [-2.5]}]},
+                  {"data": [{"index": 0, "data": [-2.5]}, {"index": 0, "data": [9.0]}]},
+                  {"data": [{"index": 1, "data": [-2.5]}]}, {"data": [{"data": [-2.5]}]},
+                  {"data": [{"index": True, "data": [-2.5]}]}):
+        with pytest.raises(BrokenAnswer, match="entr|index"):
+            reward_of(mixed)
+
+
+def test_an_answer_with_stray_entries_is_retried_and_never_scored(tokenizer_dir, tokenizer, tmp_path, capsys):
+    """An answer holding more than the one entry asked for (a proxy mixing up answers) is
+    broken: retried, and never read as the reward (its first entry is another input's)."""
+    chosen = selected(DATA, limit=3, scenarios=SCENARIOS)
+    scores, rewards = expected(chosen, tokenizer, str(tokenizer_dir))
+    api = serve(tokenizer_dir, tokenizer)
+    api.served.decoys = {3, 4, 5}
+    with api.run_in_thread():
+        code, summary = run(tmp_path, [api.url])
+        assert code == 0
+        check_scores(summary, scores, tmp_path, "out", rewards, chosen)
+        assert len(api.pooling_calls()) == len(scored(api)) + len(probes(api))
+        assert len(scored(api)) == summary["usage"]["unique_answers"] + 3
+        # a server that always mixes them up: no score comes out of it with exit 0
+        api.served.decoys = set(range(len(api.pooling_calls()) + 3, 10_000))
+        code, summary = run(tmp_path, [api.url], "--max-retries", "1", "--limit", "4", out="mixed")
+    assert code not in (0, 6)
+    assert summary is None or summary["complete"] is False
 
 
 def test_server_side_rendering_of_messages_gives_the_same_reward(tokenizer_dir, tokenizer, data_root):
