@@ -29,9 +29,11 @@ PROBE_TIMEOUT = 10.0
 
 
 @functools.lru_cache(maxsize=256)  # read for every answer kept
-def normalize(url: str) -> str:
+def normalize(url: str, bare_path: str = "") -> str:
     """`scheme://host[:port]/path` of `url`, without credentials, query or fragment; the
-    default port and a trailing slash are dropped so equal endpoints compare equal."""
+    default port and a trailing slash are dropped so equal endpoints compare equal. A URL
+    with no path gets `bare_path`: where its API lives when only the host is given (the
+    provider's `api_path`)."""
     try:
         parts = urlsplit(url.strip())
     except ValueError:
@@ -48,7 +50,7 @@ def normalize(url: str) -> str:
         port = None
     default = {"http": 80, "https": 443}.get(scheme)
     netloc = host if port in (None, default) else f"{host}:{port}"
-    return f"{scheme}://{netloc}{parts.path.rstrip('/')}"
+    return f"{scheme}://{netloc}{parts.path.rstrip('/') or bare_path}"
 
 
 def problem(url: str) -> str | None:

@@ -73,6 +73,8 @@ class RunFolder:
         except (OSError, ValueError, AttributeError):
             return  # unreadable: nothing to protect
         now = settings.identity()
+        if isinstance(before.get("endpoints"), list):
+            before = {**before, "endpoints": sorted(map(str, before["endpoints"]))}
         differ = [k for k, v in now.items() if k in before and before[k] != v]
         if other_judge != judge or differ:
             what = (f"of another judge ({other_judge})" if other_judge != judge else "with other settings ("

@@ -399,6 +399,7 @@ class ServedRewardModel:
     tokenizer: Any = None  # renders `messages` and tokenizes text; None: token ids only
     die_after: int | None = None  # at this many /pooling calls the server goes away (port closed)
     old_vllm: bool = False  # as vLLM before 0.12: use_activation is ignored, the sigmoid always on
+    weights: str | None = None  # what it scores with, when not `root`'s (another checkpoint under one path)
     decoys: set[int] = field(default_factory=set)  # /pooling calls (from 1) whose answer has a stray entry first
     models_trickle: float = 0.0  # GET /v1/models sends its answer a byte at a time over this many seconds
 
@@ -805,7 +806,7 @@ class FakeAPI:
                 return self._vllm_error(400, "BadRequestError", (
                     f"This model's maximum context length is {served.max_model_len} tokens. However, your "
                     f"prompt contains {len(ids)} input tokens (parameter=input_tokens, value={len(ids)})"))
-        rewards = [fake_reward(served.root, ids) for ids in prompts]
+        rewards = [fake_reward(served.weights or served.root, ids) for ids in prompts]
         if body.get("use_activation") is not False or served.old_vllm:  # the default of one-label heads
             rewards = [0.5 * (1 + math.tanh(r / 2)) for r in rewards]  # (a sigmoid that cannot overflow)
         tokens = sum(len(ids) for ids in prompts)
