@@ -20,9 +20,12 @@ the others.
 Rewards are cached in the rewards table under the served model's identity: the name it is
 served under, what the server reports as its source (`root`: the `vllm serve` argument,
 a hub id or a path) and context length (`max_model_len`), and the tokenizer and length
-limit used here. Two servers serving different weights under one name (different roots)
-never share rewards; replicas whose reports differ are refused. The same path holding other
-weights on another machine cannot be told apart: give each model its own path or name.
+limit used here, each with the replica that computed it. Two servers serving different
+weights under one name (different roots) never share rewards; replicas whose reports differ
+are refused. The same path holding other weights on another machine, or one server serving
+it otherwise (another pooling, a sigmoid), is caught by the preflight probe: before scoring,
+every replica scores the same fixed inputs (PROBES), and replicas whose rewards disagree with
+each other or with the servers whose rewards the cache holds are refused.
 """
 
 from __future__ import annotations
