@@ -44,7 +44,7 @@ _LENGTH = struct.Struct(">Q")  # a field's length prefix in request keys
 CLAIM_SECONDS = 60.0  # a claim lapses this long after its owner last renewed it
 PATIENCE = 60.0  # seconds a cache locked by another process is waited for
 LOCK_STEP = 0.25  # ... in steps this long (SQLite's busy wait), checking in between
-OUR_TABLES = {"_migrations", "responses", "rewards", "runs", "batches", "claims", "sqlite_sequence"}
+OUR_TABLES = {"_migrations", "responses", "rewards", "probes", "runs", "batches", "claims", "sqlite_sequence"}
 
 RESPONSE_COLUMNS = (
     "key, sample, endpoint, text, input_tokens, output_tokens, finish_reason, refusal,"
@@ -79,6 +79,17 @@ class CachedReward:
     reward: float
     truncated: bool
     tokens: int
+    endpoint: str | None = None  # where it was computed (endpoints.LOCAL: in-process); None: not recorded
+
+
+@dataclass(frozen=True)
+class Elsewhere:
+    """Answers the cache holds from endpoints a run may not use: how many of the wanted
+    requests have one, and how many of them each endpoint answered (a request answered by
+    two endpoints counts once in `answered`, and once for each endpoint)."""
+
+    answered: int
+    endpoints: dict[str, int]
 
 
 @dataclass(frozen=True)
@@ -293,11 +304,12 @@ class Cache:
         return found
 
     @guarded
-    def other_endpoints(self, wanted: Iterable[tuple[str, int]], endpoints: Iterable[str]) -> dict[str, int]:
-        """How many of `wanted` each endpoint outside `endpoints` has answered (for a hint
-        when a run against a new endpoint finds answers it may not use)."""
+    def other_endpoints(self, wanted: Iterable[tuple[str, int]], endpoints: Iterable[str]) -> Elsewhere:
+        """What endpoints outside `endpoints` have answered of `wanted` (for a hint when a run
+        against a new endpoint finds answers it may not use)."""
         wanted, mine = set(wanted), set(endpoints)
         counts: dict[str, int] = {}
+        answered: set[tuple[str, int]] = set()
         keys = sorted({key for key, _ in wanted})
         for start in range(0, len(keys), CHUNK):
             chunk = keys[start : start + CHUNK]
@@ -307,7 +319,8 @@ class Cache:
             ):
                 if (key, sample) in wanted and endpoint not in mine:
                     counts[endpoint] = counts.get(endpoint, 0) + 1
-        return dict(sorted(counts.items()))
+                    answered.add((key, sample))
+        return Elsewhere(len(answered), dict(sorted(counts.items())))
 
     def put_response(
         self,
@@ -490,12 +503,12 @@ class Cache:
         for start in range(0, len(hashes), CHUNK):
             chunk = hashes[start : start + CHUNK]
             rows = self.db.execute(
-                "SELECT text_sha256, reward, truncated, tokens FROM rewards WHERE model_key = ?"
+                "SELECT text_sha256, reward, truncated, tokens, endpoint FROM rewards WHERE model_key = ?"
                 f" AND text_sha256 IN ({','.join('?' * len(chunk))})",
                 [model_key, *chunk],
             )
-            for digest, reward, truncated, tokens in rows:
-                found[digest] = CachedReward(reward, bool(truncated), tokens or 0)
+            for digest, reward, truncated, tokens, endpoint in rows:
+                found[digest] = CachedReward(reward, bool(truncated), tokens or 0, endpoint)
         return found
 
     @guarded
@@ -510,8 +523,8 @@ class Cache:
             self.db.execute("BEGIN")
             self.db.executemany(
                 "INSERT OR REPLACE INTO rewards (model_key, text_sha256, model, reward, truncated,"
-                " tokens, created_at) VALUES (?,?,?,?,?,?,?)",
-                [(model_key, d, model, r.reward, int(r.truncated), r.tokens, now) for d, r in rows],
+                " tokens, created_at, endpoint) VALUES (?,?,?,?,?,?,?,?)",
+                [(model_key, d, model, r.reward, int(r.truncated), r.tokens, now, r.endpoint) for d, r in rows],
             )
             if release:
                 self.db.executemany(
@@ -527,6 +540,30 @@ class Cache:
             (model,),
         )
         return [key for (key,) in rows]
+
+    @guarded
+    def reward_endpoints(self, model_key: str) -> list[str | None]:
+        """Where the rewards cached under `model_key` were computed (None: not recorded)."""
+        rows = self.db.execute("SELECT DISTINCT endpoint FROM rewards WHERE model_key = ?", (model_key,))
+        return [endpoint for (endpoint,) in rows]
+
+    @guarded
+    def probes(self, model_key: str) -> dict[str, dict[str, float]]:
+        """What each server answered to the preflight's probe inputs (text sha256 -> reward)."""
+        rows = self.db.execute("SELECT endpoint, rewards FROM probes WHERE model_key = ?", (model_key,))
+        return {endpoint: json.loads(rewards) for endpoint, rewards in rows}
+
+    @guarded
+    def put_probes(self, model_key: str, answers: dict[str, dict[str, float]]) -> None:
+        """Keep what each server (endpoint) answered to the probe inputs."""
+        now = time.time()
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany(
+                "INSERT OR REPLACE INTO probes (model_key, endpoint, rewards, created_at) VALUES (?,?,?,?)",
+                [(model_key, endpoint, json.dumps(rewards, sort_keys=True), now)
+                 for endpoint, rewards in answers.items()],
+            )
 
     # -- provider batches ----------------------------------------------------------------
 
@@ -579,7 +616,7 @@ class Cache:
             " FROM responses GROUP BY provider, model, endpoint, template ORDER BY COUNT(*) DESC"
         ).fetchall()
         rewards = self.db.execute(
-            "SELECT model, COUNT(*) FROM rewards GROUP BY model ORDER BY COUNT(*) DESC"
+            "SELECT model, endpoint, COUNT(*) FROM rewards GROUP BY model, endpoint ORDER BY COUNT(*) DESC"
         ).fetchall()
         runs = self.db.execute(
             "SELECT started_at, judge, lookups, hits, requests FROM runs ORDER BY id DESC LIMIT 10"
@@ -594,7 +631,7 @@ class Cache:
                  "input_tokens": i or 0, "output_tokens": o or 0}
                 for p, m, e, t, n, i, o in responses
             ],
-            "rewards": [{"model": m, "rows": n} for m, n in rewards],
+            "rewards": [{"model": m, "endpoint": e, "rows": n} for m, e, n in rewards],
             "runs": [
                 {"started_at": s, "judge": j, "lookups": lk, "hits": h, "requests": r,
                  "hit_rate": (h / lk) if lk else None}
@@ -604,14 +641,17 @@ class Cache:
 
     @guarded
     def prune(self, model: str | None = None, older_than_days: float | None = None,
-              dry_run: bool = False) -> int:
-        """Delete responses and rewards of a model and/or older than N days; returns the rows
-        removed (or, with `dry_run`, the rows that would be)."""
+              dry_run: bool = False, endpoint: str | None = None) -> int:
+        """Delete responses and rewards of a model, from an endpoint and/or older than N days;
+        returns the rows removed (or, with `dry_run`, the rows that would be)."""
         clauses: list[str] = []
         params: list[Any] = []
         if model:
             clauses.append("model = ?")
             params.append(model)
+        if endpoint:
+            clauses.append("endpoint = ?")
+            params.append(endpoint)
         if older_than_days is not None:
             clauses.append("created_at < ?")
             params.append(time.time() - older_than_days * 86400)
@@ -653,13 +693,13 @@ class Cache:
                 "finish_reason": finish, "refusal": bool(refusal), "response_model": rmodel,
                 "created_at": created, "cost_usd": cost, "usage_reported": bool(reported),
             }
-        for model_key, digest, model, reward, truncated, tokens, created in self.db.execute(
-            "SELECT model_key, text_sha256, model, reward, truncated, tokens, created_at FROM rewards"
+        for model_key, digest, model, reward, truncated, tokens, created, endpoint in self.db.execute(
+            "SELECT model_key, text_sha256, model, reward, truncated, tokens, created_at, endpoint FROM rewards"
         ):
             yield {
                 "kind": "reward", "model_key": model_key, "text_sha256": digest, "model": model,
                 "reward": reward, "truncated": bool(truncated), "tokens": tokens,
-                "created_at": created,
+                "created_at": created, "endpoint": endpoint,
             }
 
 

@@ -146,7 +146,7 @@ def judge_flags() -> Parser:
                    help="API base URL; repeat (or comma-separate) to spread requests over replicas")
     g.add_argument("--equivalent-endpoint", action="append", default=[], metavar="URL",
                    help="also use cached answers that came from this endpoint (e.g. a proxy in front "
-                        "of the official API); repeatable")
+                        "of the official API); repeat (or comma-separate) for several")
     g.add_argument("--batch", action="store_true", help="use the provider's batch API (half price, slower)")
     g.add_argument("--price", type=price_flag, metavar="IN,OUT",
                    help="USD per million input and output tokens at this endpoint (default: genai-prices' "
@@ -235,8 +235,11 @@ def build_parser() -> argparse.ArgumentParser:
     cache_sub = cache.add_subparsers(dest="action", required=True, metavar="ACTION")
     stats = cache_sub.add_parser("stats", parents=[cache_flag], help="rows per provider, model and endpoint; last runs")
     stats.add_argument("--json", action="store_true", help="print JSON")
-    prune = cache_sub.add_parser("prune", parents=[cache_flag], help="delete rows of a model and/or older ones")
+    prune = cache_sub.add_parser("prune", parents=[cache_flag],
+                                 help="delete rows of a model, from an endpoint and/or older ones")
     prune.add_argument("--model", help="only this model")
+    prune.add_argument("--endpoint", metavar="URL",
+                       help="only answers and rewards from this endpoint (as `cache stats` shows it)")
     prune.add_argument("--older-than", type=number(float, 0), metavar="DAYS", help="rows older than DAYS")
     prune.add_argument("--dry-run", action="store_true", help="count what would be deleted; delete nothing")
     export = cache_sub.add_parser("export", parents=[cache_flag], help="every row as JSON lines")
@@ -311,8 +314,11 @@ def run_config(args: argparse.Namespace, argv: list[str]) -> RunConfig:
         with_batches = ", ".join(f"{name}:" for name, cls in registry().items() if cls.has_batch_api)
         raise UsageError(f"--batch: {judge.spec} has no batch API ({with_batches} judges do)")
     temperature = None if judge.scalar else sampling_temperature(judge, args.temperature, args.samples)
-    base_urls = [u.strip() for value in args.base_url for u in value.split(",") if u.strip()]
-    for flag, urls in (("--base-url", base_urls), ("--equivalent-endpoint", args.equivalent_endpoint)):
+    base_urls, equivalent = (
+        [u.strip() for value in given for u in value.split(",") if u.strip()]
+        for given in (args.base_url, args.equivalent_endpoint)
+    )
+    for flag, urls in (("--base-url", base_urls), ("--equivalent-endpoint", equivalent)):
         for url in urls:
             if reason := problem(url):
                 raise UsageError(f"{flag} {redact(url)}: {reason}")
@@ -350,7 +356,7 @@ def run_config(args: argparse.Namespace, argv: list[str]) -> RunConfig:
             max_wait=getattr(args, "max_wait", 300.0),
         ),
         base_urls=tuple(base_urls),
-        equivalent_endpoints=tuple(args.equivalent_endpoint),
+        equivalent_endpoints=tuple(equivalent),
         batch=args.batch,
         price=args.price,
         poll_interval=getattr(args, "poll_interval", 30.0),
@@ -478,9 +484,10 @@ def cmd_cache(args: argparse.Namespace, argv: list[str]) -> int:
     from rich.console import Console
 
     from .cache import Cache
+    from .endpoints import normalize
 
-    if args.action == "prune" and not args.model and args.older_than is None:
-        raise UsageError("cache prune: give --model NAME and/or --older-than DAYS")
+    if args.action == "prune" and not args.model and not args.endpoint and args.older_than is None:
+        raise UsageError("cache prune: give --model NAME, --endpoint URL and/or --older-than DAYS")
     cache = Cache(args.cache, create=False)
     try:
         if args.action == "stats":
@@ -490,7 +497,9 @@ def cmd_cache(args: argparse.Namespace, argv: list[str]) -> int:
             else:
                 render_cache_stats(stats, Console())
         elif args.action == "prune":
-            removed = cache.prune(model=args.model, older_than_days=args.older_than, dry_run=args.dry_run)
+            endpoint = args.endpoint and normalize(args.endpoint)
+            removed = cache.prune(model=args.model, older_than_days=args.older_than, dry_run=args.dry_run,
+                                  endpoint=endpoint)
             verb = "would remove" if args.dry_run else "removed"
             print(f"{verb} {removed} rows from {cache.path}")
         else:
@@ -520,11 +529,11 @@ def render_cache_stats(stats: dict, console: Console) -> None:
                       f"{r['input_tokens']:,}", f"{r['output_tokens']:,}")
     console.print(table)
     if stats["rewards"]:
-        rewards = Table(title="local rewards")
-        rewards.add_column("model", overflow="fold")
-        rewards.add_column("rows")
+        rewards = Table(title="rewards")
+        for col in ("model", "endpoint", "rows"):
+            rewards.add_column(col, overflow="fold")
         for r in stats["rewards"]:
-            rewards.add_row(r["model"], str(r["rows"]))
+            rewards.add_row(r["model"], r["endpoint"] or "(not recorded)", str(r["rows"]))
         console.print(rewards)
     runs = Table(title="last runs")
     for col in ("judge", "lookups", "hits", "hit rate", "requests"):

@@ -29,9 +29,11 @@ PROBE_TIMEOUT = 10.0
 
 
 @functools.lru_cache(maxsize=256)  # read for every answer kept
-def normalize(url: str) -> str:
+def normalize(url: str, bare_path: str = "") -> str:
     """`scheme://host[:port]/path` of `url`, without credentials, query or fragment; the
-    default port and a trailing slash are dropped so equal endpoints compare equal."""
+    default port and a trailing slash are dropped so equal endpoints compare equal. A URL
+    with no path gets `bare_path`: where its API lives when only the host is given (the
+    provider's `api_path`)."""
     try:
         parts = urlsplit(url.strip())
     except ValueError:
@@ -48,12 +50,16 @@ def normalize(url: str) -> str:
         port = None
     default = {"http": 80, "https": 443}.get(scheme)
     netloc = host if port in (None, default) else f"{host}:{port}"
-    return f"{scheme}://{netloc}{parts.path.rstrip('/')}"
+    return f"{scheme}://{netloc}{parts.path.rstrip('/') or bare_path}"
 
 
-def problem(url: str) -> str | None:
+KEYS_ELSEWHERE = "the API key goes in the provider's key variable"
+
+
+def problem(url: str, why_no_secrets: str = KEYS_ELSEWHERE) -> str | None:
     """What makes `url` unusable as a base URL, in words, or None. Credentials and query
-    strings are refused: the SDKs add paths after the base URL and take keys from variables."""
+    strings are refused (`why_no_secrets` says why): paths are added after a base URL, and
+    the SDKs take keys from variables."""
     try:
         parts = urlsplit(url.strip())
     except ValueError as exc:  # an unclosed IPv6 bracket
@@ -67,7 +73,7 @@ def problem(url: str) -> str | None:
     if not parts.hostname:
         return "has no host"
     if parts.username or parts.password or parts.query or parts.fragment or "@" in parts.netloc:
-        return "must hold no credentials or query string (the API key goes in the provider's key variable)"
+        return f"must hold no credentials or query string ({why_no_secrets})"
     return None
 
 

@@ -245,8 +245,8 @@ class Engine:
         misses = [k for k in wanted if k not in found]
         if misses and self.config.offline and strict:
             elsewhere = self.cache.other_endpoints(misses, self.endpoints)
-            hint = (f" (it holds {sum(elsewhere.values())} of them from {', '.join(elsewhere)}: "
-                    "--equivalent-endpoint URL uses them)") if elsewhere else ""
+            hint = (f" (it holds {elsewhere.answered} of them from {', '.join(elsewhere.endpoints)}: "
+                    "--equivalent-endpoint URL uses them)") if elsewhere.answered else ""
             raise CacheMiss(
                 f"--offline: {len(misses)} of {len(wanted)} requests are not in the cache "
                 f"{self.cache.path} for {', '.join(self.endpoints)}{hint}; nothing was sent"

@@ -4,9 +4,11 @@ The benchmark's shipped manifest (for RMB, `benchmarks/rmb_files.json`) lists ev
 file with its size and sha256, taken from a verified copy; a file without a hash (RMB has
 three) is checked by parsing it as the benchmark's records instead. Files download into a hidden staging folder
 inside the destination (same filesystem, unique per fetch) and each is moved into place, its
-folder created, only once it passes; the staging folder goes on any failure or Ctrl-C. So an
-interrupted or rejected download never looks like data (not even as an empty folder), two
-fetches into one folder do not meet, and a rerun skips every file already in place.
+folder created, only once it passes; the staging folder goes on any failure, Ctrl-C or
+SIGTERM. So an interrupted or rejected download never looks like data (not even as an empty
+folder), two fetches into one folder do not meet, and a rerun skips every file already in
+place. A file is read up to the manifest's size and no further: a mirror sending without end
+fails that file instead of filling the disk.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ import asyncio
 import hashlib
 import os
 import shutil
+import signal
 import tempfile
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,10 +36,14 @@ from rich.progress import (
 )
 
 from .benchmark import Benchmark, FileEntry, Manifest
+from .endpoints import problem, strip_secrets
 from .errors import DataError, UsageError
 
 PARALLEL = 4  # files in flight at once: enough to fill a link, polite to the host
 CHUNK = 1 << 16
+# Bytes a file whose size the manifest does not know may take (RMB's largest known file is
+# 3.7 MB; the three unknown ones are over 4 MiB): a mirror sending without end stops here.
+UNKNOWN_SIZE_LIMIT = 64 << 20
 TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=60)
 
 
@@ -57,12 +65,13 @@ async def fetch(
 ) -> FetchResult:
     """Download the selected files of `benchmark`'s dataset into `dest`, verify, parse.
 
-    Raises DataError naming the file on an HTTP or network error, a hash mismatch,
-    unparseable data or a failed write (files verified before it stay in place, nothing
-    else is left behind), UsageError on a malformed base_url.
+    Raises DataError naming the file on an HTTP or network error, a hash mismatch, a file
+    larger than it may be, unparseable data or a failed write (files verified before it stay
+    in place, nothing else is left behind), UsageError on a malformed base_url or one holding
+    credentials, a query or a fragment (the file paths go after it; the error does not repeat them).
     """
-    if base_url is not None and not base_url.startswith(("http://", "https://")):
-        raise UsageError(f"--base-url must be an http:// or https:// URL, got {base_url!r}")
+    if base_url is not None and (reason := problem(base_url, "the files' paths go after it")):
+        raise UsageError(f"--base-url {strip_secrets(base_url)}: {reason}")
     manifest = benchmark.manifest()
     result = FetchResult(Path(dest) if dest is not None else benchmark.default_data_dir())
     entries = manifest.select(only)
@@ -82,7 +91,31 @@ def fetch_sync(
     console: Console | None = None,
     only: Sequence[str] | None = None,
 ) -> FetchResult:
-    return asyncio.run(fetch(benchmark, dest, base_url, console, only))
+    """`fetch`, with SIGTERM taken as Ctrl-C is (KeyboardInterrupt, after cleaning up)."""
+    return asyncio.run(_terminable(fetch(benchmark, dest, base_url, console, only)))
+
+
+async def _terminable(work: Awaitable[FetchResult]) -> FetchResult:
+    """Run `work`; a SIGTERM cancels it (so its cleanup runs) and raises KeyboardInterrupt."""
+    task = asyncio.ensure_future(work)
+    if threading.current_thread() is not threading.main_thread():  # (signals reach the main thread only)
+        return await task
+    loop = asyncio.get_running_loop()
+    terminated = asyncio.Event()
+
+    def terminate() -> None:
+        terminated.set()
+        task.cancel()
+
+    loop.add_signal_handler(signal.SIGTERM, terminate)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if terminated.is_set():
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
 
 
 async def _download_all(
@@ -190,10 +223,12 @@ async def _download(
     entry: FileEntry,
     advance: Callable[..., None],
 ) -> int:
-    """Stream one file to its place under `staging`, verify it there, then move it into
-    `dest`, creating its folder only now; return its size."""
+    """Stream one file to its place under `staging`, at most its manifest size (or
+    UNKNOWN_SIZE_LIMIT), verify it there, then move it into `dest`, creating its folder only
+    now; return its size."""
     part = staging / entry.path
     digest, size = hashlib.sha256(), 0
+    limit = UNKNOWN_SIZE_LIMIT if entry.size is None else entry.size
     try:
         part.parent.mkdir(parents=True, exist_ok=True)
         async with session.get(url) as response:
@@ -204,12 +239,16 @@ async def _download(
                 advance(0, unknown_size=response.content_length)
             with part.open("wb") as out:
                 async for chunk in response.content.iter_chunked(CHUNK):
+                    size += len(chunk)
+                    if size > limit:
+                        what = "the most a file of unknown size may have" if entry.size is None else "its size"
+                        raise DataError(f"{entry.path}: the server sent more than {limit:,} bytes ({what} "
+                                        f"in the manifest); discarded ({url})")
                     out.write(chunk)
                     digest.update(chunk)
-                    size += len(chunk)
                     advance(len(chunk))
     except (TimeoutError, aiohttp.ClientError) as exc:
-        reason = str(exc) or type(exc).__name__
+        reason = strip_secrets(str(exc) or type(exc).__name__)  # (a redirect's URL may hold a token)
         raise DataError(f"{entry.path}: download failed: {reason} ({url})") from None
     except OSError as exc:
         raise DataError(f"{entry.path}: cannot save the download: {exc}") from None

@@ -157,7 +157,8 @@ class GenerativeBackend(EngineBacked):
                                   task.max_tokens, config.execution.batch, endpoints=self.provider.endpoints,
                                   price=config.execution.price)
         # answers from these endpoints serve this run: its own, and those declared equivalent
-        extra = tuple(ep.normalize(url) for url in config.execution.equivalent_endpoints)
+        extra = tuple(ep.normalize(url, task.judge.provider_class.api_path)
+                      for url in config.execution.equivalent_endpoints)
         self.endpoints = tuple(dict.fromkeys((*self.provider.endpoints, *extra)))
         self.stats = Stats()
         self.plan_: GenerativePlan | None = None
@@ -230,9 +231,9 @@ class GenerativeBackend(EngineBacked):
         and stop if an endpoint cannot be reached."""
         misses = self.misses
         elsewhere = cache.other_endpoints(((j.key, j.sample) for j in misses), self.endpoints)
-        if elsewhere:
-            listed = ", ".join(f"{n} from {e}" for e, n in elsewhere.items())
-            print(f"rmb-judge: the cache holds answers to {sum(elsewhere.values())} of the "
+        if elsewhere.answered:
+            listed = ", ".join(f"{n} from {e}" for e, n in elsewhere.endpoints.items())
+            print(f"rmb-judge: the cache holds answers to {elsewhere.answered} of the "
                   f"{len(misses)} requests to send, from other endpoints ({listed}); they are not "
                   "used for this endpoint (--equivalent-endpoint URL declares one the same)",
                   file=sys.stderr)

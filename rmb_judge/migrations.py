@@ -195,3 +195,41 @@ def m007_cached_input_and_prices_off_the_official_apis(db: sqlite3.Connection) -
             WHEN 'openai' THEN 'https://api.openai.com/v1' WHEN 'anthropic' THEN 'https://api.anthropic.com'
             WHEN 'google' THEN 'https://generativelanguage.googleapis.com' WHEN 'mock' THEN 'local' END"""
     )
+
+
+@migration
+def m008_reward_provenance(db: sqlite3.Connection) -> None:
+    """Each reward records where it was computed (`local` for an `hf:` model, the replica's
+    endpoint for a served one; NULL for served rewards from before), and `probes` keeps what
+    each server answered to the preflight's fixed inputs, so a later server can be checked
+    against those whose rewards the cache holds. Served rewards were labelled by judge spec
+    (`vllm-rm:NAME`) and `hf:` ones by model: both by model now, as responses are."""
+    db.execute("ALTER TABLE rewards ADD COLUMN endpoint TEXT")
+    db.execute("UPDATE rewards SET endpoint = 'local' WHERE model_key NOT LIKE 'vllm-rm %'")
+    db.execute(
+        "UPDATE rewards SET model = substr(model, length('vllm-rm:') + 1)"
+        " WHERE model_key LIKE 'vllm-rm %' AND model LIKE 'vllm-rm:%'"
+    )
+    db.execute(
+        """CREATE TABLE probes (
+            model_key TEXT NOT NULL,
+            endpoint TEXT NOT NULL,
+            rewards TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            PRIMARY KEY (model_key, endpoint)
+        )"""
+    )
+
+
+@migration
+def m009_openai_api_path(db: sqlite3.Connection) -> None:
+    """An `openai:` base URL given as a bare host (`http://h:p`) is recorded as the server's
+    API root, `http://h:p/v1`, as the same URL with /v1 is: one endpoint. Where both forms
+    answered one request, the /v1 answer is kept (only one can be served)."""
+    bare = (
+        "provider = 'openai' AND endpoint LIKE 'http%://%'"
+        " AND instr(substr(endpoint, instr(endpoint, '://') + 3), '/') = 0"
+    )
+    db.execute(f"UPDATE OR IGNORE responses SET endpoint = endpoint || '/v1' WHERE {bare}")
+    db.execute(f"DELETE FROM responses WHERE {bare}")
+    db.execute(f"UPDATE batches SET endpoint = endpoint || '/v1' WHERE {bare}")

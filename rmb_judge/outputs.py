@@ -13,6 +13,7 @@ import fcntl
 import json
 import os
 import platform
+import re
 import sys
 import tempfile
 import time
@@ -26,8 +27,7 @@ from .retry import redact
 from .scoring import Judged
 from .summary import Settings
 
-PACKAGES = ("rmb-judge", "openai", "anthropic", "aiohttp", "tenacity", "rich", "genai-prices",
-            "transformers", "torch", "tokenizers")
+RESULT_PACKAGES = ("tokenizers",)  # versions that shape results but come through another package
 LOCK = ".rmb-judge.lock"
 UNSAVED = "unsaved-answers.jsonl"  # answers a full disk kept out of the cache; the next run adds them
 
@@ -73,6 +73,8 @@ class RunFolder:
         except (OSError, ValueError, AttributeError):
             return  # unreadable: nothing to protect
         now = settings.identity()
+        if isinstance(before.get("endpoints"), list):
+            before = {**before, "endpoints": sorted(map(str, before["endpoints"]))}
         differ = [k for k, v in now.items() if k in before and before[k] != v]
         if other_judge != judge or differ:
             what = (f"of another judge ({other_judge})" if other_judge != judge else "with other settings ("
@@ -135,6 +137,18 @@ def sample_line(j: Judged, comparison_correct: float | None, record_correct: flo
     }
 
 
+def packages() -> list[str]:
+    """rmb-judge and what it runs on: its dependencies and its judges' extras, as its
+    installed metadata lists them (not the test tools), and RESULT_PACKAGES."""
+    try:
+        required = metadata.requires("rmb-judge") or []
+    except metadata.PackageNotFoundError:
+        required = []
+    names = [match.group(0) for r in required
+             if 'extra == "test"' not in r and (match := re.match(r"[\w.-]+", r))]
+    return list(dict.fromkeys(("rmb-judge", *names, *RESULT_PACKAGES)))
+
+
 def manifest(
     judge: str,
     simulated: bool,
@@ -147,7 +161,7 @@ def manifest(
     """What it takes to reproduce the run: spec, settings, endpoints, versions, data hashes,
     command."""
     versions = {}
-    for name in PACKAGES:
+    for name in packages():
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

@@ -22,6 +22,7 @@ from . import comparisons as cmp
 from .benchmark import Benchmark
 from .cache import Cache, CachedReward, cache_file, text_sha256
 from .config import RunConfig
+from .endpoints import LOCAL
 from .errors import CacheMiss
 from .records import Dataset
 from .scoring import Judged
@@ -206,7 +207,8 @@ class ScalarBackend:
                     break
                 chunk = missing[start : start + CHUNK]
                 scored = await asyncio.to_thread(model.score, [plan.items[d] for d in chunk], meter.update)
-                new = {d: CachedReward(r.value, r.truncated, r.tokens) for d, r in zip(chunk, scored, strict=True)}
+                new = {d: CachedReward(r.value, r.truncated, r.tokens, LOCAL)
+                       for d, r in zip(chunk, scored, strict=True)}
                 meter.chunk_done(sum(r.truncated for r in new.values()))
                 cache.put_rewards(self.identity, self.config.task.judge.model, new.items())
                 self.rewards.update(new)

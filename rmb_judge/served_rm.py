@@ -20,9 +20,12 @@ the others.
 Rewards are cached in the rewards table under the served model's identity: the name it is
 served under, what the server reports as its source (`root`: the `vllm serve` argument,
 a hub id or a path) and context length (`max_model_len`), and the tokenizer and length
-limit used here. Two servers serving different weights under one name (different roots)
-never share rewards; replicas whose reports differ are refused. The same path holding other
-weights on another machine cannot be told apart: give each model its own path or name.
+limit used here, each with the replica that computed it. Two servers serving different
+weights under one name (different roots) never share rewards; replicas whose reports differ
+are refused. The same path holding other weights on another machine, or one server serving
+it otherwise (another pooling, a sigmoid), is caught by the preflight probe: before scoring,
+every replica scores the same fixed inputs (PROBES), and replicas whose rewards disagree with
+each other or with the servers whose rewards the cache holds are refused.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from typing import Any
 
 from . import retry
 from .benchmark import Benchmark
-from .cache import Answer, Cache, CachedReward, Claims, cache_file
+from .cache import Answer, Cache, CachedReward, Claims, cache_file, text_sha256
 from .config import EngineConfig, RunConfig
 from .engine import Engine, EngineBacked, GroupWrites, Job, Outcome, Stats
 from .errors import CacheMiss, FatalProviderError, RmbJudgeError, UsageError
@@ -47,8 +50,22 @@ from .providers.openai_provider import OpenAIProvider
 from .scalar import Meter, ScalarBackend, quiet_libraries
 
 IDENTITY_PREFIX = "vllm-rm "
-SIGMOID_SUSPECT = 50  # this many rewards, all between 0 and 1: probabilities, not logits?
-PREPARE_TIMEOUT = 30.0  # seconds for a server to list its models
+SIGMOID_SUSPECT = 50  # this many unprobed cached rewards, all between 0 and 1: probabilities, not logits?
+PREPARE_TIMEOUT = 30.0  # seconds for a server to list its models, or to answer the probe (or --timeout)
+# Rewards of one input from two servers agree when they differ by at most this share of the
+# probe rewards' scale (their largest magnitude, at least 1). Batch composition moves a bf16
+# model's logits by a small fraction of that scale, and other GPUs or parallel layouts by a
+# little more; a sigmoid squeezes every reward into (0, 1), and another checkpoint or pooling
+# moves rewards by the whole scale.
+REWARD_TOLERANCE = 0.05
+# What every replica scores at preflight (the same inputs for all), each a conversation
+# ending with the answer: answers a reward model ranks apart, so a sigmoid shows.
+PROBES: tuple[tuple[tuple[str, str], ...], ...] = (
+    (("user", "What is 1+1?"), ("assistant", "1+1=2")),
+    (("user", "What is 1+1?"), ("assistant", "1+1=3, and I am sure of it.")),
+    (("user", "Name a primary colour."), ("assistant", "Blue.")),
+    (("user", "Name a primary colour."), ("assistant", "I cannot help with that request.")),
+)
 
 
 @dataclass(frozen=True)
@@ -67,11 +84,31 @@ def server_root(url: str) -> str:
     return url.removesuffix("/v1")
 
 
+def rewards_of(answer: Any, inputs: int) -> list[float]:
+    """The rewards of a pooling response to `inputs` inputs, in input order: exactly one entry
+    per input, each `index` once. Anything else (an entry too many, an index out of place) is
+    a broken answer: its entries may be other inputs' rewards, so none is taken."""
+    entries = json_at(answer, "data")
+    if not isinstance(entries, list) or not entries:
+        raise retry.BrokenAnswer("the response body is not a pooling response")
+    indexes = [json_at(entry, "index") for entry in entries]
+    if any(type(i) is not int for i in indexes) or sorted(indexes) != list(range(inputs)):
+        raise retry.BrokenAnswer(f"the pooling response to {inputs} input(s) holds {len(entries)} entries "
+                                 f"with index {', '.join(map(repr, indexes))}")
+    by_index = dict(zip(indexes, entries, strict=True))
+    return [_reward(by_index[i]) for i in range(inputs)]
+
+
 def reward_of(answer: Any) -> float:
-    """The one reward of a pooling response for one input. A seq-cls reward model gives
-    `[x]`; per-token scores (vLLM 0.12-0.19's default task, InternLM2 reward models) give a
-    `[x]` per token, of which the last token's is the reward."""
-    value = json_at(answer, "data", 0, "data")
+    """The one reward of a pooling response for one input."""
+    return rewards_of(answer, 1)[0]
+
+
+def _reward(entry: Any) -> float:
+    """An entry's reward. A seq-cls reward model gives `[x]`; per-token scores (vLLM
+    0.12-0.19's default task, InternLM2 reward models) give a `[x]` per token, of which the
+    last token's is the reward."""
+    value = json_at(entry, "data")
     if isinstance(value, list) and value and all(isinstance(v, list) for v in value):
         value = value[-1]
     if not isinstance(value, list) or not value:
@@ -122,6 +159,7 @@ class VllmServer(OpenAIProvider):
     key_variables = ("VLLM_API_KEY",)  # vllm serve --api-key (it guards only /v1 paths)
     base_url_variable = None  # type: ignore[assignment]  # (--base-url only)
     official_endpoint = ""
+    api_path = ""  # (vLLM's pooling routes hang off the server's root)
     has_batch_api = False
     prices_id = None  # type: ignore[assignment]  # (a server of one's own: no price)
 
@@ -144,6 +182,12 @@ class VllmServer(OpenAIProvider):
                 return ServedModel(self.model, str(card.get("root") or self.model),
                                    length if isinstance(length, int) else None)
         return [str(card.get("id")) for card in cards if isinstance(card, dict)]
+
+    async def pool(self, inputs: list[list[int]], timeout: float, activation: bool = False) -> list[float]:
+        """The rewards of several inputs in one request: raw logits, or (`activation`) what the
+        server makes of them when asked to apply its activation (a sigmoid on one-label heads)."""
+        body = {"model": self.model, "input": inputs, "use_activation": activation, "add_special_tokens": False}
+        return rewards_of(await post_json(self.client(), "/pooling", body, timeout), len(inputs))
 
     async def complete(self, request: ChatRequest, timeout: float) -> ChatResponse:
         ids, truncated = self._tokens(request)
@@ -173,6 +217,7 @@ class RewardEngine(Engine):
         for key in stored:
             self.cache.release(key, 0)
         answered = {(key, 0): ChatResponse(repr(r.reward), input_tokens=r.tokens, model=self.provider.model,
+                                           endpoint=r.endpoint or "",
                                            extra={"reward": r.reward, "truncated": r.truncated})
                     for key, r in stored.items()}
         return Claims({**claims.answered, **answered}, [k for k in claims.mine if k[0] not in stored], claims.held)
@@ -187,7 +232,8 @@ class RewardEngine(Engine):
 
 
 def cached_reward(response: ChatResponse) -> CachedReward:
-    return CachedReward(response.extra["reward"], response.extra["truncated"], response.input_tokens)
+    return CachedReward(response.extra["reward"], response.extra["truncated"], response.input_tokens,
+                        response.endpoint or None)
 
 
 class ServedRewardBackend(EngineBacked, ScalarBackend):
@@ -241,22 +287,44 @@ class ServedRewardBackend(EngineBacked, ScalarBackend):
     def _tokens(self, request: ChatRequest) -> tuple[list[int], bool]:
         return self.model.tokens(request)  # type: ignore[union-attr]
 
+    def _replicas(self) -> list[VllmServer]:
+        provider = self._servers()
+        return getattr(provider, "providers", [provider])
+
+    def _prepare_limit(self) -> float:
+        return min(PREPARE_TIMEOUT, self.config.execution.engine.timeout)
+
+    async def _ask_each(self, ask: Callable[[VllmServer, float], Awaitable[Any]], failed: str) -> list[Any]:
+        """`ask` every replica at once, each answer whole within the prepare limit (a server
+        trickling bytes never trips a read timeout); the first that fails is one line,
+        `failed` with the replica in its `{where}`."""
+        limit = self._prepare_limit()
+        servers = self._replicas()
+        answers = await asyncio.gather(*(asyncio.wait_for(ask(s, limit), limit) for s in servers),
+                                       return_exceptions=True)
+        for server, answer in zip(servers, answers, strict=True):
+            if isinstance(answer, BaseException):
+                if isinstance(answer, TimeoutError):
+                    reason = f"no whole answer within {limit:g} s"
+                else:
+                    reason = retry.connect_failure(answer) or retry.describe(answer)
+                hint = " (vllm serve --api-key: set VLLM_API_KEY)" if retry.status_of(answer) == 401 else ""
+                where = failed.format(where=server.endpoints[0])
+                raise FatalProviderError(f"{self.config.task.judge.spec}: {where}: {reason}{hint}")
+        return answers
+
     async def _ask_servers(self) -> ServedModel:
         provider = self._servers()
         provider.prepare()
-        servers: list[VllmServer] = getattr(provider, "providers", [provider])
         spec = self.config.task.judge.spec
         try:
-            answers = await asyncio.gather(*(s.served(PREPARE_TIMEOUT) for s in servers), return_exceptions=True)
+            answers = await self._ask_each(lambda server, limit: server.served(limit),
+                                           "cannot ask {where} what it serves")
         finally:
             await provider.aclose()  # (the scoring opens its own: `estimate` ends its event loop here)
         found: dict[str, ServedModel] = {}
-        for server, answer in zip(servers, answers, strict=True):
+        for server, answer in zip(self._replicas(), answers, strict=True):
             where = server.endpoints[0]
-            if isinstance(answer, BaseException):
-                reason = retry.connect_failure(answer) or retry.describe(answer)
-                hint = " (vllm serve --api-key: set VLLM_API_KEY)" if retry.status_of(answer) == 401 else ""
-                raise FatalProviderError(f"{spec}: cannot ask {where} what it serves: {reason}{hint}")
             if isinstance(answer, list):
                 raise FatalProviderError(f"{spec}: {where} serves {', '.join(answer) or 'no model'}, not "
                                  f"{self.config.task.judge.model} (vllm serve --served-model-name)")
@@ -288,7 +356,8 @@ class ServedRewardBackend(EngineBacked, ScalarBackend):
         if cache_file(path).exists():
             cache = Cache(path, create=False)
             try:
-                keys = [k for k in cache.reward_models(spec) if k.startswith(IDENTITY_PREFIX)]
+                keys = [k for k in cache.reward_models(self.config.task.judge.model)
+                        if k.startswith(IDENTITY_PREFIX)]
             finally:
                 cache.close()
         if not keys:
@@ -313,11 +382,66 @@ class ServedRewardBackend(EngineBacked, ScalarBackend):
 
     async def before_sending(self, cache: Cache, probe: Awaitable[list[str | None]] | None) -> None:
         cache.writable(f"{len(self.missing)} new rewards")
+        if not self.config.execution.engine.offline:
+            await self._probe(cache)
+
+    async def _probe(self, cache: Cache) -> None:
+        """Score the fixed PROBES on every replica, raw and with the activation on, before any
+        answer is scored. Refuse a replica that applies a sigmoid whatever it is asked (its
+        rewards are probabilities), and replicas whose raw rewards disagree with each other or
+        with the servers whose rewards the cache holds for this model; then keep what each
+        replica answered, so later runs can be checked against it."""
+        from .local_rm import ScoreItem
+
+        tokenizer = self.model
+        assert isinstance(tokenizer, ServedTokenizer)
+        digests = [text_sha256(tokenizer.render(ScoreItem(probe[:-1], probe[-1][1]))) for probe in PROBES]
+        inputs = [tokenizer.tokens(ChatRequest(self.config.task.judge.model, probe, max_tokens=0))[0]
+                  for probe in PROBES]
+
+        async def both(server: VllmServer, limit: float) -> tuple[list[float], list[float]]:
+            return await server.pool(inputs, limit), await server.pool(inputs, limit, activation=True)
+
+        answers = await self._ask_each(both, "cannot score the probe inputs on {where}")
+        spec = self.config.task.judge.spec
+        raw: dict[str, list[float]] = {}
+        for server, (plain, activated) in zip(self._replicas(), answers, strict=True):
+            where = server.endpoints[0]
+            if all(0.0 <= r <= 1.0 for r in plain) and _agree(plain, activated):
+                raise FatalProviderError(
+                    f"{spec}: {where} applies a sigmoid to its rewards whatever use_activation says (vLLM before "
+                    f"0.12 does; probe rewards {_shown(plain)}): probabilities squeeze large rewards into ties, "
+                    "so serve the model with vLLM 0.12 or later"
+                )
+            raw[where] = plain
+        reference, values = next(iter(raw.items()))
+        for where, plain in raw.items():
+            if not _agree(values, plain):
+                raise UsageError(
+                    f"{spec}: the --base-url servers give different rewards for the same input ({reference}: "
+                    f"{_shown(values)}; {where}: {_shown(plain)}): serve the model the same way on each (one "
+                    "checkpoint, vLLM version, --pooler-config and --hf-overrides)"
+                )
+        holding = set(cache.reward_endpoints(self.identity))
+        for where, earlier in cache.probes(self.identity).items():
+            if where not in holding or not all(d in earlier for d in digests):
+                continue  # none of its rewards is left, or it was probed with other inputs
+            cached = [earlier[d] for d in digests]
+            if not _agree(cached, values):
+                raise UsageError(
+                    f"{spec}: {reference} gives rewards unlike those cached for this model from {where} "
+                    f"({_shown(values)} here, {_shown(cached)} there, for the same inputs): one of them serves "
+                    "it differently (another checkpoint under the same path, other pooling, a sigmoid). If the "
+                    f"cached ones are wrong, `rmb-judge cache prune --endpoint {where} --cache "
+                    f"{self.config.execution.cache}` removes them"
+                )
+        cache.put_probes(self.identity, {where: dict(zip(digests, plain, strict=True))
+                                         for where, plain in raw.items()})
 
     async def work(self, cache: Cache, on_answer, only: set[Hashable] | None = None) -> None:
         """Score the missing answers (those in `only`, a --precision round's) through the engine,
         one request each."""
-        spec, model = self.config.task.judge.spec, self.config.task.judge.model
+        model = self.config.task.judge.model
         meter = self.meter
         assert meter is not None
 
@@ -341,7 +465,7 @@ class ServedRewardBackend(EngineBacked, ScalarBackend):
             messages = (*item.conversation, ("assistant", item.answer))
             jobs.append(Job(digest, 0, ChatRequest(model, messages, max_tokens=0, temperature=None)))
         self.engine = RewardEngine(self._servers(), cache, self.config.execution.engine, identity=self.identity,
-                                   model=spec, stats=self.stats, on_outcome=scored)
+                                   model=model, stats=self.stats, on_outcome=scored)
         if self._stopping:
             self.engine.stop(self._stopping)
         try:
@@ -374,12 +498,13 @@ class ServedRewardBackend(EngineBacked, ScalarBackend):
 
     def warnings(self) -> list[str]:
         noticed = super().warnings()
-        values = [r.reward for r in self.rewards.values()]
+        # rewards from servers that were probed are known to be raw; those cached before are not
+        values = [r.reward for r in self.rewards.values() if r.endpoint is None]
         if len(values) >= SIGMOID_SUSPECT and all(0.0 <= v <= 1.0 for v in values):
             noticed.append(
-                f"all {len(values)} rewards lie between 0 and 1: the server may be applying a sigmoid "
-                "(vLLM before 0.12 ignores use_activation; serve with --pooler-config "
-                "'{\"use_activation\": false}'), which can turn large rewards into ties"
+                f"all {len(values)} rewards cached before rmb-judge probed its servers lie between 0 and 1: "
+                "the server may have applied a sigmoid (vLLM before 0.12 ignores use_activation), which can "
+                "turn large rewards into ties"
             )
         if self.failures:
             noticed.append(f"{len(self.failures)} answers could not be scored (last: {self.failures[-1]}); "
@@ -389,6 +514,16 @@ class ServedRewardBackend(EngineBacked, ScalarBackend):
     async def aclose(self) -> None:
         if self.provider is not None:
             await self.provider.aclose()
+
+
+def _agree(a: list[float], b: list[float]) -> bool:
+    """Two servers' rewards of the same inputs are the same model's, within REWARD_TOLERANCE."""
+    scale = max(1.0, *(abs(v) for v in (*a, *b)))
+    return all(abs(x - y) <= REWARD_TOLERANCE * scale for x, y in zip(a, b, strict=True))
+
+
+def _shown(rewards: list[float]) -> str:
+    return "[" + ", ".join(f"{r:.4g}" for r in rewards) + "]"
 
 
 def _described(facts: dict) -> str:

@@ -164,10 +164,15 @@ class Settings:
     model_identity: str | None = None  # a local reward model's files, hashed
 
     def identity(self) -> dict[str, Any]:
-        """What makes two runs the same run (a resumed run matches on all of it)."""
+        """What makes two runs the same run (a resumed run matches on all of it). A generative
+        judge's answers are its endpoints' (the replicas in any order); a reward model's come
+        from its identity (a served one's replicas are interchangeable: probed to agree)."""
         keep = ("sets", "sections", "scenarios", "limit", "sample", "seed", "template_sha256", "order",
                 "samples", "temperature", "max_tokens", "model_identity")
-        return {k: getattr(self, k) for k in keep}
+        same = {k: getattr(self, k) for k in keep}
+        if self.model_identity is None:
+            same["endpoints"] = sorted(self.endpoints)
+        return same
 
 
 @dataclass

@@ -410,6 +410,9 @@ class ServedRewardModel:
     tokenizer: Any = None  # renders `messages` and tokenizes text; None: token ids only
     die_after: int | None = None  # at this many /pooling calls the server goes away (port closed)
     old_vllm: bool = False  # as vLLM before 0.12: use_activation is ignored, the sigmoid always on
+    weights: str | None = None  # what it scores with, when not `root`'s (another checkpoint under one path)
+    decoys: set[int] = field(default_factory=set)  # /pooling calls (from 1) whose answer has a stray entry first
+    models_trickle: float = 0.0  # GET /v1/models sends its answer a byte at a time over this many seconds
 
 
 def fake_reward(root: str, ids: list[int]) -> float:
@@ -763,13 +766,22 @@ class FakeAPI:
 
     # -- vLLM (a served reward model)
 
-    async def _vllm_models(self, request: web.Request) -> web.Response:
+    async def _vllm_models(self, request: web.Request) -> web.StreamResponse:
         served = self.served
         cards = [] if served is None else [{
             "id": served.name, "object": "model", "created": int(time.time()), "owned_by": "vllm",
             "root": served.root, "parent": None, "max_model_len": served.max_model_len, "permission": [],
         }]
-        return web.json_response({"object": "list", "data": cards})
+        body = json.dumps({"object": "list", "data": cards}).encode()
+        if served is None or not served.models_trickle:
+            return web.Response(body=body, content_type="application/json")
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        for byte in range(len(body)):  # each byte well within a read timeout, the whole far beyond it
+            await response.write(body[byte : byte + 1])
+            await asyncio.sleep(served.models_trickle / len(body))
+        await response.write_eof()
+        return response
 
     async def _vllm_pooling(self, request: web.Request) -> web.StreamResponse:
         served = self.served
@@ -805,13 +817,16 @@ class FakeAPI:
                 return self._vllm_error(400, "BadRequestError", (
                     f"This model's maximum context length is {served.max_model_len} tokens. However, your "
                     f"prompt contains {len(ids)} input tokens (parameter=input_tokens, value={len(ids)})"))
-        rewards = [fake_reward(served.root, ids) for ids in prompts]
+        rewards = [fake_reward(served.weights or served.root, ids) for ids in prompts]
         if body.get("use_activation") is not False or served.old_vllm:  # the default of one-label heads
             rewards = [0.5 * (1 + math.tanh(r / 2)) for r in rewards]  # (a sigmoid that cannot overflow)
         tokens = sum(len(ids) for ids in prompts)
+        entries = [{"index": i, "object": "pooling", "data": [r]} for i, r in enumerate(rewards)]
+        if len(self.pooling_calls()) in served.decoys:  # a proxy that merged another answer into this one
+            entries.insert(0, {"index": len(entries), "object": "pooling", "data": [fake_reward("decoy", prompts[0])]})
         return web.json_response({
             "id": self._new_id("pooling-"), "object": "list", "created": int(time.time()), "model": served.name,
-            "data": [{"index": i, "object": "pooling", "data": [r]} for i, r in enumerate(rewards)],
+            "data": entries,
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens, "completion_tokens": 0,
                       "prompt_tokens_details": None},
         })

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from rmb_judge import migrations
-from rmb_judge.cache import FILENAME, Cache, CachedReward
+from rmb_judge.cache import FILENAME, Cache, CachedReward, Elsewhere
 from rmb_judge.errors import CacheError, CacheFull
 from rmb_judge.providers.base import ChatRequest, ChatResponse
 
@@ -46,7 +46,7 @@ def test_an_answer_serves_only_its_endpoint(tmp_path):
     cache = Cache(tmp_path)
     cache.put_response("k", 0, "openai", REQ, answer("[[A]]", HERE))
     assert cache.get_responses([("k", 0)], [THERE]) == {}
-    assert cache.other_endpoints([("k", 0)], [THERE]) == {HERE: 1}
+    assert cache.other_endpoints([("k", 0)], [THERE]) == Elsewhere(1, {HERE: 1})
     cache.put_response("k", 0, "openai", REQ, answer("[[B]]", THERE))
     assert cache.get_responses([("k", 0)], [THERE])["k", 0].text == "[[B]]"
     assert cache.get_responses([("k", 0)], [HERE])["k", 0].text == "[[A]]"
@@ -112,6 +112,41 @@ def test_cached_input_counts_are_kept_and_old_prices_off_the_official_api_droppe
     assert (new.input_tokens, new.cache_read_tokens, new.cache_write_tokens) == (10, 7, 2)
     exported = [row for row in cache.export() if row.get("key") == "new"]
     assert (exported[0]["cache_read_tokens"], exported[0]["cache_write_tokens"]) == (7, 2)
+
+
+def test_a_cache_from_before_reward_provenance_and_api_paths_is_upgraded(tmp_path):
+    """Rewards get where they were computed and one label (the model) for `cache prune`; an
+    `openai:` bare-host endpoint becomes its /v1 API root, merging with answers recorded there."""
+    path = tmp_path / FILENAME
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at REAL)")
+    for fn in migrations.MIGRATIONS[:6]:
+        fn(db)
+        db.execute("INSERT INTO _migrations VALUES (?, 0)", (fn.__name__,))
+    rewards = [("hf:org/rm@main max_length=8 dtype=bfloat16 reward=logits", "d", "org/rm", 1.5),
+               ('vllm-rm {"model": "rm-8b"}', "d", "vllm-rm:rm-8b", -2.0)]
+    db.executemany("INSERT INTO rewards (model_key, text_sha256, model, reward, created_at) VALUES (?,?,?,?,0)",
+                   rewards)
+    answers = [("k1", "http://h:8000", "openai", "bare"), ("k2", "http://h:8000", "openai", "bare"),
+               ("k2", "http://h:8000/v1", "openai", "v1"), ("k3", "http://h:8000", "anthropic", "anthropic"),
+               ("k4", "https://api.openai.com/v1", "openai", "official")]
+    db.executemany("INSERT INTO responses (key, sample, endpoint, provider, model, text, created_at)"
+                   " VALUES (?, 0, ?, ?, 'm', ?, 0)", answers)
+    db.execute("INSERT INTO batches (id, provider, model, items, state, created_at, endpoint) VALUES "
+               "('b1', 'openai', 'm', x'00', 'submitted', 0, 'http://h:8000')")
+    db.commit()
+    db.close()
+
+    cache = Cache(tmp_path)
+    assert cache.get_rewards(rewards[0][0], ["d"])["d"].endpoint == "local"  # computed in-process
+    assert cache.get_rewards(rewards[1][0], ["d"])["d"].endpoint is None  # a server, not recorded
+    assert sorted(s["model"] for s in cache.stats()["rewards"]) == ["org/rm", "rm-8b"]
+    v1 = cache.get_responses([("k1", 0), ("k2", 0), ("k3", 0), ("k4", 0)], ["http://h:8000/v1"])
+    assert {k: r.text for (k, _), r in v1.items()} == {"k1": "bare", "k2": "v1"}
+    assert cache.get_responses([("k3", 0)], ["http://h:8000"])["k3", 0].text == "anthropic"  # its SDK adds /v1
+    assert cache.get_responses([("k4", 0)], [THERE])["k4", 0].text == "official"
+    assert cache.db.execute("SELECT endpoint FROM batches").fetchone() == ("http://h:8000/v1",)
+    assert cache.prune(model="rm-8b") == 1 and cache.prune(model="org/rm") == 1
 
 
 def test_two_processes_share_one_cache(tmp_path):

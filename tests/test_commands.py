@@ -3,10 +3,13 @@ and the live view."""
 
 import hashlib
 import json
+import re
 import threading
+import tomllib
 from collections import Counter
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 from conftest import RMB, make_config, present_files
 from rich.console import Console
@@ -70,7 +73,12 @@ def test_manifest_says_how_to_reproduce(data_root, tmp_path):
     for path in (tmp_path / "o").iterdir():
         assert b"s3cret-token" not in path.read_bytes() and b"abcdef123456" not in path.read_bytes()
     assert len(manifest["settings"]["template_sha256"]) == 64
-    assert set(manifest["packages"]) >= {"rmb-judge", "openai", "anthropic"}
+    # every package a judge runs on (core and judge extras, as pyproject.toml lists them), and tokenizers
+    project = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())["project"]
+    wanted = [*project["dependencies"], *project["optional-dependencies"]["local"],
+              *project["optional-dependencies"]["google"]]
+    names = {re.match(r"[\w.-]+", requirement).group(0) for requirement in wanted}
+    assert "google-genai" in names and set(manifest["packages"]) >= names | {"rmb-judge", "tokenizers"}
     files = manifest["data"]["files"]
     assert "BoN_set/Helpfulness/Code/Documentation.json" in files
     for name, digest in files.items():

@@ -6,7 +6,10 @@ import asyncio
 import hashlib
 import io
 import os
+import re
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -18,6 +21,7 @@ from aiohttp import web
 from conftest import DATA, RMB  # $RMB_TEST_DATA, else the shared copy
 from rich.console import Console
 
+from rmb_judge import cli
 from rmb_judge.errors import DataError, UsageError
 from rmb_judge.fetch import fetch, fetch_sync
 
@@ -27,6 +31,7 @@ SUBSET = [  # small files, two with spaces in their names
     "Pairwise_set/Harmlessness/S1.json",
 ]
 UNHASHED = "Pairwise_set/Harmlessness/S11.json"  # absent from the local copy, no sha256 known
+ENDLESS_BOUND = 64 << 20  # bytes an endless file sends at most
 ABSENT_FROM_SHARED_COPY = {  # PROVENANCE.md: over 4 MiB each, left out; no sha256 known
     UNHASHED,
     "Pairwise_set/Helpfulness/Brainstorming/Idea Development.json",
@@ -41,6 +46,8 @@ class Server:
     requests: list[str]
     cut: set[str] = field(default_factory=set)  # sent half way, then the connection drops
     stall: set[str] = field(default_factory=set)  # sent half way, then held until released
+    endless: set[str] = field(default_factory=set)  # sent over and over, without a length, until the client stops
+    sent: dict[str, int] = field(default_factory=dict)  # bytes written of each endless file
     released: threading.Event = field(default_factory=threading.Event)
 
     def serve(self, path: str, data: bytes | None = None) -> None:
@@ -59,6 +66,24 @@ class Server:
         request.transport.close()
         return response
 
+    async def forever(self, request: web.Request, path: str) -> web.StreamResponse:
+        """A mirror gone wrong: the file again and again, chunked, never ending (bounded here
+        at ENDLESS_BOUND so a client that never stops fails the test instead of filling the disk)."""
+        data = (self.root / path).read_bytes()
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        self.sent[path] = 0
+        try:
+            while self.sent[path] < ENDLESS_BOUND:
+                await response.write(data)
+                self.sent[path] += len(data)
+        except (ConnectionError, RuntimeError):
+            return response  # the client hung up
+        assert request.transport is not None
+        request.transport.close()
+        return response
+
 
 @pytest.fixture
 def server(tmp_path: Path):
@@ -73,6 +98,8 @@ def server(tmp_path: Path):
         path = request.path.removeprefix("/RMB_dataset/")
         if path in served.cut | served.stall:
             return await served.half(request, path)
+        if path in served.endless:
+            return await served.forever(request, path)
         return await handler(request)
 
     async def start() -> web.AppRunner:
@@ -254,6 +281,53 @@ async def test_cancelling_mid_download_leaves_nothing(server: Server, tmp_path: 
     assert not dest.exists()
 
 
+@pytest.mark.parametrize("path", [SUBSET[2], UNHASHED], ids=["size-known", "size-unknown"])
+async def test_a_mirror_sending_without_end_is_cut_off(path, server: Server, tmp_path: Path, monkeypatch):
+    """Past the manifest's size (or, for a file whose size is not known, the limit on any
+    file) the download stops, is discarded, and leaves nothing."""
+    server.serve(path, (DATA / SUBSET[2]).read_bytes())
+    server.endless.add(path)
+    dest = tmp_path / "dest"
+    size = (DATA / SUBSET[2]).stat().st_size
+    monkeypatch.setattr("rmb_judge.fetch.UNKNOWN_SIZE_LIMIT", 4 * size)  # (64 MiB: too slow for a test)
+    limit = size if path == SUBSET[2] else 4 * size
+    with pytest.raises(DataError, match=rf"^{re.escape(path)}: the server sent more than {limit:,} bytes"):
+        await fetch(RMB, dest, base_url=server.base_url, console=quiet(), only=[path])
+    await until(lambda: path in server.sent)
+    assert server.sent[path] < ENDLESS_BOUND // 4  # (the rest: in the sockets' buffers when it stopped reading)
+    assert not dest.exists()
+
+
+@pytest.mark.parametrize("base_url", ["http://mirror-user:pw-s3cret@{host}/", "http://{host}/?key=key-s3cret",
+                                      "http://{host}/mirror#key-s3cret"])
+def test_a_base_url_holding_a_secret_is_refused_without_showing_it(base_url, server: Server, tmp_path: Path, capsys):
+    """A user name, password, query or fragment is refused in one line that does not repeat it
+    (a query also used to end up before the file's path)."""
+    url = base_url.format(host=server.base_url.removeprefix("http://").rstrip("/"))
+    assert cli.main(["data", "fetch", "--base-url", url, "--data", str(tmp_path / "d"), "--only", SUBSET[0]]) == 2
+    err = capsys.readouterr().err
+    assert "--base-url" in err and "no credentials or query string (the files' paths go after it)" in err
+    assert "s3cret" not in err and len(err.strip().splitlines()) == 1
+    assert server.requests == [] and not (tmp_path / "d").exists()
+
+
+def test_sigterm_mid_download_leaves_nothing(server: Server, tmp_path: Path):
+    """SIGTERM is handled as Ctrl-C is: the staging folder goes, exit 130."""
+    server.serve(SUBSET[2])
+    server.stall.add(SUBSET[2])
+    dest = tmp_path / "dest"
+    proc = subprocess.Popen([sys.executable, "-m", "rmb_judge.cli", "data", "fetch", "--base-url", server.base_url,
+                             "--data", str(dest), "--only", SUBSET[2]],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not staged(dest):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.stderr else ""
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 130
+    assert not dest.exists()
+
+
 def test_ctrl_c_mid_download_leaves_nothing(server: Server, tmp_path: Path):
     server.serve(SUBSET[2])
     server.stall.add(SUBSET[2])
@@ -310,5 +384,5 @@ def test_only_selects_by_pattern_and_bad_arguments_fail_early(tmp_path: Path):
     assert [e.path for e in manifest.select([SUBSET[0]])] == [SUBSET[0]]
     with pytest.raises(DataError, match="matches 'Pairwise_set/Nope/\\*'"):
         fetch_sync(RMB, tmp_path, only=["Pairwise_set/Nope/*"])
-    with pytest.raises(UsageError, match="--base-url must be an http"):
+    with pytest.raises(UsageError, match="--base-url mirror.example/rmb: must be an http"):
         fetch_sync(RMB, tmp_path, base_url="mirror.example/rmb")

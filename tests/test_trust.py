@@ -77,18 +77,43 @@ def test_suspect_threshold_is_a_flag(data_root, tmp_path):
 
 
 def test_answers_of_one_endpoint_are_not_served_to_another(data_root, tmp_path, capsys):
-    with FakeAPI().run_in_thread() as a, FakeAPI().run_in_thread() as b, FakeAPI().run_in_thread() as c:
+    with FakeAPI().run_in_thread() as a, FakeAPI().run_in_thread() as b, FakeAPI().run_in_thread() as c, \
+            FakeAPI().run_in_thread() as d:
         assert run_cli(tmp_path, data_root, url=a.openai_url, out="a") == 0
         sent = len(a.calls())
         assert run_cli(tmp_path, data_root, url=b.openai_url, out="b") == 0
         assert len(b.calls()) == sent  # b's answers are b's own, not a's
-        assert f"from other endpoints ({sent} from {a.openai_url})" in capsys.readouterr().err
-        # declared equivalent: a's answers serve a run against c
-        assert run_cli(tmp_path, data_root, "--equivalent-endpoint", a.openai_url, url=c.openai_url, out="c") == 0
+        assert f"answers to {sent} of the {sent} requests to send, from other endpoints ({sent} from " \
+               f"{a.openai_url})" in capsys.readouterr().err
+        # two endpoints answered each request: the notice counts requests, not answers
+        assert run_cli(tmp_path, data_root, url=d.openai_url, out="d") == 0
+        err = capsys.readouterr().err
+        listed = err.split(f"answers to {sent} of the {sent} requests to send, from other endpoints (")[1]
+        assert sorted(listed.split(")")[0].split(", ")) == sorted(f"{sent} from {x.openai_url}" for x in (a, b))
+        # declared equivalent (comma-separated, as --base-url): a's and b's answers serve a run against c
+        equivalent = f"{a.openai_url},{b.openai_url}"
+        assert run_cli(tmp_path, data_root, "--equivalent-endpoint", equivalent, url=c.openai_url, out="c") == 0
         assert c.calls() == []
+        # a folder holding a's run is not "resumed" by a run against another endpoint
+        assert run_cli(tmp_path, data_root, url=d.openai_url, out="a") == cli.EXIT_USAGE
+        assert "holds a run with other settings (endpoints:" in capsys.readouterr().err
     manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
     assert manifest["endpoints"] == [b.openai_url]
     assert summary_of(tmp_path, "b")["scores"] == summary_of(tmp_path, "a")["scores"]
+
+
+def test_a_base_url_with_or_without_v1_is_one_endpoint(data_root, tmp_path, capsys):
+    """The openai SDK adds nothing to a base URL: `http://h:p` and `http://h:p/v1` reach one
+    OpenAI-compatible server (this one answers at both), whose answers are not sent again."""
+    with FakeAPI().run_in_thread() as api:
+        assert run_cli(tmp_path, data_root, url=api.url, out="bare") == 0
+        sent = len(api.calls())
+        assert sent and {c.path for c in api.calls()} == {"/chat/completions"}
+        assert run_cli(tmp_path, data_root, url=api.openai_url, out="v1") == 0
+        assert run_cli(tmp_path, data_root, url=f"{api.url}/", out="bare") == 0  # the same run, resumed
+        assert len(api.calls()) == sent
+    for out in ("bare", "v1"):
+        assert json.loads((tmp_path / out / "manifest.json").read_text())["endpoints"] == [api.openai_url]
 
 
 def free_port():

@@ -126,6 +126,9 @@ class Provider:
     key_variables: ClassVar[tuple[str, ...]] = ()  # where the API key comes from, in order
     base_url_variable: ClassVar[str | None] = None  # the SDK's own base-URL variable
     official_endpoint: ClassVar[str] = ""  # where requests go by default
+    # The path a base URL given as a bare host stands for, in the endpoint it is recorded as:
+    # "" where the SDK adds the API's path itself, "/v1" where the server serves it there.
+    api_path: ClassVar[str] = ""
     accepts_temperature: ClassVar[bool] = True
     has_batch_api: ClassVar[bool] = False
     prices_id: ClassVar[str | None] = None  # genai-prices provider id; None: never priced
@@ -152,7 +155,7 @@ class Provider:
     def endpoints(self) -> tuple[str, ...]:
         """The endpoints requests go to (several for replicas), as `endpoints.normalize` writes them."""
         variable = os.environ.get(self.base_url_variable) if self.base_url_variable else None
-        return (endpoints.normalize(self.base_url or variable or self.official_endpoint),)
+        return (endpoints.normalize(self.base_url or variable or self.official_endpoint, self.api_path),)
 
     def secrets(self) -> tuple[str, ...]:
         """The keys its requests may carry: the one given, and its key variables' values."""

@@ -93,6 +93,9 @@ class OpenAIProvider(Provider):
     key_variables = ("OPENAI_API_KEY",)
     base_url_variable = "OPENAI_BASE_URL"
     official_endpoint = endpoints.OFFICIAL["openai"]
+    # The SDK adds nothing to a base URL, and OpenAI-compatible servers (vLLM, llama.cpp,
+    # LiteLLM, ...) serve the API under /v1: `http://h:p` that answers is `http://h:p/v1`.
+    api_path = "/v1"
     has_batch_api = True
     prices_id = "openai"
     batch_discount = 0.5  # the Batch API bills input and output at half the standard rates
