@@ -41,6 +41,23 @@ def test_data_validate_names_the_bad_record(data_root, tmp_path, capsys):
     assert err.startswith("rmb-judge: BoN_set/Helpfulness/Chat/Discussion.json: record 3:") and "\n" not in err
 
 
+def test_a_repeated_uid_is_a_bad_record(data_root, tmp_path, capsys):
+    """Two records with one uid in a scenario would be one record to compare, --precision and
+    the samples: validate names the second, and a run refuses the file."""
+    bad = tmp_path / "RMB_dataset" / "Pairwise_set" / "Helpfulness" / "Chat"
+    bad.mkdir(parents=True)
+    items = json.loads((data_root / "Pairwise_set/Helpfulness/Chat/Discussion.json").read_text())
+    items[5]["pair_uid"] = items[2]["pair_uid"]
+    (bad / "Discussion.json").write_text(json.dumps(items))
+    assert cli.main(["data", "validate", "--data", str(tmp_path / "RMB_dataset")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("rmb-judge: Pairwise_set/Helpfulness/Chat/Discussion.json: record 5: pair_uid") \
+        and "record 2" in err and "\n" not in err
+    assert cli.main(["run", "--judge", "mock", "--data", str(tmp_path / "RMB_dataset"), "--out", str(tmp_path / "out"),
+                     "--cache", str(tmp_path / "cache"), "--no-progress"]) == 2
+    assert "record 5: pair_uid" in capsys.readouterr().err and not (tmp_path / "out" / "summary.json").exists()
+
+
 def test_data_fetch_from_a_mirror(data_root, tmp_path, capsys):
     handler = partial(SimpleHTTPRequestHandler, directory=str(data_root.parent))
     handler.log_message = lambda *a: None

@@ -31,6 +31,7 @@ from ..records import (
 
 SETS = {"pairwise": "Pairwise_set", "bon": "BoN_set"}  # kind -> folder
 GOALS = {"helpfulness": "Helpfulness", "harmlessness": "Harmlessness"}  # goal -> folder
+UIDS = {"pairwise": "pair_uid", "bon": "bon_uid"}  # kind -> its records' uid field
 
 
 class RMB(Benchmark):
@@ -93,12 +94,21 @@ class RMB(Benchmark):
                 f"or give --data DIR / set {self.data_variable})"
             )
         dataset = Dataset(root=root, records=[], scenarios_found=len(files))
+        first: dict[tuple[str, str], Record] = {}  # each (scenario, uid)'s record
         for path in files:
             relative = path.relative_to(root).as_posix()
             if not selection.wants_file(relative.removesuffix(".json")):
                 continue
             dataset.files.append(relative)
-            chosen = [r for r in self.read_file(root, path, dataset.sha256) if selection.wants_record(r)]
+            read = list(self.read_file(root, path, dataset.sha256))
+            for record in read:
+                if (seen := first.setdefault((record.category_path, record.uid), record)) is not record:
+                    raise DataError(
+                        f"{record.file}: record {record.index}: {UIDS[record.kind]} {record.uid!r} repeats record "
+                        f"{seen.index}{'' if seen.file == record.file else f' of {seen.file}'} in scenario "
+                        f"{record.category_path} (scores, compare and --precision tell records apart by it)"
+                    )
+            chosen = [r for r in read if selection.wants_record(r)]
             dataset.records.extend(chosen[: selection.limit] if selection.limit else chosen)
         return dataset
 
@@ -141,9 +151,8 @@ def parse_record(item: object, kind: str, goal: str, section: str, file: str, in
     where = f"{file}: record {index}"
     if not isinstance(item, dict):
         raise DataError(f"{where}: expected an object, got {type(item).__name__}")
-    uid_key = "pair_uid" if kind == "pairwise" else "bon_uid"
     try:
-        uid = str(item[uid_key])
+        uid = str(item[UIDS[kind]])
         conversation = tuple(_message(m, where) for m in item["conversation_input"])
         if kind == "pairwise":
             preferred = _answer(item["chosen"], where, "chosen")

@@ -17,7 +17,7 @@ from typing import Any
 
 from .. import benchmarks
 from ..benchmark import Benchmark
-from ..errors import DataError, UsageError
+from ..errors import DataError, RmbJudgeError, UsageError
 from ..summary import Results, SectionCounts, Settings, Summary, Usage, data_files, read_summary
 
 OVERALL = "overall"  # the score summary.json keeps beside its sections' (their mean)
@@ -107,8 +107,9 @@ def _load_run(folder: Path) -> Run:
 
 def _data_digest(folder: Path) -> str | None:
     """A digest of the data files' hashes that manifest.json lists; optional, so any problem is None."""
-    files = data_files(folder)
-    if not files:
+    try:
+        files = data_files(folder)
+    except (FileNotFoundError, RmbJudgeError):
         return None
     return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
 
