@@ -445,7 +445,10 @@ def cmd_report(args: argparse.Namespace, argv: list[str]) -> int:
 
     from . import report
 
-    runs = report.load_runs(args.runs)
+    folders, notes = report.find_runs(args.runs)
+    for note in notes:
+        print(f"rmb-judge: note: {note}", file=sys.stderr)
+    runs = report.load_runs(folders)
     report.render_terminal(runs, Console(), published=args.published)
     for path, render in ((args.markdown, report.render_markdown), (args.html, report.render_html)):
         if path:

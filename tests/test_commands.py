@@ -58,6 +58,19 @@ def test_a_repeated_uid_is_a_bad_record(data_root, tmp_path, capsys):
     assert "record 5: pair_uid" in capsys.readouterr().err and not (tmp_path / "out" / "summary.json").exists()
 
 
+def test_a_run_that_fails_before_its_first_answer_leaves_no_folder(data_root, tmp_path, capsys):
+    """Nothing answered, nothing written: the --out folders the run made are gone again (an
+    empty one broke `report runs/*`); a folder that was there before stays as it was."""
+    args = ["run", "--judge", "openai:gpt-4o-mini", "--offline", "--data", str(data_root), "--limit", "1",
+            "--cache", str(tmp_path / "cache"), "--no-progress"]
+    assert cli.main([*args, "--out", str(tmp_path / "runs" / "new")]) == cli.EXIT_OFFLINE_MISS
+    assert not (tmp_path / "runs").exists()
+    (tmp_path / "kept").mkdir()
+    assert cli.main([*args, "--out", str(tmp_path / "kept")]) == cli.EXIT_OFFLINE_MISS
+    assert list((tmp_path / "kept").iterdir()) == []
+    assert "--offline" in capsys.readouterr().err
+
+
 def test_data_fetch_from_a_mirror(data_root, tmp_path, capsys):
     handler = partial(SimpleHTTPRequestHandler, directory=str(data_root.parent))
     handler.log_message = lambda *a: None

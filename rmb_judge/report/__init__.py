@@ -9,8 +9,8 @@ comes from the run's benchmark object; nothing here names one.
 from __future__ import annotations
 
 from .html import render_html
-from .load import Run, load_runs
+from .load import Run, find_runs, load_runs
 from .markdown import render_markdown
 from .terminal import render_terminal
 
-__all__ = ["Run", "load_runs", "render_html", "render_markdown", "render_terminal"]
+__all__ = ["Run", "find_runs", "load_runs", "render_html", "render_markdown", "render_terminal"]
