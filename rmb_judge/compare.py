@@ -83,13 +83,13 @@ class Comparison:
         score = score or self.overall
         if score is None:
             return f"{self.a} and {self.b} share no scored records: nothing to compare"
-        points = f"95% CI {100 * score.low:+.1f} to {100 * score.high:+.1f} points, p = {_p(score.p_value)}"
+        points = f"95% CI {100 * score.low:+.1f} to {100 * score.high:+.1f} points, {_p_is(score.p_value)}"
         if not score.significant:
             return f"no significant difference between {self.a} and {self.b} ({points})"
         ahead, behind = (self.a, self.b) if score.difference > 0 else (self.b, self.a)
         low, high = sorted(abs(100 * x) for x in (score.low, score.high))
         return (f"{ahead} is ahead of {behind} by {abs(100 * score.difference):.1f} points "
-                f"(95% CI {low:.1f} to {high:.1f}, p = {_p(score.p_value)})")
+                f"(95% CI {low:.1f} to {high:.1f}, {_p_is(score.p_value)})")
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -102,6 +102,11 @@ class Comparison:
 
 def _p(value: float) -> str:
     return "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def _p_is(value: float) -> str:
+    """The p-value in a sentence: "p = 0.012", or "p < 0.001"."""
+    return "p < 0.001" if value < 0.001 else f"p = {value:.3f}"
 
 
 def read_run(folder: Path) -> RunScores:

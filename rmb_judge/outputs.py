@@ -4,9 +4,9 @@ A run takes the folder before anything else happens: it must be a folder it can 
 no other run may be writing it (a lock file held for the whole run); a run of another judge
 or other settings in it is not overwritten unless the user says `--replace`. Files are
 written to unique temporary names and renamed, so a reader (or a crash) never sees half a
-file and two writers never share a temporary file. A run that ends without writing anything
-(it failed before its first answer) leaves no trace: the folders and the lock file it made
-are removed again.
+file and two writers never share a temporary file; they get the permissions the umask gives.
+A run that ends without writing anything (it failed before its first answer) leaves no
+trace: the folders and the lock file it made are removed again.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import fcntl
 import json
 import os
 import platform
+import secrets
 import sys
-import tempfile
 import time
 from collections.abc import Iterable
 from importlib import metadata
@@ -116,14 +116,16 @@ class RunFolder:
     def _write(self, name: str, chunks: Iterable[str]) -> None:
         target = self.path / name
         self._wrote = True
+        tmp = self.path / f".{name}.{secrets.token_hex(8)}.tmp"
         try:
-            fd, tmp = tempfile.mkstemp(dir=self.path, prefix=f".{name}.", suffix=".tmp")
+            # O_EXCL: a name no other writer holds; 0o666: the umask decides, as for any file written
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
             try:
                 with os.fdopen(fd, "w", encoding="utf-8") as fh:
                     fh.writelines(chunks)
                 os.replace(tmp, target)
             except BaseException:
-                Path(tmp).unlink(missing_ok=True)
+                tmp.unlink(missing_ok=True)
                 raise
         except OSError as exc:
             raise RmbJudgeError(f"{target}: cannot write ({exc.strerror or exc})") from None

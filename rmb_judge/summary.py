@@ -28,15 +28,18 @@ JSON_LIMIT = 64 << 20  # bytes of summary.json or manifest.json read at most (a 
 LINE_LIMIT = 64 << 20  # bytes of one samples.jsonl line read at most
 
 
+ROUNDING = 1e-9  # how far a mean of scores in [0, 1] may stray outside it by float rounding (1.0000000000000002)
+
+
 @dataclass(frozen=True)
 class Within:
-    """An annotation: the number lies in [low, high]."""
+    """An annotation: the number lies in [low, high] (give or take float rounding)."""
 
     low: float
     high: float
 
     def check(self, value: Any, where: str) -> None:
-        if not self.low <= value <= self.high:
+        if not self.low - ROUNDING <= value <= self.high + ROUNDING:
             raise DataError(f"{where}: {value!r} is outside [{self.low:g}, {self.high:g}]")
 
 

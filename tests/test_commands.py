@@ -1,13 +1,19 @@
 """The smaller commands as a user types them: data info/validate/fetch, the manifest,
 and the live view."""
 
+import argparse
 import hashlib
 import json
+import os
+import stat
+import subprocess
+import sys
 import threading
 from collections import Counter
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
+import pytest
 from conftest import RMB, make_config, present_files
 from rich.console import Console
 
@@ -179,3 +185,109 @@ def test_batch_against_an_endpoint_without_a_batch_api(data_root, tmp_path, caps
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert code == 3 and err == (f"rmb-judge: --batch: {api.openai_url} has no batch API (HTTP 404 when "
                                  "creating a batch); run without --batch")
+
+
+# ---------------------------------------------------------------- pipes and files
+
+
+@pytest.fixture(scope="module")
+def mock_run(data_root, tmp_path_factory):
+    """A small mock run's folder and its cache."""
+    root = tmp_path_factory.mktemp("mock_run")
+    run(make_config(judge=parse_spec("mock"), data=data_root, out=root / "run", cache=root / "cache",
+                    selection=records.Selection(limit=4, scenarios=["*Chat*"])))
+    return root
+
+
+def test_report_writes_its_files_when_stdout_closes_early(mock_run, tmp_path):
+    """`report --html X | head`: X is written whatever happens to stdout, and no traceback."""
+    page = tmp_path / "board.html"
+    done = subprocess.run(f"{sys.executable} -m rmb_judge.cli report {mock_run / 'run'} --html {page} "
+                          f"--markdown {tmp_path / 'board.md'} | head -n 0", shell=True, capture_output=True,
+                          text=True, timeout=60)
+    assert page.read_text().startswith("<!DOCTYPE html>") and (tmp_path / "board.md").read_text()
+    assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr
+
+
+def test_output_dash_is_stdout(mock_run, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["cache", "export", "--cache", str(mock_run / "cache"), "--output", "-"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert rows and not (tmp_path / "-").exists()
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_run_files_follow_the_umask(umask, data_root, tmp_path):
+    before = os.umask(umask)
+    try:
+        run(make_config(judge=parse_spec("mock"), data=data_root, out=tmp_path / "o", cache=tmp_path / "c",
+                        selection=records.Selection(limit=1, scenarios=["*Chat/Discussion"])))
+    finally:
+        os.umask(before)
+    for name in ("summary.json", "samples.jsonl", "manifest.json"):
+        assert stat.S_IMODE((tmp_path / "o" / name).stat().st_mode) == 0o666 & ~umask, name
+
+
+def _parsers(parser, name="rmb-judge"):
+    """Every command's parser, by its command line."""
+    yield name, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub, inner in action.choices.items():
+                yield from _parsers(inner, f"{name} {sub}")
+
+
+def test_every_argument_of_every_command_is_described(capsys):
+    for name, parser in _parsers(cli.build_parser()):
+        for action in parser._actions:
+            assert action.help, f"{name}: {action.option_strings or action.dest} has no help"
+    with pytest.raises(SystemExit):
+        cli.main(["compare", "--help"])
+    text = capsys.readouterr().out
+    assert "95% interval" in text and "%%" not in text
+
+
+def test_report_and_data_info_print_json(mock_run, data_root, capsys):
+    summary = json.loads((mock_run / "run" / "summary.json").read_text())
+    assert cli.main(["report", str(mock_run / "run"), "--json"]) == 0
+    board = json.loads(capsys.readouterr().out)
+    (shown,) = board["runs"]
+    assert shown["judge"] == "mock" and shown["path"] == str(mock_run / "run") and shown["rank"] == 1
+    assert shown["scores"] == {k: summary["scores"][k] for k in shown["scores"]} and "overall" in shown["scores"]
+    assert shown["intervals"]["overall"] == summary["intervals"]["overall"] and shown["simulated"] is True
+    assert cli.main(["data", "info", "--data", str(data_root), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    dataset = RMB.load(data_root)
+    assert sum(info["scenarios"].values()) == len(dataset.records) == sum(s["records"] for s in info["sections"].values())
+    assert info["sections"]["bon_helpfulness"]["comparisons"] == sum(
+        len(r.others) for r in dataset.records if r.section == "bon_helpfulness")
+    assert info["files_read"] == len(present_files()) and info["upstream_files"] == len(RMB.manifest().files)
+
+
+def test_a_p_value_below_a_thousandth_reads_p_below(mock_run, data_root, tmp_path, capsys, monkeypatch):
+    from fake_api import FAKE_KEY, FakeAPI, label_judge
+
+    monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
+    dataset = RMB.load(data_root, records.Selection(scenarios=["*Chat*"]))
+    with FakeAPI(label_judge(dataset.records)).run_in_thread() as api:
+        run(make_config(judge="openai:gpt-4o-mini", data=data_root, out=tmp_path / "label", cache=tmp_path / "cache",
+                        base_urls=[api.openai_url], selection=records.Selection(limit=4, scenarios=["*Chat*"])))
+    assert cli.main(["compare", str(tmp_path / "label"), str(mock_run / "run")]) == 0
+    out = capsys.readouterr().out
+    assert "p < 0.001)" in out and "p = <" not in out
+
+
+def test_a_budget_stop_says_it_stopped_before_passing_it(data_root, tmp_path, capsys, monkeypatch):
+    """--max-cost stops before a request that could pass it: "reached" misread a stop at a
+    third of the budget."""
+    from fake_api import FAKE_KEY, FakeAPI
+
+    monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
+    with FakeAPI().run_in_thread() as api:
+        code = cli.main(["run", "--judge", "openai:gpt-4o-mini", "--base-url", api.openai_url, "--data", str(data_root),
+                         "--scenarios", "*Chat*", "--limit", "2", "--out", str(tmp_path / "o"), "--cache",
+                         str(tmp_path / "c"), "--no-progress", "--max-cost", "0.003"])
+    err = capsys.readouterr().err
+    spent = json.loads((tmp_path / "o" / "summary.json").read_text())["usage"]["cost_usd"]
+    assert code == cli.EXIT_BUDGET and "reached" not in err
+    assert f"stopped before the next request could pass --max-cost $0.003 (spent ${spent:.4f})" in err
