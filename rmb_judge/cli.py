@@ -93,6 +93,17 @@ positive_int = number(int, 1)
 positive_float = number(float, 0, above=True)
 
 
+def fraction_of_records(value: str) -> float:
+    """--sample: a fraction in (0, 1]; a count of votes was meant for --samples."""
+    try:
+        return number(float, 0, 1, above=True)(value)
+    except argparse.ArgumentTypeError as error:
+        if value.isdigit() and int(value) > 1:
+            raise argparse.ArgumentTypeError(f"{error}: --sample is a fraction of the records (e.g. 0.1); for "
+                                             f"{value} votes per comparison, --samples {value}") from None
+        raise
+
+
 def selection_flags() -> Parser:
     p = Parser(add_help=False)
     g = p.add_argument_group("data selection")
@@ -106,7 +117,7 @@ def selection_flags() -> Parser:
     g.add_argument("--scenarios", action="append", default=[], metavar="GLOB",
                    help="fnmatch against category_path, e.g. '*Chat*' (repeatable)")
     g.add_argument("--limit", type=positive_int, help="first N records of each scenario file")
-    g.add_argument("--sample", type=number(float, 0, 1, above=True), metavar="FRACTION",
+    g.add_argument("--sample", type=fraction_of_records, metavar="FRACTION",
                    help="a seeded random fraction of records, in (0, 1]")
     g.add_argument("--seed", type=int, default=0,
                    help="seed for --sample, --precision and --order random (default 0)")
@@ -330,6 +341,7 @@ def run_config(args: argparse.Namespace, argv: list[str]) -> RunConfig:
             revision=args.revision, tokenizer=args.tokenizer,
         ),
     )
+    benchmarks.get(task.benchmark).check_selection(task.selection)
     execution = Execution(
         out=getattr(args, "out", None) or Path("."),
         cache=args.cache,
@@ -555,6 +567,7 @@ def cmd_data(args: argparse.Namespace, argv: list[str]) -> int:
 
     dataset = benchmark.load(root)
     manifest = benchmark.manifest()
+    root = dataset.root  # (the RMB_dataset folder inside the one given, if so)
     missing = manifest.missing(root)
     upstream = len(manifest.files)
     if args.action == "validate":

@@ -208,6 +208,12 @@ async def _download(
                     digest.update(chunk)
                     size += len(chunk)
                     advance(len(chunk))
+    except aiohttp.ClientConnectorError as exc:  # (offline, or a firewall)
+        raise DataError(
+            f"{entry.path}: download failed: cannot reach {exc.host} ({exc.os_error.strerror or exc.os_error}); "
+            f"with a copy of {benchmark.manifest().folder}/ at hand, give --data DIR or set "
+            f"{benchmark.data_variable} instead (or --base-url a mirror)"
+        ) from None
     except (TimeoutError, aiohttp.ClientError) as exc:
         reason = str(exc) or type(exc).__name__
         raise DataError(f"{entry.path}: download failed: {reason} ({url})") from None

@@ -98,7 +98,13 @@ def test_bad_key_is_fatal_at_once(data_root, tmp_path):
     (["--sets", "pairs"], "--sets"), (["--limit", "0"], "--limit"),
     (["--judge", "gpt4"], "--judge 'gpt4'"), (["--template", "nope"], "--template"),
     (["--samples", "3", "--temperature", "0"], "--samples"), (["--batch"], "--batch: mock has no batch API"),
-    (["--devices", "cuda:0"], "--devices: not used by a generative judge")])
+    (["--devices", "cuda:0"], "--devices: not used by a generative judge"),
+    (["--scenarios", "Chat"], "--scenarios 'Chat' matches no scenario"),
+    (["--scenarios", "chat"], "a glob matches the whole category_path"),
+    (["--scenarios", "chat"], "'*Chat*' matches 6"),
+    (["--scenarios", "*Dicsussion*"], "close: '*Discussion*'"),
+    (["--sets", "pairwise", "--scenarios", "BoN_set/*"], "of the chosen sets and sections"),
+    (["--sample", "3"], "for 3 votes per comparison, --samples 3")])
 def test_bad_flags_are_one_line(bad, message, data_root, tmp_path, capsys):
     """In-process: a usage error needs no process of its own to be checked."""
     from rmb_judge.cli import EXIT_USAGE, main

@@ -291,3 +291,34 @@ def test_a_budget_stop_says_it_stopped_before_passing_it(data_root, tmp_path, ca
     spent = json.loads((tmp_path / "o" / "summary.json").read_text())["usage"]["cost_usd"]
     assert code == cli.EXIT_BUDGET and "reached" not in err
     assert f"stopped before the next request could pass --max-cost $0.003 (spent ${spent:.4f})" in err
+
+
+def test_data_fetch_that_cannot_reach_its_host_points_at_data(tmp_path, capsys):
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        mirror = f"http://127.0.0.1:{sock.getsockname()[1]}/"
+    assert cli.main(["data", "fetch", "--data", str(tmp_path / "d"), "--base-url", mirror,
+                     "--only", "BoN_set/Harmlessness/S1.json"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "cannot reach 127.0.0.1" in err and "--data DIR" in err and "RMB_DATA" in err
+
+
+def test_data_given_the_folder_above_the_dataset(data_root, tmp_path, capsys):
+    """--data pointing at the folder that holds RMB_dataset/ (a clone of the upstream repo)
+    reads the dataset inside; a folder holding it one level further down names it."""
+    (tmp_path / "clone").mkdir()
+    (tmp_path / "clone" / "RMB_dataset").symlink_to(data_root)
+    assert cli.main(["data", "info", "--data", str(tmp_path / "clone"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["root"] == str(tmp_path / "clone" / "RMB_dataset") and info["files_read"] == len(present_files())
+    assert cli.main(["run", "--judge", "mock", "--data", str(tmp_path / "clone"), "--limit", "1", "--scenarios",
+                     "*Chat/Discussion", "--out", str(tmp_path / "o"), "--cache", str(tmp_path / "c")]) == 0
+    manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    assert manifest["data"]["root"] == str(tmp_path / "clone" / "RMB_dataset")
+    (tmp_path / "above" / "other").mkdir(parents=True)
+    (tmp_path / "above" / "other" / "data").symlink_to(data_root)
+    assert cli.main(["data", "info", "--data", str(tmp_path / "above")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "not an RMB_dataset folder" in err and f"{tmp_path / 'above' / 'other' / 'data'} holds one" in err

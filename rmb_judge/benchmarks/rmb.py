@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ..benchmark import Benchmark, Section
-from ..errors import DataError
+from ..errors import DataError, UsageError
 from ..records import (
     ROLES,
     SURROGATE_ESCAPE,
@@ -26,6 +26,7 @@ from ..records import (
     Message,
     Record,
     Selection,
+    unmatched_glob,
     unpaired_surrogate,
 )
 
@@ -61,16 +62,24 @@ class RMB(Benchmark):
         return found
 
     def check_root(self, root: Path) -> Path:
+        """The dataset folder `root` names: itself, or the RMB_dataset/ inside it (`--data` given
+        a clone of the upstream repository)."""
         root = Path(root)
         if not root.is_dir():
             raise DataError(
                 f"{root}: RMB data folder not found (give --data DIR, set {self.data_variable}, "
                 "or run `rmb-judge data fetch`)"
             )
-        if not any((root / folder).is_dir() for folder in SETS.values()) and any(
-            not entry.name.startswith(".") for entry in root.iterdir()
-        ):  # an empty folder (or one holding only a fetch's hidden staging folder) is just unfilled
-            raise DataError(f"{root}: not an RMB_dataset folder (no Pairwise_set/ or BoN_set/ inside)")
+        if _holds_sets(root):
+            return root
+        if _holds_sets(inner := root / self.manifest().folder):
+            return inner
+        entries = [entry for entry in _listed(root) if not entry.name.startswith(".")]
+        if entries:  # an empty folder (or one holding only a fetch's hidden staging folder) is just unfilled
+            below = next((folder for entry in entries if entry.is_dir()
+                          for folder in (entry, *_listed(entry)) if _holds_sets(folder)), None)
+            held = f"; {below} holds one: give --data {below}" if below else ""
+            raise DataError(f"{root}: not an RMB_dataset folder (no Pairwise_set/ or BoN_set/ inside){held}")
         return root
 
     def check_selection(self, selection: Selection) -> None:
@@ -80,6 +89,11 @@ class RMB(Benchmark):
         for name in selection.sections:
             if name not in GOALS:
                 raise DataError(f"--sections: unknown section {name!r} (choose from {', '.join(GOALS)})")
+        prefixes = tuple(f"{SETS[k]}/{GOALS[g]}/" for k in selection.sets for g in selection.sections)
+        upstream = [e.path.removesuffix(".json") for e in self.manifest().files if e.path.startswith(prefixes)]
+        for pattern in selection.scenarios:
+            if problem := unmatched_glob(pattern, upstream):
+                raise UsageError(problem)
 
     def load(self, root: Path, selection: Selection | None = None) -> Dataset:
         """Load and select records; raises DataError naming the file and record on bad input,
@@ -145,6 +159,18 @@ class RMB(Benchmark):
     def scenario_label(self, category_path: str) -> str:
         """The path without its set and goal folders, which the section already says."""
         return "/".join(category_path.split("/")[2:]) or category_path
+
+
+def _holds_sets(folder: Path) -> bool:
+    return any((folder / name).is_dir() for name in SETS.values())
+
+
+def _listed(folder: Path) -> list[Path]:
+    """A folder's entries, sorted (none if it cannot be read)."""
+    try:
+        return sorted(folder.iterdir())
+    except OSError:
+        return []
 
 
 def parse_record(item: object, kind: str, goal: str, section: str, file: str, index: int) -> Record:
