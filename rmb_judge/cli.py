@@ -40,7 +40,8 @@ EXIT_CODES = f"""exit status:
   {EXIT_OFFLINE_MISS}    --offline and an answer is not in the cache
   {EXIT_BUDGET}    stopped before the next request could pass --max-cost (partial summary written;
        rerun to continue)
-  {EXIT_SUSPECT}    completed, but suspect: more than --max-unparsed of the verdicts unread or failed
+  {EXIT_SUSPECT}    completed, but suspect: more than --max-unparsed of the verdicts unread or failed;
+       or stopped early: most of the first answers held no verdict the template reads
   {EXIT_INTERRUPTED}  interrupted (Ctrl-C or SIGTERM; partial summary written)"""
 
 
@@ -393,7 +394,9 @@ STOPPED = {  # stopped_reason -> (exit status, what to tell the user)
     "wait": (EXIT_INCOMPLETE, "stopped: {detail}; partial summary written"),
     "cache": (EXIT_INCOMPLETE, "stopped: {detail}; partial summary written"),
     "error": (EXIT_INCOMPLETE, "stopped by an error; partial summary written"),
+    "unreadable": (EXIT_SUSPECT, "stopped early: {detail}; partial summary written"),
 }
+EARLY_SHOWN = 2  # raw answers shown when the first answers stopped a run (they all look alike)
 
 
 def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
@@ -419,6 +422,8 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     if args.json:
         print(json.dumps(result.summary.to_json(), indent=2, ensure_ascii=False))
     if result.stopped_reason in STOPPED:
+        if result.stopped_reason == "unreadable":
+            show_unreadable(result.unreadable[:EARLY_SHOWN])
         code, message = STOPPED[result.stopped_reason]
         usage = result.summary.usage
         spent = (usage.cost_usd or 0.0) + usage.unconfirmed_cost_usd
@@ -430,13 +435,16 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
               "command to retry them", file=sys.stderr)
         return EXIT_INCOMPLETE
     if result.suspect:
-        for raw in result.unreadable:
-            shown = " ".join(str(raw).split())
-            print(f"rmb-judge: unreadable judge answer: {shown[:240]}{'…' if len(shown) > 240 else ''}",
-                  file=sys.stderr)
+        show_unreadable(result.unreadable)
         print(f"rmb-judge: suspect run (see \"warnings\" in {out / 'summary.json'})", file=sys.stderr)
         return EXIT_SUSPECT
     return 0
+
+
+def show_unreadable(raws: list[str]) -> None:
+    for raw in raws:
+        shown = " ".join(str(raw).split())
+        print(f"rmb-judge: unreadable judge answer: {shown[:240]}{'…' if len(shown) > 240 else ''}", file=sys.stderr)
 
 
 def cmd_estimate(args: argparse.Namespace, argv: list[str]) -> int:

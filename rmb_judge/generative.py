@@ -19,14 +19,17 @@ from .benchmark import Benchmark
 from .cache import Cache
 from .config import RunConfig
 from .costs import Estimator
-from .engine import Engine, EngineBacked, Job, Outcome, Stats
+from .engine import Engine, EngineBacked, Job, Outcome, Stats, Trial
 from .errors import FatalProviderError, UsageError
 from .judges import make_provider
 from .outputs import UNSAVED
+from .providers.base import ChatResponse
 from .records import Dataset
 from .scoring import Judged, majority
 from .summary import Results, Settings, Usage
-from .verdicts import looks_like_refusal, parse_rating, parse_verdict, verdict_from_ratings
+from .verdicts import STYLE_FORMS, looks_like_refusal, parse_rating, parse_verdict, verdict_from_ratings
+
+TRIAL_SHARE = 0.5  # the first live answers: stop when more than this share holds no verdict
 
 
 class GenerativePlan:
@@ -202,12 +205,29 @@ class GenerativeBackend(EngineBacked):
             self.provider, cache, execution.engine,
             template=self.template.name, template_sha256=self.template.sha256, pricing=self.estimate,
             stats=self.stats, on_outcome=lambda key, outcome: on_answer(key), endpoints=self.endpoints,
+            trial=self._trial(),
         )
         self.batches = BatchRunner(self.engine, execution.poll_interval)
         strict = self.config.task.precision is None
         self.misses = self.plan_.jobs(self.engine.lookup(self.plan_.answers(), strict))
         self._learn_tokens()
         return len(self.misses)
+
+    def _trial(self) -> Trial | None:
+        """The check of the first live answers (engine.Trial): stop when most hold no verdict,
+        unless --max-unparsed allows that many (a batch is paid whole before it is read)."""
+        execution, style = self.config.execution, self.template.style
+        most = max(TRIAL_SHARE, execution.max_unparsed)
+        if execution.batch or most >= 1:
+            return None
+
+        def readable(response: ChatResponse) -> bool | None:
+            text = response.text
+            if (parse_rating(text) if style == "pointwise" else parse_verdict(text, style)) is not None:
+                return True
+            return None if response.refusal or looks_like_refusal(text) else False
+
+        return Trial(readable, style, STYLE_FORMS.get(style, style), most)
 
     def _learn_tokens(self, sample: int = 200) -> None:
         """How the provider counts tokens against our count, from answers already in the

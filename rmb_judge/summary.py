@@ -215,7 +215,7 @@ class Summary:
     benchmark: str = "rmb"
     simulated: bool = False
     complete: bool = False
-    stopped_reason: str | None = None  # precision | budget | interrupted | fatal | wait | cache | error
+    stopped_reason: str | None = None  # precision | budget | interrupted | fatal | wait | cache | error | unreadable
     suspect: bool = False
     warnings: list[str] = field(default_factory=list)
     settings: Settings = field(default_factory=Settings)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import RMB
-from fake_api import FAKE_KEY, FakeAPI, Fault, Reply, prompt_digest
+from fake_api import FAKE_KEY, FakeAPI, Fault, Reply, hash_judge, prompt_digest, prompt_text
 
 from rmb_judge import cli
 from rmb_judge.cache import FILENAME
@@ -65,6 +65,42 @@ def test_unreadable_verdicts_make_a_suspect_run(data_root, tmp_path, capsys):
         # the same judge with a template it answers: a sound run
         assert run_cli(tmp_path, data_root, url=api.openai_url, out="rmb") == 0
         assert summary_of(tmp_path, "rmb")["suspect"] is False
+
+
+def test_a_judge_answering_without_verdicts_is_stopped_early(data_root, tmp_path, capsys):
+    """A server whose answers hold no verdict the template reads is stopped after its first
+    answers, even at --concurrency 256 (fewer than 100 of 187 requests sent), exit 6, naming
+    the verdict style and showing two answers; what was paid is cached, so going on with
+    --max-unparsed 1 sends each remaining request once and none twice."""
+    select = ("--scenarios", "*Chat*", "--limit", "20")
+    with FakeAPI(lambda body, wire: Reply("Both answers are helpful and well written."), latency=0.2).run_in_thread() as api:
+        code = run_cli(tmp_path, data_root, "--concurrency", "256", url=api.openai_url, select=select)
+        err = capsys.readouterr().err
+        sent = len(api.calls())
+        summary = summary_of(tmp_path)
+        assert code == cli.EXIT_SUSPECT and sent < 100
+        assert summary["stopped_reason"] == "unreadable" and summary["suspect"] and not summary["complete"]
+        assert "verdict style 'rmb' ([[A]] or [[B]])" in err
+        assert err.count("unreadable judge answer: Both answers are helpful and well written.") == 2
+        assert run_cli(tmp_path, data_root, "--concurrency", "256", "--max-unparsed", "1", url=api.openai_url,
+                       select=select) == 0
+        bodies = [prompt_digest(json.dumps(c.body["messages"])) for c in api.calls()]
+        assert len(bodies) == len(set(bodies)) > 150  # (distinct requests: some serve two comparisons)
+        assert summary_of(tmp_path)["complete"]
+
+
+def test_a_judge_with_a_few_unreadable_answers_is_not_stopped(data_root, tmp_path):
+    """One answer in eight without a verdict (more than --max-unparsed allows, far from most)
+    runs to the end: suspect, not stopped."""
+    def sometimes(body, wire):
+        return Reply("no verdict here") if int(prompt_digest(prompt_text(body, "openai")), 16) % 8 == 0 else hash_judge(body, wire)
+
+    with FakeAPI(sometimes).run_in_thread() as api:
+        code = run_cli(tmp_path, data_root, "--concurrency", "64", url=api.openai_url,
+                       select=("--scenarios", "*Chat*", "--limit", "20"))
+    summary = summary_of(tmp_path)
+    assert code == cli.EXIT_SUSPECT and summary["complete"] and summary["stopped_reason"] is None
+    assert 0 < summary["usage"]["unparsed"] < 0.3 * summary["data"]["comparisons_judged"]
 
 
 def test_suspect_threshold_is_a_flag(data_root, tmp_path):
