@@ -4,8 +4,8 @@ always agrees with RMB's labels (the fake server's label judge) against the mock
 from __future__ import annotations
 
 import io
-import os
 import json
+import os
 from collections import defaultdict
 
 import pytest
