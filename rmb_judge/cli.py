@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from . import __version__, benchmarks, records
+from .config import CONFIRM_ABOVE
 from .errors import RmbJudgeError, UsageError
 
 if TYPE_CHECKING:  # the rest is imported by the command that needs it: `--help` stays instant
@@ -197,6 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--timeout", type=positive_float, default=120.0, help="seconds per request (default 120)")
     e.add_argument("--max-cost", type=positive_float, metavar="USD",
                    help="stop starting requests before spend passes this")
+    e.add_argument("--confirm-above", type=number(float, 0), default=CONFIRM_ABOVE, metavar="USD",
+                   help="on a terminal, ask before sending requests estimated to cost more than this "
+                        f"(default {CONFIRM_ABOVE:g}; scripts are never asked)")
+    e.add_argument("--yes", action="store_true", help="do not ask before spending (see --confirm-above)")
     e.add_argument("--max-wait", type=positive_float, default=300.0, metavar="SECONDS",
                    help="a provider asking to wait longer than this (retry-after) stops the run "
                         "with a partial summary instead of hanging (default 300)")
@@ -283,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
 GENERATIVE_ONLY = ("--template", "--order", "--samples", "--temperature", "--max-tokens",
                    "--base-url", "--equivalent-endpoint", "--batch", "--concurrency", "--rpm",
                    "--tpm", "--max-retries", "--timeout", "--max-cost", "--max-wait", "--grace",
-                   "--poll-interval", "--max-unparsed")
+                   "--poll-interval", "--max-unparsed", "--confirm-above", "--yes")
 LOCAL_ONLY = ("--max-length", "--batch-tokens", "--devices", "--trust-remote-code",
               "--reward-field", "--revision", "--tokenizer")
 # a served reward model (vllm-rm:) is scored through the engine, on a server's devices
@@ -365,6 +370,7 @@ def run_config(args: argparse.Namespace, argv: list[str]) -> RunConfig:
         grace=getattr(args, "grace", 60.0),
         replace=getattr(args, "replace", False),
         max_unparsed=getattr(args, "max_unparsed", 0.05),
+        confirm_above=None if getattr(args, "yes", True) else args.confirm_above,
         argv=("rmb-judge", *argv),
     )
     return RunConfig(task, execution)

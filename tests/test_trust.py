@@ -577,3 +577,82 @@ def test_a_data_folder_with_no_scenario_files_points_at_data_fetch(tmp_path, cap
     code = cli.main(["run", "--judge", "mock", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "o"),
                      "--cache", str(tmp_path / "c")])
     assert code == 2 and "data fetch" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- the cost, before spending
+
+
+def in_terminal(args, answer: str | None, timeout: float = 90.0) -> tuple[int, str]:
+    """Run the CLI with stdin, stdout and stderr on a pseudo-terminal, as typed at one;
+    `answer` is typed once a question ends in "[y/N] ". Returns the exit status and all it showed."""
+    import pty
+    import select
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the CLI on the terminal
+        os.execvpe(sys.executable, [sys.executable, "-m", "rmb_judge.cli", *map(str, args)],
+                   {**os.environ, "OPENAI_API_KEY": FAKE_KEY, "COLUMNS": "200"})
+    shown, deadline = b"", time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.5)
+            if ready:
+                try:
+                    chunk = os.read(fd, 65536)
+                except OSError:  # the child ended and closed the terminal
+                    break
+                if not chunk:
+                    break
+                shown += chunk
+                if answer is not None and shown.rstrip().endswith(b"[y/N]"):
+                    os.write(fd, answer.encode() + b"\n")
+                    answer = None
+            elif os.waitpid(pid, os.WNOHANG)[0]:
+                break
+        else:
+            os.kill(pid, signal.SIGKILL)
+            raise AssertionError(f"still running after {timeout} s: {shown.decode(errors='replace')[-2000:]}")
+    finally:
+        os.close(fd)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), shown.decode(errors="replace").replace("\r\n", "\n")
+
+
+CONFIRM_SELECT = ("--scenarios", "*Chat*", "--limit", "3")
+
+
+def test_the_cost_is_shown_before_the_first_request(data_root, tmp_path, capsys):
+    """One line with the estimate for what will be sent, before anything is: the same number
+    as `rmb-judge estimate`; a script (no terminal) is never asked, whatever the cost."""
+    assert cli.main(["estimate", "--judge", f"openai:{MODEL}", "--data", str(data_root), *CONFIRM_SELECT,
+                     "--cache", str(tmp_path / "cache"), "--json"]) == 0
+    estimated = json.loads(capsys.readouterr().out)
+    with FakeAPI().run_in_thread() as api:
+        assert run_cli(tmp_path, data_root, "--confirm-above", "0.0001", url=api.openai_url, select=CONFIRM_SELECT) == 0
+        err = capsys.readouterr().err
+        assert len(api.calls()) == estimated["requests"]
+    line = next(line for line in err.splitlines() if "to send:" in line)
+    assert line == (f"rmb-judge: {estimated['requests']} requests to send: estimated ${estimated['cost_usd']:.4f} "
+                    f"({estimated['input_tokens']:,} input tokens, {estimated['output_tokens']:,} output tokens "
+                    f"assumed: {estimated['output_tokens_per_request']} per request)")
+    assert err.index(line) < err.index("[rmb-judge] ")  # before the first progress line
+    assert run_cli(tmp_path, data_root, url=api.openai_url, select=CONFIRM_SELECT) == 0  # all cached: nothing to say
+    assert "to send:" not in capsys.readouterr().err
+
+
+def test_a_terminal_is_asked_before_spending_above_the_threshold(data_root, tmp_path):
+    with FakeAPI().run_in_thread() as api:
+        args = ["run", "--judge", f"openai:{MODEL}", "--base-url", api.openai_url, "--data", data_root,
+                *CONFIRM_SELECT, "--out", tmp_path / "out", "--cache", tmp_path / "cache", "--no-progress"]
+        code, shown = in_terminal([*args, "--confirm-above", "0.0001"], "n")
+        assert code == cli.EXIT_INTERRUPTED and not api.calls() and not (tmp_path / "out").exists()
+        assert "above --confirm-above $0.0001: send them? [y/N]" in shown and "nothing was sent" in shown
+        code, shown = in_terminal(args, None)  # under the default threshold ($10): not asked
+        assert code == 0 and "[y/N]" not in shown and api.calls()
+        sent = len(api.calls())
+        code, shown = in_terminal([*args, "--limit", "4", "--confirm-above", "0.0001", "--out", tmp_path / "more"], "y")
+        assert code == 0 and len(api.calls()) > sent
+        sent = len(api.calls())
+        code, shown = in_terminal([*args, "--limit", "5", "--confirm-above", "0.0001", "--yes", "--out",
+                                   tmp_path / "yes"], None)
+        assert code == 0 and "[y/N]" not in shown and len(api.calls()) > sent
