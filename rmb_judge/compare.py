@@ -121,27 +121,25 @@ def read_run(folder: Path) -> RunScores:
                         "data file); rerun the same command with --offline to rewrite the folder from the cache"
                         ) from None
     samples = folder / "samples.jsonl"
-    records: dict[tuple[str, str], float | None] = {}
-    first: dict[tuple[str, str], int] = {}  # a record's first line
-    seen: dict[tuple[str, str, int | None, str | None], int] = {}
+    records: dict[tuple[str, str], tuple[float | None, int]] = {}  # each record's score, and its first line
+    shown: dict[tuple[str, str, int | None, str | None], int] = {}  # each presentation's line
     try:
         for number, line in read_samples(folder):
-            key = (line.category_path, line.uid)
-            shown = (line.category_path, line.uid, line.loser_index, line.order)
-            if shown in seen:
+            presentation = (line.category_path, line.uid, line.loser_index, line.order)
+            if presentation in shown:
                 raise DataError(f"{samples}, line {number}: a second line for uid {line.uid} of {line.category_path} "
-                                f"(loser_index {line.loser_index}, order {line.order}); line {seen[shown]} has it")
-            seen[shown] = number
-            if key in records and records[key] != line.record_correct:
+                                f"(loser_index {line.loser_index}, order {line.order}); line {shown[presentation]} "
+                                "has it")
+            shown[presentation] = number
+            score, first = records.setdefault((line.category_path, line.uid), (line.record_correct, number))
+            if score != line.record_correct:
                 raise DataError(f"{samples}, line {number}: record_correct {line.record_correct} for uid {line.uid} "
-                                f"of {line.category_path}, {records[key]} on line {first[key]}")
-            records.setdefault(key, line.record_correct)
-            first.setdefault(key, number)
+                                f"of {line.category_path}, {score} on line {first}")
     except FileNotFoundError:
         raise UsageError(f"{folder}: no samples.jsonl in this folder (compare needs the per-record scores)") from None
     except OSError as error:
         raise DataError(f"{samples}: cannot read ({error.strerror or error})") from None
-    scored = {key: score for key, score in records.items() if score is not None}
+    scored = {key: score for key, (score, _) in records.items() if score is not None}
     return RunScores(folder, summary, scored, files)
 
 

@@ -359,12 +359,11 @@ def _load(cls: type[_T], data: Any, where: str) -> _T:
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         name = f"{where}.{f.name}" if where else f.name
         value = data.get(f.name)
-        if value is None and not _optional(hints[f.name]):
+        if f.name not in data or (value is None and not _optional(hints[f.name])):
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise DataError(f"{name}: missing")
             continue
-        if f.name in data:
-            values[f.name] = _convert(hints[f.name], value, name)
+        values[f.name] = _convert(hints[f.name], value, name)
     return cls(**values)
 
 

@@ -266,6 +266,24 @@ def test_a_record_score_that_is_no_score_is_one_line(value, runs, tmp_path, caps
     assert len(err.splitlines()) == 1 and "samples.jsonl, line 1: record_correct" in err
 
 
+def test_every_field_compare_reads_of_a_sample_line_is_read_or_one_line(runs, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(runs / "mock", copy)
+    lines = (copy / "samples.jsonl").read_text().splitlines()
+    bon = json.loads(next(line for line in lines if json.loads(line)["loser_index"] is not None))
+    for field in ("category_path", "uid", "loser_index", "order", "record_correct"):
+        for value in WRONG:
+            (copy / "samples.jsonl").write_text("\n".join([json.dumps({**bon, field: value}), *lines]) + "\n")
+            code = cli.main(["compare", str(runs / "label"), str(copy)])
+            err = capsys.readouterr().err.strip()
+            if code == 2:
+                assert len(err.splitlines()) == 1 and "samples.jsonl, line 1: " in err, err
+            else:
+                assert code == 0 and _kind(value) == _kind(bon[field]) and value == value, (field, value)
+
+
 def test_two_lines_for_one_presentation_are_one_line(runs, tmp_path, capsys):
     """A repeated line is refused, not read as "the last one wins"; so are two lines of one
     record that disagree on its score."""
