@@ -11,6 +11,7 @@ if they are regular files, and only so far: a link to /dev/zero or a FIFO is ref
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -354,7 +355,7 @@ def _load(cls: type[_T], data: Any, where: str) -> _T:
     ones ignored, missing (or null) ones left at their defaults; a field without a default
     must be present."""
     _expect(isinstance(data, dict), "an object", data, where)
-    hints = typing.get_type_hints(cls, include_extras=True)
+    hints = _hints(cls)
     values = {}
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         name = f"{where}.{f.name}" if where else f.name
@@ -365,6 +366,12 @@ def _load(cls: type[_T], data: Any, where: str) -> _T:
             continue
         values[f.name] = _convert(hints[f.name], value, name)
     return cls(**values)
+
+
+@functools.cache
+def _hints(cls: Any) -> dict[str, Any]:
+    """A dataclass's field annotations, resolved once (resolving them is most of a line's reading)."""
+    return typing.get_type_hints(cls, include_extras=True)
 
 
 def _optional(hint: Any) -> bool:
