@@ -11,7 +11,6 @@ if they are regular files, and only so far: a link to /dev/zero or a FIFO is ref
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import math
 import os
@@ -368,10 +367,14 @@ def _load(cls: type[_T], data: Any, where: str) -> _T:
     return cls(**values)
 
 
-@functools.cache
-def _hints(cls: Any) -> dict[str, Any]:
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
     """A dataclass's field annotations, resolved once (resolving them is most of a line's reading)."""
-    return typing.get_type_hints(cls, include_extras=True)
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls, include_extras=True)
+    return _HINTS[cls]
 
 
 def _optional(hint: Any) -> bool:
