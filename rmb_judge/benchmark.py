@@ -128,6 +128,11 @@ class Benchmark:
         """Load and select records; DataError naming the file and record on bad input."""
         raise NotImplementedError
 
+    def check_selection(self, selection: Selection) -> None:
+        """One clear error for selection flags this benchmark cannot honour (an unknown set or
+        section, a scenario glob matching none of its scenarios), before any data is read."""
+        raise NotImplementedError
+
     def read_file(self, root: Path, path: Path, digests: dict[str, str] | None = None) -> Iterator[Record]:
         """One data file's records (its SHA-256 into `digests`); DataError on bad input."""
         raise NotImplementedError

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from . import __version__, benchmarks, records
+from .config import CONFIRM_ABOVE
 from .errors import RmbJudgeError, UsageError
 
 if TYPE_CHECKING:  # the rest is imported by the command that needs it: `--help` stays instant
@@ -30,6 +31,7 @@ EXIT_OFFLINE_MISS = 4
 EXIT_BUDGET = 5
 EXIT_SUSPECT = 6
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # as for a process SIGPIPE ended
 EXIT_CODES = f"""exit status:
   0    the run completed and is not suspect
   {EXIT_INCOMPLETE}    incomplete: comparisons failed after all retries (rerun to retry them), the
@@ -37,8 +39,10 @@ EXIT_CODES = f"""exit status:
   {EXIT_USAGE}    bad flags, data, template or cache file
   {EXIT_FATAL}    fatal provider error: bad or missing key, unknown model, unreachable endpoint
   {EXIT_OFFLINE_MISS}    --offline and an answer is not in the cache
-  {EXIT_BUDGET}    --max-cost reached (partial summary written; rerun to continue)
-  {EXIT_SUSPECT}    completed, but suspect: more than --max-unparsed of the verdicts unread or failed
+  {EXIT_BUDGET}    stopped before the next request could pass --max-cost (partial summary written;
+       rerun to continue)
+  {EXIT_SUSPECT}    completed, but suspect: more than --max-unparsed of the verdicts unread or failed;
+       or stopped early: most of the first answers held no verdict the template reads
   {EXIT_INTERRUPTED}  interrupted (Ctrl-C or SIGTERM; partial summary written)"""
 
 
@@ -103,6 +107,17 @@ def price_flag(value: str) -> tuple[float, float] | str:
     return float(per_input), float(per_output)
 
 
+def fraction_of_records(value: str) -> float:
+    """--sample: a fraction in (0, 1]; a count of votes was meant for --samples."""
+    try:
+        return number(float, 0, 1, above=True)(value)
+    except argparse.ArgumentTypeError as error:
+        if value.isdigit() and int(value) > 1:
+            raise argparse.ArgumentTypeError(f"{error}: --sample is a fraction of the records (e.g. 0.1); for "
+                                             f"{value} votes per comparison, --samples {value}") from None
+        raise
+
+
 def selection_flags() -> Parser:
     p = Parser(add_help=False)
     g = p.add_argument_group("data selection")
@@ -116,7 +131,7 @@ def selection_flags() -> Parser:
     g.add_argument("--scenarios", action="append", default=[], metavar="GLOB",
                    help="fnmatch against category_path, e.g. '*Chat*' (repeatable)")
     g.add_argument("--limit", type=positive_int, help="first N records of each scenario file")
-    g.add_argument("--sample", type=number(float, 0, 1, above=True), metavar="FRACTION",
+    g.add_argument("--sample", type=fraction_of_records, metavar="FRACTION",
                    help="a seeded random fraction of records, in (0, 1]")
     g.add_argument("--seed", type=int, default=0,
                    help="seed for --sample, --precision and --order random (default 0)")
@@ -177,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"rmb-judge {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="what to do")
 
     run = sub.add_parser("run", parents=[selection_flags(), judge_flags()], help="judge RMB and score it",
                          epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -199,6 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--timeout", type=positive_float, default=120.0, help="seconds per request (default 120)")
     e.add_argument("--max-cost", type=positive_float, metavar="USD",
                    help="stop starting requests before spend passes this")
+    e.add_argument("--confirm-above", type=number(float, 0), default=CONFIRM_ABOVE, metavar="USD",
+                   help="on a terminal, ask before sending requests estimated to cost more than this "
+                        f"(default {CONFIRM_ABOVE:g}; scripts are never asked)")
+    e.add_argument("--yes", action="store_true", help="do not ask before spending (see --confirm-above)")
     e.add_argument("--max-wait", type=positive_float, default=300.0, metavar="SECONDS",
                    help="a provider asking to wait longer than this (retry-after) stops the run "
                         "with a partial summary instead of hanging (default 300)")
@@ -217,22 +236,26 @@ def build_parser() -> argparse.ArgumentParser:
     cmp = sub.add_parser("compare", help="paired difference of two runs on the records both scored",
                          description="The difference A - B of every section score and of overall on the "
                                      "records both runs scored (same scenario, uid and data file), with a "
-                                     "paired 95%% interval and a sign-flip test's p-value.")
-    cmp.add_argument("run_a", type=Path, metavar="RUN_A")
-    cmp.add_argument("run_b", type=Path, metavar="RUN_B")
+                                     "paired 95% interval and a sign-flip test's p-value.")
+    cmp.add_argument("run_a", type=Path, metavar="RUN_A", help="a run folder (run --out)")
+    cmp.add_argument("run_b", type=Path, metavar="RUN_B", help="the run folder to compare it with")
     cmp.add_argument("--json", action="store_true", help="print one JSON object")
 
     rep = sub.add_parser("report", help="leaderboard of one or more run folders")
-    rep.add_argument("runs", nargs="+", type=Path, metavar="OUT_DIR")
-    rep.add_argument("--markdown", type=Path, metavar="FILE")
-    rep.add_argument("--html", type=Path, metavar="FILE")
+    rep.add_argument("runs", nargs="+", type=Path, metavar="OUT_DIR",
+                     help="run folders (run --out), or a folder of them; one without a summary.json is "
+                          "passed over with a note")
+    rep.add_argument("--markdown", type=Path, metavar="FILE", help="also write the leaderboard as Markdown")
+    rep.add_argument("--html", type=Path, metavar="FILE",
+                     help="also write it as one self-contained HTML page (heatmap, charts with error bars)")
     rep.add_argument("--published", action="store_true", help="add the RMB paper's leaderboard rows")
+    rep.add_argument("--json", action="store_true", help="print the leaderboard as one JSON object instead")
 
     cache_flag = Parser(add_help=False)
     cache_flag.add_argument("--cache", type=Path, default=Path("cache"),
                             help="cache folder or .sqlite3 file (default ./cache/)")
     cache = sub.add_parser("cache", help="inspect and manage the response cache")
-    cache_sub = cache.add_subparsers(dest="action", required=True, metavar="ACTION")
+    cache_sub = cache.add_subparsers(dest="action", required=True, metavar="ACTION", help="what to do")
     stats = cache_sub.add_parser("stats", parents=[cache_flag], help="rows per provider, model and endpoint; last runs")
     stats.add_argument("--json", action="store_true", help="print JSON")
     prune = cache_sub.add_parser("prune", parents=[cache_flag],
@@ -243,17 +266,18 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--older-than", type=number(float, 0), metavar="DAYS", help="rows older than DAYS")
     prune.add_argument("--dry-run", action="store_true", help="count what would be deleted; delete nothing")
     export = cache_sub.add_parser("export", parents=[cache_flag], help="every row as JSON lines")
-    export.add_argument("--output", type=Path, help="JSONL file (default stdout)")
+    export.add_argument("--output", type=Path, help="JSONL file (default, or -: stdout)")
 
     data_flag = Parser(add_help=False)
     data_flag.add_argument("--data", type=Path, help="dataset folder (default: $RMB_DATA or the user cache folder)")
     data = sub.add_parser("data", help="fetch, describe or check the RMB dataset")
-    data_sub = data.add_subparsers(dest="action", required=True, metavar="ACTION")
+    data_sub = data.add_subparsers(dest="action", required=True, metavar="ACTION", help="what to do")
     fetch = data_sub.add_parser("fetch", parents=[data_flag], help="download the official files and verify them")
     fetch.add_argument("--base-url", help="mirror to download from instead of GitHub")
     fetch.add_argument("--only", action="append", metavar="GLOB",
                        help="only files matching this glob, e.g. 'BoN_set/*' (repeatable)")
-    data_sub.add_parser("info", parents=[data_flag], help="records per set, section and scenario")
+    info = data_sub.add_parser("info", parents=[data_flag], help="records per set, section and scenario")
+    info.add_argument("--json", action="store_true", help="print one JSON object")
     data_sub.add_parser("validate", parents=[data_flag], help="check every file parses; list missing files")
     return parser
 
@@ -275,12 +299,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("rmb-judge: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # stdout's reader went away (`| head`): what was written stays written
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (so the flush at exit is quiet)
+        return EXIT_BROKEN_PIPE
 
 
 GENERATIVE_ONLY = ("--template", "--order", "--samples", "--temperature", "--max-tokens",
                    "--base-url", "--equivalent-endpoint", "--batch", "--price", "--concurrency", "--rpm",
                    "--tpm", "--max-retries", "--timeout", "--max-cost", "--max-wait", "--grace",
-                   "--poll-interval", "--max-unparsed")
+                   "--poll-interval", "--max-unparsed", "--confirm-above", "--yes")
 LOCAL_ONLY = ("--max-length", "--batch-tokens", "--devices", "--trust-remote-code",
               "--reward-field", "--revision", "--tokenizer")
 # a served reward model (vllm-rm:) is scored through the engine, on a server's devices
@@ -342,6 +369,7 @@ def run_config(args: argparse.Namespace, argv: list[str]) -> RunConfig:
             revision=args.revision, tokenizer=args.tokenizer,
         ),
     )
+    benchmarks.get(task.benchmark).check_selection(task.selection)
     execution = Execution(
         out=getattr(args, "out", None) or Path("."),
         cache=args.cache,
@@ -365,6 +393,7 @@ def run_config(args: argparse.Namespace, argv: list[str]) -> RunConfig:
         grace=getattr(args, "grace", 60.0),
         replace=getattr(args, "replace", False),
         max_unparsed=getattr(args, "max_unparsed", 0.05),
+        confirm_above=None if getattr(args, "yes", True) else args.confirm_above,
         argv=("rmb-judge", *argv),
     )
     return RunConfig(task, execution)
@@ -387,14 +416,16 @@ def sampling_temperature(judge: JudgeSpec, asked: float | None, samples: int) ->
 
 
 STOPPED = {  # stopped_reason -> (exit status, what to tell the user)
-    "budget": (EXIT_BUDGET, "--max-cost reached: stopped starting requests; partial summary written "
-               "(\"complete\": false). Each run may spend up to --max-cost: rerunning continues from "
-               "the cache and pays only for what is missing"),
+    "budget": (EXIT_BUDGET, "stopped before the next request could pass --max-cost ${max_cost:g} (spent "
+               "${spent:.4f}); partial summary written (\"complete\": false). Each run may spend up to "
+               "--max-cost: rerunning continues from the cache and pays only for what is missing"),
     "interrupted": (EXIT_INTERRUPTED, "interrupted: partial summary written; rerun to continue from the cache"),
     "wait": (EXIT_INCOMPLETE, "stopped: {detail}; partial summary written"),
     "cache": (EXIT_INCOMPLETE, "stopped: {detail}; partial summary written"),
     "error": (EXIT_INCOMPLETE, "stopped by an error; partial summary written"),
+    "unreadable": (EXIT_SUSPECT, "stopped early: {detail}; partial summary written"),
 }
+EARLY_SHOWN = 2  # raw answers shown when the first answers stopped a run (they all look alike)
 
 
 def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
@@ -420,21 +451,29 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     if args.json:
         print(json.dumps(result.summary.to_json(), indent=2, ensure_ascii=False))
     if result.stopped_reason in STOPPED:
+        if result.stopped_reason == "unreadable":
+            show_unreadable(result.unreadable[:EARLY_SHOWN])
         code, message = STOPPED[result.stopped_reason]
-        print(f"rmb-judge: {message.format(detail=result.detail)}", file=sys.stderr)
+        usage = result.summary.usage
+        spent = (usage.cost_usd or 0.0) + usage.unconfirmed_cost_usd
+        said = message.format(detail=result.detail, max_cost=config.execution.engine.max_cost, spent=spent)
+        print(f"rmb-judge: {said}", file=sys.stderr)
         return code
     if not result.complete:
         print("rmb-judge: incomplete: some comparisons failed after all retries; rerun the same "
               "command to retry them", file=sys.stderr)
         return EXIT_INCOMPLETE
     if result.suspect:
-        for raw in result.unreadable:
-            shown = " ".join(str(raw).split())
-            print(f"rmb-judge: unreadable judge answer: {shown[:240]}{'…' if len(shown) > 240 else ''}",
-                  file=sys.stderr)
+        show_unreadable(result.unreadable)
         print(f"rmb-judge: suspect run (see \"warnings\" in {out / 'summary.json'})", file=sys.stderr)
         return EXIT_SUSPECT
     return 0
+
+
+def show_unreadable(raws: list[str]) -> None:
+    for raw in raws:
+        shown = " ".join(str(raw).split())
+        print(f"rmb-judge: unreadable judge answer: {shown[:240]}{'…' if len(shown) > 240 else ''}", file=sys.stderr)
 
 
 def cmd_estimate(args: argparse.Namespace, argv: list[str]) -> int:
@@ -468,15 +507,24 @@ def cmd_report(args: argparse.Namespace, argv: list[str]) -> int:
 
     from . import report
 
-    runs = report.load_runs(args.runs)
-    report.render_terminal(runs, Console(), published=args.published)
+    folders, notes = report.find_runs(args.runs)
+    for note in notes:
+        print(f"rmb-judge: note: {note}", file=sys.stderr)
+    runs = report.load_runs(folders)
+    written = []
     for path, render in ((args.markdown, report.render_markdown), (args.html, report.render_html)):
-        if path:
+        if path:  # before stdout, which may close early (`| head`)
             try:
                 path.write_text(render(runs, published=args.published), encoding="utf-8")
             except OSError as exc:
                 raise UsageError(f"{path}: cannot write ({exc.strerror})") from None
-            print(f"wrote {path}")
+            written.append(path)
+    if args.json:
+        print(report.render_json(runs, published=args.published))
+    else:
+        report.render_terminal(runs, Console(), published=args.published)
+    for path in written:
+        print(f"wrote {path}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 
@@ -503,12 +551,13 @@ def cmd_cache(args: argparse.Namespace, argv: list[str]) -> int:
             verb = "would remove" if args.dry_run else "removed"
             print(f"{verb} {removed} rows from {cache.path}")
         else:
-            out = args.output.open("w", encoding="utf-8") if args.output else sys.stdout
+            to_file = args.output is not None and str(args.output) != "-"
+            out = args.output.open("w", encoding="utf-8") if to_file else sys.stdout
             n = 0
             for row in cache.export():
                 out.write(json.dumps(row, ensure_ascii=False) + "\n")
                 n += 1
-            if args.output:
+            if to_file:
                 out.close()
                 print(f"exported {n} rows to {args.output}")
     finally:
@@ -558,44 +607,60 @@ def cmd_data(args: argparse.Namespace, argv: list[str]) -> int:
 
     dataset = benchmark.load(root)
     manifest = benchmark.manifest()
+    root = dataset.root  # (the RMB_dataset folder inside the one given, if so)
     missing = manifest.missing(root)
     upstream = len(manifest.files)
     if args.action == "validate":
         print(f"{root}: OK: {upstream - len(missing)} of {upstream} scenario files, "
               f"{len(dataset.records)} records, all well-formed")
+    elif args.json:
+        print(json.dumps(data_info(benchmark, dataset, missing), indent=2, ensure_ascii=False))
+        return 0
     else:
-        render_data_info(benchmark, dataset, Console())
+        render_data_info(benchmark, data_info(benchmark, dataset, missing), Console())
     if missing:
         print(f"missing ({len(missing)}; `rmb-judge data fetch` downloads them): {', '.join(missing)}")
     return 0
 
 
-def render_data_info(benchmark: Benchmark, dataset: records.Dataset, console: Console) -> None:
+def data_info(benchmark: Benchmark, dataset: records.Dataset, missing: list[str]) -> dict:
+    """Records and comparisons per section, records per scenario, and the files a copy lacks."""
+    sections: dict[str, Counter] = {}
+    scenarios: Counter = Counter()
+    for r in dataset.records:
+        counts = sections.setdefault(r.section, Counter())
+        counts["records"] += 1
+        counts["comparisons"] += len(r.others)
+        counts["scenarios"] += r.category_path not in scenarios
+        scenarios[r.category_path] += 1
+    return {
+        "root": str(dataset.root),
+        "files_read": len(dataset.files),
+        "upstream_files": len(benchmark.manifest().files),
+        "upstream": benchmark.scenarios_note,
+        "sections": {key: {"scenarios": c["scenarios"], "records": c["records"], "comparisons": c["comparisons"]}
+                     for key, c in sorted(sections.items())},
+        "scenarios": dict(sorted(scenarios.items())),
+        "missing": missing,
+    }
+
+
+def render_data_info(benchmark: Benchmark, info: dict, console: Console) -> None:
     from rich.table import Table
 
-    counts: Counter = Counter()
-    comparisons: Counter = Counter()
-    scenarios: Counter = Counter()
-    section_of: dict[str, str] = {}
-    for r in dataset.records:
-        counts[r.section] += 1
-        comparisons[r.section] += len(r.others)
-        scenarios[r.category_path] += 1
-        section_of[r.category_path] = r.section
-    scenarios_per_section = Counter(section_of.values())
-    console.print(f"{dataset.root}: {len(dataset.files)} scenario files read (upstream: "
-                  f"{len(benchmark.manifest().files)} files, {benchmark.scenarios_note})")
+    console.print(f"{info['root']}: {info['files_read']} scenario files read (upstream: "
+                  f"{info['upstream_files']} files, {info['upstream']})")
     table = Table(title="records per set and section")
     for col in ("section", "scenarios", "records", "comparisons"):
         table.add_column(col)
-    for key in sorted(counts):
-        table.add_row(key, str(scenarios_per_section[key]), str(counts[key]), str(comparisons[key]))
+    for key, counts in info["sections"].items():
+        table.add_row(key, str(counts["scenarios"]), str(counts["records"]), str(counts["comparisons"]))
     console.print(table)
     detail = Table(title="records per scenario")
     detail.add_column("category_path", overflow="fold")
     detail.add_column("records", justify="right")
-    for path in sorted(scenarios):
-        detail.add_row(path, str(scenarios[path]))
+    for path, count in info["scenarios"].items():
+        detail.add_row(path, str(count))
     console.print(detail)
 
 

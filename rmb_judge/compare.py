@@ -17,7 +17,6 @@ difference is called significant only when both say so (p < 0.05 and the interva
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import Any
 from . import benchmarks
 from .errors import DataError, UsageError
 from .intervals import Difference, paired
-from .summary import Summary, data_files, read_summary
+from .summary import Summary, data_files, read_samples, read_summary
 
 OVERALL = "overall"
 SIGNIFICANCE = 0.05
@@ -39,7 +38,7 @@ class RunScores:
     path: Path
     summary: Summary
     records: dict[tuple[str, str], float]  # (category_path, uid) -> the record's score
-    files: dict[str, str] | None  # data file -> SHA-256, from manifest.json (None: not recorded)
+    files: dict[str, str]  # data file -> SHA-256, from manifest.json
 
     @property
     def name(self) -> str:
@@ -84,13 +83,13 @@ class Comparison:
         score = score or self.overall
         if score is None:
             return f"{self.a} and {self.b} share no scored records: nothing to compare"
-        points = f"95% CI {100 * score.low:+.1f} to {100 * score.high:+.1f} points, p = {_p(score.p_value)}"
+        points = f"95% CI {100 * score.low:+.1f} to {100 * score.high:+.1f} points, {_p_is(score.p_value)}"
         if not score.significant:
             return f"no significant difference between {self.a} and {self.b} ({points})"
         ahead, behind = (self.a, self.b) if score.difference > 0 else (self.b, self.a)
         low, high = sorted(abs(100 * x) for x in (score.low, score.high))
         return (f"{ahead} is ahead of {behind} by {abs(100 * score.difference):.1f} points "
-                f"(95% CI {low:.1f} to {high:.1f}, p = {_p(score.p_value)})")
+                f"(95% CI {low:.1f} to {high:.1f}, {_p_is(score.p_value)})")
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -105,31 +104,43 @@ def _p(value: float) -> str:
     return "<0.001" if value < 0.001 else f"{value:.3f}"
 
 
+def _p_is(value: float) -> str:
+    """The p-value in a sentence: "p = 0.012", or "p < 0.001"."""
+    return "p < 0.001" if value < 0.001 else f"p = {value:.3f}"
+
+
 def read_run(folder: Path) -> RunScores:
-    """A run folder's summary, per-record scores and data file hashes; one clear error if unusable."""
+    """A run folder's summary, per-record scores and data file hashes; one clear error if unusable:
+    a damaged line, two lines for one presentation, or lines of one record that disagree on its
+    score."""
     summary = read_summary(folder)
-    samples = folder / "samples.jsonl"
-    records: dict[tuple[str, str], float] = {}
     try:
-        with samples.open(encoding="utf-8") as lines:
-            for number, line in enumerate(lines, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                    key, score = (str(row["category_path"]), str(row["uid"])), row.get("record_correct", ...)
-                except (ValueError, KeyError, TypeError):
-                    raise DataError(f"{samples}, line {number}: not a sample line of rmb-judge") from None
-                if score is ...:
-                    raise DataError(f"{samples}: written by an older rmb-judge (no record_correct); rerun the "
-                                    "same command with --offline to rewrite it from the cache")
-                if score is not None:
-                    records[key] = float(score)
+        files = data_files(folder)
+    except FileNotFoundError:
+        raise DataError(f"{folder}: no manifest.json (compare pairs records only where both runs read the same "
+                        "data file); rerun the same command with --offline to rewrite the folder from the cache"
+                        ) from None
+    samples = folder / "samples.jsonl"
+    records: dict[tuple[str, str], tuple[float | None, int]] = {}  # each record's score, and its first line
+    shown: dict[tuple[str, str, int | None, str | None], int] = {}  # each presentation's line
+    try:
+        for number, line in read_samples(folder):
+            presentation = (line.category_path, line.uid, line.loser_index, line.order)
+            if presentation in shown:
+                raise DataError(f"{samples}, line {number}: a second line for uid {line.uid} of {line.category_path} "
+                                f"(loser_index {line.loser_index}, order {line.order}); line {shown[presentation]} "
+                                "has it")
+            shown[presentation] = number
+            score, first = records.setdefault((line.category_path, line.uid), (line.record_correct, number))
+            if score != line.record_correct:
+                raise DataError(f"{samples}, line {number}: record_correct {line.record_correct} for uid {line.uid} "
+                                f"of {line.category_path}, {score} on line {first}")
     except FileNotFoundError:
         raise UsageError(f"{folder}: no samples.jsonl in this folder (compare needs the per-record scores)") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise DataError(f"{samples}: cannot read ({error})") from None
-    return RunScores(folder, summary, records, data_files(folder))
+    except OSError as error:
+        raise DataError(f"{samples}: cannot read ({error.strerror or error})") from None
+    scored = {key: score for key, (score, _) in records.items() if score is not None}
+    return RunScores(folder, summary, scored, files)
 
 
 def compare(a: RunScores, b: RunScores) -> Comparison:
@@ -144,14 +155,10 @@ def compare(a: RunScores, b: RunScores) -> Comparison:
     sections_by_name = {(s.kind, s.goal): s.key for s in benchmark.sections}
     # an older summary's scenarios may not name their kind and goal: their records cannot be placed
     section_of = {path: key for path, s in scenario.items() if (key := sections_by_name.get((s.set, s.section)))}
-    unequal = set()
-    if a.files is None or b.files is None:
-        result.notes.append("a manifest.json lists no data files: records matched by uid only")
-    else:
-        unequal = {path for path in section_of if a.files.get(f"{path}.json") != b.files.get(f"{path}.json")}
-        if unequal:
-            result.notes.append(f"{len(unequal)} scenarios left out: their data files differ between the runs "
-                                f"({', '.join(sorted(unequal)[:3])}{', ...' if len(unequal) > 3 else ''})")
+    unequal = {path for path in section_of if a.files.get(f"{path}.json") != b.files.get(f"{path}.json")}
+    if unequal:
+        result.notes.append(f"{len(unequal)} scenarios left out: their data files differ between the runs "
+                            f"({', '.join(sorted(unequal)[:3])}{', ...' if len(unequal) > 3 else ''})")
     shared = sorted(k for k in a.records.keys() & b.records.keys() if k[0] not in unequal and k[0] in section_of)
     result.shared = len(shared)
     result.only_a = len(a.records) - len(shared)

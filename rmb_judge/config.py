@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 from .records import Selection
 
+CONFIRM_ABOVE = 10.0  # USD: a run estimated to cost more asks first on a terminal (--confirm-above)
+
 if TYPE_CHECKING:
     from .judges import JudgeSpec
 
@@ -80,6 +82,7 @@ class Execution:
     grace: float = 60.0  # seconds the first Ctrl-C waits for requests in flight
     replace: bool = False  # --out may hold another judge's or settings' run
     max_unparsed: float = 0.05  # more than this share unparsed or failed: a suspect run
+    confirm_above: float | None = CONFIRM_ABOVE  # ask on a terminal before spending more (None: never)
     argv: tuple[str, ...] = ()
 
 

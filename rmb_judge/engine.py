@@ -33,6 +33,7 @@ from .retry import ErrorKind
 
 FILES_SPARE = 64  # open files a run needs besides its connections (cache, data, stdio, ...)
 FAIL_FAST = 10  # this many failures before any answer: stop the run, it is not going to work
+TRIAL_ANSWERS = 20  # live answers read, with at most this many requests in flight, before full speed
 RECLAIM_SECONDS = 0.5  # how often requests another process is sending are looked for again
 _T = TypeVar("_T")
 
@@ -135,6 +136,30 @@ class Stats:
         return self.requests / elapsed if elapsed > 0 else 0.0
 
 
+@dataclass
+class Trial:
+    """A run's first live answers, read before it goes at full concurrency: until
+    TRIAL_ANSWERS have come, at most that many requests are in flight, and if more than
+    `most` of them hold no verdict (a template the judge does not follow, a server answering
+    something else) the run stops, having paid for a few dozen requests instead of all."""
+
+    readable: Callable[[ChatResponse], bool | None]  # a verdict; none (False); a refusal (None)
+    style: str  # the template's verdict style, for the message
+    form: str  # what that style reads, e.g. "[[A]] or [[B]]"
+    most: float = 0.5  # share of unreadable answers above which the run stops
+    answers: int = 0
+    unreadable: int = 0
+
+    def verdict(self) -> str | None:
+        """Once TRIAL_ANSWERS have come: why the run should stop, or None to go on."""
+        if self.unreadable <= self.most * self.answers:
+            return None
+        return (f"{self.unreadable} of the first {self.answers} answers state no verdict in the form the "
+                f"template's verdict style {self.style!r} ({self.form}) asks for, so the rest would be paid for "
+                "losses; check --template against what the judge answers (the answers received are cached; "
+                "--max-unparsed 1 goes on anyway)")
+
+
 class Stopped(Exception):
     """The run is stopping: this request was not sent (or not retried)."""
 
@@ -171,6 +196,7 @@ class Engine:
         stats: Stats | None = None,
         on_outcome: Callable[[tuple[str, int], Outcome], None] = lambda key, outcome: None,
         endpoints: tuple[str, ...] | None = None,
+        trial: Trial | None = None,
     ):
         self.provider = provider
         self.cache = cache
@@ -186,6 +212,9 @@ class Engine:
         if not config.offline:
             make_room_for(config.concurrency)
         self.concurrency = AdaptiveConcurrency(config.concurrency)
+        self.trial = trial
+        if trial is not None:
+            self.concurrency.ceiling = TRIAL_ANSWERS
         self.rpm = RequestRate(config.rpm) if config.rpm else None
         self.tpm = TokenBucket(config.tpm) if config.tpm else None
         self._reserved_cost = 0.0
@@ -404,7 +433,21 @@ class Engine:
                     self._reserved_cost -= est_cost
                     self._reservations -= 1
                     self._budget.notify_all()
-        return await self.keep(job.key, job.sample, job.request, response)
+        outcome = await self.keep(job.key, job.sample, job.request, response)
+        if self.trial is not None:
+            await self._try(self.trial, response)
+        return outcome
+
+    async def _try(self, trial: Trial, response: ChatResponse) -> None:
+        """Count a live answer of the trial; with the last one, stop the run or lift its cap."""
+        trial.answers += 1
+        trial.unreadable += trial.readable(response) is False
+        if trial.answers < TRIAL_ANSWERS:
+            return
+        self.trial = None
+        if reason := trial.verdict():
+            self.stop("unreadable", reason)
+        await self.concurrency.set_ceiling(None)
 
     def _kind(self, exc: BaseException) -> ErrorKind:
         return self.provider.classify(exc)

@@ -43,6 +43,12 @@ class CacheMiss(RmbJudgeError):
     exit_code = 4
 
 
+class Declined(RmbJudgeError):
+    """The user answered no when asked to confirm the cost: nothing was sent."""
+
+    exit_code = 130
+
+
 class StoppedByError(RmbJudgeError):
     """Something unexpected stopped the run after work began (out of memory, a bug): what was
     answered is cached and a partial summary is written; the cause is chained."""

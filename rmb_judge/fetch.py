@@ -247,6 +247,12 @@ async def _download(
                     out.write(chunk)
                     digest.update(chunk)
                     advance(len(chunk))
+    except aiohttp.ClientConnectorError as exc:  # (offline, or a firewall)
+        raise DataError(
+            f"{entry.path}: download failed: cannot reach {exc.host} ({exc.os_error.strerror or exc.os_error}); "
+            f"with a copy of {benchmark.manifest().folder}/ at hand, give --data DIR or set "
+            f"{benchmark.data_variable} instead (or --base-url a mirror)"
+        ) from None
     except (TimeoutError, aiohttp.ClientError) as exc:
         reason = strip_secrets(str(exc) or type(exc).__name__)  # (a redirect's URL may hold a token)
         raise DataError(f"{entry.path}: download failed: {reason} ({url})") from None

@@ -19,14 +19,18 @@ from .benchmark import Benchmark
 from .cache import Cache
 from .config import RunConfig
 from .costs import Estimator
-from .engine import Engine, EngineBacked, Job, Outcome, Stats, answer_cost
-from .errors import FatalProviderError, UsageError
+from .engine import Engine, EngineBacked, Job, Outcome, Stats, Trial, answer_cost
+from .errors import Declined, FatalProviderError, UsageError
 from .judges import make_provider
 from .outputs import UNSAVED
+from .providers.base import ChatResponse
 from .records import Dataset
 from .scoring import Judged, majority
 from .summary import Results, Settings, Usage
-from .verdicts import looks_like_refusal, parse_rating, parse_verdict, verdict_from_ratings
+from .verdicts import STYLE_FORMS, looks_like_refusal, parse_rating, parse_verdict, verdict_from_ratings
+
+TRIAL_SHARE = 0.5  # the first live answers: stop when more than this share holds no verdict
+COUNTED = 2000  # requests whose input tokens the cost line counts (the rest in proportion)
 
 
 class GenerativePlan:
@@ -201,12 +205,29 @@ class GenerativeBackend(EngineBacked):
             self.provider, cache, execution.engine,
             template=self.template.name, template_sha256=self.template.sha256, pricing=self.estimate,
             stats=self.stats, on_outcome=lambda key, outcome: on_answer(key), endpoints=self.endpoints,
+            trial=self._trial(),
         )
         self.batches = BatchRunner(self.engine, execution.poll_interval)
         strict = self.config.task.precision is None
         self.misses = self.plan_.jobs(self.engine.lookup(self.plan_.answers(), strict))
         self._learn_tokens()
         return len(self.misses)
+
+    def _trial(self) -> Trial | None:
+        """The check of the first live answers (engine.Trial): stop when most hold no verdict,
+        unless --max-unparsed allows that many (a batch is paid whole before it is read)."""
+        execution, style = self.config.execution, self.template.style
+        most = max(TRIAL_SHARE, execution.max_unparsed)
+        if execution.batch or most >= 1:
+            return None
+
+        def readable(response: ChatResponse) -> bool | None:
+            text = response.text
+            if (parse_rating(text) if style == "pointwise" else parse_verdict(text, style)) is not None:
+                return True
+            return None if response.refusal or looks_like_refusal(text) else False
+
+        return Trial(readable, style, STYLE_FORMS.get(style, style), most)
 
     def _learn_tokens(self, sample: int = 200) -> None:
         """How the provider counts tokens against our count, from answers already in the
@@ -238,11 +259,39 @@ class GenerativeBackend(EngineBacked):
                   "used for this endpoint (--equivalent-endpoint URL declares one the same)",
                   file=sys.stderr)
         cache.writable(f"{len(misses)} new answers")
-        if probe is None:
+        if probe is not None:
+            for url, reason in zip(self.provider.endpoints, await probe, strict=True):
+                if reason:
+                    raise FatalProviderError(f"cannot reach {url}: {reason}; nothing was sent")
+        if not self.config.execution.engine.offline and not self.config.task.judge.simulated:
+            self._confirm_cost()
+
+    def _confirm_cost(self) -> None:
+        """Before the first request: one line with what the requests to send are estimated to
+        cost (as `estimate` reckons it) and, on a terminal, above --confirm-above, a question."""
+        misses, execution = self.misses, self.config.execution
+        counted = misses[:: max(1, len(misses) // COUNTED)]
+        input_tokens = round(sum(self.estimate.tokens(j.request)[0] for j in counted) * len(misses) / len(counted))
+        output_tokens = len(misses) * self.estimate.output_tokens
+        cost = self.estimate.cost(input_tokens, output_tokens)
+        whole = self.config.task.precision is not None  # a --precision run sends a sample of them
+        sampled = f" (counted on {len(counted):,} of them)" if len(counted) < len(misses) else ""
+        tokens = (f"{input_tokens:,} input tokens{sampled}, "
+                  f"{output_tokens:,} output tokens assumed: {self.estimate.output_tokens} per request")
+        said = (f"cost unknown (genai-prices has no price for {self.config.task.judge.spec})" if cost is None
+                else f"estimated {'at most ' if whole else ''}${cost:.4f}")
+        print(f"rmb-judge: {len(misses)} requests to send: {said} ({tokens})"
+              + ("; --precision sends only the sample it needs of them" if whole else ""), file=sys.stderr)
+        spend = None if cost is None else min(cost, execution.engine.max_cost or cost)
+        if spend is None or execution.confirm_above is None or spend <= execution.confirm_above:
             return
-        for url, reason in zip(self.provider.endpoints, await probe, strict=True):
-            if reason:
-                raise FatalProviderError(f"cannot reach {url}: {reason}; nothing was sent")
+        if not (sys.stdin.isatty() and sys.stderr.isatty()):
+            return  # a script: never blocked
+        print(f"rmb-judge: ${spend:.4f} is above --confirm-above ${execution.confirm_above:g}: send them? [y/N] ",
+              end="", file=sys.stderr, flush=True)
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            raise Declined("not confirmed: nothing was sent (--yes skips the question, --confirm-above USD "
+                           "sets the threshold)")
 
     async def work(self, cache: Cache, on_answer, only: set[Hashable] | None = None) -> None:
         """Send the misses (those in `only`, a --precision round's) live or in batches. Misses

@@ -102,12 +102,22 @@ class AdaptiveConcurrency:
         self.last_decrease = -1e9
         self.decreases = 0
         self._successes = 0
+        self.ceiling: int | None = None  # a cap on the limit while set (see set_ceiling)
         self._changed = asyncio.Condition()
+
+    def _allowed(self) -> int:
+        return int(self.limit) if self.ceiling is None else min(int(self.limit), self.ceiling)
+
+    async def set_ceiling(self, ceiling: int | None) -> None:
+        """Cap the requests in flight at `ceiling` (None: lift the cap), whatever the limit."""
+        async with self._changed:
+            self.ceiling = ceiling
+            self._changed.notify_all()
 
     def try_acquire(self) -> bool:
         """Take a slot without waiting when one is free: the common case, which then costs
         no task and no lock (the loop runs one coroutine at a time, so the check is atomic)."""
-        if self.in_flight < int(self.limit) and self.paused_until <= time.monotonic():
+        if self.in_flight < self._allowed() and self.paused_until <= time.monotonic():
             self.in_flight += 1
             return True
         return False
@@ -116,7 +126,7 @@ class AdaptiveConcurrency:
         async with self._changed:
             while True:
                 wait = self.paused_until - time.monotonic()
-                if wait <= 0 and self.in_flight < int(self.limit):
+                if wait <= 0 and self.in_flight < self._allowed():
                     break
                 try:  # (no wait_for: its inner task could outlive a cancel and block the exit)
                     async with asyncio.timeout(wait if wait > 0 else None):

@@ -31,6 +31,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 
 from . import placement
 from .errors import RmbJudgeError, UsageError
+from .hub import HUB_ID
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -40,7 +41,6 @@ IDENTITY_SUFFIXES = {
 }
 # On CPU bigger batches gain no parallelism and fall out of cache: measured ~25% slower at 16384.
 CPU_BATCH_TOKENS = 4096
-HUB_ID = re.compile(r"^[\w-][\w.-]*(/[\w-][\w.-]*)?$")  # org/name; not ./x or ~/x
 SNAPSHOT = re.compile(r"snapshots/([0-9a-f]{40})/")
 # Attention kernels that take packed sequences without a dense mask (cu_seq_lens).
 VARLEN_ATTENTION = ("flash_attention_2", "flash_attention_3")

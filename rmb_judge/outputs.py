@@ -4,7 +4,9 @@ A run takes the folder before anything else happens: it must be a folder it can 
 no other run may be writing it (a lock file held for the whole run); a run of another judge
 or other settings in it is not overwritten unless the user says `--replace`. Files are
 written to unique temporary names and renamed, so a reader (or a crash) never sees half a
-file and two writers never share a temporary file.
+file and two writers never share a temporary file; they get the permissions the umask gives.
+A run that ends without writing anything (it failed before its first answer) leaves no
+trace: the folders and the lock file it made are removed again.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ import json
 import os
 import platform
 import re
+import secrets
 import sys
-import tempfile
 import time
 from collections.abc import Iterable
 from importlib import metadata
@@ -39,10 +41,15 @@ class RunFolder:
         self.path = path
         if path.exists() and not path.is_dir():
             raise UsageError(f"--out {path}: is a file, not a folder")
+        self._made: list[Path] = [folder for folder in (path, *path.parents) if not folder.exists()]
+        self._made_lock = not (path / LOCK).exists()
+        self._wrote = False
         try:
             path.mkdir(parents=True, exist_ok=True)
             self._lock: TextIO | None = (path / LOCK).open("a+", encoding="utf-8")
         except OSError as exc:
+            self._made_lock = False
+            self._remove_unused()
             raise UsageError(f"--out {path}: cannot write there ({exc.strerror})") from None
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -51,6 +58,7 @@ class RunFolder:
             holder = self._lock.read().strip() or "another process"
             self._lock.close()
             self._lock = None
+            self._made, self._made_lock = [], False  # the other run's
             raise UsageError(
                 f"--out {path}: another rmb-judge run ({holder}) is writing this folder; "
                 "wait for it or choose another --out"
@@ -86,8 +94,20 @@ class RunFolder:
 
     def close(self) -> None:
         if self._lock is not None:
+            if not self._wrote:
+                self._remove_unused()  # (the lock file while it is still held)
             self._lock.close()
             self._lock = None
+
+    def _remove_unused(self) -> None:
+        """Remove the lock file and the folders this run made, where nothing else is in them."""
+        if self._made_lock:
+            (self.path / LOCK).unlink(missing_ok=True)
+        for folder in self._made:
+            try:
+                folder.rmdir()
+            except OSError:  # something else is there now
+                return
 
     def write_json(self, name: str, data: Any) -> None:
         self._write(name, [json.dumps(data, indent=2, ensure_ascii=False) + "\n"])
@@ -97,14 +117,17 @@ class RunFolder:
 
     def _write(self, name: str, chunks: Iterable[str]) -> None:
         target = self.path / name
+        self._wrote = True
+        tmp = self.path / f".{name}.{secrets.token_hex(8)}.tmp"
         try:
-            fd, tmp = tempfile.mkstemp(dir=self.path, prefix=f".{name}.", suffix=".tmp")
+            # O_EXCL: a name no other writer holds; 0o666: the umask decides, as for any file written
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
             try:
                 with os.fdopen(fd, "w", encoding="utf-8") as fh:
                     fh.writelines(chunks)
                 os.replace(tmp, target)
             except BaseException:
-                Path(tmp).unlink(missing_ok=True)
+                tmp.unlink(missing_ok=True)
                 raise
         except OSError as exc:
             raise RmbJudgeError(f"{target}: cannot write ({exc.strerror or exc})") from None

@@ -4,6 +4,7 @@ records is the benchmark's own business (`benchmarks/`)."""
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import hashlib
 import os
@@ -91,6 +92,24 @@ class Dataset:
     files: list[str] = field(default_factory=list)  # scenario files read
     scenarios_found: int = 0  # scenario files present for the selected sets/sections
     sha256: dict[str, str] = field(default_factory=dict)  # file -> digest of the bytes read
+
+
+def unmatched_glob(pattern: str, paths: Sequence[str]) -> str | None:
+    """Why the --scenarios glob `pattern` selects none of the category paths `paths` (with
+    what it may have meant), or None when it selects some."""
+    if not paths or any(fnmatch.fnmatch(path, pattern) for path in paths):
+        return None
+    said = (f"--scenarios {pattern!r} matches no scenario of the chosen sets and sections: a glob matches the "
+            f"whole category_path, e.g. {paths[0]!r}")
+    bare = pattern.strip("*")
+    found = next((path for path in paths if bare and bare.lower() in path.lower()), None)
+    if found is not None:
+        start = found.lower().index(bare.lower())
+        meant = f"*{found[start : start + len(bare)]}*"
+        return f"{said}; {meant!r} matches {sum(1 for path in paths if fnmatch.fnmatch(path, meant))}"
+    parts = sorted({part for path in paths for part in path.split("/")})
+    close = difflib.get_close_matches(bare, parts, n=3, cutoff=0.6)
+    return f"{said}" + (f"; close: {', '.join(repr(f'*{part}*') for part in close)}" if close else "")
 
 
 def user_cache_dir() -> Path:

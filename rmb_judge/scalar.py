@@ -11,6 +11,7 @@ to the summary instead).
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 import warnings
@@ -19,11 +20,12 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from . import comparisons as cmp
+from . import hub
 from .benchmark import Benchmark
 from .cache import Cache, CachedReward, cache_file, text_sha256
 from .config import RunConfig
 from .endpoints import LOCAL
-from .errors import CacheMiss
+from .errors import CacheMiss, FatalProviderError
 from .records import Dataset
 from .scoring import Judged
 from .summary import Results, Usage
@@ -33,6 +35,19 @@ if TYPE_CHECKING:
 
 CHUNK = 256  # answers per cache write and per interruption check
 TRUNCATION_WARNING = 0.01  # more than this share of inputs cut: say so
+
+
+def check_available(model: str) -> None:
+    """Before transformers is imported: a model that cannot be had (hub.py) is one line, and
+    one in the hub cache while the hub cannot be reached loads from the cache alone (the
+    hub client reads HF_HUB_OFFLINE when imported), not after half a minute of retries."""
+    problem, cache_only = hub.availability(model)
+    if problem:
+        raise FatalProviderError(problem)
+    if cache_only:
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        print(f"rmb-judge: {os.environ.get('HF_ENDPOINT', 'https://huggingface.co')} cannot be reached: "
+              f"hf:{model} is loaded from the hub cache", file=sys.stderr)
 
 
 def load_model(config: RunConfig) -> LocalRewardModel:
@@ -149,6 +164,7 @@ class ScalarBackend:
     async def prepare(self) -> None:
         """Load the model's config and tokenizer (a missing folder or a non-reward model is
         an error before the data loads) and know its identity."""
+        check_available(self.config.task.judge.model)
         with quiet_libraries(self.heard):
             self.model = load_model(self.config)
         self.identity = self.model.identity()

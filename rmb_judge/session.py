@@ -120,7 +120,7 @@ class Sampled:
 @dataclass
 class RunResult:
     summary: Summary
-    stopped_reason: str | None  # budget | interrupted | fatal | wait | cache | error
+    stopped_reason: str | None  # budget | interrupted | fatal | wait | cache | error | unreadable
     unreadable: list[str] = field(default_factory=list)  # raw answers no verdict was read from
     detail: str | None = None  # why it stopped early, in a sentence
 

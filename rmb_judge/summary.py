@@ -1,19 +1,62 @@
 """`summary.json`, typed: what a run writes and what `report` and `compare` read back, through
 the same dataclasses. `to_json` and `from_json` are the only places that know its layout; a
-summary written by an older version (fields missing) reads back with their defaults.
+summary written by an older version (fields missing, or null) reads back with their defaults.
+
+Reading back checks every value against its annotation (a string where a count belongs, NaN,
+a score outside [0, 1], an interval that is not two numbers): a damaged run folder is one
+line naming the file and the field, never a traceback or a wrong number. Files are read only
+if they are regular files, and only so far: a link to /dev/zero or a FIFO is refused unopened.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import os
+import stat
 import types
 import typing
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, BinaryIO, TypeVar
 
 from .errors import DataError, UsageError
+
+JSON_LIMIT = 64 << 20  # bytes of summary.json or manifest.json read at most (a real one is far smaller)
+LINE_LIMIT = 64 << 20  # bytes of one samples.jsonl line read at most
+
+
+ROUNDING = 1e-9  # how far a mean of scores in [0, 1] may stray outside it by float rounding (1.0000000000000002)
+
+
+@dataclass(frozen=True)
+class Within:
+    """An annotation: the number lies in [low, high] (give or take float rounding)."""
+
+    low: float
+    high: float
+
+    def check(self, value: Any, where: str) -> None:
+        if not self.low - ROUNDING <= value <= self.high + ROUNDING:
+            raise DataError(f"{where}: {value!r} is outside [{self.low:g}, {self.high:g}]")
+
+
+@dataclass(frozen=True)
+class Length:
+    """An annotation: the list holds exactly n items."""
+
+    n: int
+
+    def check(self, value: Any, where: str) -> None:
+        if len(value) != self.n:
+            raise DataError(f"{where}: expected {self.n} numbers, got {len(value)}")
+
+
+Fraction = Annotated[float, Within(0.0, 1.0)]  # a score, a rate or a chance level
+Interval = Annotated[list[Fraction], Length(2)]  # 95% [low, high] of a fraction
+Count = Annotated[int, Within(0, math.inf)]  # records, comparisons, verdicts of a kind
 
 
 @dataclass
@@ -64,16 +107,16 @@ class Usage:
 
 @dataclass
 class SectionCounts:
-    n: int = 0  # records
-    comparisons: int = 0
-    wins: int = 0
-    ties: int = 0
-    losses: int = 0
-    unparsed: int = 0
-    refused: int = 0
-    failed: int = 0
-    truncated: int = 0
-    equal_rewards: int = 0
+    n: Count = 0  # records
+    comparisons: Count = 0
+    wins: Count = 0
+    ties: Count = 0
+    losses: Count = 0
+    unparsed: Count = 0
+    refused: Count = 0
+    failed: Count = 0
+    truncated: Count = 0
+    equal_rewards: Count = 0
 
 
 @dataclass
@@ -81,27 +124,27 @@ class ScenarioScore:
     category_path: str = ""
     set: str = ""  # the record kind (RMB: pairwise | bon)
     section: str = ""  # the goal (RMB: helpfulness | harmlessness)
-    n: int = 0
-    accuracy: float | None = None
-    interval: list[float] | None = None  # 95%, of the accuracy
-    population: int | None = None  # a --precision run: the scenario's records in the selection
-    unparsed: int = 0
-    refused: int = 0
-    failed: int = 0
-    truncated: int = 0
+    n: Count = 0
+    accuracy: Fraction | None = None
+    interval: Interval | None = None  # 95%, of the accuracy
+    population: Count | None = None  # a --precision run: the scenario's records in the selection
+    unparsed: Count = 0
+    refused: Count = 0
+    failed: Count = 0
+    truncated: Count = 0
 
 
 @dataclass
 class Position:
     """How often the first-shown answer was picked, and how often two orders agree."""
 
-    first_pick_rate: float | None = None
-    first_pick_interval: list[float] | None = None
-    by_section: dict[str, float] = field(default_factory=dict)
-    by_section_intervals: dict[str, list[float]] = field(default_factory=dict)
-    consistency: float | None = None
-    consistency_interval: list[float] | None = None
-    consistency_n: int = 0
+    first_pick_rate: Fraction | None = None
+    first_pick_interval: Interval | None = None
+    by_section: dict[str, Fraction] = field(default_factory=dict)
+    by_section_intervals: dict[str, Interval] = field(default_factory=dict)
+    consistency: Fraction | None = None
+    consistency_interval: Interval | None = None
+    consistency_n: Count = 0
 
 
 @dataclass
@@ -109,10 +152,10 @@ class Agreement:
     """With --samples K > 1: how often all K votes agree, and the mean majority share."""
 
     samples: int = 0
-    unanimous_rate: float | None = None
-    unanimous_interval: list[float] | None = None
-    mean_majority_share: float | None = None
-    mean_majority_share_interval: list[float] | None = None
+    unanimous_rate: Fraction | None = None
+    unanimous_interval: Interval | None = None
+    mean_majority_share: Fraction | None = None
+    mean_majority_share_interval: Interval | None = None
 
 
 @dataclass
@@ -133,12 +176,12 @@ class Sampling:
 @dataclass
 class DataInfo:
     root: str = ""
-    scenario_files_found: int = 0
-    scenario_files_read: int = 0
-    records: int = 0  # selected
-    records_scored: int = 0
-    comparisons_judged: int = 0
-    comparisons_expected: int = 0
+    scenario_files_found: Count = 0
+    scenario_files_read: Count = 0
+    records: Count = 0  # selected
+    records_scored: Count = 0
+    comparisons_judged: Count = 0
+    comparisons_expected: Count = 0
 
 
 @dataclass
@@ -181,16 +224,16 @@ class Summary:
     benchmark: str = "rmb"
     simulated: bool = False
     complete: bool = False
-    stopped_reason: str | None = None  # precision | budget | interrupted | fatal | wait | cache | error
+    stopped_reason: str | None = None  # precision | budget | interrupted | fatal | wait | cache | error | unreadable
     suspect: bool = False
     warnings: list[str] = field(default_factory=list)
     settings: Settings = field(default_factory=Settings)
-    scores: dict[str, float | None] = field(default_factory=dict)
+    scores: dict[str, Fraction | None] = field(default_factory=dict)
     # 95% [low, high] of each score (None where the score is None); intervals.py says how
-    intervals: dict[str, list[float] | None] = field(default_factory=dict)
-    macro: dict[str, float | None] = field(default_factory=dict)
-    macro_intervals: dict[str, list[float] | None] = field(default_factory=dict)
-    chance: dict[str, float | None] = field(default_factory=dict)
+    intervals: dict[str, Interval | None] = field(default_factory=dict)
+    macro: dict[str, Fraction | None] = field(default_factory=dict)
+    macro_intervals: dict[str, Interval | None] = field(default_factory=dict)
+    chance: dict[str, Fraction | None] = field(default_factory=dict)
     sections: dict[str, SectionCounts] = field(default_factory=dict)
     scenarios: list[ScenarioScore] = field(default_factory=list)
     position: Position | None = None
@@ -204,8 +247,55 @@ class Summary:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Summary:
-        """Read a summary, tolerating what older versions lacked or wrote differently."""
-        return _load(cls, data)
+        """Read a summary, tolerating what older versions lacked; a value of the wrong type or
+        range is a DataError naming its field."""
+        return _load(cls, data, "")
+
+
+@dataclass
+class SampleScore:
+    """A samples.jsonl line as `compare` reads it back: which presentation of which
+    comparison, and the score its record got (None: a record a stopped run did not finish)."""
+
+    category_path: str
+    uid: str
+    record_correct: Fraction | None
+    loser_index: int | None = None  # Best-of-N: which loser
+    order: str | None = None  # AB: the label-preferred answer shown first
+
+
+def open_regular(file: Path) -> BinaryIO:
+    """`file` opened for reading, if it is a regular file. Opened without blocking and then
+    checked, so a FIFO is refused rather than waited on and a link to a device (/dev/zero,
+    read until memory runs out) rather than read. FileNotFoundError passes through."""
+    try:
+        fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise
+    except OSError as error:
+        raise UsageError(f"{file}: cannot read ({error.strerror})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise DataError(f"{file}: not a regular file (a device, a FIFO or a link to one)")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
+def read_json(file: Path) -> Any:
+    """A run folder's JSON file (FileNotFoundError if absent); one clear error if it is
+    not a regular file, too big, or not JSON."""
+    with open_regular(file) as handle:
+        raw = handle.read(JSON_LIMIT + 1)
+    if len(raw) > JSON_LIMIT:
+        raise DataError(f"{file}: larger than {JSON_LIMIT >> 20} MiB: not a file rmb-judge wrote")
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except json.JSONDecodeError as error:
+        raise DataError(
+            f"{file}: not valid JSON ({error.msg} at line {error.lineno}, column {error.colno})"
+        ) from None
+    except UnicodeDecodeError:
+        raise DataError(f"{file}: not UTF-8 text") from None
 
 
 def read_summary(folder: Path) -> Summary:
@@ -213,61 +303,134 @@ def read_summary(folder: Path) -> Summary:
     file = folder / "summary.json"
     if not folder.is_dir():
         raise UsageError(f"{folder}: no such run folder")
-    if not file.is_file():
-        raise UsageError(f"{folder}: no summary.json in this folder (is it the --out folder of a run?)")
     try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise DataError(
-            f"{file}: not valid JSON ({error.msg} at line {error.lineno}, column {error.colno})"
-        ) from None
-    except UnicodeDecodeError:
-        raise DataError(f"{file}: not UTF-8 text") from None
-    except OSError as error:
-        raise UsageError(f"{file}: cannot read ({error.strerror})") from None
+        data = read_json(file)
+    except FileNotFoundError:
+        raise UsageError(f"{folder}: no summary.json in this folder (is it the --out folder of a run?)") from None
     if not isinstance(data, dict) or not isinstance(data.get("judge"), str):
         raise DataError(f'{file}: not an rmb-judge summary (no "judge" string)')
-    return Summary.from_json(data)
-
-
-def data_files(folder: Path) -> dict[str, str] | None:
-    """The data files' SHA-256 that a run folder's manifest.json lists (None: not recorded or unreadable)."""
     try:
-        files = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))["data"]["files"]
-    except (OSError, ValueError, LookupError, TypeError):
-        return None
-    return {str(k): str(v) for k, v in files.items()} if isinstance(files, dict) else None
+        return Summary.from_json(data)
+    except DataError as error:
+        raise DataError(f"{file}: {error}") from None
+
+
+def read_samples(folder: Path) -> Iterator[tuple[int, SampleScore]]:
+    """Each line of a run folder's samples.jsonl (FileNotFoundError if absent) with its
+    number, typed; one clear error naming the file and line if a line is not a sample of
+    rmb-judge, or (with a hint to rewrite it) one written before `record_correct` existed."""
+    file = folder / "samples.jsonl"
+    with open_regular(file) as handle:
+        for number, raw in enumerate(iter(lambda: handle.readline(LINE_LIMIT + 1), b""), 1):
+            where = f"{file}, line {number}"
+            if len(raw) > LINE_LIMIT:
+                raise DataError(f"{where}: longer than {LINE_LIMIT >> 20} MiB: not a sample line of rmb-judge")
+            if not raw.strip():
+                continue
+            try:
+                row = json.loads(raw.decode("utf-8"))
+            except (ValueError, UnicodeDecodeError):
+                raise DataError(f"{where}: not a sample line of rmb-judge (not JSON)") from None
+            if isinstance(row, dict) and "record_correct" not in row:
+                raise DataError(f"{file}: written by an older rmb-judge (no record_correct); rerun the "
+                                "same command with --offline to rewrite it from the cache")
+            try:
+                yield number, _load(SampleScore, row, "")
+            except DataError as error:
+                raise DataError(f"{where}: {error}") from None
+
+
+def data_files(folder: Path) -> dict[str, str]:
+    """The data files' SHA-256 that a run folder's manifest.json lists (FileNotFoundError if
+    it has none); one clear error if it cannot be read or lists no data files."""
+    file = folder / "manifest.json"
+    manifest = read_json(file)
+    data = manifest.get("data") if isinstance(manifest, dict) else None
+    files = data.get("files") if isinstance(data, dict) else None
+    if files is None:
+        raise DataError(f"{file}: lists no data files (data.files)")
+    try:
+        return _convert(dict[str, str], files, "data.files")
+    except DataError as error:
+        raise DataError(f"{file}: {error}") from None
 
 
 _T = TypeVar("_T")
 
 
-def _load(cls: type[_T], data: Any) -> _T:
+def _load(cls: type[_T], data: Any, where: str) -> _T:
     """A dataclass from a JSON object: known fields converted by their annotations, unknown
-    ones ignored, missing ones left at their defaults."""
-    hints = typing.get_type_hints(cls)
+    ones ignored, missing (or null) ones left at their defaults; a field without a default
+    must be present."""
+    _expect(isinstance(data, dict), "an object", data, where)
+    hints = _hints(cls)
     values = {}
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        if isinstance(data, dict) and f.name in data:
-            values[f.name] = _convert(hints[f.name], data[f.name])
+        name = f"{where}.{f.name}" if where else f.name
+        value = data.get(f.name)
+        if f.name not in data or (value is None and not _optional(hints[f.name])):
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise DataError(f"{name}: missing")
+            continue
+        values[f.name] = _convert(hints[f.name], value, name)
     return cls(**values)
 
 
-def _convert(hint: Any, value: Any) -> Any:
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    """A dataclass's field annotations, resolved once (resolving them is most of a line's reading)."""
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls, include_extras=True)
+    return _HINTS[cls]
+
+
+def _optional(hint: Any) -> bool:
+    return typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in typing.get_args(hint)
+
+
+def _convert(hint: Any, value: Any, where: str) -> Any:
+    """`value` as `hint` says, or a DataError naming `where`."""
     origin = typing.get_origin(hint)
+    if origin is Annotated:
+        base, *marks = typing.get_args(hint)
+        converted = _convert(base, value, where)
+        for mark in marks:
+            mark.check(converted, where)
+        return converted
     if origin in (typing.Union, types.UnionType):
-        options = [a for a in typing.get_args(hint) if a is not type(None)]
         if value is None:
             return None
-        return _convert(options[0], value) if len(options) == 1 else value
+        (option,) = [a for a in typing.get_args(hint) if a is not type(None)]
+        return _convert(option, value, where)
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-        return _load(hint, value) if isinstance(value, dict) else hint()
+        return _load(hint, value, where)
     if origin is list:
         (item,) = typing.get_args(hint)
-        return [_convert(item, v) for v in value] if isinstance(value, list) else []
+        _expect(isinstance(value, list), "a list", value, where)
+        return [_convert(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         _, item = typing.get_args(hint)
-        return {k: _convert(item, v) for k, v in value.items()} if isinstance(value, dict) else {}
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        _expect(isinstance(value, dict), "an object", value, where)
+        return {k: _convert(item, v, f"{where}.{k}") for k, v in value.items()}
+    if hint is float:
+        _expect(isinstance(value, int | float) and not isinstance(value, bool), "a number", value, where)
+        _expect(math.isfinite(value), "a finite number", value, where)
         return float(value)
+    if hint is int:
+        _expect(isinstance(value, int) and not isinstance(value, bool), "a whole number", value, where)
+        return value
+    _expect(isinstance(value, hint), {str: "a string", bool: "true or false"}.get(hint, hint.__name__), value, where)
     return value
+
+
+def _expect(ok: bool, what: str, value: Any, where: str) -> None:
+    if not ok:
+        raise DataError(f"{where + ': ' if where else ''}expected {what}, got {_shown(value)}")
+
+
+def _shown(value: Any) -> str:
+    """A JSON value, short, for an error message."""
+    text = "NaN" if isinstance(value, float) and math.isnan(value) else json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 40 else text[:39] + "…"

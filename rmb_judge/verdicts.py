@@ -57,6 +57,9 @@ Verdict = Literal["A", "B", "tie"]
 
 _PAIRWISE_STYLES = ("rmb", "arena-hard", "json")
 _STYLES = (*_PAIRWISE_STYLES, "pointwise")
+# what each style reads, in a few words (for messages)
+STYLE_FORMS = {"rmb": "[[A]] or [[B]]", "arena-hard": "[[A>>B]] ... [[B>>A]]", "json": '{"winner": "A"}',
+               "pointwise": "a 1-10 rating"}
 
 
 def verdict_style_names() -> tuple[str, ...]:

@@ -101,7 +101,13 @@ def test_bad_key_is_fatal_at_once(data_root, tmp_path):
     (["--devices", "cuda:0"], "--devices: not used by a generative judge"),
     # OpenAI reasoning models take no temperature: it would be recorded and keyed, never sent
     (["--judge", "openai:o3", "--temperature", "0.5"], "--temperature: openai:o3 is a reasoning model"),
-    (["--judge", "openai:gpt-5-mini", "--samples", "3", "--temperature", "1"], "--temperature: openai:gpt-5-mini")])
+    (["--judge", "openai:gpt-5-mini", "--samples", "3", "--temperature", "1"], "--temperature: openai:gpt-5-mini"),
+    (["--scenarios", "Chat"], "--scenarios 'Chat' matches no scenario"),
+    (["--scenarios", "chat"], "a glob matches the whole category_path"),
+    (["--scenarios", "chat"], "'*Chat*' matches 6"),
+    (["--scenarios", "*Dicsussion*"], "close: '*Discussion*'"),
+    (["--sets", "pairwise", "--scenarios", "BoN_set/*"], "of the chosen sets and sections"),
+    (["--sample", "3"], "for 3 votes per comparison, --samples 3")])
 def test_bad_flags_are_one_line(bad, message, data_root, tmp_path, capsys):
     """In-process: a usage error needs no process of its own to be checked."""
     from rmb_judge.cli import EXIT_USAGE, main

@@ -1,9 +1,14 @@
 """The smaller commands as a user types them: data info/validate/fetch, the manifest,
 and the live view."""
 
+import argparse
 import hashlib
 import json
+import os
 import re
+import stat
+import subprocess
+import sys
 import threading
 import tomllib
 from collections import Counter
@@ -11,6 +16,7 @@ from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pytest
 from conftest import RMB, make_config, present_files
 from rich.console import Console
 
@@ -42,6 +48,36 @@ def test_data_validate_names_the_bad_record(data_root, tmp_path, capsys):
     assert cli.main(["data", "validate", "--data", str(tmp_path / "RMB_dataset")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("rmb-judge: BoN_set/Helpfulness/Chat/Discussion.json: record 3:") and "\n" not in err
+
+
+def test_a_repeated_uid_is_a_bad_record(data_root, tmp_path, capsys):
+    """Two records with one uid in a scenario would be one record to compare, --precision and
+    the samples: validate names the second, and a run refuses the file."""
+    bad = tmp_path / "RMB_dataset" / "Pairwise_set" / "Helpfulness" / "Chat"
+    bad.mkdir(parents=True)
+    items = json.loads((data_root / "Pairwise_set/Helpfulness/Chat/Discussion.json").read_text())
+    items[5]["pair_uid"] = items[2]["pair_uid"]
+    (bad / "Discussion.json").write_text(json.dumps(items))
+    assert cli.main(["data", "validate", "--data", str(tmp_path / "RMB_dataset")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("rmb-judge: Pairwise_set/Helpfulness/Chat/Discussion.json: record 5: pair_uid") \
+        and "record 2" in err and "\n" not in err
+    assert cli.main(["run", "--judge", "mock", "--data", str(tmp_path / "RMB_dataset"), "--out", str(tmp_path / "out"),
+                     "--cache", str(tmp_path / "cache"), "--no-progress"]) == 2
+    assert "record 5: pair_uid" in capsys.readouterr().err and not (tmp_path / "out" / "summary.json").exists()
+
+
+def test_a_run_that_fails_before_its_first_answer_leaves_no_folder(data_root, tmp_path, capsys):
+    """Nothing answered, nothing written: the --out folders the run made are gone again (an
+    empty one broke `report runs/*`); a folder that was there before stays as it was."""
+    args = ["run", "--judge", "openai:gpt-4o-mini", "--offline", "--data", str(data_root), "--limit", "1",
+            "--cache", str(tmp_path / "cache"), "--no-progress"]
+    assert cli.main([*args, "--out", str(tmp_path / "runs" / "new")]) == cli.EXIT_OFFLINE_MISS
+    assert not (tmp_path / "runs").exists()
+    (tmp_path / "kept").mkdir()
+    assert cli.main([*args, "--out", str(tmp_path / "kept")]) == cli.EXIT_OFFLINE_MISS
+    assert list((tmp_path / "kept").iterdir()) == []
+    assert "--offline" in capsys.readouterr().err
 
 
 def test_data_fetch_from_a_mirror(data_root, tmp_path, capsys):
@@ -157,3 +193,140 @@ def test_batch_against_an_endpoint_without_a_batch_api(data_root, tmp_path, caps
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert code == 3 and err == (f"rmb-judge: --batch: {api.openai_url} has no batch API (HTTP 404 when "
                                  "creating a batch); run without --batch")
+
+
+# ---------------------------------------------------------------- pipes and files
+
+
+@pytest.fixture(scope="module")
+def mock_run(data_root, tmp_path_factory):
+    """A small mock run's folder and its cache."""
+    root = tmp_path_factory.mktemp("mock_run")
+    run(make_config(judge=parse_spec("mock"), data=data_root, out=root / "run", cache=root / "cache",
+                    selection=records.Selection(limit=4, scenarios=["*Chat*"])))
+    return root
+
+
+def test_report_writes_its_files_when_stdout_closes_early(mock_run, tmp_path):
+    """`report --html X | head`: X is written whatever happens to stdout, and no traceback."""
+    page = tmp_path / "board.html"
+    done = subprocess.run(f"{sys.executable} -m rmb_judge.cli report {mock_run / 'run'} --html {page} "
+                          f"--markdown {tmp_path / 'board.md'} | head -n 0", shell=True, capture_output=True,
+                          text=True, timeout=60)
+    assert page.read_text().startswith("<!DOCTYPE html>") and (tmp_path / "board.md").read_text()
+    assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr
+
+
+def test_output_dash_is_stdout(mock_run, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["cache", "export", "--cache", str(mock_run / "cache"), "--output", "-"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert rows and not (tmp_path / "-").exists()
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_run_files_follow_the_umask(umask, data_root, tmp_path):
+    before = os.umask(umask)
+    try:
+        run(make_config(judge=parse_spec("mock"), data=data_root, out=tmp_path / "o", cache=tmp_path / "c",
+                        selection=records.Selection(limit=1, scenarios=["*Chat/Discussion"])))
+    finally:
+        os.umask(before)
+    for name in ("summary.json", "samples.jsonl", "manifest.json"):
+        assert stat.S_IMODE((tmp_path / "o" / name).stat().st_mode) == 0o666 & ~umask, name
+
+
+def _parsers(parser, name="rmb-judge"):
+    """Every command's parser, by its command line."""
+    yield name, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub, inner in action.choices.items():
+                yield from _parsers(inner, f"{name} {sub}")
+
+
+def test_every_argument_of_every_command_is_described(capsys):
+    for name, parser in _parsers(cli.build_parser()):
+        for action in parser._actions:
+            assert action.help, f"{name}: {action.option_strings or action.dest} has no help"
+    with pytest.raises(SystemExit):
+        cli.main(["compare", "--help"])
+    text = capsys.readouterr().out
+    assert "95% interval" in text and "%%" not in text
+
+
+def test_report_and_data_info_print_json(mock_run, data_root, capsys):
+    summary = json.loads((mock_run / "run" / "summary.json").read_text())
+    assert cli.main(["report", str(mock_run / "run"), "--json"]) == 0
+    board = json.loads(capsys.readouterr().out)
+    (shown,) = board["runs"]
+    assert shown["judge"] == "mock" and shown["path"] == str(mock_run / "run") and shown["rank"] == 1
+    assert shown["scores"] == {k: summary["scores"][k] for k in shown["scores"]} and "overall" in shown["scores"]
+    assert shown["intervals"]["overall"] == summary["intervals"]["overall"] and shown["simulated"] is True
+    assert cli.main(["data", "info", "--data", str(data_root), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    dataset = RMB.load(data_root)
+    assert sum(info["scenarios"].values()) == len(dataset.records) == sum(s["records"] for s in info["sections"].values())
+    assert info["sections"]["bon_helpfulness"]["comparisons"] == sum(
+        len(r.others) for r in dataset.records if r.section == "bon_helpfulness")
+    assert info["files_read"] == len(present_files()) and info["upstream_files"] == len(RMB.manifest().files)
+
+
+def test_a_p_value_below_a_thousandth_reads_p_below(mock_run, data_root, tmp_path, capsys, monkeypatch):
+    from fake_api import FAKE_KEY, FakeAPI, label_judge
+
+    monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
+    dataset = RMB.load(data_root, records.Selection(scenarios=["*Chat*"]))
+    with FakeAPI(label_judge(dataset.records)).run_in_thread() as api:
+        run(make_config(judge="openai:gpt-4o-mini", data=data_root, out=tmp_path / "label", cache=tmp_path / "cache",
+                        base_urls=[api.openai_url], selection=records.Selection(limit=4, scenarios=["*Chat*"])))
+    assert cli.main(["compare", str(tmp_path / "label"), str(mock_run / "run")]) == 0
+    out = capsys.readouterr().out
+    assert "p < 0.001)" in out and "p = <" not in out
+
+
+def test_a_budget_stop_says_it_stopped_before_passing_it(data_root, tmp_path, capsys, monkeypatch):
+    """--max-cost stops before a request that could pass it: "reached" misread a stop at a
+    third of the budget."""
+    from fake_api import FAKE_KEY, FakeAPI
+
+    monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
+    with FakeAPI().run_in_thread() as api:
+        code = cli.main(["run", "--judge", "openai:gpt-4o-mini", "--base-url", api.openai_url, "--data", str(data_root),
+                         "--scenarios", "*Chat*", "--limit", "2", "--out", str(tmp_path / "o"), "--cache",
+                         str(tmp_path / "c"), "--no-progress", "--max-cost", "0.003"])
+    err = capsys.readouterr().err
+    spent = json.loads((tmp_path / "o" / "summary.json").read_text())["usage"]["cost_usd"]
+    assert code == cli.EXIT_BUDGET and "reached" not in err
+    assert f"stopped before the next request could pass --max-cost $0.003 (spent ${spent:.4f})" in err
+
+
+def test_data_fetch_that_cannot_reach_its_host_points_at_data(tmp_path, capsys):
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        mirror = f"http://127.0.0.1:{sock.getsockname()[1]}/"
+    assert cli.main(["data", "fetch", "--data", str(tmp_path / "d"), "--base-url", mirror,
+                     "--only", "BoN_set/Harmlessness/S1.json"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "cannot reach 127.0.0.1" in err and "--data DIR" in err and "RMB_DATA" in err
+
+
+def test_data_given_the_folder_above_the_dataset(data_root, tmp_path, capsys):
+    """--data pointing at the folder that holds RMB_dataset/ (a clone of the upstream repo)
+    reads the dataset inside; a folder holding it one level further down names it."""
+    (tmp_path / "clone").mkdir()
+    (tmp_path / "clone" / "RMB_dataset").symlink_to(data_root)
+    assert cli.main(["data", "info", "--data", str(tmp_path / "clone"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["root"] == str(tmp_path / "clone" / "RMB_dataset") and info["files_read"] == len(present_files())
+    assert cli.main(["run", "--judge", "mock", "--data", str(tmp_path / "clone"), "--limit", "1", "--scenarios",
+                     "*Chat/Discussion", "--out", str(tmp_path / "o"), "--cache", str(tmp_path / "c")]) == 0
+    manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    assert manifest["data"]["root"] == str(tmp_path / "clone" / "RMB_dataset")
+    (tmp_path / "above" / "other").mkdir(parents=True)
+    (tmp_path / "above" / "other" / "data").symlink_to(data_root)
+    assert cli.main(["data", "info", "--data", str(tmp_path / "above")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "not an RMB_dataset folder" in err and f"{tmp_path / 'above' / 'other' / 'data'} holds one" in err

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from collections import defaultdict
 
 import pytest
@@ -154,3 +155,178 @@ def test_swapping_a_sampled_run_and_a_full_run_only_flips_the_sign(tmp_path, dat
     sampled = json.loads((tmp_path / "sample" / "summary.json").read_text())
     overall = next(s for s in backward.scores if s.key == "overall")
     assert overall.a == pytest.approx(sampled["scores"]["overall"])
+
+
+# ---------------------------------------------------------------- damaged run folders
+
+
+def _kind(value) -> str:
+    """A JSON value's kind: two numbers are one kind, true is not a number."""
+    return {bool: "bool", int: "number", float: "number", str: "string", list: "array", dict: "object"}.get(
+        type(value), "null")
+
+
+def _fields(value, path=()):
+    """Every field path of a JSON value (a list's first item standing for the rest)."""
+    if path:
+        yield path
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _fields(item, (*path, key))
+    elif isinstance(value, list) and value:
+        yield from _fields(value[0], (*path, 0))
+
+
+def _replaced(data, path, value):
+    data = json.loads(json.dumps(data))
+    parent = data
+    for key in path[:-1]:
+        parent = parent[key]
+    parent[path[-1]] = value
+    return data
+
+
+WRONG = ("1", True, [], {}, float("nan"), 5.0, -1)
+SAID = {("judge",): 'not an rmb-judge summary (no "judge" string)', ("benchmark",): "unknown benchmark"}
+
+
+def test_every_field_of_a_damaged_summary_is_read_or_one_line(runs, tmp_path):
+    """Each field of a real summary (with every optional block filled) replaced by a value of
+    each wrong kind: report and compare read it or refuse it in one line naming the file and
+    the field, never a traceback; a value of another JSON kind than the field's, NaN, a score
+    above 1 or a negative count is always refused."""
+    import shutil
+
+    from rmb_judge.errors import DataError
+    from rmb_judge.summary import Agreement, Sampling
+
+    folder = tmp_path / "damaged"
+    shutil.copytree(runs / "label", folder)
+    base = json.loads((folder / "summary.json").read_text())
+    base["agreement"] = Agreement(3, 0.9, [0.8, 0.95], 0.96, [0.9, 0.99]).__dict__
+    base["precision"] = Sampling(0.05, 2.05, 0.04, True, 3, 20, 40, 80, 40).__dict__
+    base["position"]["by_section"] = {"pairwise_helpfulness": 0.5}
+    base["position"]["by_section_intervals"] = {"pairwise_helpfulness": [0.4, 0.6]}
+    other, tried, refused = read_run(runs / "mock"), 0, 0
+    for path in _fields(base):
+        where = ".".join(str(k) if isinstance(k, str) else f"[{k}]" for k in path).replace(".[", "[")
+        original = base
+        for key in path:
+            original = original[key]
+        for value in WRONG:
+            (folder / "summary.json").write_text(json.dumps(_replaced(base, path, value)))
+            tried += 1
+            try:
+                loaded = load_runs([folder])
+                render_terminal(loaded, Console(file=io.StringIO(), width=120))
+                render_markdown(loaded)
+                render_html(loaded)
+                compared = compare(read_run(folder), other)
+                cli_render(compared)
+            except DataError as error:
+                refused += 1
+                message, file = str(error), folder / "summary.json"
+                assert message.startswith((f"{file}: {where}", f"{file}: {SAID.get(path)}")), message
+                assert "\n" not in message
+                continue
+            numeric = _kind(original) == "number" and _kind(value) == "number"
+            must_refuse = (
+                (original is not None and _kind(value) != _kind(original))
+                or (numeric and value != value)
+                or (numeric and value == 5.0 and path[0] in ("scores", "intervals", "macro", "chance"))
+                or (numeric and value == -1 and path[0] in ("sections", "data") and path[-1] != "root")
+            )
+            assert not must_refuse, f"{where} = {value!r} was accepted"
+    assert tried > 900 and refused > 0.8 * tried
+
+
+def cli_render(comparison) -> str:
+    from rmb_judge.compare import render
+
+    return render(comparison)
+
+
+def _samples_with(runs, tmp_path, change) -> str:
+    """A copy of the mock run whose samples.jsonl lines went through `change` (a list of dicts
+    in, a list out); the copy's path."""
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(runs / "mock", copy)
+    lines = [json.loads(line) for line in (copy / "samples.jsonl").read_text().splitlines()]
+    (copy / "samples.jsonl").write_text("".join(json.dumps(line) + "\n" for line in change(lines)))
+    return str(copy)
+
+
+@pytest.mark.parametrize("value", [5.0, -0.5, float("nan"), "1", True, [1]])
+def test_a_record_score_that_is_no_score_is_one_line(value, runs, tmp_path, capsys):
+    copy = _samples_with(runs, tmp_path, lambda lines: [{**lines[0], "record_correct": value}, *lines[1:]])
+    assert cli.main(["compare", str(runs / "label"), copy]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "samples.jsonl, line 1: record_correct" in err
+
+
+def test_every_field_compare_reads_of_a_sample_line_is_read_or_one_line(runs, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(runs / "mock", copy)
+    lines = (copy / "samples.jsonl").read_text().splitlines()
+    bon = json.loads(next(line for line in lines if json.loads(line)["loser_index"] is not None))
+    for field in ("category_path", "uid", "loser_index", "order", "record_correct"):
+        for value in WRONG:
+            (copy / "samples.jsonl").write_text("\n".join([json.dumps({**bon, field: value}), *lines]) + "\n")
+            code = cli.main(["compare", str(runs / "label"), str(copy)])
+            err = capsys.readouterr().err.strip()
+            if code == 2:
+                assert len(err.splitlines()) == 1 and "samples.jsonl, line 1: " in err, err
+            else:
+                assert code == 0 and _kind(value) == _kind(bon[field]) and value == value, (field, value)
+
+
+def test_two_lines_for_one_presentation_are_one_line(runs, tmp_path, capsys):
+    """A repeated line is refused, not read as "the last one wins"; so are two lines of one
+    record that disagree on its score."""
+    copy = _samples_with(runs, tmp_path, lambda lines: [*lines, {**lines[0], "record_correct": 1 - lines[0]["record_correct"]}])
+    assert cli.main(["compare", str(runs / "label"), copy]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "a second line for uid" in err and "line 1 has it" in err
+
+    def disagree(lines):
+        pair = next(i for i, line in enumerate(lines) if line["loser_index"] == 1)
+        lines[pair]["record_correct"] = 1 - lines[pair]["record_correct"]
+        return lines
+
+    copy = _samples_with(runs, tmp_path / "b", disagree)
+    assert cli.main(["compare", copy, str(runs / "label")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "record_correct" in err and "on line" in err
+
+
+def test_a_folder_without_manifest_is_one_line(runs, tmp_path, capsys):
+    copy = _samples_with(runs, tmp_path, lambda lines: lines)
+    (tmp_path / "copy" / "manifest.json").unlink()
+    assert cli.main(["compare", str(runs / "label"), copy]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no manifest.json" in err and "--offline" in err
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("name", ["samples.jsonl", "summary.json", "manifest.json"])
+@pytest.mark.parametrize("special", ["/dev/zero", "fifo"])
+def test_a_file_that_is_no_regular_file_is_refused_unread(name, special, runs, tmp_path, capsys):
+    """A link to /dev/zero is read until memory runs out and a FIFO blocks forever: both are
+    refused before reading, by compare and report alike."""
+    copy = tmp_path / "copy"
+    _samples_with(runs, tmp_path, lambda lines: lines)
+    (copy / name).unlink()
+    if special == "fifo":
+        os.mkfifo(copy / name)
+    else:
+        (copy / name).symlink_to(special)
+    assert cli.main(["compare", str(runs / "label"), str(copy)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{copy / name}: not a regular file" in err
+    if name == "summary.json":
+        assert cli.main(["report", str(copy)]) == 2
+        assert f"{copy / name}: not a regular file" in capsys.readouterr().err

@@ -175,3 +175,30 @@ def test_core_profile_pulls_no_torch(tmp_path):
     assert {"rmb-judge", "openai", "anthropic", "rich"} <= resolved
     assert not resolved & HEAVY, f"the core install pulls {sorted(resolved & HEAVY)}"
     assert not [n for n in resolved if n.startswith("nvidia-")]
+
+
+def test_a_hub_model_that_cannot_be_had_fails_before_torch_is_installed(tmp_path):
+    """bin/rmb-judge --judge hf:ID on a checkout without the local extra: an ID the hub cannot
+    give is one line before the torch install starts (nothing installed, no .venv made)."""
+    import socket
+
+    clone = tmp_path / "clone"
+    shutil.copytree(ROOT / "bin", clone / "bin")
+    (clone / "rmb_judge").mkdir()
+    shutil.copy(ROOT / "rmb_judge" / "hub.py", clone / "rmb_judge" / "hub.py")
+    shutil.copy(ROOT / "pyproject.toml", clone / "pyproject.toml")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        hub = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    env = {k: v for k, v in clean_env().items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env |= {"HF_ENDPOINT": hub, "HF_HUB_CACHE": str(tmp_path / "hub"), "PYTHON": sys.executable}
+    command = [str(clone / "bin" / "rmb-judge"), "run", "--judge", "hf:someorg/some-reward-model", "--out", "x"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 3 and not (clone / ".venv").exists()
+    assert done.stderr.splitlines() == [
+        f"rmb-judge: hf:someorg/some-reward-model: cannot reach {hub} to download it (Connection refused), and "
+        f"it is not in the hub cache {tmp_path / 'hub'}; give a local folder, or download it where the hub can be "
+        "reached; nothing was installed"]
+    done = subprocess.run(command, env=env | {"HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 3 and "HF_HUB_OFFLINE=1 forbids downloading it" in done.stderr
+    assert not (clone / ".venv").exists()

@@ -89,8 +89,11 @@ def test_absent_files_and_missing_folder(data_root, tmp_path):
     assert ds.scenarios_found == 1 and {r.kind for r in ds.records} == {"bon"}
     with pytest.raises(DataError, match="not found"):
         RMB.load(tmp_path / "nowhere")
+    assert RMB.load(tmp_path).root == root  # the folder above RMB_dataset/ (a clone of upstream) reads it
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("")
     with pytest.raises(DataError, match="not an RMB_dataset folder"):
-        RMB.load(tmp_path)
+        RMB.load(tmp_path / "notes")
 
 
 def test_absent_files_against_selection_are_the_callers_to_report(data_root, tmp_path):

@@ -241,6 +241,29 @@ def test_a_json_that_is_no_summary_of_a_known_benchmark_is_one_clear_error(tmp_p
         load_runs([tmp_path / "run"])
 
 
+def test_report_passes_over_folders_without_a_summary_and_takes_their_parent(tmp_path, capsys, monkeypatch):
+    """`report runs/*` where one folder holds no run (a failed command's) reports the others
+    with a note; `report runs` reports every run inside."""
+    from rmb_judge import cli
+
+    monkeypatch.setenv("COLUMNS", "250")
+    paths = dataset_paths()[:3]
+    write_run(tmp_path / "runs" / "a", "openai:gpt-4o", paths, 1, settings={})
+    write_run(tmp_path / "runs" / "b", "anthropic:claude-3-5-sonnet", paths, 2, settings={})
+    (tmp_path / "runs" / "failed").mkdir()
+    (tmp_path / "runs" / "board.html").write_text("")
+    assert cli.main(["report", *sorted(str(p) for p in (tmp_path / "runs").iterdir())]) == 0
+    out, err = capsys.readouterr()
+    assert "openai:gpt-4o" in out and "anthropic:claude-3-5-sonnet" in out
+    assert f"rmb-judge: note: {tmp_path / 'runs' / 'failed'}: passed over: no summary.json" in err
+    assert f"{tmp_path / 'runs' / 'board.html'}: passed over: not a folder" in err
+    assert cli.main(["report", str(tmp_path / "runs")]) == 0
+    out, err = capsys.readouterr()
+    assert "openai:gpt-4o" in out and "anthropic:claude-3-5-sonnet" in out and not err
+    assert cli.main(["report", str(tmp_path / "runs" / "failed")]) == 2
+    assert "failed: passed over: no summary.json" in capsys.readouterr().err
+
+
 def test_a_missing_folder_is_one_clear_error(tmp_path):
     with pytest.raises(RmbJudgeError, match=rf"^{re.escape(str(tmp_path / 'gone'))}: no such run folder$"):
         load_runs([tmp_path / "gone"])

@@ -97,6 +97,61 @@ def test_hf_missing_model_is_one_line(data_root, tmp_path, capsys):
     assert code != 0 and "nope" in err[-1]
 
 
+def closed_port() -> str:
+    """A local URL nothing listens on: connecting is refused at once."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def test_a_hub_model_that_cannot_be_had_is_one_line(data_root, tmp_path, capsys, monkeypatch):
+    """An unreachable hub, or HF_HUB_OFFLINE=1, and a model not in the hub cache: one line at
+    once, not half a minute of the hub client's retries, and no run folder."""
+    import time
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", hub := closed_port())
+    args = ["run", "--judge", "hf:someorg/some-reward-model", "--data", str(data_root), "--limit", "1",
+            "--out", str(tmp_path / "o"), "--cache", str(tmp_path / "c"), "--no-progress"]
+    started = time.monotonic()
+    assert cli.main(args) == cli.EXIT_FATAL
+    err = capsys.readouterr().err.strip().splitlines()
+    assert time.monotonic() - started < 10 and not (tmp_path / "o").exists()
+    assert len(err) == 1 and err[0].startswith(f"rmb-judge: hf:someorg/some-reward-model: cannot reach {hub}")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert cli.main(args) == cli.EXIT_FATAL
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "HF_HUB_OFFLINE=1 forbids downloading it" in err[0]
+
+
+def test_a_cached_hub_model_loads_from_the_cache_when_the_hub_cannot_be_reached(model_dir, data_root, tmp_path):
+    """The hub client would retry for half a minute before falling back to its cache: with
+    the hub unreachable, a cached model is loaded from the cache at once, and says so."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    repo = tmp_path / "hub" / "models--someorg--tiny-rm"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    shutil.copytree(model_dir, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env |= {"HF_HUB_CACHE": str(tmp_path / "hub"), "HF_ENDPOINT": closed_port()}
+    done = subprocess.run([sys.executable, "-m", "rmb_judge.cli", "run", "--judge", "hf:someorg/tiny-rm", "--data",
+                           str(data_root), "--limit", "1", "--scenarios", "*Chat/Discussion", "--out",
+                           str(tmp_path / "o"), "--cache", str(tmp_path / "c"), "--no-progress"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "cannot be reached: hf:someorg/tiny-rm is loaded from the hub cache" in done.stderr
+    assert "Retrying" not in done.stderr and json.loads((tmp_path / "o" / "summary.json").read_text())["complete"]
+
+
 def test_totals_add_up_over_chunks_and_truncation_is_shown(model_dir, data_root, tmp_path, capsys):
     """More answers than one scoring chunk (256): the totals are the whole run's, not the last
     chunk's; truncated inputs are counted live and in the summary, with a warning."""

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import RMB
-from fake_api import FAKE_KEY, FakeAPI, Fault, Reply, prompt_digest
+from fake_api import FAKE_KEY, FakeAPI, Fault, Reply, hash_judge, prompt_digest, prompt_text
 
 from rmb_judge import cli
 from rmb_judge.cache import FILENAME
@@ -66,6 +66,42 @@ def test_unreadable_verdicts_make_a_suspect_run(data_root, tmp_path, capsys):
         # the same judge with a template it answers: a sound run
         assert run_cli(tmp_path, data_root, url=api.openai_url, out="rmb") == 0
         assert summary_of(tmp_path, "rmb")["suspect"] is False
+
+
+def test_a_judge_answering_without_verdicts_is_stopped_early(data_root, tmp_path, capsys):
+    """A server whose answers hold no verdict the template reads is stopped after its first
+    answers, even at --concurrency 256 (fewer than 100 of 187 requests sent), exit 6, naming
+    the verdict style and showing two answers; what was paid is cached, so going on with
+    --max-unparsed 1 sends each remaining request once and none twice."""
+    select = ("--scenarios", "*Chat*", "--limit", "20")
+    with FakeAPI(lambda body, wire: Reply("Both answers are helpful and well written."), latency=0.2).run_in_thread() as api:
+        code = run_cli(tmp_path, data_root, "--concurrency", "256", url=api.openai_url, select=select)
+        err = capsys.readouterr().err
+        sent = len(api.calls())
+        summary = summary_of(tmp_path)
+        assert code == cli.EXIT_SUSPECT and sent < 100
+        assert summary["stopped_reason"] == "unreadable" and summary["suspect"] and not summary["complete"]
+        assert "verdict style 'rmb' ([[A]] or [[B]])" in err
+        assert err.count("unreadable judge answer: Both answers are helpful and well written.") == 2
+        assert run_cli(tmp_path, data_root, "--concurrency", "256", "--max-unparsed", "1", url=api.openai_url,
+                       select=select) == 0
+        bodies = [prompt_digest(json.dumps(c.body["messages"])) for c in api.calls()]
+        assert len(bodies) == len(set(bodies)) > 150  # (distinct requests: some serve two comparisons)
+        assert summary_of(tmp_path)["complete"]
+
+
+def test_a_judge_with_a_few_unreadable_answers_is_not_stopped(data_root, tmp_path):
+    """One answer in eight without a verdict (more than --max-unparsed allows, far from most)
+    runs to the end: suspect, not stopped."""
+    def sometimes(body, wire):
+        return Reply("no verdict here") if int(prompt_digest(prompt_text(body, "openai")), 16) % 8 == 0 else hash_judge(body, wire)
+
+    with FakeAPI(sometimes).run_in_thread() as api:
+        code = run_cli(tmp_path, data_root, "--concurrency", "64", url=api.openai_url,
+                       select=("--scenarios", "*Chat*", "--limit", "20"))
+    summary = summary_of(tmp_path)
+    assert code == cli.EXIT_SUSPECT and summary["complete"] and summary["stopped_reason"] is None
+    assert 0 < summary["usage"]["unparsed"] < 0.3 * summary["data"]["comparisons_judged"]
 
 
 def test_suspect_threshold_is_a_flag(data_root, tmp_path):
@@ -598,3 +634,82 @@ def test_a_data_folder_with_no_scenario_files_points_at_data_fetch(tmp_path, cap
     code = cli.main(["run", "--judge", "mock", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "o"),
                      "--cache", str(tmp_path / "c")])
     assert code == 2 and "data fetch" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- the cost, before spending
+
+
+def in_terminal(args, answer: str | None, timeout: float = 90.0) -> tuple[int, str]:
+    """Run the CLI with stdin, stdout and stderr on a pseudo-terminal, as typed at one;
+    `answer` is typed once a question ends in "[y/N] ". Returns the exit status and all it showed."""
+    import pty
+    import select
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the CLI on the terminal
+        os.execvpe(sys.executable, [sys.executable, "-m", "rmb_judge.cli", *map(str, args)],
+                   {**os.environ, "OPENAI_API_KEY": FAKE_KEY, "COLUMNS": "200"})
+    shown, deadline = b"", time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.5)
+            if ready:
+                try:
+                    chunk = os.read(fd, 65536)
+                except OSError:  # the child ended and closed the terminal
+                    break
+                if not chunk:
+                    break
+                shown += chunk
+                if answer is not None and shown.rstrip().endswith(b"[y/N]"):
+                    os.write(fd, answer.encode() + b"\n")
+                    answer = None
+            elif os.waitpid(pid, os.WNOHANG)[0]:
+                break
+        else:
+            os.kill(pid, signal.SIGKILL)
+            raise AssertionError(f"still running after {timeout} s: {shown.decode(errors='replace')[-2000:]}")
+    finally:
+        os.close(fd)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), shown.decode(errors="replace").replace("\r\n", "\n")
+
+
+CONFIRM_SELECT = ("--scenarios", "*Chat*", "--limit", "3")
+
+
+def test_the_cost_is_shown_before_the_first_request(data_root, tmp_path, capsys):
+    """One line with the estimate for what will be sent, before anything is: the same number
+    as `rmb-judge estimate`; a script (no terminal) is never asked, whatever the cost."""
+    assert cli.main(["estimate", "--judge", f"openai:{MODEL}", "--data", str(data_root), *CONFIRM_SELECT,
+                     "--cache", str(tmp_path / "cache"), "--json"]) == 0
+    estimated = json.loads(capsys.readouterr().out)
+    with FakeAPI().run_in_thread() as api:
+        assert run_cli(tmp_path, data_root, "--confirm-above", "0.0001", url=api.openai_url, select=CONFIRM_SELECT) == 0
+        err = capsys.readouterr().err
+        assert len(api.calls()) == estimated["requests"]
+    line = next(line for line in err.splitlines() if "to send:" in line)
+    assert line == (f"rmb-judge: {estimated['requests']} requests to send: estimated ${estimated['cost_usd']:.4f} "
+                    f"({estimated['input_tokens']:,} input tokens, {estimated['output_tokens']:,} output tokens "
+                    f"assumed: {estimated['output_tokens_per_request']} per request)")
+    assert err.index(line) < err.index("[rmb-judge] ")  # before the first progress line
+    assert run_cli(tmp_path, data_root, url=api.openai_url, select=CONFIRM_SELECT) == 0  # all cached: nothing to say
+    assert "to send:" not in capsys.readouterr().err
+
+
+def test_a_terminal_is_asked_before_spending_above_the_threshold(data_root, tmp_path):
+    with FakeAPI().run_in_thread() as api:
+        args = ["run", "--judge", f"openai:{MODEL}", "--base-url", api.openai_url, "--data", data_root,
+                *CONFIRM_SELECT, "--out", tmp_path / "out", "--cache", tmp_path / "cache", "--no-progress"]
+        code, shown = in_terminal([*args, "--confirm-above", "0.0001"], "n")
+        assert code == cli.EXIT_INTERRUPTED and not api.calls() and not (tmp_path / "out").exists()
+        assert "above --confirm-above $0.0001: send them? [y/N]" in shown and "nothing was sent" in shown
+        code, shown = in_terminal(args, None)  # under the default threshold ($10): not asked
+        assert code == 0 and "[y/N]" not in shown and api.calls()
+        sent = len(api.calls())
+        code, shown = in_terminal([*args, "--limit", "4", "--confirm-above", "0.0001", "--out", tmp_path / "more"], "y")
+        assert code == 0 and len(api.calls()) > sent
+        sent = len(api.calls())
+        code, shown = in_terminal([*args, "--limit", "5", "--confirm-above", "0.0001", "--yes", "--out",
+                                   tmp_path / "yes"], None)
+        assert code == 0 and "[y/N]" not in shown and len(api.calls()) > sent

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ..benchmark import Benchmark, Section
-from ..errors import DataError
+from ..errors import DataError, UsageError
 from ..records import (
     ROLES,
     SURROGATE_ESCAPE,
@@ -26,11 +26,13 @@ from ..records import (
     Message,
     Record,
     Selection,
+    unmatched_glob,
     unpaired_surrogate,
 )
 
 SETS = {"pairwise": "Pairwise_set", "bon": "BoN_set"}  # kind -> folder
 GOALS = {"helpfulness": "Helpfulness", "harmlessness": "Harmlessness"}  # goal -> folder
+UIDS = {"pairwise": "pair_uid", "bon": "bon_uid"}  # kind -> its records' uid field
 
 
 class RMB(Benchmark):
@@ -60,16 +62,24 @@ class RMB(Benchmark):
         return found
 
     def check_root(self, root: Path) -> Path:
+        """The dataset folder `root` names: itself, or the RMB_dataset/ inside it (`--data` given
+        a clone of the upstream repository)."""
         root = Path(root)
         if not root.is_dir():
             raise DataError(
                 f"{root}: RMB data folder not found (give --data DIR, set {self.data_variable}, "
                 "or run `rmb-judge data fetch`)"
             )
-        if not any((root / folder).is_dir() for folder in SETS.values()) and any(
-            not entry.name.startswith(".") for entry in root.iterdir()
-        ):  # an empty folder (or one holding only a fetch's hidden staging folder) is just unfilled
-            raise DataError(f"{root}: not an RMB_dataset folder (no Pairwise_set/ or BoN_set/ inside)")
+        if _holds_sets(root):
+            return root
+        if _holds_sets(inner := root / self.manifest().folder):
+            return inner
+        entries = [entry for entry in _listed(root) if not entry.name.startswith(".")]
+        if entries:  # an empty folder (or one holding only a fetch's hidden staging folder) is just unfilled
+            below = next((folder for entry in entries if entry.is_dir()
+                          for folder in (entry, *_listed(entry)) if _holds_sets(folder)), None)
+            held = f"; {below} holds one: give --data {below}" if below else ""
+            raise DataError(f"{root}: not an RMB_dataset folder (no Pairwise_set/ or BoN_set/ inside){held}")
         return root
 
     def check_selection(self, selection: Selection) -> None:
@@ -79,6 +89,11 @@ class RMB(Benchmark):
         for name in selection.sections:
             if name not in GOALS:
                 raise DataError(f"--sections: unknown section {name!r} (choose from {', '.join(GOALS)})")
+        prefixes = tuple(f"{SETS[k]}/{GOALS[g]}/" for k in selection.sets for g in selection.sections)
+        upstream = [e.path.removesuffix(".json") for e in self.manifest().files if e.path.startswith(prefixes)]
+        for pattern in selection.scenarios:
+            if problem := unmatched_glob(pattern, upstream):
+                raise UsageError(problem)
 
     def load(self, root: Path, selection: Selection | None = None) -> Dataset:
         """Load and select records; raises DataError naming the file and record on bad input,
@@ -93,12 +108,21 @@ class RMB(Benchmark):
                 f"or give --data DIR / set {self.data_variable})"
             )
         dataset = Dataset(root=root, records=[], scenarios_found=len(files))
+        first: dict[tuple[str, str], Record] = {}  # each (scenario, uid)'s record
         for path in files:
             relative = path.relative_to(root).as_posix()
             if not selection.wants_file(relative.removesuffix(".json")):
                 continue
             dataset.files.append(relative)
-            chosen = [r for r in self.read_file(root, path, dataset.sha256) if selection.wants_record(r)]
+            read = list(self.read_file(root, path, dataset.sha256))
+            for record in read:
+                if (seen := first.setdefault((record.category_path, record.uid), record)) is not record:
+                    raise DataError(
+                        f"{record.file}: record {record.index}: {UIDS[record.kind]} {record.uid!r} repeats record "
+                        f"{seen.index}{'' if seen.file == record.file else f' of {seen.file}'} in scenario "
+                        f"{record.category_path} (scores, compare and --precision tell records apart by it)"
+                    )
+            chosen = [r for r in read if selection.wants_record(r)]
             dataset.records.extend(chosen[: selection.limit] if selection.limit else chosen)
         return dataset
 
@@ -137,13 +161,24 @@ class RMB(Benchmark):
         return "/".join(category_path.split("/")[2:]) or category_path
 
 
+def _holds_sets(folder: Path) -> bool:
+    return any((folder / name).is_dir() for name in SETS.values())
+
+
+def _listed(folder: Path) -> list[Path]:
+    """A folder's entries, sorted (none if it cannot be read)."""
+    try:
+        return sorted(folder.iterdir())
+    except OSError:
+        return []
+
+
 def parse_record(item: object, kind: str, goal: str, section: str, file: str, index: int) -> Record:
     where = f"{file}: record {index}"
     if not isinstance(item, dict):
         raise DataError(f"{where}: expected an object, got {type(item).__name__}")
-    uid_key = "pair_uid" if kind == "pairwise" else "bon_uid"
     try:
-        uid = str(item[uid_key])
+        uid = str(item[UIDS[kind]])
         conversation = tuple(_message(m, where) for m in item["conversation_input"])
         if kind == "pairwise":
             preferred = _answer(item["chosen"], where, "chosen")

@@ -17,7 +17,7 @@ from typing import Any
 
 from .. import benchmarks
 from ..benchmark import Benchmark
-from ..errors import DataError, UsageError
+from ..errors import DataError, RmbJudgeError, UsageError
 from ..summary import Results, SectionCounts, Settings, Summary, Usage, data_files, read_summary
 
 OVERALL = "overall"  # the score summary.json keeps beside its sections' (their mean)
@@ -91,6 +91,34 @@ class Run:
         return sum(known) / len(known) if known and len(known) == len(scored) else None
 
 
+def find_runs(paths: list[Path]) -> tuple[list[Path], list[str]]:
+    """The run folders among `paths` (as `report runs/*` or `report runs` gives them): each
+    folder holding a summary.json, or else the subfolders that hold one; the rest (a folder of
+    a run that failed before writing anything, a file beside the runs) is passed over with a
+    note. A path that does not exist, or no run at all, is an error."""
+    found: list[Path] = []
+    notes: list[str] = []
+    for path in map(Path, paths):
+        if not path.exists():
+            raise UsageError(f"{path}: no such run folder")
+        if _holds_run(path):
+            found.append(path)
+        elif inner := sorted(child for child in path.iterdir() if _holds_run(child)) if path.is_dir() else []:
+            found.extend(inner)
+        else:
+            notes.append(f"{path}: passed over: " + ("no summary.json in it or its subfolders" if path.is_dir()
+                                                     else "not a folder"))
+    if not found:
+        raise UsageError(notes[0] if len(notes) == 1 else f"no run folder (one holding a summary.json) among "
+                         f"the {len(notes)} paths given")
+    return list(dict.fromkeys(found)), notes
+
+
+def _holds_run(folder: Path) -> bool:
+    summary = folder / "summary.json"
+    return folder.is_dir() and (summary.exists() or summary.is_symlink())
+
+
 def load_runs(paths: list[Path]) -> list[Run]:
     """Read each folder's summary.json; a bad folder is one clear error naming it."""
     return _distinct_labels([_load_run(Path(path)) for path in paths])
@@ -107,8 +135,9 @@ def _load_run(folder: Path) -> Run:
 
 def _data_digest(folder: Path) -> str | None:
     """A digest of the data files' hashes that manifest.json lists; optional, so any problem is None."""
-    files = data_files(folder)
-    if not files:
+    try:
+        files = data_files(folder)
+    except (FileNotFoundError, RmbJudgeError):
         return None
     return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
 
