@@ -294,7 +294,8 @@ def test_a_budget_stop_says_it_stopped_before_passing_it(data_root, tmp_path, ca
     with FakeAPI().run_in_thread() as api:
         code = cli.main(["run", "--judge", "openai:gpt-4o-mini", "--base-url", api.openai_url, "--data", str(data_root),
                          "--scenarios", "*Chat*", "--limit", "2", "--out", str(tmp_path / "o"), "--cache",
-                         str(tmp_path / "c"), "--no-progress", "--max-cost", "0.003"])
+                         str(tmp_path / "c"), "--no-progress", "--max-cost", "0.003",
+                         "--price", "published"])
     err = capsys.readouterr().err
     spent = json.loads((tmp_path / "o" / "summary.json").read_text())["usage"]["cost_usd"]
     assert code == cli.EXIT_BUDGET and "reached" not in err

@@ -700,7 +700,8 @@ def test_the_cost_is_shown_before_the_first_request(data_root, tmp_path, capsys)
 def test_a_terminal_is_asked_before_spending_above_the_threshold(data_root, tmp_path):
     with FakeAPI().run_in_thread() as api:
         args = ["run", "--judge", f"openai:{MODEL}", "--base-url", api.openai_url, "--data", data_root,
-                *CONFIRM_SELECT, "--out", tmp_path / "out", "--cache", tmp_path / "cache", "--no-progress"]
+                *CONFIRM_SELECT, "--out", tmp_path / "out", "--cache", tmp_path / "cache", "--no-progress",
+                "--price", "published"]
         code, shown = in_terminal([*args, "--confirm-above", "0.0001"], "n")
         assert code == cli.EXIT_INTERRUPTED and not api.calls() and not (tmp_path / "out").exists()
         assert "above --confirm-above $0.0001: send them? [y/N]" in shown and "nothing was sent" in shown
