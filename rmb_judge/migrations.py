@@ -179,3 +179,14 @@ def m006_claims(db: sqlite3.Connection) -> None:
             PRIMARY KEY (key, sample)
         )"""
     )
+
+
+@migration
+def m007_batch_intents(db: sqlite3.Connection) -> None:
+    """A batch is recorded before the provider is asked to create it (state 'creating', its
+    tag standing in for the id the provider has not given yet), so a creation whose answer
+    is lost is looked for, not paid for again. `tag` is what the provider keeps with the
+    batch; `owner` and `lease_until` say which process is creating it, and until when."""
+    db.execute("ALTER TABLE batches ADD COLUMN tag TEXT")
+    db.execute("ALTER TABLE batches ADD COLUMN owner TEXT")
+    db.execute("ALTER TABLE batches ADD COLUMN lease_until REAL")
