@@ -5,9 +5,12 @@ this aiohttp server instead. It speaks OpenAI Chat Completions, Files and Batche
 `/v1` and at the root, so one URL serves both SDKs) and Anthropic Messages and Message
 Batches (under `/v1`) and Gemini generateContent, Files and Batches (under `/v1beta`, which
 GoogleProvider pins, and `/v1`, the SDK's default; batches under `/v1beta` only, as
-`/v1/batches/ID` is OpenAI's). What the "model" answers comes from a `responder`; failures come
-from a per-call `schedule`, a seeded `fault_rate`, a `capacity_rpm` limit or `required_key`.
-Every request is recorded in `requests`.
+`/v1/batches/ID` is OpenAI's). Batches are listed newest first as each API pages them, with
+OpenAI's metadata and Gemini's display name as created. What the "model" answers comes from
+a `responder`; failures come from a per-call `schedule` (batch items too, whose output
+lines it can break: `Fault.no_body()`, ...), a seeded `fault_rate`, a `capacity_rpm` limit or
+`required_key`; batch creations can fail after the batch was made (`fail_after_create`) and
+status answers trickle in (`status_trickle`). Every request is recorded in `requests`.
 
     async with FakeAPI() as api:            # or: with FakeAPI().run_in_thread() as api:
         api.schedule(Fault.http(429, retry_after=1), None, Reply("[[B]]"))
@@ -391,7 +394,8 @@ class FakeBatch:
     outcomes: dict[str, Outcome]  # decided at creation
     created: float = field(default_factory=time.monotonic)
     created_at: float = field(default_factory=time.time)  # what the API reports as its creation time
-    tag: str | None = None  # openai: metadata; google: displayName (anthropic batches have no tag)
+    metadata: dict[str, str] | None = None  # openai: as created with
+    display_name: str | None = None  # google: as created with (anthropic batches keep neither)
     input_file_id: str = ""
     polls: int = 0
     cancelled: bool = False
@@ -954,7 +958,7 @@ class FakeAPI:
             return self._error("openai", 400)
         batch = self._create_batch("openai", items, "batch_")
         batch.input_file_id = body["input_file_id"]
-        batch.tag = json.dumps(body.get("metadata")) if body.get("metadata") is not None else None
+        batch.metadata = body.get("metadata")
         return await self._created(request, "openai", self._openai_batch_object(batch, ended=False))
 
     async def _openai_batch_get(self, request: web.Request) -> web.StreamResponse:
@@ -1009,7 +1013,7 @@ class FakeAPI:
                 "completed": states["succeeded"] if ended else 0,
                 "failed": len(batch.outcomes) - states["succeeded"] if ended else 0,
             },
-            "metadata": json.loads(batch.tag) if batch.tag else None,
+            "metadata": batch.metadata,
         }
 
     def _write_openai_results(self, batch: FakeBatch) -> None:
@@ -1174,7 +1178,7 @@ class FakeAPI:
             return self._error("google", 400)
         batch = self._create_batch("google", items, "gbatch-")
         batch.input_file_id = source
-        batch.tag = body.get("batch", {}).get("displayName")
+        batch.display_name = body.get("batch", {}).get("displayName")
         return await self._created(request, "google", self._google_batch_object(batch, ended=False))
 
     async def _google_batch_get(self, request: web.Request) -> web.StreamResponse:
@@ -1215,7 +1219,7 @@ class FakeAPI:
         metadata: dict[str, Any] = {
             "@type": "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch",
             "model": f"models/{next(iter(batch.bodies.values()))['model']}",
-            **({"displayName": batch.tag} if batch.tag else {}),
+            **({"displayName": batch.display_name} if batch.display_name else {}),
             "state": f"BATCH_STATE_{state}", "createTime": _rfc3339(batch.created_at),
             "batchStats": {"requestCount": str(total), "pendingRequestCount": str(total - done),
                            "successfulRequestCount": str(states["succeeded"] if ended else 0),
