@@ -529,6 +529,7 @@ class FakeAPI:
         self.files: dict[str, bytes] = {}
         # the next batch creations are made, then answered with these (see fail_after_create)
         self.create_faults: deque[Fault] = deque()
+        self.refused_creates: deque[Fault] = deque()  # the next batch creations fail with these, made or not
         self.status_trickle: float | None = None  # set: seconds between the bytes of a batch status answer
         self._script: deque[Outcome | None] = deque()
         self._attempts: Counter[bytes] = Counter()  # body digest -> times seen, for fault_rate
@@ -572,6 +573,10 @@ class FakeAPI:
     def pooling_calls(self) -> list[Call]:
         """The /pooling requests received (a served reward model's scoring calls)."""
         return [c for c in self.requests if c.path == "/pooling"]
+
+    def fail_before_create(self, *faults: Fault) -> None:
+        """The next batch creations fail with these error statuses before any batch is made."""
+        self.refused_creates.extend(faults)
 
     def fail_after_create(self, *faults: Fault) -> None:
         """The next batch creations succeed on the server, then are answered with these:
@@ -956,6 +961,8 @@ class FakeAPI:
         items = [(line["custom_id"], line["body"]) for line in map(json.loads, filter(None, lines))]
         if not items:
             return self._error("openai", 400)
+        if self.refused_creates:
+            return self._fault(self.refused_creates.popleft(), "openai", {})
         batch = self._create_batch("openai", items, "batch_")
         batch.input_file_id = body["input_file_id"]
         batch.metadata = body.get("metadata")
@@ -1057,6 +1064,8 @@ class FakeAPI:
         items = [(item["custom_id"], item["params"]) for item in body.get("requests", [])]
         if not items:
             return self._error("anthropic", 400)
+        if self.refused_creates:
+            return self._fault(self.refused_creates.popleft(), "anthropic", {})
         batch = self._create_batch("anthropic", items, "msgbatch_")
         return await self._created(request, "anthropic", self._anthropic_batch_object(request, batch, ended=False))
 
@@ -1176,6 +1185,8 @@ class FakeAPI:
         items = [(line["key"], {**line["request"], "model": model}) for line in lines]
         if not items:
             return self._error("google", 400)
+        if self.refused_creates:
+            return self._fault(self.refused_creates.popleft(), "google", {})
         batch = self._create_batch("google", items, "gbatch-")
         batch.input_file_id = source
         batch.display_name = body.get("batch", {}).get("displayName")

@@ -146,6 +146,20 @@ def test_a_batch_whose_creation_answer_is_lost_is_found_and_paid_once(wire, faul
 
 
 @pytest.mark.parametrize("wire", WIRES)
+def test_a_creation_that_failed_before_the_batch_was_made_is_tried_again(wire, data_root, tmp_path):
+    """A 500 that made no batch: the provider's list is searched, nothing found, and the
+    creation tried again (the file uploaded once): one batch."""
+    with FakeAPI().run_in_thread() as api:
+        api.fail_before_create(Fault.http(500))
+        result = run(config(api, wire, tmp_path, data_root, batch=True))
+        listings = [c for c in api.requests if c.method == "GET" and c.path.rstrip("/").endswith("batches")]
+        uploads = [c for c in api.requests if c.method == "POST" and c.path.endswith("/files")]
+        assert api.batches_created == 1 and len(listings) == 1
+        assert len(uploads) == (0 if wire == "anthropic" else 1)
+    assert result.complete and result.json["usage"]["requests"] == api.batch_items()
+
+
+@pytest.mark.parametrize("wire", WIRES)
 def test_killed_while_the_creation_answer_is_on_its_way_the_rerun_pays_nothing_more(wire, data_root, tmp_path):
     with FakeAPI().run_in_thread() as api:
         needed = requests_needed(api, wire, tmp_path, data_root)
