@@ -124,11 +124,10 @@ def _same(a: ChatResponse | str, b: ChatResponse | str) -> bool:
 
 
 async def bounded(call: Awaitable[_T], seconds: float) -> _T:
-    """`await call`, given up after `seconds` (plus some slack, up to the 5 s a live request
-    gets: the SDK's own timeout should fire first) even if the server keeps trickling bytes,
-    which an SDK's read timeout never notices."""
+    """`await call`, given up after `seconds` even if the server keeps trickling bytes, which
+    an SDK's read timeout never notices (a retry sorts this TimeoutError like the SDK's own)."""
     try:
-        async with asyncio.timeout(seconds + min(seconds, 5)):
+        async with asyncio.timeout(seconds):
             return await call
     except TimeoutError:
         raise TimeoutError(f"no complete answer within {seconds:g} s") from None
