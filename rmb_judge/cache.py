@@ -92,6 +92,47 @@ class Elsewhere:
     endpoints: dict[str, int]
 
 
+CREATING = "creating"  # a batch's state from before its creation until the provider gives its id
+
+
+@dataclass(frozen=True)
+class PendingBatch:
+    """An unfinished provider batch, or the intent to create one (`creating`: `id` is its tag
+    until the provider gives an id)."""
+
+    id: str
+    provider: str
+    model: str
+    endpoint: str
+    items: list[tuple[str, str, int]]  # (custom_id, request key, sample)
+    state: str  # CREATING, "submitted", or the provider's last word on it (in_progress, ...)
+    created_at: float
+    tag: str | None = None  # what the provider keeps with the batch (None: recorded before tags)
+    owner: str | None = None  # while creating: the process creating it
+    lease_until: float | None = None  # ... which holds it until then, unless it renews
+
+    @property
+    def creating(self) -> bool:
+        return self.state == CREATING
+
+    def describe(self) -> str:
+        """"batch ID (openai:MODEL at URL, 17 requests, submitted 3.2 h ago)"."""
+        what = "creation of a batch" if self.creating else "batch"
+        return (f"{what} {self.id} ({self.provider}:{self.model} at {self.endpoint}, {len(self.items)} requests, "
+                f"submitted {age(time.time() - self.created_at)} ago)")
+
+
+def age(seconds: float) -> str:
+    """A duration as people say it: 42 s, 12 min, 3.2 h, 2.1 days."""
+    if seconds < 90:
+        return f"{max(seconds, 0):.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 36 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
 @dataclass(frozen=True)
 class Claims:
     """What `Cache.claim` found: answers already there, requests now ours to send, and
@@ -257,6 +298,7 @@ class Cache:
         if not self.read_only:
             try:
                 self.db.execute("DELETE FROM claims WHERE owner = ?", (self.owner,))
+                self._release_intents(None)
             except sqlite3.Error:
                 pass  # a failing disk: the claims lapse on their own
         self.db.close()
@@ -567,31 +609,133 @@ class Cache:
 
     # -- provider batches ----------------------------------------------------------------
 
+    _BATCH_COLUMNS = "id, provider, model, endpoint, items, state, created_at, tag, owner, lease_until"
+
+    @staticmethod
+    def _pending_batch(row: tuple) -> PendingBatch:
+        bid, provider, model, endpoint, items, state, created, tag, owner, lease = row
+        return PendingBatch(bid, provider, model, endpoint, [tuple(i) for i in json.loads(zlib.decompress(items))],
+                            state, created, tag, owner, lease)
+
     @guarded
-    def add_batch(self, batch_id: str, provider: str, model: str, endpoint: str,
-                  items: list[tuple[str, str, int]]) -> None:
-        """Remember a submitted batch and its items as (custom_id, key, sample)."""
+    def add_batch_intent(self, tag: str, provider: str, model: str, endpoint: str,
+                         items: list[tuple[str, str, int]]) -> PendingBatch:
+        """Record a batch about to be created, and its items as (custom_id, key, sample),
+        held by this process for CLAIM_SECONDS (`renew_batch_lease`): from now on the items
+        are waited for, not sent, by every process sharing the cache."""
+        now = time.time()
         packed = zlib.compress(json.dumps(items).encode())
         self.db.execute(
-            "INSERT INTO batches (id, provider, model, endpoint, items, state, created_at)"
-            " VALUES (?,?,?,?,?,?,?)",
-            (batch_id, provider, model, endpoint, packed, "submitted", time.time()),
+            f"INSERT INTO batches ({self._BATCH_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (tag, provider, model, endpoint, packed, CREATING, now, tag, self.owner, now + CLAIM_SECONDS),
+        )
+        return PendingBatch(tag, provider, model, endpoint, items, CREATING, now, tag, self.owner,
+                            now + CLAIM_SECONDS)
+
+    @guarded
+    def batch_created(self, tag: str, batch_id: str) -> None:
+        """The provider created the batch recorded as `tag`: it is known by `batch_id` from now on."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            if self.db.execute("SELECT 1 FROM batches WHERE id = ?", (batch_id,)).fetchone():
+                self.db.execute("DELETE FROM batches WHERE id = ? AND state = ?", (tag, CREATING))  # recorded already
+            else:
+                self.db.execute(
+                    "UPDATE batches SET id = ?, state = 'submitted', owner = NULL, lease_until = NULL"
+                    " WHERE id = ? AND state = ?", (batch_id, tag, CREATING),
+                )
+
+    @guarded
+    def renew_batch_lease(self, tag: str) -> None:
+        self.db.execute(
+            "UPDATE batches SET lease_until = ? WHERE id = ? AND state = ? AND owner = ?",
+            (time.time() + CLAIM_SECONDS, tag, CREATING, self.owner),
         )
 
     @guarded
-    def pending_batches(self, provider: str, model: str, endpoint: str) -> dict[str, list[tuple[str, str, int]]]:
+    def release_batch_intent(self, tag: str) -> None:
+        """Give up this process's hold on the creation recorded as `tag`, so the next run
+        takes it over at once (closing the cache gives up all of them)."""
+        self._release_intents(tag)
+
+    def _release_intents(self, tag: str | None) -> None:
+        self.db.execute(
+            "UPDATE batches SET lease_until = 0 WHERE owner = ? AND state = ? AND coalesce(?, id) = id",
+            (self.owner, CREATING, tag),
+        )
+
+    @guarded
+    def take_batch_intent(self, tag: str) -> bool:
+        """Take over the creation recorded as `tag` if its process is gone (or its lease has
+        lapsed); False while another live process holds it, or once it is no creation."""
+        now = time.time()
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            row = self.db.execute(
+                "SELECT owner, lease_until FROM batches WHERE id = ? AND state = ?", (tag, CREATING)
+            ).fetchone()
+            if row is None:
+                return False
+            owner, lease = row
+            if owner not in (None, self.owner) and (lease or 0) >= now and not _dead(owner):
+                return False
+            self.db.execute("UPDATE batches SET owner = ?, lease_until = ? WHERE id = ?",
+                            (self.owner, now + CLAIM_SECONDS, tag))
+        return True
+
+    @guarded
+    def drop_batch_intent(self, tag: str) -> None:
+        """The creation recorded as `tag` did not happen: its items are free again."""
+        self.db.execute("DELETE FROM batches WHERE id = ? AND state = ?", (tag, CREATING))
+
+    @guarded
+    def batch_tagged(self, tag: str) -> PendingBatch | None:
+        """The batch (or creation) recorded with `tag`, finished or not."""
+        row = self.db.execute(f"SELECT {self._BATCH_COLUMNS} FROM batches WHERE tag = ?", (tag,)).fetchone()
+        return None if row is None else self._pending_batch(row)
+
+    @guarded
+    def batch_ids(self, endpoint: str) -> set[str]:
+        """Every batch id recorded for `endpoint`, finished or not."""
+        rows = self.db.execute("SELECT id FROM batches WHERE endpoint = ? AND state != ?", (endpoint, CREATING))
+        return {bid for (bid,) in rows}
+
+    @guarded
+    def pending_batches(self, provider: str | None = None, model: str | None = None,
+                        endpoint: str | None = None) -> list[PendingBatch]:
+        """The unfinished batches (and creations) of this provider, model and endpoint (None: any), oldest first."""
         rows = self.db.execute(
-            "SELECT id, items FROM batches WHERE provider = ? AND model = ? AND endpoint = ?"
-            " AND finished_at IS NULL ORDER BY created_at",
+            f"SELECT {self._BATCH_COLUMNS} FROM batches WHERE finished_at IS NULL"
+            " AND coalesce(?, provider) = provider AND coalesce(?, model) = model"
+            " AND coalesce(?, endpoint) = endpoint ORDER BY created_at",
             (provider, model, endpoint),
         )
-        return {bid: [tuple(i) for i in json.loads(zlib.decompress(items))] for bid, items in rows}
+        return [self._pending_batch(row) for row in rows]
+
+    @guarded
+    def note_batch_state(self, batch_id: str, state: str) -> None:
+        """The provider's last word on an unfinished batch (for `cache batches`)."""
+        self.db.execute("UPDATE batches SET state = ? WHERE id = ? AND finished_at IS NULL AND state != ?",
+                        (state, batch_id, CREATING))
 
     @guarded
     def finish_batch(self, batch_id: str, state: str) -> None:
         self.db.execute(
             "UPDATE batches SET state = ?, finished_at = ? WHERE id = ?", (state, time.time(), batch_id)
         )
+
+    @guarded
+    def forget_batch(self, batch_id: str) -> PendingBatch | None:
+        """Stop waiting for an unfinished batch (or creation): it is marked finished as
+        "forgotten" and its items are free to be sent again. None if there is no such batch."""
+        self.writable("forgetting a batch")
+        row = self.db.execute(
+            f"SELECT {self._BATCH_COLUMNS} FROM batches WHERE id = ? AND finished_at IS NULL", (batch_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        self.finish_batch(batch_id, "forgotten")
+        return self._pending_batch(row)
 
     # -- runs, for hit-rate statistics -----------------------------------------------
 

@@ -8,6 +8,7 @@ import json
 import math
 import os
 import sys
+import time
 import traceback
 from collections import Counter
 from pathlib import Path
@@ -21,6 +22,7 @@ if TYPE_CHECKING:  # the rest is imported by the command that needs it: `--help`
     from rich.console import Console
 
     from .benchmark import Benchmark
+    from .cache import Cache
     from .config import RunConfig
     from .judges import JudgeSpec
 
@@ -211,7 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--max-retries", type=number(int, 0), default=8,
                    help="retries per request after 5xx, timeouts and broken answers (default 8); 429s wait "
                         "as the server asks, up to 100 times")
-    e.add_argument("--timeout", type=positive_float, default=120.0, help="seconds per request (default 120)")
+    e.add_argument("--timeout", type=positive_float, default=120.0,
+                   help="seconds per request or batch API call (default 120)")
     e.add_argument("--max-cost", type=positive_float, metavar="USD",
                    help="stop starting requests before spend passes this")
     e.add_argument("--confirm-above", type=number(float, 0), default=CONFIRM_ABOVE, metavar="USD",
@@ -267,6 +270,12 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--dry-run", action="store_true", help="count what would be deleted; delete nothing")
     export = cache_sub.add_parser("export", parents=[cache_flag], help="every row as JSON lines")
     export.add_argument("--output", type=Path, help="JSONL file (default, or -: stdout)")
+    batches = cache_sub.add_parser("batches", parents=[cache_flag],
+                                   help="provider batches not yet collected; --forget one")
+    batches.add_argument("--forget", metavar="BATCH_ID",
+                         help="stop waiting for this batch: its answers are not collected and the next run "
+                              "sends its requests again")
+    batches.add_argument("--json", action="store_true", help="print JSON")
 
     data_flag = Parser(add_help=False)
     data_flag.add_argument("--data", type=Path, help="dataset folder (default: $RMB_DATA or the user cache folder)")
@@ -550,6 +559,8 @@ def cmd_cache(args: argparse.Namespace, argv: list[str]) -> int:
                                   endpoint=endpoint)
             verb = "would remove" if args.dry_run else "removed"
             print(f"{verb} {removed} rows from {cache.path}")
+        elif args.action == "batches":
+            cache_batches(cache, args)
         else:
             to_file = args.output is not None and str(args.output) != "-"
             out = args.output.open("w", encoding="utf-8") if to_file else sys.stdout
@@ -563,6 +574,32 @@ def cmd_cache(args: argparse.Namespace, argv: list[str]) -> int:
     finally:
         cache.close()
     return 0
+
+
+def cache_batches(cache: Cache, args: argparse.Namespace) -> None:
+    """`cache batches`: list the pending batches, or forget one (saying what is lost)."""
+    if args.forget:
+        entry = cache.forget_batch(args.forget)
+        if entry is None:
+            raise UsageError(f"cache batches --forget: no pending batch {args.forget} in {cache.path} "
+                             "(`rmb-judge cache batches` lists them)")
+        print(f"forgot {entry.describe()}: its answers will not be collected (if the provider runs it, they "
+              f"are paid for all the same), and the next run sends its requests again")
+        return
+    pending = cache.pending_batches()
+    now = time.time()
+    if args.json:
+        print(json.dumps([
+            {"id": b.id, "provider": b.provider, "model": b.model, "endpoint": b.endpoint, "requests": len(b.items),
+             "age_seconds": round(now - b.created_at, 1), "state": b.state} for b in pending
+        ], indent=2))
+        return
+    if not pending:
+        print(f"no pending batches in {cache.path}")
+        return
+    print(f"{len(pending)} pending batches in {cache.path} (rerun their judge to collect them):")
+    for b in pending:
+        print(f"  {b.describe()}: {b.state}")
 
 
 def render_cache_stats(stats: dict, console: Console) -> None:

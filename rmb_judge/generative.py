@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Hashable, Sequence
 from . import comparisons as cmp
 from . import endpoints as ep
 from . import memo, templates
-from .batch import BatchRunner
+from .batch import BatchRunner, batched
 from .benchmark import Benchmark
 from .cache import Cache
 from .config import RunConfig
@@ -302,20 +302,14 @@ class GenerativeBackend(EngineBacked):
         if self.config.execution.batch:
             await self.batches.run(misses)
             return
-        pending = self.batches.pending(misses)
-        batched = {(key, sample) for items in pending.values() for _, key, sample in items}
-        live = [j for j in misses if (j.key, j.sample) not in batched]
+        pending = await self.batches.resume(misses)
+        in_batches = batched(pending)
+        live = [j for j in misses if (j.key, j.sample) not in in_batches]
         if pending:
             print(f"rmb-judge: {len(misses) - len(live)} answers are in {len(pending)} batches "
                   "submitted before; collecting them from there", file=sys.stderr)
-        try:
-            async with asyncio.TaskGroup() as group:
-                if pending:
-                    group.create_task(self.batches.run(
-                        [j for j in misses if (j.key, j.sample) in batched], submit=False))
-                group.create_task(self.engine.send(live))
-        except* FatalProviderError as fatal:
-            raise fatal.exceptions[0] from None
+        await self.batches.collect(pending, [j for j in misses if (j.key, j.sample) in in_batches],
+                                   self.engine.send(live))
 
     def stop(self, reason: str) -> str:
         assert self.engine is not None and self.batches is not None
@@ -419,6 +413,8 @@ class GenerativeBackend(EngineBacked):
                        if o.response is not None and o.response.cost_usd is None) if self.engine else 0
         if unpriced and (why := self.estimate.unpriced()):
             noticed.append(f"{unpriced} answers have no cost: the price of {self.config.task.judge.spec} is {why}")
+        if self.batches:
+            noticed += self.batches.notices
         if stats.stop_detail:
             noticed.append(stats.stop_detail)
         return noticed

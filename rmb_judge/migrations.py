@@ -233,3 +233,14 @@ def m009_openai_api_path(db: sqlite3.Connection) -> None:
     db.execute(f"UPDATE OR IGNORE responses SET endpoint = endpoint || '/v1' WHERE {bare}")
     db.execute(f"DELETE FROM responses WHERE {bare}")
     db.execute(f"UPDATE batches SET endpoint = endpoint || '/v1' WHERE {bare}")
+
+
+@migration
+def m010_batch_intents(db: sqlite3.Connection) -> None:
+    """A batch is recorded before the provider is asked to create it (state 'creating', its
+    tag standing in for the id the provider has not given yet), so a creation whose answer
+    is lost is looked for, not paid for again. `tag` is what the provider keeps with the
+    batch; `owner` and `lease_until` say which process is creating it, and until when."""
+    db.execute("ALTER TABLE batches ADD COLUMN tag TEXT")
+    db.execute("ALTER TABLE batches ADD COLUMN owner TEXT")
+    db.execute("ALTER TABLE batches ADD COLUMN lease_until REAL")

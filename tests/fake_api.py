@@ -5,9 +5,12 @@ this aiohttp server instead. It speaks OpenAI Chat Completions, Files and Batche
 `/v1` and at the root, so one URL serves both SDKs) and Anthropic Messages and Message
 Batches (under `/v1`) and Gemini generateContent, Files and Batches (under `/v1beta`, which
 GoogleProvider pins, and `/v1`, the SDK's default; batches under `/v1beta` only, as
-`/v1/batches/ID` is OpenAI's). What the "model" answers comes from a `responder`; failures come
-from a per-call `schedule`, a seeded `fault_rate`, a `capacity_rpm` limit or `required_key`.
-Every request is recorded in `requests`.
+`/v1/batches/ID` is OpenAI's). Batches are listed newest first as each API pages them, with
+OpenAI's metadata and Gemini's display name as created. What the "model" answers comes from
+a `responder`; failures come from a per-call `schedule` (batch items too, whose output
+lines it can break: `Fault.no_body()`, ...), a seeded `fault_rate`, a `capacity_rpm` limit or
+`required_key`; batch creations can fail after the batch was made (`fail_after_create`) and
+status answers trickle in (`status_trickle`). Every request is recorded in `requests`.
 
     async with FakeAPI() as api:            # or: with FakeAPI().run_in_thread() as api:
         api.schedule(Fault.http(429, retry_after=1), None, Reply("[[B]]"))
@@ -67,7 +70,8 @@ class Reply:
 class Fault:
     """A failure in place of a reply. In a batch, `http` errors an item and `expired` expires it."""
 
-    kind: Literal["http", "hang", "invalid_json", "garbage", "expired", "empty", "reset"]
+    kind: Literal["http", "hang", "invalid_json", "garbage", "expired", "empty", "reset",
+                  "no_body", "not_json", "duplicate", "repeated"]
     status: int = 200
     retry_after: float | None = None  # `retry-after` header, seconds
     retry_after_ms: int | None = None  # `retry-after-ms` header (OpenAI SDK reads it first)
@@ -113,6 +117,31 @@ class Fault:
     def expired(cls) -> Fault:
         """Batch items only: the batch window ended before this request ran."""
         return cls("expired")
+
+    @classmethod
+    def no_body(cls) -> Fault:
+        """Batch items only: the item's output line names it but holds no answer (openai: a
+        `response` without `body`; anthropic: a succeeded `result` without `message`;
+        google: neither `response` nor `error`)."""
+        return cls("no_body")
+
+    @classmethod
+    def not_json(cls) -> Fault:
+        """Batch items only: the item's output line is cut off mid-object (not JSON)."""
+        return cls("not_json")
+
+    @classmethod
+    def duplicate(cls) -> Fault:
+        """Batch items only: the item's output line comes twice, with different answers."""
+        return cls("duplicate")
+
+    @classmethod
+    def repeated(cls) -> Fault:
+        """Batch items only: the item's output line comes twice, the same both times."""
+        return cls("repeated")
+
+
+BATCH_LINE_FAULTS = frozenset({"expired", "no_body", "not_json", "duplicate", "repeated"})
 
 
 Outcome = Reply | Fault
@@ -375,6 +404,9 @@ class FakeBatch:
     bodies: dict[str, dict[str, Any]]  # custom_id -> request body
     outcomes: dict[str, Outcome]  # decided at creation
     created: float = field(default_factory=time.monotonic)
+    created_at: float = field(default_factory=time.time)  # what the API reports as its creation time
+    metadata: dict[str, str] | None = None  # openai: as created with
+    display_name: str | None = None  # google: as created with (anthropic batches keep neither)
     input_file_id: str = ""
     polls: int = 0
     cancelled: bool = False
@@ -383,12 +415,34 @@ class FakeBatch:
 
 
 def _item_state(outcome: Outcome, cancelled: bool) -> str:
-    """succeeded | errored | expired | canceled."""
+    """succeeded | errored | expired | canceled (a broken output line is one the provider
+    counts as succeeded)."""
     if cancelled:
         return "canceled"
-    if isinstance(outcome, Reply):
+    if isinstance(outcome, Reply) or outcome.kind in BATCH_LINE_FAULTS - {"expired"}:
         return "succeeded"
     return "expired" if outcome.kind == "expired" else "errored"
+
+
+def _output_lines(outcome: Outcome, line: Callable[[Reply | None], dict[str, Any]], answer: Reply) -> list[str]:
+    """A succeeded item's output line(s): `line(answer)`, or as a batch-line Fault breaks it
+    (`line(None)`: the line without its answer)."""
+    kind = outcome.kind if isinstance(outcome, Fault) else None
+    if kind == "no_body":
+        return [json.dumps(line(None))]
+    if kind == "not_json":
+        whole = json.dumps(line(answer))
+        return [whole[: len(whole) // 2]]
+    if kind == "duplicate":
+        return [json.dumps(line(answer)), json.dumps(line(Reply(f"{answer.text} On reflection, [[A]] and [[B]]")))]
+    if kind == "repeated":
+        return [json.dumps(line(answer))] * 2
+    return [json.dumps(line(answer))]
+
+
+def _rfc3339(seconds: float) -> str:
+    """A time as the Anthropic and Gemini APIs write it: 2026-01-01T12:00:00.123456Z."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{int(seconds % 1 * 1e6):06d}Z"
 
 
 def _item_status(outcome: Outcome) -> int:
@@ -487,6 +541,10 @@ class FakeAPI:
         self.served: ServedRewardModel | None = None  # set: also a vLLM server of this reward model
         self.batches: dict[str, FakeBatch] = {}
         self.files: dict[str, bytes] = {}
+        # the next batch creations are made, then answered with these (see fail_after_create)
+        self.create_faults: deque[Fault] = deque()
+        self.refused_creates: deque[Fault] = deque()  # the next batch creations fail with these, made or not
+        self.status_trickle: float | None = None  # set: seconds between the bytes of a batch status answer
         self._script: deque[Outcome | None] = deque()
         self._attempts: Counter[bytes] = Counter()  # body digest -> times seen, for fault_rate
         self._ids = itertools.count(1)
@@ -530,6 +588,20 @@ class FakeAPI:
         """The /pooling requests received (a served reward model's scoring calls)."""
         return [c for c in self.requests if c.path == "/pooling"]
 
+    def fail_before_create(self, *faults: Fault) -> None:
+        """The next batch creations fail with these error statuses before any batch is made."""
+        self.refused_creates.extend(faults)
+
+    def fail_after_create(self, *faults: Fault) -> None:
+        """The next batch creations succeed on the server, then are answered with these:
+        `Fault.http(500)` (an error status), `Fault.reset()` (the connection dropped),
+        `Fault.hang(s)` (the answer `s` seconds late, time for a client to be killed)."""
+        self.create_faults.extend(faults)
+
+    def batch_items(self) -> int:
+        """Requests billed through batches: every item of every batch created."""
+        return sum(len(batch.bodies) for batch in self.batches.values())
+
     def age_batches(self, seconds: float) -> None:
         """Move the batches' clock on, as if `seconds` had passed (with batch_seconds)."""
         for batch in self.batches.values():
@@ -550,12 +622,14 @@ class FakeAPI:
             app.router.add_post(f"{prefix}/files", self._openai_upload)
             app.router.add_get(f"{prefix}/files/{{id}}/content", self._openai_file)
             app.router.add_post(f"{prefix}/batches", self._openai_batch_create)
+            app.router.add_get(f"{prefix}/batches", self._openai_batch_list)
             app.router.add_get(f"{prefix}/batches/{{id}}", self._openai_batch_get)
             app.router.add_post(f"{prefix}/batches/{{id}}/cancel", self._openai_batch_cancel)
         app.router.add_post("/v1/messages", self._anthropic_messages)
         app.router.add_get("/v1/models", self._vllm_models)
         app.router.add_post("/pooling", self._vllm_pooling)
         app.router.add_post("/v1/messages/batches", self._anthropic_batch_create)
+        app.router.add_get("/v1/messages/batches", self._anthropic_batch_list)
         app.router.add_get("/v1/messages/batches/{id}", self._anthropic_batch_get)
         app.router.add_get("/v1/messages/batches/{id}/results", self._anthropic_batch_results)
         app.router.add_post("/v1/messages/batches/{id}/cancel", self._anthropic_batch_cancel)
@@ -564,6 +638,7 @@ class FakeAPI:
             app.router.add_get(version + "/files/{id}:download", self._google_download)
         app.router.add_post("/upload/{version}/files", self._google_upload_start)
         app.router.add_post("/upload-session/{id}", self._google_upload_finish)
+        app.router.add_get("/v1beta/batches", self._google_batch_list)
         app.router.add_get("/v1beta/batches/{id}", self._google_batch_get)
         app.router.add_post("/v1beta/batches/{id}:cancel", self._google_batch_cancel)
         # handler_cancellation: a client that times out on a hang ends the handler too.
@@ -723,8 +798,8 @@ class FakeAPI:
             return web.Response(text='{"id": "broken", "choices": [{"mess', content_type="application/json")
         if fault.kind == "garbage":
             return web.Response(text="<html><body>502 Bad Gateway</body></html>", content_type="text/html")
-        if fault.kind == "expired":
-            raise ValueError("Fault.expired() is for batch items; a live call cannot expire")
+        if fault.kind in BATCH_LINE_FAULTS:
+            raise ValueError(f"Fault.{fault.kind}() is for batch items, not live calls")
         headers = {}
         extra: dict[str, Any] = {}
         if wire == "google":  # Gemini says how long to wait in the body, not in a header
@@ -755,11 +830,52 @@ class FakeAPI:
     def _poll(self, batch: FakeBatch) -> bool:
         """Count a retrieval; True once the batch has ended."""
         batch.polls += 1
+        return self._ended(batch)
+
+    def _ended(self, batch: FakeBatch) -> bool:
+        """Whether the batch has ended (a listing does not count as a retrieval)."""
         if batch.cancelled:
             return True
         if self.batch_seconds is not None:
             return time.monotonic() - batch.created >= self.batch_seconds
         return batch.polls > self.batch_polls
+
+    def _answer(self, outcome: Outcome, body: dict[str, Any], wire: Wire) -> Reply:
+        """A succeeded batch item's answer: its Reply, or the responder's under a batch-line Fault."""
+        if isinstance(outcome, Reply):
+            return outcome
+        answer = self.responder(body, wire)
+        return answer if isinstance(answer, Reply) else Reply("[[A]]")
+
+    def _listed(self, wire: Wire) -> list[FakeBatch]:
+        """This wire's batches as the list endpoints give them: newest first."""
+        return [b for b in reversed(self.batches.values()) if b.wire == wire]
+
+    async def _created(self, request: web.Request, wire: Wire, answer: dict[str, Any]) -> web.StreamResponse:
+        """The answer to a batch creation (the batch exists now), or the fault fail_after_create set."""
+        fault = self.create_faults.popleft() if self.create_faults else None
+        if fault is None:
+            return web.json_response(answer)
+        if fault.kind == "reset":
+            request.transport.close()
+            return web.Response(status=500)
+        if fault.kind == "hang":
+            await asyncio.sleep(fault.seconds)
+            return web.json_response(answer)
+        return self._fault(fault, wire, {})
+
+    async def _status(self, request: web.Request, answer: dict[str, Any]) -> web.StreamResponse:
+        """A batch's status, trickled a byte at a time when status_trickle is set."""
+        if self.status_trickle is None:
+            return web.json_response(answer)
+        data = json.dumps(answer).encode()
+        response = web.StreamResponse(headers={"Content-Type": "application/json", "Content-Length": str(len(data))})
+        await response.prepare(request)
+        for byte in data:
+            await response.write(bytes([byte]))
+            await asyncio.sleep(self.status_trickle)
+        await response.write_eof()
+        return response
 
     def _states(self, batch: FakeBatch) -> Counter[str]:
         return Counter(_item_state(o, batch.cancelled) for o in batch.outcomes.values())
@@ -865,21 +981,36 @@ class FakeAPI:
             return self._error("openai", 404)
         return web.Response(body=data, content_type="application/octet-stream")
 
-    async def _openai_batch_create(self, request: web.Request) -> web.Response:
+    async def _openai_batch_create(self, request: web.Request) -> web.StreamResponse:
         body = await self._json(request)
         lines = self.files.get(body["input_file_id"], b"").decode().splitlines()
         items = [(line["custom_id"], line["body"]) for line in map(json.loads, filter(None, lines))]
         if not items:
             return self._error("openai", 400)
+        if self.refused_creates:
+            return self._fault(self.refused_creates.popleft(), "openai", {})
         batch = self._create_batch("openai", items, "batch_")
         batch.input_file_id = body["input_file_id"]
-        return web.json_response(self._openai_batch_object(batch, ended=False))
+        batch.metadata = body.get("metadata")
+        return await self._created(request, "openai", self._openai_batch_object(batch, ended=False))
 
-    async def _openai_batch_get(self, request: web.Request) -> web.Response:
+    async def _openai_batch_get(self, request: web.Request) -> web.StreamResponse:
         batch = self._batch(request, "openai")
         if batch is None:
-            return self._error("openai", 404)
-        return web.json_response(self._openai_batch_object(batch, ended=self._poll(batch)))
+            return self._error("openai", 404, message=f"No batch found with id '{request.match_info['id']}'.")
+        return await self._status(request, self._openai_batch_object(batch, ended=self._poll(batch)))
+
+    async def _openai_batch_list(self, request: web.Request) -> web.Response:
+        """GET /batches: newest first, `limit` (1-100, default 20) from after the `after` id."""
+        listed = self._listed("openai")
+        after = request.query.get("after")
+        start = next((i + 1 for i, b in enumerate(listed) if b.id == after), 0) if after else 0
+        page = listed[start : start + min(int(request.query.get("limit", 20)), 100)]
+        return web.json_response({
+            "object": "list", "data": [self._openai_batch_object(b, ended=self._ended(b)) for b in page],
+            "first_id": page[0].id if page else None, "last_id": page[-1].id if page else None,
+            "has_more": start + len(page) < len(listed),
+        })
 
     async def _openai_batch_cancel(self, request: web.Request) -> web.Response:
         batch = self._batch(request, "openai")
@@ -906,41 +1037,47 @@ class FakeAPI:
             "status": status,
             "output_file_id": batch.output_file_id,
             "error_file_id": batch.error_file_id,
-            "created_at": now,
+            "created_at": int(batch.created_at),
             "in_progress_at": now,
-            "expires_at": now + 86400,
+            "expires_at": int(batch.created_at) + 86400,
             "completed_at": now if status == "completed" else None,
             "request_counts": {
                 "total": len(batch.outcomes),
                 "completed": states["succeeded"] if ended else 0,
                 "failed": len(batch.outcomes) - states["succeeded"] if ended else 0,
             },
-            "metadata": {},
+            "metadata": batch.metadata,
         }
 
     def _write_openai_results(self, batch: FakeBatch) -> None:
         """The output file (successes) and error file (errored, expired, cancelled) of a batch."""
-        output, errors = [], []
+        output: list[str] = []
+        errors: list[str] = []
         for custom_id, outcome in batch.outcomes.items():
             line: dict[str, Any] = {"id": self._new_id("batch_req_"), "custom_id": custom_id}
             line["response"] = line["error"] = None
             state = _item_state(outcome, batch.cancelled)
             body = batch.bodies[custom_id]
             if state == "succeeded":
-                completion = openai_completion(outcome, body, self._new_id("chatcmpl-"))
-                line["response"] = {"status_code": 200, "request_id": "req_fake", "body": completion}
-            elif state == "errored":
+                def succeeded(reply: Reply | None, line: dict[str, Any] = line, body: dict[str, Any] = body) -> dict:
+                    response = {"status_code": 200, "request_id": "req_fake"}
+                    if reply is not None:
+                        response["body"] = openai_completion(reply, body, self._new_id("chatcmpl-"))
+                    return {**line, "response": response}
+                output += _output_lines(outcome, succeeded, self._answer(outcome, body, "openai"))
+                continue
+            if state == "errored":
                 status = _item_status(outcome)
                 error = error_body("openai", status, body.get("model", ""))
                 line["response"] = {"status_code": status, "request_id": "req_fake", "body": error}
             else:
                 code = {"expired": "batch_expired", "canceled": "batch_cancelled"}[state]
                 line["error"] = {"code": code, "message": f"This request was not executed: {code}."}
-            (output if state == "succeeded" else errors).append(line)
+            errors.append(json.dumps(line))
         for lines, attr in ((output, "output_file_id"), (errors, "error_file_id")):
             if lines:
                 file_id = self._new_id("file-")
-                self.files[file_id] = "".join(json.dumps(line) + "\n" for line in lines).encode()
+                self.files[file_id] = "".join(line + "\n" for line in lines).encode()
                 setattr(batch, attr, file_id)
 
     # -- Anthropic
@@ -948,19 +1085,39 @@ class FakeAPI:
     async def _anthropic_messages(self, request: web.Request) -> web.Response:
         return await self._model_call(request, "anthropic")
 
-    async def _anthropic_batch_create(self, request: web.Request) -> web.Response:
+    async def _anthropic_batch_create(self, request: web.Request) -> web.StreamResponse:
         body = await self._json(request)
         items = [(item["custom_id"], item["params"]) for item in body.get("requests", [])]
         if not items:
             return self._error("anthropic", 400)
+        if self.refused_creates:
+            return self._fault(self.refused_creates.popleft(), "anthropic", {})
         batch = self._create_batch("anthropic", items, "msgbatch_")
-        return web.json_response(self._anthropic_batch_object(request, batch, ended=False))
+        return await self._created(request, "anthropic", self._anthropic_batch_object(request, batch, ended=False))
 
-    async def _anthropic_batch_get(self, request: web.Request) -> web.Response:
+    async def _anthropic_batch_get(self, request: web.Request) -> web.StreamResponse:
         batch = self._batch(request, "anthropic")
         if batch is None:
-            return self._error("anthropic", 404)
-        return web.json_response(self._anthropic_batch_object(request, batch, ended=self._poll(batch)))
+            return self._error("anthropic", 404, message="Message batch not found.")
+        return await self._status(request, self._anthropic_batch_object(request, batch, ended=self._poll(batch)))
+
+    async def _anthropic_batch_list(self, request: web.Request) -> web.Response:
+        """GET /v1/messages/batches: newest first, `limit` (1-1000, default 20) after `after_id`
+        or before `before_id`."""
+        listed = self._listed("anthropic")
+        ids = [b.id for b in listed]
+        limit = min(int(request.query.get("limit", 20)), 1000)
+        if "before_id" in request.query:
+            end = ids.index(request.query["before_id"]) if request.query["before_id"] in ids else 0
+            page, more = listed[max(0, end - limit) : end], end - limit > 0
+        else:
+            after = request.query.get("after_id")
+            start = ids.index(after) + 1 if after in ids else 0
+            page, more = listed[start : start + limit], start + limit < len(listed)
+        return web.json_response({
+            "data": [self._anthropic_batch_object(request, b, ended=self._ended(b)) for b in page],
+            "has_more": more, "first_id": page[0].id if page else None, "last_id": page[-1].id if page else None,
+        })
 
     async def _anthropic_batch_cancel(self, request: web.Request) -> web.Response:
         batch = self._batch(request, "anthropic")
@@ -974,17 +1131,23 @@ class FakeAPI:
         batch = self._batch(request, "anthropic")
         if batch is None:
             return self._error("anthropic", 404)
-        lines = []
+        lines: list[str] = []
         for custom_id, outcome in batch.outcomes.items():
             state = _item_state(outcome, batch.cancelled)
-            result: dict[str, Any] = {"type": state}
+            body = batch.bodies[custom_id]
             if state == "succeeded":
-                result["message"] = anthropic_message(outcome, batch.bodies[custom_id], self._new_id("msg_"))
-            elif state == "errored":
-                model = batch.bodies[custom_id].get("model", "")
-                result["error"] = error_body("anthropic", _item_status(outcome), model)
-            lines.append(json.dumps({"custom_id": custom_id, "result": result}) + "\n")
-        return web.Response(text="".join(lines), content_type="application/binary")
+                def succeeded(reply: Reply | None, custom_id: str = custom_id, body: dict[str, Any] = body) -> dict:
+                    result: dict[str, Any] = {"type": "succeeded"}
+                    if reply is not None:
+                        result["message"] = anthropic_message(reply, body, self._new_id("msg_"))
+                    return {"custom_id": custom_id, "result": result}
+                lines += _output_lines(outcome, succeeded, self._answer(outcome, body, "anthropic"))
+                continue
+            result: dict[str, Any] = {"type": state}
+            if state == "errored":
+                result["error"] = error_body("anthropic", _item_status(outcome), body.get("model", ""))
+            lines.append(json.dumps({"custom_id": custom_id, "result": result}))
+        return web.Response(text="".join(line + "\n" for line in lines), content_type="application/binary")
 
     def _anthropic_batch_object(self, request: web.Request, batch: FakeBatch, ended: bool) -> dict[str, Any]:
         states = self._states(batch)
@@ -993,14 +1156,14 @@ class FakeAPI:
             counts.update(states)
         else:
             counts["processing"] = len(batch.outcomes)
-        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        now = _rfc3339(time.time())
         return {
             "id": batch.id,
             "type": "message_batch",
             "processing_status": "ended" if ended else "in_progress",
             "request_counts": counts,
-            "created_at": now,
-            "expires_at": now,
+            "created_at": _rfc3339(batch.created_at),
+            "expires_at": _rfc3339(batch.created_at + 86400),
             "ended_at": now if ended else None,
             "cancel_initiated_at": now if batch.cancelled else None,
             "archived_at": None,
@@ -1009,7 +1172,7 @@ class FakeAPI:
 
     # -- Gemini
 
-    async def _google_model_method(self, request: web.Request) -> web.Response:
+    async def _google_model_method(self, request: web.Request) -> web.StreamResponse:
         method = request.match_info["method"]
         if method == "generateContent":
             return await self._model_call(request, "google")
@@ -1040,7 +1203,7 @@ class FakeAPI:
             return self._error("google", 404)
         return web.Response(body=data, content_type="application/octet-stream")
 
-    async def _google_batch_create(self, request: web.Request) -> web.Response:
+    async def _google_batch_create(self, request: web.Request) -> web.StreamResponse:
         body = await self._json(request)
         model = request.match_info["model"]
         source = body.get("batch", {}).get("inputConfig", {}).get("fileName", "")
@@ -1048,15 +1211,29 @@ class FakeAPI:
         items = [(line["key"], {**line["request"], "model": model}) for line in lines]
         if not items:
             return self._error("google", 400)
+        if self.refused_creates:
+            return self._fault(self.refused_creates.popleft(), "google", {})
         batch = self._create_batch("google", items, "gbatch-")
         batch.input_file_id = source
-        return web.json_response(self._google_batch_object(batch, ended=False))
+        batch.display_name = body.get("batch", {}).get("displayName")
+        return await self._created(request, "google", self._google_batch_object(batch, ended=False))
 
-    async def _google_batch_get(self, request: web.Request) -> web.Response:
+    async def _google_batch_get(self, request: web.Request) -> web.StreamResponse:
         batch = self._batch(request, "google")
         if batch is None:
-            return self._error("google", 404)
-        return web.json_response(self._google_batch_object(batch, ended=self._poll(batch)))
+            return self._error("google", 404, message="Requested entity was not found.")
+        return await self._status(request, self._google_batch_object(batch, ended=self._poll(batch)))
+
+    async def _google_batch_list(self, request: web.Request) -> web.Response:
+        """GET /v1beta/batches: `pageSize` operations (default 20) from `pageToken` on, newest first."""
+        listed = self._listed("google")
+        start = int(request.query.get("pageToken") or 0)
+        end = start + int(request.query.get("pageSize", 20))
+        answer: dict[str, Any] = {"operations": [self._google_batch_object(b, ended=self._ended(b))
+                                                 for b in listed[start:end]]}
+        if end < len(listed):
+            answer["nextPageToken"] = str(end)
+        return web.json_response(answer)
 
     async def _google_batch_cancel(self, request: web.Request) -> web.Response:
         batch = self._batch(request, "google")
@@ -1078,8 +1255,9 @@ class FakeAPI:
         total, done = len(batch.outcomes), len(batch.outcomes) if ended else 0
         metadata: dict[str, Any] = {
             "@type": "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch",
-            "model": f"models/{next(iter(batch.bodies.values()))['model']}", "displayName": "rmb-judge",
-            "state": f"BATCH_STATE_{state}", "createTime": "2026-01-01T00:00:00Z",
+            "model": f"models/{next(iter(batch.bodies.values()))['model']}",
+            **({"displayName": batch.display_name} if batch.display_name else {}),
+            "state": f"BATCH_STATE_{state}", "createTime": _rfc3339(batch.created_at),
             "batchStats": {"requestCount": str(total), "pendingRequestCount": str(total - done),
                            "successfulRequestCount": str(states["succeeded"] if ended else 0),
                            "failedRequestCount": str(done - states["succeeded"] if ended else 0)},
@@ -1093,15 +1271,20 @@ class FakeAPI:
 
     def _write_google_results(self, batch: FakeBatch) -> str:
         """The output file: one line per item, in input order, `response` or `error`."""
-        lines = []
+        lines: list[str] = []
         for key, outcome in batch.outcomes.items():
             body = batch.bodies[key]
-            if isinstance(outcome, Reply):
-                lines.append({"key": key, "response": google_response(outcome, body, self._new_id("resp-"))})
+            if _item_state(outcome, False) == "succeeded":
+                def succeeded(reply: Reply | None, key: str = key, body: dict[str, Any] = body) -> dict:
+                    if reply is None:
+                        return {"key": key}
+                    return {"key": key, "response": google_response(reply, body, self._new_id("resp-"))}
+                lines += _output_lines(outcome, succeeded, self._answer(outcome, body, "google"))
             else:
-                lines.append({"key": key, **error_body("google", _item_status(outcome), body.get("model", ""))})
+                error = error_body("google", _item_status(outcome), body.get("model", ""))
+                lines.append(json.dumps({"key": key, **error}))
         name = f"files/{self._new_id('batch-out-')}"
-        self.files[name] = "".join(json.dumps(line) + "\n" for line in lines).encode()
+        self.files[name] = "".join(line + "\n" for line in lines).encode()
         return name
 
 

@@ -14,6 +14,7 @@ from rmb_judge.providers.mock import MockProvider
 from rmb_judge.providers.openai_provider import OpenAIProvider, chat_params
 
 Provider = OpenAIProvider | AnthropicProvider
+TAG = "rmb-judge-test"
 
 
 @pytest.fixture(params=["openai", "anthropic"])
@@ -42,20 +43,20 @@ def sent_bodies(api: FakeAPI, judge: Provider, batch_id: str) -> dict[str, dict]
 async def test_submit_poll_results_with_partial_failure(judge: Provider, fake_api: FakeAPI) -> None:
     fake_api.schedule(None, Fault.http(400), Fault.expired(), Reply("[[B]]", finish="length"))
     batch = items(judge, 4)
-    batch_id = await judge.submit_batch(batch)
+    batch_id = await judge.submit_batch(batch, TAG, 10)
 
     build = chat_params if judge.name == "openai" else message_params
     assert sent_bodies(fake_api, judge, batch_id) == {cid: build(request) for cid, request in batch}
     assert fake_api.batches_created == 1
     assert fake_api.calls() == []  # nothing went through the live endpoint
 
-    running = await judge.poll_batch(batch_id)
+    running = await judge.poll_batch(batch_id, 10)
     assert (running.state, running.done, running.counts["processing"]) == ("in_progress", False, 4)
-    ended = await judge.poll_batch(batch_id)
+    ended = await judge.poll_batch(batch_id, 10)
     assert (ended.state, ended.done) == ("ended", True)
     assert ended.counts == {"processing": 0, "succeeded": 2, "errored": 2}
 
-    found = await judge.batch_results(batch_id)
+    found = await judge.batch_results(batch_id, 10)
     assert set(found) == {"item-0", "item-1", "item-2", "item-3"}
     first, truncated = found["item-0"], found["item-3"]
     assert isinstance(first, ChatResponse) and first.text in ("[[A]]", "[[B]]")
@@ -68,15 +69,15 @@ async def test_submit_poll_results_with_partial_failure(judge: Provider, fake_ap
 
 async def test_batch_ends_after_configured_seconds(judge: Provider, fake_api: FakeAPI) -> None:
     fake_api.batch_seconds = 60.0
-    batch_id = await judge.submit_batch(items(judge, 2))
-    assert (await judge.poll_batch(batch_id)).state == "in_progress"
+    batch_id = await judge.submit_batch(items(judge, 2), TAG, 10)
+    assert (await judge.poll_batch(batch_id, 10)).state == "in_progress"
     fake_api.age_batches(59.0)
-    assert (await judge.poll_batch(batch_id)).state == "in_progress"
+    assert (await judge.poll_batch(batch_id, 10)).state == "in_progress"
     fake_api.age_batches(1.0)
-    assert (await judge.poll_batch(batch_id)).counts == {"processing": 0, "succeeded": 2, "errored": 0}
+    assert (await judge.poll_batch(batch_id, 10)).counts == {"processing": 0, "succeeded": 2, "errored": 0}
 
 
 async def test_mock_has_no_batch_api() -> None:
     assert not MockProvider.has_batch_api and OpenAIProvider.has_batch_api and AnthropicProvider.has_batch_api
     with pytest.raises(NotImplementedError, match="mock"):
-        await MockProvider().submit_batch([("x", ChatRequest("mock", (("user", "hi"),)))])
+        await MockProvider().submit_batch([("x", ChatRequest("mock", (("user", "hi"),)))], TAG, 10)

@@ -119,10 +119,11 @@ def test_batch_partial_failures_are_retried_next_run(data_root, tmp_path):
 
 
 def recorded_batches(cache_dir):
+    """Batches the cache knows the provider created (not creations still under way)."""
     import sqlite3
     try:
         with sqlite3.connect(cache_dir / "rmb-judge.sqlite3", timeout=5) as db:
-            return db.execute("SELECT COUNT(*) FROM batches").fetchone()[0]
+            return db.execute("SELECT COUNT(*) FROM batches WHERE state != 'creating'").fetchone()[0]
     except sqlite3.OperationalError:  # not created yet
         return 0
 

@@ -298,19 +298,19 @@ def items(n: int) -> list[tuple[str, ChatRequest]]:
 async def test_batch_submit_poll_results_with_partial_failure(judge: GoogleProvider, fake_api: FakeAPI) -> None:
     fake_api.schedule(None, Fault.http(400), Reply("no", refusal=True), Reply("[[B]]", finish="length"))
     batch = items(4)
-    batch_id = await judge.submit_batch(batch)
+    batch_id = await judge.submit_batch(batch, "rmb-judge-test", 10)
 
     source = fake_api.batches[batch_id.removeprefix("batches/")].input_file_id
     sent = [json.loads(line) for line in fake_api.files[source].splitlines()]
     assert sent == [{"key": cid, "request": gemini_request(request)} for cid, request in batch]
     assert fake_api.batches_created == 1 and fake_api.calls() == []  # nothing through the live endpoint
 
-    running = await judge.poll_batch(batch_id)
+    running = await judge.poll_batch(batch_id, 10)
     assert (running.state, running.done, running.provider_state) == ("in_progress", False, "running")
-    ended = await judge.poll_batch(batch_id)
+    ended = await judge.poll_batch(batch_id, 10)
     assert (ended.state, ended.done, ended.provider_state) == ("ended", True, "succeeded")
 
-    found = await judge.batch_results(batch_id)
+    found = await judge.batch_results(batch_id, 10)
     assert set(found) == {"item-0", "item-1", "item-2", "item-3"}
     first, refused, truncated = found["item-0"], found["item-2"], found["item-3"]
     assert isinstance(first, ChatResponse) and first.text in ("[[A]]", "[[B]]") and first.input_tokens > 0
@@ -321,11 +321,11 @@ async def test_batch_submit_poll_results_with_partial_failure(judge: GoogleProvi
 
 async def test_expired_batch_ends_without_results(judge: GoogleProvider, fake_api: FakeAPI) -> None:
     fake_api.schedule(Fault.expired())
-    batch_id = await judge.submit_batch(items(2))
-    await judge.poll_batch(batch_id)
-    ended = await judge.poll_batch(batch_id)
+    batch_id = await judge.submit_batch(items(2), "rmb-judge-test", 10)
+    await judge.poll_batch(batch_id, 10)
+    ended = await judge.poll_batch(batch_id, 10)
     assert (ended.state, ended.provider_state) == ("ended", "expired")
-    assert await judge.batch_results(batch_id) == {}
+    assert await judge.batch_results(batch_id, 10) == {}
 
 
 def test_prices_come_from_genai_prices() -> None:

@@ -100,33 +100,32 @@ def test_a_live_run_collects_a_pending_batch_instead_of_paying_again(data_root, 
     assert summary_of(tmp_path, "live")["data"]["comparisons_judged"] == items
 
 
-async def test_a_batch_created_during_a_cancel_is_still_recorded(tmp_path):
-    """The second Ctrl-C lands while the provider is creating a batch: the batch id is
-    recorded before the run gives up, so a rerun resumes it instead of paying again."""
+async def test_a_batch_created_during_a_cancel_is_found_not_paid_again(tmp_path):
+    """The second Ctrl-C lands while the provider is creating a batch (it has it; our answer
+    is on its way): the creation was recorded before it was asked for, so the next run finds
+    the batch at the provider instead of creating (and paying for) another."""
     from rmb_judge.batch import BatchRunner
 
     async with FakeAPI() as api:
+        api.fail_after_create(Fault.hang(5))
         provider = OpenAIProvider("gpt-4o-mini", base_url=api.openai_url, api_key=FAKE_KEY)
-        create = provider.submit_batch
-
-        async def slow_submit(items):
-            batch_id = await create(items)
-            await asyncio.sleep(0.5)  # the provider has it; our answer is on its way
-            return batch_id
-
-        provider.submit_batch = slow_submit
         cache = Cache(tmp_path)
-        engine = Engine(provider, cache, EngineConfig())
         jobs = [Job(f"k{i}", 0, ChatRequest("gpt-4o-mini", (("user", f"q{i}"),), 10)) for i in range(3)]
-        task = asyncio.ensure_future(BatchRunner(engine, 0.1).run(jobs))
-        await asyncio.sleep(0.2)
+        engine = Engine(provider, cache, EngineConfig())
+        task = asyncio.ensure_future(BatchRunner(engine, 0.05).run(jobs))
+        while not api.batches_created:
+            await asyncio.sleep(0.01)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+        [intent] = cache.pending_batches("openai", "gpt-4o-mini", provider.endpoints[0])
+        assert intent.creating and len(intent.items) == 3
+        again = Engine(provider, cache, EngineConfig())
+        await BatchRunner(again, 0.05).run(jobs)
         await provider.aclose()
-        engine.close()
-    assert api.batches_created == 1
-    assert list(cache.pending_batches("openai", "gpt-4o-mini", provider.endpoints[0])) == list(api.batches)
+    assert api.batches_created == 1 and api.batch_items() == 3
+    assert all(again.outcomes[j.key, 0].response for j in jobs) and again.stats.requests == 3
+    assert cache.pending_batches() == []
 
 
 @pytest.mark.parametrize("flags", [("--max-tokens", "16"), ("--max-tokens", "256")])

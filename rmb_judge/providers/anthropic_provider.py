@@ -6,11 +6,25 @@ and `to_response` reads a message from either. The SDK is imported on first use.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 from .. import endpoints, retry
 from ..errors import FatalProviderError
-from .base import BatchItems, BatchResults, BatchStatus, ChatRequest, ChatResponse, Provider, json_at, post_json
+from .base import (
+    CLOCK_SKEW,
+    TRANSFER_TIMEOUTS,
+    BatchItems,
+    BatchResults,
+    BatchStatus,
+    ChatRequest,
+    ChatResponse,
+    Provider,
+    bounded,
+    json_at,
+    post_json,
+    read_batch_output,
+)
 
 if TYPE_CHECKING:
     import anthropic
@@ -133,13 +147,44 @@ class AnthropicProvider(Provider):
 
     # -- Message Batches -----------------------------------------------------------------
 
-    async def submit_batch(self, items: BatchItems) -> str:
+    async def submit_batch(self, items: BatchItems, tag: str, timeout: float) -> str:
+        """(Message Batches keep no tag: `find_batch` knows a batch by its time, size and items.)"""
         requests = [{"custom_id": custom_id, "params": message_params(request)} for custom_id, request in items]
-        batch = await self.client().messages.batches.create(requests=requests)  # type: ignore[arg-type]
+        batch = await bounded(self.client().messages.batches.create(
+            requests=requests, timeout=timeout),  # type: ignore[arg-type]
+            timeout * TRANSFER_TIMEOUTS)  # the requests travel in this call
         return batch.id
 
-    async def poll_batch(self, batch_id: str) -> BatchStatus:
-        batch = await self.client().messages.batches.retrieve(batch_id)
+    async def find_batch(self, tag: str, custom_ids: Collection[str], since: float, known: Collection[str],
+                         timeout: float) -> str | None:
+        """Message Batches keep no tag: the batch not in `known`, created since `since` (less
+        CLOCK_SKEW; listed newest first) with as many requests as `custom_ids`, nearest in time
+        to `since`; one that has ended must report only `custom_ids` (they are hashes of
+        the requests). (One still running cannot be checked: should it be someone else's,
+        its results name none of the requests, which then fail and are sent again.)"""
+        page = await bounded(self.client().messages.batches.list(limit=self.batches_per_page, timeout=timeout), timeout)
+        candidates = []
+        while True:
+            recent = [batch for batch in page.data if batch.created_at.timestamp() >= since - CLOCK_SKEW]
+            for batch in recent:
+                counts = batch.request_counts
+                size = counts.processing + counts.succeeded + counts.errored + counts.canceled + counts.expired
+                if batch.id not in known and size == len(custom_ids):
+                    candidates.append(batch)
+            if len(recent) < len(page.data) or not page.has_next_page():
+                break
+            page = await bounded(page.get_next_page(), timeout)
+        wanted = set(custom_ids)
+        for batch in sorted(candidates, key=lambda b: abs(b.created_at.timestamp() - since)):
+            if batch.processing_status != "ended":
+                return batch.id
+            reported = set(await self.batch_results(batch.id, timeout))
+            if reported and reported <= wanted:
+                return batch.id
+        return None
+
+    async def poll_batch(self, batch_id: str, timeout: float) -> BatchStatus:
+        batch = await bounded(self.client().messages.batches.retrieve(batch_id, timeout=timeout), timeout)
         counts = batch.request_counts
         return BatchStatus(
             id=batch.id,
@@ -152,22 +197,37 @@ class AnthropicProvider(Provider):
             },
         )
 
-    async def batch_results(self, batch_id: str) -> BatchResults:
-        found: BatchResults = {}
-        async for item in await self.client().messages.batches.results(batch_id):
-            result = item.result
-            if result.type == "succeeded":
-                try:
-                    found[item.custom_id] = to_response(result.message.to_dict())
-                except retry.BrokenAnswer as exc:
-                    found[item.custom_id] = str(exc)
-            elif result.type == "errored":
-                found[item.custom_id] = f"{result.error.error.type}: {result.error.error.message}"
-            else:
-                found[item.custom_id] = result.type  # "expired" | "canceled"
-        return found
+    async def batch_results(self, batch_id: str, timeout: float) -> BatchResults:
+        """The results file, read line by line as JSON (the SDK's own reader stops at the first
+        line it cannot read, and builds no answer from a line of the wrong shape)."""
+        import httpx2
+
+        client = self.client()
+        batch = await bounded(client.messages.batches.retrieve(batch_id, timeout=timeout), timeout)
+        if not batch.results_url:
+            return BatchResults()
+        answer = await bounded(client.get(
+            batch.results_url, cast_to=httpx2.Response,
+            options={"headers": {"Accept": "application/binary"}, "timeout": timeout},
+        ), timeout * TRANSFER_TIMEOUTS)
+        return read_batch_output(answer.text, lambda item: json_at(item, "custom_id"), _batch_item)
 
     async def aclose(self) -> None:
         if self._client is not None:
             await self._client.close()
             self._client = None
+
+
+def _batch_item(item: dict[str, Any]) -> ChatResponse | str:
+    """One line of a batch's results: a succeeded `result` holds the message; an errored one
+    the error; otherwise the request expired or was canceled."""
+    result = json_at(item, "result")
+    kind = json_at(result, "type")
+    if kind == "succeeded":
+        try:
+            return to_response(json_at(result, "message"))
+        except retry.BrokenAnswer as exc:
+            return str(exc)
+    if kind == "errored":
+        return f"{json_at(result, 'error', 'error', 'type')}: {json_at(result, 'error', 'error', 'message')}"
+    return str(kind) if isinstance(kind, str) else "the batch output line holds no result"

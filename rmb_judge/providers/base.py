@@ -11,13 +11,14 @@ SDK only when it first needs it (importing one costs about a second of CPU).
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from .. import endpoints, pricing, retry
 from ..errors import UsageError
@@ -79,7 +80,61 @@ class BatchStatus:
 
 
 BatchItems = Sequence[tuple[str, ChatRequest]]  # (custom_id, request)
-BatchResults = dict[str, ChatResponse | str]  # custom_id -> answer, or why it failed
+BATCH_TAG = "rmb_judge_submission"  # the metadata key (OpenAI) a batch's tag is sent under
+CLOCK_SKEW = 600.0  # seconds a provider's clock may be behind ours when its batches are listed
+TRANSFER_TIMEOUTS = 10  # a batch file's upload or download may take this many --timeouts
+_T = TypeVar("_T")
+
+
+class BatchResults(dict[str, ChatResponse | str]):
+    """custom_id -> its answer, or why it failed. `unreadable`: output lines that could not
+    be tied to a request (not JSON, or naming none); their requests have no entry."""
+
+    unreadable: int = 0
+
+
+def read_batch_output(text: str, custom_id_of: Callable[[Any], Any],
+                      answer_of: Callable[[dict[str, Any]], ChatResponse | str]) -> BatchResults:
+    """A batch's JSONL output, line by line: a line that is not JSON or names no request is
+    counted in `unreadable`; a malformed line fails only its own request (`answer_of` says
+    why, never raises); a request answered twice differently has failed (no line wins)."""
+    found = BatchResults()
+    conflicting: set[str] = set()
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except ValueError:
+            found.unreadable += 1
+            continue
+        custom_id = custom_id_of(item)
+        if not isinstance(custom_id, str) or not isinstance(item, dict):
+            found.unreadable += 1
+            continue
+        answer = answer_of(item)
+        if custom_id in found and not _same(found[custom_id], answer):
+            conflicting.add(custom_id)
+        found[custom_id] = answer
+    for custom_id in conflicting:
+        found[custom_id] = "the batch output holds different answers for this request"
+    return found
+
+
+def _same(a: ChatResponse | str, b: ChatResponse | str) -> bool:
+    if isinstance(a, ChatResponse) and isinstance(b, ChatResponse):
+        return (a.text, a.finish_reason, a.refusal) == (b.text, b.finish_reason, b.refusal)
+    return a == b
+
+
+async def bounded(call: Awaitable[_T], seconds: float) -> _T:
+    """`await call`, given up after `seconds` even if the server keeps trickling bytes, which
+    an SDK's read timeout never notices (a retry sorts this TimeoutError like the SDK's own)."""
+    try:
+        async with asyncio.timeout(seconds):
+            return await call
+    except TimeoutError:
+        raise TimeoutError(f"no complete answer within {seconds:g} s") from None
 
 
 async def post_json(client: Any, path: str, body: dict[str, Any], timeout: float) -> Any:
@@ -135,6 +190,7 @@ class Provider:
     batch_discount: ClassVar[float | None] = None  # batch price when genai-prices lacks one
     bytes_per_token: ClassVar[float] = pricing.DEFAULT_BYTES_PER_TOKEN  # token approximation
     simulated: ClassVar[bool] = False  # True only for the offline mock judge
+    batches_per_page: ClassVar[int] = 100  # asked for per page when batches are listed (find_batch)
 
     def __init__(self, model: str, base_url: str | None = None, api_key: str | None = None) -> None:
         self.model = model
@@ -208,14 +264,26 @@ class Provider:
         """One request; raise the SDK's own exceptions (the engine sorts them with `classify`)."""
         raise NotImplementedError
 
-    async def submit_batch(self, items: BatchItems) -> str:
-        """Create one batch holding every item; returns its id."""
+    # Batch API calls: each HTTP call is bounded by `timeout` seconds (`bounded`), a file
+    # transfer by TRANSFER_TIMEOUTS of them.
+
+    async def submit_batch(self, items: BatchItems, tag: str, timeout: float) -> str:
+        """Create one batch holding every item, tagged `tag` where the API keeps a tag (so
+        `find_batch` can find it if the answer to the creation is lost); returns its id."""
         raise NotImplementedError(f"{self.name} has no batch API")
 
-    async def poll_batch(self, batch_id: str) -> BatchStatus:
+    async def find_batch(self, tag: str, custom_ids: Collection[str], since: float, known: Collection[str],
+                         timeout: float) -> str | None:
+        """The id of the batch `submit_batch(items, tag)` created at `since` (time.time()) or
+        later, if the provider has one: a creation whose answer was lost (an error status, a
+        dropped connection, a killed process) is found here instead of paid for again.
+        `custom_ids` are the items'; `known` are batch ids that are someone else's."""
         raise NotImplementedError(f"{self.name} has no batch API")
 
-    async def batch_results(self, batch_id: str) -> BatchResults:
+    async def poll_batch(self, batch_id: str, timeout: float) -> BatchStatus:
+        raise NotImplementedError(f"{self.name} has no batch API")
+
+    async def batch_results(self, batch_id: str, timeout: float) -> BatchResults:
         """Every item the ended batch reports, answered or failed (a one-line reason)."""
         raise NotImplementedError(f"{self.name} has no batch API")
 

@@ -20,11 +20,24 @@ import json
 import math
 import os
 import re
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 from .. import retry
 from ..errors import FatalProviderError, UsageError
-from .base import BatchItems, BatchResults, BatchStatus, ChatRequest, ChatResponse, Provider, cache_tokens, json_at
+from .base import (
+    TRANSFER_TIMEOUTS,
+    BatchItems,
+    BatchResults,
+    BatchStatus,
+    ChatRequest,
+    ChatResponse,
+    Provider,
+    bounded,
+    cache_tokens,
+    json_at,
+    read_batch_output,
+)
 
 if TYPE_CHECKING:
     from google import genai
@@ -163,6 +176,7 @@ class GoogleProvider(Provider):
     def __init__(self, model: str, base_url: str | None = None, api_key: str | None = None) -> None:
         super().__init__(model, base_url, api_key)
         self._client: genai.Client | None = None
+        self._uploads: dict[str, str] = {}  # a batch's tag -> its uploaded input file, until created
 
     def prepare(self) -> None:
         super().prepare()
@@ -256,51 +270,80 @@ class GoogleProvider(Provider):
 
     # -- the Batch API: a JSONL file of keyed requests, then a batch over it -------------
 
-    async def submit_batch(self, items: BatchItems) -> str:
+    async def submit_batch(self, items: BatchItems, tag: str, timeout: float) -> str:
         from google.genai import types
 
-        lines = [{"key": custom_id, "request": gemini_request(request)} for custom_id, request in items]
-        data = "".join(json.dumps(line) + "\n" for line in lines).encode()
         aio = self.client().aio
-        upload = await aio.files.upload(
-            file=io.BytesIO(data), config=types.UploadFileConfig(mime_type="jsonl", display_name="rmb-judge-batch")
-        )
-        if not upload.name:
-            raise retry.BrokenAnswer("the uploaded batch file came back without a name")
-        job = await aio.batches.create(
-            model=self.model, src=upload.name, config=types.CreateBatchJobConfig(display_name="rmb-judge")
-        )
+        file_name = self._uploads.get(tag)  # a retried creation does not upload again
+        if file_name is None:
+            lines = [{"key": custom_id, "request": gemini_request(request)} for custom_id, request in items]
+            data = "".join(json.dumps(line) + "\n" for line in lines).encode()
+            upload = await bounded(aio.files.upload(file=io.BytesIO(data), config=types.UploadFileConfig(
+                mime_type="jsonl", display_name=tag, http_options=_timeout(timeout * TRANSFER_TIMEOUTS),
+            )), timeout * TRANSFER_TIMEOUTS)
+            if not upload.name:
+                raise retry.BrokenAnswer("the uploaded batch file came back without a name")
+            file_name = self._uploads[tag] = upload.name
+        job = await bounded(aio.batches.create(model=self.model, src=file_name, config=types.CreateBatchJobConfig(
+            display_name=tag, http_options=_timeout(timeout),
+        )), timeout)
         if not job.name:
             raise retry.BrokenAnswer("the batch was created without a name")
+        self._uploads.pop(tag, None)
         return job.name
 
-    async def poll_batch(self, batch_id: str) -> BatchStatus:
-        job = await self.client().aio.batches.get(name=batch_id)
+    async def find_batch(self, tag: str, custom_ids: Collection[str], since: float, known: Collection[str],
+                         timeout: float) -> str | None:
+        """The batch whose display name is `tag`, among every one listed (the order of the
+        listing is not documented)."""
+        from google.genai import types
+
+        pager = await bounded(self.client().aio.batches.list(config=types.ListBatchJobsConfig(
+            page_size=self.batches_per_page, http_options=_timeout(timeout))), timeout)
+        while True:
+            for job in pager.page:
+                if job.display_name == tag and job.name:
+                    return job.name
+            try:
+                await bounded(pager.next_page(), timeout)
+            except IndexError:  # no more pages
+                return None
+
+    async def poll_batch(self, batch_id: str, timeout: float) -> BatchStatus:
+        from google.genai import types
+
+        job = await bounded(self.client().aio.batches.get(
+            name=batch_id, config=types.GetBatchJobConfig(http_options=_timeout(timeout))), timeout)
         word = job.state.value.removeprefix("JOB_STATE_") if job.state else "UNSPECIFIED"
         # The SDK leaves out the Gemini API's item counts (metadata.batchStats): none to show.
         return BatchStatus(id=batch_id, state=_BATCH_STATES.get(word, "in_progress"),
                            provider_state=word.lower(), counts={})
 
-    async def batch_results(self, batch_id: str) -> BatchResults:
+    async def batch_results(self, batch_id: str, timeout: float) -> BatchResults:
+        from google.genai import types
+
         aio = self.client().aio
-        job = await aio.batches.get(name=batch_id)
+        job = await bounded(aio.batches.get(
+            name=batch_id, config=types.GetBatchJobConfig(http_options=_timeout(timeout))), timeout)
         file_name = job.dest.file_name if job.dest else None
         if not file_name:
-            return {}
-        data = await aio.files.download(file=file_name)
-        found: BatchResults = {}
-        for line in data.decode().splitlines():
-            if line.strip():
-                item = json.loads(line)
-                if isinstance(item, dict):  # (a line of any other shape names no request)
-                    found[str(item.get("key"))] = _batch_item(item)
-        return found
+            return BatchResults()
+        data = await bounded(aio.files.download(file=file_name, config=types.DownloadFileConfig(
+            http_options=_timeout(timeout * TRANSFER_TIMEOUTS))), timeout * TRANSFER_TIMEOUTS)
+        return read_batch_output(data.decode(errors="replace"), lambda item: json_at(item, "key"), _batch_item)
 
     async def aclose(self) -> None:
         if self._client is not None:
             await self._client.aio.aclose()
             self._client.close()  # its synchronous side, which aclose leaves open
             self._client = None
+
+
+def _timeout(seconds: float) -> Any:
+    """The SDK's per-call HTTP options for a bound of `seconds`."""
+    from google.genai import types
+
+    return types.HttpOptions(timeout=max(1, math.ceil(seconds * 1000)))  # milliseconds
 
 
 def _batch_item(item: dict[str, Any]) -> ChatResponse | str:

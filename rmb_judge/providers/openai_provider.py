@@ -10,21 +10,26 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .. import endpoints, pricing, retry
 from ..errors import FatalProviderError
 from .base import (
+    BATCH_TAG,
+    CLOCK_SKEW,
+    TRANSFER_TIMEOUTS,
     BatchItems,
     BatchResults,
     BatchStatus,
     ChatRequest,
     ChatResponse,
     Provider,
+    bounded,
     cache_tokens,
     json_at,
     post_json,
+    read_batch_output,
 )
 
 if TYPE_CHECKING:
@@ -103,6 +108,7 @@ class OpenAIProvider(Provider):
     def __init__(self, model: str, base_url: str | None = None, api_key: str | None = None) -> None:
         super().__init__(model, base_url, api_key)
         self._client: openai.AsyncOpenAI | None = None
+        self._uploads: dict[str, str] = {}  # a batch's tag -> its uploaded input file, until created
 
     def prepare(self) -> None:
         super().prepare()
@@ -155,24 +161,43 @@ class OpenAIProvider(Provider):
 
     # -- the Batch API: a JSONL file of requests, then a batch over it ---------------------
 
-    async def submit_batch(self, items: BatchItems) -> str:
-        lines = [
-            {"custom_id": custom_id, "method": "POST", "url": "/v1/chat/completions",
-             "body": chat_params(request)}
-            for custom_id, request in items
-        ]
-        data = "".join(json.dumps(line) + "\n" for line in lines).encode()
+    async def submit_batch(self, items: BatchItems, tag: str, timeout: float) -> str:
         client = self.client()
-        upload = await client.files.create(
-            file=("rmb-judge-batch.jsonl", data, "application/jsonl"), purpose="batch"
-        )
-        batch = await client.batches.create(
-            input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h"
-        )
+        file_id = self._uploads.get(tag)  # a retried creation does not upload again
+        if file_id is None:
+            lines = [
+                {"custom_id": custom_id, "method": "POST", "url": "/v1/chat/completions",
+                 "body": chat_params(request)}
+                for custom_id, request in items
+            ]
+            data = "".join(json.dumps(line) + "\n" for line in lines).encode()
+            upload = await bounded(client.files.create(
+                file=(f"{tag}.jsonl", data, "application/jsonl"), purpose="batch", timeout=timeout,
+            ), timeout * TRANSFER_TIMEOUTS)
+            file_id = self._uploads[tag] = upload.id
+        batch = await bounded(client.batches.create(
+            input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h",
+            metadata={BATCH_TAG: tag}, timeout=timeout,
+        ), timeout)
+        self._uploads.pop(tag, None)
         return batch.id
 
-    async def poll_batch(self, batch_id: str) -> BatchStatus:
-        batch = await self.client().batches.retrieve(batch_id)
+    async def find_batch(self, tag: str, custom_ids: Collection[str], since: float, known: Collection[str],
+                         timeout: float) -> str | None:
+        """The batch whose metadata holds `tag`, among those listed (newest first) back to `since`."""
+        page = await bounded(self.client().batches.list(limit=self.batches_per_page, timeout=timeout), timeout)
+        while True:
+            for batch in page.data:
+                if (batch.metadata or {}).get(BATCH_TAG) == tag:
+                    return batch.id
+                if batch.created_at < since - CLOCK_SKEW:
+                    return None
+            if not page.has_next_page():
+                return None
+            page = await bounded(page.get_next_page(), timeout)
+
+    async def poll_batch(self, batch_id: str, timeout: float) -> BatchStatus:
+        batch = await bounded(self.client().batches.retrieve(batch_id, timeout=timeout), timeout)
         counts = batch.request_counts
         total, succeeded, errored = (counts.total, counts.completed, counts.failed) if counts else (0, 0, 0)
         return BatchStatus(
@@ -182,18 +207,15 @@ class OpenAIProvider(Provider):
             counts={"processing": total - succeeded - errored, "succeeded": succeeded, "errored": errored},
         )
 
-    async def batch_results(self, batch_id: str) -> BatchResults:
+    async def batch_results(self, batch_id: str, timeout: float) -> BatchResults:
         client = self.client()
-        batch = await client.batches.retrieve(batch_id)
-        found: BatchResults = {}
+        batch = await bounded(client.batches.retrieve(batch_id, timeout=timeout), timeout)
+        text = ""
         for file_id in (batch.output_file_id, batch.error_file_id):
             if file_id:
-                content = await client.files.content(file_id)
-                for line in content.text.splitlines():
-                    if line.strip():
-                        item = json.loads(line)
-                        found[item["custom_id"]] = _batch_item(item)
-        return found
+                content = await bounded(client.files.content(file_id, timeout=timeout), timeout * TRANSFER_TIMEOUTS)
+                text += content.text + "\n"
+        return read_batch_output(text, lambda item: json_at(item, "custom_id"), _batch_item)
 
     async def aclose(self) -> None:
         if self._client is not None:
@@ -202,12 +224,15 @@ class OpenAIProvider(Provider):
 
 
 def _batch_item(item: dict[str, Any]) -> ChatResponse | str:
-    response, error = item.get("response") or {}, item.get("error")
+    """One line of a batch's output or error file: `response` (its status and body), or an `error`."""
+    error, status, body = json_at(item, "error"), json_at(item, "response", "status_code"), json_at(
+        item, "response", "body")
     if error:
-        return f"{error.get('code')}: {error.get('message')}"
-    body = response["body"]
-    if response["status_code"] != 200:
-        return f"HTTP {response['status_code']}: {body.get('error', {}).get('message', body)}"
+        return f"{json_at(error, 'code')}: {json_at(error, 'message')}"
+    if not isinstance(status, int) or not isinstance(body, dict):
+        return "the batch output line holds no response body"
+    if status != 200:
+        return f"HTTP {status}: {json_at(body, 'error', 'message') or json.dumps(body)[:200]}"
     try:
         return to_response(body)
     except retry.BrokenAnswer as exc:
