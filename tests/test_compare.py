@@ -154,3 +154,14 @@ def test_swapping_a_sampled_run_and_a_full_run_only_flips_the_sign(tmp_path, dat
     sampled = json.loads((tmp_path / "sample" / "summary.json").read_text())
     overall = next(s for s in backward.scores if s.key == "overall")
     assert overall.a == pytest.approx(sampled["scores"]["overall"])
+
+
+def test_report_pairs_runs_only_within_a_selection_group(runs):
+    """`short` judged 3 records per scenario, the others 6: another selection, ranked apart, so
+    never paired with the run ranked just above it (they share its 3 records per scenario)."""
+    shown = load_runs([runs / "mock", runs / "label", runs / "short"])
+    assert compare(read_run(runs / "mock"), read_run(runs / "short")).shared > 0
+    markdown = render_markdown(shown)
+    paired = [line for line in markdown.splitlines() if line.startswith("- #") and " vs #" in line]
+    assert len(paired) == 1 and paired[0].startswith("- #1 vs #2 ")
+    assert "Another selection" in markdown
