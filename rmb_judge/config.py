@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 from .records import Selection
 
+VIEW_PORT = 8765  # `rmb-judge view`: a fixed default, so a record's URL stays the same from one start to the next
+
 if TYPE_CHECKING:
     from .judges import JudgeSpec
 
