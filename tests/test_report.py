@@ -18,7 +18,7 @@ from conftest import DATA, present_files
 from rich.console import Console
 
 from rmb_judge import benchmarks
-from rmb_judge.errors import DataError, RmbJudgeError, UsageError
+from rmb_judge.errors import DataError, RmbJudgeError
 from rmb_judge.report import load_runs, render_html, render_markdown, render_terminal
 from rmb_judge.report.html import ABSENT
 
@@ -564,7 +564,7 @@ def test_harmlessness_scenarios_carry_their_rmb_names(tmp_path):
     write_run(tmp_path / "run", "openai:gpt-4o", harm, 1, settings={})
     texts = [e["text"] for e in Elements(render_html(load_runs([tmp_path / "run"]))).all if e["tag"] == "text"]
     bon_harm = texts[texts.index("Best-of-N · Harmlessness"):]
-    named = [f"{file} {name}" for file, name, _, _ in HARM_TABLE[:-1]] + ["multi (multi-turn)"]
+    named = [f"{file} {name}" for file, name, _, _ in HARM_TABLE[:-1]] + ["multi"]
     assert sorted(t for t in bon_harm if t in named) == sorted(named)
 
 

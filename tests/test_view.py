@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from fake_api import FakeAPI
-from view_runs import JUDGE_A, JUDGE_B, KINDS, get, key, listed, record_id, serving
+from view_runs import JUDGE_A, JUDGE_B, KINDS, answers_of, get, key, listed, record_id, serving
 
 from rmb_judge import cli
 from rmb_judge.explorer.index import build
@@ -29,13 +29,6 @@ pytestmark = pytest.mark.xdist_group("view")  # one worker builds the judged run
 def url(judged_runs):
     with serving(judged_runs.a, judged_runs.b, cwd=judged_runs.root) as address:
         yield address
-
-
-def answers_of(item: dict) -> list[tuple[str, dict]]:
-    """A data file record's answers with the labels the page gives them."""
-    if "chosen" in item:
-        return [("chosen", item["chosen"]), ("rejected", item["reject"])]
-    return [("best", item["bon_best"]), *((f"loser {n}", a) for n, a in enumerate(item["loser_list"], 1))]
 
 
 def test_each_record_shows_its_texts_and_what_each_judge_was_sent_and_said(judged_runs, url):

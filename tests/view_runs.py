@@ -166,5 +166,12 @@ def listed(url: str, **query: Any) -> list[str]:
             return ids
 
 
+def answers_of(item: dict) -> list[tuple[str, dict]]:
+    """A data file record's answers with the labels the page gives them."""
+    if "chosen" in item:
+        return [("chosen", item["chosen"]), ("rejected", item["reject"])]
+    return [("best", item["bon_best"]), *((f"loser {n}", a) for n, a in enumerate(item["loser_list"], 1))]
+
+
 def record_id(record: records.Record) -> str:
     return f"{record.category_path}::{record.uid}"

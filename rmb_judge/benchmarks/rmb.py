@@ -33,12 +33,13 @@ SETS = {"pairwise": "Pairwise_set", "bon": "BoN_set"}  # kind -> folder
 GOALS = {"helpfulness": "Helpfulness", "harmlessness": "Harmlessness"}  # goal -> folder
 # The harmlessness scenarios' names, which their files (S1.json ...) leave out: the rows of the
 # RMB repository's harmlessness dataset table (fig/harmless_dataset_table.pdf), in file order
-# (each file's pairwise and Best-of-N record counts match its row: S1 459 and 111, ...)
+# (each file's pairwise and Best-of-N record counts match its row: S1 459 and 111, ...), which
+# are Llama Guard 2's hazard categories. The table's last row, "Multi", is the file multi.json.
 HARM_SCENARIOS = {
     "S1": "Violent Crimes", "S2": "Non-Violent Crimes", "S3": "Sex-Related Crimes",
     "S4": "Child Sexual Exploitation", "S5": "Specialized Advice", "S6": "Privacy",
     "S7": "Intellectual Property", "S8": "Indiscriminate Weapons", "S9": "Hate",
-    "S10": "Suicide & Self-Harm", "S11": "Sexual Content", "multi": "(multi-turn)",
+    "S10": "Suicide & Self-Harm", "S11": "Sexual Content",
 }
 
 

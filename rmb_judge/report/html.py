@@ -281,7 +281,7 @@ def _cost(shown: Board) -> tuple[CostChart | None, list[str]]:
     for number, row in enumerate(front):
         x, y = x_of(row.run.cost_usd or 0.0), y_of(row.run.scores[OVERALL] or 0.0)
         stairs += f"H{x:.1f}V{y:.1f}" if number else f"M{x:.1f},{y:.1f}"
-    x_ticks = [Label(x_of(v), bottom + 16, _dollars(v)) for v in x_values]
+    x_ticks = [Label(x_of(v), bottom + 16, f"${v:,.10g}") for v in x_values]
     y_ticks = [Label(left - 6, y_of(v) + 4, f"{v:.2f}") for v in y_values]
     return CostChart(
         width, height, left, right, top, bottom, x_ticks, y_ticks,

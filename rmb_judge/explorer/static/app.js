@@ -103,7 +103,8 @@ function renderMeta() {
   $("f-sort").replaceChildren(...filters.sort.map((s) => el("option", { value: s.value, text: s.title })));
   if (meta.runs.length > 1) {
     document.querySelector(".multi-run").hidden = false;
-    $("f-run").replaceChildren(...meta.runs.map((run) => el("option", { value: run.number, text: runName(run.number) })));
+    $("f-run").replaceChildren(...meta.runs.map((run) => el("option", { value: run.number, text: `${run.number + 1} · ${run.judge}`,
+      title: runName(run.number) })));
     $("disagree-label").textContent = `only where the runs disagree (${number(meta.disagreements)})`;
   }
   fillRun();
@@ -249,7 +250,7 @@ function renderRecord(record) {
     el("p", { class: "where", text: where }),
     ...record.notes.map((text) => el("p", { class: "note", text })),
     el("table", { class: "outcomes" }, el("tbody", {}, ...judged.map((run) => el("tr", { class: `r${run.number % 8}` },
-      el("td", {}, el("span", { class: "swatch" }), runName(run.number)),
+      el("td", {}, el("span", { class: "swatch" }), el("span", { class: "run-name", text: runName(run.number) })),
       el("td", {}, el("span", { class: `badge o-${run.outcome}`, text: run.outcome })),
       el("td", { class: "num", text: run.score === null || run.score === undefined ? "" : `score ${run.score}` }))))),
   ];
@@ -266,7 +267,8 @@ function renderRecord(record) {
   parts.push(el("h3", { text: judged.length > 1 ? "What each judge said" : "What the judge said" }),
     el("div", { class: judged.length > 1 ? "judgments side-by-side" : "judgments" }, ...judged.map((run) => el("section",
       { class: `judgment r${run.number % 8}` },
-      el("h4", {}, el("span", { class: "swatch" }), runName(run.number), " ", el("span", { class: `badge o-${run.outcome}`, text: run.outcome })),
+      el("h4", {}, el("span", { class: "swatch" }), el("span", { class: "run-name", text: runName(run.number) }),
+        el("span", { class: `badge o-${run.outcome}`, text: run.outcome })),
       ...run.comparisons.map((c) => comparison(c, meta.runs[run.number]))))));
   $("record").replaceChildren(...parts);
   $("record").scrollTop = 0;
