@@ -1,4 +1,4 @@
-"""The `rmb-judge` command line: run, estimate, report, cache, data."""
+"""The `rmb-judge` command line: run, estimate, compare, report, view, cache, data."""
 
 from __future__ import annotations
 
@@ -472,12 +472,12 @@ def cmd_report(args: argparse.Namespace, argv: list[str]) -> int:
 def cmd_view(args: argparse.Namespace, argv: list[str]) -> int:
     import asyncio
 
-    from .explorer.index import build
+    from .explorer.index import read_runs
     from .explorer.server import serve
 
-    index = build(args.runs, args.data)
+    runs = read_runs(args.runs)
     try:
-        asyncio.run(serve(index, args.port, open_browser=not args.no_browser))
+        asyncio.run(serve(runs, args.data, args.port, open_browser=not args.no_browser))
     except KeyboardInterrupt:  # before the signal handlers are set
         pass
     return 0

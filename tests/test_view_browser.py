@@ -184,6 +184,18 @@ def test_two_runs_side_by_side_where_they_disagree(browser, url, judged_runs):
     assert "tie" in right.find_element(By.CSS_SELECTOR, "h4 .badge").text
 
 
+def test_one_run_offers_no_run_choice_and_no_disagreements(browser, judged_runs):
+    with serving(judged_runs.a, cwd=judged_runs.root) as address:
+        window(browser, 1280)
+        browser.get(address)
+        shows(browser, {record_id(r) for r in judged_runs.records})
+        assert not browser.find_element(By.ID, "f-disagree").is_displayed()
+        assert not browser.find_element(By.ID, "f-run").is_displayed()
+        assert not browser.find_element(By.ID, "pager").is_displayed()  # one page
+        assert [b.text for b in browser.find_elements(By.CSS_SELECTOR, "#list .badge")][:1] == [
+            judged_runs.kind[key(judged_runs.records[0])]]  # no run number on a lone run's badges
+
+
 OVERFLOW = """
 const page = document.documentElement, width = page.clientWidth, cut = [];
 const name = (e) => e.tagName.toLowerCase() + (e.id ? "#" + e.id : "") +

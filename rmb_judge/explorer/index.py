@@ -20,6 +20,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import threading
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -93,7 +94,6 @@ class Entry:
     preview: str
     outcomes: list[str | None]  # per run; None where the run did not judge it
     positions: list[str | None]  # per run, one of POSITIONS
-    text: str = ""  # lowercased, for search
     order: int = 0
     stale: set[int] = field(default_factory=set)  # runs that judged another version of its data file
 
@@ -151,6 +151,16 @@ class Index:
         self.by_id = {entry.id: entry for entry in entries}
         self.notes = data_notes
         self.select = lru_cache(maxsize=32)(self._select)  # paging asks for the same selection again
+        self._texts: list[str] | None = None
+        self._texts_lock = threading.Lock()
+
+    def search_texts(self) -> list[str]:
+        """Each entry's conversation, answers and judge outputs, lowercased: made on first need
+        (the server makes them while the page shows its first records)."""
+        with self._texts_lock:
+            if self._texts is None:
+                self._texts = [_search_text(entry, self.runs) for entry in self.entries]
+            return self._texts
 
     # ------------------------------------------------------------ the list
 
@@ -158,7 +168,8 @@ class Index:
         run = query.run
         terms = [a or b for a, b in re.findall(r'"([^"]+)"|(\S+)', query.text.lower())]
         chosen = []
-        for entry in self.entries:
+        texts = self.search_texts() if terms else itertools.repeat("")
+        for entry, text in zip(self.entries, texts, strict=False):
             if query.disagree and not entry.disagreement:
                 continue
             if (query.section and entry.section != query.section
@@ -168,7 +179,7 @@ class Index:
                     or query.turns and (entry.turns > 1) != (query.turns == "multi")
                     or query.model and query.model not in entry.models):
                 continue
-            if terms and not all(term in entry.text for term in terms):
+            if terms and not all(term in text for term in terms):
                 continue
             chosen.append(entry)
         if query.sort == "longest":
@@ -307,9 +318,19 @@ class Index:
 
 
 def build(paths: list[Path], data: Path | None = None) -> Index:
-    """The index of these run folders; `data` replaces the data folder their manifests name
-    (for data that moved). One clear error for a folder that is not a run."""
-    runs = [_run(number, run) for number, run in enumerate(load_runs(paths))]
+    """The index of these run folders (see `read_runs` and `index`)."""
+    return index(read_runs(paths), data)
+
+
+def read_runs(paths: list[Path]) -> list[RunInfo]:
+    """The run folders' summaries, manifests and samples: one clear error for a folder that is
+    not a run or a samples line that is not a sample."""
+    return [_run(number, run) for number, run in enumerate(load_runs(paths))]
+
+
+def index(runs: list[RunInfo], data: Path | None = None) -> Index:
+    """The records of these runs, from the data files they judged (`data` replaces the folder
+    their manifests name, for data that moved). What cannot be read becomes a note on the page."""
     datasets: dict[tuple[str, Path], tuple[dict[tuple[str, str], Record], dict[str, str], list[Record]]] = {}
     notes: list[str] = []
     for info in runs:
@@ -338,7 +359,6 @@ def build(paths: list[Path], data: Path | None = None) -> Index:
                 entry.stale.add(info.number)
             entry.outcomes[info.number] = _record_outcome(lines)
             entry.positions[info.number] = _position(lines)
-            entry.text += "\n" + "\n".join(_texts([line.get("raw") for line in lines])).lower()
     ranked = {id(record): n for _, _, loaded in datasets.values() for n, record in enumerate(loaded)}
     ordered = sorted(entries.values(), key=lambda e: (e.record is None, ranked.get(id(e.record), 0), e.order))
     return Index(runs, ordered, notes)
@@ -470,12 +490,11 @@ def _entry(key: tuple[str, str], benchmark: Benchmark, record: Record | None, li
     adapter = adapter_for(benchmark)
     if record is not None:
         answers = (record.preferred, *record.others)
-        texts = [m.content for m in record.conversation] + [a.text for a in answers]
         last_user = next(m.content for m in reversed(record.conversation) if m.role == "user")
         return Entry(
             key, benchmark, record, record.section, adapter.subset(benchmark, key[0]), adapter.labels(record),
             [len(a.text) for a in answers], [a.model for a in answers], templates.user_turns(record.conversation),
-            " ".join(last_user.split())[:PREVIEW], [None] * runs, [None] * runs, "\n".join(texts).lower(),
+            " ".join(last_user[: 2 * PREVIEW].split())[:PREVIEW], [None] * runs, [None] * runs,
         )
     # the samples alone: which answers were compared and by whom
     losers = sorted({line["loser_index"] for line in lines if isinstance(line.get("loser_index"), int)})
@@ -486,6 +505,15 @@ def _entry(key: tuple[str, str], benchmark: Benchmark, record: Record | None, li
         models.append(str(line.get("other_model") or ""))
     return Entry(key, benchmark, None, section, adapter.subset(benchmark, key[0]),
                  adapter.answer_labels(kind, len(models) - 1), [], models, 0, "", [None] * runs, [None] * runs)
+
+
+def _search_text(entry: Entry, runs: list[RunInfo]) -> str:
+    record = entry.record
+    texts = [m.content for m in record.conversation] + [a.text for a in (record.preferred, *record.others)] \
+        if record else []
+    for run in runs:
+        texts.extend(_texts([line.get("raw") for line in run.samples.get(entry.key, ())]))
+    return "\n".join(texts).lower()
 
 
 def _presentation_outcome(line: dict[str, Any]) -> str:
@@ -518,6 +546,8 @@ def _comparison_outcome(lines: list[dict[str, Any]]) -> str:
 
 
 def _record_outcome(lines: list[dict[str, Any]]) -> str:
+    if len(lines) == 1 and lines[0].get("record_correct", 0) is not None:  # one comparison in one order
+        return _comparison_outcome(lines)
     by_comparison: dict[Any, list[dict[str, Any]]] = defaultdict(list)
     for line in lines:
         by_comparison[line.get("loser_index")].append(line)

@@ -1,5 +1,9 @@
 """The page and its JSON, served on 127.0.0.1 by aiohttp.
 
+The server listens (and the browser opens) as soon as the run folders are read; the records
+are indexed meanwhile, and the page's first requests wait for the index, so opening a browser
+and reading ~100 MB of data files happen at once. The search texts are made after that.
+
 Routes: `/` and `/r/<category_path>/<uid>` (a record's stable URL; filters ride in the query
 string) give the page, `/static/...` its script and style sheet, and the page asks
 `/api/meta` (runs, notes, filter values), `/api/records` (one page of the filtered list) and
@@ -20,11 +24,12 @@ import sys
 import webbrowser
 from collections.abc import Awaitable, Callable
 from importlib import resources
+from pathlib import Path
 
 from aiohttp import web
 
 from ..errors import UsageError
-from .index import PAGE, Index, Query
+from .index import PAGE, Index, Query, RunInfo, index
 
 HOST = "127.0.0.1"
 STATIC = {"app.js": "text/javascript", "app.css": "text/css"}
@@ -35,7 +40,8 @@ def _static(name: str) -> str:
     return (resources.files("rmb_judge.explorer") / "static" / name).read_text(encoding="utf-8")
 
 
-def make_app(index: Index) -> web.Application:
+def make_app(ready: Callable[[], Awaitable[Index]]) -> web.Application:
+    """The routes; every API answer waits for the index (`ready()`)."""
     page = _static("index.html")
     files = {name: _static(name) for name in STATIC}
 
@@ -59,9 +65,10 @@ def make_app(index: Index) -> web.Application:
         return web.Response(text=files[name], content_type=STATIC[name])
 
     async def meta(request: web.Request) -> web.Response:
-        return web.json_response(index.meta(), dumps=_json)
+        return web.json_response((await ready()).meta(), dumps=_json)
 
     async def records(request: web.Request) -> web.Response:
+        index = await ready()
         q = request.query
         try:
             run = int(q.get("run", 0))
@@ -76,7 +83,7 @@ def make_app(index: Index) -> web.Application:
         return web.json_response(index.page(query, offset, limit), dumps=_json)
 
     async def record(request: web.Request) -> web.Response:
-        found = index.detail(request.query.get("id", ""))
+        found = (await ready()).detail(request.query.get("id", ""))
         if found is None:
             raise web.HTTPNotFound(text="no such record in these runs\n")
         return web.json_response(found, dumps=_json)
@@ -93,9 +100,11 @@ def make_app(index: Index) -> web.Application:
     return app
 
 
-async def serve(index: Index, port: int, open_browser: bool) -> None:
+async def serve(runs: list[RunInfo], data: Path | None, port: int, open_browser: bool) -> None:
     """Serve until Ctrl-C or SIGTERM; the URL goes to stdout as soon as the page can be asked for."""
-    runner = web.AppRunner(make_app(index), access_log=None, handle_signals=False)
+    built = asyncio.ensure_future(asyncio.to_thread(index, runs, data))
+    # each request waits on its own shield: a request given up on must not cancel the index
+    runner = web.AppRunner(make_app(lambda: asyncio.shield(built)), access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, HOST, port)
     try:
@@ -106,10 +115,9 @@ async def serve(index: Index, port: int, open_browser: bool) -> None:
             raise UsageError(f"--port {port}: already in use (another rmb-judge view?); give another --port, "
                              "or --port 0 for any free one") from None
         raise UsageError(f"--port {port}: cannot listen on {HOST} ({error.strerror})") from None
-    bound = runner.addresses[0][1]
-    url = f"http://{HOST}:{bound}/"
-    runs = len(index.runs)
-    print(f"rmb-judge view: {url} ({len(index.entries):,} records of {runs} run{'s' * (runs > 1)}; Ctrl-C stops it)",
+    url = f"http://{HOST}:{runner.addresses[0][1]}/"
+    judged = len({key for run in runs for key in run.samples})
+    print(f"rmb-judge view: {url} ({judged:,} records of {len(runs)} run{'s' * (len(runs) > 1)}; Ctrl-C stops it)",
           flush=True)
     if open_browser:
         await asyncio.to_thread(webbrowser.open, url)
@@ -118,8 +126,21 @@ async def serve(index: Index, port: int, open_browser: bool) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(signum, stop.set)
+
+    async def prepare() -> None:
+        await asyncio.to_thread((await built).search_texts)
+
+    def failed(task: asyncio.Future) -> None:  # a bug in indexing: stop, and show its traceback
+        if not task.cancelled() and task.exception() is not None:
+            stop.set()
+
+    preparing = asyncio.ensure_future(prepare())
+    preparing.add_done_callback(failed)
     try:
         await stop.wait()
+        if preparing.done() and not preparing.cancelled() and (bug := preparing.exception()) is not None:
+            raise bug
     finally:
+        preparing.cancel()
         await runner.cleanup()
         print("rmb-judge view: stopped", file=sys.stderr)
