@@ -160,6 +160,20 @@ def test_changed_data_files_templates_and_missing_data_are_named(data_root, tmp_
     shown = index.detail(first)
     assert shown is not None and shown["stale"] and any("another version" in note for note in shown["notes"])
 
+    # runs that judged different versions of a file do not disagree on its records: they saw other texts
+    other = tmp_path / "other"
+    shutil.copytree(tmp_path / "run", other)
+    lines = [json.loads(line) for line in (other / "samples.jsonl").read_text().splitlines()]
+    flipped = {"A": "B", "B": "A"}[lines[0]["verdict"]]
+    lines[0].update(verdict=flipped, correct=1 - lines[0]["correct"], comparison_correct=1 - lines[0]["correct"],
+                    record_correct=1 - lines[0]["correct"])
+    (other / "samples.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert build([tmp_path / "run", other]).meta()["disagreements"] == 1  # the same version judged
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["data"]["files"][f"{scenario}.json"] = "0" * 64
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    assert build([tmp_path / "run", other]).meta()["disagreements"] == 0
+
     data.rename(tmp_path / "moved")
     index = build([tmp_path / "run"])
     assert any("could not be read" in note and "--data" in note for note in index.meta()["notes"])

@@ -95,7 +95,8 @@ class Entry:
     outcomes: list[str | None]  # per run; None where the run did not judge it
     positions: list[str | None]  # per run, one of POSITIONS
     order: int = 0
-    stale: set[int] = field(default_factory=set)  # runs that judged another version of its data file
+    stale: set[int] = field(default_factory=set)  # runs that judged another version of its data file than is shown
+    versions: set[str] = field(default_factory=set)  # SHA-256s of its data file the runs judged (manifests)
 
     @property
     def id(self) -> str:
@@ -104,7 +105,7 @@ class Entry:
     @property
     def disagreement(self) -> bool:
         """Two or more runs judged the same version of it and came out differently."""
-        return not self.stale and len({o for o in self.outcomes if o is not None}) > 1
+        return len(self.versions) <= 1 and len({o for o in self.outcomes if o is not None}) > 1
 
     @property
     def total_length(self) -> int:
@@ -355,8 +356,11 @@ def index(runs: list[RunInfo], data: Path | None = None) -> Index:
                 entry.order = order
                 entries[key] = entry
             file = entry.record.file if entry.record else None
-            if file and info.files is not None and info.files.get(file) != digests.get(file):
-                entry.stale.add(info.number)
+            if file and info.files is not None:
+                if info.files.get(file) != digests.get(file):
+                    entry.stale.add(info.number)
+                if file in info.files:
+                    entry.versions.add(info.files[file])
             entry.outcomes[info.number] = _record_outcome(lines)
             entry.positions[info.number] = _position(lines)
     ranked = {id(record): n for _, _, loaded in datasets.values() for n, record in enumerate(loaded)}
