@@ -24,7 +24,7 @@ import jinja2
 from markupsafe import Markup
 
 from .load import OVERALL, Run
-from .view import Board, across, boards
+from .view import Board, Row, across, boards
 
 PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac")
 ABSENT = "#e5e7eb"  # a heatmap cell the run did not judge
@@ -118,6 +118,7 @@ class Label:
     x: float
     y: float
     text: str
+    tip: str = ""  # the whole text, where `text` is shortened
 
 
 @dataclass(frozen=True)
@@ -378,15 +379,17 @@ def _heatmap(shown: Board, slots: dict[int, float]) -> Heatmap | None:
     if not sections:
         return None
 
-    cell_w, cell_h, section_h = 60, 30, 26
+    cell_w, cell_h, section_h = 52, 30, 26
     label_w = 16 + 6.6 * max(len(label) for _, lines in sections for _, label in lines)
-    title_w = 6.0 * max(len(row.title) for row in rows)  # run titles are rotated 30 degrees
+    columns = {row.rank: _column_title(row) for row in rows}
+    title_w = 6.0 * max(len(title) for title in columns.values())  # run titles are rotated 30 degrees
     header_h = 20 + title_w / 2
     span = max(slots.values()) + 1
     width = max(label_w + cell_w * span, label_w + cell_w * (span - 0.5) + title_w * 0.87 + 10)
     height = header_h + sum(section_h + cell_h * len(lines) for _, lines in sections) + 8
 
-    run_titles = [Label(label_w + cell_w * slots[row.rank] + cell_w / 2, header_h - 6, row.title) for row in rows]
+    run_titles = [Label(label_w + cell_w * slots[row.rank] + cell_w / 2, header_h - 6, columns[row.rank], row.title)
+                  for row in rows]
     breaks = [
         Break(after.rank, label_w + cell_w * (slots[after.rank] - 0.3), header_h, height - 4)
         for before, after in itertools.pairwise(rows)
@@ -414,6 +417,17 @@ def _heatmap(shown: Board, slots: dict[int, float]) -> Heatmap | None:
             y += cell_h
         blocks.append(Block(title, block_y, lines))
     return Heatmap(width, height, cell_w, cell_h, label_w - 8, run_titles, breaks, blocks)
+
+
+TITLE_CHARS = 40  # of a heatmap column's judge and settings; the whole title is its tooltip and in the legend
+
+
+def _column_title(row: Row) -> str:
+    """A run's title over its heatmap column: rank, judge and settings cut to TITLE_CHARS, then why
+    it stands apart (partial, SUSPECT, ...) in full."""
+    named = f"#{row.rank} {row.run.judge}" + (f" · {row.run.label}" if row.run.label else "")
+    marks = row.title.removeprefix(named)
+    return (named if len(named) <= TITLE_CHARS else named[: TITLE_CHARS - 1] + "…") + marks
 
 
 _HEAT_STOPS = ((0.0, (215, 48, 39)), (0.5, (254, 224, 139)), (1.0, (26, 152, 80)))
