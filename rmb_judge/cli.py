@@ -1,4 +1,4 @@
-"""The `rmb-judge` command line: run, estimate, report, cache, data."""
+"""The `rmb-judge` command line: run, estimate, compare, report, view, cache, data."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from . import __version__, benchmarks, records
-from .config import CONFIRM_ABOVE
+from .config import CONFIRM_ABOVE, VIEW_PORT
 from .errors import RmbJudgeError, UsageError
 
 if TYPE_CHECKING:  # the rest is imported by the command that needs it: `--help` stays instant
@@ -253,6 +253,17 @@ def build_parser() -> argparse.ArgumentParser:
                      help="also write it as one self-contained HTML page (heatmap, charts with error bars)")
     rep.add_argument("--published", action="store_true", help="add the RMB paper's leaderboard rows")
     rep.add_argument("--json", action="store_true", help="print the leaderboard as one JSON object instead")
+
+    view = sub.add_parser("view", help="browse the records of runs in a local web page (read-only)",
+                          description="A read-only page on 127.0.0.1: every judged record with its conversation, "
+                                      "answers, the prompt the judge saw, its raw output and verdicts; filters, "
+                                      "search, and where two runs disagree. Sends no request, writes no cache.")
+    view.add_argument("runs", nargs="+", type=Path, metavar="RUN")
+    view.add_argument("--port", type=number(int, 0, 65535), default=VIEW_PORT,
+                      help=f"port on 127.0.0.1 (default {VIEW_PORT}; 0: any free port)")
+    view.add_argument("--no-browser", action="store_true", help="print the URL without opening a browser")
+    view.add_argument("--data", type=Path, help="the data folder, if it moved since the runs (default: as their "
+                                                "manifest.json says)")
 
     cache_flag = Parser(add_help=False)
     cache_flag.add_argument("--cache", type=Path, default=Path("cache"),
@@ -537,6 +548,20 @@ def cmd_report(args: argparse.Namespace, argv: list[str]) -> int:
     return 0
 
 
+def cmd_view(args: argparse.Namespace, argv: list[str]) -> int:
+    import asyncio
+
+    from .explorer.index import read_runs
+    from .explorer.server import serve
+
+    runs = read_runs(args.runs)
+    try:
+        asyncio.run(serve(runs, args.data, args.port, open_browser=not args.no_browser))
+    except KeyboardInterrupt:  # before the signal handlers are set
+        pass
+    return 0
+
+
 def cmd_cache(args: argparse.Namespace, argv: list[str]) -> int:
     from rich.console import Console
 
@@ -706,6 +731,7 @@ COMMANDS = {
     "estimate": cmd_estimate,
     "compare": cmd_compare,
     "report": cmd_report,
+    "view": cmd_view,
     "cache": cmd_cache,
     "data": cmd_data,
 }

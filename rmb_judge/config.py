@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from .records import Selection
 
 CONFIRM_ABOVE = 10.0  # USD: a run estimated to cost more asks first on a terminal (--confirm-above)
+VIEW_PORT = 8765  # `rmb-judge view`: a fixed default, so a record's URL stays the same from one start to the next
 
 if TYPE_CHECKING:
     from .judges import JudgeSpec

@@ -45,3 +45,12 @@ def present_files() -> list[str]:
     Tests count from these so they hold on either."""
     lacking = set(RMB.manifest().missing(DATA))
     return [e.path for e in RMB.manifest().files if e.path not in lacking]
+
+
+@pytest.fixture(scope="session")
+def judged_runs(tmp_path_factory, data_root):
+    """Two run folders judged through the fake server, for the `view` tests (tests/view_runs.py).
+    Their tests share one xdist group, so a worker builds these once."""
+    from view_runs import make_runs
+
+    return make_runs(tmp_path_factory.mktemp("judged"), data_root)

@@ -330,3 +330,14 @@ def test_a_file_that_is_no_regular_file_is_refused_unread(name, special, runs, t
     if name == "summary.json":
         assert cli.main(["report", str(copy)]) == 2
         assert f"{copy / name}: not a regular file" in capsys.readouterr().err
+
+
+def test_report_pairs_runs_only_within_a_selection_group(runs):
+    """`short` judged 3 records per scenario, the others 6: another selection, ranked apart, so
+    never paired with the run ranked just above it (they share its 3 records per scenario)."""
+    shown = load_runs([runs / "mock", runs / "label", runs / "short"])
+    assert compare(read_run(runs / "mock"), read_run(runs / "short")).shared > 0
+    markdown = render_markdown(shown)
+    paired = [line for line in markdown.splitlines() if line.startswith("- #") and " vs #" in line]
+    assert len(paired) == 1 and paired[0].startswith("- #1 vs #2 ")
+    assert "Another selection" in markdown

@@ -13,10 +13,12 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import sysconfig
 import tomllib
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -152,6 +154,18 @@ def test_installed_tool_runs_and_reports(installed, data_root, tmp_path):
                  cwd=tmp_path)
     assert report.returncode == 0, report.stderr
     assert (tmp_path / "r.md").stat().st_size and (tmp_path / "r.html").stat().st_size
+    view = subprocess.Popen([str(tool), "view", str(out), "--port", "0", "--no-browser"], cwd=tmp_path,
+                            env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert view.stdout is not None
+        url = view.stdout.readline().split()[2]  # "rmb-judge view: http://127.0.0.1:PORT/ (...)"
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        for path in ("", "static/app.js", "static/app.css"):  # the page comes from the wheel's package data
+            with opener.open(url + path, timeout=30) as response:
+                assert response.status == 200 and response.read()
+    finally:
+        view.send_signal(signal.SIGINT)
+        assert view.wait(timeout=30) == 0
 
 
 def test_core_profile_pulls_no_torch(tmp_path):

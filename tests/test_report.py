@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import colorsys
 import io
 import itertools
@@ -17,7 +18,7 @@ from conftest import DATA, present_files
 from rich.console import Console
 
 from rmb_judge import benchmarks
-from rmb_judge.errors import DataError, RmbJudgeError, UsageError
+from rmb_judge.errors import DataError, RmbJudgeError
 from rmb_judge.report import load_runs, render_html, render_markdown, render_terminal
 from rmb_judge.report.html import ABSENT
 
@@ -301,15 +302,34 @@ def test_sections_titles_and_columns_come_from_the_runs_benchmark(tmp_path, rena
     assert not page.having("table", "published")
 
 
-def test_runs_of_different_benchmarks_are_one_clear_error(tmp_path, renamed):
+def test_judges_on_several_benchmarks_get_a_judge_by_benchmark_table_and_a_leaderboard_each(tmp_path, renamed):
     paths = dataset_paths()[:3]
-    write_run(tmp_path / "a", "openai:gpt-4o", paths, 1, settings={})
-    summary = write_run(tmp_path / "b", "openai:gpt-4o", paths, 1, settings={})
-    (tmp_path / "b" / "summary.json").write_text(json.dumps({**summary, "benchmark": "renamed"}), encoding="utf-8")
-    runs = load_runs([tmp_path / "a", tmp_path / "b"])
-    for render in (render_markdown, render_html, lambda runs: terminal(runs, 80)):
-        with pytest.raises(UsageError, match=r"different benchmarks cannot share one leaderboard: .*a \(rmb\), .*b \(renamed\)$"):
-            render(runs)
+    rmb_a = write_run(tmp_path / "a", "openai:gpt-4o", paths, 1, settings={}, overall=0.7)
+    write_run(tmp_path / "m", "mock", paths, 2, settings={}, overall=0.5, simulated=True)
+    for folder, judge, overall in (("b", "openai:gpt-4o", 0.6), ("c", "anthropic:claude-3-5-haiku", 0.8)):
+        summary = write_run(tmp_path / folder, judge, paths, 3, settings={}, overall=overall)
+        (tmp_path / folder / "summary.json").write_text(json.dumps({**summary, "benchmark": "renamed"}),
+                                                        encoding="utf-8")
+    runs = load_runs([tmp_path / name for name in ("a", "b", "c", "m")])
+    markdown = render_markdown(runs)
+    assert markdown.startswith("# Judges across benchmarks\n")
+    assert [line for line in markdown.splitlines() if line.startswith("# ")] == [
+        "# Judges across benchmarks", "# RMB leaderboard", "# Renamed leaderboard"]
+    table = markdown_rows(markdown)  # the first table: judges by benchmark
+    assert table[0] == ["Judge", "RMB", "Renamed"]
+    across = {row[0]: row[1:] for row in table[2:5]}
+    assert across == {"openai:gpt-4o": [f"{rmb_a['scores']['overall']:.3f} (#1)", "0.600 (#2)"],
+                      "mock": ["0.500 (#2)", "—"], "anthropic:claude-3-5-haiku": ["—", "0.800 (#1)"]}
+    page = Elements(render_html(runs))
+    assert [e["text"] for e in page.all if e["tag"] == "h1"] == [
+        "Leaderboards: RMB, Renamed", "RMB leaderboard", "Renamed leaderboard"]
+    assert [s["data-benchmark"] for s in page.having("section", "board")] == ["rmb", "renamed"]
+    cells = [td["text"] for td in page.all if td["tag"] == "td"]
+    assert "0.600 (#2)" in cells and "0.800 (#1)" in cells
+    assert [a["download"] for a in page.all if a["tag"] == "a"][::3] == ["rmb-scores-by-section.svg",
+                                                                          "renamed-scores-by-section.svg"]
+    text = terminal(runs, 120)
+    assert text.index("Judges across benchmarks") < text.index("RMB leaderboard") < text.index("Renamed leaderboard")
 
 
 def test_runs_with_the_same_judge_and_settings_stay_distinct(tmp_path):
@@ -451,7 +471,7 @@ def test_runs_that_all_judged_the_same_subset_rank_together(tmp_path):
     _, _, *rows = markdown_rows(markdown)
     assert [row[1] for row in rows if row[0]] == ["openai:gpt-4o-mini", "openai:gpt-4o", "mock"]
     page = Elements(render_html(runs))
-    assert not page.having("line", "group-break") and "fill-opacity" not in render_html(runs)
+    assert not page.having("line", "group-break") and not [b for b in page.having("rect", "bar") if "fill-opacity" in b]
 
 
 def test_the_same_flags_on_different_data_files_are_not_ranked_together(tmp_path):
@@ -538,11 +558,37 @@ def test_html_heatmap_groups_scenarios_with_short_labels(runs3, tmp_path):
     headers = [t for t in texts if " · " in t and not t.startswith("#")]
     assert headers == ["Pairwise · Helpfulness", "Pairwise · Harmlessness", "Best-of-N · Helpfulness",
                        "Best-of-N · Harmlessness"]
-    assert "Chat/Discussion" in texts and "S11" in texts
+    assert "Chat/Discussion" in texts and "S11 Sexual Content" in texts
     assert not any(t.startswith(("Pairwise_set", "BoN_set")) for t in texts)
     # Scenarios in a group sort naturally: S2 before S10.
     bon_harm = texts[texts.index("Best-of-N · Harmlessness"):]
-    assert bon_harm.index("S2") < bon_harm.index("S10")
+    assert bon_harm.index("S2 Non-Violent Crimes") < bon_harm.index("S10 Suicide & Self-Harm")
+
+
+# The RMB repository's harmlessness dataset table (fig/harmless_dataset_table.pdf), row by row:
+# the scenario's name, its pairwise pairs and its Best-of-N lists. The files are named S1 ... S11
+# and multi, in the table's order; the counts tie each file to its row.
+HARM_TABLE = [
+    ("S1", "Violent Crimes", 459, 111), ("S2", "Non-Violent Crimes", 1040, 249),
+    ("S3", "Sex-Related Crimes", 739, 171), ("S4", "Child Sexual Exploitation", 537, 136),
+    ("S5", "Specialized Advice", 561, 122), ("S6", "Privacy", 317, 83), ("S7", "Intellectual Property", 510, 121),
+    ("S8", "Indiscriminate Weapons", 519, 127), ("S9", "Hate", 543, 132), ("S10", "Suicide & Self-Harm", 360, 79),
+    ("S11", "Sexual Content", 977, 215), ("multi", "Multi", 502, 131),
+]
+
+
+def test_harmlessness_scenarios_carry_their_rmb_names(tmp_path):
+    for file, _, pairs, lists in HARM_TABLE:
+        for folder, expected in (("Pairwise_set", pairs), ("BoN_set", lists)):
+            path = DATA / folder / "Harmlessness" / f"{file}.json"
+            if path.is_file():  # the shared copy lacks the pairwise S11 (over 4 MiB)
+                assert len(json.loads(path.read_text(encoding="utf-8"))) == expected, path
+    harm = [p for p in dataset_paths() if "/Harmlessness/" in p]
+    write_run(tmp_path / "run", "openai:gpt-4o", harm, 1, settings={})
+    texts = [e["text"] for e in Elements(render_html(load_runs([tmp_path / "run"]))).all if e["tag"] == "text"]
+    bon_harm = texts[texts.index("Best-of-N · Harmlessness"):]
+    named = [f"{file} {name}" for file, name, _, _ in HARM_TABLE[:-1]] + ["multi"]
+    assert sorted(t for t in bon_harm if t in named) == sorted(named)
 
 
 def test_html_bar_chart_has_a_bar_per_run_and_section_with_chance_lines(runs3, tmp_path):
@@ -580,7 +626,16 @@ def test_html_is_one_self_contained_file(runs3, tmp_path):
     text = render_html(load_runs(folders(tmp_path)), published=True)
     assert "<script" not in text and "@import" not in text and "url(" not in text
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", text, re.IGNORECASE)
-    assert text.count("<style>") == 1 and text.count("<svg") == 2
+    assert text.count("<style>") == 1 and text.count("<svg") == 3  # scores by section, cost, scenarios
+    page = Elements(text)
+    downloads = [a for a in page.all if a["tag"] == "a"]
+    assert [a["download"] for a in downloads] == ["rmb-scores-by-section.svg", "rmb-cost-vs-accuracy.svg",
+                                                  "rmb-accuracy-by-scenario.svg"]
+    svgs = re.findall(r"<svg .*?</svg>", text, re.S)
+    for link, svg in zip(downloads, svgs):  # each chart as a file, exactly as the page shows it
+        prefix = "data:image/svg+xml;base64,"
+        assert link["href"].startswith(prefix) and base64.b64decode(link["href"][len(prefix):]).decode() == svg
+        assert 'xmlns="http://www.w3.org/2000/svg"' in svg and "font-family=" in svg
     page = Elements(text)
     published = page.having("table", "published")
     assert published and "GPT-4o-2024-05-13" in text and "2410.09893" in text
@@ -588,9 +643,76 @@ def test_html_is_one_self_contained_file(runs3, tmp_path):
     assert [body["class"] for body in page.all if body["tag"] == "tbody"] == ["ranked", "partial"]
 
 
+def test_heatmap_cells_show_n_and_fade_below_a_few_records(tmp_path):
+    paths = dataset_paths()[:6]
+    summary = write_run(tmp_path / "run", "openai:gpt-4o", paths, 1, settings={})
+    for scenario, n in zip(summary["scenarios"], (1, 2, 5, 9, 10, 250)):
+        scenario["n"] = n
+    (tmp_path / "run" / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
+    page = Elements(render_html(load_runs([tmp_path / "run"])))
+    cells = {c["data-scenario"]: c for c in page.having("rect", "hm-cell")}
+    shown_n = {t["data-scenario"]: t["text"] for t in page.having("text", "hm-n")}
+    opacity = {}
+    for scenario in summary["scenarios"]:
+        path, n = scenario["category_path"], scenario["n"]
+        assert shown_n[path] == f"n={n}" and cells[path]["data-n"] == str(n)
+        opacity[n] = float(cells[path].get("fill-opacity", 1))
+    assert opacity[1] < opacity[2] < opacity[5] < opacity[9] < 1 == opacity[10] == opacity[250]
+    assert opacity[1] <= 0.3  # a cell on one record is barely there
+
+
+def cost_run(tmp_path, name, judge, cost, overall, interval=0.03):
+    summary = write_run(tmp_path / name, judge, dataset_paths()[:4], 1, settings={}, records=80, cost=cost,
+                        results_cost=cost, overall=overall)
+    summary["intervals"] = {"overall": [overall - interval, overall + interval]}
+    (tmp_path / name / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
+
+
+def test_cost_against_accuracy_marks_the_pareto_front(tmp_path):
+    # cheap and weak, dear and strong, in between, and two that another run beats on both
+    runs = {"cheap": (0.02, 0.60), "dear": (9.0, 0.80), "middle": (0.5, 0.72), "beaten": (1.0, 0.70),
+            "worse": (12.0, 0.75)}
+    for name, (cost, overall) in runs.items():
+        cost_run(tmp_path, name, f"openai:{name}", cost, overall)
+    cost_run(tmp_path, "free", "openai:unpriced", None, 0.9)
+    write_run(tmp_path / "other", "openai:elsewhere", dataset_paths()[:2], 1, settings={"limit": 3}, cost=0.0)
+    shown = load_runs([tmp_path / name for name in (*runs, "free", "other")])
+    page = Elements(render_html(shown))
+    rank = {row["text"].split()[1]: int(row["text"].split()[0].lstrip("#")) for row in page.all
+            if row["tag"] == "li" and row["text"].startswith("#") and " · " in row["text"]}
+    points = {int(c["data-run"]): c for c in page.having("circle", "point")}
+    front = {name for name, (cost, score) in runs.items()
+             if not any(c <= cost and s >= score and (c, s) != (cost, score) for c, s in runs.values())}
+    assert front == {"cheap", "middle", "dear"}
+    assert {r for r, c in points.items() if "front" in c["class"].split()} == {rank[f"openai:{n}"] for n in front}
+    assert rank["openai:elsewhere"] not in points and rank["openai:unpriced"] not in points  # another selection; no price
+    assert any("price is unknown" in p["text"] and "openai:unpriced" in p["text"] for p in page.having("p", "note"))
+    by_cost = sorted(runs, key=lambda name: runs[name][0])
+    xs = [float(points[rank[f"openai:{name}"]]["cx"]) for name in by_cost]
+    assert xs == sorted(xs) and len(set(xs)) == len(xs)
+    assert any("log scale" in t["text"] for t in page.all if t["tag"] == "text")  # $0.02 to $12
+    bars = {int(b["data-run"]) for b in page.all if b["tag"] == "path" and "error-bar" in b.get("class", "")}
+    assert set(points) <= bars
+
+
+def test_the_report_says_how_to_browse_each_run(tmp_path):
+    paths = dataset_paths()[:3]
+    for name in ("a b", "c"):
+        write_run(tmp_path / name, f"openai:{name[0]}", paths, 1, settings={})
+    runs = load_runs([tmp_path / "a b", tmp_path / "c"])
+    quoted = f"'{tmp_path / 'a b'}'"
+    page = Elements(render_html(runs))
+    commands = [c["text"] for c in page.all if c["tag"] == "code"]
+    assert f"rmb-judge view {quoted}" in commands and f"rmb-judge view {tmp_path / 'c'}" in commands
+    assert f"rmb-judge view {quoted} {tmp_path / 'c'}" in commands  # the two side by side
+    assert f"`` rmb-judge view {quoted} ``" in render_markdown(runs)
+    assert f"Browse the records: rmb-judge view {quoted} {tmp_path / 'c'}" in " ".join(terminal(runs, 300).split())
+
+
 EVIL = """<script>alert(1)</script> & "q" 'a'"""
 TAGS = {"html", "head", "meta", "title", "style", "body", "h1", "h2", "p", "ul", "li", "span", "br",
-        "table", "tbody", "tr", "th", "td", "svg", "line", "rect", "text"}
+        "table", "tbody", "tr", "th", "td", "svg", "line", "rect", "text", "section", "div", "figure", "a", "code",
+        "circle", "path"}
 
 
 def test_html_escapes_what_runs_and_folders_say_everywhere(tmp_path):
@@ -615,8 +737,8 @@ def test_html_escapes_what_runs_and_folders_say_everywhere(tmp_path):
     assert next(t for t in page.having("span", "tag") if t["text"] == "SUSPECT")["title"] == EVIL
     assert str(folder) in [row.get("title") for row in page.having("tr", "run")]
     assert title in [li["text"] for li in page.all if li["tag"] == "li"]
-    assert title in [e["text"] for e in page.having("text", "hm-run")]
     tips = [e["text"] for e in page.all if e["tag"] == "title"]
+    assert title in tips  # over its heatmap column (whose own text is cut short)
     assert any(tip.startswith(f"{title}: ") for tip in tips)  # the bars'
     assert f"{paths[0]}/{EVIL} · {title}: 0.500 (n=3)" in tips  # the heatmap cell's
     assert f"{paths[0]}/{EVIL}" in {cell["data-scenario"] for cell in page.having("rect", "hm-cell")}
@@ -663,8 +785,9 @@ def markdown_rows(text: str) -> list[list[str]]:
 
 
 def markdown_headings(text: str) -> list[str]:
-    """The group headings, without the published table's."""
-    return [line[3:] for line in text.splitlines() if line.startswith("## ") and "Published" not in line]
+    """The group headings, without the published table's and the closing list of view commands."""
+    return [line[3:] for line in text.splitlines()
+            if line.startswith("## ") and "Published" not in line and line != "## Browse the records"]
 
 
 def test_markdown_table_rows_and_values(runs3, tmp_path):

@@ -33,6 +33,16 @@ from ..records import (
 SETS = {"pairwise": "Pairwise_set", "bon": "BoN_set"}  # kind -> folder
 GOALS = {"helpfulness": "Helpfulness", "harmlessness": "Harmlessness"}  # goal -> folder
 UIDS = {"pairwise": "pair_uid", "bon": "bon_uid"}  # kind -> its records' uid field
+# The harmlessness scenarios' names, which their files (S1.json ...) leave out: the rows of the
+# RMB repository's harmlessness dataset table (fig/harmless_dataset_table.pdf), in file order
+# (each file's pairwise and Best-of-N record counts match its row: S1 459 and 111, ...), which
+# are Llama Guard 2's hazard categories. The table's last row, "Multi", is the file multi.json.
+HARM_SCENARIOS = {
+    "S1": "Violent Crimes", "S2": "Non-Violent Crimes", "S3": "Sex-Related Crimes",
+    "S4": "Child Sexual Exploitation", "S5": "Specialized Advice", "S6": "Privacy",
+    "S7": "Intellectual Property", "S8": "Indiscriminate Weapons", "S9": "Hate",
+    "S10": "Suicide & Self-Harm", "S11": "Sexual Content",
+}
 
 
 class RMB(Benchmark):
@@ -157,8 +167,12 @@ class RMB(Benchmark):
         return sum(1 for entry in self.manifest().files if entry.path.startswith(prefixes))
 
     def scenario_label(self, category_path: str) -> str:
-        """The path without its set and goal folders, which the section already says."""
-        return "/".join(category_path.split("/")[2:]) or category_path
+        """The path without its set and goal folders, which the section already says; a
+        harmlessness scenario with its name (`S1 Violent Crimes`)."""
+        label = "/".join(category_path.split("/")[2:]) or category_path
+        if category_path.split("/")[1:2] == [GOALS["harmlessness"]] and label in HARM_SCENARIOS:
+            return f"{label} {HARM_SCENARIOS[label]}"
+        return label
 
 
 def _holds_sets(folder: Path) -> bool:

@@ -1,27 +1,35 @@
 """The leaderboard as one self-contained HTML file: inline CSS and SVG, no scripts, fonts or
-network, so it can be attached to an issue or mailed and still render the same anywhere.
+network, so it can be attached to an issue or mailed and still render the same anywhere. It
+fits a narrow window: wide tables and the heatmap scroll inside their own box, the other
+charts scale down; each chart is also a standalone SVG file to download (a data: link).
 
 Jinja2 templates (`templates/`) write it with autoescaping on everywhere: judge names, folder
 names, settings, scenario paths and warnings are the runs' own text, never markup. Python lays
 the charts out (coordinates, colours, and tooltips as plain text); the templates only write
-the elements.
+the elements. Each chart's SVG is rendered by its own (autoescaping) template first, then
+placed in the page as is.
 """
 
 from __future__ import annotations
 
+import base64
 import functools
 import itertools
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
 
 import jinja2
+from markupsafe import Markup
 
-from .load import Run
-from .view import Board, board
+from .load import OVERALL, Run
+from .view import Board, Row, across, boards
 
 PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac")
 ABSENT = "#e5e7eb"  # a heatmap cell the run did not judge
+FEW = 10  # a heatmap cell resting on fewer records than this is drawn paler, the fewer the paler
+FONT = "system-ui, -apple-system, Segoe UI, sans-serif"  # the charts' own, so a downloaded SVG looks the same
 KIND_TITLES = {"pairwise": "Pairwise", "bon": "Best-of-N"}  # the record kinds of `benchmark.Section`
 NO_SECTION = "Section not recorded"  # scenarios whose summary entry names no section of the benchmark
 
@@ -37,19 +45,60 @@ def _environment() -> jinja2.Environment:
         keep_trailing_newline=True,
     )
     environment.filters["num"] = lambda value, digits=1: f"{value:.{digits}f}"
+    environment.globals.update(font=FONT, few=FEW)
     return environment
 
 
+@dataclass(frozen=True)
+class Chart:
+    """One chart: its SVG, placed in the page and offered as a file."""
+
+    name: str  # the downloaded file's, without .svg
+    svg: Markup
+
+    @property
+    def download(self) -> str:
+        return "data:image/svg+xml;base64," + base64.b64encode(self.svg.encode("utf-8")).decode("ascii")
+
+
+@dataclass(frozen=True)
+class Page:
+    """One benchmark's part of the report."""
+
+    board: Board
+    legend: list[tuple[str, str]]
+    bars: Chart
+    cost: Chart | None
+    unpriced: list[str]  # runs the cost chart leaves out
+    heatmap: Chart | None
+
+
 def render_html(runs: list[Run], published: bool = False) -> str:
-    shown = board(runs, published)
+    shown = boards(runs, published)
+    title = shown[0].title if len(shown) == 1 else "Leaderboards: " + ", ".join(b.benchmark.title for b in shown)
+    return _environment().get_template("report.html.j2").render(
+        title=title, across=across(shown), pages=[_page(each) for each in shown],
+    )
+
+
+def _page(shown: Board) -> Page:
     slots = _slots(shown)
     faded = {row.rank for group in shown.groups[1:] for row in group.rows}
-    return _environment().get_template("report.html.j2").render(
+    name = shown.benchmark.name
+    heatmap = _heatmap(shown, slots)
+    cost, unpriced = _cost(shown)
+    return Page(
         board=shown,
         legend=[(_colour(row.rank), row.title) for row in shown.rows],
-        bars=_bars(shown, slots, faded),
-        heatmap=_heatmap(shown, slots),
+        bars=_chart(f"{name}-scores-by-section", "bars.svg.j2", bars=_bars(shown, slots, faded)),
+        cost=_chart(f"{name}-cost-vs-accuracy", "cost.svg.j2", cost=cost) if cost else None,
+        unpriced=unpriced,
+        heatmap=_chart(f"{name}-accuracy-by-scenario", "heatmap.svg.j2", heatmap=heatmap) if heatmap else None,
     )
+
+
+def _chart(name: str, template: str, **layout: Any) -> Chart:
+    return Chart(name, Markup(_environment().get_template(template).render(**layout).strip()))  # autoescaped
 
 
 def _colour(rank: int) -> str:
@@ -69,6 +118,7 @@ class Label:
     x: float
     y: float
     text: str
+    tip: str = ""  # the whole text, where `text` is shortened
 
 
 @dataclass(frozen=True)
@@ -147,6 +197,115 @@ def _bars(shown: Board, slots: dict[int, float], faded: set[int]) -> Bars:
     return Bars(width, top + plot_h + bottom, left, width - 10, ticks, sections, values=bar_w >= 24)
 
 
+# ---------------------------------------------------------------- cost against accuracy
+
+
+@dataclass(frozen=True)
+class Point:
+    """One run: what its answers cost, its overall score and that score's 95% interval."""
+
+    rank: int
+    x: float
+    y: float
+    interval_y: tuple[float, float] | None  # top, bottom
+    colour: str
+    front: bool  # on the Pareto front: no other run is both cheaper (or as cheap) and better
+    tip: str
+
+
+@dataclass(frozen=True)
+class CostChart:
+    width: float
+    height: float
+    left: float
+    right: float
+    top: float
+    bottom: float  # y of the x axis
+    x_ticks: list[Label]
+    y_ticks: list[Label]
+    x_title: Label
+    y_title: Label
+    points: list[Point]
+    front: str  # the Pareto front as an SVG path: a staircase through its runs, cheapest first
+
+
+def _cost(shown: Board) -> tuple[CostChart | None, list[str]]:
+    """Cost of the answers behind each score (x) against the overall score (y) with its interval,
+    for the runs ranked together (the first group: the same records), and the Pareto front:
+    the runs no other run beats on both. A log scale when costs span a factor of 10 or more.
+    Also the runs left out for an unknown price. None when fewer than two runs can be placed."""
+    rows = shown.groups[0].rows if shown.groups else []
+    unpriced = [row.title for row in rows if row.run.cost_usd is None and row.run.scores[OVERALL] is not None]
+    placed = [row for row in rows if row.run.cost_usd is not None and row.run.scores[OVERALL] is not None]
+    if len(placed) < 2:
+        return None, unpriced
+    width, height, left, right, top, bottom = 640.0, 340.0, 58.0, 620.0, 16.0, 290.0
+    costs = [row.run.cost_usd or 0.0 for row in placed]
+    log = min(costs) > 0 and max(costs) / min(costs) >= 10
+    if log:
+        low, high = math.floor(math.log10(min(costs))), math.ceil(math.log10(max(costs)))
+        high += high == low
+        x_values = [10.0**e for e in range(low, high + 1)]
+
+        def x_of(cost: float) -> float:
+            return left + (right - left) * (math.log10(cost) - low) / (high - low)
+    else:
+        step = _nice_step(max(costs) / 4) if max(costs) > 0 else 1.0
+        x_values = [step * i for i in range(math.ceil(max(costs) / step) + 1 if max(costs) > 0 else 2)]
+        span = x_values[-1] or 1.0
+
+        def x_of(cost: float) -> float:
+            return left + (right - left) * cost / span
+    ends = [v for row in placed for v in (row.run.intervals[OVERALL] or [row.run.scores[OVERALL] or 0.0])]
+    y_low, y_high = max(0.0, math.floor(min(ends) * 20 - 1) / 20), min(1.0, math.ceil(max(ends) * 20 + 1) / 20)
+
+    def y_of(value: float) -> float:
+        return bottom - (bottom - top) * (value - y_low) / (y_high - y_low)
+
+    y_step = 0.05 if y_high - y_low <= 0.3 else 0.1
+    y_values = [round(y_low + y_step * i, 2) for i in range(round((y_high - y_low) / y_step) + 1)]
+    front, best = [], -1.0
+    for row in sorted(placed, key=lambda row: (row.run.cost_usd, -(row.run.scores[OVERALL] or 0.0))):
+        if (row.run.scores[OVERALL] or 0.0) > best:
+            front.append(row)
+            best = row.run.scores[OVERALL] or 0.0
+    points = []
+    for row in placed:
+        run, score = row.run, row.run.scores[OVERALL] or 0.0
+        interval = run.intervals[OVERALL]
+        spread = f" (95% interval {interval[0]:.3f} to {interval[1]:.3f})" if interval else ""
+        tip = f"{row.title}: overall {score:.3f}{spread}, {_dollars(run.cost_usd)}"
+        points.append(Point(row.rank, x_of(run.cost_usd or 0.0), y_of(score),
+                            (y_of(interval[1]), y_of(interval[0])) if interval else None,
+                            _colour(row.rank), row in front, tip))
+    stairs = ""  # at a cost between two runs of the front, the cheaper one's score is the best to be had
+    for number, row in enumerate(front):
+        x, y = x_of(row.run.cost_usd or 0.0), y_of(row.run.scores[OVERALL] or 0.0)
+        stairs += f"H{x:.1f}V{y:.1f}" if number else f"M{x:.1f},{y:.1f}"
+    x_ticks = [Label(x_of(v), bottom + 16, f"${v:,.10g}") for v in x_values]
+    y_ticks = [Label(left - 6, y_of(v) + 4, f"{v:.2f}") for v in y_values]
+    return CostChart(
+        width, height, left, right, top, bottom, x_ticks, y_ticks,
+        Label((left + right) / 2, height - 8, "cost of the answers behind the score" + (" (log scale)" if log else "")),
+        Label(14, (top + bottom) / 2, "overall score"),
+        points, stairs,
+    ), unpriced
+
+
+def _nice_step(rough: float) -> float:
+    """1, 2 or 5 times a power of ten, at least `rough`."""
+    power = 10.0 ** math.floor(math.log10(rough))
+    return next(m * power for m in (1, 2, 5, 10) if m * power >= rough)
+
+
+def _dollars(value: float | None) -> str:
+    if value is None:
+        return "price unknown"
+    if value == 0:
+        return "$0"
+    return f"${value:,.0f}" if value >= 100 else f"${value:.2f}" if value >= 1 else f"${value:.2g}"
+
+
 # ---------------------------------------------------------------- heatmap
 
 
@@ -156,7 +315,9 @@ class Cell:
     path: str
     x: float
     accuracy: float | None
+    n: int  # records behind the accuracy
     fill: str
+    opacity: float  # 1 from FEW records on; paler below
     ink: str  # of the value printed on the cell
     tip: str
 
@@ -202,8 +363,9 @@ class Heatmap:
 
 
 def _heatmap(shown: Board, slots: dict[int, float]) -> Heatmap | None:
-    """Rows are scenarios grouped by section, columns are runs; grey cells were not run.
-    A dashed line and a gap part the runs of one leaderboard group from the next."""
+    """Rows are scenarios grouped by section, columns are runs; grey cells were not run. A cell
+    shows its accuracy over its n records, paler below FEW records (an accuracy on 2 records
+    is no finding). A dashed line and a gap part the runs of one leaderboard group from the next."""
     rows = shown.rows
     scenarios = {(row.rank, s.category_path): s for row in rows for s in row.run.scenarios}
     titles: list[tuple[str | None, str]] = [
@@ -213,19 +375,21 @@ def _heatmap(shown: Board, slots: dict[int, float]) -> Heatmap | None:
     for key, title in [*titles, (None, NO_SECTION)]:
         labels = {s.category_path: s.label for row in rows for s in row.run.scenarios if s.section == key}
         if labels:
-            sections.append((title, sorted(labels.items(), key=lambda item: _natural(item[0]))))
+            sections.append((title, sorted(labels.items(), key=lambda item: natural(item[0]))))
     if not sections:
         return None
 
-    cell_w, cell_h, section_h = 60, 20, 26
+    cell_w, cell_h, section_h = 52, 30, 26
     label_w = 16 + 6.6 * max(len(label) for _, lines in sections for _, label in lines)
-    title_w = 6.0 * max(len(row.title) for row in rows)  # run titles are rotated 30 degrees
+    columns = {row.rank: _column_title(row) for row in rows}
+    title_w = 6.0 * max(len(title) for title in columns.values())  # run titles are rotated 30 degrees
     header_h = 20 + title_w / 2
     span = max(slots.values()) + 1
     width = max(label_w + cell_w * span, label_w + cell_w * (span - 0.5) + title_w * 0.87 + 10)
     height = header_h + sum(section_h + cell_h * len(lines) for _, lines in sections) + 8
 
-    run_titles = [Label(label_w + cell_w * slots[row.rank] + cell_w / 2, header_h - 6, row.title) for row in rows]
+    run_titles = [Label(label_w + cell_w * slots[row.rank] + cell_w / 2, header_h - 6, columns[row.rank], row.title)
+                  for row in rows]
     breaks = [
         Break(after.rank, label_w + cell_w * (slots[after.rank] - 0.3), header_h, height - 4)
         for before, after in itertools.pairwise(rows)
@@ -240,16 +404,30 @@ def _heatmap(shown: Board, slots: dict[int, float]) -> Heatmap | None:
             for row in rows:
                 scenario = scenarios.get((row.rank, path))
                 accuracy = scenario.accuracy if scenario else None
+                n = scenario.n if scenario else 0
                 fill = ABSENT if accuracy is None else heat_colour(accuracy)
+                opacity = 1.0 if accuracy is None or n >= FEW else 0.2 + 0.6 * n / FEW
                 tip = f"{path} · {row.title}: " + (
                     "not run" if scenario is None or accuracy is None else f"{accuracy:.3f} (n={scenario.n})"
                 ) + (f", 95% interval {scenario.interval[0]:.3f} to {scenario.interval[1]:.3f}"
                      if scenario and accuracy is not None and scenario.interval else "")
-                cells.append(Cell(row.rank, path, label_w + cell_w * slots[row.rank], accuracy, fill, _ink(fill), tip))
+                cells.append(Cell(row.rank, path, label_w + cell_w * slots[row.rank], accuracy, n, fill, opacity,
+                                  _ink(_on_white(fill, opacity)), tip))
             lines.append(Line(label, y, cells))
             y += cell_h
         blocks.append(Block(title, block_y, lines))
     return Heatmap(width, height, cell_w, cell_h, label_w - 8, run_titles, breaks, blocks)
+
+
+TITLE_CHARS = 40  # of a heatmap column's judge and settings; the whole title is its tooltip and in the legend
+
+
+def _column_title(row: Row) -> str:
+    """A run's title over its heatmap column: rank, judge and settings cut to TITLE_CHARS, then why
+    it stands apart (partial, SUSPECT, ...) in full."""
+    named = f"#{row.rank} {row.run.judge}" + (f" · {row.run.label}" if row.run.label else "")
+    marks = row.title.removeprefix(named)
+    return (named if len(named) <= TITLE_CHARS else named[: TITLE_CHARS - 1] + "…") + marks
 
 
 _HEAT_STOPS = ((0.0, (215, 48, 39)), (0.5, (254, 224, 139)), (1.0, (26, 152, 80)))
@@ -263,11 +441,16 @@ def heat_colour(accuracy: float) -> str:
     return "#" + "".join(f"{round(a + (b - a) * t):02x}" for a, b in zip(c0, c1, strict=True))
 
 
+def _on_white(fill: str, opacity: float) -> str:
+    """The colour `fill` shows at `opacity` over the white page."""
+    return "#" + "".join(f"{round(255 - (255 - int(fill[i : i + 2], 16)) * opacity):02x}" for i in (1, 3, 5))
+
+
 def _ink(fill: str) -> str:
     r, g, b = (int(fill[i : i + 2], 16) for i in (1, 3, 5))
     return "#111827" if 0.299 * r + 0.587 * g + 0.114 * b > 140 else "#ffffff"
 
 
-def _natural(text: str) -> list[Any]:
+def natural(text: str) -> list[Any]:
     """Sort S2 before S10."""
     return [(0, int(part), "") if part.isdigit() else (1, 0, part.lower()) for part in re.split(r"(\d+)", text)]

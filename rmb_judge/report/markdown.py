@@ -1,15 +1,26 @@
-"""The leaderboard as Markdown: a table per group, then the notes and the published rows."""
+"""The leaderboard as Markdown: a table per group, then the notes and the published rows; with
+runs on several benchmarks, a judge x benchmark table first and a leaderboard per benchmark."""
 
 from __future__ import annotations
 
 import re
 
 from .load import Run
-from .view import Board, Group, board
+from .view import Board, Group, across, boards
 
 
 def render_markdown(runs: list[Run], published: bool = False) -> str:
-    shown = board(runs, published)
+    shown = boards(runs, published)
+    lines: list[str] = []
+    if table := across(shown):
+        lines += ["# Judges across benchmarks", "",
+                  *_table(["Judge", *table.titles], [[judge, *cells] for judge, cells in table.rows],
+                          [False, *(True for _ in table.titles)]),
+                  "", _md(table.note), ""]
+    return "\n".join(lines + [line for each in shown for line in _board(each)]) + "\n"
+
+
+def _board(shown: Board) -> list[str]:
     lines = [f"# {_md(shown.title)}"]
     for group in shown.groups:
         lines += ["", f"## {_md(group.title)}", "", *_group_table(shown, group)]
@@ -26,7 +37,10 @@ def render_markdown(runs: list[Run], published: bool = False) -> str:
             *_table(headers, rows, [index >= 2 for index in range(len(headers))]),
             "", f"Source: {_md(paper.source)}",
         ]
-    return "\n".join(lines) + "\n"
+    if shown.views:
+        lines += ["", "## Browse the records", "",
+                  *(f"- {_md(what)}: `` {command} ``" for what, command in shown.views)]
+    return lines + [""]
 
 
 def _group_table(shown: Board, group: Group) -> list[str]:

@@ -10,7 +10,20 @@ from rich.table import Table
 from rich.text import Text
 
 from .load import Run
-from .view import PARTIAL, RANKED, SELECTION, SUSPECT, Board, Group, PublishedTable, Row, board
+from .view import (
+    PARTIAL,
+    RANKED,
+    SELECTION,
+    SUSPECT,
+    Across,
+    Board,
+    Group,
+    PublishedTable,
+    Row,
+    across,
+    boards,
+    view_command,
+)
 
 _TITLE_STYLES = {RANKED: "bold", SELECTION: "bold cyan", PARTIAL: "bold magenta", SUSPECT: "bold red"}
 _FOLD_MIN = 12  # a judge or model column narrower than its names folds them, never cuts them
@@ -111,8 +124,30 @@ def _fixed_table(headers: list[str], columns: list[_Column], plan: list[tuple[in
 
 
 def render_terminal(runs: list[Run], console: Console, published: bool = False) -> None:
-    """The leaderboard fitted to `console.width` (80 when piped, unless COLUMNS says otherwise)."""
-    shown = board(runs, published)
+    """The leaderboard fitted to `console.width` (80 when piped, unless COLUMNS says otherwise);
+    with runs on several benchmarks, a judge x benchmark table first and a leaderboard per benchmark."""
+    shown = boards(runs, published)
+    if table := across(shown):
+        _render_across(table, console)
+    for each in shown:
+        _render_board(each, console)
+
+
+def _render_across(table: Across, console: Console) -> None:
+    headers = ["Judge", *table.titles]
+    rows = [[judge, *cells] for judge, cells in table.rows]
+    kinds = ["name", *("number" for _ in table.titles)]
+    columns = [_column(kind, headers[index], [row[index] for row in rows]) for index, kind in enumerate(kinds)]
+    console.print(Text("Judges across benchmarks", style="bold"))
+    for plan in _layout(columns, [list(range(1, len(kinds)))], console.width):
+        printed = _fixed_table(headers, columns, plan)
+        for row in rows:
+            printed.add_row(*(Text(row[index]) for index, _ in plan))
+        console.print(printed)
+    console.print(Text(table.note, style="dim"))
+
+
+def _render_board(shown: Board, console: Console) -> None:
     scores = len(shown.score_keys)
     status_at = 2 + scores  # after rank, judge (with its settings) and the scores
     tables = [  # per group: headers, run rows, chance row
@@ -148,6 +183,8 @@ def render_terminal(runs: list[Run], console: Console, published: bool = False) 
             console.print(Text(line))
     if shown.published:
         _render_published(shown.score_titles, shown.published, console)
+    if shown.rows:
+        console.print(Text("Browse the records: " + view_command([row.run for row in shown.rows]), style="dim"))
 
 
 def _headers(shown: Board, group: Group) -> list[str]:

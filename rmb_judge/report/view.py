@@ -11,6 +11,7 @@ Ranks run on across groups, so "#3" names one run in every table and chart.
 from __future__ import annotations
 
 import itertools
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -81,7 +82,8 @@ class Board:
     groups: list[Group]
     notes: list[str]
     published: PublishedTable | None  # when asked for and the benchmark has one
-    paired: list[str]  # each run against the next in rank order, on the records both scored
+    paired: list[str]  # each run against the next in rank order within its group, on the records both scored
+    views: list[tuple[str, str]]  # (what, the `rmb-judge view` command that browses its records)
 
     @property
     def rows(self) -> list[Row]:
@@ -129,13 +131,67 @@ def board(runs: list[Run], published: bool = False) -> Board:
         groups=groups,
         notes=_notes(runs, groups, extras, own_chance=any(group.score_titles != score_titles for group in groups)),
         published=_published(benchmark, keys) if published else None,
-        paired=_paired([row for group in groups for row in group.rows]),
+        paired=[line for group in groups for line in _paired(group.rows)],
+        views=_views(groups),
     )
+
+
+def boards(runs: list[Run], published: bool = False) -> list[Board]:
+    """A leaderboard per benchmark, in the order their runs were first named."""
+    by_benchmark: dict[str, list[Run]] = {}
+    for run in runs:
+        by_benchmark.setdefault(run.benchmark.name, []).append(run)
+    return [board(members, published) for members in by_benchmark.values()] or [board([], published)]
+
+
+@dataclass(frozen=True)
+class Across:
+    """Judges that ran on several benchmarks: a row per judge, a column per benchmark."""
+
+    titles: list[str]  # the benchmarks'
+    rows: list[tuple[str, list[str]]]  # judge, then its overall score on each benchmark (DASH: not run)
+    note: str
+
+
+def across(shown: list[Board]) -> Across | None:
+    """Each judge's overall score on each benchmark, from its highest-ranked run there; None for one benchmark."""
+    if len(shown) < 2:
+        return None
+    judges = list(dict.fromkeys(row.run.judge for each in shown for row in each.rows))
+    rows = []
+    for judge in judges:
+        cells = []
+        for each in shown:
+            row = next((row for row in each.rows if row.run.judge == judge), None)
+            cells.append(DASH if row is None else
+                         f"{with_interval(row.run.scores[OVERALL], row.run.intervals[OVERALL])} (#{row.rank})")
+        rows.append((judge, cells))
+    note = ("Each cell: the judge's overall score on that benchmark, from its highest-ranked run there "
+            "(in brackets its rank in that benchmark's leaderboard below, with its selection and status).")
+    return Across([each.benchmark.title for each in shown], rows, note)
+
+
+def view_command(runs: list[Run]) -> str:
+    """The command that browses these runs' records (and where they disagree), as typed in a shell."""
+    return " ".join(["rmb-judge", "view", *(shlex.quote(str(run.path)) for run in runs)])
+
+
+def _views(groups: list[Group]) -> list[tuple[str, str]]:
+    """A `view` command per run, then one per group of several runs (their disagreements)."""
+    views = [(f"#{row.rank} {row.run.judge} · {row.run.label}", view_command([row.run]))
+             for group in groups for row in group.rows]
+    for group in groups:
+        if len(group.rows) > 1:
+            ranks = ", ".join(f"#{row.rank}" for row in group.rows)
+            views.append((f"{ranks} side by side, and where they disagree", view_command([r.run for r in group.rows])))
+    return views
 
 
 def _paired(rows: list[Row]) -> list[str]:
     """`compare` of each run with the next one in rank order where they share scored records:
-    is #1 really ahead of #2? Runs whose samples cannot be read are left out."""
+    is #1 really ahead of #2? Only runs of one group are paired (runs on other selections, or
+    partial or suspect ones, are not ranked against each other); runs whose samples cannot be
+    read are left out."""
     from ..compare import RunScores, compare, read_run
 
     read: dict[int, RunScores | None] = {}
