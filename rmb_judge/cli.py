@@ -142,6 +142,10 @@ def judge_flags() -> Parser:
                    help="sampling temperature (default 0, or 1 with --samples > 1; not accepted by "
                         "anthropic: judges nor OpenAI reasoning models: o1, o3, o4-mini, gpt-5, ...)")
     g.add_argument("--max-tokens", type=positive_int, default=2048, help="judge answer length cap (default 2048)")
+    g.add_argument("--verdict-probs", action="store_true",
+                   help="ask for token logprobs and read P(A), P(B), P(tie) at the verdict token: Brier score, "
+                        "calibration and AUROC in the summary (openai:, google: judges; templates of style rmb "
+                        "or json, e.g. --template verdict)")
     g.add_argument("--base-url", action="append", default=[], metavar="URL",
                    help="API base URL; repeat (or comma-separate) to spread requests over replicas")
     g.add_argument("--equivalent-endpoint", action="append", default=[], metavar="URL",
@@ -277,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
-GENERATIVE_ONLY = ("--template", "--order", "--samples", "--temperature", "--max-tokens",
+GENERATIVE_ONLY = ("--template", "--order", "--samples", "--temperature", "--max-tokens", "--verdict-probs",
                    "--base-url", "--equivalent-endpoint", "--batch", "--price", "--concurrency", "--rpm",
                    "--tpm", "--max-retries", "--timeout", "--max-cost", "--max-wait", "--grace",
                    "--poll-interval", "--max-unparsed")
@@ -335,6 +339,7 @@ def run_config(args: argparse.Namespace, argv: list[str]) -> RunConfig:
         temperature=temperature,
         max_tokens=args.max_tokens,
         precision=args.precision,
+        verdict_probs=args.verdict_probs,
         local=LocalOptions(
             max_length=args.max_length, batch_tokens=args.batch_tokens,
             devices=tuple(args.devices.split(",")) if args.devices else None,

@@ -233,3 +233,10 @@ def m009_openai_api_path(db: sqlite3.Connection) -> None:
     db.execute(f"UPDATE OR IGNORE responses SET endpoint = endpoint || '/v1' WHERE {bare}")
     db.execute(f"DELETE FROM responses WHERE {bare}")
     db.execute(f"UPDATE batches SET endpoint = endpoint || '/v1' WHERE {bare}")
+
+
+@migration
+def m010_verdict_logprobs(db: sqlite3.Connection) -> None:
+    """Each answer keeps the logprobs of the tokens that could state its verdict
+    (--verdict-probs; verdict_probs.keep), as JSON; NULL for answers that came without them."""
+    db.execute("ALTER TABLE responses ADD COLUMN logprobs TEXT")

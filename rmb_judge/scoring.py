@@ -43,6 +43,7 @@ class Judged:
     truncated: bool = False
     votes: tuple[str | None, ...] = ()
     scalar: bool = False  # a reward model: equal rewards are a loss, not a tie
+    probs: tuple[float, float, float] | None = None  # --verdict-probs: P(A), P(B), P(tie), mean over votes
     outcome: str | None = field(init=False)  # relative to the label: "win", "loss", "tie" or None
     correct: float = field(init=False)  # 1 for a win, 0.5 for a generative tie, else 0
 
