@@ -43,6 +43,7 @@ import random
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from statistics import NormalDist
+from typing import Any
 
 from . import intervals, verdict_probs
 from .measures import Calibration, Gap, Measure, ReliabilityBin, paired, share
@@ -53,7 +54,7 @@ DRAWS = 2000  # simulated draws of the ECE's sampling distribution
 SEED = 0
 DIGITS = 12  # forecasts are rounded to this many digits, so q and 1 - q tie where they should
 
-Pairs = Mapping[Hashable, Sequence[tuple[float, float]]]  # record -> its comparisons' (q of run A, q of run B)
+Pairs = Mapping[Any, Sequence[tuple[float, float]]]  # record -> its comparisons' (q of run A, q of run B)
 
 
 def forecasts(judged: Sequence[Judged]) -> tuple[dict[Hashable, list[float]], int]:
@@ -133,7 +134,7 @@ def ece(clusters: Sequence[Sequence[float]]) -> tuple[float, list[float] | None]
     """ECE and its 95% interval (simulated, see the module docstring)."""
     vectors = [_ece_vector(c) for c in clusters if c]
     totals, draws = simulate(vectors, 1 + BINS, _ece_of)
-    low, high = _quantiles(draws)
+    low, high = quantiles(draws)
     return _ece_of(totals), None if low is None else [max(0.0, low), high]  # type: ignore[list-item]
 
 
@@ -197,7 +198,7 @@ def differences(pairs: Pairs) -> dict[str, Gap]:
         return _ece_of(totals) - _ece_of(totals, 1 + BINS)
 
     totals, draws = simulate(vectors, 1 + 2 * BINS, gap)
-    low, high = _quantiles(draws)
+    low, high = quantiles(draws)
     sides = min(sum(d <= 0 for d in draws), sum(d >= 0 for d in draws)) / len(draws) if draws else 1.0
     ece_gap = Gap(gap(totals), None if low is None else [low, high], min(1.0, 2 * sides), n)  # type: ignore[list-item]
     (area_a, scores_a), (area_b, scores_b) = _placements(a), _placements(b)
@@ -261,7 +262,7 @@ def _cholesky(matrix: Sequence[Sequence[float]]) -> list[list[float]]:
     return lower
 
 
-def _quantiles(values: Sequence[float]) -> tuple[float | None, float | None]:
+def quantiles(values: Sequence[float]) -> tuple[float | None, float | None]:
     """The 2.5% and 97.5% quantiles (linear between order statistics), or None without values."""
     if not values:
         return None, None

@@ -226,6 +226,20 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("run_b", type=Path, metavar="RUN_B")
     cmp.add_argument("--json", action="store_true", help="print one JSON object")
 
+    jury = sub.add_parser("jury", help="a panel of judges: a run built from the verdicts of runs already made",
+                          description="A run folder whose verdicts are the member runs' majority (or their mean "
+                                      "probability) on the records they all scored (same scenario, uid and data "
+                                      "file); no request is sent and no cache opened. Scored with intervals like "
+                                      "any run; compare and report read it as one.")
+    jury.add_argument("runs", nargs="+", type=Path, metavar="RUN")
+    jury.add_argument("--out", type=Path, required=True, help="run folder for the jury's summary.json and samples")
+    jury.add_argument("--rule", default="majority", choices=("majority", "mean-prob"),
+                      help="majority of the members' verdicts (a split is a tie), or the verdict of their mean "
+                           "probabilities (members run with --verdict-probs) (default majority)")
+    jury.add_argument("--data", type=Path, help="the data folder the runs judged (default: the one they recorded)")
+    jury.add_argument("--replace", action="store_true", help="--out may hold another run: overwrite it")
+    jury.add_argument("--json", action="store_true", help="print summary.json to stdout (the rest goes to stderr)")
+
     rep = sub.add_parser("report", help="leaderboard of one or more run folders")
     rep.add_argument("runs", nargs="+", type=Path, metavar="OUT_DIR")
     rep.add_argument("--markdown", type=Path, metavar="FILE")
@@ -406,13 +420,17 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     from rich.console import Console
 
     from . import report
+    from .report.behaviour import lines
     from .session import run
 
     config = run_config(args, argv)
     result = run(config)
     human = Console(stderr=True) if args.json else Console()
     out = config.execution.out
-    report.render_terminal(report.load_runs([out]), human)
+    runs = report.load_runs([out])
+    report.render_terminal(runs, human)
+    for line in lines(runs[0]):
+        human.print(line, highlight=False, markup=False)
     print(f"wrote {out / 'summary.json'} and {out / 'samples.jsonl'}",
           file=sys.stderr if args.json else sys.stdout)
     if sampling := result.summary.precision:
@@ -460,12 +478,31 @@ def cmd_estimate(args: argparse.Namespace, argv: list[str]) -> int:
 def cmd_compare(args: argparse.Namespace, argv: list[str]) -> int:
     from .compare import compare, read_run, render
 
-    result = compare(read_run(args.run_a), read_run(args.run_b))
+    result = compare(read_run(args.run_a), read_run(args.run_b), measures=True)
     if result.overall is None:
         raise UsageError(f"{args.run_a} and {args.run_b} share no scored records (matched by scenario, uid "
                          f"and data file; only A: {result.only_a:,}, only B: {result.only_b:,}): nothing to compare")
     print(json.dumps(result.to_json(), indent=2, ensure_ascii=False) if args.json else render(result))
     return 0
+
+
+def cmd_jury(args: argparse.Namespace, argv: list[str]) -> int:
+    from rich.console import Console
+
+    from . import report
+    from .jury import build
+    from .report.behaviour import lines
+
+    summary = build(args.runs, args.out, args.rule, args.data, args.replace, argv)
+    human = Console(stderr=True) if args.json else Console()
+    runs = report.load_runs([args.out, *args.runs])
+    report.render_terminal(runs, human)
+    for line in lines(runs[0]):
+        human.print(line, highlight=False, markup=False)
+    print(f"wrote {args.out / 'summary.json'} and {args.out / 'samples.jsonl'}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(summary.to_json(), indent=2, ensure_ascii=False))
+    return EXIT_SUSPECT if summary.suspect else 0
 
 
 def cmd_report(args: argparse.Namespace, argv: list[str]) -> int:
@@ -608,6 +645,7 @@ COMMANDS = {
     "run": cmd_run,
     "estimate": cmd_estimate,
     "compare": cmd_compare,
+    "jury": cmd_jury,
     "report": cmd_report,
     "cache": cmd_cache,
     "data": cmd_data,

@@ -17,6 +17,7 @@ from typing import Any
 
 import jinja2
 
+from .behaviour import reliability
 from .load import Run
 from .view import Board, board
 
@@ -49,6 +50,7 @@ def render_html(runs: list[Run], published: bool = False) -> str:
         legend=[(_colour(row.rank), row.title) for row in shown.rows],
         bars=_bars(shown, slots, faded),
         heatmap=_heatmap(shown, slots),
+        reliability=reliability(shown, {row.rank: _colour(row.rank) for row in shown.rows}),
     )
 
 
