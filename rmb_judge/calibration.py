@@ -77,9 +77,12 @@ def forecasts(judged: Sequence[Judged]) -> tuple[dict[Hashable, list[float]], in
 def measure(judged: Sequence[Judged]) -> Calibration | None:
     """The calibration of a run's verdict probabilities (None: it has none at all)."""
     found, without = forecasts(judged)
-    if not found:
-        return None
-    clusters = [[round(q, DIGITS) for q in qs] for qs in found.values()]
+    return measure_forecasts(list(found.values()), without) if found else None
+
+
+def measure_forecasts(found: Sequence[Sequence[float]], without: int = 0) -> Calibration:
+    """Brier, ECE with its bins, and AUROC of forecasts, each record's comparisons a cluster."""
+    clusters = [[round(q, DIGITS) for q in qs] for qs in found if qs]
     n = sum(map(len, clusters))
     ece_value, ece_interval = ece(clusters)
     area, area_variance = auroc(clusters)
@@ -102,7 +105,8 @@ def _confidence(q: float) -> tuple[float, float, int]:
     it is the preferred one (half for 50/50), and the bin its confidence falls in."""
     confidence = max(q, 1 - q)
     accuracy = 1.0 if q > 0.5 else 0.0 if q < 0.5 else 0.5
-    return confidence, accuracy, min(int((confidence - 0.5) * 2 * BINS), BINS - 1)
+    # (rounded first: 1 - 0.3 is 0.7 less a rounding step, which belongs in the bin from 0.7)
+    return confidence, accuracy, min(math.floor(round((confidence - 0.5) * 2 * BINS, 9)), BINS - 1)
 
 
 def reliability(clusters: Sequence[Sequence[float]]) -> list[ReliabilityBin]:
