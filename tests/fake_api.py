@@ -34,12 +34,13 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any, Literal
 
 import pytest
 from aiohttp import web
 
-from rmb_judge.providers.mock import approx_tokens, hash_preference, simulated_reply, stable_hash
+from rmb_judge.providers.mock import approx_tokens, extract_pair, hash_preference, simulated_reply, stable_hash
 from rmb_judge.records import Record
 
 Wire = Literal["openai", "anthropic", "google"]
@@ -194,6 +195,43 @@ def label_judge(records: Iterable[Record]) -> Responder:
 
     def respond(body: dict[str, Any], wire: Wire) -> Reply:
         return Reply(simulated_reply(prompt_text(body, wire), prefer=prefer))
+
+    return respond
+
+
+REASONING = ("Both assistants address the question. Assistant A covers the main points and is "
+             "accurate, while Assistant B adds some detail but is less focused on what was asked. "
+             "Weighing helpfulness, relevance, accuracy, depth and level of detail, and ignoring "
+             "length and position, one answer serves the user better overall. ") * 2
+
+
+def calibrated_judge(records: Iterable[Record], skill: float = 1.0, quick_skill: float = 0.6) -> Responder:
+    """A judge whose verdict probabilities are calibrated by construction, for benchmarks.
+
+    For each pair it draws evidence s ~ N(mu, 1) for the label-preferred answer (from the
+    prompt's hash) and gives it probability sigmoid(2 mu s), which is exactly how often such
+    evidence comes with the preferred answer being right; its verdict is the likelier side, so
+    its accuracy is Phi(mu). Asked to explain (the `rmb` template) it writes REASONING first and
+    judges with mu = `skill`; asked for the verdict alone (`verdict`), with mu = `quick_skill`."""
+    preferred: dict[frozenset[str], str] = {}
+    for record in records:
+        for other in record.others:
+            preferred[frozenset((record.preferred.text.strip(), other.text.strip()))] = record.preferred.text.strip()
+
+    def respond(body: dict[str, Any], wire: Wire) -> Reply:
+        prompt = prompt_text(body, wire)
+        pair = extract_pair(prompt)
+        if pair is None:
+            return Reply("[[A]]")
+        explain = "short explanation" in prompt
+        mu = skill if explain else quick_skill
+        u = (stable_hash(prompt) % 1_000_000 + 0.5) / 1_000_000
+        evidence = mu + NormalDist().inv_cdf(u)
+        right = 1 / (1 + math.exp(-2 * mu * evidence))
+        best = preferred.get(frozenset(answer.strip() for answer in pair), pair[0].strip())
+        p_a = right if pair[0].strip() == best else 1 - right
+        verdict = "A" if p_a >= 0.5 else "B"
+        return Reply((REASONING + "\n\n" if explain else "") + f"[[{verdict}]]", probs={"A": p_a, "B": 1 - p_a})
 
     return respond
 
@@ -1227,8 +1265,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0, help="0: a free port")
     parser.add_argument("--fault-rate", type=float, default=0.0, help="share of calls failing 429/500/503")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--judge", choices=("hash", "first", "label"), default="hash")
-    parser.add_argument("--data", type=Path, help="RMB_dataset folder, for --judge label")
+    parser.add_argument("--judge", choices=("hash", "first", "label", "calibrated"), default="hash")
+    parser.add_argument("--data", type=Path, help="RMB_dataset folder, for --judge label and calibrated")
     parser.add_argument("--capacity-rpm", type=float, help="answer 429 above this request rate")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to each call")
     parser.add_argument("--api-key", help="answer 401 to any other key")
@@ -1243,12 +1281,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rejected-share", type=float, default=0.0, help="share of prompts always rejected (400)")
     parser.add_argument("--failing-share", type=float, default=0.0, help="share of prompts always failing (500)")
     args = parser.parse_args(argv)
-    if args.judge == "label":
+    if args.judge in ("label", "calibrated"):
         if args.data is None:
-            parser.error("--judge label needs --data RMB_DATASET_DIR")
+            parser.error(f"--judge {args.judge} needs --data RMB_DATASET_DIR")
         from rmb_judge.benchmarks import get
 
-        responder = label_judge(get("rmb").load(args.data).records)
+        records = get("rmb").load(args.data).records
+        responder = label_judge(records) if args.judge == "label" else calibrated_judge(records)
     else:
         responder = {"hash": hash_judge, "first": first_pick}[args.judge]
     api = FakeAPI(

@@ -220,6 +220,23 @@ def test_a_google_run_with_probabilities(data_root, tmp_path, monkeypatch):
     assert result.json["calibration"]["comparisons"] == len(want) // 2
 
 
+@pytest.mark.parametrize("judge", ["openai:gpt-4o-mini", "google:gemini-2.0-flash"])
+def test_a_batch_run_has_them_too(judge, data_root, tmp_path, monkeypatch):
+    """A batch line is the live request's body, and its answer is read the same way."""
+    monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
+    monkeypatch.setenv("GEMINI_API_KEY", FAKE_KEY)
+    with FakeAPI(probability_judge()).run_in_thread() as api:
+        url = api.openai_url if judge.startswith("openai") else api.url
+        run(make_config(judge=judge, data=data_root, cache=tmp_path / "c", out=tmp_path / "out", base_urls=[url],
+                        verdict_probs=True, batch=True, poll_interval=0.2, order="fixed",
+                        selection=records.Selection(**SELECTION)))
+        assert api.batches_created == 1
+    want = expected(data_root, 1)
+    for line in lines(tmp_path / "out"):
+        probs = want[(line["category_path"], line["uid"], line["loser_index"], line["order"])]
+        assert [line["probs"][k] for k in ("A", "B", "tie")] == pytest.approx(probs)
+
+
 def test_answers_with_logprobs_are_keyed_apart(data_root, tmp_path, monkeypatch):
     """An answer cached without logprobs holds no probabilities: a --verdict-probs run asks
     again (and its answers, stored with their logprobs, never replace the others)."""
