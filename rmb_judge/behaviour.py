@@ -27,6 +27,7 @@ Position bias (how often the answer shown first is picked; how often two orders 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Hashable, Sequence
 
@@ -54,8 +55,10 @@ FAMILIES: tuple[tuple[str, re.Pattern[str]], ...] = tuple((name, re.compile(patt
 MODELS_LISTED = 30  # responder models listed in the summary, most presentations first
 
 
+@functools.lru_cache(maxsize=1024)
 def family(model: str | None) -> str | None:
-    """The family of a model name, or None when no FAMILIES pattern knows it."""
+    """The family of a model name, or None when no FAMILIES pattern knows it (a run asks
+    about a few names tens of thousands of times)."""
     if not model:
         return None
     name = model.rsplit("/", 1)[-1]

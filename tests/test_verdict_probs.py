@@ -291,3 +291,24 @@ def test_a_cache_from_before_logprobs_is_upgraded(tmp_path):
         assert [r["logprobs"] for r in cache.export() if r["kind"] == "response"] == [None]
     finally:
         cache.close()
+
+
+def test_estimate_assumes_the_verdict_template_s_few_output_tokens(data_root, tmp_path, capsys):
+    said = {}
+    for template in ("verdict", "rmb"):
+        assert cli.main(["estimate", "--judge", "mock", "--template", template, "--data", str(data_root),
+                         "--limit", "1", "--scenarios", "*Code*", "--cache", str(tmp_path / "c"), "--json"]) == 0
+        said[template] = json.loads(capsys.readouterr().out)["output_tokens_per_request"]
+    assert said == {"verdict": 5, "rmb": 250}
+
+
+@pytest.mark.parametrize("value", ["0", "2.5", '"five"', "true"])
+def test_a_template_s_output_tokens_must_be_a_count(value, tmp_path):
+    from rmb_judge import templates
+    from rmb_judge.errors import UsageError
+
+    path = tmp_path / "mine.toml"
+    path.write_text(templates.PROMPTS_DIR.joinpath("verdict.toml").read_text().replace(
+        "output_tokens = 5", f"output_tokens = {value}"))
+    with pytest.raises(UsageError, match=f"{path}: output_tokens must be a whole number of tokens"):
+        templates.load(str(path))
