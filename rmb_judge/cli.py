@@ -509,9 +509,16 @@ def cmd_report(args: argparse.Namespace, argv: list[str]) -> int:
     from rich.console import Console
 
     from . import report
+    from .report.behaviour import lines
 
     runs = report.load_runs(args.runs)
-    report.render_terminal(runs, Console(), published=args.published)
+    console = Console()
+    report.render_terminal(runs, console, published=args.published)
+    for run in runs:
+        if told := lines(run):
+            console.print(f"{run.judge} · {run.label}", highlight=False, markup=False)
+            for line in told:
+                console.print(f"  {line}", highlight=False, markup=False)
     for path, render in ((args.markdown, report.render_markdown), (args.html, report.render_html)):
         if path:
             try:

@@ -17,7 +17,7 @@ from test_verdict_probs import SELECTION, probability_judge
 from rmb_judge import cli, records
 from rmb_judge.compare import compare, read_run
 from rmb_judge.jury import build
-from rmb_judge.report import load_runs, render_html
+from rmb_judge.report import load_runs, render_html, render_markdown
 from rmb_judge.session import run
 
 MEMBERS = ("a", "b", "c")
@@ -151,7 +151,9 @@ def test_the_jury_command_and_reports(runs, tmp_path, capsys):
     assert "jury" in out and "verdict probabilities on" in out
     [jury] = load_runs([tmp_path / "j"])
     assert jury.jury and "jury" in render_html([jury, *load_runs([runs / "a"])])
-    assert 'class="reliability"' in render_html(load_runs([runs / "a"]))
+    member = load_runs([runs / "a"])
+    assert 'class="reliability"' in render_html(member) and '<ul class="behaviour">' in render_html(member)
+    assert "## Behaviour" in render_markdown(member) and "verdict probabilities on" in render_markdown(member)
     # another jury may not overwrite it without --replace; a run without probabilities has no mean-prob
     assert cli.main(["jury", str(runs / "a"), str(runs / "b"), "--out", str(tmp_path / "j")]) == 2
     assert cli.main(["jury", str(runs / "a"), str(runs / "mock"), "--rule", "mean-prob",

@@ -65,6 +65,11 @@ def lines(run: Run) -> list[str]:
     return said
 
 
+def sections(shown: Board) -> list[tuple[str, list[str]]]:
+    """Each run's lines under its title, in rank order (runs with nothing to say left out)."""
+    return [(row.title, said) for row in shown.rows if (said := lines(row.run))]
+
+
 def _value(m: Measure) -> str:
     return "—" if m.value is None else f"{m.value:.2f}"
 

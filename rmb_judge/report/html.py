@@ -17,7 +17,7 @@ from typing import Any
 
 import jinja2
 
-from .behaviour import reliability
+from .behaviour import reliability, sections
 from .load import Run
 from .view import Board, board
 
@@ -51,6 +51,7 @@ def render_html(runs: list[Run], published: bool = False) -> str:
         bars=_bars(shown, slots, faded),
         heatmap=_heatmap(shown, slots),
         reliability=reliability(shown, {row.rank: _colour(row.rank) for row in shown.rows}),
+        behaviour=sections(shown),
     )
 
 

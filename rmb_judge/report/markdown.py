@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from .behaviour import sections
 from .load import Run
 from .view import Board, Group, board
 
@@ -17,6 +18,10 @@ def render_markdown(runs: list[Run], published: bool = False) -> str:
         lines += ["", *(f"- {_md(note)}" for note in shown.notes)]
     if shown.paired:
         lines += ["", "## Paired comparisons", "", *(f"- {_md(line)}" for line in shown.paired)]
+    if said := sections(shown):
+        lines += ["", "## Behaviour", ""]
+        for title, told in said:
+            lines += [f"- {_md(title)}", *(f"  - {_md(line)}" for line in told)]
     if shown.published:
         paper = shown.published
         headers = ["Model", "Type", *shown.score_titles]
