@@ -502,7 +502,14 @@ def cmd_jury(args: argparse.Namespace, argv: list[str]) -> int:
     print(f"wrote {args.out / 'summary.json'} and {args.out / 'samples.jsonl'}", file=sys.stderr)
     if args.json:
         print(json.dumps(summary.to_json(), indent=2, ensure_ascii=False))
-    return EXIT_SUSPECT if summary.suspect else 0
+    if not summary.complete:
+        print("rmb-judge: incomplete: a member run is incomplete, so the jury covers only the records every "
+              "member scored; finish the member runs and build the jury again", file=sys.stderr)
+        return EXIT_INCOMPLETE
+    if summary.suspect:
+        print(f"rmb-judge: suspect jury (see \"warnings\" in {args.out / 'summary.json'})", file=sys.stderr)
+        return EXIT_SUSPECT
+    return 0
 
 
 def cmd_report(args: argparse.Namespace, argv: list[str]) -> int:

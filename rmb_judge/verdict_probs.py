@@ -12,6 +12,9 @@ the alternatives.
 The token stream is placed in the text by its bytes (the API's `bytes` where it gives them):
 the text is found at the end of the stream, so tokens before it (a reasoning model's thinking,
 which vLLM lists with the answer's) or after it (a stop token's text) are not the answer's.
+Where a character split over tokens is named by replacement characters (vLLM's `bytes` are
+its decoded text's), the text after its last non-ASCII character is placed instead, which
+holds the verdict unless a non-ASCII character follows it.
 
 `read` finds the token that states the final verdict (`verdicts.verdict_offsets`: the last
 ``[[A]]``-style token or JSON verdict value that reads as the verdict the text states, after
@@ -59,15 +62,21 @@ def keep(text: str, tokens: Sequence[Token]) -> list[dict[str, Any]]:
     none listed). Empty when the stream cannot be placed in the text."""
     pieces = [t.raw if t.raw is not None else t.text.encode() for t in tokens]
     stream, content = b"".join(pieces), text.encode()
-    shift = stream.rfind(content) if content else -1
+    shift, placed = (stream.rfind(content) if content else -1), 0  # tokens are placed from content byte `placed`
     if shift < 0:
-        return []
+        # A character split over tokens that the API names by replacement characters (vLLM
+        # sends their `bytes` so) matches nothing: place the text after its last non-ASCII byte.
+        placed = max((i + 1 for i, byte in enumerate(content) if byte >= 0x80), default=0)
+        found = stream.rfind(content[placed:]) if placed < len(content) else -1
+        if found < 0:
+            return []
+        shift = found - placed
     kept: list[dict[str, Any]] = []
     end = 0
     for token, piece in zip(tokens, pieces, strict=True):
         start, end = end, end + len(piece)
         chosen = side(token.text)
-        if chosen is None or start < shift or end > shift + len(content):
+        if chosen is None or start < shift + placed or end > shift + len(content):
             continue
         listed = list(token.top)
         if token.text not in {alternative for alternative, _ in listed}:

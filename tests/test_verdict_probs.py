@@ -71,6 +71,14 @@ def test_the_stream_is_placed_in_the_text_by_its_bytes():
     assert verdict_probs.read(text, kept, "rmb", "B") == pytest.approx((0, 0.8 / (0.8 + math.exp(-3)),
                                                                         math.exp(-3) / (0.8 + math.exp(-3))))
     assert verdict_probs.keep("something else", tokens) == []
+    # vLLM names a split character by replacement characters, bytes and all: the text after it is placed
+    vllm = [token(t.text, t.logprob, **dict(t.top)) if t.raw is None else verdict_probs.Token("\ufffd", -0.001, (),
+                                                                                             "\ufffd".encode())
+            for t in tokens]
+    assert verdict_probs.keep(text, vllm) == kept
+    after = "[[B]] Ça"  # a verdict before the last non-ASCII character cannot be placed so
+    assert verdict_probs.keep(after, [token("[["), token("B", -0.1, B=-0.1), token("]]"), token(" \ufffd"),
+                                      token("\ufffd")]) == []
 
 
 def test_a_json_verdict_value_is_its_token():
