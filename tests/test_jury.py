@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import shutil
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -162,3 +163,17 @@ def test_the_jury_command_and_reports(runs, tmp_path, capsys):
     assert "holds a run of another judge" in err[0]
     assert err[-1] == f"rmb-judge: --rule mean-prob: {runs / 'mock'} has no verdict probabilities (a run with " \
                       "--verdict-probs has them)"
+
+
+def test_a_jury_of_an_incomplete_member_says_so(runs, tmp_path, capsys):
+    """A member stopped early (here: its summary says so) scored fewer records: the jury
+    covers those and exits 1."""
+    partial = tmp_path / "a-partial"
+    shutil.copytree(runs / "a", partial)
+    summary = json.loads((partial / "summary.json").read_text())
+    (partial / "summary.json").write_text(json.dumps({**summary, "complete": False, "stopped_reason": "budget"}))
+    assert cli.main(["jury", str(partial), str(runs / "b"), "--out", str(tmp_path / "j")]) == 1
+    err = capsys.readouterr().err
+    assert "rmb-judge: incomplete: a member run is incomplete" in err
+    written = json.loads((tmp_path / "j" / "summary.json").read_text())
+    assert written["complete"] is False and any("is incomplete" in w for w in written["warnings"])
