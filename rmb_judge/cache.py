@@ -49,7 +49,7 @@ OUR_TABLES = {"_migrations", "responses", "rewards", "probes", "runs", "batches"
 RESPONSE_COLUMNS = (
     "key, sample, endpoint, text, input_tokens, output_tokens, finish_reason, refusal,"
     " response_model, cost_usd, usage_reported, provider, model, endpoint_assumed,"
-    " cache_read_tokens, cache_write_tokens"
+    " cache_read_tokens, cache_write_tokens, logprobs"
 )
 
 
@@ -61,6 +61,8 @@ def request_key(provider: str, request: ChatRequest, template_sha256: str) -> st
         provider, request.model, str(request.max_tokens), repr(request.temperature),
         str(request.json_mode), template_sha256,
     ]
+    if request.top_logprobs:  # (only then: every other request keeps the key it always had)
+        fields.append(f"top_logprobs={request.top_logprobs}")
     for role, content in request.messages:
         fields += (role, content)
     parts: list[bytes] = []
@@ -335,13 +337,14 @@ class Cache:
                 [*chunk, *(endpoints or ())],
             )
             for (key, sample, endpoint, text, tin, tout, finish, refusal, model, cost, reported,
-                 provider, requested_model, assumed, read, written) in rows:
+                 provider, requested_model, assumed, read, written, logprobs) in rows:
                 if (key, sample) in wanted and (key, sample) not in found:
                     found[key, sample] = ChatResponse(
                         text, tin or 0, tout or 0, model or "", finish, bool(refusal),
                         usage_reported=bool(reported), cost_usd=cost, endpoint=endpoint,
                         extra={"provider": provider, "model": requested_model, "endpoint_assumed": bool(assumed)},
                         cache_read_tokens=read, cache_write_tokens=written,
+                        logprobs=None if logprobs is None else json.loads(logprobs),
                     )
         return found
 
@@ -395,6 +398,7 @@ class Cache:
                 a.response.finish_reason, int(a.response.refusal), a.response.model, time.time(),
                 a.response.cost_usd, int(a.response.usage_reported), a.response.cache_read_tokens,
                 a.response.cache_write_tokens,
+                None if a.response.logprobs is None else json.dumps(a.response.logprobs, separators=(",", ":")),
             )
             for a in answers
         ]
@@ -404,7 +408,7 @@ class Cache:
                 "INSERT OR REPLACE INTO responses (key, sample, endpoint, provider, model, template,"
                 " template_sha256, request, text, input_tokens, output_tokens, finish_reason,"
                 " refusal, response_model, created_at, cost_usd, usage_reported, cache_read_tokens,"
-                " cache_write_tokens) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " cache_write_tokens, logprobs) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 rows,
             )
             self.db.executemany(
@@ -823,11 +827,12 @@ class Cache:
         rows = self.db.execute(
             "SELECT key, sample, endpoint, provider, model, template, template_sha256, request, text,"
             " input_tokens, output_tokens, finish_reason, refusal, response_model, created_at,"
-            " cost_usd, usage_reported, cache_read_tokens, cache_write_tokens FROM responses ORDER BY created_at"
+            " cost_usd, usage_reported, cache_read_tokens, cache_write_tokens, logprobs FROM responses"
+            " ORDER BY created_at"
         )
         for row in rows:
             (key, sample, endpoint, provider, model, template, tsha, request, text, tin, tout, finish,
-             refusal, rmodel, created, cost, reported, read, written) = row
+             refusal, rmodel, created, cost, reported, read, written, logprobs) = row
             yield {
                 "kind": "response", "key": key, "sample": sample, "endpoint": endpoint,
                 "provider": provider, "model": model, "template": template, "template_sha256": tsha,
@@ -836,6 +841,7 @@ class Cache:
                 "cache_read_tokens": read, "cache_write_tokens": written,
                 "finish_reason": finish, "refusal": bool(refusal), "response_model": rmodel,
                 "created_at": created, "cost_usd": cost, "usage_reported": bool(reported),
+                "logprobs": None if logprobs is None else json.loads(logprobs),
             }
         for model_key, digest, model, reward, truncated, tokens, created, endpoint in self.db.execute(
             "SELECT model_key, text_sha256, model, reward, truncated, tokens, created_at, endpoint FROM rewards"

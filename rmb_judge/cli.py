@@ -159,6 +159,10 @@ def judge_flags() -> Parser:
                    help="sampling temperature (default 0, or 1 with --samples > 1; not accepted by "
                         "anthropic: judges nor OpenAI reasoning models: o1, o3, o4-mini, gpt-5, ...)")
     g.add_argument("--max-tokens", type=positive_int, default=2048, help="judge answer length cap (default 2048)")
+    g.add_argument("--verdict-probs", action="store_true",
+                   help="ask for token logprobs and read P(A), P(B), P(tie) at the verdict token: Brier score, "
+                        "calibration and AUROC in the summary (openai:, google: judges; templates of style rmb "
+                        "or json, e.g. --template verdict)")
     g.add_argument("--base-url", action="append", default=[], metavar="URL",
                    help="API base URL; repeat (or comma-separate) to spread requests over replicas")
     g.add_argument("--equivalent-endpoint", action="append", default=[], metavar="URL",
@@ -244,6 +248,20 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("run_b", type=Path, metavar="RUN_B", help="the run folder to compare it with")
     cmp.add_argument("--json", action="store_true", help="print one JSON object")
 
+    jury = sub.add_parser("jury", help="a panel of judges: a run built from the verdicts of runs already made",
+                          description="A run folder whose verdicts are the member runs' majority (or their mean "
+                                      "probability) on the records they all scored (same scenario, uid and data "
+                                      "file); no request is sent and no cache opened. Scored with intervals like "
+                                      "any run; compare and report read it as one.")
+    jury.add_argument("runs", nargs="+", type=Path, metavar="RUN")
+    jury.add_argument("--out", type=Path, required=True, help="run folder for the jury's summary.json and samples")
+    jury.add_argument("--rule", default="majority", choices=("majority", "mean-prob"),
+                      help="majority of the members' verdicts (a split is a tie), or the verdict of their mean "
+                           "probabilities (members run with --verdict-probs) (default majority)")
+    jury.add_argument("--data", type=Path, help="the data folder the runs judged (default: the one they recorded)")
+    jury.add_argument("--replace", action="store_true", help="--out may hold another run: overwrite it")
+    jury.add_argument("--json", action="store_true", help="print summary.json to stdout (the rest goes to stderr)")
+
     rep = sub.add_parser("report", help="leaderboard of one or more run folders")
     rep.add_argument("runs", nargs="+", type=Path, metavar="OUT_DIR",
                      help="run folders (run --out), or a folder of them; one without a summary.json is "
@@ -324,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BROKEN_PIPE
 
 
-GENERATIVE_ONLY = ("--template", "--order", "--samples", "--temperature", "--max-tokens",
+GENERATIVE_ONLY = ("--template", "--order", "--samples", "--temperature", "--max-tokens", "--verdict-probs",
                    "--base-url", "--equivalent-endpoint", "--batch", "--price", "--concurrency", "--rpm",
                    "--tpm", "--max-retries", "--timeout", "--max-cost", "--max-wait", "--grace",
                    "--poll-interval", "--max-unparsed", "--confirm-above", "--yes")
@@ -382,6 +400,7 @@ def run_config(args: argparse.Namespace, argv: list[str]) -> RunConfig:
         temperature=temperature,
         max_tokens=args.max_tokens,
         precision=args.precision,
+        verdict_probs=args.verdict_probs,
         local=LocalOptions(
             max_length=args.max_length, batch_tokens=args.batch_tokens,
             devices=tuple(args.devices.split(",")) if args.devices else None,
@@ -452,13 +471,17 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     from rich.console import Console
 
     from . import report
+    from .report.behaviour import lines
     from .session import run
 
     config = run_config(args, argv)
     result = run(config)
     human = Console(stderr=True) if args.json else Console()
     out = config.execution.out
-    report.render_terminal(report.load_runs([out]), human)
+    runs = report.load_runs([out])
+    report.render_terminal(runs, human)
+    for line in lines(runs[0]):
+        human.print(line, highlight=False, markup=False)
     print(f"wrote {out / 'summary.json'} and {out / 'samples.jsonl'}",
           file=sys.stderr if args.json else sys.stdout)
     if sampling := result.summary.precision:
@@ -514,7 +537,7 @@ def cmd_estimate(args: argparse.Namespace, argv: list[str]) -> int:
 def cmd_compare(args: argparse.Namespace, argv: list[str]) -> int:
     from .compare import compare, read_run, render
 
-    result = compare(read_run(args.run_a), read_run(args.run_b))
+    result = compare(read_run(args.run_a), read_run(args.run_b), measures=True)
     if result.overall is None:
         raise UsageError(f"{args.run_a} and {args.run_b} share no scored records (matched by scenario, uid "
                          f"and data file; only A: {result.only_a:,}, only B: {result.only_b:,}): nothing to compare")
@@ -522,10 +545,37 @@ def cmd_compare(args: argparse.Namespace, argv: list[str]) -> int:
     return 0
 
 
+def cmd_jury(args: argparse.Namespace, argv: list[str]) -> int:
+    from rich.console import Console
+
+    from . import report
+    from .jury import build
+    from .report.behaviour import lines
+
+    summary = build(args.runs, args.out, args.rule, args.data, args.replace, argv)
+    human = Console(stderr=True) if args.json else Console()
+    runs = report.load_runs([args.out, *args.runs])
+    report.render_terminal(runs, human)
+    for line in lines(runs[0]):
+        human.print(line, highlight=False, markup=False)
+    print(f"wrote {args.out / 'summary.json'} and {args.out / 'samples.jsonl'}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(summary.to_json(), indent=2, ensure_ascii=False))
+    if not summary.complete:
+        print("rmb-judge: incomplete: a member run is incomplete, so the jury covers only the records every "
+              "member scored; finish the member runs and build the jury again", file=sys.stderr)
+        return EXIT_INCOMPLETE
+    if summary.suspect:
+        print(f"rmb-judge: suspect jury (see \"warnings\" in {args.out / 'summary.json'})", file=sys.stderr)
+        return EXIT_SUSPECT
+    return 0
+
+
 def cmd_report(args: argparse.Namespace, argv: list[str]) -> int:
     from rich.console import Console
 
     from . import report
+    from .report.behaviour import lines
 
     folders, notes = report.find_runs(args.runs)
     for note in notes:
@@ -542,7 +592,13 @@ def cmd_report(args: argparse.Namespace, argv: list[str]) -> int:
     if args.json:
         print(report.render_json(runs, published=args.published))
     else:
-        report.render_terminal(runs, Console(), published=args.published)
+        console = Console()
+        report.render_terminal(runs, console, published=args.published)
+        for run in runs:
+            if told := lines(run):
+                console.print(f"{run.judge} · {run.label}", highlight=False, markup=False)
+                for line in told:
+                    console.print(f"  {line}", highlight=False, markup=False)
     for path in written:
         print(f"wrote {path}", file=sys.stderr if args.json else sys.stdout)
     return 0
@@ -730,6 +786,7 @@ COMMANDS = {
     "run": cmd_run,
     "estimate": cmd_estimate,
     "compare": cmd_compare,
+    "jury": cmd_jury,
     "report": cmd_report,
     "view": cmd_view,
     "cache": cmd_cache,

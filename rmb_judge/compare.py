@@ -22,9 +22,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import benchmarks
+from . import agreement, benchmarks
 from .errors import DataError, UsageError
 from .intervals import Difference, paired
+from .measures import Gap, JudgeAgreement
 from .summary import Summary, data_files, read_samples, read_summary
 
 OVERALL = "overall"
@@ -73,6 +74,10 @@ class Comparison:
     differs: list[str] = field(default_factory=list)  # settings that differ, in words
     notes: list[str] = field(default_factory=list)  # what was left out, and why
     scores: list[ScoreDifference] = field(default_factory=list)  # sections, then overall
+    # with `measures`: how often the two judges agree, and their verdict probabilities' Brier,
+    # ECE and AUROC, A - B, on the comparisons both have them for (agreement.py)
+    agreement: JudgeAgreement | None = None
+    probabilities: dict[str, Gap] = field(default_factory=dict)
 
     @property
     def overall(self) -> ScoreDifference | None:
@@ -143,8 +148,9 @@ def read_run(folder: Path) -> RunScores:
     return RunScores(folder, summary, scored, files)
 
 
-def compare(a: RunScores, b: RunScores) -> Comparison:
-    """The paired difference A - B of every score on the records both runs scored."""
+def compare(a: RunScores, b: RunScores, measures: bool = False) -> Comparison:
+    """The paired difference A - B of every score on the records both runs scored; with
+    `measures`, the judges' agreement and probability measures too (reads their samples again)."""
     if a.summary.benchmark != b.summary.benchmark:
         raise UsageError(f"{a.path} and {b.path} are runs of different benchmarks "
                          f"({a.summary.benchmark}, {b.summary.benchmark})")
@@ -161,6 +167,8 @@ def compare(a: RunScores, b: RunScores) -> Comparison:
                             f"({', '.join(sorted(unequal)[:3])}{', ...' if len(unequal) > 3 else ''})")
     shared = sorted(k for k in a.records.keys() & b.records.keys() if k[0] not in unequal and k[0] in section_of)
     result.shared = len(shared)
+    if measures:
+        result.agreement, result.probabilities = agreement.between(a.path, b.path, set(shared))
     result.only_a = len(a.records) - len(shared)
     result.only_b = len(b.records) - len(shared)
     by_scenario: dict[str, list[tuple[float, float]]] = defaultdict(list)
@@ -200,8 +208,8 @@ def _score(key: str, title: str, parts: list[tuple[float, list[tuple[float, floa
 
 
 _SELECTION = ("sets", "sections", "scenarios", "limit", "sample", "seed")
-_COMPARED = ("template", "template_sha256", "order", "samples", "temperature", "max_tokens", "sets", "sections",
-             "scenarios", "limit", "sample", "seed", "precision", "endpoints")
+_COMPARED = ("template", "template_sha256", "order", "samples", "temperature", "max_tokens", "verdict_probs", "sets",
+             "sections", "scenarios", "limit", "sample", "seed", "precision", "endpoints")
 
 
 def _differences(a: RunScores, b: RunScores) -> list[str]:
@@ -209,9 +217,10 @@ def _differences(a: RunScores, b: RunScores) -> list[str]:
     said = []
     if a.summary.judge != b.summary.judge:
         said.append(f"judge: {a.summary.judge} vs {b.summary.judge}")
+    jury = a.summary.jury or b.summary.jury
     for name in _COMPARED:
-        if name == "endpoints" and said:
-            continue  # another judge answers elsewhere anyway
+        if name == "endpoints" and said or jury and name not in _SELECTION:
+            continue  # another judge answers elsewhere anyway; a jury is asked nothing
         x, y = getattr(a.summary.settings, name), getattr(b.summary.settings, name)
         if x != y and not (name == "template_sha256" and a.summary.settings.template != b.summary.settings.template):
             said.append(f"{name}: {_word(x)} vs {_word(y)}" if name != "template_sha256"
@@ -242,4 +251,5 @@ def render(comparison: Comparison) -> str:
                          f"{_p(s.p_value):>7}  {s.records:>7,}{mark}")
         lines.append("(* significant at 5%: p < 0.05 and the interval excludes 0)")
     lines += ["", comparison.sentence() + "."]
+    lines += agreement.render(comparison.agreement, comparison.probabilities)
     return "\n".join(lines)

@@ -80,6 +80,7 @@ class RequestSettings:
     model: str
     max_tokens: int
     temperature: float | None
+    top_logprobs: int = 0  # --verdict-probs: token logprobs asked for, with this many alternatives
 
 
 def requests_for(
@@ -105,6 +106,7 @@ def requests_for(
             max_tokens=settings.max_tokens,
             temperature=settings.temperature,
             json_mode=template.json_mode,
+            top_logprobs=settings.top_logprobs,
         )
         result.append((request_key(settings.provider, request, template.key_sha256), request))
     return tuple(result)

@@ -19,6 +19,11 @@ if TYPE_CHECKING:
     from .judges import JudgeSpec
 
 
+# --verdict-probs: alternatives asked for at each token; the verdicts' few tokens (A, B, C) are
+# all among the top 5 unless their probability is negligible
+TOP_LOGPROBS = 5
+
+
 @dataclass(frozen=True)
 class LocalOptions:
     """Settings of reward models (`hf:`, `vllm-rm:` judges) that decide their rewards."""
@@ -46,6 +51,7 @@ class Task:
     temperature: float | None = 0.0
     max_tokens: int = 2048
     precision: float | None = None  # --precision H: judge a growing stratified sample until overall's ±H
+    verdict_probs: bool = False  # --verdict-probs: ask for token logprobs (TOP_LOGPROBS alternatives)
     local: LocalOptions = field(default_factory=LocalOptions)
 
 

@@ -26,11 +26,11 @@ class Estimator:
     engine budgets and accounts with."""
 
     def __init__(self, provider: type[Provider], model: str, style: str, max_tokens: int, batch: bool = False,
-                 *, endpoints: Sequence[str] = (), price: Price | None = None):
+                 *, endpoints: Sequence[str] = (), price: Price | None = None, verdict_tokens: int | None = None):
         self.provider = provider
         self.model = model
         self.batch = batch
-        self.output = assumed_output(style, model, max_tokens)
+        self.output = assumed_output(style, model, max_tokens, verdict_tokens)
         self.output_tokens = self.output.tokens
         self.method = ""
         official = ep.normalize(provider.official_endpoint)

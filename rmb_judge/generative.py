@@ -13,15 +13,15 @@ from collections.abc import Awaitable, Hashable, Sequence
 
 from . import comparisons as cmp
 from . import endpoints as ep
-from . import memo, templates
+from . import memo, templates, verdict_probs
 from .batch import BatchRunner, batched
 from .benchmark import Benchmark
 from .cache import Cache
-from .config import RunConfig
+from .config import TOP_LOGPROBS, RunConfig
 from .costs import Estimator
 from .engine import Engine, EngineBacked, Job, Outcome, Stats, Trial, answer_cost
 from .errors import Declined, FatalProviderError, UsageError
-from .judges import make_provider
+from .judges import JudgeSpec, make_provider
 from .outputs import UNSAVED
 from .providers.base import ChatResponse
 from .records import Dataset
@@ -51,7 +51,9 @@ class GenerativePlan:
         self.samples = task.samples
         order = "fixed" if template.kind == "pointwise" else task.order
         self.presentations = cmp.presentations(cmp.comparisons_of(dataset.records), order, task.selection.seed)
-        self.settings = cmp.RequestSettings(task.judge.provider, task.judge.model, task.max_tokens, task.temperature)
+        self.settings = cmp.RequestSettings(task.judge.provider, task.judge.model, task.max_tokens, task.temperature,
+                                            TOP_LOGPROBS if task.verdict_probs else 0)
+        self.probs = task.verdict_probs
         self._requests: dict[str, cmp.ChatRequest] = {}
         memo_name = "plan-" + memo.fingerprint(
             sorted(dataset.sha256.items()), dataclasses.asdict(task.selection), template.key_sha256,
@@ -100,7 +102,8 @@ class GenerativePlan:
             vote = parse_verdict(response.text, self.template.style)
             refused = vote is None and (response.refusal or looks_like_refusal(response.text))
             return Judged(self.presentations[index], vote, response.text, outcome.cached,
-                          refused=refused, truncated=response.truncated, votes=(vote,))
+                          refused=refused, truncated=response.truncated, votes=(vote,),
+                          probs=self._probs(response, vote))
         wanted = [[outcomes.get(k) for k in keys[s::self.samples]] for s in range(self.samples)]
         if any(o is None for sample in wanted for o in sample):
             return None
@@ -108,6 +111,7 @@ class GenerativePlan:
         raws: list[object] = []
         errors: list[Outcome] = []
         refusals, truncated = 0, False
+        located: list[verdict_probs.Probs] = []
         for sample in wanted:
             failed = next((o for o in sample if o is not None and o.response is None), None)
             if failed:
@@ -120,6 +124,8 @@ class GenerativePlan:
             if self.template.kind == "pairwise":
                 vote = parse_verdict(texts[0], self.template.style)
                 raws.append(texts[0])
+                if (probs := self._probs(responses[0], vote)) is not None:
+                    located.append(probs)
             else:
                 vote = verdict_from_ratings(parse_rating(texts[0]), parse_rating(texts[1]))
                 raws.append({"A": texts[0], "B": texts[1]})
@@ -140,7 +146,14 @@ class GenerativePlan:
             refused=verdict is None and not errors and refusals > 0,
             truncated=truncated,
             votes=tuple(votes),
+            probs=None if errors else verdict_probs.mean(located),
         )
+
+    def _probs(self, response: ChatResponse, vote: str | None) -> verdict_probs.Probs | None:
+        """--verdict-probs: P(A), P(B), P(tie) at the token stating the answer's verdict."""
+        if not self.probs:
+            return None
+        return verdict_probs.read(response.text, response.logprobs, self.template.style, vote)
 
 
 class GenerativeBackend(EngineBacked):
@@ -154,12 +167,14 @@ class GenerativeBackend(EngineBacked):
         task = config.task
         self.template = templates.load(task.template)
         self.template.check_goals(benchmark.goals)
+        if task.verdict_probs:
+            check_verdict_probs(task.judge, self.template)
         self.settings = settings_of(config, self.template)
         self.provider = make_provider(task.judge, list(config.execution.base_urls), config.execution.engine.concurrency)
         self.settings.endpoints = list(self.provider.endpoints)
         self.estimate = Estimator(task.judge.provider_class, task.judge.model, self.template.style,
                                   task.max_tokens, config.execution.batch, endpoints=self.provider.endpoints,
-                                  price=config.execution.price)
+                                  price=config.execution.price, verdict_tokens=self.template.output_tokens)
         # answers from these endpoints serve this run: its own, and those declared equivalent
         extra = tuple(ep.normalize(url, task.judge.provider_class.api_path)
                       for url in config.execution.equivalent_endpoints)
@@ -429,6 +444,16 @@ class GenerativeBackend(EngineBacked):
         return self.engine.unsaved if self.engine else []
 
 
+def check_verdict_probs(judge: JudgeSpec, template: templates.Template) -> None:
+    """--verdict-probs needs answers with token logprobs and a verdict stated in one token."""
+    if why := judge.provider_class.no_logprobs(judge.model):
+        raise UsageError(f"--verdict-probs: {why}")
+    if template.kind != "pairwise" or template.style not in verdict_probs.STYLES:
+        raise UsageError(f"--verdict-probs: template {template.name} states its verdict in several tokens or "
+                         f"answers (style {template.style}); use one of style {' or '.join(verdict_probs.STYLES)}, "
+                         "e.g. --template verdict (the verdict alone) or rmb")
+
+
 def spend_line(stats: Stats, max_cost: float | None) -> str:
     """This run's spend, against --max-cost, with the total projected from the cost per
     answer so far."""
@@ -460,4 +485,5 @@ def settings_of(config: RunConfig, template: templates.Template | None) -> Setti
         settings.samples = task.samples
         settings.temperature = task.temperature
         settings.max_tokens = task.max_tokens
+        settings.verdict_probs = task.verdict_probs
     return settings

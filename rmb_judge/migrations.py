@@ -244,3 +244,10 @@ def m010_batch_intents(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE batches ADD COLUMN tag TEXT")
     db.execute("ALTER TABLE batches ADD COLUMN owner TEXT")
     db.execute("ALTER TABLE batches ADD COLUMN lease_until REAL")
+
+
+@migration
+def m011_verdict_logprobs(db: sqlite3.Connection) -> None:
+    """Each answer keeps the logprobs of the tokens that could state its verdict
+    (--verdict-probs; verdict_probs.keep), as JSON; NULL for answers that came without them."""
+    db.execute("ALTER TABLE responses ADD COLUMN logprobs TEXT")

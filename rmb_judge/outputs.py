@@ -151,6 +151,7 @@ def sample_line(j: Judged, comparison_correct: float | None, record_correct: flo
         "record_correct": record_correct,
         "raw": j.raw,
         "votes": list(j.votes) if len(j.votes) > 1 else None,
+        "probs": None if j.probs is None else dict(zip(("A", "B", "tie"), j.probs, strict=True)),
         "cached": j.cached,
         "error": j.error,
         "refused": j.refused,

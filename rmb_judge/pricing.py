@@ -219,12 +219,15 @@ class OutputAssumption:
         return said + "; an assumption, not a count"
 
 
-def assumed_output(template_style: str, model: str, max_tokens: int | None) -> OutputAssumption:
-    """Assumed judge output tokens per request of `model` (see OUTPUT_TOKENS, THINKING_TOKENS)."""
+def assumed_output(template_style: str, model: str, max_tokens: int | None,
+                   verdict_tokens: int | None = None) -> OutputAssumption:
+    """Assumed judge output tokens per request of `model` (see OUTPUT_TOKENS, THINKING_TOKENS);
+    `verdict_tokens`: what the template says its verdict takes, instead of its style's."""
     name = model.rsplit("/", 1)[-1].lower()
     thinking, why = next(((tokens, why) for pattern, tokens, why in THINKING_TOKENS if re.search(pattern, name)),
                          (0, ""))
-    return OutputAssumption(OUTPUT_TOKENS.get(template_style, DEFAULT_OUTPUT_TOKENS), thinking, max_tokens, why)
+    verdict = verdict_tokens or OUTPUT_TOKENS.get(template_style, DEFAULT_OUTPUT_TOKENS)
+    return OutputAssumption(verdict, thinking, max_tokens, why)
 
 
 def _openai_encoding_name(model: str) -> str | None:

@@ -43,17 +43,22 @@ class Judged:
     truncated: bool = False
     votes: tuple[str | None, ...] = ()
     scalar: bool = False  # a reward model: equal rewards are a loss, not a tie
+    probs: tuple[float, float, float] | None = None  # --verdict-probs: P(A), P(B), P(tie), mean over votes
     outcome: str | None = field(init=False)  # relative to the label: "win", "loss", "tie" or None
     correct: float = field(init=False)  # 1 for a win, 0.5 for a generative tie, else 0
 
     def __post_init__(self) -> None:
         # computed once: scoring, the live view and the samples all read them
-        verdict = self.verdict
-        if verdict is None or verdict == "tie":
-            self.outcome = verdict
-        else:
-            self.outcome = "win" if verdict == ("A" if self.presentation.order == "AB" else "B") else "loss"
+        self.outcome = label_outcome(self.verdict, self.presentation.order)
         self.correct = {"win": 1.0, "tie": 0.0 if self.scalar else 0.5}.get(self.outcome, 0.0)  # type: ignore[arg-type]
+
+
+def label_outcome(verdict: str | None, order: str) -> str | None:
+    """A positional verdict relative to the label: "win" (the preferred answer picked), "loss",
+    "tie" or None, for a presentation in `order` ("AB": the preferred answer shown first)."""
+    if verdict is None or verdict == "tie":
+        return verdict
+    return "win" if verdict == ("A" if order == "AB" else "B") else "loss"
 
 
 def majority(votes: list[str | None]) -> str | None:

@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from . import benchmarks, comparisons, intervals, precision, quality, scoring
+from . import behaviour, benchmarks, calibration, comparisons, intervals, precision, quality, scoring
 from .benchmark import Benchmark
 from .cache import Cache
 from .config import RunConfig
@@ -443,6 +443,8 @@ class Session:
             position=scored.position,
             agreement=scored.agreement,
             precision=self._sampling(scored.scores.get("overall"), scored.intervals.get("overall")),
+            behaviour=behaviour.measure(kept, task.judge.model, task.judge.scalar),
+            calibration=calibration.measure(kept) if task.verdict_probs else None,
             data=DataInfo(
                 root=str(dataset.root),
                 scenario_files_found=dataset.scenarios_found,

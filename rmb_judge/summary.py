@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Annotated, Any, BinaryIO, TypeVar
 
 from .errors import DataError, UsageError
+from .measures import Behaviour, Calibration
 
 JSON_LIMIT = 64 << 20  # bytes of summary.json or manifest.json read at most (a real one is far smaller)
 LINE_LIMIT = 64 << 20  # bytes of one samples.jsonl line read at most
@@ -203,6 +204,7 @@ class Settings:
     samples: int | None = None
     temperature: float | None = None
     max_tokens: int | None = None
+    verdict_probs: bool | None = None  # --verdict-probs: token logprobs asked for (part of each request)
     endpoints: list[str] = field(default_factory=list)
     model_identity: str | None = None  # a local reward model's files, hashed
 
@@ -211,7 +213,7 @@ class Settings:
         judge's answers are its endpoints' (the replicas in any order); a reward model's come
         from its identity (a served one's replicas are interchangeable: probed to agree)."""
         keep = ("sets", "sections", "scenarios", "limit", "sample", "seed", "template_sha256", "order",
-                "samples", "temperature", "max_tokens", "model_identity")
+                "samples", "temperature", "max_tokens", "verdict_probs", "model_identity")
         same = {k: getattr(self, k) for k in keep}
         if self.model_identity is None:
             same["endpoints"] = sorted(self.endpoints)
@@ -239,6 +241,9 @@ class Summary:
     position: Position | None = None
     agreement: Agreement | None = None
     precision: Sampling | None = None  # a --precision run
+    behaviour: Behaviour | None = None  # biases: length, self-preference, by responder model, refusals
+    calibration: Calibration | None = None  # --verdict-probs: Brier, ECE, AUROC of P(right answer)
+    jury: list[str] | None = None  # a jury (`rmb-judge jury`): its members' judges
     data: DataInfo = field(default_factory=DataInfo)
     usage: Usage = field(default_factory=Usage)
 

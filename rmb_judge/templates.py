@@ -28,6 +28,9 @@ optionally `system_multi`, which otherwise is `system`): texts used instead of `
 template uses them for RewardBench's MT-Bench "pair-v2-multi-turn" judge; `rmb-flat` has
 none, so it shows multi-turn records in {question} as the `rmb` template did before.
 
+`output_tokens` (optional) is how many tokens a judge writes per request with this template, for
+`estimate` and budgets (default: by verdict style, `pricing.OUTPUT_TOKENS`); `verdict` says 5.
+
 The file's SHA-256 is part of every cache key, so editing a template never serves answers
 given to the old text. A template that grows out of an earlier one without changing the
 prompts that one rendered may say `cache_key = "<the earlier file's SHA-256>"`: its requests
@@ -82,6 +85,7 @@ class Template:
     system_multi: str = ""  # used with user_multi
     user_multi: str = ""  # "": multi-turn records use `user` too
     cache_key: str = ""  # the SHA-256 its requests are keyed with, if not its own
+    output_tokens: int | None = None  # what `estimate` assumes a judge writes per request (None: by style)
 
     @property
     def key_sha256(self) -> str:
@@ -231,6 +235,10 @@ def _validate(path: Path | Traversable, spec: dict, sha256: str) -> Template:
     cache_key = spec.get("cache_key", "")
     if not isinstance(cache_key, str) or (cache_key and not re.fullmatch(r"[0-9a-f]{64}", cache_key)):
         raise UsageError(f"{path}: cache_key must be the SHA-256 (64 hex digits) of an earlier template file")
+    output_tokens = spec.get("output_tokens")
+    if output_tokens is not None and (not isinstance(output_tokens, int) or isinstance(output_tokens, bool)
+                                      or output_tokens < 1):
+        raise UsageError(f"{path}: output_tokens must be a whole number of tokens, at least 1")
     criteria = spec.get("criteria", {})
     for what, text, shown in pairs:
         names = set(PLACEHOLDER.findall(text))
@@ -253,4 +261,5 @@ def _validate(path: Path | Traversable, spec: dict, sha256: str) -> Template:
         system_multi=system_multi,
         user_multi=spec.get("user_multi", ""),
         cache_key=cache_key,
+        output_tokens=output_tokens,
     )

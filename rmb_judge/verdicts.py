@@ -80,6 +80,26 @@ def parse_verdict(text: str, style: str) -> Verdict | None:
     return reader(text)
 
 
+def verdict_offsets(text: str, style: str) -> list[tuple[int, Verdict]]:
+    """Where `text` names a side in a verdict token of `style`, in order: the offset of the
+    side's letter (or of "tie") in the text as given, and the verdict it reads. `rmb`: each
+    ``[[A]]``-style token; `json`: each verdict key's value that names one side or a tie in
+    one word (``"winner": "Assistant A"``: the "A"). Other styles state a verdict over several
+    tokens (``[[A>>B]]``) and have none. Echoed instructions are not told apart here: a caller
+    that knows the verdict takes the last offset that reads as it."""
+    if style == "rmb":
+        return [(m.start(1), _rmb_letter(m.group(1))) for m in _RMB_TOKEN.finditer(text)]
+    if style != "json":
+        return []
+    found: list[tuple[int, Verdict]] = []
+    for pair in _JSON_PAIR.finditer(text):
+        words = list(_JSON_SIDE_WORD.finditer(pair.group(1)))
+        verdict = _side(pair.group(1))
+        if words and verdict is not None and _side(words[-1].group()) == verdict:
+            found.append((pair.start(1) + words[-1].start(), verdict))
+    return found
+
+
 def parse_rating(text: str) -> float | None:
     """The final 0-10 rating in a pointwise judge's text, or None.
 
@@ -249,7 +269,11 @@ def _side(value: str) -> Verdict | None:
 
 
 def _rmb_token(match: re.Match[str], _: _Plain) -> Verdict | None:
-    letter = match.group(1).upper()
+    return _rmb_letter(match.group(1))
+
+
+def _rmb_letter(value: str) -> Verdict:
+    letter = value.upper()
     return "tie" if letter in ("C", "TIE") else letter  # type: ignore[return-value]
 
 
@@ -305,6 +329,7 @@ _PROSE: list[tuple[re.Pattern[str], _Reader]] = [
 # --- JSON -------------------------------------------------------------------------------
 
 _JSON_KEYS = ("winner", "verdict", "better_response", "final_verdict")
+_JSON_SIDE_WORD = re.compile(r"\b(?:[ab]|tie|draw)\b", re.I)
 _JSON_PAIR = re.compile(
     rf"""["']?(?:{'|'.join(_JSON_KEYS)})["']?\s*:\s*["']([^"'\n]{{1,40}})["']\s*(?=[,}}\n]|$)""",
     re.I,

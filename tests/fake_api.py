@@ -29,6 +29,7 @@ import hashlib
 import itertools
 import json
 import math
+import re
 import threading
 import time
 from collections import Counter, deque
@@ -36,12 +37,13 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any, Literal
 
 import pytest
 from aiohttp import web
 
-from rmb_judge.providers.mock import approx_tokens, hash_preference, simulated_reply
+from rmb_judge.providers.mock import approx_tokens, extract_pair, hash_preference, simulated_reply, stable_hash
 from rmb_judge.records import Record
 
 Wire = Literal["openai", "anthropic", "google"]
@@ -64,6 +66,9 @@ class Reply:
     cached_tokens: int = 0
     cache_write_tokens: int = 0
     finish_word: str | None = None  # the wire's own finish word, sent as is (e.g. google "CONTINUATION")
+    # asked for logprobs: the probabilities at the verdict token ({"A": 0.8, "B": 0.2}; C or
+    # tie for a tie); None: `verdict_distribution`'s
+    probs: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -223,6 +228,43 @@ def label_judge(records: Iterable[Record]) -> Responder:
     return respond
 
 
+REASONING = ("Both assistants address the question. Assistant A covers the main points and is "
+             "accurate, while Assistant B adds some detail but is less focused on what was asked. "
+             "Weighing helpfulness, relevance, accuracy, depth and level of detail, and ignoring "
+             "length and position, one answer serves the user better overall. ") * 2
+
+
+def calibrated_judge(records: Iterable[Record], skill: float = 1.0, quick_skill: float = 0.6) -> Responder:
+    """A judge whose verdict probabilities are calibrated by construction, for benchmarks.
+
+    For each pair it draws evidence s ~ N(mu, 1) for the label-preferred answer (from the
+    prompt's hash) and gives it probability sigmoid(2 mu s), which is exactly how often such
+    evidence comes with the preferred answer being right; its verdict is the likelier side, so
+    its accuracy is Phi(mu). Asked to explain (the `rmb` template) it writes REASONING first and
+    judges with mu = `skill`; asked for the verdict alone (`verdict`), with mu = `quick_skill`."""
+    preferred: dict[frozenset[str], str] = {}
+    for record in records:
+        for other in record.others:
+            preferred[frozenset((record.preferred.text.strip(), other.text.strip()))] = record.preferred.text.strip()
+
+    def respond(body: dict[str, Any], wire: Wire) -> Reply:
+        prompt = prompt_text(body, wire)
+        pair = extract_pair(prompt)
+        if pair is None:
+            return Reply("[[A]]")
+        explain = "short explanation" in prompt
+        mu = skill if explain else quick_skill
+        u = (stable_hash(prompt) % 1_000_000 + 0.5) / 1_000_000
+        evidence = mu + NormalDist().inv_cdf(u)
+        right = 1 / (1 + math.exp(-2 * mu * evidence))
+        best = preferred.get(frozenset(answer.strip() for answer in pair), pair[0].strip())
+        p_a = right if pair[0].strip() == best else 1 - right
+        verdict = "A" if p_a >= 0.5 else "B"
+        return Reply((REASONING + "\n\n" if explain else "") + f"[[{verdict}]]", probs={"A": p_a, "B": 1 - p_a})
+
+    return respond
+
+
 # ---------------------------------------------------------------- wire formats
 
 _OPENAI_ERRORS = {  # status -> (type, code, message)
@@ -294,6 +336,73 @@ def _usage(reply: Reply, body: dict[str, Any], wire: Wire, scale: float = 1.0) -
     return round(prompt * scale), round(output * scale)
 
 
+# ---------------------------------------------------------------- token logprobs
+
+# The fake's tokenizer, GPT-like: "[[", "]]", a word with its leading space, a run of blanks,
+# one punctuation mark; a character outside ASCII is one token per UTF-8 byte, named as
+# OpenAI names them ("bytes:\\xe2"), its true byte in `bytes`.
+_FAKE_TOKEN = re.compile(r"\[\[|\]\]|[ ]?[A-Za-z0-9_]+|\s+|[^A-Za-z0-9_\s]")
+# where the fake's verdict token is: the last bracketed letter or JSON "winner" value
+_VERDICT_AT = re.compile(r'\[\[([ABC])\]\]|"winner": "(A|B|tie)"')
+FILLER = -9.0  # logprob of the filler alternatives (tokens that read as no verdict)
+SURE = -0.001  # logprob of a token that is not the verdict
+
+
+def fake_tokens(text: str) -> list[tuple[str, bytes]]:
+    """`text` as the fake's tokens: (the token as the API names it, its bytes)."""
+    tokens = []
+    for piece in _FAKE_TOKEN.findall(text):
+        if piece.isascii():
+            tokens.append((piece, piece.encode()))
+        else:
+            tokens += [(f"bytes:\\x{b:02x}", bytes([b])) for b in piece.encode()]
+    return tokens
+
+
+def verdict_distribution(prompt: str, verdict: str) -> dict[str, float]:
+    """The default probabilities at the verdict token: the verdict written gets 0.5 to 0.99 (by
+    the prompt's hash), a tie 0.01, the other side the rest."""
+    share = 0.5 + 0.49 * (stable_hash(prompt) % 1000) / 1000
+    other = {"A": "B", "B": "A"}.get(verdict, "A")
+    tie = "tie" if verdict == "tie" else "C"
+    return {verdict: share, tie: 0.01, other: 1 - share - 0.01} if verdict not in ("C", "tie") else \
+        {verdict: share, "A": (1 - share) / 2, "B": (1 - share) / 2}
+
+
+def token_logprobs(reply: Reply, body: dict[str, Any], wire: Wire, top: int) -> list[tuple[str, bytes, float,
+                                                                                        list[tuple[str, float]]]]:
+    """Every generated token with its logprob and `top` alternatives: near-certain tokens with
+    filler alternatives, except the verdict token, whose alternatives are the verdict
+    letters at `reply.probs`. With thinking (openai wire, vLLM style) the reasoning's tokens
+    come first and an end-of-turn token last, as vLLM lists them."""
+    text = reply.text or ""
+    found = list(_VERDICT_AT.finditer(text))
+    at = (found[-1].start(1) if found[-1].group(1) else found[-1].start(2)) if found else -1
+    verdict = text[at] if at >= 0 and text[at] != "t" else "tie"
+    probs = reply.probs or verdict_distribution(prompt_text(body, wire), verdict)
+    result, written = [], b""
+    stream = fake_tokens(reply.thinking + "\n</think>\n\n") if reply.thinking and wire == "openai" else []
+    for name, raw in stream:
+        result.append((name, raw, SURE, _fillers(name, SURE, top)))
+    for name, raw in fake_tokens(text):
+        start = len(written.decode("utf-8", "ignore"))
+        written += raw
+        if start <= at < len(written.decode("utf-8", "ignore")):
+            ranked = sorted(probs.items(), key=lambda item: -item[1])[:top]
+            alternatives = [(token, math.log(p)) for token, p in ranked if p > 0]
+            alternatives += [(f"alt{i}", FILLER) for i in range(top - len(alternatives))]
+            result.append((name, raw, math.log(probs[name]), alternatives))
+        else:
+            result.append((name, raw, SURE, _fillers(name, SURE, top)))
+    if reply.thinking and wire == "openai":
+        result.append(("<|im_end|>", b"<|im_end|>", SURE, _fillers("<|im_end|>", SURE, top)))
+    return result
+
+
+def _fillers(token: str, logprob: float, top: int) -> list[tuple[str, float]]:
+    return [(token, logprob), *((f"alt{i}", FILLER) for i in range(1, top))][:top]
+
+
 def openai_completion(reply: Reply, body: dict[str, Any], id: str, scale: float = 1.0,
                       usage: bool = True) -> dict[str, Any]:
     prompt, output = _usage(reply, body, "openai", scale)
@@ -323,6 +432,12 @@ def openai_completion(reply: Reply, body: dict[str, Any], id: str, scale: float 
         },
         "system_fingerprint": "fp_fake",
     }
+    if body.get("logprobs") and reply.text is not None:
+        completion["choices"][0]["logprobs"] = {"refusal": None, "content": [
+            {"token": name, "logprob": logprob, "bytes": list(raw),
+             "top_logprobs": [{"token": t, "logprob": lp, "bytes": list(t.encode())} for t, lp in top]}
+            for name, raw, logprob, top in token_logprobs(reply, body, "openai", body.get("top_logprobs") or 0)
+        ]}
     if not usage:
         del completion["usage"]
     return completion
@@ -384,6 +499,16 @@ def google_response(reply: Reply, body: dict[str, Any], id: str, scale: float = 
         content: dict[str, Any] = {"role": "model", **({"parts": parts} if parts else {})}
         finish = reply.finish_word or _GOOGLE_FINISH[reply.finish]
         answer = {"candidates": [{"content": content, "finishReason": finish, "index": 0}]}
+        generation = body.get("generationConfig") or {}
+        if generation.get("responseLogprobs") and not empty and reply.text is not None:
+            steps = token_logprobs(reply, body, "google", generation.get("logprobs") or 0)
+            answer["candidates"][0]["logprobsResult"] = {
+                "topCandidates": [{"candidates": [{"token": t, "tokenId": stable_hash(t) % 50_000, "logProbability": lp}
+                                                  for t, lp in top]} for _, _, _, top in steps],
+                "chosenCandidates": [{"token": name, "tokenId": stable_hash(name) % 50_000, "logProbability": logprob}
+                                     for name, _, logprob, _ in steps],
+                "logProbabilitySum": sum(logprob for _, _, logprob, _ in steps),
+            }
     if usage:
         answer["usageMetadata"] = {
             "promptTokenCount": prompt, "candidatesTokenCount": output - thoughts, "totalTokenCount": prompt + output,
@@ -1323,8 +1448,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0, help="0: a free port")
     parser.add_argument("--fault-rate", type=float, default=0.0, help="share of calls failing 429/500/503")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--judge", choices=("hash", "first", "label"), default="hash")
-    parser.add_argument("--data", type=Path, help="RMB_dataset folder, for --judge label")
+    parser.add_argument("--judge", choices=("hash", "first", "label", "calibrated"), default="hash")
+    parser.add_argument("--data", type=Path, help="RMB_dataset folder, for --judge label and calibrated")
     parser.add_argument("--capacity-rpm", type=float, help="answer 429 above this request rate")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to each call")
     parser.add_argument("--api-key", help="answer 401 to any other key")
@@ -1339,12 +1464,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rejected-share", type=float, default=0.0, help="share of prompts always rejected (400)")
     parser.add_argument("--failing-share", type=float, default=0.0, help="share of prompts always failing (500)")
     args = parser.parse_args(argv)
-    if args.judge == "label":
+    if args.judge in ("label", "calibrated"):
         if args.data is None:
-            parser.error("--judge label needs --data RMB_DATASET_DIR")
+            parser.error(f"--judge {args.judge} needs --data RMB_DATASET_DIR")
         from rmb_judge.benchmarks import get
 
-        responder = label_judge(get("rmb").load(args.data).records)
+        records = get("rmb").load(args.data).records
+        responder = label_judge(records) if args.judge == "label" else calibrated_judge(records)
     else:
         responder = {"hash": hash_judge, "first": first_pick}[args.judge]
     api = FakeAPI(

@@ -34,15 +34,19 @@ class ChatRequest:
     max_tokens: int = 1024
     temperature: float | None = 0.0  # None: provider default (reasoning models)
     json_mode: bool = False  # ask for a JSON object (structured output) where the provider can
+    top_logprobs: int = 0  # --verdict-probs: token logprobs with this many alternatives (0: none)
 
     def canonical(self) -> dict[str, Any]:
-        return {
+        canonical = {
             "model": self.model,
             "messages": [list(m) for m in self.messages],
             "max_tokens": self.max_tokens,
             "temperature": self.temperature,
             "json_mode": self.json_mode,
         }
+        if self.top_logprobs:  # (absent otherwise: requests stored before it existed read the same)
+            canonical["top_logprobs"] = self.top_logprobs
+        return canonical
 
 
 @dataclass
@@ -61,6 +65,9 @@ class ChatResponse:
     # at their own rates (as genai-prices reads each API's usage)
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
+    # the tokens that could state a verdict, with their alternatives' logprobs (verdict_probs.keep);
+    # None: the answer came without logprobs
+    logprobs: list[dict[str, Any]] | None = None
 
     @property
     def truncated(self) -> bool:
@@ -185,6 +192,7 @@ class Provider:
     # "" where the SDK adds the API's path itself, "/v1" where the server serves it there.
     api_path: ClassVar[str] = ""
     accepts_temperature: ClassVar[bool] = True
+    returns_logprobs: ClassVar[bool] = False  # token logprobs on request (--verdict-probs)
     has_batch_api: ClassVar[bool] = False
     prices_id: ClassVar[str | None] = None  # genai-prices provider id; None: never priced
     batch_discount: ClassVar[float | None] = None  # batch price when genai-prices lacks one
@@ -238,6 +246,11 @@ class Provider:
     def no_temperature(cls, model: str) -> str | None:
         """Why `model` cannot be given a temperature, or None when it can."""
         return None if cls.accepts_temperature else f"the {cls.name} API accepts no temperature"
+
+    @classmethod
+    def no_logprobs(cls, model: str) -> str | None:
+        """Why `model`'s answers cannot come with token logprobs, or None when they can."""
+        return None if cls.returns_logprobs else f"the {cls.name} API returns no token logprobs"
 
     @classmethod
     def count_tokens(cls, model: str, messages: Sequence[tuple[str, str]]) -> pricing.TokenCount:

@@ -23,7 +23,7 @@ import re
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
-from .. import retry
+from .. import retry, verdict_probs
 from ..errors import FatalProviderError, UsageError
 from .base import (
     TRANSFER_TIMEOUTS,
@@ -77,6 +77,9 @@ def gemini_request(request: ChatRequest) -> dict[str, Any]:
         body["generationConfig"]["temperature"] = request.temperature
     if request.json_mode:
         body["generationConfig"]["responseMimeType"] = "application/json"
+    if request.top_logprobs:
+        body["generationConfig"]["responseLogprobs"] = True
+        body["generationConfig"]["logprobs"] = request.top_logprobs
     if system:
         body["systemInstruction"] = {"parts": [{"text": system}], "role": "user"}
     return body
@@ -91,6 +94,9 @@ def _sdk_config(body: dict[str, Any]) -> dict[str, Any]:
         config["temperature"] = generation["temperature"]
     if "responseMimeType" in generation:
         config["response_mime_type"] = generation["responseMimeType"]
+    if "responseLogprobs" in generation:
+        config["response_logprobs"] = generation["responseLogprobs"]
+        config["logprobs"] = generation["logprobs"]
     return config
 
 
@@ -129,6 +135,7 @@ def to_response(answer: Any) -> ChatResponse:
         refusal=refused,
         usage_reported=counted,
         cache_read_tokens=read,
+        logprobs=_logprobs("".join(texts), json_at(candidate, "logprobsResult")),
     )
     if response.refusal and not response.text:  # what the samples show for it
         reason = f"promptFeedback.blockReason {blocked}" if blocked else f"finishReason {finish}"
@@ -141,6 +148,29 @@ def to_response(answer: Any) -> ChatResponse:
         # MALFORMED_FUNCTION_CALL, ...): that is its answer, kept and read as unparsed
         response.text = f"(no text: {'only thoughts, ' if thought else ''}finishReason {finish})"
     return response
+
+
+def _logprobs(text: str, result: Any) -> list[dict[str, Any]] | None:
+    """The verdict tokens of a candidate's `logprobsResult` (None: none sent, or not in the
+    API's shape: `chosenCandidates` and, step by step, `topCandidates[i].candidates`, each a
+    `token` with its `logProbability`)."""
+    chosen, top = json_at(result, "chosenCandidates"), json_at(result, "topCandidates")
+    if not isinstance(chosen, list) or not isinstance(top, list) or len(top) != len(chosen):
+        return None
+    tokens = []
+    for picked, step in zip(chosen, top, strict=True):
+        listed = json_at(step, "candidates") or []
+        if not isinstance(listed, list) or not all(_candidate(c) for c in (picked, *listed)):
+            return None
+        tokens.append(verdict_probs.Token(picked["token"], float(picked.get("logProbability", 0.0)),
+                                          tuple((c["token"], float(c.get("logProbability", 0.0))) for c in listed)))
+    return verdict_probs.keep(text, tokens)
+
+
+def _candidate(value: Any) -> bool:
+    """A LogprobsResult candidate: a token and its log probability (absent in JSON when 0)."""
+    return isinstance(json_at(value, "token"), str) and isinstance(json_at(value, "logProbability") or 0.0,
+                                                                   int | float)
 
 
 def _error_details(exc: BaseException) -> list[dict[str, Any]]:
@@ -170,6 +200,7 @@ class GoogleProvider(Provider):
     base_url_variable = "GOOGLE_GEMINI_BASE_URL"
     official_endpoint = "https://generativelanguage.googleapis.com"
     has_batch_api = True
+    returns_logprobs = True  # some models answer a request for them with a 400 (the run stops, naming it)
     prices_id = "google"
     batch_discount = 0.5  # the Batch API bills at half the standard rates
 

@@ -13,7 +13,7 @@ import re
 from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .. import endpoints, pricing, retry
+from .. import endpoints, pricing, retry, verdict_probs
 from ..errors import FatalProviderError
 from .base import (
     BATCH_TAG,
@@ -58,6 +58,9 @@ def chat_params(request: ChatRequest) -> dict[str, Any]:
             params["temperature"] = request.temperature
     if request.json_mode:
         params["response_format"] = {"type": "json_object"}
+    if request.top_logprobs:
+        params["logprobs"] = True
+        params["top_logprobs"] = request.top_logprobs
     return params
 
 
@@ -86,9 +89,31 @@ def to_response(completion: Any) -> ChatResponse:
         cache_read_tokens=read,
         cache_write_tokens=written,
     )
+    response.logprobs = _logprobs(response.text, json_at(completion, "choices", 0, "logprobs"))
     if not response.text and not response.refusal and finish != "length":
         raise retry.BrokenAnswer(f"an empty answer (content null, finish_reason {finish})", response)
     return response
+
+
+def _logprobs(text: str, logprobs: Any) -> list[dict[str, Any]] | None:
+    """The verdict tokens of a completion's `logprobs.content` (None: none sent, or not in
+    the shape of the API's: each item's `token`, `logprob`, `bytes` and `top_logprobs`)."""
+    items = json_at(logprobs, "content")
+    if not isinstance(items, list):
+        return None
+    tokens = []
+    for item in items:
+        token, logprob, raw = json_at(item, "token"), json_at(item, "logprob"), json_at(item, "bytes")
+        top = json_at(item, "top_logprobs") or []
+        if not (isinstance(token, str) and isinstance(logprob, int | float) and isinstance(top, list)
+                and all(isinstance(json_at(t, "token"), str) and isinstance(json_at(t, "logprob"), int | float)
+                        for t in top)):
+            return None
+        tokens.append(verdict_probs.Token(
+            token, float(logprob), tuple((t["token"], float(t["logprob"])) for t in top),
+            bytes(raw) if isinstance(raw, list) and all(isinstance(b, int) and 0 <= b < 256 for b in raw) else None,
+        ))
+    return verdict_probs.keep(text, tokens)
 
 
 class OpenAIProvider(Provider):
@@ -102,6 +127,7 @@ class OpenAIProvider(Provider):
     # LiteLLM, ...) serve the API under /v1: `http://h:p` that answers is `http://h:p/v1`.
     api_path = "/v1"
     has_batch_api = True
+    returns_logprobs = True
     prices_id = "openai"
     batch_discount = 0.5  # the Batch API bills input and output at half the standard rates
 
@@ -119,6 +145,12 @@ class OpenAIProvider(Provider):
         if is_reasoning_model(model):  # chat_params sends none: it would be keyed, never sent
             return f"{cls.name}:{model} is a reasoning model, which takes no temperature"
         return super().no_temperature(model)
+
+    @classmethod
+    def no_logprobs(cls, model: str) -> str | None:
+        if is_reasoning_model(model):
+            return f"{cls.name}:{model} is a reasoning model, whose answers come without token logprobs"
+        return super().no_logprobs(model)
 
     def classify(self, exc: BaseException) -> retry.ErrorKind:
         import openai

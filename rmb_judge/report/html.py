@@ -23,6 +23,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
+from .behaviour import reliability, sections
 from .load import OVERALL, Run
 from .view import Board, Row, across, boards
 
@@ -71,6 +72,8 @@ class Page:
     cost: Chart | None
     unpriced: list[str]  # runs the cost chart leaves out
     heatmap: Chart | None
+    reliability: Chart | None  # runs with --verdict-probs
+    behaviour: list[tuple[str, list[str]]]
 
 
 def render_html(runs: list[Run], published: bool = False) -> str:
@@ -87,6 +90,7 @@ def _page(shown: Board) -> Page:
     name = shown.benchmark.name
     heatmap = _heatmap(shown, slots)
     cost, unpriced = _cost(shown)
+    curves = reliability(shown, {row.rank: _colour(row.rank) for row in shown.rows})
     return Page(
         board=shown,
         legend=[(_colour(row.rank), row.title) for row in shown.rows],
@@ -94,6 +98,8 @@ def _page(shown: Board) -> Page:
         cost=_chart(f"{name}-cost-vs-accuracy", "cost.svg.j2", cost=cost) if cost else None,
         unpriced=unpriced,
         heatmap=_chart(f"{name}-accuracy-by-scenario", "heatmap.svg.j2", heatmap=heatmap) if heatmap else None,
+        reliability=_chart(f"{name}-calibration", "reliability.svg.j2", reliability=curves) if curves else None,
+        behaviour=sections(shown),
     )
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from .. import benchmarks
 from ..benchmark import Benchmark
 from ..errors import DataError, RmbJudgeError, UsageError
+from ..measures import Behaviour, Calibration
 from ..summary import Results, SectionCounts, Settings, Summary, Usage, data_files, read_summary
 
 OVERALL = "overall"  # the score summary.json keeps beside its sections' (their mean)
@@ -81,6 +82,9 @@ class Run:
     records: int  # records selected (scored, for summaries that do not say)
     comparisons: tuple[int, int] | None  # judged, expected
     data_digest: str | None  # of the data files' hashes in manifest.json
+    behaviour: Behaviour | None = None  # biases (summary.json "behaviour")
+    calibration: Calibration | None = None  # --verdict-probs: Brier, ECE, AUROC and the reliability bins
+    jury: tuple[str, ...] = ()  # a jury's members' judges
 
     def chance_for(self, key: str) -> float | None:
         """Chance level of a section, or for OVERALL the mean over the sections this run scored."""
@@ -189,6 +193,9 @@ def _run(folder: Path, summary: Summary, benchmark: Benchmark, data_digest: str 
         records=data.records or n,
         comparisons=(data.comparisons_judged, data.comparisons_expected) if data.comparisons_expected else None,
         data_digest=data_digest,
+        behaviour=summary.behaviour,
+        calibration=summary.calibration,
+        jury=tuple(summary.jury or ()),
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+from .behaviour import sections
 from .load import Run
 from .view import Board, Group, across, boards
 
@@ -28,6 +29,10 @@ def _board(shown: Board) -> list[str]:
         lines += ["", *(f"- {_md(note)}" for note in shown.notes)]
     if shown.paired:
         lines += ["", "## Paired comparisons", "", *(f"- {_md(line)}" for line in shown.paired)]
+    if said := sections(shown):
+        lines += ["", "## Behaviour", ""]
+        for title, told in said:
+            lines += [f"- {_md(title)}", *(f"  - {_md(line)}" for line in told)]
     if shown.published:
         paper = shown.published
         headers = ["Model", "Type", *shown.score_titles]

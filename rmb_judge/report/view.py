@@ -99,7 +99,17 @@ _EXTRAS: tuple[Extra, ...] = (
     ("Consistency", lambda run: (run.consistency, run.consistency_interval),
      "with --order both, how often both orders gave the same verdict"),
     ("Unanimous", lambda run: (run.unanimous, run.unanimous_interval),
-     "with --samples K, how often all K votes agreed"),
+     "with --samples K, how often all K votes agreed (a jury: all its members)"),
+    ("Longer", lambda run: (run.behaviour.length.judge.value, run.behaviour.length.judge.interval)
+     if run.behaviour and run.behaviour.length else (None, None),
+     "how often the judge picked the longer answer where lengths differ (the labels' rate and the "
+     "difference: summary.json behaviour.length)"),
+    ("Brier", lambda run: (run.calibration.brier.value, run.calibration.brier.interval) if run.calibration
+     else (None, None), "--verdict-probs: mean (1 - P(right answer))², 0 best, 0.25 a coin"),
+    ("ECE", lambda run: (run.calibration.ece.value, run.calibration.ece.interval) if run.calibration
+     else (None, None), "--verdict-probs: expected calibration error of the judge's confidence"),
+    ("AUROC", lambda run: (run.calibration.auroc.value, run.calibration.auroc.interval) if run.calibration
+     else (None, None), "--verdict-probs: how often a right answer gets a higher P than a wrong one"),
 )
 _COUNTS = ("n", "Failed", "Unparsed", "Refused", "Cost")
 
@@ -311,6 +321,8 @@ def _status(run: Run) -> list[Tag]:
         tags.append(Tag("SUSPECT"))
     if run.simulated:
         tags.append(Tag("simulated"))
+    if run.jury:
+        tags.append(Tag("jury", f"{len(run.jury)} judges"))
     return tags
 
 

@@ -1,0 +1,179 @@
+"""`rmb-judge jury` and the judges' agreement in `compare`, on real run folders of three fake
+judges: every number recomputed by hand from the members' samples.jsonl."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import shutil
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import pytest
+from conftest import RMB, make_config
+from fake_api import FAKE_KEY, FakeAPI, first_pick, label_judge
+from test_verdict_probs import SELECTION, probability_judge
+
+from rmb_judge import cli, records
+from rmb_judge.compare import compare, read_run
+from rmb_judge.jury import build
+from rmb_judge.report import load_runs, render_html, render_markdown
+from rmb_judge.session import run
+
+MEMBERS = ("a", "b", "c")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, data_root):
+    """a: a judge that reasons and gives probabilities; b: always the first answer; c: always
+    right, both orders; all with --verdict-probs and a price. mock: the mock judge, no probabilities."""
+    root = tmp_path_factory.mktemp("jury")
+    selection = records.Selection(**SELECTION)
+    dataset_records = RMB.load(data_root, selection).records
+    responders = {"a": probability_judge(), "b": first_pick, "c": label_judge(dataset_records)}
+    with pytest.MonkeyPatch.context() as patch, FakeAPI().run_in_thread() as api:
+        patch.setenv("OPENAI_API_KEY", FAKE_KEY)
+        for name in MEMBERS:
+            api.responder = responders[name]
+            run(make_config(judge=f"openai:judge-{name}", data=data_root, out=root / name, cache=root / "cache",
+                            base_urls=[api.openai_url], selection=selection, verdict_probs=True, price=(1.0, 2.0),
+                            order="both" if name == "c" else "random"))
+    run(make_config(judge="mock", data=data_root, out=root / "mock", cache=root / "cache", selection=selection))
+    return root
+
+
+def outcomes(folder: Path) -> dict[tuple, str | None]:
+    """Each comparison's verdict relative to the label: its orders' when they agree, a tie
+    when they do not, none when one is missing."""
+    by = defaultdict(list)
+    for line in (folder / "samples.jsonl").read_text().splitlines():
+        s = json.loads(line)
+        preferred = "A" if s["order"] == "AB" else "B"
+        word = None if s["verdict"] is None else "tie" if s["verdict"] == "tie" else \
+            "win" if s["verdict"] == preferred else "loss"
+        by[(s["category_path"], s["uid"], s["loser_index"])].append(word)
+    return {k: None if None in v else v[0] if len(set(v)) == 1 else "tie" for k, v in by.items()}
+
+
+def label_probs(folder: Path) -> dict[tuple, tuple[float, float, float]]:
+    by = defaultdict(list)
+    for line in (folder / "samples.jsonl").read_text().splitlines():
+        s = json.loads(line)
+        p = s["probs"]
+        by[(s["category_path"], s["uid"], s["loser_index"])].append(
+            (p["A"], p["B"], p["tie"]) if s["order"] == "AB" else (p["B"], p["A"], p["tie"]))
+    return {k: tuple(sum(x[i] for x in v) / len(v) for i in range(3)) for k, v in by.items()}
+
+
+def scores(verdicts: dict[tuple, str | None]) -> dict[str, float]:
+    """RMB's rule: a comparison 1 / 0.5 / 0; pairwise its comparison, Best-of-N all won; means."""
+    by_record = defaultdict(list)
+    for (path, uid, _), word in verdicts.items():
+        by_record[(path, uid)].append({"win": 1.0, "tie": 0.5}.get(word or "", 0.0))
+    sections = defaultdict(list)
+    for (path, _), values in by_record.items():
+        kind, goal = path.split("/")[:2]
+        section = ("pairwise" if kind == "Pairwise_set" else "bon") + "_" + goal.lower()
+        sections[section].append(values[0] if kind == "Pairwise_set" else float(all(v == 1 for v in values)))
+    means = {k: sum(v) / len(v) for k, v in sections.items()}
+    means["overall"] = sum(means.values()) / len(means)
+    return means
+
+
+def test_a_jury_of_three_scores_the_majority_computed_by_hand(runs, tmp_path):
+    before = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in (runs / "cache").iterdir())
+    summary = build([runs / m for m in MEMBERS], tmp_path / "jury")
+    member = {m: outcomes(runs / m) for m in MEMBERS}
+    majority = {}
+    for key in member["a"]:
+        counted = Counter(member[m][key] for m in MEMBERS if member[m][key] is not None).most_common()
+        majority[key] = None if not counted else "tie" if len(counted) > 1 and counted[1][1] == counted[0][1] \
+            else counted[0][0]
+    assert outcomes(tmp_path / "jury") == majority
+    want = scores(majority)
+    assert {k: v for k, v in summary.scores.items() if v is not None} == pytest.approx(want, abs=1e-12)
+    for key, value in want.items():
+        low, high = summary.intervals[key]
+        assert low <= value <= high
+    assert summary.jury == [f"openai:judge-{m}" for m in MEMBERS] and summary.judge.startswith("jury:majority(")
+    costs = [json.loads((runs / m / "summary.json").read_text())["usage"]["results"]["cost_usd"] for m in MEMBERS]
+    assert None not in costs and summary.usage.results.cost_usd == pytest.approx(sum(costs))
+    assert summary.usage.requests == 0 and summary.position is None
+    assert summary.agreement.samples == 3  # how often all members agree
+    # nothing sent, nothing cached: the cache folder is as it was
+    assert sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in (runs / "cache").iterdir()) == before
+    written = json.loads((tmp_path / "jury" / "summary.json").read_text())
+    assert written["jury"] == summary.jury and written["calibration"]["comparisons"] == len(majority)
+
+
+def test_the_mean_probability_rule_by_hand(runs, tmp_path):
+    summary = build([runs / m for m in MEMBERS], tmp_path / "jury", rule="mean-prob")
+    probs = {m: label_probs(runs / m) for m in MEMBERS}
+    verdicts = {}
+    for key in probs["a"]:
+        right, wrong, tie = (sum(probs[m][key][i] for m in MEMBERS) / 3 for i in range(3))
+        verdicts[key] = "tie" if tie > max(right, wrong) or right == wrong else "win" if right > wrong else "loss"
+    assert outcomes(tmp_path / "jury") == verdicts
+    assert {k: v for k, v in summary.scores.items() if v is not None} == pytest.approx(scores(verdicts), abs=1e-12)
+    q = [p[0] + p[2] / 2 for p in (tuple(sum(probs[m][k][i] for m in MEMBERS) / 3 for i in range(3))
+                                   for k in probs["a"])]
+    assert summary.calibration.brier.value == pytest.approx(sum((1 - x) ** 2 for x in q) / len(q))
+
+
+def test_compare_reads_a_jury_and_measures_agreement_by_hand(runs, tmp_path):
+    build([runs / m for m in MEMBERS], tmp_path / "jury")
+    result = compare(read_run(tmp_path / "jury"), read_run(runs / "b"), measures=True)
+    assert result.shared == result.overall.records and result.only_a == result.only_b == 0
+    assert result.differs == ["judge: jury:majority(openai:judge-a, openai:judge-b, openai:judge-c) vs openai:judge-b"]
+    jury, b = outcomes(tmp_path / "jury"), outcomes(runs / "b")
+    both = [(jury[k], b[k]) for k in jury if jury[k] is not None and b[k] is not None]
+    n = len(both)
+    observed = sum(x == y for x, y in both) / n
+    rows, cols = Counter(x for x, _ in both), Counter(y for _, y in both)
+    chance = sum(rows[c] * cols[c] for c in ("win", "loss", "tie")) / n / n
+    agreement = result.agreement
+    assert agreement.comparisons == n and agreement.raw.value == pytest.approx(observed)
+    assert agreement.kappa.value == pytest.approx((observed - chance) / (1 - chance))
+    assert set(result.probabilities) == {"brier", "ece", "auroc"}
+    assert "Cohen's kappa" in cli_compare(tmp_path / "jury", runs / "b")
+
+
+def cli_compare(a: Path, b: Path) -> str:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert cli.main(["compare", str(a), str(b)]) == 0
+    return out.getvalue()
+
+
+def test_the_jury_command_and_reports(runs, tmp_path, capsys):
+    assert cli.main(["jury", *(str(runs / m) for m in MEMBERS), "--out", str(tmp_path / "j")]) == 0
+    out = capsys.readouterr().out
+    assert "jury" in out and "verdict probabilities on" in out
+    [jury] = load_runs([tmp_path / "j"])
+    assert jury.jury and "jury" in render_html([jury, *load_runs([runs / "a"])])
+    member = load_runs([runs / "a"])
+    assert 'class="reliability"' in render_html(member) and '<ul class="behaviour">' in render_html(member)
+    assert "## Behaviour" in render_markdown(member) and "verdict probabilities on" in render_markdown(member)
+    # another jury may not overwrite it without --replace; a run without probabilities has no mean-prob
+    assert cli.main(["jury", str(runs / "a"), str(runs / "b"), "--out", str(tmp_path / "j")]) == 2
+    assert cli.main(["jury", str(runs / "a"), str(runs / "mock"), "--rule", "mean-prob",
+                     "--out", str(tmp_path / "k")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "holds a run of another judge" in err[0]
+    assert err[-1] == f"rmb-judge: --rule mean-prob: {runs / 'mock'} has no verdict probabilities (a run with " \
+                      "--verdict-probs has them)"
+
+
+def test_a_jury_of_an_incomplete_member_says_so(runs, tmp_path, capsys):
+    """A member stopped early (here: its summary says so) scored fewer records: the jury
+    covers those and exits 1."""
+    partial = tmp_path / "a-partial"
+    shutil.copytree(runs / "a", partial)
+    summary = json.loads((partial / "summary.json").read_text())
+    (partial / "summary.json").write_text(json.dumps({**summary, "complete": False, "stopped_reason": "budget"}))
+    assert cli.main(["jury", str(partial), str(runs / "b"), "--out", str(tmp_path / "j")]) == 1
+    err = capsys.readouterr().err
+    assert "rmb-judge: incomplete: a member run is incomplete" in err
+    written = json.loads((tmp_path / "j" / "summary.json").read_text())
+    assert written["complete"] is False and any("is incomplete" in w for w in written["warnings"])
