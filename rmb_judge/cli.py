@@ -253,7 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
                                       "probability) on the records they all scored (same scenario, uid and data "
                                       "file); no request is sent and no cache opened. Scored with intervals like "
                                       "any run; compare and report read it as one.")
-    jury.add_argument("runs", nargs="+", type=Path, metavar="RUN")
+    jury.add_argument("runs", nargs="+", type=Path, metavar="RUN",
+                      help="the member runs' folders (run --out); their shared records are judged by the jury")
     jury.add_argument("--out", type=Path, required=True, help="run folder for the jury's summary.json and samples")
     jury.add_argument("--rule", default="majority", choices=("majority", "mean-prob"),
                       help="majority of the members' verdicts (a split is a tie), or the verdict of their mean "
@@ -276,7 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
                           description="A read-only page on 127.0.0.1: every judged record with its conversation, "
                                       "answers, the prompt the judge saw, its raw output and verdicts; filters, "
                                       "search, and where two runs disagree. Sends no request, writes no cache.")
-    view.add_argument("runs", nargs="+", type=Path, metavar="RUN")
+    view.add_argument("runs", nargs="+", type=Path, metavar="RUN",
+                      help="run folders (run --out or jury --out) to browse; two or more side by side")
     view.add_argument("--port", type=number(int, 0, 65535), default=VIEW_PORT,
                       help=f"port on 127.0.0.1 (default {VIEW_PORT}; 0: any free port)")
     view.add_argument("--no-browser", action="store_true", help="print the URL without opening a browser")

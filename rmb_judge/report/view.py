@@ -91,7 +91,9 @@ class Board:
         return [row for group in self.groups for row in group.rows]
 
 
-# a column shown when some run has it: header, (value, its 95% interval), meaning
+# a column shown when some run has it: header, (value, its 95% interval), meaning. Behaviour and
+# calibration (length bias, Brier, ECE, AUROC) have their own sections: more columns would not fit
+# an 800 px window
 Extra = tuple[str, Callable[[Run], tuple[float | None, list[float] | None]], str]
 _EXTRAS: tuple[Extra, ...] = (
     ("1st pick", lambda run: (run.first_pick_rate, run.first_pick_interval),
@@ -100,16 +102,6 @@ _EXTRAS: tuple[Extra, ...] = (
      "with --order both, how often both orders gave the same verdict"),
     ("Unanimous", lambda run: (run.unanimous, run.unanimous_interval),
      "with --samples K, how often all K votes agreed (a jury: all its members)"),
-    ("Longer", lambda run: (run.behaviour.length.judge.value, run.behaviour.length.judge.interval)
-     if run.behaviour and run.behaviour.length else (None, None),
-     "how often the judge picked the longer answer where lengths differ (the labels' rate and the "
-     "difference: summary.json behaviour.length)"),
-    ("Brier", lambda run: (run.calibration.brier.value, run.calibration.brier.interval) if run.calibration
-     else (None, None), "--verdict-probs: mean (1 - P(right answer))², 0 best, 0.25 a coin"),
-    ("ECE", lambda run: (run.calibration.ece.value, run.calibration.ece.interval) if run.calibration
-     else (None, None), "--verdict-probs: expected calibration error of the judge's confidence"),
-    ("AUROC", lambda run: (run.calibration.auroc.value, run.calibration.auroc.interval) if run.calibration
-     else (None, None), "--verdict-probs: how often a right answer gets a higher P than a wrong one"),
 )
 _COUNTS = ("n", "Failed", "Unparsed", "Refused", "Cost")
 
