@@ -240,11 +240,12 @@ def _flags(j: Judged) -> Counter:
 
 
 def position_bias(judged: list[Judged], record_scores: list[RecordScore]) -> Position:
-    """How often the first-shown answer was picked, and, for --order both, how often the
-    two orders agree; intervals count a record's verdicts as one cluster."""
+    """How often the first-shown answer was picked, of the verdicts that picked one (a tie
+    picks neither), and, for --order both, how often the two orders agree; intervals count a
+    record's verdicts as one cluster."""
     firsts: dict[str, dict[Record, list[float]]] = defaultdict(lambda: defaultdict(list))
     for j in judged:
-        if j.verdict is not None:
+        if j.verdict in ("A", "B"):
             record = j.presentation.comparison.record
             firsts[record.section][record].append(float(j.verdict == "A"))
     every = intervals.clustered([c for by_record in firsts.values() for c in by_record.values()])
