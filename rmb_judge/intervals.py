@@ -32,8 +32,9 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections import defaultdict
+from collections.abc import Hashable, Iterable, Sequence
+from dataclasses import dataclass, replace
 from statistics import NormalDist
 
 Z95 = NormalDist().inv_cdf(0.975)
@@ -43,11 +44,20 @@ EXACT_SUPPORT = 20_000  # the sign-flip distribution is enumerated when it has a
 @dataclass(frozen=True)
 class Stratum:
     """One scenario's sample: its weight in the score and, per cluster (a record), the sum of
-    its units' values and how many units it has (a record's score is one unit)."""
+    its units' values and how many units it has (a record's score is one unit).
+
+    `group`: strata whose spreads are pooled for shrinkage (a section's scenarios). `links`,
+    per cluster: clusters of any stratum that share a link are correlated (a record of
+    another section that holds the same comparison, judged once for both) and count as one
+    cluster in the variance. `size`: with `sampled`, the count the stratum's weight is
+    proportional to within its group (default: its clusters)."""
 
     weight: float
     sums: Sequence[float]
     counts: Sequence[int] | None = None  # None: one unit per cluster
+    group: Hashable = None
+    links: Sequence[Hashable] | None = None  # None: each cluster on its own
+    size: float | None = None
 
     @property
     def clusters(self) -> int:
@@ -95,31 +105,52 @@ def wilson(p: float, n: float, z: float = Z95) -> tuple[float, float]:
     return (0.0 if p == 0 else max(0.0, centre - half)), (1.0 if p == 1 else min(1.0, centre + half))
 
 
-SHRINK = 4.0  # a stratum's variance is pooled with the others', worth this many clusters
+SHRINK = 4.0  # a stratum's variance is pooled with its group's, worth this many clusters
 
 
-def _spread(stratum: Stratum, mean: float) -> tuple[float, int]:
-    """A stratum's unit variance (of one cluster, per unit: the variance of its mean times its
-    clusters) and its degrees of freedom (0 with one cluster)."""
+@dataclass(frozen=True)
+class _Spread:
+    """A stratum's spread: its unit variance u (the variance of its mean times its clusters),
+    its degrees of freedom, and each linked set's residual total sum(y_c - m k_c) in it."""
+
+    unit: float
+    freedom: int
+    residuals: dict[Hashable, float]
+
+
+def _spread(stratum: Stratum, mean: float) -> _Spread:
+    """A stratum's spread. Linked clusters inside the stratum (records of one scenario holding
+    the same answer) are summed first and count as one: the variance of the ratio mean is
+    G/(G-1) sum_L R_L^2 / (sum k)^2 over its G linked sets L (its n clusters when none are
+    linked), so correlated clusters are not counted as independent and a stratum of few sets
+    is not credited with the freedom of many clusters."""
     n = stratum.clusters
-    if n < 2:
-        return 0.0, 0
     counts = stratum.counts or [1] * n
-    per_cluster = sum(counts) / n
-    spread = sum((y - mean * m) ** 2 for y, m in zip(stratum.sums, counts, strict=True))
-    return spread / (n - 1) / (per_cluster * per_cluster), n - 1
+    links = stratum.links if stratum.links is not None else range(n)
+    residuals: dict[Hashable, float] = defaultdict(float)
+    for y, k, link in zip(stratum.sums, counts, links, strict=True):
+        residuals[link] += y - mean * k
+    sets = len(residuals)
+    if sets < 2:
+        return _Spread(0.0, 0, residuals)
+    units = sum(counts)
+    unit = sets / (sets - 1) * sum(r * r for r in residuals.values()) / (units * units) * n
+    return _Spread(unit, sets - 1, residuals)
 
 
-def stratified(strata: Iterable[Stratum], z: float = Z95, bounded: bool = True) -> Estimate | None:
-    """The weighted mean of the strata's means with its variance and interval (None: no data).
+def stratified(strata: Iterable[Stratum], z: float = Z95, sampled: float | None = None) -> Estimate | None:
+    """The weighted mean of the strata's means (values in [0, 1]) with its variance and its
+    interval, Wilson's at the effective sample size (None: no data).
 
-    Weights are normalized over the strata that hold any unit. Each stratum's variance is
-    shrunk toward the pooled within-stratum variance, as if it held SHRINK more clusters of
-    that spread: a scenario whose few records were all won (or a single record) says little
-    about its variance, and a variance of 0 there made the interval of a near-perfect judge
-    too narrow (bin/bench-precision measured 85% coverage without it). Large strata keep
-    their own. `bounded`: values lie in [0, 1] and the interval is Wilson's at the effective
-    sample size; otherwise (a difference) it is the normal one.
+    Weights are normalized over the strata that hold any unit. The variance, in three parts:
+    - each stratum's W^2 s^2 / n (`_spread`), its s^2 shrunk toward its group's pooled
+      within-stratum variance as if it held SHRINK more clusters of that spread (`_shrunk`):
+      a scenario whose few records were all won (or a single record) says little about its
+      variance;
+    - the covariance of linked clusters in different strata (`_linked`);
+    - with `sampled` (each stratum's weight proportional to a random count: the records of
+      each scenario a `--sample` run kept, each with probability `sampled`), the variance of
+      that random mix (`_mix`).
     """
     present = [s for s in strata if s.clusters and s.units]
     if not present:
@@ -131,29 +162,113 @@ def stratified(strata: Iterable[Stratum], z: float = Z95, bounded: bool = True) 
     means = [sum(s.sums) / s.units for s in present]
     value = sum(w * m for w, m in zip(weights, means, strict=True))
     spreads = [_spread(s, m) for s, m in zip(present, means, strict=True)]
-    freedom = sum(df for _, df in spreads)
-    pooled = sum(u * df for u, df in spreads) / freedom if freedom else 0.0
-    if not bounded:
-        # A difference has no binomial fallback: strata of one record borrow at least the
-        # spread of those records across strata (collapsed strata), and one record alone
-        # says nothing about its spread.
-        singles = [m for m, (_, df) in zip(means, spreads, strict=True) if df == 0]
-        if len(singles) >= 2:
-            pooled = max(pooled, statistics.variance(singles))
-        elif singles and not freedom:
-            return Estimate(value, math.inf, 0.0, -math.inf, math.inf)
-    variance = sum(
-        w * w * (u * df + SHRINK * pooled) / (df + SHRINK) / s.clusters
-        for w, s, (u, df) in zip(weights, present, spreads, strict=True)
-    )
+    shrunk = _shrunk(present, means, spreads, z)
+    variance = sum(w * w * v / s.clusters for w, s, v in zip(weights, present, shrunk, strict=True))
+    variance += _linked(present, weights, spreads, shrunk)
+    if sampled is not None:
+        variance += (1 - sampled) * _mix(present, weights, means)
+    variance = max(variance, 0.0)
     kish = 1 / sum(w * w / s.clusters for w, s in zip(weights, present, strict=True))
-    if not bounded:
-        half = z * math.sqrt(variance)
-        return Estimate(value, variance, kish, value - half, value + half)
     p = min(max(value, 0.0), 1.0)
     n_eff = p * (1 - p) / variance if variance > 0 and 0 < p < 1 else kish
     low, high = wilson(p, n_eff, z)
     return Estimate(value, variance, n_eff, low, high)
+
+
+def pooled(strata: Iterable[Stratum], z: float = Z95) -> dict[Hashable, float]:
+    """Each group's pooled within-stratum unit variance, what its strata are shrunk toward
+    (`stratified` normalizes nothing here: the strata as given, those without units left out)."""
+    present = [s for s in strata if s.clusters and s.units]
+    means = [sum(s.sums) / s.units for s in present]
+    found = _pooled(present, means, [_spread(s, m) for s, m in zip(present, means, strict=True)], z)
+    return {group: variance for group, (variance, _) in found.items()}
+
+
+def _pooled(present: Sequence[Stratum], means: Sequence[float], spreads: Sequence[_Spread],
+            z: float) -> dict[Hashable, tuple[float, bool]]:
+    """Each group's pooled unit variance. A group without degrees of freedom (strata of one
+    cluster each) pools the spread of its strata's means (collapsed strata). A group with no
+    spread at all says little about its spread, not that it has none: it gets the spread that a
+    values at each end of [0, 1] would add to its n values of mean q, a (q^2 + (1-q)^2) / (n + 2a).
+    Where another group shows a spread, a = 1/2: half a record either way (a near-perfect
+    judge's section with no loss yet is not certain, but the interval's own Wilson form already
+    allows for its boundary). Where none does (twelve ties, or a difference of +1 on every
+    record: nothing else says how wide the interval is), a = z^2/2, the pseudo-counts of
+    Wilson's and Agresti and Coull's intervals; both vanish as n grows. (The variance, and
+    whether it is such a floor.)"""
+    members: dict[Hashable, list[int]] = defaultdict(list)
+    for index, stratum in enumerate(present):
+        members[stratum.group].append(index)
+    found: dict[Hashable, tuple[float, bool]] = {}
+    for group, indices in members.items():
+        freedom = sum(spreads[i].freedom for i in indices)
+        if freedom:
+            spread = sum(spreads[i].unit * spreads[i].freedom for i in indices) / freedom
+        else:
+            spread = statistics.variance([means[i] for i in indices]) if len(indices) > 1 else 0.0
+        found[group] = spread, False
+    a = 0.5 if any(v > 0 for v, _ in found.values()) else z * z / 2
+    for group, indices in members.items():
+        if found[group][0] <= 0:
+            n = sum(present[i].clusters for i in indices)
+            q = sum(sum(present[i].sums) for i in indices) / sum(present[i].units for i in indices)
+            found[group] = a * (q * q + (1 - q) * (1 - q)) / (n + 2 * a), True
+    return found
+
+
+def _shrunk(present: Sequence[Stratum], means: Sequence[float], spreads: Sequence[_Spread], z: float) -> list[float]:
+    """Each stratum's unit variance shrunk toward its group's pooled one (`_pooled`) as if it
+    held SHRINK more clusters of that spread; a group with no spread gets its floor whole (its
+    strata's own zeros are what the floor stands in for)."""
+    toward = _pooled(present, means, spreads, z)
+    shrunk = []
+    for s, spread in zip(present, spreads, strict=True):
+        variance, floor = toward[s.group]
+        own = spread.unit * spread.freedom
+        shrunk.append(variance if floor else (own + SHRINK * variance) / (spread.freedom + SHRINK))
+    return shrunk
+
+
+def _linked(present: Sequence[Stratum], weights: Sequence[float], spreads: Sequence[_Spread],
+            shrunk: Sequence[float]) -> float:
+    """The covariance of linked sets across strata. With E_hL a linked set's share of the
+    estimate's deviation in stratum h (W_h R_hL / sum k, times sqrt(G_h / (G_h - 1)) and the
+    stratum's shrinkage factor sqrt(shrunk / u), so that its E_hL^2 sum to the stratum's term),
+    the linearization (sandwich) variance is the sum over linked sets of (sum_h E_hL)^2; the
+    E_hL^2 are in the strata's terms already, the cross-stratum products are added here.
+    (Residuals of different strata are independent of each other where the records are, so
+    these products estimate only the covariance; inside a stratum, `_spread` sums first.)"""
+    sums: dict[Hashable, list[float]] = {}
+    for s, w, spread, v in zip(present, weights, spreads, shrunk, strict=True):
+        if s.links is None or spread.unit <= 0:
+            continue
+        sets = len(spread.residuals)
+        scale = w * math.sqrt(v / spread.unit * sets / (sets - 1)) / s.units
+        for link, residual in spread.residuals.items():
+            e = scale * residual
+            total = sums.setdefault(link, [0.0, 0.0])
+            total[0] += e
+            total[1] += e * e
+    return sum(e * e - squares for e, squares in sums.values())
+
+
+def _mix(present: Sequence[Stratum], weights: Sequence[float], means: Sequence[float]) -> float:
+    """The variance of a mean whose strata weigh random counts within their group (a ratio
+    estimator: a `--sample` run keeps each record by a coin, so how many of a scenario's
+    records it holds, and so its weight, is random): sum of W_h^2 (m_h - m_g)^2 / size_h,
+    m_g the group's weighted mean. It is the between-scenario part of the ratio estimator's
+    variance (the within part is the strata's own); of a finite selection sampled at rate f
+    it is a share 1 - f, which the caller applies."""
+    members: dict[Hashable, list[int]] = defaultdict(list)
+    for index, stratum in enumerate(present):
+        members[stratum.group].append(index)
+    total = 0.0
+    for indices in members.values():
+        share = sum(weights[i] for i in indices)
+        centre = sum(weights[i] * means[i] for i in indices) / share
+        total += sum(weights[i] ** 2 * (means[i] - centre) ** 2 / (present[i].size or present[i].clusters)
+                     for i in indices)
+    return total
 
 
 def mean_of(values: Sequence[float], z: float = Z95) -> Estimate | None:
@@ -180,18 +295,36 @@ class Difference:
     exact: bool  # p-value by enumeration rather than its normal approximation
 
 
-def paired(strata: Iterable[tuple[float, Sequence[float]]], z: float = Z95) -> Difference | None:
-    """The weighted mean of per-record differences (each stratum: weight, differences), with a
-    normal 95% interval and the two-sided p-value of the sign-flip test."""
-    listed = [(w, d) for w, d in strata if d]
-    estimate = stratified([Stratum(w, d) for w, d in listed], z, bounded=False)
-    if estimate is None:
+def paired(strata: Iterable[Stratum], z: float = Z95) -> Difference | None:
+    """The weighted mean of per-record differences A - B (each stratum's `sums`: its records'
+    differences, in [-1, 1]), with its 95% interval and the two-sided p-value of the
+    sign-flip test.
+
+    The interval is `stratified`'s on the [0, 1] scale (d + 1) / 2, mapped back: Wilson's at
+    the effective sample size, so a difference near +-1 keeps room on its inner side, and
+    differences all alike (every record won by A, or none differing) keep the width their
+    number allows; one record alone leaves the whole range. Linked records (a comparison
+    scored in two sections) flip their signs together in the test: swapping the two runs'
+    answers to a comparison swaps every score it went into."""
+    listed = [s for s in strata if s.sums]
+    if not listed:
         return None
-    total_weight = sum(w for w, _ in listed)
-    magnitudes = [w / total_weight / len(d) * abs(x) for w, d in listed for x in d if x]
-    p_value, exact = sign_flip_p(estimate.value, magnitudes)
-    low, high = max(-1.0, estimate.low), min(1.0, estimate.high)
-    return Difference(estimate.value, low, high, p_value, sum(len(d) for _, d in listed), len(magnitudes), exact)
+    total_weight = sum(s.weight for s in listed)
+    if total_weight <= 0:
+        return None
+    value = sum(s.weight / total_weight * sum(s.sums) / len(s.sums) for s in listed)
+    scaled = stratified([replace(s, sums=[(d + 1) / 2 for d in s.sums]) for s in listed], z)
+    assert scaled is not None
+    records = sum(len(s.sums) for s in listed)
+    low, high = (2 * scaled.low - 1, 2 * scaled.high - 1) if records > 1 else (-1.0, 1.0)
+    shares: dict[Hashable, float] = defaultdict(float)
+    for number, s in enumerate(listed):
+        links = s.links if s.links is not None else [None] * len(s.sums)
+        for index, (d, link) in enumerate(zip(s.sums, links, strict=True)):
+            shares[("record", number, index) if link is None else link] += s.weight / total_weight / len(s.sums) * d
+    p_value, exact = sign_flip_p(value, [abs(x) for x in shares.values() if x])
+    differing = sum(1 for s in listed for d in s.sums if d)
+    return Difference(value, min(low, value), max(high, value), p_value, records, differing, exact)
 
 
 def sign_flip_p(observed: float, magnitudes: Sequence[float]) -> tuple[float, bool]:

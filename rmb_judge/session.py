@@ -228,6 +228,7 @@ class Session:
         self._keys: Sequence[Sequence[Hashable]] = ()  # each unit's answers
         self._have: set[Hashable] = set()  # answers received or cached (or failed for good)
         self._sampled: Sampled | None = None  # a --precision run's sample, once drawn
+        self._linked: dict[Record, int] | None = None  # scoring.linked over the selection
 
     async def run(self) -> RunResult:
         task, execution = self.config.task, self.config.execution
@@ -318,12 +319,11 @@ class Session:
         def needs(record: Record) -> list[Hashable]:
             return [key for index in units_of[record] for key in self._keys[index]]
 
-        pools = precision.pools(dataset.records, task.selection.seed,
-                                lambda r: float(sum(1 for key in needs(r) if key not in self._have)))
-        sampled = self._sampled = Sampled(Sampler(pools, task.precision), set())
+        pools = precision.pools(dataset.records, task.selection.seed, lambda r: float(len(needs(r))),
+                                self._links(dataset))
+        sampled = self._sampled = Sampled(Sampler(pools, task.precision, sampled=task.selection.sample), set())
         sampled.requests_full = sum(len(needs(r)) for r in dataset.records)
-        free = {p.key: next((n for n, cost in enumerate(p.costs) if cost), p.size) for p in pools}
-        sizes = sampled.sampler.first(free)
+        sizes = sampled.sampler.first()
         while True:
             chosen = [r for p in pools for r in p.members[: sizes[p.key]]]
             sampled.records.update(chosen)
@@ -336,15 +336,24 @@ class Session:
             if self.backend.stopped_reason:
                 return
             await asyncio.to_thread(self._read_all)
-            by_record = {r: [self.judged[i] for i in units_of[r] if i in self.judged] for r in chosen}
-            scores = {rs.record: rs.score for rs in scoring.score_records(
-                self.benchmark, [j for r in chosen for j in by_record[r] if len(by_record[r]) == len(units_of[r])])}
-            step = sampled.step = sampled.sampler.step(
-                {p.key: [scores[r] for r in p.members[: sizes[p.key]] if r in scores] for p in pools})
             sampled.requests_sample = sum(len(needs(r)) for r in sampled.records)
+            by_record = {r: [self.judged[i] for i in units_of[r] if i in self.judged] for r in chosen}
+            if any(len(by_record[r]) < len(units_of[r]) or any(j.error and not j.rejected for j in by_record[r])
+                   for r in chosen):
+                return  # a sample with holes decides nothing: a rerun retries them and goes on from here
+            scores = {rs.record: rs.score for rs in scoring.score_records(
+                self.benchmark, [j for r in chosen for j in by_record[r]])}
+            step = sampled.step = sampled.sampler.step({p.key: [scores[r] for r in p.members[: sizes[p.key]]]
+                                                        for p in pools})
             if step.stop:
                 return
             sizes = step.sizes
+
+    def _links(self, dataset: Dataset) -> dict[Record, int]:
+        """Each record's linked set over the whole selection (the sample's and the summary's alike)."""
+        if self._linked is None:
+            self._linked = scoring.linked(dataset.records)
+        return self._linked
 
     def _read_all(self) -> None:
         """Wait until every answer received so far has been read into a verdict."""
@@ -425,7 +434,8 @@ class Session:
         record_scores = scoring.score_records(self.benchmark, kept)
         retry_later = sum(1 for j in judged if j.error and not j.rejected)
         z = precision.STOP_Z if sampled is not None else intervals.Z95
-        scored = scoring.summarize(self.benchmark, kept, record_scores, finished, task.judge.scalar, population, z)
+        scored = scoring.summarize(self.benchmark, kept, record_scores, finished, task.judge.scalar, population, z,
+                                   self._links(dataset), task.selection.sample)
         summary = Summary(
             judge=task.judge.spec,
             benchmark=self.benchmark.name,
@@ -464,7 +474,8 @@ class Session:
         sampler = sampled.sampler
         half = None if overall is None or value is None else intervals.half_width(value, overall)
         return Sampling(
-            target=sampler.target, z=sampler.z, half_width=half, reached=half is not None and half <= sampler.target,
+            target=sampler.target, z=sampler.z, half_width=half,
+            reached=sampled.step is not None and sampled.step.stop == "precision",
             rounds=sampler.rounds, records=len(sampled.records), population=sum(p.size for p in sampler.pools),
             requests_full=sampled.requests_full, requests_sample=sampled.requests_sample,
         )
@@ -474,11 +485,12 @@ class Session:
         """The run folder. samples.jsonl has a line for every judged presentation; those of
         records a stopped run did not finish have `comparison_correct` and `record_correct` null."""
         simulated = summary.simulated
+        links = self._links(dataset)
         lines: list[dict[str, Any]] = []
         written: set[int] = set()
         for rs in record_scores:
             for group, score in zip(rs.comparisons, rs.comparison_scores, strict=True):
-                lines.extend(sample_line(j, score, rs.score, simulated) for j in group)
+                lines.extend(sample_line(j, score, rs.score, simulated, links[rs.record]) for j in group)
                 written.update(id(j) for j in group)
         lines.extend(sample_line(j, None, None, simulated) for j in judged if id(j) not in written)
         folder.write_lines("samples.jsonl", lines)

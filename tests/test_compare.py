@@ -154,3 +154,21 @@ def test_swapping_a_sampled_run_and_a_full_run_only_flips_the_sign(tmp_path, dat
     sampled = json.loads((tmp_path / "sample" / "summary.json").read_text())
     overall = next(s for s in backward.scores if s.key == "overall")
     assert overall.a == pytest.approx(sampled["scores"]["overall"])
+
+
+def test_a_sampled_run_is_weighted_as_its_summary_against_a_run_of_another_seed(tmp_path, data_root):
+    """--seed draws a --precision run's sample and the full run's random orders; whatever the
+    other run's seed, the sampled run's records stand for their scenarios as in its summary."""
+    run(make_config(judge="mock", data=data_root, out=tmp_path / "full", cache=tmp_path / "cache",
+                    selection=records.Selection(**SELECTION, seed=2)))
+    run(make_config(judge="mock", data=data_root, out=tmp_path / "sample", cache=tmp_path / "cache",
+                    selection=records.Selection(**SELECTION, seed=5), precision=0.15, template="arena-hard"))
+    sampled = json.loads((tmp_path / "sample" / "summary.json").read_text())
+    assert sampled["precision"]["records"] < sampled["precision"]["population"]
+    result = compare(read_run(tmp_path / "sample"), read_run(tmp_path / "full"))
+    assert "seed: 5 vs 2" in result.differs
+    overall = next(s for s in result.scores if s.key == "overall")
+    assert overall.a == pytest.approx(sampled["scores"]["overall"])
+    for key, score in sampled["scores"].items():
+        if score is not None and key != "overall":
+            assert next(s for s in result.scores if s.key == key).a == pytest.approx(score)
