@@ -293,7 +293,7 @@ class GenerativeBackend(EngineBacked):
             "retries": str(stats.retries),
             "429s": str(stats.rate_limited),
             "tokens": f"{stats.input_tokens:,} in / {stats.output_tokens:,} out",
-            "spend": spend_line(stats, self.config.execution.engine.max_cost),
+            "spend": spend_line(stats, self.config.execution.engine.max_cost, self.config.task.precision is None),
             "concurrency": f"{stats.concurrency_limit:.0f}",
         }
         if stats.answered_elsewhere or stats.waiting_elsewhere:
@@ -377,9 +377,10 @@ class GenerativeBackend(EngineBacked):
         return self.engine.unsaved if self.engine else []
 
 
-def spend_line(stats: Stats, max_cost: float | None) -> str:
+def spend_line(stats: Stats, max_cost: float | None, project: bool = True) -> str:
     """This run's spend, against --max-cost, with the total projected from the cost per
-    answer so far."""
+    answer so far (not for a --precision run, which will not send all it could: its live view
+    counts its round's requests instead)."""
     if not stats.cost_known:
         return "price unknown"
     line = f"${stats.spent:.4f}"
@@ -387,7 +388,7 @@ def spend_line(stats: Stats, max_cost: float | None) -> str:
         line += f" of ${max_cost:g} max"
     answered = stats.done - stats.cache_hits - stats.answered_elsewhere
     remaining = stats.total - stats.done
-    if answered > 0 and remaining > 0:
+    if project and answered > 0 and remaining > 0:
         line += f", projected ${stats.spent + stats.spent / answered * remaining:.4f}"
     return line
 

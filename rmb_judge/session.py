@@ -25,6 +25,7 @@ import sys
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Hashable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -33,7 +34,7 @@ from . import benchmarks, comparisons, intervals, precision, quality, scoring
 from .benchmark import Benchmark
 from .cache import Cache
 from .config import RunConfig
-from .display import Display, RunProgress
+from .display import Display, Rounds, RunProgress
 from .errors import CacheMiss, FatalProviderError, RmbJudgeError, StoppedByError, UsageError
 from .outputs import UNSAVED, RunFolder, manifest, sample_line
 from .precision import Sampler, Step
@@ -228,6 +229,8 @@ class Session:
         self._keys: Sequence[Sequence[Hashable]] = ()  # each unit's answers
         self._have: set[Hashable] = set()  # answers received or cached (or failed for good)
         self._sampled: Sampled | None = None  # a --precision run's sample, once drawn
+        self._units_of: dict[Record, list[int]] = defaultdict(list)  # each record's units
+        self._round: set[Hashable] = set()  # the answers a --precision round asks for
         self._linked: dict[Record, int] | None = None  # scoring.linked over the selection
 
     async def run(self) -> RunResult:
@@ -256,7 +259,14 @@ class Session:
                     for key in keys:
                         self._waiting[key].append(index)
                 units = backend.units()
-                self.progress.expect([s.key for s in self.benchmark.sections], (u.comparison.record for u in units))
+                for index, unit in enumerate(units):
+                    self._units_of[unit.comparison.record].append(index)
+                sections = [s.key for s in self.benchmark.sections]
+                if self.config.task.precision is None:
+                    self.progress.expect(sections, dataset.records)
+                else:  # the sample's records, as it grows
+                    self.progress.expect(sections, (), dict(Counter(r.category_path for r in dataset.records)))
+                    self.progress.rounds = Rounds(self.config.task.precision)
                 missing = backend.lookup(cache, self._answered)
             if missing:
                 await backend.before_sending(cache, probe)
@@ -300,6 +310,9 @@ class Session:
         """An answer arrived: read the verdicts it completes (in the reader thread once the
         work has started, so the event loop never waits on it)."""
         self._have.add(key)
+        rounds = self.progress.rounds
+        if rounds is not None and key in self._round:
+            rounds.answered += 1
         if self._reader is None:
             self._judge_ready(key)
         else:
@@ -311,10 +324,8 @@ class Session:
         interval of overall is narrow enough or the selection is exhausted. What the cache
         holds costs nothing: a scenario's prefix that is cached already is the first round's."""
         task = self.config.task
-        assert task.precision is not None
-        units_of: dict[Record, list[int]] = defaultdict(list)
-        for index, unit in enumerate(units):
-            units_of[unit.comparison.record].append(index)
+        assert task.precision is not None and self.progress.rounds is not None
+        units_of, rounds = self._units_of, self.progress.rounds
 
         def needs(record: Record) -> list[Hashable]:
             return [key for index in units_of[record] for key in self._keys[index]]
@@ -326,8 +337,11 @@ class Session:
         sizes = sampled.sampler.first()
         while True:
             chosen = [r for p in pools for r in p.members[: sizes[p.key]]]
+            self._count([r for r in chosen if r not in sampled.records])
             sampled.records.update(chosen)
             wanted = {key for r in chosen for key in needs(r) if key not in self._have}
+            self._round = wanted
+            rounds.round, rounds.requests, rounds.answered = sampled.sampler.rounds + 1, len(wanted), 0
             if wanted and self.config.execution.engine.offline:
                 raise CacheMiss(f"--offline: {len(wanted)} requests of the --precision {task.precision:g} sample "
                                 f"are not in the cache {cache.path}; nothing was sent")
@@ -345,6 +359,8 @@ class Session:
                 self.benchmark, [j for r in chosen for j in by_record[r]])}
             step = sampled.step = sampled.sampler.step({p.key: [scores[r] for r in p.members[: sizes[p.key]]]
                                                         for p in pools})
+            if step.estimate is not None:
+                rounds.overall, rounds.half_width = step.estimate.value, step.estimate.half_width
             if step.stop:
                 return
             sizes = step.sizes
@@ -364,7 +380,27 @@ class Session:
         for index in self._waiting.pop(key, ()):
             if index not in self.judged and (result := self.backend.judge(index)):
                 self.judged[index] = result
-                self.progress.add(result)
+                record = result.presentation.comparison.record
+                if self.config.task.precision is None or (self._sampled and record in self._sampled.records):
+                    self._show(record, result)
+
+    def _show(self, record: Record, judged: Judged) -> None:
+        """Count a verdict in the live view, and its record once every comparison is judged
+        (with the score the summary gives it)."""
+        self.progress.add(judged)
+        units = self._units_of[record]
+        if all(i in self.judged for i in units):
+            score = scoring.score_records(self.benchmark, [self.judged[i] for i in units])[0].score
+            self.progress.record(record, score)
+
+    def _count(self, records: list[Record]) -> None:
+        """Records joining a --precision run's sample: counted in the live view with what of
+        them is judged already (between rounds: no verdict is being read meanwhile)."""
+        self.progress.more(records)
+        for record in records:
+            for index in self._units_of[record]:
+                if index in self.judged:
+                    self._show(record, self.judged[index])
 
     async def _work(self, work: Callable[[], Awaitable[None]]) -> tuple[str | None, BaseException | None]:
         """The backend's work under the live view and the signal handlers. Returns why the
@@ -401,6 +437,8 @@ class Session:
                     failure, stopped = exc, "fatal"
                 except Exception as exc:  # a bug or a broken cache: still write what was judged
                     failure, stopped = exc, "error"
+                # the last line shows every answer received read (a failure to read one surfaces later)
+                await asyncio.to_thread(wait_futures, list(self._reading))
         finally:
             loop.remove_signal_handler(signal.SIGINT)
             loop.remove_signal_handler(signal.SIGTERM)

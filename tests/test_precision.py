@@ -229,3 +229,31 @@ def test_a_run_whose_requests_failed_does_not_say_it_reached_its_precision(tmp_p
         api.failing_share = 0.0
         assert cli.main(args) == 0
         assert "--precision 0.1: reached" in capsys.readouterr().err
+
+
+def last_progress_line(err: str) -> str:
+    return [line for line in err.splitlines() if line.startswith("[rmb-judge")][-1]
+
+
+def test_the_live_view_of_a_precision_run_shows_its_rounds_and_the_summarys_numbers(tmp_path, capsys):
+    """The plain progress line of a --precision run: its round, the current ± against the
+    target and the round's requests, records of the sample (not the whole selection) and the
+    section scores and counters its summary ends with."""
+    with FakeAPI().run_in_thread() as api:
+        args = ["run", "--judge", f"openai:{MODEL}", "--data", str(DATA), "--scenarios", SCENARIOS[0],
+                "--out", str(tmp_path / "o"), "--cache", str(tmp_path / "c"), "--base-url", api.openai_url,
+                "--precision", "0.1", "--no-progress"]
+        assert cli.main(args) == 0
+    line = last_progress_line(capsys.readouterr().err)
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    sampling = summary["precision"]
+    assert f"round {sampling['rounds']}" in line
+    assert f"overall {summary['scores']['overall']:.3f} ±{sampling['half_width']:.3f} (target ±0.1)" in line
+    assert f"{sampling['records']}/{sampling['records']} records" in line
+    assert "ETA" not in line and "projected" not in line  # (of the whole selection, which it does not judge)
+    assert "round requests" in line
+    for key in summary["sections"]:
+        assert f"{key} {100 * summary['scores'][key]:.1f}%" in line, key
+    usage = summary["usage"]
+    for name in ("unparsed", "refused", "failed", "truncated"):
+        assert f"{name} {usage[name]}" in line

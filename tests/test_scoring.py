@@ -121,3 +121,18 @@ def test_the_first_pick_rate_counts_decisive_verdicts_only(data_root, tmp_path, 
     assert position["first_pick_interval"][1] == 1.0
     # the guard names the bias over the decisive verdicts only
     assert any(f"shown first in 100% of {verdicts.count('A')} verdicts" in w for w in summary["warnings"])
+
+
+def test_the_live_figures_are_the_summarys(data_root, tmp_path, capsys):
+    """The progress line's per-section figure is the score the summary shows: a Best-of-N
+    record counts once, won only if every comparison is."""
+    from rmb_judge import cli
+
+    assert cli.main(["run", "--judge", "mock", "--data", str(data_root), "--limit", "5", "--scenarios", "*Chat*",
+                     "--out", str(tmp_path / "o"), "--cache", str(tmp_path / "c"), "--no-progress"]) == 0
+    line = [line for line in capsys.readouterr().err.splitlines() if line.startswith("[rmb-judge")][-1]
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    records = summary["data"]["records_scored"]
+    assert f"{records}/{records} records" in line
+    for key in summary["sections"]:
+        assert f"{key} {100 * summary['scores'][key]:.1f}%" in line, key
