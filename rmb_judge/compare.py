@@ -7,12 +7,15 @@ samples.jsonl, exactly what its summary averaged.
 
 The difference of each section score and of `overall` is the weighted mean of the per-record
 differences A - B, stratified by scenario with the weights the runs' own scores use (a
-scenario weighs its records in the selection). Paired, because both judges saw the same
-prompts: the prompt-to-prompt spread, most of each run's own uncertainty, cancels. Its 95%
-interval is the normal one from the stratified variance of the differences; the p-value is
-the sign-flip test's (intervals.paired: exact when it can be enumerated, McNemar's test when
-the weights are equal), which assumes nothing about the shape of the differences. A
-difference is called significant only when both say so (p < 0.05 and the interval excludes 0).
+scenario weighs its records in the selection; a --precision run's records stand for their
+scenario whatever either run's --seed). Paired, because both judges saw the same prompts: the
+prompt-to-prompt spread, most of each run's own uncertainty, cancels. Records either run found
+linked (`link` in samples.jsonl: the same comparison in two sections) count together. Its 95%
+interval is `intervals.paired`'s (the scores' interval on the scale (d + 1) / 2, so it never
+has zero width); the p-value is the sign-flip test's (exact when it can be enumerated,
+McNemar's test when the weights are equal), which assumes nothing about the shape of the
+differences. A difference is called significant only when both say so (p < 0.05 and the
+interval excludes 0).
 """
 
 from __future__ import annotations

@@ -8,24 +8,38 @@ sample of it. The interval treats the records of a scenario as a sample of the r
 scenario stands for (the judge's accuracy on more prompts of that kind is what the interval is
 about), so a full run has one too and a sampled run's is wider.
 
-The method (README: "How sure is a score?"):
-- the variance of the estimate is the stratified one, sum of W_h^2 s_h^2 / n_h over scenarios h
-  (records resampled within each scenario would give the same, up to n/(n-1)), with each s_h^2
-  shrunk a little toward the pooled within-scenario variance (see `stratified`); units that come
-  in clusters (the comparisons of one Best-of-N record, the two orders of `--order both`) are
-  summed per cluster first, so correlated units are not counted as independent;
-- the interval is Wilson's score interval at the effective sample size that variance implies
-  (n_eff = p(1-p)/variance, Korn and Graubard's design-effect adjustment). A Wald interval
-  p +- 1.96 se is too narrow near 0 and 1, where a near-perfect judge's scores sit: it is
-  [1, 1] for a scenario whose every record was won. Wilson's stays inside [0, 1] and keeps
-  its coverage there; `bin/bench-precision` measures it. A record's score lies in [0, 1] (ties
-  score 0.5), so its variance is at most p(1-p), which the Wilson form assumes.
+The method (README: "How sure is a score?"). The estimate is linear in the record scores,
+sum over records of a_i y_i with a_i = W_h / n_h, and its variance is the linearization
+(sandwich) variance over clusters:
+- within a scenario, the stratified one, sum of W_h^2 s_h^2 / n_h (records resampled within
+  each scenario would give the same, up to n/(n-1)), each s_h^2 shrunk a little toward its
+  section's pooled within-scenario variance (`stratified`, `_shrunk`); units that come in
+  clusters (the comparisons of one Best-of-N record, the two orders of `--order both`, the K
+  votes of `--samples`) are summed per cluster first, and so are records of one scenario that
+  are linked (below);
+- records are linked when they hold an answer to the same conversation: a pairwise record and
+  a Best-of-N record holding the same comparison are judged by one cached answer (7,476 of
+  RMB's 15,728 distinct comparisons are in both sets), a reward model scores a shared answer
+  once. Their scores are correlated, so `overall` (a mean over sections) needs the sections'
+  covariance: the cross-scenario products of linked records' residuals are added (`_linked`);
+  that covariance does not shrink with the sample (it is the full data's), so a sample's
+  estimate of it comes from the few linked records it holds both of;
+- a `--sample` run keeps each record by a coin, so each scenario's share of a section is
+  random: the ratio estimator's between-scenario term, times 1 - f, is added (`_mix`);
+- a section in which nothing varies (every record won, twelve ties, a difference of +1 on
+  every record) is not certain: it gets a pseudo-count floor (`_pooled`).
+The interval is Wilson's score interval at the effective sample size that variance implies
+(n_eff = p(1-p)/variance, Korn and Graubard's design-effect adjustment). A Wald interval
+p +- 1.96 se is too narrow near 0 and 1, where a near-perfect judge's scores sit: it is [1, 1]
+for a scenario whose every record was won. Wilson's stays inside [0, 1] and keeps its coverage
+there; `bin/bench-precision` measures it. A record's score lies in [0, 1] (ties score 0.5), so
+its variance is at most p(1-p), which the Wilson form assumes.
 
-Paired differences of two runs on the same records use the paired (within-record) differences:
-a stratified normal interval for the mean difference, and for the p-value the sign-flip test
-(under "no difference" each record's difference is as likely to have either sign), exact when
-few records differ and by its normal approximation (McNemar's test, generalized to ties and
-weights) when many do.
+Paired differences of two runs on the same records use the paired (within-record) differences
+d in [-1, 1]: the interval is the one above for (d + 1) / 2, mapped back, and the p-value the
+sign-flip test's (under "no difference" each record's difference, or a linked set's together,
+is as likely to have either sign), exact when few records differ and by its normal
+approximation (McNemar's test, generalized to ties and weights) when many do.
 """
 
 from __future__ import annotations

@@ -5,22 +5,28 @@ and `bin/bench-precision` all drive this same code.
 - The strata are the scenarios. Each has a fixed order, a permutation seeded by `--seed` and
   the records' identities, and the sample is always a prefix of every scenario's order: a
   later run with a smaller H (or no --precision) judges a superset of what an earlier one
-  judged, so every answer already paid for is used again, and prefixes an earlier run judged
-  (found in the cache) come free from the start.
-- Estimates weight each scenario by its size in the selection (`intervals.stratified`), so a
-  scenario sampled more heavily than another does not pull the score its way.
+  judged, so every answer already paid for is used again.
+- The sample is decided by the command and the answers alone, never by what the cache holds:
+  a record's cost is the requests it needs (a Best-of-N record: its N-1 comparisons, times two
+  orders with `--order both`, times K with `--samples K`), cached or not, and every run starts
+  from the same first round. So a rerun judges the same records and reports the same score,
+  and a stopped run, rerun, replays its rounds from the cache for free and goes on as if never
+  stopped.
+- Estimates weight each scenario by its size in the selection and are `scoring.estimates`'
+  (the summary's), so a scenario sampled more heavily than another does not pull the score its
+  way and the interval the stop checks is the one reported.
 - Round by round the sample grows toward the Neyman allocation that reaches H at the least
-  cost: a scenario gets records in proportion to weight * sd / sqrt(cost per record), where
-  the cost is the requests a record still needs (a Best-of-N record: its N-1 comparisons,
-  times two orders with `--order both`, times K with `--samples K`; cached answers cost
-  nothing). Scenario variances are shrunk toward their section's pooled variance, since a
-  few records say little about one scenario.
+  cost: a scenario gets records in proportion to weight * sd / sqrt(cost per record), with
+  the sd of its section's pooled variance, not its own: a few records say little about one
+  scenario, and allocating by them froze the estimates of scenarios whose first records
+  happened to agree (pairwise sections, mostly won, leaned high; Best-of-N ones, mostly
+  lost, low; bin/bench-precision measures it).
 - Guard against an interval that lies because the run stopped when it happened to look
   narrow (sequential stopping): every scenario gets at least MIN_PER_SCENARIO records before
   any stop, and a --precision run's score intervals (the one the stop checks, and those it
-  reports) use the critical value STOP_Z = 2.05 instead of 1.96. With 1.96, 1,000 simulated
-  runs at H = 0.02 covered the truth 93.4% of the time (uniform 70% judge; 93.3% for the
-  scenario-dependent one); `bin/bench-precision` measures what 2.05 gives (docs/BENCHMARKS.md).
+  reports) use the critical value STOP_Z = 2.05 instead of 1.96 (docs/BENCHMARKS.md).
+- A round in which requests failed (after their retries) decides nothing: the run stops
+  growing its sample and does not claim H; a rerun retries them and goes on.
 """
 
 from __future__ import annotations
@@ -135,10 +141,10 @@ class Sampler:
         self.weights = {p.key: p.size / sections[p.section] / len(sections) for p in self.pools}
         self.rounds = 0
 
-    def first(self, free: Mapping[str, int] | None = None) -> dict[str, int]:
-        """The first round: every scenario's minimum, or the prefix that is free already (cached)."""
-        free = free or {}
-        return {p.key: min(p.size, max(self.minimum, free.get(p.key, 0))) for p in self.pools}
+    def first(self, judged: Mapping[str, int] | None = None) -> dict[str, int]:
+        """The first round: every scenario's minimum (or the prefix it has judged, if longer)."""
+        judged = judged or {}
+        return {p.key: min(p.size, max(self.minimum, judged.get(p.key, 0))) for p in self.pools}
 
     def estimate(self, scores: Mapping[str, Sequence[float]]) -> Estimate | None:
         """`overall` from each scenario's judged prefix (stratified by scenario), as the run's

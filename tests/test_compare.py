@@ -172,3 +172,25 @@ def test_a_sampled_run_is_weighted_as_its_summary_against_a_run_of_another_seed(
     for key, score in sampled["scores"].items():
         if score is not None and key != "overall":
             assert next(s for s in result.scores if s.key == key).a == pytest.approx(score)
+
+
+def test_records_linked_across_sections_are_read_from_the_samples(runs, tmp_path):
+    """samples.jsonl names each record's linked set (records holding an answer to the same
+    conversation): here Best-of-N records share theirs with pairwise ones; a file without
+    them is compared all the same, with a note."""
+    import shutil
+
+    mock = read_run(runs / "mock")
+    assert mock.links is not None and len(mock.links) == len(mock.records)
+    sections: dict[int, set[str]] = defaultdict(set)
+    for (path, _), link in mock.links.items():
+        sections[link].add(path.split("/")[0])
+    assert any(len(kinds) == 2 for kinds in sections.values())
+    assert not any("linked" in note for note in compare(mock, read_run(runs / "label")).notes)
+    copy = tmp_path / "old"
+    shutil.copytree(runs / "mock", copy)
+    lines = [json.loads(line) for line in (copy / "samples.jsonl").read_text().splitlines()]
+    (copy / "samples.jsonl").write_text("".join(json.dumps({k: v for k, v in line.items() if k != "link"}) + "\n"
+                                                for line in lines))
+    result = compare(read_run(copy), read_run(runs / "label"))
+    assert any("lists no linked records" in note for note in result.notes) and result.overall is not None

@@ -133,6 +133,22 @@ def test_a_difference_on_records_alone_in_their_scenarios_has_a_width():
     assert alone is not None and (alone.low, alone.high) == (-1.0, 1.0)
 
 
+def test_linked_records_flip_their_signs_together():
+    """Swapping the two runs' answers to a comparison swaps every score it went into: the
+    sign-flip test flips a linked set as one. By enumeration of the four sets' signs."""
+    import itertools
+
+    strata = [Stratum(1.0, [1.0, -1.0, 1.0], group="a", links=["x", "y", "z"]),
+              Stratum(1.0, [1.0, 0.5], group="b", links=["x", "w"])]
+    sets = {"x": 0.5 / 3 + 0.5 / 2, "y": -0.5 / 3, "z": 0.5 / 3, "w": 0.5 * 0.5 / 2}
+    observed = sum(sets.values())
+    hits = sum(abs(sum(sign * v for sign, v in zip(signs, sets.values(), strict=True))) >= abs(observed) - 1e-12
+               for signs in itertools.product((1, -1), repeat=4))
+    difference = intervals.paired(strata)
+    assert difference is not None and difference.value == pytest.approx(observed)
+    assert difference.exact and difference.p_value == pytest.approx(hits / 16)
+
+
 def test_many_distinct_differences_use_the_normal_approximation():
     # 40 strata of unequal weights: 2^40 sign patterns, too many to enumerate
     strata = [(1.0 + k, [1.0, -1.0, 1.0]) for k in range(40)]
@@ -329,3 +345,33 @@ def test_reports_show_intervals_and_error_bars(mock_run):
     bars = html.count('class="error-bar"')
     assert bars == sum(1 for key in runs[0].scores if runs[0].scores[key] is not None)
     assert f"95% interval {low:.3f} to {high:.3f}" in html
+
+
+def test_a_sampled_runs_intervals_count_its_links_and_its_random_mix(data_root, tmp_path):
+    """The summary of a --sample run: its intervals are estimates' with the records' linked sets
+    (from samples.jsonl) and the sampling rate, recomputed here from the samples alone."""
+    out = tmp_path / "out"
+    run(make_config(judge="mock", data=data_root, out=out, cache=tmp_path / "cache",
+                    selection=records.Selection(sample=0.4, seed=3, scenarios=["*Chat*", "*Code*"])))
+    summary = json.loads((out / "summary.json").read_text())
+    score: dict[tuple, float] = {}
+    link: dict[tuple, int] = {}
+    for line in (out / "samples.jsonl").read_text().splitlines():
+        sample = json.loads(line)
+        score[(sample["category_path"], sample["uid"])] = sample["record_correct"]
+        link[(sample["category_path"], sample["uid"])] = sample["link"]
+    values: dict[str, list[float]] = defaultdict(list)
+    links: dict[str, list[int]] = defaultdict(list)
+    for key in sorted(score):
+        values[key[0]].append(score[key])
+        links[key[0]].append(link[key])
+    kind = {"Pairwise_set": "pairwise", "BoN_set": "bon"}
+    section_of = {p: f"{kind[p.split('/')[0]]}_{p.split('/')[1].lower()}" for p in values}
+    keys = list(summary["scores"])[:-1]
+    expected, _ = estimates(keys, values, section_of, links=links, sampled=0.4)
+    plain, _ = estimates(keys, values, section_of)
+    assert len(set(link.values())) < len(link)  # some records are linked
+    for key, estimate in expected.items():
+        if estimate is not None:
+            assert summary["intervals"][key] == pytest.approx(estimate.interval), key
+    assert expected["overall"].variance > plain["overall"].variance
