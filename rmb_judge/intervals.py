@@ -125,31 +125,38 @@ SHRINK = 4.0  # a stratum's variance is pooled with its group's, worth this many
 @dataclass(frozen=True)
 class _Spread:
     """A stratum's spread: its unit variance u (the variance of its mean times its clusters),
-    its degrees of freedom, and each linked set's residual total sum(y_c - m k_c) in it."""
+    its degrees of freedom, and per linked set in it the residual total sum(y_c - m k_c) and
+    how many of its clusters the set holds."""
 
     unit: float
     freedom: int
     residuals: dict[Hashable, float]
+    sizes: dict[Hashable, int]
 
 
 def _spread(stratum: Stratum, mean: float) -> _Spread:
     """A stratum's spread. Linked clusters inside the stratum (records of one scenario holding
     the same answer) are summed first and count as one: the variance of the ratio mean is
-    G/(G-1) sum_L R_L^2 / (sum k)^2 over its G linked sets L (its n clusters when none are
-    linked), so correlated clusters are not counted as independent and a stratum of few sets
-    is not credited with the freedom of many clusters."""
+    c sum_L R_L^2 / (sum k)^2 over its G linked sets L, so correlated clusters are not counted
+    as independent and a stratum of few sets is not credited with the freedom of many
+    clusters. c = n / (n - sum_L m_L^2 / n), m_L the clusters of set L out of n, makes it
+    unbiased when the clusters are in fact independent (the residuals are centered on the
+    stratum's mean, which takes more from large sets): n/(n-1) when none are linked, G/(G-1)
+    for G sets of equal size."""
     n = stratum.clusters
     counts = stratum.counts or [1] * n
     links = stratum.links if stratum.links is not None else range(n)
     residuals: dict[Hashable, float] = defaultdict(float)
+    sizes: dict[Hashable, int] = defaultdict(int)
     for y, k, link in zip(stratum.sums, counts, links, strict=True):
         residuals[link] += y - mean * k
-    sets = len(residuals)
-    if sets < 2:
-        return _Spread(0.0, 0, residuals)
+        sizes[link] += 1
+    if len(residuals) < 2:
+        return _Spread(0.0, 0, residuals, sizes)
     units = sum(counts)
-    unit = sets / (sets - 1) * sum(r * r for r in residuals.values()) / (units * units) * n
-    return _Spread(unit, sets - 1, residuals)
+    correction = n / (n - sum(m * m for m in sizes.values()) / n)
+    unit = correction * sum(r * r for r in residuals.values()) / (units * units) * n
+    return _Spread(unit, len(residuals) - 1, residuals, sizes)
 
 
 def stratified(strata: Iterable[Stratum], z: float = Z95, sampled: float | None = None) -> Estimate | None:
@@ -245,25 +252,41 @@ def _shrunk(present: Sequence[Stratum], means: Sequence[float], spreads: Sequenc
 
 def _linked(present: Sequence[Stratum], weights: Sequence[float], spreads: Sequence[_Spread],
             shrunk: Sequence[float]) -> float:
-    """The covariance of linked sets across strata. With E_hL a linked set's share of the
-    estimate's deviation in stratum h (W_h R_hL / sum k, times sqrt(G_h / (G_h - 1)) and the
-    stratum's shrinkage factor sqrt(shrunk / u), so that its E_hL^2 sum to the stratum's term),
-    the linearization (sandwich) variance is the sum over linked sets of (sum_h E_hL)^2; the
-    E_hL^2 are in the strata's terms already, the cross-stratum products are added here.
-    (Residuals of different strata are independent of each other where the records are, so
-    these products estimate only the covariance; inside a stratum, `_spread` sums first.)"""
-    sums: dict[Hashable, list[float]] = {}
-    for s, w, spread, v in zip(present, weights, spreads, shrunk, strict=True):
+    """The covariance of linked sets across strata: the linearization (sandwich) variance adds,
+    for every pair of strata h, g and every linked set L in both, 2 E_hL E_gL, where E_hL is
+    the set's share of the estimate's deviation in h: W_h R_hL / sum k (times the stratum's
+    shrinkage factor sqrt(shrunk / u), as its own term is shrunk).
+
+    Residuals are centered on their strata's means, which holds part of every linked set's
+    covariance: with P_L = m_hL m_gL linked pairs in L (m: the set's clusters in each stratum,
+    of n_h and n_g), sum_L R_hL R_gL has expectation gamma (sum_L P_L (1 - m_hL/n_h - m_gL/n_g)
+    + (sum_L P_L)^2 / (n_h n_g)) where the covariance is gamma sum_L P_L, if every linked pair
+    has the same covariance gamma and other records none. The pair's products are divided by
+    that ratio, kappa (at least 1/4, that of two strata of two records linked one to one), as
+    n/(n-1) corrects a variance: small strata, as a --precision run's first rounds have,
+    otherwise showed half their covariance."""
+    shares: dict[Hashable, list[tuple[int, float]]] = defaultdict(list)
+    for index, (s, w, spread, v) in enumerate(zip(present, weights, spreads, shrunk, strict=True)):
         if s.links is None or spread.unit <= 0:
             continue
-        sets = len(spread.residuals)
-        scale = w * math.sqrt(v / spread.unit * sets / (sets - 1)) / s.units
+        scale = w * math.sqrt(v / spread.unit) / s.units
         for link, residual in spread.residuals.items():
-            e = scale * residual
-            total = sums.setdefault(link, [0.0, 0.0])
-            total[0] += e
-            total[1] += e * e
-    return sum(e * e - squares for e, squares in sums.values())
+            shares[link].append((index, scale * residual))
+    products: dict[tuple[int, int], list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])  # sum E E, P, P (m/n + m/n)
+    for link, found in shares.items():
+        for a in range(len(found)):
+            h, e_h = found[a]
+            for g, e_g in found[a + 1:]:
+                m_h, m_g = spreads[h].sizes[link], spreads[g].sizes[link]
+                pair = products[(h, g)]
+                pair[0] += e_h * e_g
+                pair[1] += m_h * m_g
+                pair[2] += m_h * m_g * (m_h / present[h].clusters + m_g / present[g].clusters)
+    covariance = 0.0
+    for (h, g), (product, pairs, taken) in products.items():
+        kappa = (pairs - taken + pairs * pairs / (present[h].clusters * present[g].clusters)) / pairs
+        covariance += 2 * product / max(kappa, 0.25)
+    return covariance
 
 
 def _mix(present: Sequence[Stratum], weights: Sequence[float], means: Sequence[float]) -> float:

@@ -195,14 +195,31 @@ def test_a_stratum_linked_to_its_own_copy_has_the_variance_of_one():
 
 def test_the_covariance_of_linked_strata_by_hand():
     # A = (1, 0, 1), mean 2/3, residuals (1/3, -2/3, 1/3), s^2 = 1/3; B = (1, 0), mean 1/2,
-    # residuals (1/2, -1/2), s^2 = 1/2; A's first two records linked to B's two.
-    # Cov(mean A, mean B) = sum of paired residual products / (n_A n_B) * sqrt of the two
-    # n/(n-1) corrections: (1/6 + 1/3) / 6 * sqrt(3/2 * 2)
+    # residuals (1/2, -1/2), s^2 = 1/2; A's first two records linked to B's two. The residual
+    # products sum to 1/6 + 1/3; centered on their strata's means they hold only kappa of the
+    # covariance: kappa = (P - sum P_L (1/3 + 1/2) + P^2 / (3 * 2)) / P = 1/2 with P = 2 pairs.
     estimate = intervals.stratified([Stratum(1, [1, 0, 1], group="a", links=["x", "y", "z"]),
                                      Stratum(1, [1, 0], group="b", links=["x", "y"])])
     assert estimate is not None
-    covariance = 0.5 / 6 * math.sqrt(3)
+    covariance = (1 / 6 + 1 / 3) / (3 * 2) / 0.5
     assert estimate.variance == pytest.approx(0.25 * (1 / 3) / 3 + 0.25 * 0.5 / 2 + 2 * 0.25 * covariance)
+
+
+def test_the_covariance_of_linked_strata_is_not_lost_to_their_means():
+    """Stratum b holds copies of two of stratum a's four records and one of its own, all won
+    independently with probability 0.6: every outcome enumerated, the estimated variance of
+    the two strata's mean must match its true variance on average (from above: a stratum of
+    records all alike gets a floor), where residual products alone, centered on means of 3
+    and 4 records, showed too little of the covariance."""
+    true = 0.25 * (0.24 / 4 + 0.24 / 3 + 2 * 2 * 0.24 / 12)
+    expected = 0.0
+    for outcome in itertools.product((0.0, 1.0), repeat=5):
+        a, b = list(outcome[:4]), [outcome[0], outcome[1], outcome[4]]
+        estimate = intervals.stratified([Stratum(1, a, group="a", links=[0, 1, 2, 3]),
+                                         Stratum(1, b, group="b", links=[0, 1, 9])])
+        assert estimate is not None
+        expected += math.prod(0.6 if v else 0.4 for v in outcome) * estimate.variance
+    assert true <= expected <= 1.15 * true
 
 
 def test_linked_records_of_one_stratum_count_as_one_cluster():
@@ -214,19 +231,19 @@ def test_linked_records_of_one_stratum_count_as_one_cluster():
 
 
 def test_independent_records_linked_in_one_stratum_are_not_credited_with_less_variance():
-    """Six records of one scenario, linked in three pairs (sharing an answer) but won
-    independently with probability 0.7: every outcome is enumerated; on average the estimated
-    variance must not fall short of the true one, 0.21 / 6 (summing the residual products of
-    linked records inside a stratum, each negatively correlated with the others through the
-    stratum's mean, fell short)."""
+    """Six records of one scenario, linked in sets of three, two and one (sharing an answer) but
+    won independently with probability 0.7: every outcome is enumerated; on average the
+    estimated variance must match the true one, 0.21 / 6 (from above: six records all alike get
+    a floor). Residual products of linked records summed inside the stratum fell short (each is
+    negatively correlated with the others through the stratum's mean), and so did G/(G-1) for
+    sets of unequal sizes."""
     expected = 0.0
     for outcome in itertools.product((0.0, 1.0), repeat=6):
         chance = math.prod(0.7 if v else 0.3 for v in outcome)
-        estimate = intervals.stratified([Stratum(1, outcome, group="a", links=[0, 0, 1, 1, 2, 2]),
-                                         Stratum(1, [1.0, 0.0, 1.0], group="b", links=[0, 1, 5])])
+        estimate = intervals.stratified([Stratum(1, outcome, links=[0, 0, 0, 1, 1, 2])])
         assert estimate is not None
-        expected += chance * (estimate.variance - 0.25 * (1 / 3) / 3 / 1)  # less stratum b's own part
-    assert expected * 4 >= 0.21 / 6 * 0.98
+        expected += chance * estimate.variance
+    assert 0.21 / 6 <= expected <= 1.15 * 0.21 / 6
 
 
 def test_shrinkage_pools_within_each_group_only():
