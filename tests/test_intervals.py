@@ -22,6 +22,12 @@ from rmb_judge.session import run
 Z = 1.959963984540054
 
 
+def test_student_quantiles_match_the_tables():
+    for freedom, t in [(3, 3.1824), (5, 2.5706), (10, 2.2281), (30, 2.0423), (100, 1.9840)]:
+        assert intervals.student(Z, freedom) == pytest.approx(t, abs=0.025 if freedom == 3 else 0.003)
+    assert intervals.student(Z, math.inf) == Z
+
+
 def test_wilson_matches_the_published_interval():
     # 5 of 10: Wilson's interval is 0.2366 to 0.7634 (Newcombe 1998, table I)
     low, high = intervals.wilson(0.5, 10)
@@ -39,7 +45,14 @@ def test_stratified_mean_and_variance_by_hand():
     assert estimate.variance == pytest.approx(0.75**2 * (1 / 3) / 3 + 0.25**2 * (1 / 3) / 4)  # 0.0677083
     n_eff = 0.625 * 0.375 / estimate.variance
     assert estimate.n_eff == pytest.approx(n_eff)
-    low, high = intervals.wilson(0.625, n_eff)
+    # the variance is estimated from 2 + 3 degrees of freedom. Each term W^2/n (df s^2 + 4 P) /
+    # (df + 4), P = (2 s_1^2 + 3 s_2^2) / 5 pooled, so the sum is lambda_1 s_1^2 + lambda_2 s_2^2:
+    c, df = [0.75**2 / 3, 0.25**2 / 4], [2, 3]
+    pooled_part = sum(c_k * 4 / (d + 4) for c_k, d in zip(c, df))
+    weight = [c_k * d / (d + 4) + pooled_part * d / 5 for c_k, d in zip(c, df)]
+    a = [w / 3 for w in weight]  # (each s^2 = 1/3)
+    freedom = sum(a) ** 2 / (a[0] ** 2 / 2 + a[1] ** 2 / 3)
+    low, high = intervals.wilson(0.625, n_eff, intervals.student(Z, freedom))
     assert estimate.interval == pytest.approx([low, high])
     assert low < 0.625 < high
 
@@ -77,11 +90,12 @@ def test_a_perfect_score_still_has_an_interval_below_one():
 
 def test_paired_difference_by_hand():
     # per-record differences 1, 1, 1, 0, -1: mean 0.4, s^2 = 0.8, se^2 = 0.16; on the [0, 1]
-    # scale (d + 1) / 2 the mean is 0.7 with se^2 0.04, so Wilson's interval at n = 0.21 / 0.04
+    # scale (d + 1) / 2 the mean is 0.7 with se^2 0.04, so Wilson's interval at n = 0.21 / 0.04,
+    # with t for the 4 degrees of freedom of s^2
     difference = intervals.paired([Stratum(1.0, [1, 1, 1, 0, -1])])
     assert difference is not None
     assert difference.value == pytest.approx(0.4)
-    low, high = intervals.wilson(0.7, 0.7 * 0.3 / 0.04)
+    low, high = intervals.wilson(0.7, 0.7 * 0.3 / 0.04, intervals.student(Z, 4))
     assert (difference.low, difference.high) == pytest.approx((2 * low - 1, 2 * high - 1))
     # sign flips of four nonzero differences of 1/5 each: |sum| >= 0.4 unless two go each way
     assert difference.p_value == pytest.approx(1 - 6 / 16)
@@ -345,7 +359,8 @@ def test_every_score_of_a_run_has_an_interval_recomputed_from_its_samples(mock_r
         assert scenario["accuracy"] == pytest.approx(mean)
         variance = sum((v - mean) ** 2 for v in values) / (len(values) - 1) / len(values)
         n_eff = mean * (1 - mean) / variance if 0 < mean < 1 and variance else len(values)
-        assert scenario["interval"] == pytest.approx(list(intervals.wilson(mean, n_eff)))
+        z = intervals.student(Z, len(values) - 1) if variance else Z  # (all alike: a floor, no estimate)
+        assert scenario["interval"] == pytest.approx(list(intervals.wilson(mean, n_eff, z)))
     assert summary["position"]["first_pick_interval"] and summary["position"]["consistency_interval"]
 
 
