@@ -33,7 +33,9 @@ The interval is Wilson's score interval at the effective sample size that varian
 p +- 1.96 se is too narrow near 0 and 1, where a near-perfect judge's scores sit: it is [1, 1]
 for a scenario whose every record was won. Wilson's stays inside [0, 1] and keeps its coverage
 there; `bin/bench-precision` measures it. A record's score lies in [0, 1] (ties score 0.5), so
-its variance is at most p(1-p), which the Wilson form assumes.
+its variance is at most p(1-p), which the Wilson form assumes. Where the variance rests on few
+degrees of freedom (small scenarios, few linked sets), z is Student's t at the same level for
+their Satterthwaite count (Korn and Graubard's df-adjusted effective sample size).
 
 Paired differences of two runs on the same records use the paired (within-record) differences
 d in [-1, 1]: the interval is the one above for (d + 1) / 2, mapped back, and the p-value the

@@ -184,11 +184,12 @@ def linked(records: Iterable[Record]) -> dict[Record, int]:
         return n
 
     listed = list(records)
-    first: dict[tuple, int] = {}
+    first: dict[tuple[int, str], int] = {}
     for number, record in enumerate(listed):
         parent[number] = number
+        conversation = hash(record.conversation)  # once per record (two conversations hashing alike: a link too many)
         for answer in (record.preferred, *record.others):
-            other = first.setdefault((record.conversation, answer.text), number)
+            other = first.setdefault((conversation, answer.text), number)
             if other != number:
                 parent[root(number)] = root(other)
     return {record: root(number) for number, record in enumerate(listed)}
