@@ -7,12 +7,15 @@ samples.jsonl, exactly what its summary averaged.
 
 The difference of each section score and of `overall` is the weighted mean of the per-record
 differences A - B, stratified by scenario with the weights the runs' own scores use (a
-scenario weighs its records in the selection). Paired, because both judges saw the same
-prompts: the prompt-to-prompt spread, most of each run's own uncertainty, cancels. Its 95%
-interval is the normal one from the stratified variance of the differences; the p-value is
-the sign-flip test's (intervals.paired: exact when it can be enumerated, McNemar's test when
-the weights are equal), which assumes nothing about the shape of the differences. A
-difference is called significant only when both say so (p < 0.05 and the interval excludes 0).
+scenario weighs its records in the selection; a --precision run's records stand for their
+scenario whatever either run's --seed). Paired, because both judges saw the same prompts: the
+prompt-to-prompt spread, most of each run's own uncertainty, cancels. Records either run found
+linked (`link` in samples.jsonl: the same comparison in two sections) count together. Its 95%
+interval is `intervals.paired`'s (the scores' interval on the scale (d + 1) / 2, so it never
+has zero width); the p-value is the sign-flip test's (exact when it can be enumerated,
+McNemar's test when the weights are equal), which assumes nothing about the shape of the
+differences. A difference is called significant only when both say so (p < 0.05 and the
+interval excludes 0).
 """
 
 from __future__ import annotations
@@ -24,9 +27,9 @@ from typing import Any
 
 from . import agreement, benchmarks
 from .errors import DataError, UsageError
-from .intervals import Difference, paired
+from .intervals import Difference, Stratum, paired
 from .measures import Gap, JudgeAgreement
-from .summary import Summary, data_files, read_samples, read_summary
+from .summary import Settings, Summary, data_files, read_samples, read_summary
 
 OVERALL = "overall"
 SIGNIFICANCE = 0.05
@@ -40,6 +43,7 @@ class RunScores:
     summary: Summary
     records: dict[tuple[str, str], float]  # (category_path, uid) -> the record's score
     files: dict[str, str]  # data file -> SHA-256, from manifest.json
+    links: dict[tuple[str, str], int] | None = None  # (category_path, uid) -> its linked set in this run
 
     @property
     def name(self) -> str:
@@ -127,6 +131,7 @@ def read_run(folder: Path) -> RunScores:
                         ) from None
     samples = folder / "samples.jsonl"
     records: dict[tuple[str, str], tuple[float | None, int]] = {}  # each record's score, and its first line
+    links: dict[tuple[str, str], int] = {}
     shown: dict[tuple[str, str, int | None, str | None], int] = {}  # each presentation's line
     try:
         for number, line in read_samples(folder):
@@ -137,6 +142,8 @@ def read_run(folder: Path) -> RunScores:
                                 "has it")
             shown[presentation] = number
             score, first = records.setdefault((line.category_path, line.uid), (line.record_correct, number))
+            if line.link is not None:
+                links[line.category_path, line.uid] = line.link
             if score != line.record_correct:
                 raise DataError(f"{samples}, line {number}: record_correct {line.record_correct} for uid {line.uid} "
                                 f"of {line.category_path}, {score} on line {first}")
@@ -145,7 +152,8 @@ def read_run(folder: Path) -> RunScores:
     except OSError as error:
         raise DataError(f"{samples}: cannot read ({error.strerror or error})") from None
     scored = {key: score for key, (score, _) in records.items() if score is not None}
-    return RunScores(folder, summary, scored, files)
+    links = {key: link for key, link in links.items() if key in scored}
+    return RunScores(folder, summary, scored, files, links if len(links) == len(scored) else None)
 
 
 def compare(a: RunScores, b: RunScores, measures: bool = False) -> Comparison:
@@ -172,28 +180,67 @@ def compare(a: RunScores, b: RunScores, measures: bool = False) -> Comparison:
     result.only_a = len(a.records) - len(shared)
     result.only_b = len(b.records) - len(shared)
     by_scenario: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    uids: dict[str, list[str]] = defaultdict(list)
     for record in shared:
         by_scenario[record[0]].append((a.records[record], b.records[record]))
+        uids[record[0]].append(record[1])
     # on one selection a scenario weighs its records in it (a --precision run judged a random sample
-    # of it); on different ones the shared records are no random sample of anything: they weigh as they are
-    same = all(getattr(a.summary.settings, f) == getattr(b.summary.settings, f) for f in _SELECTION)
+    # of it, whatever either run's seed); on different ones the shared records are no random sample
+    # of anything: they weigh as they are
+    same = _selection(a.summary.settings) == _selection(b.summary.settings)
     population: dict[str, int] = defaultdict(int)  # from either run, so A - B is -(B - A)
     for run in (a, b):
         for s in run.summary.scenarios:
             population[s.category_path] = max(population[s.category_path], s.population or s.n)
     size = {path: max(population[path], len(pairs)) if same else len(pairs) for path, pairs in by_scenario.items()}
+    link = _linked(shared, a, b)
+    if link is None:
+        result.notes.append("a samples.jsonl lists no linked records (written by an older rmb-judge): records "
+                            "holding the same comparison in two sections count as independent, so the "
+                            "interval of overall may be too narrow")
     sections = [s for s in benchmark.sections if any(section_of[p] == s.key for p in by_scenario)]
-    strata: dict[str, list[tuple[float, list[tuple[float, float]]]]] = {}
+    strata: dict[str, list[tuple[float, str]]] = {}
     for section in sections:
         paths = [p for p in by_scenario if section_of[p] == section.key]
         total = sum(size[p] for p in paths)
-        strata[section.key] = [(size[p] / total, by_scenario[p]) for p in paths]
-    strata[OVERALL] = [(w / len(sections), pairs) for parts in list(strata.values()) for w, pairs in parts]
+        strata[section.key] = [(size[p] / total, p) for p in paths]
+    strata[OVERALL] = [(w / len(sections), p) for parts in list(strata.values()) for w, p in parts]
     titles = {s.key: s.title for s in benchmark.sections} | {OVERALL: "Overall"}
     for key, parts in strata.items():
-        if difference := paired([(w, [x - y for x, y in pairs]) for w, pairs in parts]):
-            result.scores.append(_score(key, titles[key], parts, difference))
+        difference = paired([Stratum(w, [x - y for x, y in by_scenario[p]], group=section_of[p],
+                                     links=None if link is None else [link[(p, uid)] for uid in uids[p]])
+                             for w, p in parts])
+        if difference:
+            result.scores.append(_score(key, titles[key], [(w, by_scenario[p]) for w, p in parts], difference))
     return result
+
+
+def _linked(shared: list[tuple[str, str]], a: RunScores, b: RunScores) -> dict[tuple[str, str], int] | None:
+    """The shared records' linked sets: records either run found linked (it wrote its own sets
+    over its own selection) are joined. None when a run did not write them."""
+    if a.links is None or b.links is None:
+        return None
+    parent = list(range(len(shared)))
+
+    def root(n: int) -> int:
+        while parent[n] != n:
+            parent[n] = parent[parent[n]]
+            n = parent[n]
+        return n
+
+    for links in (a.links, b.links):
+        first: dict[int, int] = {}
+        for number, record in enumerate(shared):
+            other = first.setdefault(links[record], number)
+            parent[root(number)] = root(other)
+    return {record: root(number) for number, record in enumerate(shared)}
+
+
+def _selection(settings: Settings) -> tuple:
+    """What decides which records a run selects: --seed only through --sample (a --precision
+    run's seeded sample is a random sample of the same selection, whatever its seed)."""
+    return (settings.sets, settings.sections, settings.scenarios, settings.limit, settings.sample,
+            settings.seed if settings.sample is not None else None)
 
 
 def _score(key: str, title: str, parts: list[tuple[float, list[tuple[float, float]]]],

@@ -24,18 +24,46 @@ QUALITY = ("unparsed", "refused", "failed", "truncated")
 
 @dataclass
 class SectionProgress:
-    total: int = 0  # presentations to judge
-    done: int = 0
-    correct: float = 0.0
+    """A section's records: how many to judge, how many are judged (every comparison), and the
+    score they make so far, weighted as the summary weighs them."""
+
+    total: int = 0  # records to judge
+    done: int = 0  # records whose every comparison is judged
+    scenarios: dict[str, list[float]] = field(default_factory=dict)  # category_path -> [sum, records]
+    population: dict[str, int] | None = None  # a --precision run's scenario sizes in the selection
 
     @property
     def accuracy(self) -> float | None:
-        return self.correct / self.done if self.done else None
+        """The section score of the records judged so far (scoring.estimates' value)."""
+        judged = {path: total / n for path, (total, n) in self.scenarios.items() if n}
+        if not judged:
+            return None
+        weight = {path: (self.population or {}).get(path) or self.scenarios[path][1] for path in judged}
+        return sum(weight[p] * judged[p] for p in judged) / sum(weight.values())
+
+
+@dataclass
+class Rounds:
+    """A --precision run's progress: its round, the interval of overall against the target,
+    and the requests of the round being judged."""
+
+    target: float
+    round: int = 0
+    overall: float | None = None  # after the last round judged
+    half_width: float | None = None
+    requests: int = 0  # the round's requests to send
+    answered: int = 0  # of them, answered so far
+
+    def line(self) -> str:
+        reached = ("-" if self.overall is None or self.half_width is None
+                   else f"{self.overall:.3f} ±{self.half_width:.3f}")
+        return (f"round {self.round}: overall {reached} (target ±{self.target:g}); "
+                f"round requests {self.answered}/{self.requests}")
 
 
 @dataclass
 class RunProgress:
-    """Per-section progress and running accuracy, plus the engine's live numbers."""
+    """Per-section progress and running scores, plus the engine's live numbers."""
 
     judge: str
     simulated: bool
@@ -44,17 +72,21 @@ class RunProgress:
     started: float = field(default_factory=time.monotonic)
     quality: dict[str, int] = field(default_factory=lambda: dict.fromkeys(QUALITY, 0))
     notice: str = ""  # what the run is doing that the numbers do not say (stopping, waiting)
+    rounds: Rounds | None = None  # a --precision run's
 
-    def expect(self, sections: Sequence[str], records: Iterable[Record]) -> None:
-        """Rows for these sections (in this order), with one comparison to judge per `records` entry."""
-        self.sections = {key: SectionProgress() for key in sections}
+    def expect(self, sections: Sequence[str], records: Iterable[Record],
+               population: dict[str, int] | None = None) -> None:
+        """Rows for these sections (in this order); `records` to judge (more may follow:
+        `more`); `population`: a --precision run's scenario sizes, which weigh its scores."""
+        self.sections = {key: SectionProgress(population=population) for key in sections}
+        self.more(records)
+
+    def more(self, records: Iterable[Record]) -> None:
         for record in records:
             self.sections[record.section].total += 1
 
     def add(self, judged: Judged) -> None:
-        section = self.sections[judged.presentation.comparison.record.section]
-        section.done += 1
-        section.correct += judged.correct
+        """A presentation's verdict: what makes a run suspect, counted as the summary counts it."""
         if judged.error:
             self.quality["failed"] += 1
         elif judged.refused:
@@ -63,6 +95,14 @@ class RunProgress:
             self.quality["unparsed"] += 1
         if judged.truncated:
             self.quality["truncated"] += 1
+
+    def record(self, record: Record, score: float) -> None:
+        """A record whose every comparison is judged, with the score the summary gives it."""
+        section = self.sections[record.section]
+        section.done += 1
+        counted = section.scenarios.setdefault(record.category_path, [0.0, 0])
+        counted[0] += score
+        counted[1] += 1
 
     def quality_line(self) -> str:
         """Verdicts that are not verdicts, so far: what makes a run suspect, seen early."""
@@ -77,10 +117,19 @@ class RunProgress:
         return sum(s.done for s in self.sections.values())
 
     def eta(self) -> str:
+        """Time left for the records to judge; a --precision run's rounds have no end known in
+        advance, so it says none (its round's requests are counted instead)."""
         elapsed = time.monotonic() - self.started
-        if not self.done or self.done >= self.total:
+        if self.rounds is not None or not self.done or self.done >= self.total:
             return "-"
         return _duration(elapsed / self.done * (self.total - self.done))
+
+    def numbers(self) -> dict[str, str]:
+        """The engine's numbers, with the ETA where one is known."""
+        shown = self.metrics()
+        if self.rounds is None:
+            shown["ETA"] = self.eta()
+        return shown
 
 
 def _duration(seconds: float) -> str:
@@ -95,7 +144,8 @@ def _percent(value: float | None) -> str:
 
 
 class LiveView:
-    """The rich renderable: one progress row per section and a line of engine numbers."""
+    """The rich renderable: one progress row per section (records judged, the score so far),
+    a --precision run's round, and a line of engine numbers."""
 
     def __init__(self, progress: RunProgress):
         self.progress = progress
@@ -106,17 +156,18 @@ class LiveView:
         table = Table(title=title, title_justify="left", expand=False)
         table.add_column("section", no_wrap=True, min_width=21)
         table.add_column("progress", width=26)
-        table.add_column("done", justify="right")
-        table.add_column("acc. per comparison", justify="right")
+        table.add_column("records", justify="right")
+        table.add_column("score", justify="right")
         for key, s in p.sections.items():
             if s.total:
                 table.add_row(key, ProgressBar(total=s.total, completed=s.done, width=24),
                               f"{s.done}/{s.total}", _percent(s.accuracy))
-        metrics = {**p.metrics(), "ETA": p.eta()}
-        line = Text("  ".join(f"{k}: {v}" for k, v in metrics.items()), style="dim")
+        line = Text("  ".join(f"{k}: {v}" for k, v in p.numbers().items()), style="dim")
         bad = sum(p.quality[k] for k in ("unparsed", "failed"))
         quality = Text("verdicts  " + p.quality_line(), style="bold red" if bad else "dim")
         parts: list[Any] = [table, quality, line]
+        if p.rounds is not None:
+            parts.insert(1, Text(p.rounds.line(), style="bold"))
         if p.notice:
             parts.append(Text(p.notice, style="bold yellow"))
         return Group(*parts)
@@ -159,9 +210,10 @@ class Display:
     def line(self) -> None:
         p = self.progress
         total = p.total or 1
-        parts = [f"{p.done}/{p.total} ({100 * p.done / total:.0f}%)"]
+        parts = [p.rounds.line()] if p.rounds is not None else []
+        parts.append(f"{p.done}/{p.total} records ({100 * p.done / total:.0f}%)")
         parts += [f"{k} {_percent(s.accuracy)}" for k, s in p.sections.items() if s.total]
-        parts += [f"{k} {v}" for k, v in {**p.quality, **p.metrics(), "ETA": p.eta()}.items()]
+        parts += [f"{k} {v}" for k, v in {**p.quality, **p.numbers()}.items()]
         if p.notice:
             parts.append(p.notice)
         tag = " [simulated]" if p.simulated else ""

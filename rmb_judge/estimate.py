@@ -22,6 +22,7 @@ from .generative import GenerativeBackend, GenerativePlan
 from .precision import Sampler, allocate, pools, required_n
 from .records import Dataset, Record
 from .scalar import ScalarBackend
+from .scoring import linked
 from .session import load_dataset
 
 
@@ -101,29 +102,55 @@ def _estimate(config: RunConfig) -> dict[str, Any]:
     return result
 
 
-# What `estimate --precision` assumes of the judge: the largest variance a record score in [0, 1]
-# can have, so the prediction is an upper bound; a judge near 0 or 1 stops sooner.
-ASSUMED_VARIANCE = 0.25
+# What `estimate --precision` assumes of the judge: every comparison won with the same
+# probability p, for the p of these that needs the most requests.
+ASSUMED_ACCURACIES = tuple(0.5 + 0.05 * k for k in range(10))
 
 
 def precision_sample(plan: GenerativePlan, dataset: Dataset, target: float, seed: int,
                      cached: set[tuple[str, int]]) -> dict[str, Any]:
-    """The records a `--precision` run would judge if every record's score had variance
-    ASSUMED_VARIANCE: the cheapest allocation (Neyman, by requests) reaching ±target, taken in
-    each scenario's seeded order, and the answers they need."""
+    """The records a `--precision` run would judge if its judge won every comparison with the
+    same probability p, a comparison's verdict shared by every record holding it (one cached
+    answer serves them): the cheapest allocation (Neyman, by requests) whose interval reaches
+    ±target, taken in each scenario's seeded order, for the p that needs the most requests, and
+    the answers those records need. Shared comparisons correlate records of different
+    sections; that covariance does not shrink as the sample grows (it is the full data's), so
+    the allocation must reach the target variance less it."""
     answers_of: dict[Record, list[tuple[str, int]]] = defaultdict(list)
     for presentation, keys in zip(plan.presentations, plan.keys, strict=True):
         answers_of[presentation.comparison.record].extend(keys)
-    drawn = pools(dataset.records, seed, lambda r: float(sum(1 for k in answers_of[r] if k not in cached)))
+    drawn = pools(dataset.records, seed, lambda r: float(len(answers_of[r])), linked(dataset.records))
     sampler = Sampler(drawn, target)
-    sizes = allocate(drawn, sampler.weights, {p.key: ASSUMED_VARIANCE for p in drawn}, sampler.first(),
-                     ASSUMED_VARIANCE / required_n(0.5, target))
-    chosen = [r for p in drawn for r in p.members[: sizes[p.key]]]
+    holding: dict[tuple, list[Record]] = defaultdict(list)
+    compared: dict[Record, set[tuple]] = {}
+    for record in dataset.records:
+        compared[record] = {(record.conversation, record.preferred.text, other.text) for other in record.others}
+        for key in compared[record]:
+            holding[key].append(record)
+    pairs = {(a, b) for group in holding.values() for i, a in enumerate(group) for b in group[i + 1:]}
+    share = {r: sampler.weights[p.key] / p.size for p in drawn for r in p.members}
+    worst: tuple[int, float, list[Record]] | None = None
+    for accuracy in ASSUMED_ACCURACIES:
+        scored = {r: accuracy ** len(c) for r, c in compared.items()}
+        variances = {p.key: sum(scored[r] * (1 - scored[r]) for r in p.members) / p.size for p in drawn}
+        value = sum(sampler.weights[p.key] * sum(scored[r] for r in p.members) / p.size for p in drawn)
+        covariance = sum(2 * share[a] * share[b] * (accuracy ** len(compared[a] | compared[b]) - scored[a] * scored[b])
+                         for a, b in pairs)
+        wanted = value * (1 - value) / required_n(value, target) - covariance
+        sizes = (allocate(drawn, sampler.weights, variances, sampler.first(), wanted) if wanted > 0
+                 else {p.key: p.size for p in drawn})
+        chosen = [r for p in drawn for r in p.members[: sizes[p.key]]]
+        requests = len({k for r in chosen for k in answers_of[r]} - cached)
+        if worst is None or requests > worst[0]:
+            worst = requests, accuracy, chosen
+    assert worst is not None
+    _, accuracy, chosen = worst
     return {
         "target": target,
-        "assumed_record_variance": ASSUMED_VARIANCE,
-        "assumption": "every record score has variance 0.25, the most a score in [0, 1] can have: "
-                      "an upper bound; a judge near 0 or 1 stops sooner",
+        "assumed_accuracy": round(accuracy, 2),
+        "assumption": f"every comparison won with the same probability ({accuracy:.2f}, of 0.50 to 0.95 the one "
+                      "needing the most requests), one verdict per comparison shared by the records holding it; "
+                      "a judge whose accuracy varies across scenarios, or lies near 0 or 1, needs fewer",
         "records": len(chosen),
         "population": len(dataset.records),
         "answers": {k for r in chosen for k in answers_of[r]},

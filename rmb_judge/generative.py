@@ -293,8 +293,8 @@ class GenerativeBackend(EngineBacked):
         sampled = f" (counted on {len(counted):,} of them)" if len(counted) < len(misses) else ""
         tokens = (f"{input_tokens:,} input tokens{sampled}, "
                   f"{output_tokens:,} output tokens assumed: {self.estimate.output_tokens} per request")
-        said = (f"cost unknown (genai-prices has no price for {self.config.task.judge.spec})" if cost is None
-                else f"estimated {'at most ' if whole else ''}${cost:.4f}")
+        said = (f"estimated {'at most ' if whole else ''}${cost:.4f}" if cost is not None
+                else f"cost unknown (the price of {self.config.task.judge.spec} is {self.estimate.unpriced()})")
         print(f"rmb-judge: {len(misses)} requests to send: {said} ({tokens})"
               + ("; --precision sends only the sample it needs of them" if whole else ""), file=sys.stderr)
         spend = None if cost is None else min(cost, execution.engine.max_cost or cost)
@@ -350,7 +350,7 @@ class GenerativeBackend(EngineBacked):
             "retries": str(stats.retries),
             "429s": str(stats.rate_limited),
             "tokens": f"{stats.input_tokens:,} in / {stats.output_tokens:,} out",
-            "spend": spend_line(stats, self.config.execution.engine.max_cost),
+            "spend": spend_line(stats, self.config.execution.engine.max_cost, self.config.task.precision is None),
             "concurrency": f"{stats.concurrency_limit:.0f}",
         }
         if stats.answered_elsewhere or stats.waiting_elsewhere:
@@ -454,9 +454,10 @@ def check_verdict_probs(judge: JudgeSpec, template: templates.Template) -> None:
                          "e.g. --template verdict (the verdict alone) or rmb")
 
 
-def spend_line(stats: Stats, max_cost: float | None) -> str:
+def spend_line(stats: Stats, max_cost: float | None, project: bool = True) -> str:
     """This run's spend, against --max-cost, with the total projected from the cost per
-    answer so far."""
+    answer so far (not for a --precision run, which will not send all it could: its live view
+    counts its round's requests instead)."""
     if not stats.cost_known:
         return "price unknown"
     line = f"${stats.spent:.4f}"
@@ -464,7 +465,7 @@ def spend_line(stats: Stats, max_cost: float | None) -> str:
         line += f" of ${max_cost:g} max"
     answered = stats.done - stats.cache_hits - stats.answered_elsewhere
     remaining = stats.total - stats.done
-    if answered > 0 and remaining > 0:
+    if project and answered > 0 and remaining > 0:
         line += f", projected ${stats.spent + stats.spent / answered * remaining:.4f}"
     return line
 

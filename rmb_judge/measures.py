@@ -121,16 +121,20 @@ def share(clusters: Sequence[Sequence[float]]) -> Measure:
 
 
 def paired(clusters: Sequence[Sequence[float]]) -> Gap:
-    """The mean of paired differences in [-1, 1] that come in clusters: the normal interval of
-    the clustered mean and the sign-flip test's p-value (each cluster's sum flips as one), as
-    `intervals.paired` gives them for record scores."""
+    """The mean of paired differences in [-1, 1] that come in clusters: its interval as
+    `intervals.paired` gives one (Wilson's on the (d + 1) / 2 scale, mapped back, so differences
+    all alike keep the width their number allows) and the sign-flip test's p-value (each
+    cluster's sum flips as one)."""
     groups = [c for c in clusters if c]
     n = sum(map(len, groups))
     if not n:
         return Gap()
     sums = [sum(c) for c in groups]
-    estimate = intervals.stratified([intervals.Stratum(1.0, sums, [len(c) for c in groups])], bounded=False)
-    assert estimate is not None
-    p_value, _ = intervals.sign_flip_p(estimate.value, [abs(s) / n for s in sums if s])
-    low, high = max(-1.0, estimate.low), min(1.0, estimate.high)
-    return Gap(estimate.value, [low, high], p_value, n)
+    counts = [len(c) for c in groups]
+    value = sum(sums) / n
+    scaled = intervals.stratified([intervals.Stratum(1.0, [(s + m) / 2 for s, m in zip(sums, counts, strict=True)],
+                                                     counts)])
+    assert scaled is not None
+    low, high = (2 * scaled.low - 1, 2 * scaled.high - 1) if len(groups) > 1 else (-1.0, 1.0)
+    p_value, _ = intervals.sign_flip_p(value, [abs(s) / n for s in sums if s])
+    return Gap(value, [max(-1.0, min(low, value)), min(1.0, max(high, value))], p_value, n)

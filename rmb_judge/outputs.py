@@ -134,10 +134,11 @@ class RunFolder:
 
 
 def sample_line(j: Judged, comparison_correct: float | None, record_correct: float | None,
-                simulated: bool) -> dict[str, Any]:
+                simulated: bool, link: int | None = None) -> dict[str, Any]:
     """One presentation; `comparison_correct` and `record_correct` are the scores its
     comparison and its record got (null for a record a stopped run did not finish), which
-    `compare` pairs across runs."""
+    `compare` pairs across runs; `link`: its record's linked set in this run (records holding
+    an answer to the same conversation, `scoring.linked`), which `compare` clusters on."""
     c = j.presentation.comparison
     return {
         "simulated": simulated,
@@ -149,6 +150,7 @@ def sample_line(j: Judged, comparison_correct: float | None, record_correct: flo
         "correct": j.correct,
         "comparison_correct": comparison_correct,
         "record_correct": record_correct,
+        "link": link,
         "raw": j.raw,
         "votes": list(j.votes) if len(j.votes) > 1 else None,
         "probs": None if j.probs is None else dict(zip(("A", "B", "tie"), j.probs, strict=True)),

@@ -5,22 +5,28 @@ and `bin/bench-precision` all drive this same code.
 - The strata are the scenarios. Each has a fixed order, a permutation seeded by `--seed` and
   the records' identities, and the sample is always a prefix of every scenario's order: a
   later run with a smaller H (or no --precision) judges a superset of what an earlier one
-  judged, so every answer already paid for is used again, and prefixes an earlier run judged
-  (found in the cache) come free from the start.
-- Estimates weight each scenario by its size in the selection (`intervals.stratified`), so a
-  scenario sampled more heavily than another does not pull the score its way.
+  judged, so every answer already paid for is used again.
+- The sample is decided by the command and the answers alone, never by what the cache holds:
+  a record's cost is the requests it needs (a Best-of-N record: its N-1 comparisons, times two
+  orders with `--order both`, times K with `--samples K`), cached or not, and every run starts
+  from the same first round. So a rerun judges the same records and reports the same score,
+  and a stopped run, rerun, replays its rounds from the cache for free and goes on as if never
+  stopped.
+- Estimates weight each scenario by its size in the selection and are `scoring.estimates`'
+  (the summary's), so a scenario sampled more heavily than another does not pull the score its
+  way and the interval the stop checks is the one reported.
 - Round by round the sample grows toward the Neyman allocation that reaches H at the least
-  cost: a scenario gets records in proportion to weight * sd / sqrt(cost per record), where
-  the cost is the requests a record still needs (a Best-of-N record: its N-1 comparisons,
-  times two orders with `--order both`, times K with `--samples K`; cached answers cost
-  nothing). Scenario variances are shrunk toward their section's pooled variance, since a
-  few records say little about one scenario.
+  cost: a scenario gets records in proportion to weight * sd / sqrt(cost per record), with
+  the sd of its section's pooled variance, not its own: a few records say little about one
+  scenario, and allocating by them froze the estimates of scenarios whose first records
+  happened to agree (pairwise sections, mostly won, leaned high; Best-of-N ones, mostly
+  lost, low; bin/bench-precision measures it).
 - Guard against an interval that lies because the run stopped when it happened to look
   narrow (sequential stopping): every scenario gets at least MIN_PER_SCENARIO records before
   any stop, and a --precision run's score intervals (the one the stop checks, and those it
-  reports) use the critical value STOP_Z = 2.05 instead of 1.96. With 1.96, 1,000 simulated
-  runs at H = 0.02 covered the truth 93.4% of the time (uniform 70% judge; 93.3% for the
-  scenario-dependent one); `bin/bench-precision` measures what 2.05 gives (docs/BENCHMARKS.md).
+  reports) use the critical value STOP_Z = 2.05 instead of 1.96 (docs/BENCHMARKS.md).
+- A round in which requests failed (after their retries) decides nothing: the run stops
+  growing its sample and does not claim H; a rerun retries them and goes on.
 """
 
 from __future__ import annotations
@@ -28,16 +34,15 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
-from .intervals import Estimate, Stratum, half_width, stratified, wilson
+from .intervals import Estimate, Stratum, half_width, pooled, stratified, wilson
 
 MIN_PER_SCENARIO = 2  # records of each scenario judged before any stop (a variance needs two)
 STOP_Z = 2.05  # the critical value of a --precision run's score intervals, corrected for stopping
-SHRINK = 4.0  # a scenario's variance is pooled with its section's, worth this many records
-GROWTH = 4.0  # a round spends at most this many times what the sample cost so far
+GROWTH = 2.0  # a round spends at most this many times what the sample cost so far
 
 
 def order_key(seed: int, category_path: str, uid: str, index: int) -> bytes:
@@ -61,16 +66,18 @@ class Sampled(Protocol):
 R = TypeVar("R", bound=Sampled)
 
 
-def pools(records: Iterable[R], seed: int, cost: Callable[[R], float]) -> list[Pool]:
-    """The scenarios of these records, each with its records in the seeded order and what each
-    still costs (in requests)."""
+def pools(records: Iterable[R], seed: int, cost: Callable[[R], float],
+          links: Mapping[R, Hashable] | None = None) -> list[Pool]:
+    """The scenarios of these records, each with its records in the seeded order, what each
+    costs (in requests) and its linked set (`scoring.linked`)."""
     by_path: dict[str, list[R]] = defaultdict(list)
     for record in records:
         by_path[record.category_path].append(record)
     made = []
     for path, members in by_path.items():
         members.sort(key=lambda r: order_key(seed, path, r.uid, r.index))
-        made.append(Pool(path, members[0].section, list(members), [cost(r) for r in members]))
+        made.append(Pool(path, members[0].section, list(members), [cost(r) for r in members],
+                         None if links is None else [links[r] for r in members]))
     return made
 
 
@@ -82,6 +89,7 @@ class Pool:
     section: str
     members: list = field(default_factory=list)
     costs: list[float] = field(default_factory=list)
+    links: list[Hashable] | None = None  # each member's linked set (None: none linked)
 
     @property
     def size(self) -> int:
@@ -120,11 +128,12 @@ class Sampler:
     far each prefix grows next."""
 
     def __init__(self, pools: Sequence[Pool], target: float, minimum: int = MIN_PER_SCENARIO,
-                 z: float = STOP_Z):
+                 z: float = STOP_Z, sampled: float | None = None):
         self.pools = [p for p in pools if p.size]
         self.target = target
         self.minimum = minimum
         self.z = z
+        self.sampled = sampled  # --sample's rate: the selection the pools hold is itself random
         sections: dict[str, int] = defaultdict(int)
         for pool in self.pools:
             sections[pool.section] += pool.size
@@ -132,14 +141,20 @@ class Sampler:
         self.weights = {p.key: p.size / sections[p.section] / len(sections) for p in self.pools}
         self.rounds = 0
 
-    def first(self, free: Mapping[str, int] | None = None) -> dict[str, int]:
-        """The first round: every scenario's minimum, or the prefix that is free already (cached)."""
-        free = free or {}
-        return {p.key: min(p.size, max(self.minimum, free.get(p.key, 0))) for p in self.pools}
+    def first(self, judged: Mapping[str, int] | None = None) -> dict[str, int]:
+        """The first round: every scenario's minimum (or the prefix it has judged, if longer)."""
+        judged = judged or {}
+        return {p.key: min(p.size, max(self.minimum, judged.get(p.key, 0))) for p in self.pools}
 
     def estimate(self, scores: Mapping[str, Sequence[float]]) -> Estimate | None:
-        """`overall` from each scenario's judged prefix (stratified by scenario)."""
-        return stratified([Stratum(self.weights[p.key], scores.get(p.key, ())) for p in self.pools], self.z)
+        """`overall` from each scenario's judged prefix (stratified by scenario), as the run's
+        summary computes it (`scoring.estimates`)."""
+        return stratified(self._strata(scores), self.z, self.sampled)
+
+    def _strata(self, scores: Mapping[str, Sequence[float]]) -> list[Stratum]:
+        return [Stratum(self.weights[p.key], values, group=p.section, size=p.size,
+                        links=None if p.links is None else p.links[: len(values)])
+                for p in self.pools for values in [scores.get(p.key, ())]]
 
     def step(self, scores: Mapping[str, Sequence[float]]) -> Step:
         """Stop, or the next sizes. `scores[key]`: the record scores of the scenario's prefix."""
@@ -178,32 +193,13 @@ class Sampler:
         return grown
 
     def variances(self, scores: Mapping[str, Sequence[float]]) -> dict[str, float]:
-        """Each scenario's record variance, shrunk toward its section's pooled variance (never 0:
-        a section judged all right or all wrong so far gets the variance of a proportion one
-        half-record away from it)."""
-        pooled: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0.0])  # ss, df, sum, n
-        own: dict[str, tuple[float, int]] = {}
-        for pool in self.pools:
-            values = scores.get(pool.key, ())
-            n = len(values)
-            mean = sum(values) / n if n else 0.0
-            ss = sum((v - mean) ** 2 for v in values)
-            own[pool.key] = (ss, n)
-            acc = pooled[pool.section]
-            acc[0] += ss
-            acc[1] += max(n - 1, 0)
-            acc[2] += sum(values)
-            acc[3] += n
-        section_variance = {}
-        for section, (ss, df, total, count) in pooled.items():
-            p = (total + 0.5) / (count + 1)
-            section_variance[section] = max(ss / df if df else 0.0, p * (1 - p) if ss == 0 else 0.0, 1e-6)
-        result = {}
-        for pool in self.pools:
-            ss, n = own[pool.key]
-            prior = section_variance[pool.section]
-            result[pool.key] = (ss + SHRINK * prior) / (max(n - 1, 0) + SHRINK)
-        return result
+        """Each scenario's record variance for the allocation: its section's pooled variance as
+        the interval computes it (`intervals.pooled`), not the scenario's own. A few records
+        estimate a scenario's own variance so poorly that allocating by it favoured scenarios
+        whose first records happened to agree and froze their estimates there: pairwise
+        sections (mostly won) leaned high and Best-of-N ones (mostly lost) low."""
+        found = pooled(self._strata(scores), self.z)
+        return {p.key: max(found.get(p.section, 0.25), 1e-9) for p in self.pools}
 
 
 def allocate(pools: Sequence[Pool], weights: Mapping[str, float], variances: Mapping[str, float],

@@ -17,6 +17,7 @@ levels are the benchmark's).
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from statistics import mean
 from typing import Any
@@ -143,27 +144,60 @@ class Scored:
 def estimates(
     keys: list[str], values: dict[str, list[float]], section_of: dict[str, str],
     population: dict[str, int] | None = None, z: float = intervals.Z95,
+    links: dict[str, list[Hashable]] | None = None, sampled: float | None = None,
 ) -> tuple[dict[str, Estimate | None], dict[str, Estimate | None]]:
     """Each section's score and `overall` (the mean of the sections present), then the macro
     averages, as estimates with intervals, from the record scores of each scenario
     (`values[category_path]`). A scenario weighs its size in the selection (`population`)
-    within its section, or its count of records when every record was judged."""
+    within its section, or its count of records when every record was judged.
+
+    `links[category_path]`: each record's linked set (`linked`), so records holding the same
+    comparison in two sections count as one cluster. `sampled`: the sizes that weigh the
+    scenarios are random, drawn by keeping each record with this probability (a `--sample`
+    run's counts, or its counts a --precision run sampled from), which the section scores'
+    variance counts; the macro averages weigh scenarios equally whatever their counts."""
     size = {path: (population or {}).get(path, len(v)) for path, v in values.items()}
     by_section: dict[str, list[str]] = defaultdict(list)
     for path in values:
         by_section[section_of[path]].append(path)
     present = [k for k in keys if by_section[k]]
 
-    def combine(weight: dict[str, float], sections: list[str]) -> Estimate | None:
-        return intervals.stratified([Stratum(weight[p], values[p]) for k in sections for p in by_section[k]], z)
+    def combine(weight: dict[str, float], sections: list[str], mixed: float | None) -> Estimate | None:
+        return intervals.stratified([Stratum(weight[p], values[p], group=k, links=(links or {}).get(p), size=size[p])
+                                     for k in sections for p in by_section[k]], z, mixed)
 
     micro = {p: size[p] / sum(size[q] for q in by_section[section_of[p]]) for p in values}
     macro = {p: 1 / len(by_section[section_of[p]]) for p in values}
-    scores = {k: combine(micro, [k]) for k in keys}
-    macros = {k: combine(macro, [k]) for k in keys}
-    scores["overall"] = combine(micro, present)
-    macros["overall"] = combine(macro, present)
+    scores = {k: combine(micro, [k], sampled) for k in keys}
+    macros = {k: combine(macro, [k], None) for k in keys}
+    scores["overall"] = combine(micro, present, sampled)
+    macros["overall"] = combine(macro, present, None)
     return scores, macros
+
+
+def linked(records: Iterable[Record]) -> dict[Record, int]:
+    """Each record's linked set: records that hold an answer to the same conversation (the
+    same comparison in a pairwise and a Best-of-N record, judged once for both; an answer a
+    reward model scored once for both) are joined, and so is anything joined to them. Their
+    scores are correlated, so the intervals count a linked set as one cluster."""
+    parent: dict[int, int] = {}
+
+    def root(n: int) -> int:
+        while parent[n] != n:
+            parent[n] = parent[parent[n]]
+            n = parent[n]
+        return n
+
+    listed = list(records)
+    first: dict[tuple[int, str], int] = {}
+    for number, record in enumerate(listed):
+        parent[number] = number
+        conversation = hash(record.conversation)  # once per record (two conversations hashing alike: a link too many)
+        for answer in (record.preferred, *record.others):
+            other = first.setdefault((conversation, answer.text), number)
+            if other != number:
+                parent[root(number)] = root(other)
+    return {record: root(number) for number, record in enumerate(listed)}
 
 
 def _value(estimate: Estimate | None) -> float | None:
@@ -177,17 +211,21 @@ def _interval(estimate: Estimate | None) -> list[float] | None:
 def summarize(
     benchmark: Benchmark, judged: list[Judged], record_scores: list[RecordScore], records: list[Record],
     scalar: bool, population: dict[str, int] | None = None, z: float = intervals.Z95,
+    links: Mapping[Record, Hashable] | None = None, sampled: float | None = None,
 ) -> Scored:
     """Scores with intervals, per-section counts, per-scenario accuracies, position bias and
     vote agreement. `population`: a sampled run's scenario sizes in the selection; `z`: the
-    critical value of the scores' intervals (a --precision run's is corrected for stopping)."""
+    critical value of the scores' intervals (a --precision run's is corrected for stopping);
+    `links`: each record's linked set (`linked`); `sampled`: --sample's rate (`estimates`)."""
     scenario_scores: dict[str, list[float]] = defaultdict(list)
+    scenario_links: dict[str, list[Hashable]] = defaultdict(list)
     scenario_of: dict[str, Record] = {}
     counts: dict[str, Counter] = defaultdict(Counter)
     scenario_counts: dict[str, Counter] = defaultdict(Counter)
     for rs in record_scores:
         record = rs.record
         scenario_scores[record.category_path].append(rs.score)
+        scenario_links[record.category_path].append(links[record] if links is not None else id(record))
         scenario_of[record.category_path] = record
         c = counts[record.section]
         c["n"] += 1
@@ -200,7 +238,8 @@ def summarize(
                 scenario_counts[record.category_path].update(flags)
 
     keys = [section.key for section in benchmark.sections]
-    scores, macros = estimates(keys, scenario_scores, {p: r.section for p, r in scenario_of.items()}, population, z)
+    scores, macros = estimates(keys, scenario_scores, {p: r.section for p, r in scenario_of.items()}, population, z,
+                               scenario_links if links is not None else None, sampled)
     scenarios = []
     for path in sorted(scenario_scores):
         accuracy = intervals.mean_of(scenario_scores[path])
@@ -245,11 +284,12 @@ def _flags(j: Judged) -> Counter:
 
 
 def position_bias(judged: list[Judged], record_scores: list[RecordScore]) -> Position:
-    """How often the first-shown answer was picked, and, for --order both, how often the
-    two orders agree; intervals count a record's verdicts as one cluster."""
+    """How often the first-shown answer was picked, of the verdicts that picked one (a tie
+    picks neither), and, for --order both, how often the two orders agree; intervals count a
+    record's verdicts as one cluster."""
     firsts: dict[str, dict[Record, list[float]]] = defaultdict(lambda: defaultdict(list))
     for j in judged:
-        if j.verdict is not None:
+        if j.verdict in ("A", "B"):
             record = j.presentation.comparison.record
             firsts[record.section][record].append(float(j.verdict == "A"))
     every = intervals.clustered([c for by_record in firsts.values() for c in by_record.values()])

@@ -25,6 +25,7 @@ import sys
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Hashable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -33,7 +34,7 @@ from . import behaviour, benchmarks, calibration, comparisons, intervals, precis
 from .benchmark import Benchmark
 from .cache import Cache
 from .config import RunConfig
-from .display import Display, RunProgress
+from .display import Display, Rounds, RunProgress
 from .errors import CacheMiss, FatalProviderError, RmbJudgeError, StoppedByError, UsageError
 from .outputs import UNSAVED, RunFolder, manifest, sample_line
 from .precision import Sampler, Step
@@ -228,6 +229,9 @@ class Session:
         self._keys: Sequence[Sequence[Hashable]] = ()  # each unit's answers
         self._have: set[Hashable] = set()  # answers received or cached (or failed for good)
         self._sampled: Sampled | None = None  # a --precision run's sample, once drawn
+        self._units_of: dict[Record, list[int]] = defaultdict(list)  # each record's units
+        self._round: set[Hashable] = set()  # the answers a --precision round asks for
+        self._linked: dict[Record, int] | None = None  # scoring.linked over the selection
 
     async def run(self) -> RunResult:
         task, execution = self.config.task, self.config.execution
@@ -255,7 +259,14 @@ class Session:
                     for key in keys:
                         self._waiting[key].append(index)
                 units = backend.units()
-                self.progress.expect([s.key for s in self.benchmark.sections], (u.comparison.record for u in units))
+                for index, unit in enumerate(units):
+                    self._units_of[unit.comparison.record].append(index)
+                sections = [s.key for s in self.benchmark.sections]
+                if self.config.task.precision is None:
+                    self.progress.expect(sections, dataset.records)
+                else:  # the sample's records, as it grows
+                    self.progress.expect(sections, (), dict(Counter(r.category_path for r in dataset.records)))
+                    self.progress.rounds = Rounds(self.config.task.precision)
                 missing = backend.lookup(cache, self._answered)
             if missing:
                 await backend.before_sending(cache, probe)
@@ -299,6 +310,9 @@ class Session:
         """An answer arrived: read the verdicts it completes (in the reader thread once the
         work has started, so the event loop never waits on it)."""
         self._have.add(key)
+        rounds = self.progress.rounds
+        if rounds is not None and key in self._round:
+            rounds.answered += 1
         if self._reader is None:
             self._judge_ready(key)
         else:
@@ -310,24 +324,24 @@ class Session:
         interval of overall is narrow enough or the selection is exhausted. What the cache
         holds costs nothing: a scenario's prefix that is cached already is the first round's."""
         task = self.config.task
-        assert task.precision is not None
-        units_of: dict[Record, list[int]] = defaultdict(list)
-        for index, unit in enumerate(units):
-            units_of[unit.comparison.record].append(index)
+        assert task.precision is not None and self.progress.rounds is not None
+        units_of, rounds = self._units_of, self.progress.rounds
 
         def needs(record: Record) -> list[Hashable]:
             return [key for index in units_of[record] for key in self._keys[index]]
 
-        pools = precision.pools(dataset.records, task.selection.seed,
-                                lambda r: float(sum(1 for key in needs(r) if key not in self._have)))
-        sampled = self._sampled = Sampled(Sampler(pools, task.precision), set())
+        pools = precision.pools(dataset.records, task.selection.seed, lambda r: float(len(needs(r))),
+                                self._links(dataset))
+        sampled = self._sampled = Sampled(Sampler(pools, task.precision, sampled=task.selection.sample), set())
         sampled.requests_full = sum(len(needs(r)) for r in dataset.records)
-        free = {p.key: next((n for n, cost in enumerate(p.costs) if cost), p.size) for p in pools}
-        sizes = sampled.sampler.first(free)
+        sizes = sampled.sampler.first()
         while True:
             chosen = [r for p in pools for r in p.members[: sizes[p.key]]]
+            self._count([r for r in chosen if r not in sampled.records])
             sampled.records.update(chosen)
             wanted = {key for r in chosen for key in needs(r) if key not in self._have}
+            self._round = wanted
+            rounds.round, rounds.requests, rounds.answered = sampled.sampler.rounds + 1, len(wanted), 0
             if wanted and self.config.execution.engine.offline:
                 raise CacheMiss(f"--offline: {len(wanted)} requests of the --precision {task.precision:g} sample "
                                 f"are not in the cache {cache.path}; nothing was sent")
@@ -336,15 +350,26 @@ class Session:
             if self.backend.stopped_reason:
                 return
             await asyncio.to_thread(self._read_all)
-            by_record = {r: [self.judged[i] for i in units_of[r] if i in self.judged] for r in chosen}
-            scores = {rs.record: rs.score for rs in scoring.score_records(
-                self.benchmark, [j for r in chosen for j in by_record[r] if len(by_record[r]) == len(units_of[r])])}
-            step = sampled.step = sampled.sampler.step(
-                {p.key: [scores[r] for r in p.members[: sizes[p.key]] if r in scores] for p in pools})
             sampled.requests_sample = sum(len(needs(r)) for r in sampled.records)
+            by_record = {r: [self.judged[i] for i in units_of[r] if i in self.judged] for r in chosen}
+            if any(len(by_record[r]) < len(units_of[r]) or any(j.error and not j.rejected for j in by_record[r])
+                   for r in chosen):
+                return  # a sample with holes decides nothing: a rerun retries them and goes on from here
+            scores = {rs.record: rs.score for rs in scoring.score_records(
+                self.benchmark, [j for r in chosen for j in by_record[r]])}
+            step = sampled.step = sampled.sampler.step({p.key: [scores[r] for r in p.members[: sizes[p.key]]]
+                                                        for p in pools})
+            if step.estimate is not None:
+                rounds.overall, rounds.half_width = step.estimate.value, step.estimate.half_width
             if step.stop:
                 return
             sizes = step.sizes
+
+    def _links(self, dataset: Dataset) -> dict[Record, int]:
+        """Each record's linked set over the whole selection (the sample's and the summary's alike)."""
+        if self._linked is None:
+            self._linked = scoring.linked(dataset.records)
+        return self._linked
 
     def _read_all(self) -> None:
         """Wait until every answer received so far has been read into a verdict."""
@@ -355,7 +380,27 @@ class Session:
         for index in self._waiting.pop(key, ()):
             if index not in self.judged and (result := self.backend.judge(index)):
                 self.judged[index] = result
-                self.progress.add(result)
+                record = result.presentation.comparison.record
+                if self.config.task.precision is None or (self._sampled and record in self._sampled.records):
+                    self._show(record, result)
+
+    def _show(self, record: Record, judged: Judged) -> None:
+        """Count a verdict in the live view, and its record once every comparison is judged
+        (with the score the summary gives it)."""
+        self.progress.add(judged)
+        units = self._units_of[record]
+        if all(i in self.judged for i in units):
+            score = scoring.score_records(self.benchmark, [self.judged[i] for i in units])[0].score
+            self.progress.record(record, score)
+
+    def _count(self, records: list[Record]) -> None:
+        """Records joining a --precision run's sample: counted in the live view with what of
+        them is judged already (between rounds: no verdict is being read meanwhile)."""
+        self.progress.more(records)
+        for record in records:
+            for index in self._units_of[record]:
+                if index in self.judged:
+                    self._show(record, self.judged[index])
 
     async def _work(self, work: Callable[[], Awaitable[None]]) -> tuple[str | None, BaseException | None]:
         """The backend's work under the live view and the signal handlers. Returns why the
@@ -392,6 +437,8 @@ class Session:
                     failure, stopped = exc, "fatal"
                 except Exception as exc:  # a bug or a broken cache: still write what was judged
                     failure, stopped = exc, "error"
+                # the last line shows every answer received read (a failure to read one surfaces later)
+                await asyncio.to_thread(wait_futures, list(self._reading))
         finally:
             loop.remove_signal_handler(signal.SIGINT)
             loop.remove_signal_handler(signal.SIGTERM)
@@ -425,7 +472,8 @@ class Session:
         record_scores = scoring.score_records(self.benchmark, kept)
         retry_later = sum(1 for j in judged if j.error and not j.rejected)
         z = precision.STOP_Z if sampled is not None else intervals.Z95
-        scored = scoring.summarize(self.benchmark, kept, record_scores, finished, task.judge.scalar, population, z)
+        scored = scoring.summarize(self.benchmark, kept, record_scores, finished, task.judge.scalar, population, z,
+                                   self._links(dataset), task.selection.sample)
         summary = Summary(
             judge=task.judge.spec,
             benchmark=self.benchmark.name,
@@ -466,7 +514,8 @@ class Session:
         sampler = sampled.sampler
         half = None if overall is None or value is None else intervals.half_width(value, overall)
         return Sampling(
-            target=sampler.target, z=sampler.z, half_width=half, reached=half is not None and half <= sampler.target,
+            target=sampler.target, z=sampler.z, half_width=half,
+            reached=sampled.step is not None and sampled.step.stop == "precision",
             rounds=sampler.rounds, records=len(sampled.records), population=sum(p.size for p in sampler.pools),
             requests_full=sampled.requests_full, requests_sample=sampled.requests_sample,
         )
@@ -476,11 +525,12 @@ class Session:
         """The run folder. samples.jsonl has a line for every judged presentation; those of
         records a stopped run did not finish have `comparison_correct` and `record_correct` null."""
         simulated = summary.simulated
+        links = self._links(dataset)
         lines: list[dict[str, Any]] = []
         written: set[int] = set()
         for rs in record_scores:
             for group, score in zip(rs.comparisons, rs.comparison_scores, strict=True):
-                lines.extend(sample_line(j, score, rs.score, simulated) for j in group)
+                lines.extend(sample_line(j, score, rs.score, simulated, links[rs.record]) for j in group)
                 written.update(id(j) for j in group)
         lines.extend(sample_line(j, None, None, simulated) for j in judged if id(j) not in written)
         folder.write_lines("samples.jsonl", lines)

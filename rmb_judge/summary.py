@@ -267,6 +267,7 @@ class SampleScore:
     record_correct: Fraction | None
     loser_index: int | None = None  # Best-of-N: which loser
     order: str | None = None  # AB: the label-preferred answer shown first
+    link: int | None = None  # the record's linked set (records sharing an answer to one conversation)
 
 
 def open_regular(file: Path) -> BinaryIO:

@@ -121,12 +121,12 @@ def test_manifest_says_how_to_reproduce(data_root, tmp_path):
         assert digest == hashlib.sha256((data_root / name).read_bytes()).hexdigest()
 
 
-def test_live_view_shows_sections_and_engine_numbers():
+def test_live_view_shows_sections_and_engine_numbers(data_root):
     progress = RunProgress("openai:gpt-x", False, metrics=lambda: {"in flight": "7", "429s": "2"})
-    progress.expect([s.key for s in RMB.sections], [])
-    progress.sections["bon_harmlessness"].total = 10
-    progress.sections["bon_harmlessness"].done = 4
-    progress.sections["bon_harmlessness"].correct = 3
+    dataset = RMB.load(data_root, records.Selection(sets=("bon",), sections=("harmlessness",), limit=5))
+    progress.expect([s.key for s in RMB.sections], dataset.records[:10])
+    for record, score in zip(dataset.records[:4], (1.0, 1.0, 0.0, 1.0), strict=True):
+        progress.record(record, score)
     console = Console(record=True, width=160)
     console.print(LiveView(progress))
     text = console.export_text()

@@ -341,3 +341,43 @@ def test_report_pairs_runs_only_within_a_selection_group(runs):
     paired = [line for line in markdown.splitlines() if line.startswith("- #") and " vs #" in line]
     assert len(paired) == 1 and paired[0].startswith("- #1 vs #2 ")
     assert "Another selection" in markdown
+
+
+def test_a_sampled_run_is_weighted_as_its_summary_against_a_run_of_another_seed(tmp_path, data_root):
+    """--seed draws a --precision run's sample and the full run's random orders; whatever the
+    other run's seed, the sampled run's records stand for their scenarios as in its summary."""
+    run(make_config(judge="mock", data=data_root, out=tmp_path / "full", cache=tmp_path / "cache",
+                    selection=records.Selection(**SELECTION, seed=2)))
+    run(make_config(judge="mock", data=data_root, out=tmp_path / "sample", cache=tmp_path / "cache",
+                    selection=records.Selection(**SELECTION, seed=5), precision=0.15, template="arena-hard"))
+    sampled = json.loads((tmp_path / "sample" / "summary.json").read_text())
+    assert sampled["precision"]["records"] < sampled["precision"]["population"]
+    result = compare(read_run(tmp_path / "sample"), read_run(tmp_path / "full"))
+    assert "seed: 5 vs 2" in result.differs
+    overall = next(s for s in result.scores if s.key == "overall")
+    assert overall.a == pytest.approx(sampled["scores"]["overall"])
+    for key, score in sampled["scores"].items():
+        if score is not None and key != "overall":
+            assert next(s for s in result.scores if s.key == key).a == pytest.approx(score)
+
+
+def test_records_linked_across_sections_are_read_from_the_samples(runs, tmp_path):
+    """samples.jsonl names each record's linked set (records holding an answer to the same
+    conversation): here Best-of-N records share theirs with pairwise ones; a file without
+    them is compared all the same, with a note."""
+    import shutil
+
+    mock = read_run(runs / "mock")
+    assert mock.links is not None and len(mock.links) == len(mock.records)
+    sections: dict[int, set[str]] = defaultdict(set)
+    for (path, _), link in mock.links.items():
+        sections[link].add(path.split("/")[0])
+    assert any(len(kinds) == 2 for kinds in sections.values())
+    assert not any("linked" in note for note in compare(mock, read_run(runs / "label")).notes)
+    copy = tmp_path / "old"
+    shutil.copytree(runs / "mock", copy)
+    lines = [json.loads(line) for line in (copy / "samples.jsonl").read_text().splitlines()]
+    (copy / "samples.jsonl").write_text("".join(json.dumps({k: v for k, v in line.items() if k != "link"}) + "\n"
+                                                for line in lines))
+    result = compare(read_run(copy), read_run(runs / "label"))
+    assert any("lists no linked records" in note for note in result.notes) and result.overall is not None

@@ -95,3 +95,44 @@ def test_a_sampled_runs_chance_level_weighs_scenarios_by_population(data_root):
     assert chance_levels(RMB, sample, False, population)["bon_helpfulness"] == pytest.approx(expected)
     assert chance_levels(RMB, sample, False)["bon_helpfulness"] == pytest.approx(
         mean(0.5 ** len(r.others) for r in sample))
+
+
+def test_the_first_pick_rate_counts_decisive_verdicts_only(data_root, tmp_path, monkeypatch):
+    """A judge that picks the answer shown first whenever it picks one, and calls every third
+    prompt a tie: it picked first on every decisive verdict, so its first-pick rate is 1, and
+    a tie is neither the first nor the second answer."""
+    from fake_api import FAKE_KEY, FakeAPI, Reply, prompt_text
+
+    def respond(body, wire):
+        prompt = prompt_text(body, wire)
+        return Reply("[[A=B]]" if stable_hash(prompt) % 3 == 0 else "[[A>B]]")
+
+    monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
+    with FakeAPI(respond).run_in_thread() as api:
+        run(make_config(judge="openai:gpt-4o-mini", data=data_root, out=tmp_path / "out", cache=tmp_path / "c",
+                        base_urls=[api.openai_url], template="arena-hard",
+                        selection=records.Selection(limit=3, scenarios=["*Chat*"])))
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    verdicts = [json.loads(line)["verdict"] for line in (tmp_path / "out" / "samples.jsonl").read_text().splitlines()]
+    assert verdicts.count("tie") >= 5 and verdicts.count("A") >= 20 and "B" not in verdicts
+    position = summary["position"]
+    assert position["first_pick_rate"] == 1.0
+    assert all(rate == 1.0 for rate in position["by_section"].values())
+    assert position["first_pick_interval"][1] == 1.0
+    # the guard names the bias over the decisive verdicts only
+    assert any(f"shown first in 100% of {verdicts.count('A')} verdicts" in w for w in summary["warnings"])
+
+
+def test_the_live_figures_are_the_summarys(data_root, tmp_path, capsys):
+    """The progress line's per-section figure is the score the summary shows: a Best-of-N
+    record counts once, won only if every comparison is."""
+    from rmb_judge import cli
+
+    assert cli.main(["run", "--judge", "mock", "--data", str(data_root), "--limit", "5", "--scenarios", "*Chat*",
+                     "--out", str(tmp_path / "o"), "--cache", str(tmp_path / "c"), "--no-progress"]) == 0
+    line = [line for line in capsys.readouterr().err.splitlines() if line.startswith("[rmb-judge")][-1]
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    records = summary["data"]["records_scored"]
+    assert f"{records}/{records} records" in line
+    for key in summary["sections"]:
+        assert f"{key} {100 * summary['scores'][key]:.1f}%" in line, key
