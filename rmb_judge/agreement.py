@@ -3,7 +3,7 @@ and Cohen's kappa) and how their verdict probabilities compare (Brier, ECE and A
 on the comparisons of the records both runs scored.
 
 Agreement is over each shared comparison's verdict relative to the label (the preferred
-answer, the other, or a tie; `judgments.combined` over its orders) where both runs read one;
+answer, the other, or a tie; `samples.combined` over its orders) where both runs read one;
 kappa = (p_o - p_e) / (1 - p_e), p_e from each run's own shares of the three verdicts. Raw
 agreement is a clustered share (a record's comparisons one cluster) with Wilson's interval;
 kappa's interval comes from the simulated sampling distribution of the 3 x 3 table's totals
@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import calibration, judgments
+from . import calibration, samples
 from .measures import Gap, JudgeAgreement, Measure, share
 
 VERDICTS = ("win", "loss", "tie")
@@ -35,7 +35,7 @@ def kappa(table: Sequence[float]) -> float:
 def between(a: Path, b: Path, records: set[tuple[str, str]]) -> tuple[JudgeAgreement, dict[str, Gap]]:
     """Agreement of runs `a` and `b`, and the differences of their probability measures, on the
     comparisons of `records` ((category_path, uid), those `compare` matched)."""
-    ours, theirs = judgments.read(a), judgments.read(b)
+    ours, theirs = samples.read(a), samples.read(b)
     verdicts: dict[tuple[str, str], list[tuple[str | None, str | None]]] = {}
     forecasts: dict[tuple[str, str], list[tuple[float, float]]] = {}
     for key, mine in ours.items():

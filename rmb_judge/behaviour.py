@@ -31,8 +31,8 @@ import functools
 import re
 from collections.abc import Hashable, Sequence
 
+from .judgments import Judged, Pair
 from .measures import Behaviour, ModelAccuracy, Preference, SelfPreference, paired, share
-from .scoring import Judged
 
 # A model's family from its name (the part after the last "/"), first match wins: answers of
 # one family come from related weights or one vendor's line (Llama-2-7b and Llama-2-70b,
@@ -65,6 +65,11 @@ def family(model: str | None) -> str | None:
     return next((f for f, pattern in FAMILIES if pattern.search(name)), None)
 
 
+def _pair(j: Judged) -> Pair:
+    assert isinstance(j.judgment, Pair)
+    return j.judgment
+
+
 def _picked(j: Judged) -> int | None:
     """Which answer the verdict picked: 1 the preferred, 0 the other, None neither (a tie, none)."""
     return {"win": 1, "loss": 0}.get(j.outcome or "")
@@ -75,14 +80,16 @@ def measure(judged: Sequence[Judged], judge_model: str | None, scalar: bool) -> 
     judged presentations; `judge_model` names the judge's model (None: no one model)."""
     by_record: dict[Hashable, list[Judged]] = {}
     for j in judged:
-        by_record.setdefault(j.presentation.comparison.record, []).append(j)
+        by_record.setdefault(j.record, []).append(j)
     groups = list(by_record.values())
+    # length, self-preference and models are measured on pairs (a chosen against a rejected answer)
+    pairs = [g for group in groups if (g := [j for j in group if isinstance(j.judgment, Pair)])]
     own = family(judge_model)
     behaviour = Behaviour(
         presentations=len(judged),
-        length=_length(groups),
-        self_preference=_self_preference(groups, own) if own else None,
-        models=_models(groups),
+        length=_length(pairs),
+        self_preference=_self_preference(pairs, own) if own else None,
+        models=_models(pairs),
         refusal=None if scalar else share([[float(j.refused) for j in g] for g in groups]),
     )
     if not own:
@@ -105,7 +112,7 @@ def _length(groups: Sequence[Sequence[Judged]]) -> Preference | None:
     for group in groups:
         found: list[tuple[int, int]] = []
         for j in group:
-            comparison = j.presentation.comparison
+            comparison = _pair(j)
             longer = len(comparison.preferred.text) - len(comparison.other.text)
             picked = _picked(j)
             if longer and picked is not None:
@@ -124,7 +131,7 @@ def _self_preference(groups: Sequence[Sequence[Judged]], own: str) -> SelfPrefer
         with_own: list[float] = []
         without: list[float] = []
         for j in group:
-            comparison = j.presentation.comparison
+            comparison = _pair(j)
             preferred_own = family(comparison.preferred.model) == own
             other_own = family(comparison.other.model) == own
             (with_own if preferred_own or other_own else without).append(j.correct)
@@ -143,7 +150,7 @@ def _models(groups: Sequence[Sequence[Judged]]) -> list[ModelAccuracy]:
     cells: dict[str, tuple[dict[int, list[float]], dict[int, list[float]], dict[int, list[float]]]] = {}
     for index, group in enumerate(groups):
         for j in group:
-            comparison = j.presentation.comparison
+            comparison = _pair(j)
             preferred, other = comparison.preferred.model, comparison.other.model
             for model in {preferred, other} - {""}:
                 either, as_preferred, as_other = cells.setdefault(model, ({}, {}, {}))

@@ -1,13 +1,22 @@
 """What a benchmark is, to the rest of rmb-judge.
 
-A benchmark owns everything particular to its data and its scoring: where its data lives and
-how it is fetched and verified (a manifest of files with sizes and SHA-256s), how its files
-become `Record`s, its sections (each a kind of record, pairwise or best-of-N, under one goal
-such as helpfulness), how the scores of a record's comparisons make the record's score, what
-a random judge would score, its published leaderboard, and its display names. The engine,
-templates, verdicts, cache, scoring and report are written against this interface and know
-no benchmark by name. RMB (`benchmarks/rmb.py`) is the first implementation; adding one is
-a module in `benchmarks/`, its data manifest beside it, and its tests.
+A benchmark owns everything particular to its data and its scoring:
+- its data: where it lives and how it is fetched and verified (a manifest of files with sizes
+  and SHA-256s beside the module), how its files become `Record`s, its selection flags and
+  options (`--split`), its subsets (the strata: RMB's category paths, JudgeBench's sources);
+- what the judge is asked: the judgments each record needs (`judgments`: pairs, rankings,
+  ratings), the orders a pair is shown in (`orders_for`), the template a record is asked with
+  (`template_for`), what a reward model's rewards say (`reward_verdict`);
+- how a record scores: a judgment's score from its presentations (`judgment_score`: RMB's rule
+  for two orders, JudgeBench's counter), the record's values from its judgments'
+  (`record_score`), and its score keys (`score_keys`: each a weighted mean of stratum means of
+  one record value, whose interval comes from intervals.py, or a custom estimator);
+- chance levels, published rows, display names, and the names its subsets and judgments have
+  in samples.jsonl.
+The engine, templates, verdicts, cache, scoring and report are written against this interface
+and know no benchmark by name. Each module of `benchmarks/` registers its class there
+(`benchmarks.register`); adding a benchmark is that module, its manifest, its templates in
+`prompts/` and its tests.
 """
 
 from __future__ import annotations
@@ -15,25 +24,70 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
-from .errors import DataError
+from .errors import DataError, UsageError
+from .judgments import ORDERS, SCORE, Judged, Judgment, Pair, Presentation, RecordScore, pair_orders, scalar_verdict
 from .records import Dataset, Record, Selection, user_cache_dir
+
+if TYPE_CHECKING:
+    from .intervals import Estimate
+    from .templates import Template
+
+PAIRS = ("pairwise", "pointwise", "scalar")  # the ways of answering pairs: a template's kind, or a reward model
+OVERALL = "overall"
 
 
 @dataclass(frozen=True)
 class Section:
-    """One score of a benchmark: the records of one kind under one goal."""
+    """One score of a benchmark over a group of its subsets: the records of one kind under one
+    goal (the pair is the section's name in summary.json's scenarios)."""
 
     key: str  # the score's name in summary.json, e.g. "pairwise_helpfulness"
-    kind: str  # "pairwise" (one rejected answer) or "bon" (best-of-N: N-1 losers)
+    kind: str  # the record kind, e.g. RMB's "pairwise" (one rejected answer) or "bon" (N-1 losers)
     goal: str  # what the judge is asked to value, e.g. "harmlessness" (templates' {criteria})
     title: str  # a short column title, e.g. "Help Pair"
+
+
+# An estimator of a score key of the benchmark's own: from the scored records, the keys
+# estimated before it (in `score_keys` order) and the critical value z, the estimate or None.
+Estimator = Callable[[Sequence[RecordScore], "Mapping[str, Estimate | None]", float], "Estimate | None"]
+
+
+@dataclass(frozen=True)
+class ScoreKey:
+    """One key of summary.json's `scores`: a weighted mean of the stratum (subset) means of one
+    record value (`record_score`), over the subsets of `sections`. `across`: "sections" weighs
+    each section present equally and a section's subsets by their sizes (RMB's overall: the
+    mean of the section scores); "records" weighs every record equally (JudgeBench's overall:
+    correct pairs over all pairs). A single section's key is the mean over its records either
+    way. `estimator`: the benchmark's own estimate instead (a set statistic, as RewardBench 2's
+    Ties)."""
+
+    key: str
+    sections: tuple[str, ...]
+    value: str = SCORE
+    across: str = "sections"
+    estimator: Estimator | None = None
+
+
+@dataclass(frozen=True)
+class Option:
+    """A selection flag of a benchmark's own, e.g. JudgeBench's `--split gpt|claude`."""
+
+    flag: str
+    choices: tuple[str, ...]
+    default: str
+    help: str
+
+    @property
+    def dest(self) -> str:
+        return self.flag.removeprefix("--").replace("-", "_")
 
 
 @dataclass(frozen=True)
@@ -49,8 +103,9 @@ class Manifest:
 
     commit: str
     base_url: str  # everything before the dataset folder
-    folder: str  # the dataset folder's name, e.g. "RMB_dataset"
+    folder: str  # the dataset folder's name upstream, e.g. "RMB_dataset"
     files: tuple[FileEntry, ...]
+    cache_folder: str = ""  # the folder `data fetch` fills in the user cache (default: `folder`)
 
     def url(self, entry: FileEntry, base_url: str | None = None) -> str:
         """`base_url` replaces the upstream prefix, so any server with the same layout works."""
@@ -81,16 +136,28 @@ class Published:
 
 
 class Benchmark:
-    """The interface; subclasses fill in the facts and `read_file`."""
+    """The interface; subclasses fill in the facts, `load`, `check_selection`, `read_file` and
+    `upstream_files`, and override the rules where theirs differ from RMB's (the defaults)."""
 
-    name: ClassVar[str]  # as in summary.json's "benchmark"
+    name: ClassVar[str]  # as in summary.json's "benchmark" and --benchmark
     title: ClassVar[str]  # as shown, e.g. "RMB"
     sections: ClassVar[tuple[Section, ...]]  # in summary.json order
-    leaderboard: ClassVar[tuple[str, ...]]  # section keys in the published leaderboard's order
+    leaderboard: ClassVar[tuple[str, ...]]  # score keys in the published leaderboard's order
     data_variable: ClassVar[str]  # the environment variable naming the data folder
     manifest_resource: ClassVar[str]  # file name of the manifest beside the module
     published_resource: ClassVar[str | None] = None
     scenarios_note: ClassVar[str] = ""  # what the full dataset holds, in words
+    extra: ClassVar[str | None] = None  # the install extra its data needs (bin/rmb-judge reads it)
+    subset_field: ClassVar[str] = "subset"  # samples.jsonl's name for a record's subset (RMB: category_path)
+    judgment_field: ClassVar[str] = "judgment"  # samples.jsonl's name for Pair.position (RMB: loser_index)
+    selection_flags: ClassVar[tuple[str, ...]] = ()  # of --sets and --sections, those it honours
+    options: ClassVar[tuple[Option, ...]] = ()  # selection flags of its own
+    orders: ClassVar[tuple[str, ...]] = ORDERS  # the --order values it takes
+    default_order: ClassVar[str] = "random"
+    default_template: ClassVar[str] = "rmb"
+    # a reward model's pairs are shown in --order's orders too, each decided by the two rewards
+    # (JudgeBench's official reward model judge does both orders), not once, the chosen answer first
+    scalar_orders: ClassVar[bool] = False
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -103,11 +170,17 @@ class Benchmark:
     def section(self, kind: str, goal: str) -> Section:
         return next(s for s in self.sections if s.kind == kind and s.goal == goal)
 
+    def score_keys(self) -> tuple[ScoreKey, ...]:
+        """summary.json's `scores`, in order: each section's mean over its records, then
+        `overall`, the mean of the sections present."""
+        keys = tuple(s.key for s in self.sections)
+        return (*(ScoreKey(key, (key,)) for key in keys), ScoreKey(OVERALL, keys))
+
     def default_data_dir(self) -> Path:
         """The data variable's folder, else the one `rmb-judge data fetch` fills."""
         if os.environ.get(self.data_variable):
             return Path(os.environ[self.data_variable])
-        return user_cache_dir() / self.manifest().folder
+        return user_cache_dir() / self.manifest().cache_folder
 
     def manifest(self) -> Manifest:
         data = json.loads(_resource(self.manifest_resource))
@@ -116,6 +189,7 @@ class Benchmark:
             base_url=data["base_url"].format(commit=data["commit"]),
             folder=data["folder"],
             files=tuple(FileEntry(**item) for item in data["files"]),
+            cache_folder=data.get("cache_folder", data["folder"]),
         )
 
     def published(self) -> Published | None:
@@ -124,43 +198,119 @@ class Benchmark:
         data = json.loads(_resource(self.published_resource))
         return Published(data["title"], data["source"], tuple(data["rows"]))
 
+    # -- data ------------------------------------------------------------------------------
+
     def load(self, root: Path, selection: Selection | None = None) -> Dataset:
         """Load and select records; DataError naming the file and record on bad input."""
         raise NotImplementedError
 
+    def load_every(self, root: Path) -> Dataset:
+        """Every record of every data file (`data info` and `data validate`): by default the
+        default selection's."""
+        return self.load(root)
+
     def check_selection(self, selection: Selection) -> None:
         """One clear error for selection flags this benchmark cannot honour (an unknown set or
-        section, a scenario glob matching none of its scenarios), before any data is read."""
-        raise NotImplementedError
+        section, a scenario glob matching none of its subsets, another benchmark's option),
+        before any data is read. Subclasses call this first."""
+        given = {"--sets": selection.sets, "--sections": selection.sections}
+        for flag, value in given.items():
+            if value is not None and flag not in self.selection_flags:
+                raise UsageError(f"{flag}: not a selection of benchmark {self.name} (its subsets are chosen "
+                                 "with --scenarios GLOB)")
+        own = {option.dest: option for option in self.options}
+        for dest, value in selection.options.items():
+            if dest not in own:
+                raise UsageError(f"--{dest.replace('_', '-')}: not an option of benchmark {self.name}")
+            if value not in own[dest].choices:
+                raise UsageError(f"{own[dest].flag}: {value!r} is not one of {', '.join(own[dest].choices)}")
+
+    def option(self, selection: Selection, dest: str) -> str:
+        """The value of one of its options in `selection` (its default when not given)."""
+        return selection.options.get(dest) or next(o.default for o in self.options if o.dest == dest)
 
     def read_file(self, root: Path, path: Path, digests: dict[str, str] | None = None) -> Iterator[Record]:
         """One data file's records (its SHA-256 into `digests`); DataError on bad input."""
         raise NotImplementedError
 
     def upstream_files(self, selection: Selection) -> int:
-        """How many of the manifest's files the selected kinds and goals cover."""
+        """How many of the manifest's files the selection covers."""
         raise NotImplementedError
 
-    def record_score(self, record: Record, comparison_scores: Sequence[float]) -> float:
-        """A record's score from its comparisons' (in order): by default the one
-        comparison's score for a pairwise record, and 1 only if every comparison is won for
-        a best-of-N record (a tie or a loss is not a win)."""
-        if record.kind == "pairwise":
-            return comparison_scores[0]
-        return float(all(score == 1.0 for score in comparison_scores))
+    def subset_files(self, subset: str, files: Mapping[str, str]) -> list[str]:
+        """Of a run's data files (`files`, relative path -> SHA-256), those a subset's records
+        come from (two runs share a subset's records only where these are the same bytes): by
+        default every file."""
+        return sorted(files)
 
-    def chance(self, record: Record, scalar: bool) -> float:
-        """What a random judge is expected to score on `record`: 0.5 pairwise; on best-of-N
+    # -- what the judge is asked -----------------------------------------------------------
+
+    def judgments(self, record: Record, mode: str) -> list[Judgment]:
+        """The judgments a record needs, for a template of kind `mode` (or "scalar": a reward
+        model's); pairwise and pointwise templates and reward models answer pairs. By default
+        the first chosen answer against each rejected one, numbered when there are several."""
+        if mode not in PAIRS:
+            raise UsageError(f"benchmark {self.name} judges pairs of answers: a {mode} template does not apply")
+        several = len(record.rejected) > 1
+        return [Pair(record, 0, i, i if several else None) for i in range(len(record.rejected))]
+
+    def orders_for(self, judgment: Judgment, mode: str, seed: int, scalar: bool = False) -> tuple[str, ...]:
+        """The orders (layouts) a judgment is shown in, for --order `mode`. A reward model
+        scores each answer once, so by default its pairs are shown once, the chosen answer
+        first (`scalar_orders`: in the orders `mode` says)."""
+        if not isinstance(judgment, Pair):
+            raise NotImplementedError(f"benchmark {self.name}: no layout for {type(judgment).__name__}")
+        return ("AB",) if scalar and not self.scalar_orders else pair_orders(judgment, mode, seed)
+
+    def template_for(self, record: Record, template: Template) -> Template:
+        """The template a record is asked with (a benchmark may ask some records with its own)."""
+        return template
+
+    def reward_verdict(self, presentation: Presentation, rewards: Sequence[float]) -> str | float | None:
+        """A reward model's verdict from the rewards of the answers shown, in shown order."""
+        return scalar_verdict(presentation, rewards)
+
+    # -- how a record scores -------------------------------------------------------------
+
+    def judgment_score(self, judged: Sequence[Judged]) -> float:
+        """A judgment's score from its presentations (its orders): the one's score; with two
+        orders, a win only if both are, a tie (0.5; a reward model's 0) if they disagree, 0
+        if either has no verdict (RMB's `--order both`)."""
+        outcomes = [j.outcome for j in judged]
+        if None in outcomes:
+            return 0.0
+        if len(set(outcomes)) == 1:  # one presentation, or both orders agree
+            return judged[0].correct
+        return 0.0 if judged[0].scalar else 0.5
+
+    def record_score(self, record: Record, judged: Sequence[Sequence[Judged]], scores: Sequence[float]
+                     ) -> dict[str, float]:
+        """A record's values (`SCORE` and any other its score keys average) from its
+        judgments' presentations and scores (in `judgments` order): one judgment's score, or 1
+        only if every judgment is won (RMB's best-of-N: a tie or a loss is not a win)."""
+        if len(scores) == 1:
+            return {SCORE: scores[0]}
+        return {SCORE: float(all(score == 1.0 for score in scores))}
+
+    def chance(self, record: Record, scalar: bool, order: str | None = None) -> float:
+        """What a random judge is expected to score on `record`: 0.5 on one pair; on best-of-N
         a random pairwise judge must win all N-1 comparisons (0.5**(N-1)), while a random
         scalar pick is right 1/N of the time."""
-        n = len(record.others) + 1
-        if record.kind == "pairwise":
+        n = len(record.rejected) + 1
+        if n == 2:
             return 0.5
         return 1 / n if scalar else 0.5 ** (n - 1)
 
-    def scenario_label(self, category_path: str) -> str:
-        """A scenario's name without the part its section already says."""
-        return category_path
+    # -- names -------------------------------------------------------------------------------
+
+    def scenario_label(self, subset: str) -> str:
+        """A subset's name without the part its section already says."""
+        return subset
+
+    def sample_names(self, presentation: Presentation) -> dict[str, Any]:
+        """The fields naming a presentation's record and judgment in samples.jsonl."""
+        record = presentation.record
+        return {self.subset_field: record.subset, self.judgment_field: presentation.judgment.position}
 
 
 def _resource(name: str) -> str:

@@ -51,8 +51,8 @@ from statistics import NormalDist
 from typing import Any
 
 from . import intervals, verdict_probs
+from .judgments import Judged
 from .measures import Calibration, Gap, Measure, ReliabilityBin, paired, share
-from .scoring import Judged
 
 BINS = 10  # confidence bins over [0.5, 1], 0.05 wide
 DRAWS = 2000  # simulated draws of the ECE's sampling distribution
@@ -67,15 +67,15 @@ def forecasts(judged: Sequence[Judged]) -> tuple[dict[Hashable, list[float]], in
     without probabilities: no verdict token read, no logprobs)."""
     by_comparison: dict[Hashable, list[Judged]] = {}
     for j in judged:
-        by_comparison.setdefault(j.presentation.comparison, []).append(j)
+        by_comparison.setdefault(j.judgment, []).append(j)
     result: dict[Hashable, list[float]] = {}
     without = 0
-    for comparison, group in by_comparison.items():
+    for group in by_comparison.values():
         q = verdict_probs.right([(j.probs, j.presentation.order) for j in group])
         if q is None:
             without += 1
         else:
-            result.setdefault(comparison.record, []).append(q)  # type: ignore[attr-defined]
+            result.setdefault(group[0].record, []).append(q)
     return result, without
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import json
 import math
@@ -15,8 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from . import __version__, benchmarks, records
-from .config import CONFIRM_ABOVE, VIEW_PORT
+from .config import CONFIRM_ABOVE, VIEW_PORT, EngineConfig, Execution
 from .errors import RmbJudgeError, UsageError
+from .records import Selection
 
 if TYPE_CHECKING:  # the rest is imported by the command that needs it: `--help` stays instant
     from rich.console import Console
@@ -120,75 +122,65 @@ def fraction_of_records(value: str) -> float:
         raise
 
 
+KINDS_OF_VALUE = {"positive_int": positive_int, "nonnegative_float": number(float, 0), "price": price_flag}
+
+
+def benchmark_flag(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    parser.add_argument("--benchmark", default=benchmarks.DEFAULT, choices=benchmarks.names(),
+                        help=f"the benchmark to judge on (default {benchmarks.DEFAULT})")
+
+
 def selection_flags() -> Parser:
     p = Parser(add_help=False)
-    g = p.add_argument_group("data selection")
+    g = p.add_argument_group("benchmark and data selection")
+    benchmark_flag(g)
     rmb = benchmarks.get()
     g.add_argument("--data", type=Path,
-                   help="RMB_dataset folder (default: $RMB_DATA, else the folder `data fetch` fills)")
-    g.add_argument("--sets", type=csv_list(rmb.kinds), default=list(rmb.kinds),
-                   help=f"{','.join(rmb.kinds)} (default all)")
-    g.add_argument("--sections", type=csv_list(rmb.goals), default=list(rmb.goals),
-                   help=f"{','.join(rmb.goals)} (default all)")
+                   help="the benchmark's data folder (default: its variable, e.g. $RMB_DATA, else the folder "
+                        "`data fetch` fills)")
+    g.add_argument("--sets", type=csv_list(rmb.kinds),
+                   help=f"rmb: {','.join(rmb.kinds)} (default all)")
+    g.add_argument("--sections", type=csv_list(rmb.goals),
+                   help=f"rmb: {','.join(rmb.goals)} (default all)")
     g.add_argument("--scenarios", action="append", default=[], metavar="GLOB",
-                   help="fnmatch against category_path, e.g. '*Chat*' (repeatable)")
-    g.add_argument("--limit", type=positive_int, help="first N records of each scenario file")
+                   help="fnmatch against the benchmark's subset names (rmb: category_path, e.g. '*Chat*'; "
+                        "judgebench: source, e.g. 'mmlu-pro*') (repeatable)")
+    g.add_argument("--limit", type=positive_int, help="first N records of each subset's file")
     g.add_argument("--sample", type=fraction_of_records, metavar="FRACTION",
                    help="a seeded random fraction of records, in (0, 1]")
-    g.add_argument("--seed", type=int, default=0,
+    g.add_argument("--seed", type=int, default=Selection.seed,
                    help="seed for --sample, --precision and --order random (default 0)")
     g.add_argument("--precision", type=number(float, 0, 0.5, above=True), metavar="H",
-                   help="judge a seeded random sample, stratified by scenario and grown in rounds, until "
+                   help="judge a seeded random sample, stratified by subset and grown in rounds, until "
                         "the 95%% interval of overall is at most ±H (e.g. 0.02); a later run with a "
                         "smaller H, or without it, reuses every answer (README: How sure is a score?)")
+    options: dict[str, list] = {}
+    for benchmark in benchmarks.every():
+        for option in benchmark.options:
+            options.setdefault(option.flag, []).append((benchmark, option))
+    for flag, owners in options.items():
+        choices = tuple(dict.fromkeys(c for _, o in owners for c in o.choices))
+        said = "; ".join(f"{b.name}: {o.help} (default {o.default})" for b, o in owners)
+        g.add_argument(flag, choices=choices, help=said)
     return p
 
 
 def judge_flags() -> Parser:
+    from .judges import flag_groups, spec_forms
+
     p = Parser(add_help=False)
     g = p.add_argument_group("judge")
-    g.add_argument("--judge", required=True, metavar="SPEC", help="openai:MODEL, anthropic:MODEL, "
-                   "hf:PATH_OR_ID, vllm-rm:MODEL, mock, ... (README: Judge specs)")
-    g.add_argument("--template", default="rmb", help="prompt template name in prompts/ or a .toml path (default rmb)")
-    g.add_argument("--order", default="random", choices=("random", "fixed", "both"),
-                   help="answer order shown to the judge (default random, seeded)")
-    g.add_argument("--samples", type=positive_int, default=1, metavar="K",
-                   help="majority vote over K samples; raising K later pays only for new samples "
-                        "if --temperature is unchanged")
-    g.add_argument("--temperature", type=number(float, 0), default=None,
-                   help="sampling temperature (default 0, or 1 with --samples > 1; not accepted by "
-                        "anthropic: judges nor OpenAI reasoning models: o1, o3, o4-mini, gpt-5, ...)")
-    g.add_argument("--max-tokens", type=positive_int, default=2048, help="judge answer length cap (default 2048)")
-    g.add_argument("--verdict-probs", action="store_true",
-                   help="ask for token logprobs and read P(A), P(B), P(tie) at the verdict token: Brier score, "
-                        "calibration and AUROC in the summary (openai:, google: judges; templates of style rmb "
-                        "or json, e.g. --template verdict)")
-    g.add_argument("--base-url", action="append", default=[], metavar="URL",
-                   help="API base URL; repeat (or comma-separate) to spread requests over replicas")
-    g.add_argument("--equivalent-endpoint", action="append", default=[], metavar="URL",
-                   help="also use cached answers that came from this endpoint (e.g. a proxy in front "
-                        "of the official API); repeat (or comma-separate) for several")
-    g.add_argument("--batch", action="store_true", help="use the provider's batch API (half price, slower)")
-    g.add_argument("--price", type=price_flag, metavar="IN,OUT",
-                   help="USD per million input and output tokens at this endpoint (default: genai-prices' "
-                        "published price on the provider's official API, unknown elsewhere); 'published' "
-                        "takes the published price anywhere, e.g. behind a proxy to the official API")
-    g.add_argument("--cache", type=Path, default=Path("cache"), help="cache folder or .sqlite3 file (default ./cache/)")
+    g.add_argument("--judge", required=True, metavar="SPEC", help=f"{spec_forms()} (README: Judge specs)")
+    g.add_argument("--cache", type=Path, default=Execution.cache,
+                   help="cache folder or .sqlite3 file (default ./cache/)")
     g.add_argument("--offline", action="store_true", help="answer only from the cache; a miss is an error")
-    h = p.add_argument_group("reward models (hf:, vllm-rm:)")
-    h.add_argument("--max-length", type=positive_int,
-                   help="tokens per scored text, cut from the left (default: the model's limit)")
-    h.add_argument("--batch-tokens", type=positive_int, default=16384,
-                   help="tokens computed per batch, padding included (default 16384)")
-    h.add_argument("--devices",
-                   help="a model copy per comma-separated entry, + shards one copy over GPUs: cuda:0,cuda:1 (two "
-                        "copies), cuda:0+cuda:1 (one over two) (default: every GPU, grouped if the model "
-                        "does not fit on one; else CPU)")
-    h.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code (e.g. ArmoRM)")
-    h.add_argument("--reward-field", help="output attribute holding the reward (e.g. score for ArmoRM)")
-    h.add_argument("--revision", help="model revision (hub models; vllm-rm: the tokenizer's)")
-    h.add_argument("--tokenizer", metavar="PATH_OR_ID",
-                   help="vllm-rm: the tokenizer to render with (default: the model the server reports)")
+    for group in flag_groups():
+        added = p.add_argument_group(group.title)
+        for flag in group.flags:
+            options = dict(flag.options)
+            if "kind" in options:
+                options["type"] = KINDS_OF_VALUE[options.pop("kind")]
+            added.add_argument(*flag.names, **options)
     return p
 
 
@@ -200,41 +192,43 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"rmb-judge {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="what to do")
 
-    run = sub.add_parser("run", parents=[selection_flags(), judge_flags()], help="judge RMB and score it",
+    run = sub.add_parser("run", parents=[selection_flags(), judge_flags()], help="judge a benchmark and score it",
                          epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("--out", type=Path, required=True, help="run folder for summary.json and samples.jsonl")
     run.add_argument("--replace", action="store_true",
                      help="--out may hold a run of another judge or other settings: overwrite it")
     run.add_argument("--json", action="store_true",
                      help="print summary.json to stdout at the end (the rest goes to stderr)")
-    run.add_argument("--max-unparsed", type=number(float, 0, 1), default=0.05, metavar="FRACTION",
+    run.add_argument("--max-unparsed", type=number(float, 0, 1), default=Execution.max_unparsed, metavar="FRACTION",
                      help="a run with more than this share of comparisons unparsed or failed is "
                           "suspect (exit 6; default 0.05)")
     e = run.add_argument_group("engine")
-    e.add_argument("--concurrency", type=positive_int, default=32, help="requests in flight at most (default 32)")
+    e.add_argument("--concurrency", type=positive_int, default=EngineConfig.concurrency,
+                   help=f"requests in flight at most (default {EngineConfig.concurrency})")
     e.add_argument("--rpm", type=positive_float, help="requests per minute limit")
     e.add_argument("--tpm", type=positive_float, help="tokens per minute limit (estimated, corrected from usage)")
-    e.add_argument("--max-retries", type=number(int, 0), default=8,
-                   help="retries per request after 5xx, timeouts and broken answers (default 8); 429s wait "
-                        "as the server asks, up to 100 times")
-    e.add_argument("--timeout", type=positive_float, default=120.0,
-                   help="seconds per request or batch API call (default 120)")
+    e.add_argument("--max-retries", type=number(int, 0), default=EngineConfig.max_retries,
+                   help=f"retries per request after 5xx, timeouts and broken answers (default "
+                        f"{EngineConfig.max_retries}); 429s wait as the server asks, up to 100 times")
+    e.add_argument("--timeout", type=positive_float, default=EngineConfig.timeout,
+                   help=f"seconds per request or batch API call (default {EngineConfig.timeout:g})")
     e.add_argument("--max-cost", type=positive_float, metavar="USD",
                    help="stop starting requests before spend passes this")
     e.add_argument("--confirm-above", type=number(float, 0), default=CONFIRM_ABOVE, metavar="USD",
                    help="on a terminal, ask before sending requests estimated to cost more than this "
                         f"(default {CONFIRM_ABOVE:g}; scripts are never asked)")
     e.add_argument("--yes", action="store_true", help="do not ask before spending (see --confirm-above)")
-    e.add_argument("--max-wait", type=positive_float, default=300.0, metavar="SECONDS",
+    e.add_argument("--max-wait", type=positive_float, default=EngineConfig.max_wait, metavar="SECONDS",
                    help="a provider asking to wait longer than this (retry-after) stops the run "
-                        "with a partial summary instead of hanging (default 300)")
-    e.add_argument("--grace", type=number(float, 0), default=60.0, metavar="SECONDS",
+                        f"with a partial summary instead of hanging (default {EngineConfig.max_wait:g})")
+    e.add_argument("--grace", type=number(float, 0), default=Execution.grace, metavar="SECONDS",
                    help="after Ctrl-C, how long to wait for requests in flight, whose answers "
-                        "are paid for (default 60; a second Ctrl-C drops them)")
-    e.add_argument("--poll-interval", type=positive_float, default=30.0,
-                   help="--batch: seconds between batch status checks (default 30)")
+                        f"are paid for (default {Execution.grace:g}; a second Ctrl-C drops them)")
+    e.add_argument("--poll-interval", type=positive_float, default=Execution.poll_interval,
+                   help=f"--batch: seconds between batch status checks (default {Execution.poll_interval:g})")
     e.add_argument("--no-progress", action="store_true", help="plain periodic lines instead of the live view")
-    e.add_argument("--progress-interval", type=positive_float, default=10.0, help="seconds between plain lines")
+    e.add_argument("--progress-interval", type=positive_float, default=Execution.progress_interval,
+                   help="seconds between plain lines")
 
     est = sub.add_parser("estimate", parents=[selection_flags(), judge_flags()],
                          help="requests, tokens and cost a run would need")
@@ -270,7 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--markdown", type=Path, metavar="FILE", help="also write the leaderboard as Markdown")
     rep.add_argument("--html", type=Path, metavar="FILE",
                      help="also write it as one self-contained HTML page (heatmap, charts with error bars)")
-    rep.add_argument("--published", action="store_true", help="add the RMB paper's leaderboard rows")
+    rep.add_argument("--published", action="store_true",
+                     help="add each benchmark's published leaderboard rows (RMB's paper; JudgeBench's official "
+                          "outputs)")
     rep.add_argument("--json", action="store_true", help="print the leaderboard as one JSON object instead")
 
     view = sub.add_parser("view", help="browse the records of runs in a local web page (read-only)",
@@ -309,8 +305,10 @@ def build_parser() -> argparse.ArgumentParser:
     batches.add_argument("--json", action="store_true", help="print JSON")
 
     data_flag = Parser(add_help=False)
-    data_flag.add_argument("--data", type=Path, help="dataset folder (default: $RMB_DATA or the user cache folder)")
-    data = sub.add_parser("data", help="fetch, describe or check the RMB dataset")
+    benchmark_flag(data_flag)
+    data_flag.add_argument("--data", type=Path, help="dataset folder (default: the benchmark's variable, e.g. "
+                                                     "$RMB_DATA, or the user cache folder)")
+    data = sub.add_parser("data", help="fetch, describe or check a benchmark's dataset")
     data_sub = data.add_subparsers(dest="action", required=True, metavar="ACTION", help="what to do")
     fetch = data_sub.add_parser("fetch", parents=[data_flag], help="download the official files and verify them")
     fetch.add_argument("--base-url", help="mirror to download from instead of GitHub")
@@ -344,42 +342,38 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BROKEN_PIPE
 
 
-GENERATIVE_ONLY = ("--template", "--order", "--samples", "--temperature", "--max-tokens", "--verdict-probs",
-                   "--base-url", "--equivalent-endpoint", "--batch", "--price", "--concurrency", "--rpm",
-                   "--tpm", "--max-retries", "--timeout", "--max-cost", "--max-wait", "--grace",
-                   "--poll-interval", "--max-unparsed", "--confirm-above", "--yes")
-LOCAL_ONLY = ("--max-length", "--batch-tokens", "--devices", "--trust-remote-code",
-              "--reward-field", "--revision", "--tokenizer")
-# a served reward model (vllm-rm:) is scored through the engine, on a server's devices
-SERVED_RM = ("--base-url", "--concurrency", "--rpm", "--max-retries", "--timeout", "--max-wait", "--grace",
-             "--max-length", "--trust-remote-code", "--revision", "--tokenizer")
-
-
-def check_flags_apply(judge, argv: list[str]) -> None:
+def check_flags_apply(judge: JudgeSpec, benchmark: Benchmark, argv: list[str]) -> None:
     """A flag the judge kind ignores would mislead: name it instead."""
+    from .judges import kind_flags
+
     given = {a.split("=", 1)[0] for a in argv if a.startswith("--")}
-    if judge.served:
-        ignored, kind = set(GENERATIVE_ONLY + LOCAL_ONLY) - set(SERVED_RM), "a served reward model (vllm-rm:)"
-    elif judge.scalar:
-        ignored, kind = set(GENERATIVE_ONLY + ("--tokenizer",)), "a local reward model (hf:)"
-    else:
-        ignored, kind = set(LOCAL_ONLY), "a generative judge"
-    if wrong := sorted(given & ignored):
-        raise UsageError(f"{', '.join(wrong)}: not used by {kind} such as {judge.spec}")
+    takes = judge.kind.takes | ({"--order"} if benchmark.scalar_orders else set())
+    if wrong := sorted(given & (kind_flags() - takes)):
+        raise UsageError(f"{', '.join(wrong)}: not used by {judge.kind.title} such as {judge.spec}")
+
+
+def given_fields(cls: type, args: argparse.Namespace, **named: object) -> dict[str, object]:
+    """The keywords of dataclass `cls` that the command line gives (its defaults are cls's)."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+    return values | named
 
 
 def run_config(args: argparse.Namespace, argv: list[str]) -> RunConfig:
-    from .config import EngineConfig, Execution, LocalOptions, RunConfig, Task
+    from .config import LocalOptions, RunConfig, Task
     from .endpoints import problem
     from .judges import parse_spec
     from .providers import registry
     from .retry import redact
 
+    benchmark = benchmarks.get(args.benchmark)
     judge = parse_spec(args.judge)
-    check_flags_apply(judge, argv)
+    check_flags_apply(judge, benchmark, argv)
     if args.batch and not judge.provider_class.has_batch_api:
         with_batches = ", ".join(f"{name}:" for name, cls in registry().items() if cls.has_batch_api)
         raise UsageError(f"--batch: {judge.spec} has no batch API ({with_batches} judges do)")
+    if args.order is not None and args.order not in benchmark.orders:
+        raise UsageError(f"--order {args.order}: benchmark {benchmark.name} is judged in "
+                         f"{' or '.join(benchmark.orders)} order (default {benchmark.default_order})")
     temperature = None if judge.scalar else sampling_temperature(judge, args.temperature, args.samples)
     base_urls, equivalent = (
         [u.strip() for value in given for u in value.split(",") if u.strip()]
@@ -389,13 +383,16 @@ def run_config(args: argparse.Namespace, argv: list[str]) -> RunConfig:
         for url in urls:
             if reason := problem(url):
                 raise UsageError(f"{flag} {redact(url)}: {reason}")
+    options = {o.dest: getattr(args, o.dest) for b in benchmarks.every() for o in b.options
+               if getattr(args, o.dest, None) is not None}
+    selection = records.Selection(sets=args.sets, sections=args.sections, scenarios=args.scenarios,
+                                  limit=args.limit, sample=args.sample, seed=args.seed, options=options)
+    benchmark.check_selection(selection)
     task = Task(
         judge=judge,
-        data=args.data or benchmarks.get().default_data_dir(),
-        selection=records.Selection(
-            sets=args.sets, sections=args.sections, scenarios=args.scenarios,
-            limit=args.limit, sample=args.sample, seed=args.seed,
-        ),
+        data=args.data,
+        selection=selection,
+        benchmark=benchmark.name,
         template=args.template,
         order=args.order,
         samples=args.samples,
@@ -410,33 +407,16 @@ def run_config(args: argparse.Namespace, argv: list[str]) -> RunConfig:
             revision=args.revision, tokenizer=args.tokenizer,
         ),
     )
-    benchmarks.get(task.benchmark).check_selection(task.selection)
-    execution = Execution(
+    execution = Execution(**given_fields(  # type: ignore[arg-type]
+        Execution, args,
         out=getattr(args, "out", None) or Path("."),
-        cache=args.cache,
-        engine=EngineConfig(
-            concurrency=getattr(args, "concurrency", 32),
-            rpm=getattr(args, "rpm", None),
-            tpm=getattr(args, "tpm", None),
-            max_retries=getattr(args, "max_retries", 8),
-            timeout=getattr(args, "timeout", 120.0),
-            offline=args.offline,
-            max_cost=getattr(args, "max_cost", None),
-            max_wait=getattr(args, "max_wait", 300.0),
-        ),
+        engine=EngineConfig(**given_fields(EngineConfig, args)),  # type: ignore[arg-type]
         base_urls=tuple(base_urls),
         equivalent_endpoints=tuple(equivalent),
-        batch=args.batch,
-        price=args.price,
-        poll_interval=getattr(args, "poll_interval", 30.0),
         live=not getattr(args, "no_progress", True) and sys.stderr.isatty(),
-        progress_interval=getattr(args, "progress_interval", 10.0),
-        grace=getattr(args, "grace", 60.0),
-        replace=getattr(args, "replace", False),
-        max_unparsed=getattr(args, "max_unparsed", 0.05),
         confirm_above=None if getattr(args, "yes", True) else args.confirm_above,
         argv=("rmb-judge", *argv),
-    )
+    ))
     return RunConfig(task, execution)
 
 
@@ -714,7 +694,7 @@ def render_cache_stats(stats: dict, console: Console) -> None:
 
 
 def cmd_data(args: argparse.Namespace, argv: list[str]) -> int:
-    benchmark = benchmarks.get()
+    benchmark = benchmarks.get(args.benchmark)
     root = args.data or benchmark.default_data_dir()
     if args.action == "fetch":
         from .fetch import fetch_sync
@@ -725,7 +705,7 @@ def cmd_data(args: argparse.Namespace, argv: list[str]) -> int:
         return 0
     from rich.console import Console
 
-    dataset = benchmark.load(root)
+    dataset = benchmark.load_every(root)
     manifest = benchmark.manifest()
     root = dataset.root  # (the RMB_dataset folder inside the one given, if so)
     missing = manifest.missing(root)
@@ -750,9 +730,9 @@ def data_info(benchmark: Benchmark, dataset: records.Dataset, missing: list[str]
     for r in dataset.records:
         counts = sections.setdefault(r.section, Counter())
         counts["records"] += 1
-        counts["comparisons"] += len(r.others)
-        counts["scenarios"] += r.category_path not in scenarios
-        scenarios[r.category_path] += 1
+        counts["comparisons"] += len(r.rejected)
+        counts["scenarios"] += r.subset not in scenarios
+        scenarios[r.subset] += 1
     return {
         "root": str(dataset.root),
         "files_read": len(dataset.files),

@@ -26,12 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from . import agreement, benchmarks
+from .benchmark import OVERALL, SCORE
 from .errors import DataError, UsageError
 from .intervals import Difference, Stratum, paired
 from .measures import Gap, JudgeAgreement
 from .summary import Settings, Summary, data_files, read_samples, read_summary
 
-OVERALL = "overall"
 SIGNIFICANCE = 0.05
 
 
@@ -130,23 +130,24 @@ def read_run(folder: Path) -> RunScores:
                         "data file); rerun the same command with --offline to rewrite the folder from the cache"
                         ) from None
     samples = folder / "samples.jsonl"
+    benchmark = benchmarks.get(summary.benchmark)
     records: dict[tuple[str, str], tuple[float | None, int]] = {}  # each record's score, and its first line
     links: dict[tuple[str, str], int] = {}
     shown: dict[tuple[str, str, int | None, str | None], int] = {}  # each presentation's line
     try:
         for number, line in read_samples(folder):
-            presentation = (line.category_path, line.uid, line.loser_index, line.order)
+            presentation = (line.name, line.uid, line.position, line.order)
             if presentation in shown:
-                raise DataError(f"{samples}, line {number}: a second line for uid {line.uid} of {line.category_path} "
-                                f"(loser_index {line.loser_index}, order {line.order}); line {shown[presentation]} "
-                                "has it")
+                raise DataError(f"{samples}, line {number}: a second line for uid {line.uid} of {line.name} "
+                                f"({benchmark.judgment_field} {line.position}, order {line.order}); line "
+                                f"{shown[presentation]} has it")
             shown[presentation] = number
-            score, first = records.setdefault((line.category_path, line.uid), (line.record_correct, number))
+            score, first = records.setdefault((line.name, line.uid), (line.record_correct, number))
             if line.link is not None:
-                links[line.category_path, line.uid] = line.link
+                links[line.name, line.uid] = line.link
             if score != line.record_correct:
                 raise DataError(f"{samples}, line {number}: record_correct {line.record_correct} for uid {line.uid} "
-                                f"of {line.category_path}, {score} on line {first}")
+                                f"of {line.name}, {score} on line {first}")
     except FileNotFoundError:
         raise UsageError(f"{folder}: no samples.jsonl in this folder (compare needs the per-record scores)") from None
     except OSError as error:
@@ -169,7 +170,8 @@ def compare(a: RunScores, b: RunScores, measures: bool = False) -> Comparison:
     sections_by_name = {(s.kind, s.goal): s.key for s in benchmark.sections}
     # an older summary's scenarios may not name their kind and goal: their records cannot be placed
     section_of = {path: key for path, s in scenario.items() if (key := sections_by_name.get((s.set, s.section)))}
-    unequal = {path for path in section_of if a.files.get(f"{path}.json") != b.files.get(f"{path}.json")}
+    unequal = {path for path in section_of
+               if any(a.files.get(f) != b.files.get(f) for f in benchmark.subset_files(path, a.files | b.files))}
     if unequal:
         result.notes.append(f"{len(unequal)} scenarios left out: their data files differ between the runs "
                             f"({', '.join(sorted(unequal)[:3])}{', ...' if len(unequal) > 3 else ''})")
@@ -198,20 +200,30 @@ def compare(a: RunScores, b: RunScores, measures: bool = False) -> Comparison:
         result.notes.append("a samples.jsonl lists no linked records (written by an older rmb-judge): records "
                             "holding the same comparison in two sections count as independent, so the "
                             "interval of overall may be too narrow")
-    sections = [s for s in benchmark.sections if any(section_of[p] == s.key for p in by_scenario)]
     strata: dict[str, list[tuple[float, str]]] = {}
-    for section in sections:
-        paths = [p for p in by_scenario if section_of[p] == section.key]
-        total = sum(size[p] for p in paths)
-        strata[section.key] = [(size[p] / total, p) for p in paths]
-    strata[OVERALL] = [(w / len(sections), p) for parts in list(strata.values()) for w, p in parts]
+    for score_key in benchmark.score_keys():
+        if score_key.value != SCORE or score_key.estimator is not None:
+            continue  # compared on record scores alone
+        present = [k for k in score_key.sections if any(section_of[p] == k for p in by_scenario)]
+        everything = sum(size[p] for p in by_scenario if section_of[p] in present)
+        parts = []
+        for section in present:
+            paths = [p for p in by_scenario if section_of[p] == section]
+            if score_key.across == "records":
+                parts += [(size[p] / everything, p) for p in paths]
+            else:
+                total = sum(size[p] for p in paths)
+                parts += [(size[p] / total / len(present), p) for p in paths]
+        if parts:
+            strata[score_key.key] = parts
     titles = {s.key: s.title for s in benchmark.sections} | {OVERALL: "Overall"}
     for key, parts in strata.items():
         difference = paired([Stratum(w, [x - y for x, y in by_scenario[p]], group=section_of[p],
                                      links=None if link is None else [link[(p, uid)] for uid in uids[p]])
                              for w, p in parts])
         if difference:
-            result.scores.append(_score(key, titles[key], [(w, by_scenario[p]) for w, p in parts], difference))
+            result.scores.append(_score(key, titles.get(key, key.capitalize()), [(w, by_scenario[p]) for w, p in parts],
+                                        difference))
     return result
 
 

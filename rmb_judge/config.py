@@ -2,6 +2,11 @@
 
 Two runs with equal tasks send the same requests and get the same scores; everything in
 `Execution` changes only what is paid for, when, and where the results go.
+
+Every default lives here, once: the dataclasses' field defaults are what the command line
+offers (cli.py reads them) and what a run built in Python gets. Where the default depends on
+the benchmark or the template (the order, the template, the answer length cap), the field is
+None and `Task` resolves it.
 """
 
 from __future__ import annotations
@@ -16,7 +21,11 @@ CONFIRM_ABOVE = 10.0  # USD: a run estimated to cost more asks first on a termin
 VIEW_PORT = 8765  # `rmb-judge view`: a fixed default, so a record's URL stays the same from one start to the next
 
 if TYPE_CHECKING:
+    from .benchmark import Benchmark
     from .judges import JudgeSpec
+    from .templates import Template
+
+MAX_TOKENS = 2048  # a judge answer's length cap, unless the template or --max-tokens says otherwise
 
 
 # --verdict-probs: alternatives asked for at each token; the verdicts' few tokens (A, B, C) are
@@ -42,17 +51,26 @@ class Task:
     """What to judge and how the judge is asked."""
 
     judge: JudgeSpec
-    data: Path
+    data: Path | None = None  # None: the benchmark's default data folder
     selection: Selection = field(default_factory=Selection)
     benchmark: str = "rmb"
-    template: str = "rmb"
-    order: str = "random"  # random | fixed | both
+    template: str | None = None  # None: the benchmark's default template
+    order: str | None = None  # random | fixed | both; None: the benchmark's default
     samples: int = 1
     temperature: float | None = 0.0
-    max_tokens: int = 2048
+    max_tokens: int | None = None  # None: the template's, else MAX_TOKENS
     precision: float | None = None  # --precision H: judge a growing stratified sample until overall's ±H
     verdict_probs: bool = False  # --verdict-probs: ask for token logprobs (TOP_LOGPROBS alternatives)
     local: LocalOptions = field(default_factory=LocalOptions)
+
+    def order_for(self, benchmark: Benchmark) -> str:
+        return self.order or benchmark.default_order
+
+    def max_tokens_for(self, template: Template | None) -> int:
+        return self.max_tokens or (template.max_tokens if template else None) or MAX_TOKENS
+
+    def data_for(self, benchmark: Benchmark) -> Path:
+        return self.data or benchmark.default_data_dir()
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from .judgments import Judged
 from .records import Record
-from .scoring import Judged
 
 QUALITY = ("unparsed", "refused", "failed", "truncated")
 
@@ -100,7 +100,7 @@ class RunProgress:
         """A record whose every comparison is judged, with the score the summary gives it."""
         section = self.sections[record.section]
         section.done += 1
-        counted = section.scenarios.setdefault(record.category_path, [0.0, 0])
+        counted = section.scenarios.setdefault(record.subset, [0.0, 0])
         counted[0] += score
         counted[1] += 1
 

@@ -224,6 +224,8 @@ class Engine:
         self._input_ratio = 1.0  # the provider's input tokens per counted token, at most
         self._stop_event = asyncio.Event()
         self._queue: deque[Job] = deque()
+        self._group: asyncio.TaskGroup | None = None  # the workers of a `send` under way
+        self._workers = 0
         self._ready: deque[tuple[Job, float]] = deque()  # claimed, with when
         self._held: dict[tuple[str, int], Job] = {}  # claimed by another process
         self._taking = 0  # claims being made right now
@@ -264,9 +266,10 @@ class Engine:
         """Answer what the cache holds of `wanted` (request key, sample), distinct; return
         the misses. With --offline a miss is an error raised before anything is sent, unless
         not `strict` (a --precision run needs only some of them; it checks its own)."""
-        self.stats.total = len(wanted)
+        self.stats.total += len(wanted)
         found = self.cache.get_responses(wanted, self.endpoints)
-        self.stats.cache_hits = self.stats.done = len(found)
+        self.stats.cache_hits += len(found)
+        self.stats.done += len(found)
         for key, response in found.items():
             self._scrub(response)  # (a row an older version stored with a key in it)
             self.outcomes[key] = Outcome(response, cached=True)
@@ -289,17 +292,34 @@ class Engine:
             return
         self.cache.writable(f"{len(misses)} new answers")
         self._queue.extend(misses)
-        workers = min(self.config.concurrency, len(misses))
         heartbeat = asyncio.create_task(self._renew_claims())
         try:
             async with asyncio.TaskGroup() as group:
-                for _ in range(workers):
-                    group.create_task(self._worker())
+                self._group = group
+                self._more_workers()
         except* FatalProviderError as fatal:
             raise fatal.exceptions[0] from None
         finally:
+            self._group = None
             heartbeat.cancel()
             self.stats.waiting_elsewhere = 0
+
+    def add(self, jobs: list[Job]) -> bool:
+        """More jobs for a `send` under way (the follow-up turns its answers call for), sent
+        as its own are; False when no send is under way (the caller sends them later)."""
+        if self._group is None or not self._workers:  # (no worker left: the send is ending)
+            return False
+        self._queue.extend(jobs)
+        self.stats.total += len(jobs)
+        self._more_workers()
+        return True
+
+    def _more_workers(self) -> None:
+        """Workers up to --concurrency for the jobs queued (a worker ends when none is left)."""
+        assert self._group is not None
+        for _ in range(min(self.config.concurrency - self._workers, len(self._queue))):
+            self._workers += 1
+            self._group.create_task(self._worker())
 
     async def _db(self, method: Callable[..., _T], *args: Any) -> _T:
         """A cache call in the cache's own thread: a cache locked by another process, or a
@@ -322,13 +342,16 @@ class Engine:
             return None
 
     async def _worker(self) -> None:
-        while (job := await self._next_job()) is not None:
-            outcome = await self._one(job)
-            if outcome is not None:
-                self.settle((job.key, job.sample), outcome)
-            if outcome is None or outcome.response is None:
-                # not sent, stopped before an answer, or failed for good: free it for others
-                await self._cache_step(self.cache.release, job.key, job.sample)
+        try:
+            while (job := await self._next_job()) is not None:
+                outcome = await self._one(job)
+                if outcome is not None:
+                    self.settle((job.key, job.sample), outcome)
+                if outcome is None or outcome.response is None:
+                    # not sent, stopped before an answer, or failed for good: free it for others
+                    await self._cache_step(self.cache.release, job.key, job.sample)
+        finally:
+            self._workers -= 1
 
     async def _next_job(self) -> Job | None:
         """The next job this process may send: claimed in the cache, in chunks. Jobs another

@@ -6,7 +6,6 @@ tokens and dollars only for the ones a run would send.
 
 from __future__ import annotations
 
-import asyncio
 import gc
 from collections import defaultdict
 from typing import Any
@@ -15,55 +14,57 @@ from rich.console import Console
 from rich.table import Table
 
 from . import benchmarks
+from .benchmark import OVERALL, Benchmark
 from .cache import Cache, cache_file
 from .config import RunConfig
 from .errors import UsageError
-from .generative import GenerativeBackend, GenerativePlan
+from .generative import GenerativeJudge, GenerativePlan
 from .precision import Sampler, allocate, pools, required_n
 from .records import Dataset, Record
-from .scalar import ScalarBackend
 from .scoring import linked
 from .session import load_dataset
 
 
 def estimate(config: RunConfig) -> dict[str, Any]:
+    """What a run of this configuration would send and cost (the judge kind reckons it)."""
     try:
-        return _estimate(config)
+        task = config.task
+        if task.judge.scalar and task.precision is not None:
+            raise UsageError("estimate --precision: a local reward model sends no paid requests; "
+                             "estimate it without --precision")
+        benchmark = benchmarks.get(task.benchmark)
+        benchmark.check_selection(task.selection)
+        return task.judge.kind.estimate(config, benchmark)
     finally:
         gc.unfreeze()  # what the bulk steps froze (session.paused_gc) is collectable again
 
 
-def _estimate(config: RunConfig) -> dict[str, Any]:
+def generative(config: RunConfig, benchmark: Benchmark) -> dict[str, Any]:
+    """A generative judge's estimate: the requests a run would build, looked up in the cache,
+    tokens and dollars counted for those it would send. A template's follow-up turns are
+    counted where the cache knows they are needed (their first reply is cached), and as "up
+    to N more" (`follow_ups`) for the first replies still to come."""
     task, execution = config.task, config.execution
-    benchmark = benchmarks.get(task.benchmark)
-    if task.judge.scalar and task.precision is not None:
-        raise UsageError("estimate --precision: a local reward model sends no paid requests; "
-                         "estimate it without --precision")
-    if task.judge.scalar:
-        if task.judge.served:
-            from .served_rm import ServedRewardBackend
-
-            backend: ScalarBackend = ServedRewardBackend(config, benchmark)
-        else:
-            backend = ScalarBackend(config, benchmark)
-        asyncio.run(backend.prepare())
-        return backend.estimate(load_dataset(config, benchmark))
-    generative = GenerativeBackend(config, benchmark)
+    judge = GenerativeJudge(config, benchmark)
     dataset = load_dataset(config, benchmark)
-    plan = GenerativePlan(config, dataset, generative.template)
+    plan = GenerativePlan(config, benchmark, dataset, judge.template)
     jobs = plan.jobs()
-    cached = {}
+    cached: dict = {}
     if cache_file(execution.cache).exists():  # an estimate creates no cache
         cache = Cache(execution.cache, create=False)
         try:
-            cached = cache.get_responses(plan.answers(), generative.endpoints)
+            cached = cache.get_responses(plan.answers(), judge.endpoints)
+            follow = [job for key, response in cached.items() if (job := plan.follow_up(key, response))]
+            cached |= cache.get_responses([(j.key, j.sample) for j in follow], judge.endpoints)
+            jobs += follow
         finally:
             cache.close()
-    estimator = generative.estimate
+    estimator = judge.estimate
     sampled = None
     if task.precision is not None:
-        sampled = precision_sample(plan, dataset, task.precision, task.selection.seed, set(cached))
-        jobs = [j for j in jobs if (j.key, j.sample) in sampled["answers"]]
+        sampled = precision_sample(plan, benchmark, dataset, task.precision, task.selection.seed, set(cached))
+        wanted = sampled["answers"] | {plan.follow_ups[a] for a in sampled["answers"] if a in plan.follow_ups}
+        jobs = [j for j in jobs if (j.key, j.sample) in wanted]
     counts: dict[str, int] = {}
     input_tokens = cached_input = 0
     for job in jobs:
@@ -77,15 +78,16 @@ def _estimate(config: RunConfig) -> dict[str, Any]:
     output_tokens = misses * estimator.output_tokens
     cost = estimator.cost(input_tokens, output_tokens)
     full_cost = estimator.cost(input_tokens + cached_input, len(jobs) * estimator.output_tokens)
+    unknown = sum(1 for j in jobs if not plan.is_follow_up(j.key) and (j.key, j.sample) not in cached)
     result = {
         "judge": task.judge.spec,
         "simulated": task.judge.simulated,
-        "template": generative.template.name,
+        "template": judge.template.name,
         "records": len(dataset.records),
         "comparisons": len(plan.presentations),
         "total_requests": len(jobs),
         "requests": misses,
-        "cached": len(cached),
+        "cached": sum(1 for job in jobs if (job.key, job.sample) in cached),
         "input_tokens": input_tokens,
         "output_tokens": output_tokens,
         "cost_usd": cost,
@@ -96,8 +98,11 @@ def _estimate(config: RunConfig) -> dict[str, Any]:
         "output_tokens_note": estimator.output.describe(),
         "price_source": estimator.price_source(),
     }
+    if any(t.follow_up for t in plan.templates):
+        result["follow_ups"] = unknown  # at most one more request each, not counted above
+        result["follow_ups_note"] = (f"up to {unknown:,} more requests: the template asks again, once, when a reply "
+                                     "states no verdict label, which is known only once the reply is")
     if sampled is not None:
-        result["cached"] = sum(1 for job in jobs if (job.key, job.sample) in cached)
         result["precision"] = {k: v for k, v in sampled.items() if k != "answers"}
     return result
 
@@ -107,7 +112,7 @@ def _estimate(config: RunConfig) -> dict[str, Any]:
 ASSUMED_ACCURACIES = tuple(0.5 + 0.05 * k for k in range(10))
 
 
-def precision_sample(plan: GenerativePlan, dataset: Dataset, target: float, seed: int,
+def precision_sample(plan: GenerativePlan, benchmark: Benchmark, dataset: Dataset, target: float, seed: int,
                      cached: set[tuple[str, int]]) -> dict[str, Any]:
     """The records a `--precision` run would judge if its judge won every comparison with the
     same probability p, a comparison's verdict shared by every record holding it (one cached
@@ -117,14 +122,14 @@ def precision_sample(plan: GenerativePlan, dataset: Dataset, target: float, seed
     sections; that covariance does not shrink as the sample grows (it is the full data's), so
     the allocation must reach the target variance less it."""
     answers_of: dict[Record, list[tuple[str, int]]] = defaultdict(list)
-    for presentation, keys in zip(plan.presentations, plan.keys, strict=True):
-        answers_of[presentation.comparison.record].extend(keys)
+    for presentation, keys in zip(plan.presentations, plan.first_keys, strict=True):
+        answers_of[presentation.record].extend(keys)  # type: ignore[arg-type]
     drawn = pools(dataset.records, seed, lambda r: float(len(answers_of[r])), linked(dataset.records))
-    sampler = Sampler(drawn, target)
+    sampler = Sampler(drawn, target, across=next(k.across for k in benchmark.score_keys() if k.key == OVERALL))
     holding: dict[tuple, list[Record]] = defaultdict(list)
     compared: dict[Record, set[tuple]] = {}
     for record in dataset.records:
-        compared[record] = {(record.conversation, record.preferred.text, other.text) for other in record.others}
+        compared[record] = {(record.conversation, record.chosen[0].text, other.text) for other in record.rejected}
         for key in compared[record]:
             holding[key].append(record)
     pairs = {(a, b) for group in holding.values() for i, a in enumerate(group) for b in group[i + 1:]}
@@ -183,5 +188,7 @@ def render(result: dict[str, Any], console: Console) -> None:
     console.print(f"price: {result['price_source']}")
     if result.get("precision"):
         console.print(f"--precision: the sample assumes {result['precision']['assumption']}")
+    if result.get("follow_ups"):
+        console.print(f"follow-up turns: {result['follow_ups_note']}")
     if result["simulated"]:
         console.print("[yellow]mock is a simulated judge: it costs nothing and means nothing[/]")

@@ -1,6 +1,14 @@
-"""Generative judges' part of a run: each presentation rendered into requests, the requests
-answered from the cache or through the engine (live) or the provider's batch API, and each
-presentation's verdict read from its answers.
+"""Generative judges' part of a run (pipeline.py): each presentation rendered into requests,
+the requests answered from the cache or through the engine (live) or the provider's batch
+API, and each presentation's verdict read from its answers.
+
+A template with a follow-up turn (`follow_up`) asks again, once, when the first reply states
+no verdict label at all: the follow-up request (the first request's messages, the reply, the
+follow-up text) is an ordinary cached request whose key covers the reply, known once the
+reply is (found in the cache, answered live or in a batch). It joins the engine's queue
+while the engine runs, or goes out in a second round (a second batch, or the next --precision
+round); `--offline` needs it cached like any other answer, and `estimate` counts the
+follow-ups it cannot know yet as "up to N more".
 """
 
 from __future__ import annotations
@@ -11,26 +19,28 @@ import sys
 import time
 from collections.abc import Awaitable, Hashable, Sequence
 
-from . import comparisons as cmp
 from . import endpoints as ep
-from . import memo, templates, verdict_probs
+from . import memo, rendering, templates, verdict_probs
 from .batch import BatchRunner, batched
 from .benchmark import Benchmark
 from .cache import Cache
 from .config import TOP_LOGPROBS, RunConfig
 from .costs import Estimator
-from .engine import Engine, EngineBacked, Job, Outcome, Stats, Trial, answer_cost
+from .engine import Engine, Job, Outcome, Stats, Trial, answer_cost
 from .errors import Declined, FatalProviderError, UsageError
-from .judges import JudgeSpec, make_provider
-from .outputs import UNSAVED
-from .providers.base import ChatResponse
+from .judges import JudgeSpec
+from .judgments import Judged, Presentation
+from .pipeline import AnswerCallback, Plan, Status, settings_of
+from .providers.base import ChatRequest, ChatResponse
 from .records import Dataset
-from .scoring import Judged, majority
-from .summary import Results, Settings, Usage
-from .verdicts import STYLE_FORMS, looks_like_refusal, parse_rating, parse_verdict, verdict_from_ratings
+from .scoring import majority
+from .summary import Results, Usage
+from .verdicts import form_of, looks_like_refusal, parse_rating, parse_verdict, style_of, verdict_from_ratings
 
 TRIAL_SHARE = 0.5  # the first live answers: stop when more than this share holds no verdict
 COUNTED = 2000  # requests whose input tokens the cost line counts (the rest in proportion)
+
+Answer = tuple[str, int]  # (request key, sample)
 
 
 class GenerativePlan:
@@ -38,81 +48,127 @@ class GenerativePlan:
 
     The keys of a plan whose inputs did not change come from the memo (rendering and hashing
     every prompt again is most of a fully cached rerun); requests themselves are rendered
-    only for the keys the cache does not hold.
+    only for the keys the cache does not hold. A presentation whose template has a follow-up
+    turn may come to need one more request (`follow_up`).
     """
 
-    # the code a request key depends on (memo.code_digest)
-    RENDERING = ("records.py", "benchmark.py", "benchmarks/rmb.py", "comparisons.py", "templates.py",
-                 "cache.py", "providers/base.py", "generative.py")
+    # the code a request key depends on (memo.code_digest), besides the benchmark's own module
+    RENDERING = ("records.py", "benchmark.py", "judgments.py", "rendering.py", "templates.py", "cache.py",
+                 "providers/base.py", "generative.py")
 
-    def __init__(self, config: RunConfig, dataset: Dataset, template: templates.Template):
+    def __init__(self, config: RunConfig, benchmark: Benchmark, dataset: Dataset, template: templates.Template):
         task = config.task
-        self.template = template
         self.samples = task.samples
-        order = "fixed" if template.kind == "pointwise" else task.order
-        self.presentations = cmp.presentations(cmp.comparisons_of(dataset.records), order, task.selection.seed)
-        self.settings = cmp.RequestSettings(task.judge.provider, task.judge.model, task.max_tokens, task.temperature,
-                                            TOP_LOGPROBS if task.verdict_probs else 0)
+        order = task.order_for(benchmark)
+        self.presentations: list[Presentation] = []
+        self.templates: list[templates.Template] = []  # each presentation's (a benchmark may ask a record its own way)
+        for record in dataset.records:
+            asked = benchmark.template_for(record, template)
+            mode = "fixed" if asked.kind == "pointwise" else order
+            for judgment in benchmark.judgments(record, asked.kind):
+                for shown in benchmark.orders_for(judgment, mode, task.selection.seed):
+                    self.presentations.append(Presentation(judgment, shown))
+                    self.templates.append(asked)
+        self.settings = rendering.RequestSettings(task.judge.provider, task.judge.model, task.max_tokens_for(template),
+                                                  task.temperature, TOP_LOGPROBS if task.verdict_probs else 0)
         self.probs = task.verdict_probs
-        self._requests: dict[str, cmp.ChatRequest] = {}
+        self._requests: dict[str, ChatRequest] = {}
         memo_name = "plan-" + memo.fingerprint(
-            sorted(dataset.sha256.items()), dataclasses.asdict(task.selection), template.key_sha256,
-            template.sha256, dataclasses.asdict(self.settings), order, memo.code_digest(*self.RENDERING),
+            benchmark.name, sorted(dataset.sha256.items()), dataclasses.asdict(task.selection),
+            sorted({(t.key_sha256, t.sha256) for t in self.templates}), dataclasses.asdict(self.settings), order,
+            memo.code_digest(*self.RENDERING, f"benchmarks/{type(benchmark).__module__.rpartition('.')[2]}.py"),
         )
         request_keys = memo.read(memo_name)
         if not (isinstance(request_keys, list) and len(request_keys) == len(self.presentations)):
             request_keys = []
-            for p in self.presentations:
-                pairs = cmp.requests_for(p, template, self.settings)
+            for p, asked in zip(self.presentations, self.templates, strict=True):
+                pairs = rendering.requests_for(p, asked, self.settings)
                 self._requests.update(pairs)
                 request_keys.append(tuple(key for key, _ in pairs))
             memo.write(memo_name, request_keys)
         self._first: dict[str, int] = {}  # request key -> a presentation that renders it
+        self._units: dict[Answer, list[int]] = {}  # follow-up turns' parents -> their presentations
         for index, keys in enumerate(request_keys):
             for key in keys:
                 self._first.setdefault(key, index)
-        self.keys: list[tuple[tuple[str, int], ...]] = [
-            tuple((key, s) for key in keys for s in range(self.samples)) for keys in request_keys
+        self.keys: list[list[Hashable]] = [
+            [(key, s) for key in keys for s in range(self.samples)] for keys in request_keys
         ]
+        self.first_keys = [tuple(keys) for keys in self.keys]  # without follow-ups
+        self.follow_ups: dict[Answer, Answer] = {}  # a first reply -> its follow-up turn
+        self._follow_requests: dict[str, ChatRequest] = {}
 
-    def answers(self) -> list[tuple[str, int]]:
-        """Every (request key, sample) the plan needs, once each."""
+    def answers(self) -> list[Answer]:
+        """Every (request key, sample) the plan needs before any follow-up, once each."""
         return [(key, s) for key in self._first for s in range(self.samples)]
 
-    def request(self, key: str) -> cmp.ChatRequest:
+    def request(self, key: str) -> ChatRequest:
+        if key in self._follow_requests:
+            return self._follow_requests[key]
         if key not in self._requests:
-            self._requests.update(cmp.requests_for(self.presentations[self._first[key]], self.template, self.settings))
+            index = self._first[key]
+            self._requests.update(rendering.requests_for(self.presentations[index], self.templates[index],
+                                                          self.settings))
         return self._requests[key]
 
-    def jobs(self, wanted: Sequence[tuple[str, int]] | None = None) -> list[Job]:
-        """Jobs for these answers (default: all of them)."""
+    def jobs(self, wanted: Sequence[Answer] | None = None) -> list[Job]:
+        """Jobs for these answers (default: all of them before follow-ups)."""
         return [Job(key, s, self.request(key)) for key, s in (self.answers() if wanted is None else wanted)]
 
-    def judge(self, index: int, outcomes: dict[tuple[str, int], Outcome]) -> Judged | None:
+    def follow_up(self, answer: Answer, response: ChatResponse) -> Job | None:
+        """The follow-up turn a first reply calls for (its template has one, and the reply
+        states no verdict label at all), once per reply: a new job, or None."""
+        key, sample = answer
+        if answer in self.follow_ups or key not in self._first:
+            return None
+        template = self.templates[self._first[key]]
+        labelled = style_of(template.style).labelled if template.follow_up else None
+        if labelled is None or labelled(response.text):
+            return None
+        second, request = rendering.follow_up(template, self.settings, self.request(key), response.text)
+        self._follow_requests[second] = request
+        self.follow_ups[answer] = (second, sample)
+        return Job(second, sample, request)
+
+    def is_follow_up(self, key: str) -> bool:
+        return key in self._follow_requests
+
+    def units_of(self, answer: Answer) -> list[int]:
+        """The presentations a (first) answer decides."""
+        if not self._units:
+            for index, keys in enumerate(self.first_keys):
+                for key in keys:
+                    self._units.setdefault(key, []).append(index)  # type: ignore[arg-type]
+        return self._units.get(answer, [])
+
+    def judge(self, index: int, outcomes: dict[Answer, Outcome]) -> Judged | None:
         """The presentation's verdict, or None while any of its answers is missing."""
-        keys = self.keys[index]
-        if len(keys) == 1 and self.template.kind == "pairwise":  # the common case, quickly
-            outcome = outcomes.get(keys[0])
+        template = self.templates[index]
+        keys = self.first_keys[index]
+        presentation = self.presentations[index]
+        if len(keys) == 1 and template.kind == "pairwise" and not template.follow_up:  # the common case, quickly
+            outcome = outcomes.get(keys[0])  # type: ignore[call-overload]
             if outcome is None:
                 return None
             response = outcome.response
             if response is None:
-                return Judged(self.presentations[index], None, None, outcome.cached, outcome.error,
+                return Judged(presentation, None, None, outcome.cached, outcome.error,
                               outcome.rejected, votes=(None,))
-            vote = parse_verdict(response.text, self.template.style)
-            refused = vote is None and (response.refusal or looks_like_refusal(response.text))
-            return Judged(self.presentations[index], vote, response.text, outcome.cached,
-                          refused=refused, truncated=response.truncated, votes=(vote,),
-                          probs=self._probs(response, vote))
-        wanted = [[outcomes.get(k) for k in keys[s::self.samples]] for s in range(self.samples)]
+            read = parse_verdict(response.text, template.style)
+            refused = read is None and (response.refusal or looks_like_refusal(response.text))
+            return Judged(presentation, read, response.text, outcome.cached,
+                          refused=refused, truncated=response.truncated, votes=(read,),
+                          probs=self._probs(template, response, read))
+        wanted = [[outcomes.get(k) for k in keys[s::self.samples]] for s in range(self.samples)]  # type: ignore[call-overload]
         if any(o is None for sample in wanted for o in sample):
             return None
-        votes: list[str | None] = []
+        votes: list[str | float | None] = []
         raws: list[object] = []
         errors: list[Outcome] = []
         refusals, truncated = 0, False
         located: list[verdict_probs.Probs] = []
-        for sample in wanted:
+        everything = [o for sample in wanted for o in sample if o is not None]
+        for s, sample in enumerate(wanted):
             failed = next((o for o in sample if o is not None and o.response is None), None)
             if failed:
                 errors.append(failed)
@@ -121,11 +177,32 @@ class GenerativePlan:
                 continue
             responses = [o.response for o in sample if o is not None and o.response is not None]
             texts = [r.text for r in responses]
-            if self.template.kind == "pairwise":
-                vote = parse_verdict(texts[0], self.template.style)
+            if template.kind == "pairwise" and template.follow_up:
+                second = self.follow_ups.get(keys[s])  # type: ignore[call-overload]
+                if second is not None:  # the first reply stated no label: the verdict is read from both
+                    outcome = outcomes.get(second)
+                    if outcome is None:
+                        return None
+                    everything.append(outcome)
+                    if outcome.response is None:
+                        errors.append(outcome)
+                        votes.append(None)
+                        raws.append(None)
+                        continue
+                    responses.append(outcome.response)
+                    texts = ["\n" + texts[0] + "\n" + outcome.response.text]
+                vote: str | float | None = parse_verdict(texts[0], template.style)
                 raws.append(texts[0])
-                if (probs := self._probs(responses[0], vote)) is not None:
+            elif template.kind in ("pairwise", "ranking"):
+                said = parse_verdict(texts[0], template.style)
+                vote = said
+                raws.append(texts[0])
+                if (probs := self._probs(template, responses[0], said)) is not None:
                     located.append(probs)
+            elif template.kind == "rating":
+                vote = parse_rating(texts[0]) if template.style == "pointwise" else parse_verdict(texts[0],
+                                                                                               template.style)
+                raws.append(texts[0])
             else:
                 vote = verdict_from_ratings(parse_rating(texts[0]), parse_rating(texts[1]))
                 raws.append({"A": texts[0], "B": texts[1]})
@@ -137,10 +214,10 @@ class GenerativePlan:
         # rerun asks again), rather than be decided by fewer votes than --samples says
         verdict = None if errors else majority(votes)
         return Judged(
-            presentation=self.presentations[index],
+            presentation=presentation,
             verdict=verdict,
             raw=raws[0] if self.samples == 1 else raws,
-            cached=all(o.cached for sample in wanted for o in sample),  # type: ignore[union-attr]
+            cached=all(o.cached for o in everything),
             error=errors[0].error if errors else None,
             rejected=bool(errors) and all(o.rejected for o in errors),
             refused=verdict is None and not errors and refusals > 0,
@@ -149,40 +226,49 @@ class GenerativePlan:
             probs=None if errors else verdict_probs.mean(located),
         )
 
-    def _probs(self, response: ChatResponse, vote: str | None) -> verdict_probs.Probs | None:
+    def _probs(self, template: templates.Template, response: ChatResponse, vote: str | None
+               ) -> verdict_probs.Probs | None:
         """--verdict-probs: P(A), P(B), P(tie) at the token stating the answer's verdict."""
         if not self.probs:
             return None
-        return verdict_probs.read(response.text, response.logprobs, self.template.style, vote)
+        return verdict_probs.read(response.text, response.logprobs, template.style, vote)
 
 
-class GenerativeBackend(EngineBacked):
-    """A generative judge's part of a session (see session.Backend)."""
+class GenerativeJudge:
+    """A generative judge's pipeline (pipeline.Pipeline): requests from the plan, answered from
+    the cache, then by the engine (live, or through the provider's batch API)."""
 
     progress_rows = "comparisons"
 
     def __init__(self, config: RunConfig, benchmark: Benchmark):
+        from .judges import make_provider
+
         self.config = config
         self.benchmark = benchmark
         task = config.task
-        self.template = templates.load(task.template)
+        self.template = templates.load(task.template or benchmark.default_template)
         self.template.check_goals(benchmark.goals)
         if task.verdict_probs:
             check_verdict_probs(task.judge, self.template)
-        self.settings = settings_of(config, self.template)
+        self.settings = settings_of(config, benchmark, self.template)
         self.provider = make_provider(task.judge, list(config.execution.base_urls), config.execution.engine.concurrency)
         self.settings.endpoints = list(self.provider.endpoints)
         self.estimate = Estimator(task.judge.provider_class, task.judge.model, self.template.style,
-                                  task.max_tokens, config.execution.batch, endpoints=self.provider.endpoints,
-                                  price=config.execution.price, verdict_tokens=self.template.output_tokens)
+                                  task.max_tokens_for(self.template), config.execution.batch,
+                                  endpoints=self.provider.endpoints, price=config.execution.price,
+                                  verdict_tokens=self.template.output_tokens)
         # answers from these endpoints serve this run: its own, and those declared equivalent
         extra = tuple(ep.normalize(url, task.judge.provider_class.api_path)
                       for url in config.execution.equivalent_endpoints)
         self.endpoints = tuple(dict.fromkeys((*self.provider.endpoints, *extra)))
         self.stats = Stats()
         self.plan_: GenerativePlan | None = None
+        self.planned: Plan | None = None
         self.engine: Engine | None = None
         self.batches: BatchRunner | None = None
+        self.misses: list[Job] = []
+        self._sending = False  # the engine is sending: a follow-up joins its queue
+        self._later: list[Job] = []  # follow-ups to send once it is not
 
     async def prepare(self) -> None:
         task, execution = self.config.task, self.config.execution
@@ -191,42 +277,48 @@ class GenerativeBackend(EngineBacked):
         if not execution.engine.offline:
             self.provider.prepare()  # the API key, before any data is read
 
-    def open_cache(self) -> Cache:
-        execution = self.config.execution
-        cache = Cache(execution.cache)
-        taken = cache.take_unsaved(execution.out / UNSAVED)
-        if taken:
-            print(f"rmb-judge: {taken} answers an earlier run could not store were added to "
-                  f"the cache {cache.path}", file=sys.stderr)
-        return cache
-
     def probe(self) -> Awaitable[list[str | None]] | None:
         if self.config.execution.engine.offline or self.config.task.judge.simulated:
             return None
         return asyncio.gather(*(ep.unreachable(url) for url in self.provider.endpoints))
 
-    def plan(self, dataset: Dataset) -> Sequence[Sequence[Hashable]]:
-        self.plan_ = GenerativePlan(self.config, dataset, self.template)
-        return self.plan_.keys
+    def plan(self, dataset: Dataset) -> Plan:
+        self.plan_ = GenerativePlan(self.config, self.benchmark, dataset, self.template)
+        self.planned = Plan(self.plan_.presentations, self.plan_.keys)
+        return self.planned
 
-    def units(self) -> Sequence[cmp.Presentation]:
-        assert self.plan_ is not None
-        return self.plan_.presentations
-
-    def lookup(self, cache: Cache, on_answer) -> int:
+    def lookup(self, cache: Cache, on_answer: AnswerCallback) -> int:
         execution = self.config.execution
-        assert self.plan_ is not None
+        plan = self.plan_
+        assert plan is not None
+
+        def answered(key: tuple[str, int], outcome: Outcome) -> None:
+            if outcome.response is not None and (job := plan.follow_up(key, outcome.response)) is not None:
+                self._follow(job, key)
+            on_answer(key)
+
         self.engine = Engine(
             self.provider, cache, execution.engine,
             template=self.template.name, template_sha256=self.template.sha256, pricing=self.estimate,
-            stats=self.stats, on_outcome=lambda key, outcome: on_answer(key), endpoints=self.endpoints,
-            trial=self._trial(),
+            stats=self.stats, on_outcome=answered, endpoints=self.endpoints, trial=self._trial(),
         )
         self.batches = BatchRunner(self.engine, execution.poll_interval)
         strict = self.config.task.precision is None
-        self.misses = self.plan_.jobs(self.engine.lookup(self.plan_.answers(), strict))
+        misses = self.engine.lookup(plan.answers(), strict)
+        while self._later:  # follow-ups of cached replies: cached too, or to send
+            found, self._later = self._later, []
+            misses += self.engine.lookup([(j.key, j.sample) for j in found], strict)
+        self.misses = plan.jobs(misses)
         self._learn_tokens()
         return len(self.misses)
+
+    def _follow(self, job: Job, parent: tuple[str, int]) -> None:
+        """A reply called for its follow-up turn: its presentations now need it too, and it goes
+        to the engine (while the engine sends) or waits for the next round."""
+        assert self.plan_ is not None and self.planned is not None and self.engine is not None
+        self.planned.need((job.key, job.sample), self.plan_.units_of(parent))
+        if not (self._sending and self.engine.add([job])):
+            self._later.append(job)
 
     def _trial(self) -> Trial | None:
         """The check of the first live answers (engine.Trial): stop when most hold no verdict,
@@ -236,13 +328,17 @@ class GenerativeBackend(EngineBacked):
         if execution.batch or most >= 1:
             return None
 
+        labelled = style_of(style).labelled if self.template.follow_up else None
+
         def readable(response: ChatResponse) -> bool | None:
             text = response.text
             if (parse_rating(text) if style == "pointwise" else parse_verdict(text, style)) is not None:
                 return True
+            if labelled is not None and not labelled(text):
+                return None  # its follow-up turn decides
             return None if response.refusal or looks_like_refusal(text) else False
 
-        return Trial(readable, style, STYLE_FORMS.get(style, style), most)
+        return Trial(readable, style, form_of(style), most)
 
     def _learn_tokens(self, sample: int = 200) -> None:
         """How the provider counts tokens against our count, from answers already in the
@@ -308,12 +404,20 @@ class GenerativeBackend(EngineBacked):
             raise Declined("not confirmed: nothing was sent (--yes skips the question, --confirm-above USD "
                            "sets the threshold)")
 
-    async def work(self, cache: Cache, on_answer, only: set[Hashable] | None = None) -> None:
-        """Send the misses (those in `only`, a --precision round's) live or in batches. Misses
-        a pending batch holds (an interrupted --batch run, or another process's) are collected
-        from that batch either way: it is paid for already."""
-        assert self.engine is not None and self.batches is not None
+    async def fetch(self, only: set[Hashable] | None = None) -> None:
+        """Send the misses (those in `only`, a --precision round's) live or in batches, and the
+        follow-up turns their replies call for. Misses a pending batch holds (an interrupted
+        --batch run, or another process's) are collected from that batch either way: it is
+        paid for already."""
+        assert self.engine is not None
         misses = self.misses if only is None else [j for j in self.misses if (j.key, j.sample) in only]
+        while misses and not self.engine.stopping:
+            await self._send(misses)
+            misses, self._later = self._later, []  # follow-ups of replies the engine was not sending for
+        self.misses = [j for j in self.misses if (j.key, j.sample) not in self.engine.outcomes] + misses
+
+    async def _send(self, misses: list[Job]) -> None:
+        assert self.engine is not None and self.batches is not None
         if self.config.execution.batch:
             await self.batches.run(misses)
             return
@@ -323,8 +427,12 @@ class GenerativeBackend(EngineBacked):
         if pending:
             print(f"rmb-judge: {len(misses) - len(live)} answers are in {len(pending)} batches "
                   "submitted before; collecting them from there", file=sys.stderr)
-        await self.batches.collect(pending, [j for j in misses if (j.key, j.sample) in in_batches],
-                                   self.engine.send(live))
+        self._sending = True
+        try:
+            await self.batches.collect(pending, [j for j in misses if (j.key, j.sample) in in_batches],
+                                       self.engine.send(live))
+        finally:
+            self._sending = False
 
     def stop(self, reason: str) -> str:
         assert self.engine is not None and self.batches is not None
@@ -334,12 +442,14 @@ class GenerativeBackend(EngineBacked):
             return "the batch being created to be recorded (it is paid for)"
         return f"the {self.stats.in_flight} requests in flight, whose answers are paid for"
 
-    def judge(self, index: int) -> Judged | None:
+    def verdict(self, index: int) -> Judged | None:
         assert self.plan_ is not None and self.engine is not None
         return self.plan_.judge(index, self.engine.outcomes)
 
-    def record_run(self, cache: Cache) -> None:
-        cache.record_run(self.config.task.judge.spec, self.stats.total, self.stats.cache_hits, self.stats.requests)
+    def status(self) -> Status:
+        stats = self.stats
+        return Status(stats.stopped_reason, stats.stop_detail, stats.requests > 0, stats.total, stats.cache_hits,
+                      stats.requests, self.engine.unsaved if self.engine else [])
 
     def metrics(self) -> dict[str, str]:
         stats = self.stats
@@ -362,7 +472,10 @@ class GenerativeBackend(EngineBacked):
             shown.update(self.batches.progress.metrics())
         return shown
 
-    def usage(self, judged: list[Judged], indices: list[int]) -> Usage:
+    def report(self, judged: list[Judged], indices: list[int]) -> tuple[Usage, list[str]]:
+        return self._usage(judged, indices), self._warnings()
+
+    def _usage(self, judged: list[Judged], indices: list[int]) -> Usage:
         """What this invocation sent and spent, and (`results`) what the answers behind the
         scores cost, whichever run or batch paid for them."""
         assert self.plan_ is not None and self.engine is not None
@@ -403,7 +516,7 @@ class GenerativeBackend(EngineBacked):
             cost_method=self.estimate.describe(),
         )
 
-    def warnings(self) -> list[str]:
+    def _warnings(self) -> list[str]:
         stats, noticed = self.stats, []
         if stats.usage_counted:
             noticed.append(f"{stats.usage_counted} answers came without token usage from the "
@@ -439,10 +552,6 @@ class GenerativeBackend(EngineBacked):
             self.engine.close()
         await self.provider.aclose()
 
-    def unsaved(self) -> list[dict]:
-        """Answers neither the cache nor its side file could take (a full disk)."""
-        return self.engine.unsaved if self.engine else []
-
 
 def check_verdict_probs(judge: JudgeSpec, template: templates.Template) -> None:
     """--verdict-probs needs answers with token logprobs and a verdict stated in one token."""
@@ -468,23 +577,3 @@ def spend_line(stats: Stats, max_cost: float | None, project: bool = True) -> st
     if project and answered > 0 and remaining > 0:
         line += f", projected ${stats.spent + stats.spent / answered * remaining:.4f}"
     return line
-
-
-def settings_of(config: RunConfig, template: templates.Template | None) -> Settings:
-    task = config.task
-    s = task.selection
-    settings = Settings(
-        sets=list(s.sets), sections=list(s.sections), scenarios=list(s.scenarios),
-        limit=s.limit, sample=s.sample, seed=s.seed, precision=task.precision,
-    )
-    if template:
-        settings.template = template.name
-        settings.template_sha256 = template.sha256
-        settings.template_kind = template.kind
-        settings.verdict_style = template.style
-        settings.order = "fixed" if template.kind == "pointwise" else task.order
-        settings.samples = task.samples
-        settings.temperature = task.temperature
-        settings.max_tokens = task.max_tokens
-        settings.verdict_probs = task.verdict_probs
-    return settings

@@ -1,97 +1,190 @@
-"""A run folder's verdicts read back from its `samples.jsonl`, by comparison: what `compare`
-(agreement between judges, their probabilities) and `jury` need of a finished run, without
-its cache or a request.
+"""What a judge is asked about a record, and how it is shown: the judgment kinds every
+benchmark's records are judged through. Which judgments a record needs is its benchmark's
+decision (`Benchmark.judgments`); the kinds are these three:
 
-A comparison's verdict relative to the label is its presentations' (each order's) when they
-agree, a tie when the two orders disagree, and none when either has none: the rule its score
-follows (scoring.comparison_score). Its probability that the preferred answer is better is
-the mean over its orders (verdict_probs.right).
+- `Pair`: a chosen and a rejected answer of the record, shown in one order or both (`AB`: the
+  chosen answer first, as Assistant A). Its verdict is positional: "A", "B", "tie" or None.
+- `Ranking`: k of the record's answers in one prompt, in a layout (which answer each slot
+  shows); its verdict is the slot picked ("A", "B", ...) or None.
+- `Rating`: one answer rated on its own; its verdict is a number or None.
+
+A presentation is a judgment as the judge sees it (a pair in one order, a ranking in one
+layout). Relative to the label a presentation's verdict is a "win" (a chosen answer picked),
+a "loss", a "tie" or None. A scalar judge (a reward model) answers every kind from the
+answers' rewards (`scalar_verdict`).
 """
 
 from __future__ import annotations
 
-import json
+import hashlib
+import string
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Any
 
-from . import verdict_probs
-from .errors import DataError, UsageError
-from .scoring import label_outcome
+from .records import Answer, Record
 
-Key = tuple[str, str, int | None]  # category_path, uid, loser_index
+ORDERS = ("random", "fixed", "both")
+SCORE = "score"  # the record value every benchmark has: its score (samples.jsonl's record_correct)
+SLOTS = string.ascii_uppercase  # a ranking's slots, as the judge sees them: A, B, C, ...
 
 
 @dataclass(frozen=True)
-class Presented:
-    order: str  # "AB": the label-preferred answer shown first
-    verdict: str | None  # positional: "A", "B", "tie" or None
-    probs: verdict_probs.Probs | None = None
+class Pair:
+    """Two answers of a record: `record.chosen[chosen]` against `record.rejected[rejected]`.
+    `position`: its number among its record's judgments (None when the record has only it),
+    which samples.jsonl names it by."""
+
+    record: Record
+    chosen: int = 0
+    rejected: int = 0
+    position: int | None = None
 
     @property
-    def outcome(self) -> str | None:
-        return label_outcome(self.verdict, self.order)
+    def preferred(self) -> Answer:
+        return self.record.chosen[self.chosen]
+
+    @property
+    def other(self) -> Answer:
+        return self.record.rejected[self.rejected]
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """k answers of a record in one prompt: `answers` indexes `record.answers` (chosen first)."""
+
+    record: Record
+    answers: tuple[int, ...]
+    position: int | None = None
+
+
+@dataclass(frozen=True)
+class Rating:
+    """One answer of a record (`record.answers[answer]`) rated on its own."""
+
+    record: Record
+    answer: int
+    position: int | None = None
+
+
+Judgment = Pair | Ranking | Rating
+
+
+@dataclass(frozen=True)
+class Presentation:
+    """A judgment as the judge is shown it. `order`: a pair's "AB" (the chosen answer shown
+    first) or "BA"; a ranking's layout, one digit per slot naming the index into its
+    `answers` that the slot shows ("102": slot A shows answers[1], ...); a rating's ""."""
+
+    judgment: Judgment
+    order: str
+
+    @property
+    def record(self) -> Record:
+        return self.judgment.record
+
+    @property
+    def shown(self) -> tuple[Answer, ...]:
+        """The answers in the order the judge sees them."""
+        judgment = self.judgment
+        if isinstance(judgment, Pair):
+            pair = (judgment.preferred, judgment.other)
+            return pair if self.order == "AB" else pair[::-1]
+        if isinstance(judgment, Ranking):
+            every = judgment.record.answers
+            return tuple(every[judgment.answers[int(slot)]] for slot in self.order)
+        return (judgment.record.answers[judgment.answer],)
+
+    def outcome(self, verdict: str | float | None) -> str | None:
+        """A verdict relative to the label: "win" (a chosen answer picked), "loss", "tie" or
+        None; a rating's verdict has none (its benchmark reads the number)."""
+        judgment = self.judgment
+        if verdict is None or verdict == "tie" or isinstance(judgment, Rating):
+            return None if isinstance(judgment, Rating) else verdict  # type: ignore[return-value]
+        if isinstance(judgment, Pair):
+            return "win" if verdict == ("A" if self.order == "AB" else "B") else "loss"
+        slot = SLOTS.find(str(verdict))
+        if not 0 <= slot < len(self.order):
+            return None
+        picked = judgment.answers[int(self.order[slot])]
+        return "win" if picked < len(judgment.record.chosen) else "loss"
+
+
+def coin(seed: int, subset: str, uid: str, position: int | None) -> int:
+    """A byte seeded by --seed and a judgment's place, the same in every run and subset."""
+    return hashlib.sha256(f"{seed}:{subset}:{uid}:{position}".encode()).digest()[0]
+
+
+def pair_orders(pair: Pair, mode: str, seed: int) -> tuple[str, ...]:
+    """`fixed`: the chosen answer first; `both`: both orders; `random`: a coin flip seeded by
+    --seed and the pair itself, so reruns and subsets show the same order."""
+    if mode == "fixed":
+        return ("AB",)
+    if mode == "both":
+        return ("AB", "BA")
+    return ("AB",) if coin(seed, pair.record.subset, pair.record.uid, pair.position) % 2 == 0 else ("BA",)
+
+
+def scalar_verdict(presentation: Presentation, rewards: Sequence[float]) -> str | float | None:
+    """A reward model's verdict on a presentation from the rewards of the answers it shows
+    (in shown order): a pair's higher reward wins ("tie" when equal: a scalar tie, which the
+    benchmarks score as they define it); a ranking's slot of the highest reward (None when
+    several share it); a rating's reward."""
+    judgment = presentation.judgment
+    if isinstance(judgment, Rating):
+        return rewards[0]
+    if isinstance(judgment, Pair):
+        first, second = rewards
+        return "A" if first > second else "tie" if first == second else "B"
+    top = max(rewards)
+    slots = [slot for slot, reward in enumerate(rewards) if reward == top]
+    return SLOTS[slots[0]] if len(slots) == 1 else None
 
 
 @dataclass
-class JudgedComparison:
-    presentations: list[Presented] = field(default_factory=list)
-    finished: bool = True  # its record was scored (a stopped run's unfinished records are not)
+class Judged:
+    """The verdict on one presentation, with what it came from."""
+
+    presentation: Presentation
+    verdict: str | float | None  # a pair's "A", "B", "tie" or None; a ranking's slot; a rating's number
+    raw: Any = None
+    cached: bool = False
+    error: str | None = None
+    rejected: bool = False  # the error is the provider's final word on this request (too long)
+    refused: bool = False
+    truncated: bool = False
+    votes: tuple[str | float | None, ...] = ()
+    scalar: bool = False  # a reward model: equal rewards are a loss, not a tie
+    probs: tuple[float, float, float] | None = None  # --verdict-probs: P(A), P(B), P(tie), mean over votes
+    outcome: str | None = field(init=False)  # relative to the label: "win", "loss", "tie" or None
+    correct: float = field(init=False)  # 1 for a win, 0.5 for a generative tie, else 0
+
+    def __post_init__(self) -> None:
+        # computed once: scoring, the live view and the samples all read them
+        self.outcome = self.presentation.outcome(self.verdict)
+        self.correct = {"win": 1.0, "tie": 0.0 if self.scalar else 0.5}.get(self.outcome, 0.0)  # type: ignore[arg-type]
 
     @property
-    def outcome(self) -> str | None:
-        """"win", "loss", "tie" or None, relative to the label, over its orders."""
-        return combined([p.outcome for p in self.presentations])
+    def judgment(self) -> Judgment:
+        return self.presentation.judgment
 
     @property
-    def right(self) -> float | None:
-        """P(the preferred answer is better), a tie counting half, over its orders (None: no probabilities)."""
-        return verdict_probs.right([(p.probs, p.order) for p in self.presentations])
+    def record(self) -> Record:
+        return self.presentation.judgment.record
 
     @property
-    def label_probs(self) -> tuple[float, float, float] | None:
-        """P(the preferred answer wins), P(the other wins), P(tie), over its orders."""
-        found = [verdict_probs.preferred(p.probs, p.order) for p in self.presentations if p.probs is not None]
-        if not found or len(found) < len(self.presentations):
-            return None
-        return verdict_probs.mean(found)
+    def unanswered(self) -> bool:
+        """No verdict, for whatever reason (failed, refused, unparsed)."""
+        return self.verdict is None
 
 
-def combined(outcomes: Sequence[str | None]) -> str | None:
-    """One comparison's outcome from its presentations': theirs when they agree, a tie when
-    they disagree, None when any is missing."""
-    if not outcomes or None in outcomes:
-        return None
-    return outcomes[0] if len(set(outcomes)) == 1 else "tie"
+@dataclass
+class RecordScore:
+    record: Record
+    values: dict[str, float]  # the record's value for each value its score keys average; SCORE its score
+    judgments: list[list[Judged]]  # each judgment's presentations
+    judgment_scores: list[float]
 
-
-def read(folder: Path) -> dict[Key, JudgedComparison]:
-    """Every judged comparison of a run folder; one clear error when its samples.jsonl is
-    missing or not one of rmb-judge's."""
-    samples = folder / "samples.jsonl"
-    found: dict[Key, JudgedComparison] = {}
-    try:
-        with samples.open(encoding="utf-8") as lines:
-            for number, line in enumerate(lines, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                    key = (str(row["category_path"]), str(row["uid"]), row.get("loser_index"))
-                    probs = row.get("probs")
-                    presented = Presented(str(row["order"]), row["verdict"],
-                                          None if probs is None else (float(probs["A"]), float(probs["B"]),
-                                                                      float(probs["tie"])))
-                    finished = row.get("record_correct") is not None
-                    if presented.order not in ("AB", "BA") or presented.verdict not in ("A", "B", "tie", None):
-                        raise ValueError(presented)
-                except (ValueError, KeyError, TypeError, AttributeError):
-                    raise DataError(f"{samples}, line {number}: not a sample line of rmb-judge") from None
-                comparison = found.setdefault(key, JudgedComparison())
-                comparison.presentations.append(presented)
-                comparison.finished = comparison.finished and finished
-    except FileNotFoundError:
-        raise UsageError(f"{folder}: no samples.jsonl in this folder (the run's verdicts are read from it)") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise DataError(f"{samples}: cannot read ({error})") from None
-    return found
+    @property
+    def score(self) -> float:
+        return self.values[SCORE]

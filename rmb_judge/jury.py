@@ -5,7 +5,7 @@ request sent and no cache opened: on the records every member scored, in scenari
 file has the same SHA-256 in every member's manifest (as `compare` matches records), each
 comparison gets the jury's verdict relative to the label:
 - `majority` (default): the most common of the members' verdicts (each member's over its
-  orders, `judgments.combined`); a split vote is a tie, and a member without a verdict
+  orders, `samples.combined`); a split vote is a tie, and a member without a verdict
   abstains (no verdict at all: unparsed);
 - `mean-prob`: the mean of the members' probabilities P(preferred wins), P(other wins),
   P(tie) (members without one for the comparison abstain), and the verdict the largest
@@ -26,10 +26,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import behaviour, benchmarks, calibration, comparisons, judgments, scoring, verdict_probs
+from . import behaviour, benchmarks, calibration, samples, scoring, verdict_probs
 from .benchmark import Benchmark
 from .config import Execution
 from .errors import UsageError
+from .judgments import Judged, Pair, Presentation, RecordScore
 from .outputs import RunFolder, manifest, sample_line
 from .records import Record, Selection
 from .summary import DataInfo, Results, Settings, Summary, Usage, data_files, read_summary
@@ -43,7 +44,7 @@ class Member:
     path: Path
     summary: Summary
     files: dict[str, str]  # data file -> SHA-256 (manifest.json)
-    verdicts: dict[judgments.Key, judgments.JudgedComparison]
+    verdicts: dict[samples.Key, samples.JudgedComparison]
     root: str | None  # the data folder it was run on
 
     @property
@@ -58,15 +59,16 @@ def read_member(folder: Path) -> Member:
         raise UsageError(f"{folder}: its manifest.json lists no data files, so its records cannot be matched "
                          "to the other members' (rerun it with --offline to rewrite the folder from the cache)")
     root = summary.data.root or None
-    return Member(folder, summary, files, judgments.read(folder), root)
+    return Member(folder, summary, files, samples.read(folder), root)
 
 
-def verdict(members: Sequence[judgments.JudgedComparison], rule: str) -> tuple[str | None, verdict_probs.Probs | None]:
+def verdict(members: Sequence[samples.JudgedComparison], rule: str) -> tuple[str | None, verdict_probs.Probs | None]:
     """The jury's verdict on one comparison relative to the label ("win", "loss", "tie" or
     None) and the mean of its members' label-relative probabilities (None: no member has any)."""
     probs = verdict_probs.mean([p for m in members if (p := m.label_probs) is not None])
     if rule == "majority":
-        return scoring.majority([m.outcome for m in members]), probs
+        outcome = scoring.majority([m.outcome for m in members])
+        return None if outcome is None else str(outcome), probs
     if probs is None:
         return None, None
     wins, losses, ties = probs
@@ -96,18 +98,18 @@ def build(paths: Sequence[Path], out: Path, rule: str = "majority", data: Path |
     try:
         settings = _settings(members)
         judge = f"jury:{rule}({', '.join(judges)})"
-        folder.check(judge, settings, replace)
+        folder.check(judge, settings, replace, benchmark.name)
         dataset_root, records, digests = _records(benchmark, members, data)
-        judged = _judged(records, members, rule)
+        judged = _judged(benchmark, records, members, rule)
         record_scores = scoring.score_records(benchmark, judged)
         summary = _summary(benchmark, members, judge, settings, judged, record_scores, records, dataset_root)
         folder.write_lines("samples.jsonl", (
-            sample_line(j, score, rs.score, summary.simulated)
-            for rs in record_scores for group, score in zip(rs.comparisons, rs.comparison_scores, strict=True)
+            sample_line(benchmark, j, score, rs, summary.simulated)
+            for rs in record_scores for group, score in zip(rs.judgments, rs.judgment_scores, strict=True)
             for j in group))
         folder.write_json("summary.json", summary.to_json())
         written = manifest(judge, summary.simulated, summary.to_json()["settings"], Path(dataset_root), digests,
-                           ["rmb-judge", *argv])
+                           ["rmb-judge", *argv], benchmark=benchmark.name)
         written["jury"] = {"rule": rule, "members": [{"judge": m.judge, "path": str(m.path)} for m in members]}
         folder.write_json("manifest.json", written)
     finally:
@@ -119,7 +121,7 @@ def _settings(members: Sequence[Member]) -> Settings:
     """The selection the members share (a setting they differ on is left unrecorded)."""
     first = members[0].summary.settings
     same = {name: getattr(first, name) for name in ("sets", "sections", "scenarios", "limit", "sample", "seed",
-                                                    "precision")
+                                                    "precision", "options")
             if all(getattr(m.summary.settings, name) == getattr(first, name) for m in members)}
     return Settings(**same, verdict_probs=any(bool(m.summary.settings.verdict_probs) for m in members))
 
@@ -135,9 +137,12 @@ def _records(benchmark: Benchmark, members: Sequence[Member], data: Path | None
              for name in ("sets", "sections", "scenarios")}
     if not all(m.summary.settings.scenarios for m in members):
         union["scenarios"] = []
-    dataset = benchmark.load(root, Selection(sets=union["sets"] or benchmark.kinds,
-                                             sections=union["sections"] or benchmark.goals,
-                                             scenarios=union["scenarios"]))
+    options = members[0].summary.settings.options
+    if any(m.summary.settings.options != options for m in members):
+        raise UsageError(f"jury: the runs judged different selections of the benchmark ("
+                         f"{'; '.join(f'{m.path}: {m.summary.settings.options}' for m in members)})")
+    dataset = benchmark.load(root, Selection(sets=union["sets"] or None, sections=union["sections"] or None,
+                                             scenarios=union["scenarios"], options=options))
     same = {file for file, digest in members[0].files.items() if all(m.files.get(file) == digest for m in members)}
     differ = sorted(file for file in same if file in dataset.sha256 and dataset.sha256[file] != members[0].files[file])
     if differ:
@@ -145,24 +150,27 @@ def _records(benchmark: Benchmark, members: Sequence[Member], data: Path | None
                          "give --data the folder they ran on")
     finished = [{(key[0], key[1]) for key, v in m.verdicts.items() if v.finished} for m in members]
     records = [r for r in dataset.records
-               if r.file in same and all((r.category_path, r.uid) in done for done in finished)]
+               if r.file in same and all((r.subset, r.uid) in done for done in finished)]
     if not records:
         raise UsageError("jury: the runs share no scored record (matched by scenario, uid and data file)")
     return str(dataset.root), records, {f: d for f, d in dataset.sha256.items() if f in same}
 
 
-def _judged(records: Sequence[Record], members: Sequence[Member], rule: str) -> list[scoring.Judged]:
+def _judged(benchmark: Benchmark, records: Sequence[Record], members: Sequence[Member], rule: str
+            ) -> list[Judged]:
     judged = []
-    for comparison in comparisons.comparisons_of(records):
-        key = (comparison.record.category_path, comparison.record.uid, comparison.loser_index)
+    for comparison in (j for r in records for j in benchmark.judgments(r, "pairwise")):
+        if not isinstance(comparison, Pair):
+            raise UsageError(f"jury: benchmark {benchmark.name} judges its records otherwise than in pairs")
+        key = (comparison.record.subset, comparison.record.uid, comparison.position)
         found = [m.verdicts.get(key) for m in members]
         if any(v is None for v in found):
             raise UsageError(f"jury: {members[found.index(None)].path} scored record {key[1]} of {key[0]} "
                              f"without its comparison {key[2]}: the folder is not a whole run")
         voted = [v for v in found if v is not None]
         outcome, probs = verdict(voted, rule)
-        judged.append(scoring.Judged(
-            presentation=comparisons.Presentation(comparison, "AB"),
+        judged.append(Judged(
+            presentation=Presentation(comparison, "AB"),
             verdict=_VOTE.get(outcome or ""),
             raw={m.judge: v.outcome for m, v in zip(members, voted, strict=True)},
             cached=True,
@@ -173,7 +181,7 @@ def _judged(records: Sequence[Record], members: Sequence[Member], rule: str) -> 
 
 
 def _summary(benchmark: Benchmark, members: Sequence[Member], judge: str, settings: Settings,
-             judged: list[scoring.Judged], record_scores: list[scoring.RecordScore], records: list[Record],
+             judged: list[Judged], record_scores: list[RecordScore], records: list[Record],
              root: str) -> Summary:
     scored = scoring.summarize(benchmark, judged, record_scores, records, scalar=False)
     costs = [m.summary.usage.results.cost_usd for m in members]

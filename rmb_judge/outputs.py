@@ -24,9 +24,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, TextIO
 
+from .benchmark import SCORE, Benchmark
 from .errors import RmbJudgeError, UsageError
+from .judgments import Judged, Pair, RecordScore
 from .retry import redact
-from .scoring import Judged
 from .summary import Settings
 
 RESULT_PACKAGES = ("tokenizers",)  # versions that shape results but come through another package
@@ -68,9 +69,9 @@ class RunFolder:
         self._lock.write(f"pid {os.getpid()}")
         self._lock.flush()
 
-    def check(self, judge: str, settings: Settings, replace: bool = False) -> None:
-        """A folder holding another judge's or other settings' run is not overwritten
-        unless `replace`; a resumed run (the same judge and settings) is welcome."""
+    def check(self, judge: str, settings: Settings, replace: bool = False, benchmark: str = "rmb") -> None:
+        """A folder holding another judge's, benchmark's or other settings' run is not
+        overwritten unless `replace`; a resumed run (the same judge and settings) is welcome."""
         manifest = self.path / "manifest.json"
         if replace or not manifest.is_file():
             return
@@ -78,15 +79,18 @@ class RunFolder:
             previous = json.loads(manifest.read_text(encoding="utf-8"))
             before = previous.get("settings") or {}
             other_judge = previous.get("judge")
+            other_benchmark = previous.get("benchmark", "rmb")
         except (OSError, ValueError, AttributeError):
             return  # unreadable: nothing to protect
         now = settings.identity()
         if isinstance(before.get("endpoints"), list):
             before = {**before, "endpoints": sorted(map(str, before["endpoints"]))}
         differ = [k for k, v in now.items() if k in before and before[k] != v]
-        if other_judge != judge or differ:
-            what = (f"of another judge ({other_judge})" if other_judge != judge else "with other settings ("
-                    + "; ".join(f"{k}: {before[k]!r} there, {now[k]!r} now" for k in differ) + ")")
+        if other_judge != judge or other_benchmark != benchmark or differ:
+            what = (f"of another judge ({other_judge})" if other_judge != judge
+                    else f"of another benchmark ({other_benchmark})" if other_benchmark != benchmark
+                    else "with other settings (" + "; ".join(f"{k}: {before[k]!r} there, {now[k]!r} now"
+                                                             for k in differ) + ")")
             raise UsageError(
                 f"--out {self.path}: holds a run {what}; choose another --out, "
                 "or give --replace to overwrite it"
@@ -133,23 +137,26 @@ class RunFolder:
             raise RmbJudgeError(f"{target}: cannot write ({exc.strerror or exc})") from None
 
 
-def sample_line(j: Judged, comparison_correct: float | None, record_correct: float | None,
+def sample_line(benchmark: Benchmark, j: Judged, judgment_correct: float | None, record: RecordScore | None,
                 simulated: bool, link: int | None = None) -> dict[str, Any]:
-    """One presentation; `comparison_correct` and `record_correct` are the scores its
-    comparison and its record got (null for a record a stopped run did not finish), which
-    `compare` pairs across runs; `link`: its record's linked set in this run (records holding
-    an answer to the same conversation, `scoring.linked`), which `compare` clusters on."""
-    c = j.presentation.comparison
-    return {
-        "simulated": simulated,
-        "category_path": c.record.category_path,
-        "uid": c.record.uid,
-        "loser_index": c.loser_index,
-        "order": j.presentation.order,
+    """One presentation; `judgment_correct` and `record_correct` are the scores its judgment and
+    its record got (null for a record a stopped run did not finish), which `compare` pairs
+    across runs; `link`: its record's linked set in this run (records holding an answer to the
+    same conversation, `scoring.linked`), which `compare` clusters on. The record's subset and
+    the judgment's number come under the benchmark's names (RMB: category_path, loser_index),
+    and the subset as `subset` too; a pair's answers' models as preferred_model and other_model;
+    a record's values beyond its score (RM-Bench's hard, normal, easy) as `record_values`."""
+    presentation = j.presentation
+    judgment = presentation.judgment
+    names = benchmark.sample_names(presentation)
+    line: dict[str, Any] = {"simulated": simulated, benchmark.subset_field: names.pop(benchmark.subset_field),
+                            "uid": judgment.record.uid, **names}
+    line.update({
+        "order": presentation.order,
         "verdict": j.verdict,
         "correct": j.correct,
-        "comparison_correct": comparison_correct,
-        "record_correct": record_correct,
+        "comparison_correct": judgment_correct,
+        "record_correct": None if record is None else record.score,
         "link": link,
         "raw": j.raw,
         "votes": list(j.votes) if len(j.votes) > 1 else None,
@@ -158,9 +165,15 @@ def sample_line(j: Judged, comparison_correct: float | None, record_correct: flo
         "error": j.error,
         "refused": j.refused,
         "truncated": j.truncated,
-        "preferred_model": c.preferred.model,
-        "other_model": c.other.model,
-    }
+    })
+    if isinstance(judgment, Pair):
+        line.update(preferred_model=judgment.preferred.model, other_model=judgment.other.model)
+    else:
+        line["models"] = [answer.model for answer in presentation.shown]
+    if record is not None and set(record.values) != {SCORE}:
+        line["record_values"] = record.values
+    line.update(benchmark=benchmark.name, subset=judgment.record.subset)
+    return line
 
 
 def packages() -> list[str]:
@@ -183,9 +196,10 @@ def manifest(
     files: dict[str, str],
     argv: list[str],
     endpoints: Iterable[str] = (),
+    benchmark: str = "rmb",
 ) -> dict[str, Any]:
-    """What it takes to reproduce the run: spec, settings, endpoints, versions, data hashes,
-    command."""
+    """What it takes to reproduce the run: spec, benchmark, settings, endpoints, versions, data
+    hashes, command."""
     versions = {}
     for name in packages():
         try:
@@ -194,6 +208,7 @@ def manifest(
             continue
     return {
         "judge": judge,
+        "benchmark": benchmark,
         "simulated": simulated,
         "settings": settings,
         "endpoints": [redact(e) for e in endpoints],

@@ -54,7 +54,7 @@ class Sampled(Protocol):
     """What the sampler needs of a record."""
 
     @property
-    def category_path(self) -> str: ...
+    def subset(self) -> str: ...
     @property
     def section(self) -> str: ...
     @property
@@ -72,7 +72,7 @@ def pools(records: Iterable[R], seed: int, cost: Callable[[R], float],
     costs (in requests) and its linked set (`scoring.linked`)."""
     by_path: dict[str, list[R]] = defaultdict(list)
     for record in records:
-        by_path[record.category_path].append(record)
+        by_path[record.subset].append(record)
     made = []
     for path, members in by_path.items():
         members.sort(key=lambda r: order_key(seed, path, r.uid, r.index))
@@ -85,7 +85,7 @@ def pools(records: Iterable[R], seed: int, cost: Callable[[R], float],
 class Pool:
     """One scenario: its records in seeded order (any hashable ids) and what each still costs."""
 
-    key: str  # category_path
+    key: str  # the subset
     section: str
     members: list = field(default_factory=list)
     costs: list[float] = field(default_factory=list)
@@ -128,7 +128,7 @@ class Sampler:
     far each prefix grows next."""
 
     def __init__(self, pools: Sequence[Pool], target: float, minimum: int = MIN_PER_SCENARIO,
-                 z: float = STOP_Z, sampled: float | None = None):
+                 z: float = STOP_Z, sampled: float | None = None, across: str = "sections"):
         self.pools = [p for p in pools if p.size]
         self.target = target
         self.minimum = minimum
@@ -137,8 +137,11 @@ class Sampler:
         sections: dict[str, int] = defaultdict(int)
         for pool in self.pools:
             sections[pool.section] += pool.size
-        # overall: the mean of the sections' scores, each the mean over its records
-        self.weights = {p.key: p.size / sections[p.section] / len(sections) for p in self.pools}
+        # overall: the mean of the sections' scores, each the mean over its records (RMB), or
+        # (`across` "records") the mean over every record (JudgeBench): benchmark.ScoreKey's
+        total = sum(sections.values())
+        self.weights = {p.key: p.size / total if across == "records" else p.size / sections[p.section] / len(sections)
+                        for p in self.pools}
         self.rounds = 0
 
     def first(self, judged: Mapping[str, int] | None = None) -> dict[str, int]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 
 from .config import RunConfig
-from .scoring import Judged
+from .judgments import Judged
 from .summary import Summary
 
 UNREADABLE_SHOWN = 3  # raw answers printed when a run is suspect
@@ -48,7 +48,7 @@ def guard(summary: Summary, judged: list[Judged], config: RunConfig, noticed: li
         )
     by_scenario: dict[str, list[Judged]] = defaultdict(list)
     for j in judged:
-        by_scenario[j.presentation.comparison.record.category_path].append(j)
+        by_scenario[j.record.subset].append(j)
     for path, group in sorted(by_scenario.items()):
         errors = Counter(j.error for j in group if j.error)
         if sum(errors.values()) == len(group):
@@ -64,7 +64,7 @@ def guard(summary: Summary, judged: list[Judged], config: RunConfig, noticed: li
                         "for the model's context) and count as losses")
     if n and usage.truncated / n > TRUNCATED_WARNING and not config.task.judge.scalar:
         warnings.append(f"{usage.truncated} judge answers were cut off at --max-tokens "
-                        f"{config.task.max_tokens}; raise it if verdicts are missing")
+                        f"{summary.settings.max_tokens}; raise it if verdicts are missing")
     position = summary.position
     picks = sum(1 for j in judged if j.verdict in ("A", "B"))
     if position and position.first_pick_rate is not None and picks >= POSITION_MIN and (

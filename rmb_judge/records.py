@@ -1,5 +1,5 @@
-"""Records, whatever the benchmark: a conversation, the label-preferred answer and the
-answers it beats, and the selection a run makes of them. How a benchmark's files become
+"""Records, whatever the benchmark: a conversation, the answers its label prefers and those
+it does not, and the selection a run makes of them. How a benchmark's files become
 records is the benchmark's own business (`benchmarks/`)."""
 
 from __future__ import annotations
@@ -9,9 +9,10 @@ import fnmatch
 import hashlib
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .errors import DataError
 
@@ -35,37 +36,47 @@ class Answer:
 
 @dataclass(frozen=True, eq=False)
 class Record:
-    """One record: a conversation, the label-preferred answer and the answers it beats.
+    """One record: a conversation, the answers its label prefers (`chosen`) and those it
+    does not (`rejected`), and where it counts.
 
-    A pairwise record's `others` holds its single rejected answer; a best-of-N record's, the
-    N-1 losers (the record is won only if every comparison is). Records compare and hash by
-    identity: each is one entry of one file, and scoring keys dictionaries by them, which
-    must not rehash whole conversations.
+    What a record's answers are and how the judge is asked about them is its benchmark's
+    (`Benchmark.judgments`): RMB's pairwise record has one chosen and one rejected answer, its
+    best-of-N record one chosen (the best) and N-1 rejected (the losers). Records compare and
+    hash by identity: each is one entry of one file, and scoring keys dictionaries by them,
+    which must not rehash whole conversations.
     """
 
-    kind: str  # "pairwise" | "bon"
-    goal: str  # e.g. "helpfulness" | "harmlessness"
+    kind: str  # the benchmark's record kind, e.g. RMB's "pairwise" | "bon"
+    goal: str  # what the judge is asked to value (templates' {criteria}), e.g. "helpfulness"
     section: str  # the benchmark section (score) it counts in, e.g. "pairwise_helpfulness"
-    category_path: str
-    uid: str
+    subset: str  # its stratum: RMB's category_path, JudgeBench's source, ...
+    uid: str  # unique within the benchmark's subset
     conversation: tuple[Message, ...]
-    preferred: Answer
-    others: tuple[Answer, ...]
+    chosen: tuple[Answer, ...]
+    rejected: tuple[Answer, ...]
     file: str  # path relative to the dataset root
     index: int  # position in its file
+    extra: Mapping[str, Any] = field(default_factory=dict)  # the benchmark's own facts about it
+
+    @property
+    def answers(self) -> tuple[Answer, ...]:
+        """Every answer, the chosen ones first."""
+        return (*self.chosen, *self.rejected)
 
 
 @dataclass
 class Selection:
-    """What `--sets/--sections/--scenarios/--limit/--sample/--seed` ask for: record kinds
-    and goals by the benchmark's names (the benchmark checks them)."""
+    """What `--sets/--sections/--scenarios/--limit/--sample/--seed` and a benchmark's own
+    options (`--split`) ask for, by the benchmark's names (the benchmark checks them). `sets`
+    and `sections` None: all of the benchmark's record kinds and goals."""
 
-    sets: Sequence[str] = ("pairwise", "bon")
-    sections: Sequence[str] = ("helpfulness", "harmlessness")
+    sets: Sequence[str] | None = None
+    sections: Sequence[str] | None = None
     scenarios: Sequence[str] = ()
     limit: int | None = None
     sample: float | None = None
     seed: int = 0
+    options: Mapping[str, str] = field(default_factory=dict)  # a benchmark's own flags given, e.g. {"split": "claude"}
 
     def __post_init__(self) -> None:
         if self.limit is not None and self.limit < 1:
@@ -73,15 +84,13 @@ class Selection:
         if self.sample is not None and not 0 < self.sample <= 1:
             raise DataError(f"--sample must be a fraction in (0, 1], got {self.sample}")
 
-    def wants_file(self, category_path: str) -> bool:
-        return not self.scenarios or any(
-            fnmatch.fnmatch(category_path, pattern) for pattern in self.scenarios
-        )
+    def wants_file(self, subset: str) -> bool:
+        return not self.scenarios or any(fnmatch.fnmatch(subset, pattern) for pattern in self.scenarios)
 
     def wants_record(self, record: Record) -> bool:
         if self.sample is None:
             return True
-        digest = hashlib.sha256(f"{self.seed}:{record.category_path}:{record.uid}".encode())
+        digest = hashlib.sha256(f"{self.seed}:{record.subset}:{record.uid}".encode())
         return int.from_bytes(digest.digest()[:8], "big") / 2**64 < self.sample
 
 
@@ -89,18 +98,18 @@ class Selection:
 class Dataset:
     root: Path
     records: list[Record]
-    files: list[str] = field(default_factory=list)  # scenario files read
-    scenarios_found: int = 0  # scenario files present for the selected sets/sections
+    files: list[str] = field(default_factory=list)  # data files read
+    scenarios_found: int = 0  # data files present for the selected sets/sections
     sha256: dict[str, str] = field(default_factory=dict)  # file -> digest of the bytes read
 
 
-def unmatched_glob(pattern: str, paths: Sequence[str]) -> str | None:
-    """Why the --scenarios glob `pattern` selects none of the category paths `paths` (with
-    what it may have meant), or None when it selects some."""
+def unmatched_glob(pattern: str, paths: Sequence[str], name: str = "category_path") -> str | None:
+    """Why the --scenarios glob `pattern` selects none of the subsets `paths` (called `name`
+    by their benchmark; with what it may have meant), or None when it selects some."""
     if not paths or any(fnmatch.fnmatch(path, pattern) for path in paths):
         return None
     said = (f"--scenarios {pattern!r} matches no scenario of the chosen sets and sections: a glob matches the "
-            f"whole category_path, e.g. {paths[0]!r}")
+            f"whole {name}, e.g. {paths[0]!r}")
     bare = pattern.strip("*")
     found = next((path for path in paths if bare and bare.lower() in path.lower()), None)
     if found is not None:

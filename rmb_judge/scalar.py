@@ -1,11 +1,16 @@
-"""Scalar reward models' part of a run (`hf:` judges): every unique answer scored once,
-rewards cached, and each comparison decided by its two rewards.
+"""Scalar reward models' part of a run (`hf:` judges, and what `vllm-rm:` judges share with
+them): every unique answer scored once, rewards cached, and each presentation decided by its
+answers' rewards as its benchmark reads them (`Benchmark.reward_verdict`).
 
-A Best-of-N best answer is shared by all its comparisons, so it is scored (and cached)
-once. Scoring runs in chunks in a worker thread: each chunk is written to the cache as
-soon as it is scored, the live display keeps running, and a stop takes effect between
-chunks. Third-party progress bars and warnings are kept out of the live view (warnings go
-to the summary instead).
+An answer shown in several judgments (a Best-of-N best answer, a pair in two orders) is scored
+(and cached) once. Scoring runs in chunks in a worker thread: each chunk is written to the
+cache as soon as it is scored, the live display keeps running, and a stop takes effect between
+chunks. Third-party progress bars and warnings are kept out of the live view (warnings go to
+the summary instead).
+
+`Rewards` is what both reward model pipelines share (the plan of answers to score, the cached
+rewards, the verdicts, usage and warnings); each holds one and adds its own way of scoring:
+`LocalRewardJudge` here, `ServedRewardJudge` in served_rm.py.
 """
 
 from __future__ import annotations
@@ -15,23 +20,23 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Awaitable, Hashable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from . import comparisons as cmp
 from . import hub
 from .benchmark import Benchmark
 from .cache import Cache, CachedReward, cache_file, text_sha256
 from .config import RunConfig
 from .endpoints import LOCAL
 from .errors import CacheMiss, FatalProviderError
+from .judgments import Judged, Presentation
+from .pipeline import AnswerCallback, Plan, Status, settings_of
 from .records import Dataset
-from .scoring import Judged
 from .summary import Results, Usage
 
 if TYPE_CHECKING:
-    from .local_rm import LocalRewardModel
+    from .local_rm import LocalRewardModel, ScoreItem
 
 CHUNK = 256  # answers per cache write and per interruption check
 TRUNCATION_WARNING = 0.01  # more than this share of inputs cut: say so
@@ -65,46 +70,163 @@ def load_model(config: RunConfig) -> LocalRewardModel:
     )
 
 
-class ScalarPlan:
-    """The unique texts to score and, per comparison, which two of them decide it."""
+class RewardPlan:
+    """The unique texts to score and, per presentation, which of them decide it (the answers
+    it shows, in shown order)."""
 
-    def __init__(self, model: LocalRewardModel, dataset: Dataset):
+    def __init__(self, render: Callable[[ScoreItem], str], config: RunConfig, benchmark: Benchmark,
+                 dataset: Dataset):
         from .local_rm import ScoreItem
 
-        self.comparisons = cmp.comparisons_of(dataset.records)
-        self.presentations = [cmp.Presentation(c, "AB") for c in self.comparisons]
+        task = config.task
+        order = task.order_for(benchmark)
+        self.presentations: list[Presentation] = []
         self.items: dict[str, Any] = {}  # text sha256 -> ScoreItem
-        self.pairs: list[tuple[str, str]] = []  # (preferred digest, other digest)
+        self.digests: list[list[Hashable]] = []  # per presentation: its answers' digests, in shown order
         rendered: dict[ScoreItem, str] = {}
-        for c in self.comparisons:
-            conversation = tuple((m.role, m.content) for m in c.record.conversation)
-            digests = []
-            for answer in (c.preferred, c.other):
-                item = ScoreItem(conversation, answer.text)
-                if item not in rendered:
-                    rendered[item] = text_sha256(model.render(item))
-                    self.items.setdefault(rendered[item], item)
-                digests.append(rendered[item])
-            self.pairs.append((digests[0], digests[1]))
+        for record in dataset.records:
+            conversation = tuple((m.role, m.content) for m in record.conversation)
+            for judgment in benchmark.judgments(record, "scalar"):
+                for shown in benchmark.orders_for(judgment, order, task.selection.seed, scalar=True):
+                    presentation = Presentation(judgment, shown)
+                    digests: list[Hashable] = []
+                    for answer in presentation.shown:
+                        item = ScoreItem(conversation, answer.text)
+                        if item not in rendered:
+                            rendered[item] = text_sha256(render(item))
+                            self.items.setdefault(rendered[item], item)
+                        digests.append(rendered[item])
+                    self.presentations.append(presentation)
+                    self.digests.append(digests)
 
 
-def verdict(comparison: cmp.Comparison, preferred: CachedReward, other: CachedReward, cached: bool) -> Judged:
-    """The preferred answer must get a strictly higher reward; equal rewards are a loss,
-    counted apart (as in the RMB reference code)."""
-    if preferred.reward > other.reward:
-        said = "A"
-    elif preferred.reward == other.reward:
-        said = "tie"
-    else:
-        said = "B"
-    return Judged(
-        presentation=cmp.Presentation(comparison, "AB"),
-        verdict=said,
-        raw=[preferred.reward, other.reward],
-        cached=cached,
-        truncated=preferred.truncated or other.truncated,
-        scalar=True,
-    )
+class Rewards:
+    """What every reward model's pipeline shares: its plan, the rewards it has (cached or
+    scored in this run), each presentation's verdict from them, and what the summary says of
+    them."""
+
+    def __init__(self, config: RunConfig, benchmark: Benchmark):
+        self.config = config
+        self.benchmark = benchmark
+        self.settings = settings_of(config, benchmark, None)
+        self.identity = ""  # the model's, which its rewards are cached under (known once prepared)
+        self.plan_: RewardPlan | None = None
+        self.values: dict[str, CachedReward] = {}
+        self.cached: set[str] = set()
+        self.missing: list[str] = []
+        self.on_answer: AnswerCallback = lambda key: None
+
+    def plan(self, render: Callable[[ScoreItem], str], dataset: Dataset) -> Plan:
+        self.plan_ = RewardPlan(render, self.config, self.benchmark, dataset)
+        return Plan(self.plan_.presentations, self.plan_.digests)
+
+    def lookup(self, cache: Cache, on_answer: AnswerCallback) -> int:
+        """Report what the cache holds; what is still to score. --offline: a miss is an error
+        (a --precision run needs only some of them: it checks its own)."""
+        plan = self.plan_
+        assert plan is not None
+        self.on_answer = on_answer
+        self.values = cache.get_rewards(self.identity, plan.items)
+        self.cached = set(self.values)
+        for digest in list(self.values):
+            on_answer(digest)
+        self.missing = [d for d in plan.items if d not in self.values]
+        if self.missing and self.config.execution.engine.offline and self.config.task.precision is None:
+            raise CacheMiss(
+                f"--offline: {len(self.missing)} of {len(plan.items)} answers have no cached reward "
+                f"for {self.config.task.judge.spec} in {cache.path}; nothing was scored"
+            )
+        return len(self.missing)
+
+    def wanted(self, only: set[Hashable] | None) -> list[str]:
+        """The answers still to score (those in `only`, a --precision round's)."""
+        return self.missing if only is None else [d for d in self.missing if d in only]
+
+    def add(self, digest: str, reward: CachedReward, cached: bool = False) -> None:
+        """A reward scored (or, `cached`, found scored by another process meanwhile)."""
+        self.values[digest] = reward
+        if cached:
+            self.cached.add(digest)
+        self.on_answer(digest)
+
+    def verdict(self, index: int) -> Judged | None:
+        """A presentation's verdict from its answers' rewards, as its benchmark reads them
+        (RMB: the chosen answer must get a strictly higher reward; equal rewards are a loss,
+        counted apart, as in the RMB reference code)."""
+        plan = self.plan_
+        assert plan is not None
+        digests = plan.digests[index]
+        if any(d not in self.values for d in digests):
+            return None
+        rewards = [self.values[d] for d in digests]  # type: ignore[index]
+        presentation = plan.presentations[index]
+        return Judged(
+            presentation=presentation,
+            verdict=self.benchmark.reward_verdict(presentation, [r.reward for r in rewards]),
+            raw=[r.reward for r in rewards],
+            cached=all(d in self.cached for d in digests),
+            truncated=any(r.truncated for r in rewards),
+            scalar=True,
+        )
+
+    def usage(self, judged: list[Judged], meter: Meter) -> Usage:
+        assert self.plan_ is not None
+        used = [self.values[d] for d in self.plan_.items if d in self.values]
+        return Usage(
+            cache_hits=sum(1 for j in judged if j.cached),
+            truncated=sum(1 for j in judged if j.truncated),
+            input_tokens=meter.tokens,
+            answers_scored=meter.answers,
+            unique_answers=len(self.plan_.items),
+            truncated_inputs=sum(1 for r in used if r.truncated),
+            equal_rewards=sum(1 for j in judged if j.verdict == "tie"),
+            answers_per_second=round(meter.rate(), 2),
+            results=Results(answers=len(used), input_tokens=sum(r.tokens for r in used), cost_usd=0.0),
+        )
+
+    def warnings(self, max_length: int | None, heard: list[str]) -> list[str]:
+        assert self.plan_ is not None
+        noticed = []
+        used = [self.values[d] for d in self.plan_.items if d in self.values]
+        truncated = sum(1 for r in used if r.truncated)
+        if used and truncated / len(used) > TRUNCATION_WARNING:
+            noticed.append(
+                f"{truncated} of {len(used)} scored inputs ({100 * truncated / len(used):.1f}%) were "
+                f"longer than --max-length {max_length} tokens and lost their beginning"
+            )
+        spec = self.config.task.judge.spec
+        noticed.extend(f"{spec}: {w}" for w in dict.fromkeys(heard))
+        return noticed
+
+    def estimate(self, render: Callable[[ScoreItem], str], dataset: Dataset) -> dict[str, Any]:
+        """What `rmb-judge estimate` says of a reward model: answers to score, none priced."""
+        plan = RewardPlan(render, self.config, self.benchmark, dataset)
+        cached: dict[str, CachedReward] = {}
+        if cache_file(self.config.execution.cache).exists():  # an estimate creates no cache
+            cache = Cache(self.config.execution.cache, create=False)
+            try:
+                cached = cache.get_rewards(self.identity, plan.items)
+            finally:
+                cache.close()
+        return {
+            "judge": self.config.task.judge.spec,
+            "simulated": False,
+            "template": None,
+            "records": len(dataset.records),
+            "comparisons": len(plan.presentations),
+            "total_requests": len(plan.items),
+            "requests": len(plan.items) - len(cached),
+            "cached": len(cached),
+            "input_tokens": None,
+            "output_tokens": 0,
+            "cost_usd": 0.0,
+            "full_cost_usd": 0.0,
+            "batch": False,
+            "token_method": None,
+            "output_tokens_per_request": 0,
+            "output_tokens_note": "a local reward model: 'requests' are unique answers to score",
+            "price_source": "local model (no API cost)",
+        }
 
 
 class Meter:
@@ -146,20 +268,21 @@ class Meter:
         return shown
 
 
-class ScalarBackend:
-    """A local reward model's part of a session (see session.Backend)."""
+class LocalRewardJudge:
+    """An `hf:` reward model's pipeline (pipeline.Pipeline): the model loaded here, scoring the
+    answers the cache lacks chunk by chunk."""
 
     progress_rows = "answers"
 
     def __init__(self, config: RunConfig, benchmark: Benchmark):
-        from .generative import settings_of
-
         self.config = config
-        self.settings = settings_of(config, None)
+        self.rewards = Rewards(config, benchmark)
+        self.settings = self.rewards.settings
         self.model: LocalRewardModel | None = None
         self.heard: list[str] = []  # third-party warnings, for the summary
         self._stopping: str | None = None
         self.meter: Meter | None = None
+        self._cache: Cache | None = None
 
     async def prepare(self) -> None:
         """Load the model's config and tokenizer (a missing folder or a non-reward model is
@@ -167,43 +290,25 @@ class ScalarBackend:
         check_available(self.config.task.judge.model)
         with quiet_libraries(self.heard):
             self.model = load_model(self.config)
-        self.identity = self.model.identity()
-        self.settings.model_identity = self.identity
+        self.rewards.identity = self.settings.model_identity = self.model.identity()
         self.meter = Meter(self.model)
-
-    def open_cache(self) -> Cache:
-        return Cache(self.config.execution.cache)
 
     def probe(self) -> Awaitable[list[str | None]] | None:
         return None
 
-    def plan(self, dataset: Dataset) -> Sequence[Sequence[Hashable]]:
+    def plan(self, dataset: Dataset) -> Plan:
         assert self.model is not None
-        self.plan_ = ScalarPlan(self.model, dataset)
-        return [tuple(set(pair)) for pair in self.plan_.pairs]
+        return self.rewards.plan(self.model.render, dataset)
 
-    def units(self) -> Sequence[cmp.Presentation]:
-        return self.plan_.presentations
-
-    def lookup(self, cache: Cache, on_answer) -> int:
-        plan = self.plan_
-        self.rewards = cache.get_rewards(self.identity, plan.items)
-        self.cached = set(self.rewards)
-        for digest in list(self.rewards):
-            on_answer(digest)
-        self.missing = [d for d in plan.items if d not in self.rewards]
-        # a --precision run needs only some of them: it checks its own
-        if self.missing and self.config.execution.engine.offline and self.config.task.precision is None:
-            raise CacheMiss(
-                f"--offline: {len(self.missing)} of {len(plan.items)} answers have no cached reward "
-                f"for {self.config.task.judge.spec} in {cache.path}; nothing was scored"
-            )
+    def lookup(self, cache: Cache, on_answer: AnswerCallback) -> int:
+        self._cache = cache
+        missing = self.rewards.lookup(cache, on_answer)
         assert self.meter is not None
-        self.meter.to_score = len(self.missing)
-        return len(self.missing)
+        self.meter.to_score = missing
+        return missing
 
     async def before_sending(self, cache: Cache, probe: Awaitable[list[str | None]] | None) -> None:
-        cache.writable(f"{len(self.missing)} new rewards")
+        cache.writable(f"{len(self.rewards.missing)} new rewards")
         assert self.model is not None
         with quiet_libraries(self.heard):  # before the live view, which a loading model must not scribble over
             await asyncio.to_thread(self.model.load)
@@ -211,120 +316,61 @@ class ScalarBackend:
         print(f"rmb-judge: {spec}: {self.model.placement_line()}", file=sys.stderr)
         print(f"rmb-judge: {spec}: {self.model.batching}", file=sys.stderr)
 
-    async def work(self, cache: Cache, on_answer, only: set[Hashable] | None = None) -> None:
+    async def fetch(self, only: set[Hashable] | None = None) -> None:
         """Score the missing answers (those in `only`, a --precision round's) chunk by chunk in a
         worker thread, caching each chunk."""
-        assert self.model is not None and self.meter is not None
-        plan, model, meter = self.plan_, self.model, self.meter
-        missing = self.missing if only is None else [d for d in self.missing if d in only]
+        assert self.model is not None and self.meter is not None and self._cache is not None
+        rewards, model, meter = self.rewards, self.model, self.meter
+        assert rewards.plan_ is not None
+        missing = rewards.wanted(only)
         with quiet_libraries(self.heard):
             for start in range(0, len(missing), CHUNK):
                 if self._stopping:
                     break
                 chunk = missing[start : start + CHUNK]
-                scored = await asyncio.to_thread(model.score, [plan.items[d] for d in chunk], meter.update)
+                scored = await asyncio.to_thread(model.score, [rewards.plan_.items[d] for d in chunk], meter.update)
                 new = {d: CachedReward(r.value, r.truncated, r.tokens, LOCAL)
                        for d, r in zip(chunk, scored, strict=True)}
                 meter.chunk_done(sum(r.truncated for r in new.values()))
-                cache.put_rewards(self.identity, self.config.task.judge.model, new.items())
-                self.rewards.update(new)
-                for digest in new:
-                    on_answer(digest)
+                self._cache.put_rewards(rewards.identity, self.config.task.judge.model, new.items())
+                for digest, reward in new.items():
+                    rewards.add(digest, reward)
 
     def stop(self, reason: str) -> str:
         self._stopping = reason
         return "the chunk being scored"
 
-    def judge(self, index: int) -> Judged | None:
-        a, b = self.plan_.pairs[index]
-        if a not in self.rewards or b not in self.rewards:
-            return None
-        return verdict(self.plan_.comparisons[index], self.rewards[a], self.rewards[b],
-                       cached=a in self.cached and b in self.cached)
-
-    @property
-    def stopped_reason(self) -> str | None:
-        return self._stopping
-
-    @property
-    def stop_detail(self) -> str | None:
-        return None
-
-    @property
-    def sent_anything(self) -> bool:
-        return bool(self.meter and self.meter.answers)
-
-    def record_run(self, cache: Cache) -> None:
-        assert self.meter is not None
-        cache.record_run(self.config.task.judge.spec, len(self.plan_.items), len(self.cached), self.meter.answers)
+    def verdict(self, index: int) -> Judged | None:
+        return self.rewards.verdict(index)
 
     def metrics(self) -> dict[str, str]:
         return self.meter.metrics() if self.meter else {}
 
-    def usage(self, judged: list[Judged], indices: list[int]) -> Usage:
-        assert self.meter is not None
-        used = [self.rewards[d] for d in self.plan_.items if d in self.rewards]
-        return Usage(
-            cache_hits=sum(1 for j in judged if j.cached),
-            truncated=sum(1 for j in judged if j.truncated),
-            input_tokens=self.meter.tokens,
-            answers_scored=self.meter.answers,
-            unique_answers=len(self.plan_.items),
-            truncated_inputs=sum(1 for r in used if r.truncated),
-            equal_rewards=sum(1 for j in judged if j.verdict == "tie"),
-            answers_per_second=round(self.meter.rate(), 2),
-            results=Results(answers=len(used), input_tokens=sum(r.tokens for r in used), cost_usd=0.0),
-        )
+    def status(self) -> Status:
+        assert self.meter is not None and self.rewards.plan_ is not None
+        return Status(self._stopping, None, bool(self.meter.answers), len(self.rewards.plan_.items),
+                      len(self.rewards.cached), self.meter.answers)
 
-    def warnings(self) -> list[str]:
-        noticed = []
-        used = [self.rewards[d] for d in self.plan_.items if d in self.rewards]
-        truncated = sum(1 for r in used if r.truncated)
-        if used and truncated / len(used) > TRUNCATION_WARNING:
-            assert self.model is not None
-            noticed.append(
-                f"{truncated} of {len(used)} scored inputs ({100 * truncated / len(used):.1f}%) were "
-                f"longer than --max-length {self.model.max_length} tokens and lost their beginning"
-            )
-        spec = self.config.task.judge.spec
-        noticed.extend(f"{spec}: {w}" for w in dict.fromkeys(self.heard))
-        return noticed
+    def report(self, judged: list[Judged], indices: list[int]) -> tuple[Usage, list[str]]:
+        assert self.meter is not None and self.model is not None
+        return self.rewards.usage(judged, self.meter), self.rewards.warnings(self.model.max_length, self.heard)
 
     async def aclose(self) -> None:
         return None
 
-    def unsaved(self) -> list[dict[str, Any]]:
-        return []
-
     def estimate(self, dataset: Dataset) -> dict[str, Any]:
-        """What `rmb-judge estimate` says of a reward model: answers to score, none priced."""
-        plan = ScalarPlan(self.model, dataset)  # type: ignore[arg-type]
-        cached: dict[str, CachedReward] = {}
-        if cache_file(self.config.execution.cache).exists():  # an estimate creates no cache
-            cache = Cache(self.config.execution.cache, create=False)
-            try:
-                cached = cache.get_rewards(self.identity, plan.items)
-            finally:
-                cache.close()
-        return {
-            "judge": self.config.task.judge.spec,
-            "simulated": False,
-            "template": None,
-            "records": len(dataset.records),
-            "comparisons": len(plan.comparisons),
-            "total_requests": len(plan.items),
-            "requests": len(plan.items) - len(cached),
-            "cached": len(cached),
-            "input_tokens": None,
-            "output_tokens": 0,
-            "cost_usd": 0.0,
-            "full_cost_usd": 0.0,
-            "batch": False,
-            "token_method": None,
-            "output_tokens_per_request": 0,
-            "output_tokens_note": "a local reward model: 'requests' are unique answers to score",
-            "price_source": "local model (no API cost)",
-        }
+        assert self.model is not None
+        return self.rewards.estimate(self.model.render, dataset)
+
+
+def estimate(config: RunConfig, benchmark: Benchmark) -> dict[str, Any]:
+    """`estimate` for a reward model (`hf:` or `vllm-rm:`): its answers to score, none priced."""
+    from .session import load_dataset
+
+    judge = config.task.judge.kind.pipeline(config, benchmark)
+    asyncio.run(judge.prepare())
+    result: dict[str, Any] = judge.estimate(load_dataset(config, benchmark))
+    return result
 
 
 @contextmanager

@@ -1,68 +1,44 @@
-"""Scores from verdicts, exactly as the contract defines them (the record rule and chance
-levels are the benchmark's).
+"""Scores from verdicts, exactly as the contract and each benchmark define them (the rules
+for a judgment, a record and the score keys are the benchmark's: `benchmark.py`).
 
-- A presentation (a comparison in one order) has a positional verdict A/B/tie/None; its
-  `correct` is 1 if the label-preferred answer won, 0.5 for a generative tie, else 0.
-- A comparison judged in both orders is a win only if both verdicts prefer the right
-  answer, a tie (0.5) if they disagree, and unparsed if either is missing.
-- A record's score comes from its comparisons' by the benchmark's rule (RMB: pairwise =
-  its comparison's score; Best-of-N = 1 only if every comparison against its losers is a win).
-- Section score = mean record score (micro, like the RMB reference); overall = mean of
-  the section scores present; macro = mean of scenario accuracies.
+- A presentation (a judgment in one order or layout) has a verdict: positional for a pair
+  (A/B/tie/None) or a ranking (the slot), a number for a rating; relative to the label an
+  outcome, and a `correct` of 1 for a win, 0.5 for a generative tie, else 0.
+- A judgment's score comes from its presentations by the benchmark's rule (RMB: both orders
+  must agree; JudgeBench: its counter), a record's values from its judgments' (RMB: a pairwise
+  record's is its pair's, a best-of-N record's is 1 only if every pair is a win).
+- Each score key is a weighted mean of subset (stratum) means of one record value: a section's
+  the mean over its records, RMB's overall the mean of its sections, JudgeBench's the mean
+  over all records; macro averages weigh a section's subsets equally.
 - Every score, accuracy and rate has a 95% interval (intervals.py says how). A `--precision`
-  run judged a sample of each scenario: its section scores weight each scenario by its size
-  in the selection (`population`), which for a full run is the plain mean over records.
+  run judged a sample of each subset: its scores weight each subset by its size in the
+  selection (`population`), which for a full run is the plain mean over records.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Hashable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from statistics import mean
-from typing import Any
 
 from . import intervals
-from .benchmark import Benchmark
-from .comparisons import Comparison, Presentation
+from .benchmark import OVERALL, Benchmark, ScoreKey
 from .intervals import Estimate, Stratum
+from .judgments import SCORE, Judged, Judgment, Pair, RecordScore
 from .records import Record
 from .summary import Agreement, Position, ScenarioScore, SectionCounts
 
 
-@dataclass
-class Judged:
-    """The verdict on one presentation, with what it came from."""
-
-    presentation: Presentation
-    verdict: str | None  # positional: "A", "B", "tie" or None
-    raw: Any = None
-    cached: bool = False
-    error: str | None = None
-    rejected: bool = False  # the error is the provider's final word on this request (too long)
-    refused: bool = False
-    truncated: bool = False
-    votes: tuple[str | None, ...] = ()
-    scalar: bool = False  # a reward model: equal rewards are a loss, not a tie
-    probs: tuple[float, float, float] | None = None  # --verdict-probs: P(A), P(B), P(tie), mean over votes
-    outcome: str | None = field(init=False)  # relative to the label: "win", "loss", "tie" or None
-    correct: float = field(init=False)  # 1 for a win, 0.5 for a generative tie, else 0
-
-    def __post_init__(self) -> None:
-        # computed once: scoring, the live view and the samples all read them
-        self.outcome = label_outcome(self.verdict, self.presentation.order)
-        self.correct = {"win": 1.0, "tie": 0.0 if self.scalar else 0.5}.get(self.outcome, 0.0)  # type: ignore[arg-type]
-
-
 def label_outcome(verdict: str | None, order: str) -> str | None:
-    """A positional verdict relative to the label: "win" (the preferred answer picked), "loss",
-    "tie" or None, for a presentation in `order` ("AB": the preferred answer shown first)."""
+    """A pair's positional verdict relative to the label: "win" (the preferred answer picked),
+    "loss", "tie" or None, for a presentation in `order` ("AB": the preferred answer shown first)."""
     if verdict is None or verdict == "tie":
         return verdict
     return "win" if verdict == ("A" if order == "AB" else "B") else "loss"
 
 
-def majority(votes: list[str | None]) -> str | None:
+def majority(votes: Sequence[str | float | None]) -> str | float | None:
     """The most common parsed vote; a split vote is a tie; no parsed vote is None."""
     if len(votes) == 1:
         return votes[0]
@@ -73,56 +49,37 @@ def majority(votes: list[str | None]) -> str | None:
     return "tie" if rest and rest[0][1] == n else top
 
 
-def comparison_score(judged: list[Judged]) -> float:
-    """A comparison's score from its one or two presentations."""
-    outcomes = [j.outcome for j in judged]
-    if None in outcomes:
-        return 0.0
-    if len(set(outcomes)) == 1:  # one presentation, or both orders agree
-        return judged[0].correct
-    return 0.0 if judged[0].scalar else 0.5  # the two orders disagree: a tie
-
-
-@dataclass
-class RecordScore:
-    record: Record
-    score: float
-    comparisons: list[list[Judged]]  # each comparison's presentations
-    comparison_scores: list[float]
-
-
 def score_records(benchmark: Benchmark, judged: list[Judged]) -> list[RecordScore]:
-    """Group presentations by comparison and comparisons by record, in dataset order."""
-    by_comparison: dict[Comparison, list[Judged]] = defaultdict(list)
+    """Group presentations by judgment and judgments by record, in dataset order."""
+    by_judgment: dict[Judgment, list[Judged]] = defaultdict(list)
     for j in judged:
-        by_comparison[j.presentation.comparison].append(j)
+        by_judgment[j.judgment].append(j)
     by_record: dict[Record, list[list[Judged]]] = defaultdict(list)
-    for comparison, group in by_comparison.items():
-        by_record[comparison.record].append(group)
+    for judgment, group in by_judgment.items():
+        by_record[judgment.record].append(group)
     result = []
     for record, groups in by_record.items():
-        scores = [comparison_score(g) for g in groups]
-        value = benchmark.record_score(record, scores)
-        result.append(RecordScore(record, value, groups, scores))
+        scores = [benchmark.judgment_score(g) for g in groups]
+        result.append(RecordScore(record, benchmark.record_score(record, groups, scores), groups, scores))
     return result
 
 
 def chance_levels(benchmark: Benchmark, records: list[Record], scalar: bool,
-                  population: dict[str, int] | None = None) -> dict[str, float | None]:
+                  population: dict[str, int] | None = None, order: str | None = None) -> dict[str, float | None]:
     """A random judge's expected score per section on these records; a sampled run's
-    scenarios weighted by their population, as its scores are (a sample that favours short
+    subsets weighted by their population, as its scores are (a sample that favours short
     Best-of-N lists would otherwise move the chance level)."""
-    by_scenario: dict[str, list[float]] = defaultdict(list)
+    by_subset: dict[str, list[float]] = defaultdict(list)
     section_of: dict[str, str] = {}
     for r in records:
-        by_scenario[r.category_path].append(benchmark.chance(r, scalar))
-        section_of[r.category_path] = r.section
+        by_subset[r.subset].append(benchmark.chance(r, scalar, order))
+        section_of[r.subset] = r.section
     levels: dict[str, float | None] = {}
     for section in benchmark.sections:
         weights = {path: (population or {}).get(path) or len(values)
-                   for path, values in by_scenario.items() if section_of[path] == section.key}
+                   for path, values in by_subset.items() if section_of[path] == section.key}
         total = sum(weights.values())
-        levels[section.key] = (sum(w * mean(by_scenario[p]) for p, w in weights.items()) / total) if total else None
+        levels[section.key] = (sum(w * mean(by_subset[p]) for p, w in weights.items()) / total) if total else None
     return levels
 
 
@@ -142,36 +99,54 @@ class Scored:
 
 
 def estimates(
-    keys: list[str], values: dict[str, list[float]], section_of: dict[str, str],
-    population: dict[str, int] | None = None, z: float = intervals.Z95,
+    keys: Sequence[str | ScoreKey], values: Mapping[str, Sequence[float]] | Mapping[str, Mapping[str, Sequence[float]]],
+    section_of: dict[str, str], population: dict[str, int] | None = None, z: float = intervals.Z95,
     links: dict[str, list[Hashable]] | None = None, sampled: float | None = None,
 ) -> tuple[dict[str, Estimate | None], dict[str, Estimate | None]]:
-    """Each section's score and `overall` (the mean of the sections present), then the macro
-    averages, as estimates with intervals, from the record scores of each scenario
-    (`values[category_path]`). A scenario weighs its size in the selection (`population`)
-    within its section, or its count of records when every record was judged.
+    """Each score key's estimate with its interval, then the macro averages, from the record
+    values of each subset. `keys`: the benchmark's score keys, or section keys alone (each
+    averaging SCORE over its subsets, then `overall` over the sections present, RMB's way).
+    `values[value][subset]` (or `values[subset]` for SCORE alone): the values of a subset's
+    records, in one order for every value. A subset weighs its size in the selection
+    (`population`), or its count of records when every record was judged.
 
-    `links[category_path]`: each record's linked set (`linked`), so records holding the same
+    `links[subset]`: each record's linked set (`linked`), so records holding the same
     comparison in two sections count as one cluster. `sampled`: the sizes that weigh the
-    scenarios are random, drawn by keeping each record with this probability (a `--sample`
-    run's counts, or its counts a --precision run sampled from), which the section scores'
-    variance counts; the macro averages weigh scenarios equally whatever their counts."""
-    size = {path: (population or {}).get(path, len(v)) for path, v in values.items()}
+    subsets are random, drawn by keeping each record with this probability (a `--sample`
+    run's counts, or its counts a --precision run sampled from), which the scores' variance
+    counts; the macro averages weigh subsets equally whatever their counts."""
+    score_keys = [k for k in keys if isinstance(k, ScoreKey)]
+    if not score_keys:
+        sections = tuple(str(k) for k in keys)
+        score_keys = [*(ScoreKey(k, (k,)) for k in sections), ScoreKey(OVERALL, sections)]
+    by_value: Mapping[str, Mapping[str, Sequence[float]]] = (
+        values if values and isinstance(next(iter(values.values())), Mapping)  # type: ignore[assignment]
+        else {SCORE: values})  # type: ignore[dict-item]
+    subsets = list(by_value[SCORE])
+    size = {path: (population or {}).get(path, len(by_value[SCORE][path])) for path in subsets}
     by_section: dict[str, list[str]] = defaultdict(list)
-    for path in values:
+    for path in subsets:
         by_section[section_of[path]].append(path)
-    present = [k for k in keys if by_section[k]]
 
-    def combine(weight: dict[str, float], sections: list[str], mixed: float | None) -> Estimate | None:
-        return intervals.stratified([Stratum(weight[p], values[p], group=k, links=(links or {}).get(p), size=size[p])
-                                     for k in sections for p in by_section[k]], z, mixed)
+    def combine(key: ScoreKey, macro: bool, mixed: float | None) -> Estimate | None:
+        present = [k for k in key.sections if by_section[k]]
+        total = sum(size[p] for k in present for p in by_section[k])
+        strata = []
+        for k in present:
+            within = sum(size[p] for p in by_section[k])
+            for p in by_section[k]:
+                if macro:
+                    weight = 1 / len(by_section[k])
+                elif key.across == "records":
+                    weight = size[p] / total
+                else:
+                    weight = size[p] / within
+                strata.append(Stratum(weight, by_value[key.value][p], group=k, links=(links or {}).get(p),
+                                      size=size[p]))
+        return intervals.stratified(strata, z, mixed)
 
-    micro = {p: size[p] / sum(size[q] for q in by_section[section_of[p]]) for p in values}
-    macro = {p: 1 / len(by_section[section_of[p]]) for p in values}
-    scores = {k: combine(micro, [k], sampled) for k in keys}
-    macros = {k: combine(macro, [k], None) for k in keys}
-    scores["overall"] = combine(micro, present, sampled)
-    macros["overall"] = combine(macro, present, None)
+    scores = {key.key: combine(key, False, sampled) for key in score_keys if key.estimator is None}
+    macros = {key.key: combine(key, True, None) for key in score_keys if key.estimator is None}
     return scores, macros
 
 
@@ -193,7 +168,7 @@ def linked(records: Iterable[Record]) -> dict[Record, int]:
     for number, record in enumerate(listed):
         parent[number] = number
         conversation = hash(record.conversation)  # once per record (two conversations hashing alike: a link too many)
-        for answer in (record.preferred, *record.others):
+        for answer in record.answers:
             other = first.setdefault((conversation, answer.text), number)
             if other != number:
                 parent[root(number)] = root(other)
@@ -211,58 +186,65 @@ def _interval(estimate: Estimate | None) -> list[float] | None:
 def summarize(
     benchmark: Benchmark, judged: list[Judged], record_scores: list[RecordScore], records: list[Record],
     scalar: bool, population: dict[str, int] | None = None, z: float = intervals.Z95,
-    links: Mapping[Record, Hashable] | None = None, sampled: float | None = None,
+    links: Mapping[Record, Hashable] | None = None, sampled: float | None = None, order: str | None = None,
 ) -> Scored:
-    """Scores with intervals, per-section counts, per-scenario accuracies, position bias and
-    vote agreement. `population`: a sampled run's scenario sizes in the selection; `z`: the
+    """Scores with intervals, per-section counts, per-subset accuracies, position bias and
+    vote agreement. `population`: a sampled run's subset sizes in the selection; `z`: the
     critical value of the scores' intervals (a --precision run's is corrected for stopping);
-    `links`: each record's linked set (`linked`); `sampled`: --sample's rate (`estimates`)."""
-    scenario_scores: dict[str, list[float]] = defaultdict(list)
-    scenario_links: dict[str, list[Hashable]] = defaultdict(list)
-    scenario_of: dict[str, Record] = {}
+    `links`: each record's linked set (`linked`); `sampled`: --sample's rate (`estimates`);
+    `order`: the --order judged (for chance levels)."""
+    keys = benchmark.score_keys()
+    values: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    subset_links: dict[str, list[Hashable]] = defaultdict(list)
+    subset_of: dict[str, Record] = {}
     counts: dict[str, Counter] = defaultdict(Counter)
-    scenario_counts: dict[str, Counter] = defaultdict(Counter)
+    subset_counts: dict[str, Counter] = defaultdict(Counter)
     for rs in record_scores:
         record = rs.record
-        scenario_scores[record.category_path].append(rs.score)
-        scenario_links[record.category_path].append(links[record] if links is not None else id(record))
-        scenario_of[record.category_path] = record
+        for name in {key.value for key in keys} | {SCORE}:
+            values[name][record.subset].append(rs.values[name])
+        subset_links[record.subset].append(links[record] if links is not None else id(record))
+        subset_of[record.subset] = record
         c = counts[record.section]
         c["n"] += 1
         c["wins" if rs.score == 1 else "ties" if rs.score == 0.5 else "losses"] += 1
-        for group in rs.comparisons:
+        for group in rs.judgments:
             c["comparisons"] += 1
             for j in group:
                 flags = _flags(j)
                 c.update(flags)
-                scenario_counts[record.category_path].update(flags)
+                subset_counts[record.subset].update(flags)
 
-    keys = [section.key for section in benchmark.sections]
-    scores, macros = estimates(keys, scenario_scores, {p: r.section for p, r in scenario_of.items()}, population, z,
-                               scenario_links if links is not None else None, sampled)
-    scenarios = []
-    for path in sorted(scenario_scores):
-        accuracy = intervals.mean_of(scenario_scores[path])
-        assert accuracy is not None  # a scenario is listed for its records
-        scenarios.append(ScenarioScore(
-            category_path=path, set=scenario_of[path].kind, section=scenario_of[path].goal,
-            n=len(scenario_scores[path]), accuracy=accuracy.value, interval=accuracy.interval,
+    estimated, macros = estimates(keys, values, {p: r.section for p, r in subset_of.items()}, population, z,
+                                  subset_links if links is not None else None, sampled)
+    scores: dict[str, Estimate | None] = {}
+    for key in keys:  # in the benchmark's order, a custom estimator seeing the keys before it
+        scores[key.key] = estimated[key.key] if key.estimator is None else key.estimator(record_scores, scores, z)
+    subsets = []
+    for path in sorted(values[SCORE]):
+        accuracy = intervals.mean_of(values[SCORE][path])
+        assert accuracy is not None  # a subset is listed for its records
+        record = subset_of[path]
+        subsets.append(ScenarioScore(
+            category_path=path, subset=path,
+            set=record.kind, section=record.goal,
+            n=len(values[SCORE][path]), accuracy=accuracy.value, interval=accuracy.interval,
             population=population.get(path) if population else None,
-            **{k: scenario_counts[path][k] for k in ("unparsed", "refused", "failed", "truncated")},
+            **{k: subset_counts[path][k] for k in ("unparsed", "refused", "failed", "truncated")},
         ))
     sections = {
-        key: SectionCounts(**{f: counts[key][f] for f in SectionCounts.__dataclass_fields__})
-        for key in keys
-        if counts[key]["n"]
+        section.key: SectionCounts(**{f: counts[section.key][f] for f in SectionCounts.__dataclass_fields__})
+        for section in benchmark.sections
+        if counts[section.key]["n"]
     }
     return Scored(
         scores={k: _value(e) for k, e in scores.items()},
         macro={k: _value(e) for k, e in macros.items()},
         intervals={k: _interval(e) for k, e in scores.items()},
         macro_intervals={k: _interval(e) for k, e in macros.items()},
-        chance=chance_levels(benchmark, records, scalar, population),
+        chance=chance_levels(benchmark, records, scalar, population, order),
         sections=sections,
-        scenarios=scenarios,
+        scenarios=subsets,
         position=None if scalar else position_bias(judged, record_scores),
         agreement=vote_agreement(judged),
     )
@@ -289,13 +271,12 @@ def position_bias(judged: list[Judged], record_scores: list[RecordScore]) -> Pos
     record's verdicts as one cluster."""
     firsts: dict[str, dict[Record, list[float]]] = defaultdict(lambda: defaultdict(list))
     for j in judged:
-        if j.verdict in ("A", "B"):
-            record = j.presentation.comparison.record
-            firsts[record.section][record].append(float(j.verdict == "A"))
+        if j.verdict in ("A", "B") and isinstance(j.judgment, Pair):
+            firsts[j.record.section][j.record].append(float(j.verdict == "A"))
     every = intervals.clustered([c for by_record in firsts.values() for c in by_record.values()])
     sections = {k: intervals.clustered(list(v.values())) for k, v in sorted(firsts.items())}
     agreeing = [
-        [float(g[0].outcome == g[1].outcome) for g in rs.comparisons
+        [float(g[0].outcome == g[1].outcome) for g in rs.judgments
          if len(g) == 2 and None not in (g[0].outcome, g[1].outcome)]
         for rs in record_scores
     ]
@@ -322,7 +303,7 @@ def vote_agreement(judged: list[Judged]) -> Agreement | None:
         if len(votes) < 2:
             continue
         samples = len(votes)
-        record = j.presentation.comparison.record
+        record = j.record
         # a vote that could not be read agrees with nothing
         unanimous[record].append(float(None not in votes and len(set(votes)) == 1))
         share[record].append(max(Counter(x for x in votes if x is not None).values(), default=0) / len(votes))

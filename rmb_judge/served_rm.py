@@ -43,11 +43,15 @@ from . import retry
 from .benchmark import Benchmark
 from .cache import Answer, Cache, CachedReward, Claims, cache_file, text_sha256
 from .config import EngineConfig, RunConfig
-from .engine import Engine, EngineBacked, GroupWrites, Job, Outcome, Stats
+from .engine import Engine, GroupWrites, Job, Outcome, Stats
 from .errors import CacheMiss, FatalProviderError, RmbJudgeError, UsageError
+from .judgments import Judged
+from .pipeline import AnswerCallback, Plan, Status
 from .providers.base import ChatRequest, ChatResponse, Provider, RoundRobin, json_at, post_json
 from .providers.openai_provider import OpenAIProvider
-from .scalar import Meter, ScalarBackend, quiet_libraries
+from .records import Dataset
+from .scalar import Meter, Rewards, quiet_libraries
+from .summary import Usage
 
 IDENTITY_PREFIX = "vllm-rm "
 SIGMOID_SUSPECT = 50  # this many unprobed cached rewards, all between 0 and 1: probabilities, not logits?
@@ -236,16 +240,27 @@ def cached_reward(response: ChatResponse) -> CachedReward:
                         response.endpoint or None)
 
 
-class ServedRewardBackend(EngineBacked, ScalarBackend):
-    """A served reward model's part of a session (see session.Backend): the plan, cache
-    lookup, verdicts and usage are `hf:`'s; the scoring goes through the engine."""
+class ServedRewardJudge:
+    """A served reward model's pipeline (pipeline.Pipeline): the plan, cache lookup, verdicts
+    and usage are every reward model's (`scalar.Rewards`); the scoring goes through the
+    engine, one request per answer, to the servers."""
+
+    progress_rows = "answers"
 
     def __init__(self, config: RunConfig, benchmark: Benchmark):
-        super().__init__(config, benchmark)
+        self.config = config
+        self.rewards = Rewards(config, benchmark)
+        self.settings = self.rewards.settings
         self.stats = Stats()
         self.failures: list[str] = []
+        self.heard: list[str] = []  # third-party warnings, for the summary
         self.engine: RewardEngine | None = None
         self.provider: Provider | None = None
+        self.model: ServedTokenizer | None = None
+        self.meter: Meter | None = None
+        self.identity = ""
+        self._stopping: str | None = None
+        self._cache: Cache | None = None
 
     async def prepare(self) -> None:
         """Ask every server what it serves under the judge's name (they must agree), then load
@@ -269,9 +284,8 @@ class ServedRewardBackend(EngineBacked, ScalarBackend):
             identity = IDENTITY_PREFIX + json.dumps(facts, sort_keys=True)
         with quiet_libraries(self.heard):
             tokenizer = await asyncio.to_thread(self._tokenizer, facts["tokenizer"], facts["revision"])
-        self.model = ServedTokenizer(task.judge.spec, tokenizer, facts["max_length"])  # type: ignore[assignment]
-        self.identity = identity
-        self.settings.model_identity = identity
+        self.model = ServedTokenizer(task.judge.spec, tokenizer, facts["max_length"])
+        self.identity = self.rewards.identity = self.settings.model_identity = identity
         self.settings.endpoints = list(self._servers().endpoints) if execution.base_urls else []
         self.meter = Meter(self.model)  # type: ignore[arg-type]
 
@@ -285,7 +299,8 @@ class ServedRewardBackend(EngineBacked, ScalarBackend):
         return self.provider
 
     def _tokens(self, request: ChatRequest) -> tuple[list[int], bool]:
-        return self.model.tokens(request)  # type: ignore[union-attr]
+        assert self.model is not None
+        return self.model.tokens(request)
 
     def _replicas(self) -> list[VllmServer]:
         provider = self._servers()
@@ -377,11 +392,22 @@ class ServedRewardBackend(EngineBacked, ScalarBackend):
                              "--tokenizer or --revision, or run against the server to choose")
         return matching[0]
 
-    def open_cache(self) -> Cache:
-        return Cache(self.config.execution.cache)
+    def probe(self) -> Awaitable[list[str | None]] | None:
+        return None
+
+    def plan(self, dataset: Dataset) -> Plan:
+        assert self.model is not None
+        return self.rewards.plan(self.model.render, dataset)
+
+    def lookup(self, cache: Cache, on_answer: AnswerCallback) -> int:
+        self._cache = cache
+        missing = self.rewards.lookup(cache, on_answer)
+        assert self.meter is not None
+        self.meter.to_score = missing
+        return missing
 
     async def before_sending(self, cache: Cache, probe: Awaitable[list[str | None]] | None) -> None:
-        cache.writable(f"{len(self.missing)} new rewards")
+        cache.writable(f"{len(self.rewards.missing)} new rewards")
         if not self.config.execution.engine.offline:
             await self._probe(cache)
 
@@ -438,30 +464,26 @@ class ServedRewardBackend(EngineBacked, ScalarBackend):
         cache.put_probes(self.identity, {where: dict(zip(digests, plain, strict=True))
                                          for where, plain in raw.items()})
 
-    async def work(self, cache: Cache, on_answer, only: set[Hashable] | None = None) -> None:
+    async def fetch(self, only: set[Hashable] | None = None) -> None:
         """Score the missing answers (those in `only`, a --precision round's) through the engine,
         one request each."""
         model = self.config.task.judge.model
-        meter = self.meter
-        assert meter is not None
+        meter, rewards, cache = self.meter, self.rewards, self._cache
+        assert meter is not None and rewards.plan_ is not None and cache is not None
 
         def scored(key: tuple[str, int], outcome: Outcome) -> None:
-            digest = key[0]
             if outcome.response is None:
                 self.failures.append(outcome.error or "failed")
                 return
             reward = cached_reward(outcome.response)
-            self.rewards[digest] = reward
-            if outcome.cached:  # scored by another process sharing the cache meanwhile
-                self.cached.add(digest)
-            else:
+            if not outcome.cached:  # (cached: scored by another process sharing the cache meanwhile)
                 meter.update(meter.answers + 1, meter.tokens + reward.tokens)
                 meter.truncated += reward.truncated
-            on_answer(digest)
+            rewards.add(key[0], reward, cached=outcome.cached)
 
         jobs = []
-        for digest in self.missing if only is None else [d for d in self.missing if d in only]:
-            item = self.plan_.items[digest]
+        for digest in rewards.wanted(only):
+            item = rewards.plan_.items[digest]
             messages = (*item.conversation, ("assistant", item.answer))
             jobs.append(Job(digest, 0, ChatRequest(model, messages, max_tokens=0, temperature=None)))
         self.engine = RewardEngine(self._servers(), cache, self.config.execution.engine, identity=self.identity,
@@ -479,12 +501,21 @@ class ServedRewardBackend(EngineBacked, ScalarBackend):
             self.engine.stop(reason)
         return "the requests in flight"
 
-    @property
-    def stopped_reason(self) -> str | None:
-        return self._stopping or self.stats.stopped_reason
+    def verdict(self, index: int) -> Judged | None:
+        return self.rewards.verdict(index)
+
+    def estimate(self, dataset: Dataset) -> dict[str, Any]:
+        assert self.model is not None
+        return self.rewards.estimate(self.model.render, dataset)
+
+    def status(self) -> Status:
+        assert self.meter is not None and self.rewards.plan_ is not None
+        stats = self.stats
+        return Status(self._stopping or stats.stopped_reason, stats.stop_detail, stats.requests > 0,
+                      len(self.rewards.plan_.items), len(self.rewards.cached), self.meter.answers)
 
     def metrics(self) -> dict[str, str]:
-        shown = super().metrics()
+        shown = self.meter.metrics() if self.meter else {}
         stats = self.stats
         shown.update({"requests": str(stats.requests), "in flight": str(stats.in_flight),
                       "retries": str(stats.retries), "failed": str(stats.failed)})
@@ -496,10 +527,15 @@ class ServedRewardBackend(EngineBacked, ScalarBackend):
             shown["paused"] = f"{stats.paused_until - time.monotonic():.0f} s (the server asked)"
         return shown
 
-    def warnings(self) -> list[str]:
-        noticed = super().warnings()
+    def report(self, judged: list[Judged], indices: list[int]) -> tuple[Usage, list[str]]:
+        assert self.meter is not None and self.model is not None
+        return self.rewards.usage(judged, self.meter), self._warnings()
+
+    def _warnings(self) -> list[str]:
+        assert self.model is not None
+        noticed = self.rewards.warnings(self.model.max_length, self.heard)
         # rewards from servers that were probed are known to be raw; those cached before are not
-        values = [r.reward for r in self.rewards.values() if r.endpoint is None]
+        values = [r.reward for r in self.rewards.values.values() if r.endpoint is None]
         if len(values) >= SIGMOID_SUSPECT and all(0.0 <= v <= 1.0 for v in values):
             noticed.append(
                 f"all {len(values)} rewards cached before rmb-judge probed its servers lie between 0 and 1: "

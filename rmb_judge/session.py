@@ -1,15 +1,16 @@
-"""One run, end to end, whatever the judge: records → comparisons → answers → verdicts →
-scores → OUT/. The judge kind's part (a generative judge, live or batched; a reward model)
-is a `Backend`; this module is the skeleton every run shares.
+"""One run, end to end, whatever the judge and the benchmark: records → judgments →
+answers → verdicts → scores → OUT/. The judge kind's part (a generative judge, live or
+batched; a reward model, local or served) is a `pipeline.Pipeline` that its judge kind makes
+(judges.py); this module is the skeleton every run shares.
 
 Before any data is loaded or money spent, the run checks what it can: the run folder, the
-backend's own needs (template and API key, or the model's files), the cache file; an
+pipeline's own needs (template and API key, or the model's files), the cache file; an
 endpoint is probed while the data loads, and an unreachable one stops the run before
 anything is sent. A run that stops before sending anything writes no summary.
 
 From then on the run folder is written whatever happens: a completed run, a budget stop,
 Ctrl-C, a long wait or a fatal provider error all leave a summary (`"complete": false`
-unless every comparison was judged without a failure) and every answer received stays in
+unless every judgment was judged without a failure) and every answer received stays in
 the cache. The first Ctrl-C (or SIGTERM) starts nothing new and waits up to --grace seconds
 for the work in flight, whose answers are paid for; a second one cancels it. Verdicts are
 read in a worker thread as answers arrive, so the live view shows running accuracies while
@@ -28,83 +29,20 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-from . import behaviour, benchmarks, calibration, comparisons, intervals, precision, quality, scoring
-from .benchmark import Benchmark
+from . import behaviour, benchmarks, calibration, intervals, precision, quality, scoring
+from .benchmark import OVERALL, Benchmark
 from .cache import Cache
 from .config import RunConfig
 from .display import Display, Rounds, RunProgress
 from .errors import CacheMiss, FatalProviderError, RmbJudgeError, StoppedByError, UsageError
+from .judgments import Judged, Presentation, RecordScore
 from .outputs import UNSAVED, RunFolder, manifest, sample_line
+from .pipeline import Pipeline, Plan
 from .precision import Sampler, Step
 from .records import Dataset, Record
-from .scoring import Judged
-from .summary import DataInfo, Sampling, Settings, Summary, Usage
-
-
-class Backend(Protocol):
-    """A judge kind's part of a run."""
-
-    settings: Settings  # what the run is (final once `prepare` returned)
-    progress_rows: str  # what the live view counts: "comparisons" or "answers"
-
-    async def prepare(self) -> None:
-        """Everything that can be checked before the data loads (keys, template, model)."""
-
-    def probe(self) -> Awaitable[list[str | None]] | None:
-        """Reachability of the endpoints, checked while the data loads (None: nothing to check)."""
-
-    def plan(self, dataset: Dataset) -> Sequence[Sequence[Hashable]]:
-        """The answers each unit (a presentation or a comparison) needs, by answer key."""
-
-    def units(self) -> Sequence[comparisons.Presentation]:
-        """The planned units, in dataset order."""
-
-    def lookup(self, cache: Cache, on_answer: AnswerCallback) -> int:
-        """Answer what the cache holds (reporting each through `on_answer`); return how many
-        answers are still to get."""
-
-    async def before_sending(self, cache: Cache, probe: Awaitable[list[str | None]] | None) -> None:
-        """Last checks before the first request or forward pass."""
-
-    async def work(self, cache: Cache, on_answer: AnswerCallback, only: set[Hashable] | None = None) -> None:
-        """Get the missing answers (only those in `only` when given), reporting each through
-        `on_answer`."""
-
-    def stop(self, reason: str) -> str:
-        """Start nothing new; returns what the user is told is being waited for."""
-
-    def judge(self, index: int) -> Judged | None:
-        """The unit's verdict, or None while any of its answers is missing."""
-
-    def metrics(self) -> dict[str, str]: ...
-
-    def usage(self, judged: list[Judged], indices: list[int]) -> Usage: ...
-
-    def warnings(self) -> list[str]: ...
-
-    @property
-    def stopped_reason(self) -> str | None: ...
-
-    @property
-    def stop_detail(self) -> str | None: ...
-
-    @property
-    def sent_anything(self) -> bool: ...
-
-    def record_run(self, cache: Cache) -> None: ...
-
-    def unsaved(self) -> list[dict[str, Any]]:
-        """Answers the cache could not take, to keep in the run folder for the next run."""
-
-    def open_cache(self) -> Cache: ...
-
-    async def aclose(self) -> None: ...
-
-
-class AnswerCallback(Protocol):
-    def __call__(self, key: Hashable) -> None: ...
+from .summary import DataInfo, Sampling, Summary
 
 
 @dataclass
@@ -140,30 +78,21 @@ class RunResult:
 
 
 def run(config: RunConfig) -> RunResult:
-    """Run a task: the backend follows from the judge."""
+    """Run a task: the pipeline follows from the judge's kind."""
     task = config.task
     if task.samples < 1:
         raise UsageError(f"--samples must be at least 1, got {task.samples}")
-    if task.order not in comparisons.ORDERS:
-        raise UsageError(f"--order must be one of {', '.join(comparisons.ORDERS)}, got {task.order!r}")
     benchmark = benchmarks.get(task.benchmark)
-    if task.judge.served:
-        from .served_rm import ServedRewardBackend
-
-        backend: Backend = ServedRewardBackend(config, benchmark)
-    elif task.judge.scalar:
-        from .scalar import ScalarBackend
-
-        backend = ScalarBackend(config, benchmark)
-    else:
-        from .generative import GenerativeBackend
-
-        backend = GenerativeBackend(config, benchmark)
+    if task.order_for(benchmark) not in benchmark.orders:
+        raise UsageError(f"--order must be one of {', '.join(benchmark.orders)} for benchmark {benchmark.name}, "
+                         f"got {task.order!r}")
+    benchmark.check_selection(task.selection)
+    pipeline = task.judge.kind.pipeline(config, benchmark)
     if task.judge.simulated:  # said once the flags are known good, so a usage error stays one line
         print("rmb-judge: judge 'mock' is a SIMULATED offline judge: its scores mean nothing "
               "about any real model", file=sys.stderr)
     try:
-        return asyncio.run(Session(config, benchmark, backend).run())
+        return asyncio.run(Session(config, benchmark, pipeline).run())
     finally:
         gc.unfreeze()  # what paused_gc froze is collectable again
 
@@ -200,11 +129,12 @@ def paused_gc() -> Iterator[None]:
 
 def load_dataset(config: RunConfig, benchmark: Benchmark) -> Dataset:
     task = config.task
+    data = task.data_for(benchmark)
     with paused_gc():
-        dataset = benchmark.load(task.data, task.selection)
+        dataset = benchmark.load(data, task.selection)
     if not dataset.records:
         raise UsageError(
-            f"no records selected from {task.data} ({dataset.scenarios_found} scenario files "
+            f"no records selected from {data} ({dataset.scenarios_found} scenario files "
             "found for the chosen sets and sections); check --sets/--sections/--scenarios"
         )
     print(
@@ -217,16 +147,16 @@ def load_dataset(config: RunConfig, benchmark: Benchmark) -> Dataset:
 
 
 class Session:
-    def __init__(self, config: RunConfig, benchmark: Benchmark, backend: Backend):
+    def __init__(self, config: RunConfig, benchmark: Benchmark, pipeline: Pipeline):
         self.config = config
         self.benchmark = benchmark
-        self.backend = backend
-        self.progress = RunProgress(config.task.judge.spec, config.task.judge.simulated, metrics=backend.metrics)
+        self.pipeline = pipeline
+        self.progress = RunProgress(config.task.judge.spec, config.task.judge.simulated, metrics=pipeline.metrics)
         self.judged: dict[int, Judged] = {}
         self._waiting: dict[Hashable, list[int]] = defaultdict(list)
         self._reader: ThreadPoolExecutor | None = None  # reads verdicts while answers arrive
         self._reading: list[Future] = []
-        self._keys: Sequence[Sequence[Hashable]] = ()  # each unit's answers
+        self._keys: Sequence[Sequence[Hashable]] = ()  # each unit's answers (a follow-up adds one)
         self._have: set[Hashable] = set()  # answers received or cached (or failed for good)
         self._sampled: Sampled | None = None  # a --precision run's sample, once drawn
         self._units_of: dict[Record, list[int]] = defaultdict(list)  # each record's units
@@ -238,45 +168,50 @@ class Session:
         folder = RunFolder(execution.out)
         cache: Cache | None = None
         try:
-            await self.backend.prepare()
-            folder.check(task.judge.spec, self.backend.settings, execution.replace)
-            cache = self.backend.open_cache()
+            await self.pipeline.prepare()
+            folder.check(task.judge.spec, self.pipeline.settings, execution.replace, self.benchmark.name)
+            cache = Cache(execution.cache)
+            if taken := cache.take_unsaved(execution.out / UNSAVED):
+                print(f"rmb-judge: {taken} answers an earlier run could not store were added to "
+                      f"the cache {cache.path}", file=sys.stderr)
             return await self._run(folder, cache)
         finally:
-            await self.backend.aclose()  # (before the cache: the backend may still be using it)
+            await self.pipeline.aclose()  # (before the cache: the pipeline may still be using it)
             if cache is not None:
                 cache.close()
             folder.close()
 
     async def _run(self, folder: RunFolder, cache: Cache) -> RunResult:
-        backend = self.backend
-        probe = backend.probe()
+        pipeline = self.pipeline
+        probe = pipeline.probe()
         try:
             dataset = await asyncio.to_thread(load_dataset, self.config, self.benchmark)
             with paused_gc():
-                self._keys = backend.plan(dataset)
+                plan: Plan = pipeline.plan(dataset)
+                plan.on_need = self._need
+                self._keys = plan.needs
                 for index, keys in enumerate(self._keys):
                     for key in keys:
                         self._waiting[key].append(index)
-                units = backend.units()
+                units = plan.units
                 for index, unit in enumerate(units):
-                    self._units_of[unit.comparison.record].append(index)
+                    self._units_of[unit.record].append(index)
                 sections = [s.key for s in self.benchmark.sections]
                 if self.config.task.precision is None:
                     self.progress.expect(sections, dataset.records)
                 else:  # the sample's records, as it grows
-                    self.progress.expect(sections, (), dict(Counter(r.category_path for r in dataset.records)))
+                    self.progress.expect(sections, (), dict(Counter(r.subset for r in dataset.records)))
                     self.progress.rounds = Rounds(self.config.task.precision)
-                missing = backend.lookup(cache, self._answered)
+                missing = pipeline.lookup(cache, self._answered)
             if missing:
-                await backend.before_sending(cache, probe)
+                await pipeline.before_sending(cache, probe)
             probe = None
             self._reader = ThreadPoolExecutor(1, thread_name_prefix="rmb-judge-verdicts")
             with sparse_gc():
                 if self.config.task.precision is not None:
-                    stopped, failure = await self._work(lambda: self._rounds(cache, dataset, units))
+                    stopped, failure = await self._work(lambda: self._rounds(dataset, units))
                 elif missing:
-                    stopped, failure = await self._work(lambda: backend.work(cache, self._answered))
+                    stopped, failure = await self._work(pipeline.fetch)
                 else:
                     stopped, failure = None, None
         finally:
@@ -286,15 +221,16 @@ class Session:
                 self._reader.shutdown(wait=True)
         for future in self._reading:
             future.result()  # a bug in reading a verdict surfaces here
-        backend.record_run(cache)
-        if unsaved := backend.unsaved():  # the cache's disk took neither them nor a side file
-            folder.write_lines(UNSAVED, unsaved)
-        if failure and not backend.sent_anything and not self.judged:
+        status = pipeline.status()
+        cache.record_run(self.config.task.judge.spec, status.lookups, status.hits, status.requests)
+        if status.unsaved:  # the cache's disk took neither them nor a side file
+            folder.write_lines(UNSAVED, status.unsaved)
+        if failure and not status.sent_anything and not self.judged:
             raise failure  # nothing was sent or judged: no summary to mislead anyone
-        stopped = stopped or backend.stopped_reason
+        stopped = stopped or status.stopped_reason
         with paused_gc():
-            summary, record_scores, judged = self._summary(dataset, units, stopped)
-            unreadable = quality.guard(summary, judged, self.config, backend.warnings())
+            summary, record_scores, judged, noticed = self._summary(dataset, units, stopped)
+            unreadable = quality.guard(summary, judged, self.config, noticed)
             self._write(folder, dataset, summary, record_scores, judged)
         if isinstance(failure, RmbJudgeError):
             raise failure
@@ -304,7 +240,11 @@ class Session:
                 f"{self.config.task.judge.spec}: stopped by {type(failure).__name__}: {message}; what was "
                 "answered is cached and a partial summary was written"
             ) from failure
-        return RunResult(summary, stopped, unreadable, backend.stop_detail)
+        return RunResult(summary, stopped, unreadable, status.detail)
+
+    def _need(self, key: Hashable, units: list[int]) -> None:
+        """Units came to need one more answer (a follow-up turn): its arrival reads them."""
+        self._waiting[key].extend(units)
 
     def _answered(self, key: Hashable) -> None:
         """An answer arrived: read the verdicts it completes (in the reader thread once the
@@ -318,7 +258,7 @@ class Session:
         else:
             self._reading.append(self._reader.submit(self._judge_ready, key))
 
-    async def _rounds(self, cache: Cache, dataset: Dataset, units: Sequence[comparisons.Presentation]) -> None:
+    async def _rounds(self, dataset: Dataset, units: Sequence[Presentation]) -> None:
         """--precision: judge each scenario's records in a seeded order, a prefix of it at a
         time, growing the prefixes round by round as precision.Sampler decides, until the
         interval of overall is narrow enough or the selection is exhausted. What the cache
@@ -332,7 +272,9 @@ class Session:
 
         pools = precision.pools(dataset.records, task.selection.seed, lambda r: float(len(needs(r))),
                                 self._links(dataset))
-        sampled = self._sampled = Sampled(Sampler(pools, task.precision, sampled=task.selection.sample), set())
+        across = next(k.across for k in self.benchmark.score_keys() if k.key == OVERALL)
+        sampled = self._sampled = Sampled(Sampler(pools, task.precision, sampled=task.selection.sample,
+                                                  across=across), set())
         sampled.requests_full = sum(len(needs(r)) for r in dataset.records)
         sizes = sampled.sampler.first()
         while True:
@@ -344,10 +286,10 @@ class Session:
             rounds.round, rounds.requests, rounds.answered = sampled.sampler.rounds + 1, len(wanted), 0
             if wanted and self.config.execution.engine.offline:
                 raise CacheMiss(f"--offline: {len(wanted)} requests of the --precision {task.precision:g} sample "
-                                f"are not in the cache {cache.path}; nothing was sent")
+                                f"are not in the cache {self.config.execution.cache}; nothing was sent")
             if wanted:
-                await self.backend.work(cache, self._answered, wanted)
-            if self.backend.stopped_reason:
+                await self.pipeline.fetch(wanted)
+            if self.pipeline.status().stopped_reason:
                 return
             await asyncio.to_thread(self._read_all)
             sampled.requests_sample = sum(len(needs(r)) for r in sampled.records)
@@ -378,14 +320,14 @@ class Session:
 
     def _judge_ready(self, key: Hashable) -> None:
         for index in self._waiting.pop(key, ()):
-            if index not in self.judged and (result := self.backend.judge(index)):
+            if index not in self.judged and (result := self.pipeline.verdict(index)):
                 self.judged[index] = result
-                record = result.presentation.comparison.record
+                record = result.record
                 if self.config.task.precision is None or (self._sampled and record in self._sampled.records):
                     self._show(record, result)
 
     def _show(self, record: Record, judged: Judged) -> None:
-        """Count a verdict in the live view, and its record once every comparison is judged
+        """Count a verdict in the live view, and its record once every presentation is judged
         (with the score the summary gives it)."""
         self.progress.add(judged)
         units = self._units_of[record]
@@ -403,7 +345,7 @@ class Session:
                     self._show(record, self.judged[index])
 
     async def _work(self, work: Callable[[], Awaitable[None]]) -> tuple[str | None, BaseException | None]:
-        """The backend's work under the live view and the signal handlers. Returns why the
+        """The pipeline's work under the live view and the signal handlers. Returns why the
         run stopped early, and a failure to raise once the partial summary is written."""
         execution = self.config.execution
         loop = asyncio.get_running_loop()
@@ -416,7 +358,7 @@ class Session:
             if interrupts > 1:
                 task.cancel()
                 return
-            waiting_for = self.backend.stop("interrupted")
+            waiting_for = self.pipeline.stop("interrupted")
             self.progress.notice = (f"stopping: waiting up to {execution.grace:g} s for {waiting_for}; "
                                     "Ctrl-C again stops at once")
             if not execution.live:
@@ -444,36 +386,36 @@ class Session:
             loop.remove_signal_handler(signal.SIGTERM)
         return stopped, failure
 
-    def _summary(self, dataset: Dataset, units: Sequence[comparisons.Presentation], stopped: str | None
-                 ) -> tuple[Summary, list[scoring.RecordScore], list[Judged]]:
-        """Scores over the records whose every comparison was judged (all of them, unless the
-        run stopped early; a --precision run's sample). Complete means every comparison (of
-        the sample) judged and none failed for a reason a rerun may fix."""
-        task, backend = self.config.task, self.backend
+    def _summary(self, dataset: Dataset, units: Sequence[Presentation], stopped: str | None
+                 ) -> tuple[Summary, list[RecordScore], list[Judged], list[str]]:
+        """Scores over the records whose every presentation was judged (all of them, unless the
+        run stopped early; a --precision run's sample); the pipeline's warnings. Complete means
+        every presentation (of the sample) judged and none failed for a reason a rerun may fix."""
+        task, pipeline = self.config.task, self.pipeline
         sampled, records, population = self._sampled, dataset.records, None
         indices = sorted(self.judged)
         expected = len(units)
         if sampled is not None:  # only the sample counts (the cache may have answered more)
             records = [r for r in dataset.records if r in sampled.records]
-            indices = [i for i in indices if units[i].comparison.record in sampled.records]
-            expected = sum(1 for u in units if u.comparison.record in sampled.records)
-            population = dict(Counter(r.category_path for r in dataset.records))
+            indices = [i for i in indices if units[i].record in sampled.records]
+            expected = sum(1 for u in units if u.record in sampled.records)
+            population = dict(Counter(r.subset for r in dataset.records))
             if stopped is None and sampled.step is not None and sampled.step.stop == "precision":
                 stopped = "precision"
         judged = [self.judged[i] for i in indices]
         by_record: dict[Record, list[Judged]] = defaultdict(list)
         for j in judged:
-            by_record[j.presentation.comparison.record].append(j)
-        settings = backend.settings
-        orders = 2 if settings.order == "both" and settings.template_kind == "pairwise" else 1
-        # a record has one comparison per answer it beats (pairwise: 1, best-of-N: N-1)
-        finished = [r for r in records if len(by_record.get(r, ())) == len(r.others) * orders]
+            by_record[j.record].append(j)
+        settings = pipeline.settings
+        # a record is finished when every presentation the plan has for it is judged
+        finished = [r for r in records if len(by_record.get(r, ())) == len(self._units_of[r])]
         kept = [j for r in finished for j in by_record[r]]
         record_scores = scoring.score_records(self.benchmark, kept)
         retry_later = sum(1 for j in judged if j.error and not j.rejected)
         z = precision.STOP_Z if sampled is not None else intervals.Z95
         scored = scoring.summarize(self.benchmark, kept, record_scores, finished, task.judge.scalar, population, z,
-                                   self._links(dataset), task.selection.sample)
+                                   self._links(dataset), task.selection.sample, settings.order)
+        usage, noticed = pipeline.report(judged, indices)
         summary = Summary(
             judge=task.judge.spec,
             benchmark=self.benchmark.name,
@@ -502,9 +444,9 @@ class Session:
                 comparisons_judged=len(judged),
                 comparisons_expected=expected,
             ),
-            usage=backend.usage(judged, indices),
+            usage=usage,
         )
-        return summary, record_scores, judged
+        return summary, record_scores, judged, noticed
 
     def _sampling(self, value: float | None, overall: list[float] | None) -> Sampling | None:
         """What a --precision run aimed at and reached."""
@@ -521,22 +463,23 @@ class Session:
         )
 
     def _write(self, folder: RunFolder, dataset: Dataset, summary: Summary,
-               record_scores: list[scoring.RecordScore], judged: list[Judged]) -> None:
+               record_scores: list[RecordScore], judged: list[Judged]) -> None:
         """The run folder. samples.jsonl has a line for every judged presentation; those of
         records a stopped run did not finish have `comparison_correct` and `record_correct` null."""
         simulated = summary.simulated
         links = self._links(dataset)
         lines: list[dict[str, Any]] = []
         written: set[int] = set()
+        benchmark = self.benchmark
         for rs in record_scores:
-            for group, score in zip(rs.comparisons, rs.comparison_scores, strict=True):
-                lines.extend(sample_line(j, score, rs.score, simulated, links[rs.record]) for j in group)
+            for group, score in zip(rs.judgments, rs.judgment_scores, strict=True):
+                lines.extend(sample_line(benchmark, j, score, rs, simulated, links[rs.record]) for j in group)
                 written.update(id(j) for j in group)
-        lines.extend(sample_line(j, None, None, simulated) for j in judged if id(j) not in written)
+        lines.extend(sample_line(benchmark, j, None, None, simulated) for j in judged if id(j) not in written)
         folder.write_lines("samples.jsonl", lines)
         folder.write_json("summary.json", summary.to_json())
         folder.write_json(
             "manifest.json",
             manifest(summary.judge, simulated, summary.to_json()["settings"], dataset.root, dataset.sha256,
-                     list(self.config.execution.argv), summary.settings.endpoints),
+                     list(self.config.execution.argv), summary.settings.endpoints, benchmark.name),
         )

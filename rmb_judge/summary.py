@@ -122,7 +122,9 @@ class SectionCounts:
 
 @dataclass
 class ScenarioScore:
-    category_path: str = ""
+    """One subset's (stratum's) accuracy: RMB's scenario, JudgeBench's source, ..."""
+
+    category_path: str = ""  # the subset's name (the field's name is RMB's, kept for its readers)
     set: str = ""  # the record kind (RMB: pairwise | bon)
     section: str = ""  # the goal (RMB: helpfulness | harmlessness)
     n: Count = 0
@@ -133,6 +135,11 @@ class ScenarioScore:
     refused: Count = 0
     failed: Count = 0
     truncated: Count = 0
+    subset: str = ""  # the subset's name (category_path's value; absent from runs before issue 16)
+
+    @property
+    def name(self) -> str:
+        return self.subset or self.category_path
 
 
 @dataclass
@@ -196,6 +203,7 @@ class Settings:
     sample: float | None = None
     seed: int = 0
     precision: float | None = None  # --precision H: a growing stratified sample, stopped at half-width H
+    options: dict[str, str] = field(default_factory=dict)  # the benchmark's own selection flags, e.g. split
     template: str | None = None
     template_sha256: str | None = None
     template_kind: str | None = None
@@ -212,7 +220,7 @@ class Settings:
         """What makes two runs the same run (a resumed run matches on all of it). A generative
         judge's answers are its endpoints' (the replicas in any order); a reward model's come
         from its identity (a served one's replicas are interchangeable: probed to agree)."""
-        keep = ("sets", "sections", "scenarios", "limit", "sample", "seed", "template_sha256", "order",
+        keep = ("sets", "sections", "scenarios", "limit", "sample", "seed", "options", "template_sha256", "order",
                 "samples", "temperature", "max_tokens", "verdict_probs", "model_identity")
         same = {k: getattr(self, k) for k in keep}
         if self.model_identity is None:
@@ -260,14 +268,28 @@ class Summary:
 @dataclass
 class SampleScore:
     """A samples.jsonl line as `compare` reads it back: which presentation of which
-    comparison, and the score its record got (None: a record a stopped run did not finish)."""
+    judgment, and the score its record got (None: a record a stopped run did not finish).
+    A line names its record's subset `subset` (and by the benchmark's own name, RMB's
+    `category_path`, which is all a line written before issue 16 has) and its judgment by
+    `judgment` (RMB: `loser_index`)."""
 
-    category_path: str
     uid: str
     record_correct: Fraction | None
-    loser_index: int | None = None  # Best-of-N: which loser
+    subset: str = ""
+    category_path: str = ""
+    loser_index: int | None = None  # RMB's Best-of-N: which loser
+    judgment: int | None = None  # which of its record's judgments (other benchmarks)
     order: str | None = None  # AB: the label-preferred answer shown first
     link: int | None = None  # the record's linked set (records sharing an answer to one conversation)
+
+    @property
+    def name(self) -> str:
+        """The record's subset."""
+        return self.subset or self.category_path
+
+    @property
+    def position(self) -> int | None:
+        return self.judgment if self.judgment is not None else self.loser_index
 
 
 def open_regular(file: Path) -> BinaryIO:
@@ -341,9 +363,12 @@ def read_samples(folder: Path) -> Iterator[tuple[int, SampleScore]]:
                 raise DataError(f"{file}: written by an older rmb-judge (no record_correct); rerun the "
                                 "same command with --offline to rewrite it from the cache")
             try:
-                yield number, _load(SampleScore, row, "")
+                line = _load(SampleScore, row, "")
             except DataError as error:
                 raise DataError(f"{where}: {error}") from None
+            if not line.name:
+                raise DataError(f"{where}: names no subset (subset or category_path)")
+            yield number, line
 
 
 def data_files(folder: Path) -> dict[str, str]:

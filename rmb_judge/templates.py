@@ -4,15 +4,18 @@ The shipped templates are the package data of `rmb_judge.prompts` (pyproject.tom
 subpackage to the top-level `prompts/` folder), found through importlib.resources, so an
 installed wheel carries them as an editable install does.
 
-A template declares its `kind` (pairwise: both answers in one request; pointwise: each
-answer rated in its own request), the verdict `style` its answers are read with, and a
-`system` and `user` text. Only these placeholders are substituted, so a template may contain
-other braces (JSON examples) without escaping:
+A template declares its `kind` (pairwise: both answers of a pair in one request; pointwise:
+each answer of a pair rated in its own request; ranking: every answer of a ranking in one
+request; rating: one answer rated), the verdict `style` its answers are read with (one of
+verdicts.py's, or one a benchmark registers), and a `system` and `user` text. Only these
+placeholders are substituted, so a template may contain other braces (JSON examples)
+without escaping:
 
 - {question}: the conversation before the answers. A single user message is the question
   itself; a longer conversation is every message as "### User:" / "### Assistant:" /
   "### System:" followed by its text, joined by blank lines.
-- {answer_a}, {answer_b} (pairwise) and {answer} (pointwise): the answers judged.
+- {answer_a}, {answer_b} (pairwise; a ranking's {answer_a}, {answer_b}, {answer_c}, ... one per
+  slot) and {answer} (pointwise, rating): the answers judged.
 - {conversation_a}, {conversation_b} (pairwise) and {conversation} (pointwise): the whole
   conversation ending in that answer, in MT-Bench's multi-turn form: each turn a heading
   line "### User:", "### Assistant A:" (resp. "Assistant B", "Assistant") or "### System:"
@@ -30,6 +33,12 @@ none, so it shows multi-turn records in {question} as the `rmb` template did bef
 
 `output_tokens` (optional) is how many tokens a judge writes per request with this template, for
 `estimate` and budgets (default: by verdict style, `pricing.OUTPUT_TOKENS`); `verdict` says 5.
+`max_tokens` (optional) is the template's own answer length cap, used unless --max-tokens is
+given (JudgeBench's templates: 4096 and 1024 tokens, as its official judges send).
+
+`follow_up` (optional): a user turn sent once when the first reply states no verdict label at
+all (the style's `labelled` test): the same messages, the first reply as the assistant's turn,
+then this text; the verdict is read from both replies together (JudgeBench's arena_hard).
 
 The file's SHA-256 is part of every cache key, so editing a template never serves answers
 given to the old text. A template that grows out of an earlier one without changing the
@@ -56,10 +65,9 @@ from .records import Message
 from .verdicts import verdict_style_names
 
 PROMPTS_DIR: Traversable = resources.files("rmb_judge.prompts")  # the shipped templates
-KINDS = ("pairwise", "pointwise")
-STYLES = verdict_style_names()
+KINDS = ("pairwise", "pointwise", "ranking", "rating")
 PLACEHOLDER = re.compile(
-    r"\{(question|answer_a|answer_b|answer|conversation_a|conversation_b|conversation|last_turn|criteria)\}"
+    r"\{(question|answer_[a-z]|answer|conversation_a|conversation_b|conversation|last_turn|criteria)\}"
 )
 TEXTS = ("system", "user", "system_multi", "user_multi")
 # {conversation_a} shows {answer_a} as its last turn, under the label "Assistant A"
@@ -86,6 +94,14 @@ class Template:
     user_multi: str = ""  # "": multi-turn records use `user` too
     cache_key: str = ""  # the SHA-256 its requests are keyed with, if not its own
     output_tokens: int | None = None  # what `estimate` assumes a judge writes per request (None: by style)
+    max_tokens: int | None = None  # its own --max-tokens default
+    follow_up: str = ""  # a user turn sent once when the first reply states no verdict label
+
+    @property
+    def slots(self) -> int:
+        """A ranking template's answers per prompt ({answer_a} ... ); 2 for a pairwise one."""
+        names = self._names["system"] | self._names["user"]
+        return sum(1 for name in names if re.fullmatch(r"answer_[a-z]", name)) or 2
 
     @property
     def key_sha256(self) -> str:
@@ -99,6 +115,10 @@ class Template:
 
     def render_single(self, conversation: tuple[Message, ...], goal: str, answer: str) -> Messages:
         return self._render(conversation, goal, answer=answer)
+
+    def render_many(self, conversation: tuple[Message, ...], goal: str, answers: Sequence[str]) -> Messages:
+        """A ranking template with one answer per slot, in slot order."""
+        return self._render(conversation, goal, **{f"answer_{chr(ord('a') + i)}": a for i, a in enumerate(answers)})
 
     def check_goals(self, goals: Sequence[str]) -> None:
         """A template using {criteria} must have a text for every goal it will be asked about."""
@@ -210,10 +230,11 @@ def load(name_or_path: str) -> Template:
 def _validate(path: Path | Traversable, spec: dict, sha256: str) -> Template:
     kind = spec.get("kind", "pairwise")
     style = spec.get("style", "rmb")
+    styles = verdict_style_names()
     if kind not in KINDS:
         raise UsageError(f"{path}: kind must be one of {', '.join(KINDS)}, got {kind!r}")
-    if style not in STYLES:
-        raise UsageError(f"{path}: style must be one of {', '.join(STYLES)}, got {style!r}")
+    if style not in styles:
+        raise UsageError(f"{path}: style must be one of {', '.join(styles)}, got {style!r}")
     if not isinstance(spec.get("user"), str):
         raise UsageError(f"{path}: a template needs a 'user' text")
     for text in TEXTS:
@@ -226,7 +247,7 @@ def _validate(path: Path | Traversable, spec: dict, sha256: str) -> Template:
         raise UsageError(f"{path}: 'user_multi' is empty (leave it out to use 'user' for every record)")
     system = spec.get("system", "")
     system_multi = spec.get("system_multi", system) if multi else ""
-    sides = ("_a", "_b") if kind == "pairwise" else ("",)
+    sides = ("_a", "_b") if kind in ("pairwise", "ranking") else ("",)
     # each pair of texts must show the answers: {answer_a} or {conversation_a}, and so on
     pairs = [("template text", system + spec["user"], "answer")]
     if multi:
@@ -235,10 +256,13 @@ def _validate(path: Path | Traversable, spec: dict, sha256: str) -> Template:
     cache_key = spec.get("cache_key", "")
     if not isinstance(cache_key, str) or (cache_key and not re.fullmatch(r"[0-9a-f]{64}", cache_key)):
         raise UsageError(f"{path}: cache_key must be the SHA-256 (64 hex digits) of an earlier template file")
-    output_tokens = spec.get("output_tokens")
-    if output_tokens is not None and (not isinstance(output_tokens, int) or isinstance(output_tokens, bool)
-                                      or output_tokens < 1):
-        raise UsageError(f"{path}: output_tokens must be a whole number of tokens, at least 1")
+    for name in ("output_tokens", "max_tokens"):
+        value = spec.get(name)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise UsageError(f"{path}: {name} must be a whole number of tokens, at least 1")
+    follow_up = spec.get("follow_up", "")
+    if not isinstance(follow_up, str) or (kind != "pairwise" and follow_up):
+        raise UsageError(f"{path}: follow_up must be a text, and only a pairwise template may have one")
     criteria = spec.get("criteria", {})
     for what, text, shown in pairs:
         names = set(PLACEHOLDER.findall(text))
@@ -261,5 +285,7 @@ def _validate(path: Path | Traversable, spec: dict, sha256: str) -> Template:
         system_multi=system_multi,
         user_multi=spec.get("user_multi", ""),
         cache_key=cache_key,
-        output_tokens=output_tokens,
+        output_tokens=spec.get("output_tokens"),
+        max_tokens=spec.get("max_tokens"),
+        follow_up=follow_up,
     )

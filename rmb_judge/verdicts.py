@@ -40,6 +40,10 @@ this module reads the final one. Where arena-hard-auto finds a verdict the readi
 Reading takes time linear in the text's length (times a logarithm at most), however
 repetitive the text: a judge that repeats ``[[A]]`` or ``{`` for a whole output is read as
 fast as prose of that length (bin/bench-verdicts measures it).
+
+A benchmark whose official judge reads verdicts its own way registers that reader as a style
+of its own (`register_style`, from its module: JudgeBench's exact arena_hard parser), which its
+templates name; `parse_verdict` reads every registered style.
 """
 
 from __future__ import annotations
@@ -56,28 +60,60 @@ from typing import Generic, Literal, TypeVar
 Verdict = Literal["A", "B", "tie"]
 
 _PAIRWISE_STYLES = ("rmb", "arena-hard", "json")
-_STYLES = (*_PAIRWISE_STYLES, "pointwise")
-# what each style reads, in a few words (for messages)
-STYLE_FORMS = {"rmb": "[[A]] or [[B]]", "arena-hard": "[[A>>B]] ... [[B>>A]]", "json": '{"winner": "A"}',
-               "pointwise": "a 1-10 rating"}
+_RATING = "pointwise"  # one answer per text: a rating, not a verdict
+
+
+@dataclass(frozen=True)
+class Style:
+    """A verdict style: how a judge's text is read. `read`: the verdict it states or None;
+    `form`: what it reads, in a few words (for messages); `labelled`: whether the text states
+    any verdict label at all, even an unreadable one (a template's follow-up turn is sent
+    when it does not; None: the style has no follow-up turns)."""
+
+    name: str
+    read: Callable[[str], Verdict | None]
+    form: str
+    labelled: Callable[[str], bool] | None = None
+
+
+_REGISTERED: dict[str, Style] = {}
+
+
+def register_style(style: Style) -> Style:
+    """Make a style known to `parse_verdict` and the templates (a benchmark's own reader)."""
+    if _REGISTERED.get(style.name, style) != style:
+        raise RuntimeError(f"two verdict styles named {style.name!r}")
+    _REGISTERED[style.name] = style
+    return style
+
+
+def style_of(name: str) -> Style:
+    """A registered style (a benchmark's module registers its own when it is imported: the
+    benchmark registry imports every one the first time it is asked, `benchmarks.get`)."""
+    if name not in _REGISTERED:
+        raise ValueError(f"unknown verdict style {name!r}; known styles: {', '.join(verdict_style_names())}")
+    return _REGISTERED[name]
+
+
+def form_of(name: str) -> str:
+    """What a style reads, in a few words (for messages)."""
+    return "a 1-10 rating" if name == _RATING else style_of(name).form
 
 
 def verdict_style_names() -> tuple[str, ...]:
-    """The style names that `parse_verdict` knows, for flag help and template checks."""
-    return _STYLES
+    """The style names that `parse_verdict` knows (the benchmarks' once they are imported), for
+    flag help and template checks."""
+    return (*_REGISTERED, _RATING)
 
 
 def parse_verdict(text: str, style: str) -> Verdict | None:
     """The verdict ("A", "B" or "tie") that `text` states in `style`, or None."""
-    if style == "pointwise":
+    if style == _RATING:
         raise ValueError(
             "verdict style 'pointwise' rates one answer per text: read each answer's rating "
             "with parse_rating() and compare them with verdict_from_ratings()"
         )
-    reader = _READERS.get(style)
-    if reader is None:
-        raise ValueError(f"unknown verdict style {style!r}; known styles: {', '.join(_STYLES)}")
-    return reader(text)
+    return style_of(style).read(text)
 
 
 def verdict_offsets(text: str, style: str) -> list[tuple[int, Verdict]]:
@@ -473,11 +509,10 @@ def _read_json(text: str) -> Verdict | None:
     return pairs[-1] if pairs else _read(_Plain(text), _PROSE)
 
 
-_READERS: dict[str, Callable[[str], Verdict | None]] = {
-    "rmb": _read_rmb,
-    "arena-hard": _read_arena_hard,
-    "json": _read_json,
-}
+register_style(Style("rmb", _read_rmb, "[[A]] or [[B]]"))
+register_style(Style("arena-hard", _read_arena_hard, "[[A>>B]] ... [[B>>A]]"))
+register_style(Style("json", _read_json, '{"winner": "A"}'))
+
 
 # --- ratings and refusals ---------------------------------------------------------------
 

@@ -212,8 +212,8 @@ def label_judge(records: Iterable[Record]) -> Responder:
     """
     preferred: dict[frozenset[str], str] = {}
     for record in records:
-        best = record.preferred.text.strip()
-        for other in record.others:
+        best = record.chosen[0].text.strip()
+        for other in record.rejected:
             preferred[frozenset((best, other.text.strip()))] = best
 
     def prefer(answer_a: str, answer_b: str) -> str:
@@ -244,8 +244,8 @@ def calibrated_judge(records: Iterable[Record], skill: float = 1.0, quick_skill:
     judges with mu = `skill`; asked for the verdict alone (`verdict`), with mu = `quick_skill`."""
     preferred: dict[frozenset[str], str] = {}
     for record in records:
-        for other in record.others:
-            preferred[frozenset((record.preferred.text.strip(), other.text.strip()))] = record.preferred.text.strip()
+        for other in record.rejected:
+            preferred[frozenset((record.chosen[0].text.strip(), other.text.strip()))] = record.chosen[0].text.strip()
 
     def respond(body: dict[str, Any], wire: Wire) -> Reply:
         prompt = prompt_text(body, wire)

@@ -11,22 +11,21 @@ import pytest
 from conftest import make_config
 
 from rmb_judge import behaviour, records
-from rmb_judge.comparisons import Comparison, Presentation
+from rmb_judge.judgments import Judged, Pair, Presentation
 from rmb_judge.providers.mock import stable_hash
 from rmb_judge.records import Answer, Message, Record
-from rmb_judge.scoring import Judged
 from rmb_judge.session import run
 
 
 def record(uid: str, preferred: tuple[str, int], *others: tuple[str, int]) -> Record:
     kind = "pairwise" if len(others) == 1 else "bon"
     return Record(kind, "helpfulness", f"{kind}_helpfulness", f"{kind}/x", uid, (Message("user", "q"),),
-                  Answer(preferred[0], "p" * preferred[1]), tuple(Answer(m, "o" * n) for m, n in others),
+                  (Answer(preferred[0], "p" * preferred[1]),), tuple(Answer(m, "o" * n) for m, n in others),
                   "x.json", 0)
 
 
 def judged(r: Record, loser: int | None, order: str, verdict: str | None, refused: bool = False) -> Judged:
-    return Judged(Presentation(Comparison(r, loser), order), verdict, refused=refused)
+    return Judged(Presentation(Pair(r, 0, loser or 0, loser), order), verdict, refused=refused)
 
 
 R1 = record("1", ("gpt-4o-mini", 100), ("Llama-2-7b-chat-hf", 50))

@@ -268,7 +268,7 @@ def test_report_and_data_info_print_json(mock_run, data_root, capsys):
     dataset = RMB.load(data_root)
     assert sum(info["scenarios"].values()) == len(dataset.records) == sum(s["records"] for s in info["sections"].values())
     assert info["sections"]["bon_helpfulness"]["comparisons"] == sum(
-        len(r.others) for r in dataset.records if r.section == "bon_helpfulness")
+        len(r.rejected) for r in dataset.records if r.section == "bon_helpfulness")
     assert info["files_read"] == len(present_files()) and info["upstream_files"] == len(RMB.manifest().files)
 
 

@@ -273,9 +273,12 @@ def test_every_field_compare_reads_of_a_sample_line_is_read_or_one_line(runs, tm
     shutil.copytree(runs / "mock", copy)
     lines = (copy / "samples.jsonl").read_text().splitlines()
     bon = json.loads(next(line for line in lines if json.loads(line)["loser_index"] is not None))
-    for field in ("category_path", "uid", "loser_index", "order", "record_correct"):
+    for field in ("subset", "category_path", "uid", "loser_index", "order", "record_correct"):
         for value in WRONG:
-            (copy / "samples.jsonl").write_text("\n".join([json.dumps({**bon, field: value}), *lines]) + "\n")
+            # a line names its record's subset by `subset` (and RMB's category_path), or, written
+            # before issue 16, by category_path alone: that is the one read then
+            line = {k: v for k, v in bon.items() if field != "category_path" or k != "subset"}
+            (copy / "samples.jsonl").write_text("\n".join([json.dumps({**line, field: value}), *lines]) + "\n")
             code = cli.main(["compare", str(runs / "label"), str(copy)])
             err = capsys.readouterr().err.strip()
             if code == 2:

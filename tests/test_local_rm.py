@@ -34,7 +34,7 @@ def items(data_root: Path) -> list[ScoreItem]:
     unique = dict.fromkeys(
         ScoreItem(tuple((m.role, m.content) for m in r.conversation), answer.text)
         for r in records
-        for answer in (r.preferred, *r.others)
+        for answer in (r.chosen[0], *r.rejected)
     )
     assert any(len(item.conversation) > 1 for item in unique)
     return list(unique)

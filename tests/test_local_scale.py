@@ -32,7 +32,7 @@ def items(data_root: Path) -> list[ScoreItem]:
     return list(dict.fromkeys(
         ScoreItem(tuple((m.role, m.content) for m in r.conversation), answer.text)
         for r in records
-        for answer in (r.preferred, *r.others)
+        for answer in (r.chosen[0], *r.rejected)
     ))
 
 

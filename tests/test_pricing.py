@@ -201,7 +201,7 @@ def test_approximation_overestimates_o200k_modestly_on_rmb_text():
         ("user", text)
         for name in files
         for record in list(RMB.read_file(DATA, DATA / f"Pairwise_set/Helpfulness/{name}.json"))[:40]
-        for text in (record.conversation[-1].content, record.preferred.text, record.others[0].text)
+        for text in (record.conversation[-1].content, record.chosen[0].text, record.rejected[0].text)
     ]
     exact = count_tokens("openai", "gpt-4o", messages).n
     approx = count_tokens("openai", "not-an-openai-model", messages).n

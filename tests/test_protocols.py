@@ -80,7 +80,7 @@ def test_every_template_end_to_end(template, wire, data_root, tmp_path):
     assert result.json["usage"]["unparsed"] == 0
     if template == "pointwise":  # one request per unique answer, whatever the comparisons share
         answers = {(r.uid, a.text) for r in RMB.load(data_root, records.Selection(limit=LIMIT, scenarios=SCENARIOS)).records
-                   for a in (r.preferred, *r.others)}
+                   for a in (r.chosen[0], *r.rejected)}
         assert len(bodies) <= len(answers)
     if template == "json" and wire == "openai":
         assert all(b["response_format"] == {"type": "json_object"} for b in bodies)

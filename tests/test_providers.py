@@ -351,7 +351,7 @@ def test_label_judge_agrees_with_the_labels() -> None:
     good, bad = "The good answer.", "The bad answer."
     record = Record(
         "pairwise", "helpfulness", "pairwise_helpfulness", "Pairwise_set/Helpfulness/x", "uid-1", (Message("user", "q"),),
-        Answer("m1", good), (Answer("m2", bad),), "x.json", 0,
+        (Answer("m1", good),), (Answer("m2", bad),), "x.json", 0,
     )
     respond = label_judge([record])
     for a, b, verdict in [(good, bad, "A"), (bad, good, "B")]:

@@ -21,25 +21,25 @@ def test_full_dataset_matches_provenance(data_root):
         "pairwise_helpfulness": 8456, "pairwise_harmlessness": 6087}
     assert Counter(r.section for r in ds.records if r.kind == "bon") == {
         "bon_helpfulness": 2109, "bon_harmlessness": 1677}
-    assert sum(len(r.others) for r in ds.records if r.kind == "bon") == 8714
+    assert sum(len(r.rejected) for r in ds.records if r.kind == "bon") == 8714
     turns = Counter(len(r.conversation) == 1 for r in ds.records)
     assert turns == {True: 15768, False: 2561}
     assert ds.scenarios_found == len(RMB.manifest().files) - len(lacking) == 95
     # category_path is the file path without .json, uids are strings
     for r in ds.records[:50]:
-        assert r.file.removesuffix(".json") == r.category_path
+        assert r.file.removesuffix(".json") == r.subset
 
 
 def test_selection_flags(data_root):
     sel = records.Selection(sets=["bon"], sections=["helpfulness"], scenarios=["*Chat*"], limit=4)
     ds = RMB.load(data_root, sel)
-    paths = Counter(r.category_path for r in ds.records)
+    paths = Counter(r.subset for r in ds.records)
     assert set(paths) == {f"BoN_set/Helpfulness/Chat/{n}" for n in
                           ("Casual Conversation", "Discussion", "Supportive Conversation")}
     assert set(paths.values()) == {4}
     # the first N records of each file, in file order
     raw = json.loads((data_root / "BoN_set/Helpfulness/Chat/Discussion.json").read_text())
-    assert [r.uid for r in ds.records if r.category_path.endswith("Discussion")] == [
+    assert [r.uid for r in ds.records if r.subset.endswith("Discussion")] == [
         str(x["bon_uid"]) for x in raw[:4]]
 
 
@@ -156,6 +156,6 @@ def test_an_unpaired_surrogate_names_file_record_and_field(
 @pytest.mark.parametrize("escape", [r"\ud83d\ude00", r"\uD83D\uDE00"])
 def test_an_escaped_surrogate_pair_loads_as_its_character(data_root, tmp_path, escape):
     root, path = copy_scenario(data_root, tmp_path, PAIRWISE)
-    expected = RMB.load(root).records[12].preferred.text + "\U0001F600"
+    expected = RMB.load(root).records[12].chosen[0].text + "\U0001F600"
     append_escape(path, 12, ("chosen", "answer"), escape)
-    assert RMB.load(root).records[12].preferred.text == expected
+    assert RMB.load(root).records[12].chosen[0].text == expected

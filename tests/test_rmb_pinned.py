@@ -21,7 +21,10 @@ PINNED = Path(__file__).parent / "data" / "rmb_pinned"
 SCENARIOS = ["*/Helpfulness/Chat/Discussion", "*/Harmlessness/S1", "*/Harmlessness/multi"]
 # summary.json and samples.jsonl fields that may differ between two identical runs
 VOLATILE = {("data", "root"), ("usage", "answers_per_second"), ("settings", "model_identity")}
-ADDED_SAMPLE_FIELDS = {"benchmark", "subset"}  # samples.jsonl fields written since the pin (design16 §8)
+# fields written since the pin (issue 16: design16 §5, §8), each new and none replacing one
+ADDED_SAMPLE_FIELDS = {"benchmark", "subset"}
+ADDED_SETTINGS = {"options"}  # summary.json settings
+ADDED_SCENARIO_FIELDS = {"subset"}  # summary.json scenarios
 
 
 def _write_or_compare(name: str, found: object) -> None:
@@ -38,11 +41,21 @@ def _summary(out: Path, local: str, shown: str) -> dict:
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8").replace(local, shown))
     for block, key in VOLATILE:
         summary.get(block, {}).pop(key, None)
+    if not os.environ.get("RMB_PIN_WRITE"):
+        assert summary["settings"].get("options") == {}
+        assert all(s["subset"] == s["category_path"] for s in summary["scenarios"])
+    for key in ADDED_SETTINGS:
+        summary["settings"].pop(key, None)
+    for scenario in summary["scenarios"]:
+        for key in ADDED_SCENARIO_FIELDS:
+            scenario.pop(key, None)
     return summary
 
 
 def _samples(out: Path) -> list[dict]:
     lines = [json.loads(line) for line in (out / "samples.jsonl").read_text(encoding="utf-8").splitlines()]
+    if not os.environ.get("RMB_PIN_WRITE"):
+        assert all(line["benchmark"] == "rmb" and line["subset"] == line["category_path"] for line in lines)
     return [{k: v for k, v in line.items() if k not in ADDED_SAMPLE_FIELDS} for line in lines]
 
 

@@ -56,12 +56,12 @@ def test_hf_judge_scores_like_rmb_and_scores_each_answer_once(model_dir, data_ro
         conv = [{"role": m.role, "content": m.content} for m in record.conversation]
         return tok.apply_chat_template(conv + [{"role": "assistant", "content": answer.text}], tokenize=False)
 
-    texts = {text(r, a) for r in selected for a in (r.preferred, *r.others)}
+    texts = {text(r, a) for r in selected for a in (r.chosen[0], *r.rejected)}
     rewards, _ = plain_rewards(model_dir, texts)
     sections = defaultdict(list)
     for r in selected:
-        best = rewards[text(r, r.preferred)]
-        wins = [best > rewards[text(r, o)] for o in r.others]  # strictly higher, as in RMB
+        best = rewards[text(r, r.chosen[0])]
+        wins = [best > rewards[text(r, o)] for o in r.rejected]  # strictly higher, as in RMB
         sections[r.section].append(float(all(wins)))
     for key, values in sections.items():
         assert summary["scores"][key] == pytest.approx(mean(values), abs=1e-12), key
@@ -69,7 +69,7 @@ def test_hf_judge_scores_like_rmb_and_scores_each_answer_once(model_dir, data_ro
     with sqlite3.connect(tmp_path / "cache" / "rmb-judge.sqlite3") as db:
         assert db.execute("SELECT COUNT(*) FROM rewards").fetchone()[0] == len(texts)
     assert summary["usage"]["answers_scored"] == summary["usage"]["unique_answers"] == len(texts)
-    comparisons = sum(len(r.others) for r in selected)
+    comparisons = sum(len(r.rejected) for r in selected)
     assert len(texts) < 2 * comparisons  # Best-of-N best answers are shared
     lines = [json.loads(l) for l in (tmp_path / "out" / "samples.jsonl").read_text().splitlines()]
     assert len(lines) == comparisons and all(len(l["raw"]) == 2 for l in lines)
@@ -187,7 +187,7 @@ def test_hf_precision_scores_a_sample_and_reruns_it_offline(model_dir, data_root
     selected = RMB.load(data_root, records.Selection(scenarios=SCENARIOS)).records
     assert summary["stopped_reason"] == "precision" and summary["precision"]["reached"]
     assert summary["data"]["records_scored"] < len(selected) == summary["precision"]["population"]
-    assert 0 < summary["usage"]["answers_scored"] < len({(r.uid, a.text) for r in selected for a in (r.preferred, *r.others)})
+    assert 0 < summary["usage"]["answers_scored"] < len({(r.uid, a.text) for r in selected for a in (r.chosen[0], *r.rejected)})
     assert cli.main([*args, "--offline"]) == 0
     again = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert again["usage"]["answers_scored"] == 0 and again["scores"] == summary["scores"]

@@ -87,14 +87,14 @@ def test_a_sampled_runs_chance_level_weighs_scenarios_by_population(data_root):
     dataset = RMB.load(data_root, records.Selection(sets=("bon",), sections=("helpfulness",)))
     by_path = defaultdict(list)
     for record in dataset.records:
-        by_path[record.category_path].append(record)
+        by_path[record.subset].append(record)
     sample = [r for rs in by_path.values() for r in rs[:2]]
     population = {path: len(rs) for path, rs in by_path.items()}
-    chance = {path: mean(0.5 ** len(r.others) for r in rs[:2]) for path, rs in by_path.items()}  # all N-1 won
+    chance = {path: mean(0.5 ** len(r.rejected) for r in rs[:2]) for path, rs in by_path.items()}  # all N-1 won
     expected = sum(population[p] * chance[p] for p in by_path) / sum(population.values())
     assert chance_levels(RMB, sample, False, population)["bon_helpfulness"] == pytest.approx(expected)
     assert chance_levels(RMB, sample, False)["bon_helpfulness"] == pytest.approx(
-        mean(0.5 ** len(r.others) for r in sample))
+        mean(0.5 ** len(r.rejected) for r in sample))
 
 
 def test_the_first_pick_rate_counts_decisive_verdicts_only(data_root, tmp_path, monkeypatch):

@@ -58,10 +58,10 @@ def expected(records_, tokenizer, root, max_length=4096):
     sections = defaultdict(list)
     rewards = {}
     for r in records_:
-        best = rewards[r, r.preferred.text] = reward(r, r.preferred)
-        for o in r.others:
+        best = rewards[r, r.chosen[0].text] = reward(r, r.chosen[0])
+        for o in r.rejected:
             rewards[r, o.text] = reward(r, o)
-        sections[r.section].append(float(all(best > rewards[r, o.text] for o in r.others)))
+        sections[r.section].append(float(all(best > rewards[r, o.text] for o in r.rejected)))
     return {k: mean(v) for k, v in sections.items()}, rewards
 
 
@@ -97,8 +97,8 @@ def check_scores(summary, scores, tmp_path, out, rewards, records_):
     for key, value in scores.items():
         assert summary["scores"][key] == pytest.approx(value, abs=1e-12), key
     lines = [json.loads(l) for l in (tmp_path / out / "samples.jsonl").read_text().splitlines()]
-    assert len(lines) == sum(len(r.others) for r in records_)
-    wanted = {rewards[r, r.preferred.text] for r in records_} | {rewards[r, o.text] for r in records_ for o in r.others}
+    assert len(lines) == sum(len(r.rejected) for r in records_)
+    wanted = {rewards[r, r.chosen[0].text] for r in records_} | {rewards[r, o.text] for r in records_ for o in r.rejected}
     assert {x for l in lines for x in l["raw"]} == wanted  # the server's rewards, exactly
 
 
@@ -274,7 +274,7 @@ def test_server_side_rendering_of_messages_gives_the_same_reward(tokenizer_dir, 
         server = VllmServer(NAME, url, client.tokens)
         async with aiohttp.ClientSession() as session:
             for r in chosen:
-                for answer in (r.preferred, *r.others):
+                for answer in (r.chosen[0], *r.rejected):
                     conversation = tuple((m.role, m.content) for m in r.conversation)
                     messages = (*conversation, ("assistant", answer.text))
                     ours = await server.complete(ChatRequest(NAME, messages, max_tokens=0), 10)

@@ -3,16 +3,18 @@ from conftest import RMB
 
 from rmb_judge import records, templates
 from rmb_judge.cache import request_key
-from rmb_judge.comparisons import RequestSettings, comparisons_of, presentations, requests_for
 from rmb_judge.errors import UsageError
+from rmb_judge.judgments import Presentation
 from rmb_judge.providers.mock import extract_pair, hash_preference, simulated_reply
+from rmb_judge.rendering import RequestSettings, requests_for
+from rmb_judge.verdicts import verdict_style_names
 
 
 def test_shipped_templates_load():
     assert set(templates.available()) >= {"rmb", "rmb-flat", "rmb-criteria", "pointwise", "arena-hard", "json"}
     for name in templates.available():
         t = templates.load(name)
-        assert t.sha256 and t.style in templates.STYLES
+        assert t.sha256 and t.style in verdict_style_names()
 
 
 # RewardBench's judge texts (allenai/reward-bench, rewardbench/generative.py: prompt_v2 with
@@ -99,7 +101,7 @@ def test_single_turn_prompts_are_unchanged(data_root):
     singles = [r for r in RMB.load(data_root, selection).records if len(r.conversation) == 1]
     assert len(singles) > 100
     for rec in singles:
-        a, b = rec.preferred.text, rec.others[0].text
+        a, b = rec.chosen[0].text, rec.rejected[0].text
         expected = (("system", REFERENCE_SYSTEM), ("user", flat_user(rec.conversation, a, b)))
         assert rmb.render_pair(rec.conversation, rec.section, a, b) == expected
         assert flat.render_pair(rec.conversation, rec.section, a, b) == expected
@@ -110,7 +112,7 @@ def test_two_turn_record_gets_the_reference_multi_turn_prompt(data_root):
     rec = load_records(data_root, "*Harmlessness/multi", turns=2)[0]
     q1, a1, q2 = (m.content for m in rec.conversation)
     assert [m.role for m in rec.conversation] == ["user", "assistant", "user"]
-    chosen, rejected = rec.preferred.text, rec.others[0].text
+    chosen, rejected = rec.chosen[0].text, rec.rejected[0].text
     messages = templates.load("rmb").render_pair(rec.conversation, rec.section, chosen, rejected)
     assert messages == (
         ("system", REFERENCE_SYSTEM_MULTI),
@@ -125,7 +127,7 @@ def test_three_turn_record_extends_the_pattern(data_root, set_name):
     rec = load_records(data_root, "*Helpfulness/Reasoning/Analytical Reasoning", turns=3, set_name=set_name)[0]
     q1, a1, q2, a2, q3 = (m.content for m in rec.conversation)
     assert [m.role for m in rec.conversation] == ["user", "assistant", "user", "assistant", "user"]
-    first, second = rec.others[0].text, rec.preferred.text
+    first, second = rec.rejected[0].text, rec.chosen[0].text
     (_, system), (_, user) = templates.load("rmb").render_pair(rec.conversation, rec.section, first, second)
     assert system == REFERENCE_SYSTEM_MULTI.replace("the second user question", "the third user question")
     assert user == USER_MULTI_3.format(question_1=q1, question_2=q2, question_3=q3,
@@ -147,7 +149,7 @@ def test_flat_template_keeps_the_old_rendering(data_root):
 @pytest.mark.parametrize("turns", [2, 3])
 def test_mock_judge_sees_the_final_answers_of_a_multi_turn_prompt(data_root, turns):
     rec = load_records(data_root, "*Chat/Discussion", turns=turns)[0]
-    chosen, rejected = rec.preferred.text, rec.others[0].text
+    chosen, rejected = rec.chosen[0].text, rec.rejected[0].text
     messages = templates.load("rmb").render_pair(rec.conversation, rec.section, chosen, rejected)
     prompt = "\n\n".join(content for _, content in messages)  # as MockProvider joins them
     assert "Conversation with User" in prompt
@@ -221,7 +223,7 @@ def test_template_text_is_part_of_the_cache_key(tmp_path, data_root):
     copy = tmp_path / "mine.toml"
     copy.write_text(src.read_text())
     rec = RMB.load(data_root, records.Selection(sets=["pairwise"], limit=1)).records[0]
-    p = presentations(comparisons_of([rec]), "fixed", 0)[0]
+    p = Presentation(RMB.judgments(rec, "pairwise")[0], "AB")
     settings = RequestSettings("openai", "m", 100, 0.0)
     key_a = requests_for(p, templates.load(str(copy)), settings)[0][0]
     copy.write_text(src.read_text().replace("impartial judge", "fair judge"))
@@ -264,6 +266,6 @@ def test_rmb_keeps_the_cache_keys_of_the_template_it_grew_from(data_root):
     single = next(r for r in chosen.records if len(r.conversation) == 1)
     multi = next(r for r in chosen.records if len(r.conversation) > 1)
     for record, same in ((single, True), (multi, False)):
-        p = presentations(comparisons_of([record]), "fixed", 0)[0]
+        p = Presentation(RMB.judgments(record, "pairwise")[0], "AB")
         a, b = requests_for(p, rmb, settings)[0], requests_for(p, flat, settings)[0]
         assert (a[0] == b[0]) is same and (a[1] == b[1]) is same

@@ -335,12 +335,15 @@ def price_of(billed):
 def one_request_at_most(data_root, max_tokens):
     """The most one request of the selection can cost: its input plus --max-tokens of output."""
     from rmb_judge import records, templates
-    from rmb_judge.comparisons import RequestSettings, comparisons_of, presentations, requests_for
+    from rmb_judge.judgments import Presentation
+    from rmb_judge.rendering import RequestSettings, requests_for
     chosen = RMB.load(data_root, records.Selection(limit=2))
     template = templates.load("rmb")
     settings = RequestSettings("openai", MODEL, max_tokens, 0.0)
     longest = max(
-        (requests_for(p, template, settings)[0][1] for p in presentations(comparisons_of(chosen.records), "random", 0)),
+        (requests_for(p, template, settings)[0][1] for p in (Presentation(j, o) for r in chosen.records
+                                                             for j in RMB.judgments(r, "pairwise")
+                                                             for o in RMB.orders_for(j, "random", 0))),
         key=lambda r: sum(len(c) for _, c in r.messages),
     )
     return OpenAIProvider.price(MODEL, OpenAIProvider.count_tokens(MODEL, longest.messages).n, max_tokens)

@@ -17,7 +17,6 @@ from fake_api import FAKE_KEY, FakeAPI, Reply, fake_api, prompt_digest, prompt_t
 
 from rmb_judge import cli, migrations, records, verdict_probs
 from rmb_judge.cache import FILENAME, Cache, request_key
-from rmb_judge.comparisons import comparisons_of
 from rmb_judge.providers.base import ChatRequest
 from rmb_judge.providers.google_provider import GoogleProvider, gemini_request
 from rmb_judge.providers.mock import extract_pair, stable_hash
@@ -165,8 +164,8 @@ def expected(data_root: Path, samples: int) -> dict[tuple[str, str, int | None, 
     """Each presentation's P(A), P(B), P(tie), from the records and the fake judge's rule alone."""
     dataset = RMB.load(data_root, records.Selection(**SELECTION))
     found = {}
-    for comparison in comparisons_of(dataset.records):
-        key = (comparison.record.category_path, comparison.record.uid, comparison.loser_index)
+    for comparison in (j for r in dataset.records for j in RMB.judgments(r, "pairwise")):
+        key = (comparison.record.subset, comparison.record.uid, comparison.position)
         for order, shown in (("AB", (comparison.preferred, comparison.other)),
                              ("BA", (comparison.other, comparison.preferred))):
             votes = [sure(shown[0].text, shown[1].text, nth) for nth in range(samples)]

@@ -76,8 +76,8 @@ def test_filters_search_sort_and_pages(judged_runs, url):
     assert set(listed(url, run=1, position="both")) == set(every)
 
     first = runs.records[0]
-    assert set(listed(url, scenario=first.category_path)) == {
-        record_id(r) for r in runs.records if r.category_path == first.category_path}
+    assert set(listed(url, scenario=first.subset)) == {
+        record_id(r) for r in runs.records if r.subset == first.subset}
     assert set(listed(url, section=first.section)) == {record_id(r) for r in runs.records if r.section == first.section}
     turns = {record_id(r): sum(m["role"] == "user" for m in runs.item(r)["conversation_input"]) for r in runs.records}
     multi = {record for record, n in turns.items() if n > 1}

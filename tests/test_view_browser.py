@@ -116,16 +116,16 @@ def test_filtering_narrows_the_list_and_keeps_it_in_the_url(browser, url, judged
     assert Select(browser.find_element(By.ID, "f-outcome")).first_selected_option.get_attribute("value") == "wrong"
 
     Select(browser.find_element(By.ID, "f-outcome")).select_by_value("")
-    scenario = runs.records[0].category_path
+    scenario = runs.records[0].subset
     Select(browser.find_element(By.ID, "f-scenario")).select_by_value(scenario)
-    shows(browser, {record_id(r) for r in runs.records if r.category_path == scenario})
+    shows(browser, {record_id(r) for r in runs.records if r.subset == scenario})
     browser.find_element(By.ID, "clear").click()
     shows(browser, every)
     record = runs.records[0]
-    word = max((w for w in record.preferred.text.split() if w.isalpha()), key=len)
+    word = max((w for w in record.chosen[0].text.split() if w.isalpha()), key=len)
     browser.find_element(By.ID, "search").send_keys(word.upper())
-    texts = {record_id(r): "\n".join([m.content for m in r.conversation] + [r.preferred.text]
-                                     + [o.text for o in r.others]).lower() for r in runs.records}
+    texts = {record_id(r): "\n".join([m.content for m in r.conversation] + [r.chosen[0].text]
+                                     + [o.text for o in r.rejected]).lower() for r in runs.records}
     shows(browser, {r for r, text in texts.items() if word.lower() in text})
     assert urllib.parse.quote(word.upper()) in browser.current_url
 
@@ -135,7 +135,7 @@ def test_a_deep_link_opens_its_record_with_what_the_judge_saw_and_said(browser, 
     record = next(r for r in runs.records if r.kind == "pairwise" and runs.kind[key(r)] == "wrong")
     item = runs.item(record)
     window(browser, 1280)
-    browser.get(f"{url}r/{urllib.parse.quote(record.category_path)}/{urllib.parse.quote(record.uid)}")
+    browser.get(f"{url}r/{urllib.parse.quote(record.subset)}/{urllib.parse.quote(record.uid)}")
     until(browser, lambda d: f"#{record.uid}" in d.find_element(By.CSS_SELECTOR, "#record h2").text, "the record")
     page = browser.find_element(By.ID, "record")
     assert words(page.find_element(By.CSS_SELECTOR, ".conversation .text").text) == words(
@@ -151,7 +151,7 @@ def test_a_deep_link_opens_its_record_with_what_the_judge_saw_and_said(browser, 
     prompt = judge_a.find_element(By.CSS_SELECTOR, "details.prompt")
     prompt.find_element(By.TAG_NAME, "summary").click()
     sent = words(" ".join(p.text for p in prompt.find_elements(By.TAG_NAME, "pre")))
-    assert words(record.preferred.text) in sent and words(record.others[0].text) in sent
+    assert words(record.chosen[0].text) in sent and words(record.rejected[0].text) in sent
 
     other = next(a for a in browser.find_elements(By.CSS_SELECTOR, "#list a")
                  if a.get_attribute("data-id") != record_id(record))
@@ -260,9 +260,9 @@ def check_and_shoot(browser: WebDriver, width: int, png: Path, full_page: bool) 
 @pytest.mark.parametrize("width", WIDTHS)
 def test_the_view_fits_the_window(browser, url, judged_runs, shots, width):
     runs = judged_runs
-    longest = max(runs.records, key=lambda r: sum(len(a.text) for a in (r.preferred, *r.others)))
+    longest = max(runs.records, key=lambda r: sum(len(a.text) for a in (r.chosen[0], *r.rejected)))
     window(browser, width)
-    browser.get(f"{url}r/{urllib.parse.quote(longest.category_path)}/{longest.uid}?disagree=1")
+    browser.get(f"{url}r/{urllib.parse.quote(longest.subset)}/{longest.uid}?disagree=1")
     until(browser, lambda d: f"#{longest.uid}" in d.find_element(By.CSS_SELECTOR, "#record h2").text, "the record")
     shows(browser, {record_id(r) for r in runs.records if runs.kind[key(r)] != "tie"})
     for details in browser.find_elements(By.CSS_SELECTOR, "details.prompt"):

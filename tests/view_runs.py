@@ -57,7 +57,7 @@ class ViewRuns:
 
 
 def key(record: records.Record) -> tuple[str, str]:
-    return (record.category_path, record.uid)
+    return (record.subset, record.uid)
 
 
 def make_runs(root: Path, data_root: Path) -> ViewRuns:
@@ -68,17 +68,17 @@ def make_runs(root: Path, data_root: Path) -> ViewRuns:
     # pairs first, and a record's outcome is the first of OUTCOME_ORDER among its comparisons'.
     best_of: dict[frozenset[str], str] = {}
     for record in sorted(chosen, key=lambda r: r.kind != "pairwise"):
-        for other in record.others:
-            pair = frozenset((record.preferred.text.strip(), other.text.strip()))
-            assert best_of.setdefault(pair, record.preferred.text.strip()) == record.preferred.text.strip()
+        for other in record.rejected:
+            pair = frozenset((record.chosen[0].text.strip(), other.text.strip()))
+            assert best_of.setdefault(pair, record.chosen[0].text.strip()) == record.chosen[0].text.strip()
     said = {pair: KINDS[number % len(KINDS)] for number, pair in enumerate(best_of)}
     kind = {}
     for record in chosen:
-        kinds = {said[frozenset((record.preferred.text.strip(), other.text.strip()))] for other in record.others}
+        kinds = {said[frozenset((record.chosen[0].text.strip(), other.text.strip()))] for other in record.rejected}
         kind[key(record)] = next(k for k in OUTCOME_ORDER if k in kinds)
     assert set(kind.values()) == set(KINDS)
-    pairs = Counter(frozenset((r.preferred.text.strip(), o.text.strip())) for r in chosen for o in r.others)
-    alone = {frozenset((r.preferred.text.strip(), o.text.strip())): key(r) for r in chosen for o in r.others}
+    pairs = Counter(frozenset((r.chosen[0].text.strip(), o.text.strip())) for r in chosen for o in r.rejected)
+    alone = {frozenset((r.chosen[0].text.strip(), o.text.strip())): key(r) for r in chosen for o in r.rejected}
     alone = {pair: record for pair, record in alone.items() if pairs[pair] == 1}
     replies: dict[str, str] = {}
     first: dict[tuple[str, str], set[str]] = {}
@@ -117,8 +117,8 @@ def make_runs(root: Path, data_root: Path) -> ViewRuns:
                       *extra])
         sent = [call.body["messages"] for call in api.calls("openai") if call.body["model"] == JUDGE_A.split(":")[1]]
     assert (root / "a" / "samples.jsonl").is_file() and (root / "b" / "samples.jsonl").is_file()
-    solitary = {key(r) for r in chosen if all(pairs[frozenset((r.preferred.text.strip(), o.text.strip()))] == 1
-                                               for o in r.others)}
+    solitary = {key(r) for r in chosen if all(pairs[frozenset((r.chosen[0].text.strip(), o.text.strip()))] == 1
+                                               for o in r.rejected)}
     first = {record: seen for record, seen in first.items() if record in solitary}
     return ViewRuns(data_root, root, root / "a", root / "b", chosen, kind, sent, replies, first)
 
@@ -174,4 +174,4 @@ def answers_of(item: dict) -> list[tuple[str, dict]]:
 
 
 def record_id(record: records.Record) -> str:
-    return f"{record.category_path}::{record.uid}"
+    return f"{record.subset}::{record.uid}"

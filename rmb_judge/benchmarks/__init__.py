@@ -1,21 +1,48 @@
 """The benchmarks rmb-judge measures judges on, one module each (see `benchmark.py` for what a
-benchmark provides). RMB is the first; a second is a module here, its data manifest beside
-it, and an entry below."""
+benchmark provides). Every module of this package is imported when the registry is first
+asked, and registers its benchmark class with `@register`; nothing outside this package
+names one. RMB is the default."""
 
 from __future__ import annotations
 
 import functools
+import importlib
+import pkgutil
 
 from ..benchmark import Benchmark
 from ..errors import UsageError
 
 DEFAULT = "rmb"
+_CLASSES: dict[str, type[Benchmark]] = {}
+
+
+def register(cls: type[Benchmark]) -> type[Benchmark]:
+    """Class decorator: make the benchmark known by its `name`."""
+    if _CLASSES.get(cls.name, cls) is not cls:
+        raise RuntimeError(f"two benchmarks named {cls.name!r}: {_CLASSES[cls.name].__module__}, {cls.__module__}")
+    _CLASSES[cls.name] = cls
+    return cls
+
+
+@functools.cache
+def _discovered() -> dict[str, type[Benchmark]]:
+    for module in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{module.name}")
+    return dict(sorted(_CLASSES.items(), key=lambda item: (item[0] != DEFAULT, item[0])))
+
+
+def names() -> tuple[str, ...]:
+    """Every benchmark's name, the default first."""
+    return tuple(_discovered())
 
 
 @functools.cache
 def get(name: str = DEFAULT) -> Benchmark:
-    if name == "rmb":
-        from .rmb import RMB
+    found = _discovered().get(name)
+    if found is None:
+        raise UsageError(f"unknown benchmark {name!r} (known: {', '.join(names())})")
+    return found()
 
-        return RMB()
-    raise UsageError(f"unknown benchmark {name!r} (known: rmb)")
+
+def every() -> list[Benchmark]:
+    return [get(name) for name in names()]

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..benchmark import Benchmark, Section
+from ..benchmark import PAIRS, SCORE, Benchmark, Section
 from ..errors import DataError, UsageError
+from ..judgments import Judgment, Pair
 from ..records import (
     ROLES,
     SURROGATE_ESCAPE,
@@ -29,6 +31,10 @@ from ..records import (
     unmatched_glob,
     unpaired_surrogate,
 )
+from . import register
+
+if TYPE_CHECKING:
+    from ..judgments import Judged
 
 SETS = {"pairwise": "Pairwise_set", "bon": "BoN_set"}  # kind -> folder
 GOALS = {"helpfulness": "Helpfulness", "harmlessness": "Harmlessness"}  # goal -> folder
@@ -45,6 +51,7 @@ HARM_SCENARIOS = {
 }
 
 
+@register
 class RMB(Benchmark):
     name = "rmb"
     title = "RMB"
@@ -60,6 +67,9 @@ class RMB(Benchmark):
     manifest_resource = "rmb_files.json"
     published_resource = "rmb_published.json"
     scenarios_note = "49 scenarios, each a pairwise and a Best-of-N file upstream"
+    subset_field = "category_path"
+    judgment_field = "loser_index"
+    selection_flags = ("--sets", "--sections")
 
     def scenario_files(self, root: Path, kinds: Iterable[str], goals: Iterable[str]) -> list[Path]:
         """Every scenario file present under root for these kinds and goals, sorted."""
@@ -93,13 +103,14 @@ class RMB(Benchmark):
         return root
 
     def check_selection(self, selection: Selection) -> None:
-        for name in selection.sets:
+        super().check_selection(selection)
+        for name in selection.sets or ():
             if name not in SETS:
                 raise DataError(f"--sets: unknown set {name!r} (choose from {', '.join(SETS)})")
-        for name in selection.sections:
+        for name in selection.sections or ():
             if name not in GOALS:
                 raise DataError(f"--sections: unknown section {name!r} (choose from {', '.join(GOALS)})")
-        prefixes = tuple(f"{SETS[k]}/{GOALS[g]}/" for k in selection.sets for g in selection.sections)
+        prefixes = self._prefixes(selection)
         upstream = [e.path.removesuffix(".json") for e in self.manifest().files if e.path.startswith(prefixes)]
         for pattern in selection.scenarios:
             if problem := unmatched_glob(pattern, upstream):
@@ -111,7 +122,7 @@ class RMB(Benchmark):
         selection = selection or Selection()
         self.check_selection(selection)
         root = self.check_root(root)
-        files = self.scenario_files(root, selection.sets, selection.sections)
+        files = self.scenario_files(root, selection.sets or self.kinds, selection.sections or self.goals)
         if not files and not self.scenario_files(root, SETS, GOALS):
             raise DataError(
                 f"{root}: no RMB scenario files found (run `rmb-judge data fetch`, "
@@ -126,11 +137,11 @@ class RMB(Benchmark):
             dataset.files.append(relative)
             read = list(self.read_file(root, path, dataset.sha256))
             for record in read:
-                if (seen := first.setdefault((record.category_path, record.uid), record)) is not record:
+                if (seen := first.setdefault((record.subset, record.uid), record)) is not record:
                     raise DataError(
                         f"{record.file}: record {record.index}: {UIDS[record.kind]} {record.uid!r} repeats record "
                         f"{seen.index}{'' if seen.file == record.file else f' of {seen.file}'} in scenario "
-                        f"{record.category_path} (scores, compare and --precision tell records apart by it)"
+                        f"{record.subset} (scores, compare and --precision tell records apart by it)"
                     )
             chosen = [r for r in read if selection.wants_record(r)]
             dataset.records.extend(chosen[: selection.limit] if selection.limit else chosen)
@@ -163,14 +174,47 @@ class RMB(Benchmark):
             yield record
 
     def upstream_files(self, selection: Selection) -> int:
-        prefixes = tuple(f"{SETS[k]}/{GOALS[g]}/" for k in selection.sets for g in selection.sections)
+        prefixes = self._prefixes(selection)
         return sum(1 for entry in self.manifest().files if entry.path.startswith(prefixes))
 
-    def scenario_label(self, category_path: str) -> str:
+    def subset_files(self, subset: str, files: Mapping[str, str]) -> list[str]:
+        """A scenario's records come from its own file."""
+        return [f"{subset}.json"]
+
+    def _prefixes(self, selection: Selection) -> tuple[str, ...]:
+        """The folders of the selected sets and sections."""
+        return tuple(f"{SETS[k]}/{GOALS[g]}/" for k in selection.sets or SETS for g in selection.sections or GOALS)
+
+    def judgments(self, record: Record, mode: str) -> list[Judgment]:
+        """A pairwise record's one pair; a best-of-N record's pair of the best answer against
+        each loser, numbered by the loser (samples.jsonl's loser_index)."""
+        if mode not in PAIRS:
+            return super().judgments(record, mode)
+        if record.kind == "pairwise":
+            return [Pair(record)]
+        return [Pair(record, 0, i, i) for i in range(len(record.rejected))]
+
+    def record_score(self, record: Record, judged: Sequence[Sequence[Judged]], scores: Sequence[float]
+                     ) -> dict[str, float]:
+        """A pairwise record's score is its pair's; a best-of-N record's is 1 only if the best
+        answer wins against every loser (a tie or a loss is not a win)."""
+        if record.kind == "pairwise":
+            return {SCORE: scores[0]}
+        return {SCORE: float(all(score == 1.0 for score in scores))}
+
+    def chance(self, record: Record, scalar: bool, order: str | None = None) -> float:
+        """0.5 on a pairwise record; on best-of-N a random pairwise judge must win all N-1
+        comparisons (0.5**(N-1)), while a random scalar pick is right 1/N of the time."""
+        n = len(record.rejected) + 1
+        if record.kind == "pairwise":
+            return 0.5
+        return 1 / n if scalar else 0.5 ** (n - 1)
+
+    def scenario_label(self, subset: str) -> str:
         """The path without its set and goal folders, which the section already says; a
         harmlessness scenario with its name (`S1 Violent Crimes`)."""
-        label = "/".join(category_path.split("/")[2:]) or category_path
-        if category_path.split("/")[1:2] == [GOALS["harmlessness"]] and label in HARM_SCENARIOS:
+        label = "/".join(subset.split("/")[2:]) or subset
+        if subset.split("/")[1:2] == [GOALS["harmlessness"]] and label in HARM_SCENARIOS:
             return f"{label} {HARM_SCENARIOS[label]}"
         return label
 
@@ -195,21 +239,21 @@ def parse_record(item: object, kind: str, goal: str, section: str, file: str, in
         uid = str(item[UIDS[kind]])
         conversation = tuple(_message(m, where) for m in item["conversation_input"])
         if kind == "pairwise":
-            preferred = _answer(item["chosen"], where, "chosen")
-            others: tuple[Answer, ...] = (_answer(item["reject"], where, "reject"),)
+            chosen = _answer(item["chosen"], where, "chosen")
+            rejected: tuple[Answer, ...] = (_answer(item["reject"], where, "reject"),)
         else:
-            preferred = _answer(item["bon_best"], where, "bon_best")
-            others = tuple(_answer(a, where, "loser_list") for a in item["loser_list"])
+            chosen = _answer(item["bon_best"], where, "bon_best")
+            rejected = tuple(_answer(a, where, "loser_list") for a in item["loser_list"])
     except KeyError as exc:
         raise DataError(f"{where}: missing field {exc.args[0]!r}") from None
     except TypeError as exc:
         raise DataError(f"{where}: malformed record ({exc})") from None
     if not conversation or conversation[-1].role != "user":
         raise DataError(f"{where}: conversation_input must end with a user message")
-    if not others:
+    if not rejected:
         raise DataError(f"{where}: no answer to compare against")
     category_path = item.get("category_path") or file.removesuffix(".json")
-    return Record(kind, goal, section, category_path, uid, conversation, preferred, others, file, index)
+    return Record(kind, goal, section, category_path, uid, conversation, (chosen,), rejected, file, index)
 
 
 def _message(item: object, where: str) -> Message:

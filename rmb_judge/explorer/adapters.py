@@ -22,11 +22,11 @@ class RecordAdapter:
         return ["best", *(f"loser {number}" for number in range(1, others + 1))]
 
     def labels(self, record: Record) -> list[str]:
-        return self.answer_labels(record.kind, len(record.others))
+        return self.answer_labels(record.kind, len(record.rejected))
 
-    def subset(self, benchmark: Benchmark, category_path: str) -> str:
+    def subset(self, benchmark: Benchmark, subset: str) -> str:
         """The subset's name as the page lists it (the section is shown beside it)."""
-        return benchmark.scenario_label(category_path)
+        return benchmark.scenario_label(subset)
 
 
 _ADAPTERS: dict[str, RecordAdapter] = {}  # benchmark name -> its adapter, where the default does not fit

@@ -28,11 +28,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .. import comparisons as cmp
-from .. import templates
+from .. import rendering, templates
 from ..benchmark import Benchmark
 from ..errors import DataError, RmbJudgeError
 from ..judges import parse_spec
+from ..judgments import Presentation
 from ..records import Record, Selection
 from ..report.html import natural
 from ..report.load import Run, load_runs
@@ -66,7 +66,7 @@ class RunInfo:
     manifest: dict[str, Any]
     notes: list[str] = field(default_factory=list)  # what the page must say about this run
     template: templates.Template | None = None  # to render the prompts again
-    request: cmp.RequestSettings | None = None
+    request: rendering.RequestSettings | None = None
 
     def to_json(self) -> dict[str, Any]:
         run = self.run
@@ -255,7 +255,7 @@ class Index:
             "models": entry.models,
             "conversation": [{"role": m.role, "content": m.content} for m in record.conversation] if record else None,
             "answers": [{"label": label, "model": answer.model, "text": answer.text, "length": len(answer.text)}
-                        for label, answer in zip(entry.labels, (record.preferred, *record.others), strict=True)]
+                        for label, answer in zip(entry.labels, record.answers, strict=True)]
             if record else None,
             "file": f"{record.file}, record {record.index}" if record else None,
             "notes": [],
@@ -282,7 +282,7 @@ class Index:
     def _comparisons(self, run: RunInfo, entry: Entry, lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
         by_comparison: dict[int | None, list[dict[str, Any]]] = defaultdict(list)
         for line in lines:
-            by_comparison[line.get("loser_index")].append(line)
+            by_comparison[_number(line)].append(line)
         shown = []
         for loser_index, presentations in by_comparison.items():
             preferred = entry.labels[0] if entry.labels else "preferred"
@@ -293,7 +293,7 @@ class Index:
                 items.append({
                     "order": order,
                     "shown": [preferred, other] if order == "AB" else [other, preferred],
-                    "prompts": self._prompts(run, entry.record, loser_index, order),
+                    "prompts": self._prompts(run, entry.benchmark, entry.record, loser_index, order),
                     **{name: line.get(name) for name in ("verdict", "raw", "votes", "correct", "cached", "error",
                                                          "refused", "truncated")},
                 })
@@ -305,14 +305,18 @@ class Index:
         return shown
 
     @staticmethod
-    def _prompts(run: RunInfo, record: Record | None, loser_index: int | None, order: str,
+    def _prompts(run: RunInfo, benchmark: Benchmark, record: Record | None, position: int | None, order: str,
                  ) -> list[list[dict[str, str]]]:
-        """The messages the judge was sent for this presentation (two for a pointwise template)."""
+        """The messages the judge was sent for this presentation (two for a pointwise template; a
+        follow-up turn's are the first request's, the reply and the follow-up text)."""
         if record is None or run.template is None or run.request is None:
             return []
-        presentation = cmp.Presentation(cmp.Comparison(record, loser_index), order)
+        template = benchmark.template_for(record, run.template)
+        judgment = next((j for j in benchmark.judgments(record, template.kind) if j.position == position), None)
+        if judgment is None:
+            return []
         return [[{"role": role, "content": content} for role, content in request.messages]
-                for _, request in cmp.requests_for(presentation, run.template, run.request)]
+                for _, request in rendering.requests_for(Presentation(judgment, order), template, run.request)]
 
 
 # ---------------------------------------------------------------- building the index
@@ -381,7 +385,7 @@ def _run(number: int, run: Run) -> RunInfo:
             info.template = None
             info.notes.append(f"the prompts its judge saw cannot be shown: {error}")
         else:
-            info.request = cmp.RequestSettings(judge.provider, judge.model, settings.max_tokens or 0,
+            info.request = rendering.RequestSettings(judge.provider, judge.model, settings.max_tokens or 0,
                                                settings.temperature)
             if settings.template_sha256 and info.template.sha256 != settings.template_sha256:
                 info.notes.append(
@@ -433,8 +437,8 @@ def _samples(folder: Path) -> dict[tuple[str, str], list[dict[str, Any]]]:
                     continue
                 try:
                     row = json.loads(line)
-                    key = (str(row["category_path"]), str(row["uid"]))
-                except (ValueError, KeyError, TypeError):
+                    key = (str(row.get("subset") or row["category_path"]), str(row["uid"]))
+                except (ValueError, KeyError, TypeError, AttributeError):
                     raise DataError(f"{path}, line {number}: not a sample line of rmb-judge") from None
                 grouped.setdefault(key, []).append(row)
     except FileNotFoundError:
@@ -460,10 +464,14 @@ def _load(benchmark: Benchmark, root: Path, runs: list[RunInfo], notes: list[str
     """The records these runs selected (their sets, sections and scenarios; every record of
     them, which covers any --limit, --sample or --precision subset), by (category_path, uid)."""
     settings = [info.settings for info in runs]
+    takes = benchmark.selection_flags
     selection = Selection(
-        sets=[kind for kind in benchmark.kinds if any(kind in (s.sets or benchmark.kinds) for s in settings)],
-        sections=[goal for goal in benchmark.goals if any(goal in (s.sections or benchmark.goals) for s in settings)],
+        sets=[kind for kind in benchmark.kinds if any(kind in (s.sets or benchmark.kinds) for s in settings)]
+        if "--sets" in takes else None,
+        sections=[goal for goal in benchmark.goals if any(goal in (s.sections or benchmark.goals) for s in settings)]
+        if "--sections" in takes else None,
         scenarios=[] if any(not s.scenarios for s in settings) else sorted({p for s in settings for p in s.scenarios}),
+        options=settings[0].options if settings else {},
     )
     try:
         dataset = benchmark.load(root, selection)
@@ -471,7 +479,7 @@ def _load(benchmark: Benchmark, root: Path, runs: list[RunInfo], notes: list[str
         notes.append(f"The {benchmark.title} data could not be read ({error}): records are shown without their "
                      "conversation and answers; give --data DIR to point at the data folder.")
         return {}, {}, []
-    return {(r.category_path, r.uid): r for r in dataset.records}, dataset.sha256, dataset.records
+    return {(r.subset, r.uid): r for r in dataset.records}, dataset.sha256, dataset.records
 
 
 def _check_files(info: RunInfo, digests: dict[str, str], notes: list[str]) -> None:
@@ -493,7 +501,7 @@ def _entry(key: tuple[str, str], benchmark: Benchmark, record: Record | None, li
            runs: int, section: str | None) -> Entry:
     adapter = adapter_for(benchmark)
     if record is not None:
-        answers = (record.preferred, *record.others)
+        answers = record.answers
         last_user = next(m.content for m in reversed(record.conversation) if m.role == "user")
         return Entry(
             key, benchmark, record, record.section, adapter.subset(benchmark, key[0]), adapter.labels(record),
@@ -501,19 +509,24 @@ def _entry(key: tuple[str, str], benchmark: Benchmark, record: Record | None, li
             " ".join(last_user[: 2 * PREVIEW].split())[:PREVIEW], [None] * runs, [None] * runs,
         )
     # the samples alone: which answers were compared and by whom
-    losers = sorted({line["loser_index"] for line in lines if isinstance(line.get("loser_index"), int)})
+    losers = sorted({p for line in lines if isinstance(p := _number(line), int)})
     kind = "bon" if losers else "pairwise"
     models = [str(lines[0].get("preferred_model") or "")]
     for index in range(len(losers) and max(losers) + 1 or 1):
-        line = next((ln for ln in lines if (ln.get("loser_index") or 0) == index), {})
+        line = next((ln for ln in lines if (_number(ln) or 0) == index), {})
         models.append(str(line.get("other_model") or ""))
     return Entry(key, benchmark, None, section, adapter.subset(benchmark, key[0]),
                  adapter.answer_labels(kind, len(models) - 1), [], models, 0, "", [None] * runs, [None] * runs)
 
 
+def _number(line: dict[str, Any]) -> Any:
+    """A sample line's judgment number (RMB's loser_index)."""
+    return line.get("judgment", line.get("loser_index"))
+
+
 def _search_text(entry: Entry, runs: list[RunInfo]) -> str:
     record = entry.record
-    texts = [m.content for m in record.conversation] + [a.text for a in (record.preferred, *record.others)] \
+    texts = [m.content for m in record.conversation] + [a.text for a in record.answers] \
         if record else []
     for run in runs:
         texts.extend(_texts([line.get("raw") for line in run.samples.get(entry.key, ())]))
@@ -554,7 +567,7 @@ def _record_outcome(lines: list[dict[str, Any]]) -> str:
         return _comparison_outcome(lines)
     by_comparison: dict[Any, list[dict[str, Any]]] = defaultdict(list)
     for line in lines:
-        by_comparison[line.get("loser_index")].append(line)
+        by_comparison[_number(line)].append(line)
     said = {_comparison_outcome(group) for group in by_comparison.values()}
     worst = next(outcome for outcome in OUTCOMES if outcome in said)
     if worst in ("wrong", "tie", "right") and "record_correct" in lines[0] and lines[0]["record_correct"] is None:

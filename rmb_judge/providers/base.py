@@ -198,6 +198,7 @@ class Provider:
     batch_discount: ClassVar[float | None] = None  # batch price when genai-prices lacks one
     bytes_per_token: ClassVar[float] = pricing.DEFAULT_BYTES_PER_TOKEN  # token approximation
     simulated: ClassVar[bool] = False  # True only for the offline mock judge
+    extra: ClassVar[str | None] = None  # the install extra its SDK comes in (pyproject.toml), if not the core
     batches_per_page: ClassVar[int] = 100  # asked for per page when batches are listed (find_batch)
 
     def __init__(self, model: str, base_url: str | None = None, api_key: str | None = None) -> None:

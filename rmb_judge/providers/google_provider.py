@@ -195,6 +195,7 @@ class GoogleProvider(Provider):
     """`--judge google:MODEL`. The SDK client is made on first use, so `--offline` needs no key."""
 
     name = "google"
+    extra = "google"
     # the order Google's SDK reads them in (it warns when both are set; here the first wins)
     key_variables = ("GOOGLE_API_KEY", "GEMINI_API_KEY")
     base_url_variable = "GOOGLE_GEMINI_BASE_URL"
