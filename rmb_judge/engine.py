@@ -160,27 +160,48 @@ class Trial:
                 "--max-unparsed 1 goes on anyway)")
 
 
+class Store(Protocol):
+    """Where the engine keeps answers and claims the requests it sends."""
+
+    def claim(self, wanted: list[tuple[str, int]]) -> Claims:
+        """Claim `wanted` (see Cache.claim): what is answered, what is this process's to send,
+        what another process is sending."""
+
+    def put(self, answers: list[Answer]) -> None:
+        """Keep answers (one transaction; their claims end with it)."""
+
+    def keep_aside(self, answer: Answer) -> dict[str, Any] | None:
+        """An answer `put` could not keep: kept beside the cache for the next run, else returned
+        for the run folder (None: nothing to keep)."""
+
+
+class AnswerStore:
+    """Answers in the cache's responses table (the engine's default store)."""
+
+    def __init__(self, cache: Cache, endpoints: tuple[str, ...]):
+        self.cache = cache
+        self.endpoints = endpoints
+
+    def claim(self, wanted: list[tuple[str, int]]) -> Claims:
+        return self.cache.claim(wanted, self.endpoints)
+
+    def put(self, answers: list[Answer]) -> None:
+        self.cache.put_answers(answers)
+
+    def keep_aside(self, answer: Answer) -> dict[str, Any] | None:
+        """Into the side file, else returned for the run folder; the next run adds it to the
+        cache (a duplicate is harmless)."""
+        row = {
+            "key": answer.key, "sample": answer.sample, "provider": answer.provider,
+            "request": answer.request.canonical() if answer.request else None,
+            "response": {k: v for k, v in asdict(answer.response).items() if k != "extra"},
+            "template": answer.template, "template_sha256": answer.template_sha256,
+        }
+        return None if self.cache.save_unsaved([row]) else row
+
+
 class Stopped(Exception):
     """The run is stopping: this request was not sent (or not retried)."""
-
-
-class EngineBacked:
-    """What a run backend whose requests go through an `Engine` reports off its `Stats`
-    (session.Backend's stopped_reason, stop_detail and sent_anything)."""
-
-    stats: Stats
-
-    @property
-    def stopped_reason(self) -> str | None:
-        return self.stats.stopped_reason
-
-    @property
-    def stop_detail(self) -> str | None:
-        return self.stats.stop_detail
-
-    @property
-    def sent_anything(self) -> bool:
-        return self.stats.requests > 0
 
 
 class Engine:
@@ -197,6 +218,7 @@ class Engine:
         on_outcome: Callable[[tuple[str, int], Outcome], None] = lambda key, outcome: None,
         endpoints: tuple[str, ...] | None = None,
         trial: Trial | None = None,
+        store: Store | None = None,
     ):
         self.provider = provider
         self.cache = cache
@@ -235,7 +257,8 @@ class Engine:
         self.outcomes: dict[tuple[str, int], Outcome] = {}  # filled as answers arrive
         self.unsaved: list[dict[str, Any]] = []  # answers neither the cache nor its side file took
         self._db_thread = ThreadPoolExecutor(1, thread_name_prefix="rmb-judge-cache")
-        self._writes = GroupWrites(self._db, cache.put_answers)
+        self.store: Store = store or AnswerStore(cache, self.endpoints)
+        self._writes = GroupWrites(self._db, self.store.put)
 
     def close(self) -> None:
         """End the cache thread; a statement still waiting on another process's lock (the run
@@ -403,8 +426,8 @@ class Engine:
         self.stats.waiting_elsewhere = len(self._held)
 
     def claim(self, wanted: list[tuple[str, int]]) -> Claims:
-        """Claim `wanted` in the cache (in the cache's thread); see Cache.claim."""
-        return self.cache.claim(wanted, self.endpoints)
+        """Claim `wanted` in the store (in the cache's thread); see Cache.claim."""
+        return self.store.claim(wanted)
 
     async def _one(self, job: Job) -> Outcome | None:
         """One job through budget, retries and error sorting: its Outcome, or None when it
@@ -506,15 +529,8 @@ class Engine:
         return Outcome(response)
 
     def _keep_aside(self, answer: Answer) -> None:
-        """An answer the cache could not take: into the side file, else held for the run
-        folder; the next run adds it to the cache (a duplicate is harmless)."""
-        row = {
-            "key": answer.key, "sample": answer.sample, "provider": answer.provider,
-            "request": answer.request.canonical() if answer.request else None,
-            "response": {k: v for k, v in asdict(answer.response).items() if k != "extra"},
-            "template": answer.template, "template_sha256": answer.template_sha256,
-        }
-        if not self.cache.save_unsaved([row]):
+        """An answer the store could not take: kept aside by it, else held for the run folder."""
+        if (row := self.store.keep_aside(answer)) is not None:
             self.unsaved.append(row)
         self.stats.unsaved += 1
 

@@ -42,8 +42,8 @@ from typing import Any
 from . import retry
 from .benchmark import Benchmark
 from .cache import Answer, Cache, CachedReward, Claims, cache_file, text_sha256
-from .config import EngineConfig, RunConfig
-from .engine import Engine, GroupWrites, Job, Outcome, Stats
+from .config import RunConfig
+from .engine import Engine, Job, Outcome, Stats
 from .errors import CacheMiss, FatalProviderError, RmbJudgeError, UsageError
 from .judgments import Judged
 from .pipeline import AnswerCallback, Plan, Status
@@ -155,21 +155,40 @@ class ServedTokenizer:
         return None  # the GPUs are the server's
 
 
-class VllmServer(OpenAIProvider):
-    """One vLLM server, through the openai SDK's client (its auth header, error classes,
-    aiohttp transport and connection limits) at the server's root."""
+class VllmServer(Provider):
+    """One vLLM server, through an openai SDK client (its auth header, error classes, aiohttp
+    transport and connection limits) at the server's root."""
 
     name = "vllm-rm"
     key_variables = ("VLLM_API_KEY",)  # vllm serve --api-key (it guards only /v1 paths)
-    base_url_variable = None  # type: ignore[assignment]  # (--base-url only)
-    official_endpoint = ""
     api_path = ""  # (vLLM's pooling routes hang off the server's root)
-    has_batch_api = False
-    prices_id = None  # type: ignore[assignment]  # (a server of one's own: no price)
 
     def __init__(self, model: str, base_url: str, tokens: Callable[[ChatRequest], tuple[list[int], bool]]):
-        super().__init__(model, base_url=server_root(base_url), api_key=os.environ.get("VLLM_API_KEY") or "EMPTY")
+        root, key = server_root(base_url), os.environ.get("VLLM_API_KEY") or "EMPTY"
+        self._http = OpenAIProvider(model, base_url=root, api_key=key)  # its client, and how its errors sort
+        super().__init__(model, base_url=root, api_key=key)
         self._tokens = tokens
+
+    @property
+    def connections(self) -> int:
+        return self._http.connections
+
+    @connections.setter
+    def connections(self, value: int) -> None:
+        self._http.connections = value
+
+    def client(self) -> Any:
+        return self._http.client()
+
+    def prepare(self) -> None:
+        super().prepare()
+        self.client()
+
+    def classify(self, exc: BaseException) -> retry.ErrorKind:
+        return self._http.classify(exc)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
 
     async def served(self, timeout: float) -> ServedModel | list[str]:
         """What the server reports for this model; the names it serves when not this one."""
@@ -201,38 +220,37 @@ class VllmServer(OpenAIProvider):
                             endpoint=self.endpoints[0], extra={"reward": reward, "truncated": truncated})
 
 
-class RewardEngine(Engine):
-    """The engine, storing rewards: each answer's reward goes to the rewards table under the
-    served model's identity (as `hf:` rewards do), in group commits, releasing its claim."""
+class RewardStore:
+    """Where the engine keeps a served model's answers (engine.Store): each reward goes to the
+    rewards table under the model's identity (as `hf:` rewards do), in group commits, releasing
+    its claim; a claimed answer whose reward another process sharing the cache stored since it
+    was looked up is served from there (claims end when rewards are stored, in the same
+    transaction, so nothing is scored twice). A reward the cache could not take is simply
+    scored again by the next run."""
 
-    def __init__(self, provider: Provider, cache: Cache, config: EngineConfig, *, identity: str, model: str,
-                 stats: Stats, on_outcome: Callable[[tuple[str, int], Outcome], None]):
-        super().__init__(provider, cache, config, stats=stats, on_outcome=on_outcome)
+    def __init__(self, cache: Cache, identity: str, model: str, endpoints: tuple[str, ...]):
+        self.cache = cache
         self.identity = identity
         self.model = model
-        self._writes = GroupWrites(self._db, self._put_rewards)
+        self.endpoints = endpoints
 
     def claim(self, wanted: list[tuple[str, int]]) -> Claims:
-        """Claims as for answers, and a claimed answer whose reward another process sharing
-        the cache stored since it was looked up is served from there (claims end when
-        rewards are stored, in the same transaction, so nothing is scored twice)."""
         claims = self.cache.claim(wanted, self.endpoints)
         stored = self.cache.get_rewards(self.identity, [key for key, _ in claims.mine])
         for key in stored:
             self.cache.release(key, 0)
-        answered = {(key, 0): ChatResponse(repr(r.reward), input_tokens=r.tokens, model=self.provider.model,
+        answered = {(key, 0): ChatResponse(repr(r.reward), input_tokens=r.tokens, model=self.model,
                                            endpoint=r.endpoint or "",
                                            extra={"reward": r.reward, "truncated": r.truncated})
                     for key, r in stored.items()}
         return Claims({**claims.answered, **answered}, [k for k in claims.mine if k[0] not in stored], claims.held)
 
-    def _put_rewards(self, answers: list[Answer]) -> None:
+    def put(self, answers: list[Answer]) -> None:
         rows = [(a.key, cached_reward(a.response)) for a in answers]
         self.cache.put_rewards(self.identity, self.model, rows, release=True)
 
-    def _keep_aside(self, answer: Answer) -> None:
-        """A reward the cache could not take is simply scored again by the next run."""
-        self.stats.unsaved += 1
+    def keep_aside(self, answer: Answer) -> dict[str, Any] | None:
+        return None
 
 
 def cached_reward(response: ChatResponse) -> CachedReward:
@@ -254,7 +272,7 @@ class ServedRewardJudge:
         self.stats = Stats()
         self.failures: list[str] = []
         self.heard: list[str] = []  # third-party warnings, for the summary
-        self.engine: RewardEngine | None = None
+        self.engine: Engine | None = None
         self.provider: Provider | None = None
         self.model: ServedTokenizer | None = None
         self.meter: Meter | None = None
@@ -486,8 +504,9 @@ class ServedRewardJudge:
             item = rewards.plan_.items[digest]
             messages = (*item.conversation, ("assistant", item.answer))
             jobs.append(Job(digest, 0, ChatRequest(model, messages, max_tokens=0, temperature=None)))
-        self.engine = RewardEngine(self._servers(), cache, self.config.execution.engine, identity=self.identity,
-                                   model=model, stats=self.stats, on_outcome=scored)
+        servers = self._servers()
+        self.engine = Engine(servers, cache, self.config.execution.engine, stats=self.stats, on_outcome=scored,
+                             store=RewardStore(cache, self.identity, model, servers.endpoints))
         if self._stopping:
             self.engine.stop(self._stopping)
         try:
