@@ -199,7 +199,12 @@ def test_a_hub_model_that_cannot_be_had_fails_before_torch_is_installed(tmp_path
     clone = tmp_path / "clone"
     shutil.copytree(ROOT / "bin", clone / "bin")
     (clone / "rmb_judge").mkdir()
-    shutil.copy(ROOT / "rmb_judge" / "hub.py", clone / "rmb_judge" / "hub.py")
+    # what bin/rmb-judge reads before installing: the model check, and the extras the judge
+    # kinds and benchmarks declare (read off their modules' source, not imported)
+    for name in ("hub.py", "extras.py", "judges.py"):
+        shutil.copy(ROOT / "rmb_judge" / name, clone / "rmb_judge" / name)
+    for folder in ("providers", "benchmarks"):
+        shutil.copytree(ROOT / "rmb_judge" / folder, clone / "rmb_judge" / folder)
     shutil.copy(ROOT / "pyproject.toml", clone / "pyproject.toml")
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -216,3 +221,24 @@ def test_a_hub_model_that_cannot_be_had_fails_before_torch_is_installed(tmp_path
     done = subprocess.run(command, env=env | {"HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=60)
     assert done.returncode == 3 and "HF_HUB_OFFLINE=1 forbids downloading it" in done.stderr
     assert not (clone / ".venv").exists()
+
+
+def test_the_extras_a_command_line_needs_are_read_without_installing_anything():
+    """bin/rmb-judge learns the extras from rmb_judge/extras.py, run by a bare Python (no site
+    packages): what it reads off the modules is what the judge kind and benchmark registries
+    say, and a command line asks for its judge kind's extra and its benchmark's."""
+    from rmb_judge import benchmarks, extras
+    from rmb_judge.judges import kinds
+
+    assert extras.judge_extras() == {prefix: kind.extra for prefix, kind in kinds().items()}
+    assert extras.benchmark_extras() == {b.name: b.extra for b in benchmarks.every()}
+    for argv, expected in (
+        (["run", "--judge", "hf:org/rm", "--benchmark", "judgebench"], "local\norg/rm\n"),
+        (["estimate", "--judge=google:gemini-2.5-flash"], "google\n\n"),
+        (["run", "--judge", "mock", "--out", "x"], "\n\n"),
+        (["run", "--judge", "openai:gpt-4o", "--", "--judge", "hf:x"], "\n\n"),
+    ):
+        done = subprocess.run([sys.executable, "-I", "-S", str(ROOT / "rmb_judge" / "extras.py"), *argv],
+                              capture_output=True, text=True, timeout=60, check=True)
+        assert done.stdout == expected, argv
+
