@@ -1,6 +1,7 @@
 """`rmb-judge data fetch`: download a benchmark's official data at a pinned commit, verified.
 
-The benchmark's shipped manifest (for RMB, `benchmarks/rmb_files.json`) lists every upstream
+The benchmark's shipped manifest (for RMB, `benchmarks/rmb_files.json`; JudgeBench's
+`benchmarks/judgebench_files.json`) lists every upstream
 file with its size and sha256, taken from a verified copy; a file without a hash (RMB has
 three) is checked by parsing it as the benchmark's records instead. Files download into a hidden staging folder
 inside the destination (same filesystem, unique per fetch) and each is moved into place, its
@@ -148,7 +149,7 @@ async def _download_all(
         raise DataError(f"{result.dest}: cannot create the data folder: {exc}") from None
     try:
         with Progress(*columns, console=console) as progress:
-            bar = _Bar(progress, len(entries), sum(e.size or 0 for e in entries))
+            bar = _Bar(progress, manifest.cache_folder, len(entries), sum(e.size or 0 for e in entries))
             async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
 
                 async def one(entry: FileEntry) -> None:
@@ -196,12 +197,12 @@ def _remove_empty(folders: Sequence[Path]) -> None:
 class _Bar:
     """One byte-counting bar for all files; sizes the manifest lacks are added as learnt."""
 
-    def __init__(self, progress: Progress, files: int, total: int) -> None:
-        self.progress, self.files, self.done, self.total = progress, files, 0, total
+    def __init__(self, progress: Progress, name: str, files: int, total: int) -> None:
+        self.progress, self.name, self.files, self.done, self.total = progress, name, files, 0, total
         self.task = progress.add_task(self._description(), total=total)
 
     def _description(self) -> str:
-        return f"RMB_dataset {self.done}/{self.files} files"
+        return f"{self.name} {self.done}/{self.files} files"
 
     def advance(self, n: int, unknown_size: int = 0) -> None:
         if unknown_size:

@@ -7,11 +7,22 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("RMB_TEST_DATA", ROOT.parent / "shared" / "rmb" / "RMB_dataset"))
 
 
+# JudgeBench's data files: $JUDGEBENCH_TEST_DATA, else beside RMB's in the shared copy
+JUDGEBENCH_DATA = Path(os.environ.get("JUDGEBENCH_TEST_DATA", DATA.parent.parent / "judgebench" / "data"))
+
+
 @pytest.fixture(scope="session")
 def data_root() -> Path:
     if not (DATA / "Pairwise_set").is_dir():
         pytest.fail(f"RMB test data not found at {DATA} (set RMB_TEST_DATA)")
     return DATA
+
+
+@pytest.fixture(scope="session")
+def judgebench_data() -> Path:
+    if not any(JUDGEBENCH_DATA.glob("dataset=judgebench,*.jsonl")):
+        pytest.fail(f"JudgeBench test data not found at {JUDGEBENCH_DATA} (set JUDGEBENCH_TEST_DATA)")
+    return JUDGEBENCH_DATA
 
 
 from fake_api import fake_api, fake_api_thread  # noqa: E402,F401  (fixtures)
