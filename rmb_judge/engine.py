@@ -288,7 +288,7 @@ class Engine:
     def lookup(self, wanted: list[tuple[str, int]], strict: bool = True) -> list[tuple[str, int]]:
         """Answer what the cache holds of `wanted` (request key, sample), distinct; return
         the misses. With --offline a miss is an error raised before anything is sent, unless
-        not `strict` (a --precision run needs only some of them; it checks its own)."""
+        not `strict` (a --precision run needs only some of them: it checks its own)."""
         self.stats.total += len(wanted)
         found = self.cache.get_responses(wanted, self.endpoints)
         self.stats.cache_hits += len(found)
@@ -298,15 +298,22 @@ class Engine:
             self.outcomes[key] = Outcome(response, cached=True)
             self.on_outcome(key, self.outcomes[key])
         misses = [k for k in wanted if k not in found]
-        if misses and self.config.offline and strict:
-            elsewhere = self.cache.other_endpoints(misses, self.endpoints)
-            hint = (f" (it holds {elsewhere.answered} of them from {', '.join(elsewhere.endpoints)}: "
-                    "--equivalent-endpoint URL uses them)") if elsewhere.answered else ""
-            raise CacheMiss(
-                f"--offline: {len(misses)} of {len(wanted)} requests are not in the cache "
-                f"{self.cache.path} for {', '.join(self.endpoints)}{hint}; nothing was sent"
-            )
+        if strict:
+            self.offline_misses(misses)
         return misses
+
+    def offline_misses(self, misses: list[tuple[str, int]]) -> None:
+        """With --offline, the requests missing from the cache (of the `stats.total` looked up)
+        are an error, before anything is sent."""
+        if not misses or not self.config.offline:
+            return
+        elsewhere = self.cache.other_endpoints(misses, self.endpoints)
+        hint = (f" (it holds {elsewhere.answered} of them from {', '.join(elsewhere.endpoints)}: "
+                "--equivalent-endpoint URL uses them)") if elsewhere.answered else ""
+        raise CacheMiss(
+            f"--offline: {len(misses)} of {self.stats.total} requests are not in the cache "
+            f"{self.cache.path} for {', '.join(self.endpoints)}{hint}; nothing was sent"
+        )
 
     async def send(self, misses: list[Job]) -> None:
         """Send the misses; returns when all are settled, or the run stopped and the
@@ -332,7 +339,7 @@ class Engine:
         as its own are; False when no send is under way (the caller sends them later)."""
         if self._group is None or not self._workers:  # (no worker left: the send is ending)
             return False
-        self._queue.extend(jobs)
+        self._queue.extendleft(reversed(jobs))  # first: they finish what was begun
         self.stats.total += len(jobs)
         self._more_workers()
         return True

@@ -303,11 +303,12 @@ class GenerativeJudge:
             stats=self.stats, on_outcome=answered, endpoints=self.endpoints, trial=self._trial(),
         )
         self.batches = BatchRunner(self.engine, execution.poll_interval)
-        strict = self.config.task.precision is None
-        misses = self.engine.lookup(plan.answers(), strict)
+        misses = self.engine.lookup(plan.answers(), strict=False)
         while self._later:  # follow-ups of cached replies: cached too, or to send
             found, self._later = self._later, []
-            misses += self.engine.lookup([(j.key, j.sample) for j in found], strict)
+            misses += self.engine.lookup([(j.key, j.sample) for j in found], strict=False)
+        if self.config.task.precision is None:  # (a --precision run needs only some of them: it checks its own)
+            self.engine.offline_misses(misses)
         self.misses = plan.jobs(misses)
         self._learn_tokens()
         return len(self.misses)

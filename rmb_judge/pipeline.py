@@ -37,9 +37,15 @@ class Plan:
     """The units a run judges (presentations, in dataset order) and the answers each needs."""
 
     units: Sequence[Presentation]
-    needs: list[list[Hashable]]  # per unit: its answers' keys
+    needs: list[list[Hashable]]  # per unit: its answers' keys (a follow-up adds one)
     # told of an answer a unit came to need while the run goes: (key, units)
     on_need: Callable[[Hashable, list[int]], None] = field(default=lambda key, units: None, repr=False)
+    # per unit: the answers it needs whatever the answers say (its first turns): what a
+    # --precision sample is allocated and counted by, the same whatever the cache holds
+    first: list[tuple[Hashable, ...]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.first = [tuple(keys) for keys in self.needs]
 
     def need(self, key: Hashable, units: list[int]) -> None:
         """These units need one more answer (a follow-up turn's)."""

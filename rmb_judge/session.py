@@ -52,8 +52,8 @@ class Sampled:
     sampler: Sampler
     records: set[Record]
     step: Step | None = None  # the last decision
-    requests_sample: int = 0  # requests the sample needs, cached or not
-    requests_full: int = 0  # requests the whole selection needs, cached or not
+    requests_sample: int = 0  # requests the sample needs, cached or not (follow-up turns not counted)
+    requests_full: int = 0  # requests the whole selection needs, cached or not (follow-up turns not counted)
 
 
 @dataclass
@@ -157,6 +157,7 @@ class Session:
         self._reader: ThreadPoolExecutor | None = None  # reads verdicts while answers arrive
         self._reading: list[Future] = []
         self._keys: Sequence[Sequence[Hashable]] = ()  # each unit's answers (a follow-up adds one)
+        self._first: Sequence[Sequence[Hashable]] = ()  # each unit's first-turn answers
         self._have: set[Hashable] = set()  # answers received or cached (or failed for good)
         self._sampled: Sampled | None = None  # a --precision run's sample, once drawn
         self._units_of: dict[Record, list[int]] = defaultdict(list)  # each record's units
@@ -190,6 +191,7 @@ class Session:
                 plan: Plan = pipeline.plan(dataset)
                 plan.on_need = self._need
                 self._keys = plan.needs
+                self._first = plan.first
                 for index, keys in enumerate(self._keys):
                     for key in keys:
                         self._waiting[key].append(index)
@@ -270,12 +272,16 @@ class Session:
         def needs(record: Record) -> list[Hashable]:
             return [key for index in units_of[record] for key in self._keys[index]]
 
-        pools = precision.pools(dataset.records, task.selection.seed, lambda r: float(len(needs(r))),
+        def costs(record: Record) -> int:
+            """Requests a record needs whatever its answers say (follow-up turns not counted)."""
+            return sum(len(self._first[index]) for index in units_of[record])
+
+        pools = precision.pools(dataset.records, task.selection.seed, lambda r: float(costs(r)),
                                 self._links(dataset))
         across = next(k.across for k in self.benchmark.score_keys() if k.key == OVERALL)
         sampled = self._sampled = Sampled(Sampler(pools, task.precision, sampled=task.selection.sample,
                                                   across=across), set())
-        sampled.requests_full = sum(len(needs(r)) for r in dataset.records)
+        sampled.requests_full = sum(costs(r) for r in dataset.records)
         sizes = sampled.sampler.first()
         while True:
             chosen = [r for p in pools for r in p.members[: sizes[p.key]]]
@@ -292,7 +298,7 @@ class Session:
             if self.pipeline.status().stopped_reason:
                 return
             await asyncio.to_thread(self._read_all)
-            sampled.requests_sample = sum(len(needs(r)) for r in sampled.records)
+            sampled.requests_sample = sum(costs(r) for r in sampled.records)
             by_record = {r: [self.judged[i] for i in units_of[r] if i in self.judged] for r in chosen}
             if any(len(by_record[r]) < len(units_of[r]) or any(j.error and not j.rejected for j in by_record[r])
                    for r in chosen):

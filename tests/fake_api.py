@@ -199,6 +199,21 @@ def hash_judge(body: dict[str, Any], wire: Wire) -> Reply:
     return Reply(simulated_reply(prompt_text(body, wire)))
 
 
+UNDECIDED = "I have compared both answers with my own, and will state my verdict when asked to."
+
+
+def slow_to_conclude(body: dict[str, Any], wire: Wire) -> Reply:
+    """A judge that for a third of the prompts (by digest) first states no verdict label, and
+    gives the mock's verdict when asked to continue (a template's follow-up turn, whose request
+    holds that first reply)."""
+    prompt = prompt_text(body, wire)
+    if UNDECIDED in prompt:
+        return Reply("Continuing: " + simulated_reply(prompt.partition(UNDECIDED)[0]))
+    if int(prompt_digest(prompt), 16) % 3 == 0:
+        return Reply(UNDECIDED)
+    return Reply(simulated_reply(prompt))
+
+
 def first_pick(body: dict[str, Any], wire: Wire) -> Reply:
     """Always prefers the answer shown first (`[[A]]`): a maximally position-biased judge."""
     return Reply(simulated_reply(prompt_text(body, wire), prefer=lambda a, b: "A"))
@@ -1448,7 +1463,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0, help="0: a free port")
     parser.add_argument("--fault-rate", type=float, default=0.0, help="share of calls failing 429/500/503")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--judge", choices=("hash", "first", "label", "calibrated"), default="hash")
+    parser.add_argument("--judge", choices=("hash", "first", "label", "calibrated", "slow"), default="hash")
     parser.add_argument("--data", type=Path, help="RMB_dataset folder, for --judge label and calibrated")
     parser.add_argument("--capacity-rpm", type=float, help="answer 429 above this request rate")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to each call")
@@ -1472,7 +1487,7 @@ def main(argv: list[str] | None = None) -> None:
         records = get("rmb").load(args.data).records
         responder = label_judge(records) if args.judge == "label" else calibrated_judge(records)
     else:
-        responder = {"hash": hash_judge, "first": first_pick}[args.judge]
+        responder = {"hash": hash_judge, "first": first_pick, "slow": slow_to_conclude}[args.judge]
     api = FakeAPI(
         responder,
         fault_rate=args.fault_rate,
