@@ -32,7 +32,20 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
 from .errors import DataError, UsageError
-from .judgments import ORDERS, SCORE, Judged, Judgment, Pair, Presentation, RecordScore, pair_orders, scalar_verdict
+from .judgments import (
+    ORDERS,
+    SCORE,
+    Judged,
+    Judgment,
+    Pair,
+    Presentation,
+    Ranking,
+    Rating,
+    RecordScore,
+    pair_orders,
+    scalar_verdict,
+    shuffled_layout,
+)
 from .records import Dataset, Record, Selection, user_cache_dir
 
 if TYPE_CHECKING:
@@ -258,8 +271,13 @@ class Benchmark:
         """The orders (layouts) a judgment is shown in, for --order `mode`. A reward model
         scores each answer once, so by default its pairs are shown once, the chosen answer
         first (`scalar_orders`: in the orders `mode` says)."""
-        if not isinstance(judgment, Pair):
-            raise NotImplementedError(f"benchmark {self.name}: no layout for {type(judgment).__name__}")
+        if isinstance(judgment, Rating):
+            return ("",)
+        if isinstance(judgment, Ranking):  # one seeded layout (`fixed`: as listed)
+            listed = "".join(str(i) for i in range(len(judgment.answers)))
+            record = judgment.record
+            return (listed if mode == "fixed" or scalar else
+                    shuffled_layout(seed, record.subset, record.uid, len(judgment.answers), judgment.position),)
         return ("AB",) if scalar and not self.scalar_orders else pair_orders(judgment, mode, seed)
 
     def template_for(self, record: Record, template: Template) -> Template:

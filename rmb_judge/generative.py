@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import inspect
 import sys
 import time
 from collections.abc import Awaitable, Hashable, Sequence
@@ -76,7 +77,7 @@ class GenerativePlan:
         memo_name = "plan-" + memo.fingerprint(
             benchmark.name, sorted(dataset.sha256.items()), dataclasses.asdict(task.selection),
             sorted({(t.key_sha256, t.sha256) for t in self.templates}), dataclasses.asdict(self.settings), order,
-            memo.code_digest(*self.RENDERING, f"benchmarks/{type(benchmark).__module__.rpartition('.')[2]}.py"),
+            memo.code_digest(*self.RENDERING), memo.file_digest(inspect.getfile(type(benchmark))),
         )
         request_keys = memo.read(memo_name)
         if not (isinstance(request_keys, list) and len(request_keys) == len(self.presentations)):

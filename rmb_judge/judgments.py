@@ -125,6 +125,14 @@ def pair_orders(pair: Pair, mode: str, seed: int) -> tuple[str, ...]:
     return ("AB",) if coin(seed, pair.record.subset, pair.record.uid, pair.position) % 2 == 0 else ("BA",)
 
 
+def shuffled_layout(seed: int, subset: str, uid: str, size: int, position: int | None = None) -> str:
+    """A ranking's layout: its answers in an order seeded by --seed and its place, the same in
+    every run and subset ("2031": slot A shows its answers[2], ...)."""
+    digest = hashlib.sha256(f"layout:{seed}:{subset}:{uid}:{position}".encode()).digest()
+    slots = sorted(range(size), key=lambda i: (digest[i % len(digest)], i))
+    return "".join(str(i) for i in slots)
+
+
 def scalar_verdict(presentation: Presentation, rewards: Sequence[float]) -> str | float | None:
     """A reward model's verdict on a presentation from the rewards of the answers it shows
     (in shown order): a pair's higher reward wins ("tie" when equal: a scalar tie, which the

@@ -34,6 +34,12 @@ def code_digest(*modules: str) -> str:
     return digest.hexdigest()
 
 
+@cache
+def file_digest(path: str) -> str:
+    """SHA-256 of a source file (a benchmark's module, wherever it is)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def fingerprint(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
 

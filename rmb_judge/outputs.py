@@ -26,7 +26,7 @@ from typing import Any, TextIO
 
 from .benchmark import SCORE, Benchmark
 from .errors import RmbJudgeError, UsageError
-from .judgments import Judged, Pair, RecordScore
+from .judgments import SLOTS, Judged, Pair, Ranking, RecordScore
 from .retry import redact
 from .summary import Settings
 
@@ -168,8 +168,15 @@ def sample_line(benchmark: Benchmark, j: Judged, judgment_correct: float | None,
     })
     if isinstance(judgment, Pair):
         line.update(preferred_model=judgment.preferred.model, other_model=judgment.other.model)
-    else:
+    else:  # a ranking's layout and the answer it picked (its index in the record, chosen first); a rating's
         line["models"] = [answer.model for answer in presentation.shown]
+        if isinstance(judgment, Ranking):
+            slot = SLOTS.find(str(j.verdict)) if isinstance(j.verdict, str) else -1
+            line.update(layout=presentation.order,
+                        picked=judgment.answers[int(presentation.order[slot])] if 0 <= slot < len(presentation.order)
+                        else None)
+        else:
+            line["rating"] = j.verdict
     if record is not None and set(record.values) != {SCORE}:
         line["record_values"] = record.values
     line.update(benchmark=benchmark.name, subset=judgment.record.subset)

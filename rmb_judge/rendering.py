@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .cache import request_key
+from .errors import UsageError
 from .judgments import Presentation
 from .providers.base import ChatRequest
 from .templates import Template
@@ -36,6 +37,9 @@ def requests_for(
     if template.kind == "pairwise":
         message_sets = [template.render_pair(conversation, goal, shown[0], shown[1])]
     elif template.kind == "ranking":
+        if len(shown) != template.slots:
+            raise UsageError(f"--template {template.name}: shows {template.slots} answers, but a ranking of "
+                             f"{record.subset} {record.uid} has {len(shown)}")
         message_sets = [template.render_many(conversation, goal, shown)]
     else:  # pointwise (each answer of a pair) and rating (its one answer)
         message_sets = [template.render_single(conversation, goal, text) for text in shown]

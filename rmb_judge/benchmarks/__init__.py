@@ -25,20 +25,22 @@ def register(cls: type[Benchmark]) -> type[Benchmark]:
 
 
 @functools.cache
-def _discovered() -> dict[str, type[Benchmark]]:
+def _discover() -> None:
+    """Import every module of this package (each registers its benchmark), once."""
     for module in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{module.name}")
-    return dict(sorted(_CLASSES.items(), key=lambda item: (item[0] != DEFAULT, item[0])))
 
 
 def names() -> tuple[str, ...]:
     """Every benchmark's name, the default first."""
-    return tuple(_discovered())
+    _discover()
+    return tuple(sorted(_CLASSES, key=lambda name: (name != DEFAULT, name)))
 
 
 @functools.cache
 def get(name: str = DEFAULT) -> Benchmark:
-    found = _discovered().get(name)
+    _discover()
+    found = _CLASSES.get(name)
     if found is None:
         raise UsageError(f"unknown benchmark {name!r} (known: {', '.join(names())})")
     return found()
