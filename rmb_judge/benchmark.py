@@ -160,6 +160,7 @@ class Benchmark:
     manifest_resource: ClassVar[str]  # file name of the manifest beside the module
     published_resource: ClassVar[str | None] = None
     scenarios_note: ClassVar[str] = ""  # what the full dataset holds, in words
+    files_noun: ClassVar[str] = "data files"  # what its data files are called in messages (RMB: scenario files)
     extra: ClassVar[str | None] = None  # the install extra its data needs (bin/rmb-judge reads it)
     subset_field: ClassVar[str] = "subset"  # samples.jsonl's name for a record's subset (RMB: category_path)
     judgment_field: ClassVar[str] = "judgment"  # samples.jsonl's name for Pair.position (RMB: loser_index)

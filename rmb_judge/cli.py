@@ -711,7 +711,7 @@ def cmd_data(args: argparse.Namespace, argv: list[str]) -> int:
     missing = manifest.missing(root)
     upstream = len(manifest.files)
     if args.action == "validate":
-        print(f"{root}: OK: {upstream - len(missing)} of {upstream} scenario files, "
+        print(f"{root}: OK: {upstream - len(missing)} of {upstream} {benchmark.files_noun}, "
               f"{len(dataset.records)} records, all well-formed")
     elif args.json:
         print(json.dumps(data_info(benchmark, dataset, missing), indent=2, ensure_ascii=False))
@@ -748,7 +748,7 @@ def data_info(benchmark: Benchmark, dataset: records.Dataset, missing: list[str]
 def render_data_info(benchmark: Benchmark, info: dict, console: Console) -> None:
     from rich.table import Table
 
-    console.print(f"{info['root']}: {info['files_read']} scenario files read (upstream: "
+    console.print(f"{info['root']}: {info['files_read']} {benchmark.files_noun} read (upstream: "
                   f"{info['upstream_files']} files, {info['upstream']})")
     table = Table(title="records per set and section")
     for col in ("section", "scenarios", "records", "comparisons"):

@@ -132,14 +132,14 @@ def load_dataset(config: RunConfig, benchmark: Benchmark) -> Dataset:
     data = task.data_for(benchmark)
     with paused_gc():
         dataset = benchmark.load(data, task.selection)
+    chosen = " for the chosen sets and sections" if benchmark.selection_flags else ""
     if not dataset.records:
-        raise UsageError(
-            f"no records selected from {data} ({dataset.scenarios_found} scenario files "
-            "found for the chosen sets and sections); check --sets/--sections/--scenarios"
-        )
+        flags = "/".join([*benchmark.selection_flags, "--scenarios"])
+        raise UsageError(f"no records selected from {data} ({dataset.scenarios_found} {benchmark.files_noun} "
+                         f"found{chosen}); check {flags}")
     print(
         f"rmb-judge: {dataset.root}: {dataset.scenarios_found} of {benchmark.upstream_files(task.selection)} "
-        f"scenario files found for the chosen sets and sections; {len(dataset.files)} read, "
+        f"{benchmark.files_noun} found{chosen}; {len(dataset.files)} read, "
         f"{len(dataset.records):,} records selected",
         file=sys.stderr,
     )

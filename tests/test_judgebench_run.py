@@ -115,7 +115,7 @@ def test_fetch_verifies_every_file_against_the_pinned_manifest(github, tmp_path,
     for entry in manifest.files:
         assert hashlib.sha256((dest / entry.path).read_bytes()).hexdigest() == entry.sha256
     assert cli.main(["data", "validate", "--benchmark", "judgebench", "--data", str(dest)]) == 0
-    assert "2 of 2 scenario files, 620 records, all well-formed" in capsys.readouterr().out
+    assert "2 of 2 data files, 620 records, all well-formed" in capsys.readouterr().out
     assert cli.main(["data", "info", "--benchmark", "judgebench", "--data", str(dest), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["sections"]["knowledge"]["records"] == 308 and info["scenarios"]["livecodebench"] == 73

@@ -67,6 +67,7 @@ class RMB(Benchmark):
     manifest_resource = "rmb_files.json"
     published_resource = "rmb_published.json"
     scenarios_note = "49 scenarios, each a pairwise and a Best-of-N file upstream"
+    files_noun = "scenario files"
     subset_field = "category_path"
     judgment_field = "loser_index"
     selection_flags = ("--sets", "--sections")
