@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -83,11 +84,15 @@ def window(browser: WebDriver, width: int, height: int = 900) -> None:
 
 
 def until(browser: WebDriver, condition, what: str):
-    return WebDriverWait(browser, 15).until(lambda driver: condition(driver), message=what)
+    """Wait for `condition`; an element the page replaced while it was read (a list repainted)
+    is read again on the next try."""
+    return WebDriverWait(browser, 15, ignored_exceptions=(StaleElementReferenceException,)).until(
+        lambda driver: condition(driver), message=what)
 
 
 def listed(browser: WebDriver) -> list[str]:
-    return [a.get_attribute("data-id") for a in browser.find_elements(By.CSS_SELECTOR, "#list a")]
+    """The listed records' ids, read in one step (the list may be repainted meanwhile)."""
+    return browser.execute_script("return Array.from(document.querySelectorAll('#list a'), a => a.dataset.id)")
 
 
 def shows(browser: WebDriver, expected: set[str]) -> None:
