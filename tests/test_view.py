@@ -212,3 +212,16 @@ def test_only_requests_to_this_machine_are_answered(url):
         connection.request("GET", "/api/meta", headers={"Host": name})
         assert connection.getresponse().status == status
         connection.close()
+
+
+def test_a_run_folder_without_its_manifest_still_opens(judged_runs, tmp_path):
+    """An older or hand-copied folder with summary.json and samples.jsonl but no manifest.json:
+    its records are shown, and the page says their data files could not be checked."""
+    copy = tmp_path / "copy"
+    shutil.copytree(judged_runs.a, copy)
+    (copy / "manifest.json").unlink()
+    index = build([copy], judged_runs.data)
+    assert any("manifest.json" in note and "not checked" in note for note in index.meta()["runs"][0]["notes"])
+    record = judged_runs.records[0]
+    shown = index.detail(record_id(record))
+    assert shown is not None and shown["answers"][0]["text"] == record.preferred.text

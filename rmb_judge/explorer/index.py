@@ -371,7 +371,9 @@ def index(runs: list[RunInfo], data: Path | None = None) -> Index:
 def _run(number: int, run: Run) -> RunInfo:
     summary = read_summary(run.path)
     settings = summary.settings
-    info = RunInfo(number, run, settings, _samples(run.path), data_files(run.path), _manifest(run.path))
+    info = RunInfo(number, run, settings, _samples(run.path), _judged_files(run.path), _manifest(run.path))
+    if info.files is None:
+        info.notes.append("no manifest.json: the data files shown were not checked against the ones it judged")
     if settings.template:
         try:
             info.template = templates.load(_template_source(info))
@@ -398,6 +400,14 @@ def _run(number: int, run: Run) -> RunInfo:
     if run.simulated:
         info.notes.append("simulated: the built-in mock judge; its verdicts say nothing about a model")
     return info
+
+
+def _judged_files(folder: Path) -> dict[str, str] | None:
+    """The data files the run judged and their SHA-256 (manifest.json), or None without a manifest."""
+    try:
+        return data_files(folder)
+    except FileNotFoundError:
+        return None
 
 
 def _manifest(folder: Path) -> dict[str, Any]:
