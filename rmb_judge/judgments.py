@@ -10,7 +10,6 @@ the mean over its orders (verdict_probs.right).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 from . import verdict_probs
 from .errors import DataError, UsageError
 from .scoring import label_outcome
+from .summary import sample_rows
 
 Key = tuple[str, str, int | None]  # category_path, uid, loser_index
 
@@ -71,27 +71,23 @@ def read(folder: Path) -> dict[Key, JudgedComparison]:
     samples = folder / "samples.jsonl"
     found: dict[Key, JudgedComparison] = {}
     try:
-        with samples.open(encoding="utf-8") as lines:
-            for number, line in enumerate(lines, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                    key = (str(row["category_path"]), str(row["uid"]), row.get("loser_index"))
-                    probs = row.get("probs")
-                    presented = Presented(str(row["order"]), row["verdict"],
-                                          None if probs is None else (float(probs["A"]), float(probs["B"]),
-                                                                      float(probs["tie"])))
-                    finished = row.get("record_correct") is not None
-                    if presented.order not in ("AB", "BA") or presented.verdict not in ("A", "B", "tie", None):
-                        raise ValueError(presented)
-                except (ValueError, KeyError, TypeError, AttributeError):
-                    raise DataError(f"{samples}, line {number}: not a sample line of rmb-judge") from None
-                comparison = found.setdefault(key, JudgedComparison())
-                comparison.presentations.append(presented)
-                comparison.finished = comparison.finished and finished
+        for number, row in sample_rows(samples):
+            try:
+                key = (str(row["category_path"]), str(row["uid"]), row.get("loser_index"))
+                probs = row.get("probs")
+                presented = Presented(str(row["order"]), row["verdict"],
+                                      None if probs is None else (float(probs["A"]), float(probs["B"]),
+                                                                  float(probs["tie"])))
+                finished = row.get("record_correct") is not None
+                if presented.order not in ("AB", "BA") or presented.verdict not in ("A", "B", "tie", None):
+                    raise ValueError(presented)
+            except (ValueError, KeyError, TypeError, AttributeError):
+                raise DataError(f"{samples}, line {number}: not a sample line of rmb-judge") from None
+            comparison = found.setdefault(key, JudgedComparison())
+            comparison.presentations.append(presented)
+            comparison.finished = comparison.finished and finished
     except FileNotFoundError:
         raise UsageError(f"{folder}: no samples.jsonl in this folder (the run's verdicts are read from it)") from None
-    except (OSError, UnicodeDecodeError) as error:
+    except OSError as error:
         raise DataError(f"{samples}: cannot read ({error})") from None
     return found

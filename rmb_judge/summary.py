@@ -326,6 +326,20 @@ def read_samples(folder: Path) -> Iterator[tuple[int, SampleScore]]:
     number, typed; one clear error naming the file and line if a line is not a sample of
     rmb-judge, or (with a hint to rewrite it) one written before `record_correct` existed."""
     file = folder / "samples.jsonl"
+    for number, row in sample_rows(file):
+        if isinstance(row, dict) and "record_correct" not in row:
+            raise DataError(f"{file}: written by an older rmb-judge (no record_correct); rerun the "
+                            "same command with --offline to rewrite it from the cache")
+        try:
+            yield number, _load(SampleScore, row, "")
+        except DataError as error:
+            raise DataError(f"{file}, line {number}: {error}") from None
+
+
+def sample_rows(file: Path) -> Iterator[tuple[int, Any]]:
+    """Each non-blank line of a samples.jsonl file (FileNotFoundError if absent) with its
+    number, parsed but not checked; one clear error naming the file and line for a line that
+    is too long or not JSON, and for a file that is not a regular file (open_regular)."""
     with open_regular(file) as handle:
         for number, raw in enumerate(iter(lambda: handle.readline(LINE_LIMIT + 1), b""), 1):
             where = f"{file}, line {number}"
@@ -334,16 +348,9 @@ def read_samples(folder: Path) -> Iterator[tuple[int, SampleScore]]:
             if not raw.strip():
                 continue
             try:
-                row = json.loads(raw.decode("utf-8"))
+                yield number, json.loads(raw.decode("utf-8"))
             except (ValueError, UnicodeDecodeError):
                 raise DataError(f"{where}: not a sample line of rmb-judge (not JSON)") from None
-            if isinstance(row, dict) and "record_correct" not in row:
-                raise DataError(f"{file}: written by an older rmb-judge (no record_correct); rerun the "
-                                "same command with --offline to rewrite it from the cache")
-            try:
-                yield number, _load(SampleScore, row, "")
-            except DataError as error:
-                raise DataError(f"{where}: {error}") from None
 
 
 def data_files(folder: Path) -> dict[str, str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import shutil
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -177,3 +178,15 @@ def test_a_jury_of_an_incomplete_member_says_so(runs, tmp_path, capsys):
     assert "rmb-judge: incomplete: a member run is incomplete" in err
     written = json.loads((tmp_path / "j" / "summary.json").read_text())
     assert written["complete"] is False and any("is incomplete" in w for w in written["warnings"])
+
+
+@pytest.mark.timeout(20)
+def test_a_member_samples_file_that_is_no_regular_file_is_refused_unread(runs, tmp_path, capsys):
+    """A FIFO would block the jury forever: refused before reading, as report and compare refuse it."""
+    copy = tmp_path / "b"
+    shutil.copytree(runs / "b", copy)
+    (copy / "samples.jsonl").unlink()
+    os.mkfifo(copy / "samples.jsonl")
+    assert cli.main(["jury", str(runs / "a"), str(copy), "--out", str(tmp_path / "j")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{copy / 'samples.jsonl'}: not a regular file" in err

@@ -225,3 +225,21 @@ def test_a_run_folder_without_its_manifest_still_opens(judged_runs, tmp_path):
     record = judged_runs.records[0]
     shown = index.detail(record_id(record))
     assert shown is not None and shown["answers"][0]["text"] == record.preferred.text
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("name", ["samples.jsonl", "manifest.json"])
+@pytest.mark.parametrize("special", ["/dev/zero", "fifo"])
+def test_a_file_that_is_no_regular_file_is_refused_unread(name, special, judged_runs, tmp_path, capsys):
+    """A FIFO blocks a reader forever and a link to /dev/zero is read until memory runs out:
+    view refuses both before reading, as report and compare do."""
+    copy = tmp_path / "copy"
+    shutil.copytree(judged_runs.a, copy)
+    (copy / name).unlink()
+    if special == "fifo":
+        os.mkfifo(copy / name)
+    else:
+        (copy / name).symlink_to(special)
+    assert cli.main(["view", str(copy), "--no-browser"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{copy / name}: not a regular file" in err

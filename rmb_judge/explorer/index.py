@@ -18,7 +18,6 @@ comparisons had, in that order (a best-of-N record is right only if every compar
 from __future__ import annotations
 
 import itertools
-import json
 import re
 import threading
 from collections import Counter, defaultdict
@@ -36,7 +35,7 @@ from ..judges import parse_spec
 from ..records import Record, Selection
 from ..report.html import natural
 from ..report.load import Run, load_runs
-from ..summary import Settings, data_files, read_summary
+from ..summary import Settings, data_files, read_json, read_summary, sample_rows
 from .adapters import adapter_for
 
 OUTCOMES = ("failed", "refused", "unparsed", "wrong", "tie", "right", "unfinished")  # a record takes the first
@@ -413,8 +412,8 @@ def _judged_files(folder: Path) -> dict[str, str] | None:
 def _manifest(folder: Path) -> dict[str, Any]:
     """manifest.json, or nothing where it cannot be read (an older or hand-made run folder)."""
     try:
-        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        manifest = read_json(folder / "manifest.json")
+    except (OSError, RmbJudgeError):
         return {}
     return manifest if isinstance(manifest, dict) else {}
 
@@ -437,19 +436,15 @@ def _samples(folder: Path) -> dict[tuple[str, str], list[dict[str, Any]]]:
     path = folder / "samples.jsonl"
     grouped: dict[tuple[str, str], list[dict[str, Any]]] = {}
     try:
-        with path.open(encoding="utf-8") as lines:
-            for number, line in enumerate(lines, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                    key = (str(row["category_path"]), str(row["uid"]))
-                except (ValueError, KeyError, TypeError):
-                    raise DataError(f"{path}, line {number}: not a sample line of rmb-judge") from None
-                grouped.setdefault(key, []).append(row)
+        for number, row in sample_rows(path):
+            try:
+                key = (str(row["category_path"]), str(row["uid"]))
+            except (KeyError, TypeError):
+                raise DataError(f"{path}, line {number}: not a sample line of rmb-judge") from None
+            grouped.setdefault(key, []).append(row)
     except FileNotFoundError:
         raise DataError(f"{folder}: no samples.jsonl in this folder (view shows the judged records it lists)") from None
-    except (OSError, UnicodeDecodeError) as error:
+    except OSError as error:
         raise DataError(f"{path}: cannot read ({error})") from None
     return grouped
 
