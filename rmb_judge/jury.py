@@ -29,10 +29,10 @@ from pathlib import Path
 from . import behaviour, benchmarks, calibration, comparisons, judgments, scoring, verdict_probs
 from .benchmark import Benchmark
 from .config import Execution
-from .errors import UsageError
+from .errors import RmbJudgeError, UsageError
 from .outputs import RunFolder, manifest, sample_line
 from .records import Record, Selection
-from .summary import DataInfo, Results, Settings, Summary, Usage, data_files, read_summary
+from .summary import DataInfo, Results, Settings, Summary, Usage, data_files, read_json, read_summary
 
 RULES = ("majority", "mean-prob")
 _VOTE = {"win": "A", "loss": "B", "tie": "tie"}  # a verdict relative to the label, as the preferred answer shown first
@@ -40,11 +40,12 @@ _VOTE = {"win": "A", "loss": "B", "tie": "tie"}  # a verdict relative to the lab
 
 @dataclass
 class Member:
-    path: Path
+    path: Path  # resolved: links followed, so one run is one path
     summary: Summary
     files: dict[str, str]  # data file -> SHA-256 (manifest.json)
     verdicts: dict[judgments.Key, judgments.JudgedComparison]
     root: str | None  # the data folder it was run on
+    runs: frozenset[Path]  # the runs whose verdicts it holds: itself, or a jury's members (theirs, for a jury's)
 
     @property
     def judge(self) -> str:
@@ -52,13 +53,38 @@ class Member:
 
 
 def read_member(folder: Path) -> Member:
+    folder = folder.resolve()
     summary = read_summary(folder)
-    files = data_files(folder)
-    if files is None:
-        raise UsageError(f"{folder}: its manifest.json lists no data files, so its records cannot be matched "
-                         "to the other members' (rerun it with --offline to rewrite the folder from the cache)")
+    try:
+        files = data_files(folder)
+    except FileNotFoundError:
+        raise UsageError(f"{folder}: no manifest.json, so its records cannot be matched to the other members' "
+                         "(rerun it with --offline to rewrite the folder from the cache)") from None
     root = summary.data.root or None
-    return Member(folder, summary, files, judgments.read(folder), root)
+    return Member(folder, summary, files, judgments.read(folder), root, _runs(folder))
+
+
+def _runs(folder: Path, seen: frozenset[Path] = frozenset()) -> frozenset[Path]:
+    """The run folders whose verdicts `folder` holds: a jury's members' (as its manifest.json
+    lists them, and theirs in turn), else the folder itself."""
+    try:
+        listed = read_json(folder / "manifest.json").get("jury", {}).get("members", [])
+        paths = [Path(str(member["path"])).resolve() for member in listed]
+    except (OSError, RmbJudgeError, AttributeError, KeyError, TypeError):
+        paths = []
+    if not paths or folder in seen:
+        return frozenset({folder})
+    return frozenset().union(*(_runs(path, seen | {folder}) for path in paths))
+
+
+def _check_distinct(members: Sequence[Member]) -> None:
+    """No run may vote twice: given twice, or beside a jury that holds it already."""
+    for later, member in enumerate(members):
+        for earlier in members[:later]:
+            if twice := sorted(member.runs & earlier.runs):
+                inside = [m.path for m in (earlier, member) if m.runs != {m.path}]
+                where = f" (a member of {' and of '.join(map(str, inside))})" if inside else ""
+                raise UsageError(f"jury: {twice[0]}{where} is given twice: its verdicts would count twice")
 
 
 def verdict(members: Sequence[judgments.JudgedComparison], rule: str) -> tuple[str | None, verdict_probs.Probs | None]:
@@ -83,6 +109,7 @@ def build(paths: Sequence[Path], out: Path, rule: str = "majority", data: Path |
     if len(paths) < 2:
         raise UsageError("jury: give at least two run folders")
     members = [read_member(Path(p)) for p in paths]
+    _check_distinct(members)
     names = {m.summary.benchmark for m in members}
     if len(names) > 1:
         raise UsageError(f"jury: the runs are of different benchmarks ({', '.join(sorted(names))})")

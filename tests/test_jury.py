@@ -190,3 +190,22 @@ def test_a_member_samples_file_that_is_no_regular_file_is_refused_unread(runs, t
     assert cli.main(["jury", str(runs / "a"), str(copy), "--out", str(tmp_path / "j")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"{copy / 'samples.jsonl'}: not a regular file" in err
+
+
+def test_a_run_counted_twice_is_refused(runs, tmp_path, capsys, monkeypatch):
+    """The same run given twice, or a member that is already in a jury given beside it, would
+    count its verdicts twice: one line naming it, nothing written. Members are recorded by
+    their absolute paths, so this holds for a jury built from another folder."""
+    assert cli.main(["jury", str(runs / "a"), str(runs / "a"), str(runs / "b"), "--out", str(tmp_path / "j")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{runs / 'a'}" in err and "twice" in err
+    monkeypatch.chdir(runs)
+    assert cli.main(["jury", "a", "b", "--out", str(tmp_path / "ab")]) == 0
+    monkeypatch.chdir(tmp_path)
+    manifest = json.loads((tmp_path / "ab" / "manifest.json").read_text())
+    assert [m["path"] for m in manifest["jury"]["members"]] == [str(runs / "a"), str(runs / "b")]
+    capsys.readouterr()
+    assert cli.main(["jury", str(tmp_path / "ab"), str(runs / "b"), str(runs / "c"), "--out", str(tmp_path / "j")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{runs / 'b'}" in err and f"{tmp_path / 'ab'}" in err
+    assert not (tmp_path / "j").exists()
