@@ -22,11 +22,13 @@ members' (what the answers behind the verdicts cost), `jury` lists the members' 
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from . import behaviour, benchmarks, calibration, comparisons, judgments, scoring, verdict_probs
+from . import behaviour, benchmarks, calibration, comparisons, intervals, judgments, precision, scoring, verdict_probs
 from .benchmark import Benchmark
 from .config import Execution
 from .errors import RmbJudgeError, UsageError
@@ -121,19 +123,19 @@ def build(paths: Sequence[Path], out: Path, rule: str = "majority", data: Path |
     judges = [m.judge for m in members]
     folder = RunFolder(out)
     try:
-        settings = _settings(members)
+        chosen = _chosen(benchmark, members, data)
+        settings = _settings(benchmark, members, chosen)
         judge = f"jury:{rule}({', '.join(judges)})"
         folder.check(judge, settings, replace)
-        dataset_root, records, digests = _records(benchmark, members, data)
-        judged = _judged(records, members, rule)
+        judged = _judged(chosen.records, members, rule)
         record_scores = scoring.score_records(benchmark, judged)
-        summary = _summary(benchmark, members, judge, settings, judged, record_scores, records, dataset_root)
+        summary = _summary(benchmark, members, judge, settings, judged, record_scores, chosen)
         folder.write_lines("samples.jsonl", (
-            sample_line(j, score, rs.score, summary.simulated)
+            sample_line(j, score, rs.score, summary.simulated, chosen.links[rs.record])
             for rs in record_scores for group, score in zip(rs.comparisons, rs.comparison_scores, strict=True)
             for j in group))
         folder.write_json("summary.json", summary.to_json())
-        written = manifest(judge, summary.simulated, summary.to_json()["settings"], Path(dataset_root), digests,
+        written = manifest(judge, summary.simulated, summary.to_json()["settings"], Path(chosen.root), chosen.digests,
                            ["rmb-judge", *argv])
         written["jury"] = {"rule": rule, "members": [{"judge": m.judge, "path": str(m.path)} for m in members]}
         folder.write_json("manifest.json", written)
@@ -142,40 +144,102 @@ def build(paths: Sequence[Path], out: Path, rule: str = "majority", data: Path |
     return summary
 
 
-def _settings(members: Sequence[Member]) -> Settings:
-    """The selection the members share (a setting they differ on is left unrecorded)."""
-    first = members[0].summary.settings
-    same = {name: getattr(first, name) for name in ("sets", "sections", "scenarios", "limit", "sample", "seed",
-                                                    "precision")
-            if all(getattr(m.summary.settings, name) == getattr(first, name) for m in members)}
-    return Settings(**same, verdict_probs=any(bool(m.summary.settings.verdict_probs) for m in members))
+@dataclass
+class Chosen:
+    """The records a jury scores, and what its intervals need to know of their selection."""
+
+    root: str  # the data folder read
+    records: list[Record]  # every member scored them, on data files all judged the same
+    digests: dict[str, str]  # those files' SHA-256
+    selection: Selection | None  # the members' common selection (None: they selected different records)
+    population: dict[str, int] | None  # a sample's scenario sizes in the selection (--sample, --precision)
+    links: dict[Record, int]  # each record's linked set (scoring.linked), over the selection where there is one
+    precision: float | None  # the loosest --precision target among the members (their samples' intersection)
 
 
-def _records(benchmark: Benchmark, members: Sequence[Member], data: Path | None
-             ) -> tuple[str, list[Record], dict[str, str]]:
-    """The dataset's records every member scored, on data files all of them judged the same,
-    with the data folder read and those files' SHA-256."""
+def _base(settings: Settings, benchmark: Benchmark) -> tuple[Any, ...]:
+    """What a run selected before any sampling, defaults filled in."""
+    return (tuple(sorted(settings.sets or benchmark.kinds)), tuple(sorted(settings.sections or benchmark.goals)),
+            tuple(sorted(settings.scenarios)), settings.limit)
+
+
+def _chosen(benchmark: Benchmark, members: Sequence[Member], data: Path | None) -> Chosen:
+    """The records every member scored. Members that selected the same records (sets,
+    sections, scenarios, --limit) are read through that selection, with the --sample any of
+    them drew; where one judged a sample of it (--sample, --precision), the records they share
+    are a sample of it too, and its scenarios weigh as in the selection, as in the members' own
+    scores. Members that selected different records share the records in all their selections:
+    a sample of one of them is then no sample of anything, and is refused."""
     root = data or (Path(members[0].root) if members[0].root else None)
     if root is None:
         raise UsageError(f"jury: {members[0].path} does not say where its data was; give --data DIR")
-    union = {name: sorted({v for m in members for v in getattr(m.summary.settings, name)})
-             for name in ("sets", "sections", "scenarios")}
-    if not all(m.summary.settings.scenarios for m in members):
-        union["scenarios"] = []
-    dataset = benchmark.load(root, Selection(sets=union["sets"] or benchmark.kinds,
-                                             sections=union["sections"] or benchmark.goals,
-                                             scenarios=union["scenarios"]))
-    same = {file for file, digest in members[0].files.items() if all(m.files.get(file) == digest for m in members)}
-    differ = sorted(file for file in same if file in dataset.sha256 and dataset.sha256[file] != members[0].files[file])
+    every = [m.summary.settings for m in members]
+    drawn = sorted({(s.sample, s.seed) for s in every if s.sample is not None})
+    if len(drawn) > 1:
+        raise UsageError("jury: the members drew different --sample samples (" + ", ".join(
+            f"--sample {rate:g} --seed {seed}" for rate, seed in drawn) + "): they share no sample of one selection")
+    sampled = [m for m in members if m.summary.settings.sample is not None or m.summary.settings.precision is not None]
+    same = len({_base(s, benchmark) for s in every}) == 1
+    if sampled and not same:
+        raise UsageError(f"jury: {sampled[0].path} judged a sample of its selection (--sample or --precision) and the "
+                         "members selected different records (--sets, --sections, --scenarios, --limit): the records "
+                         "they share are no sample of one selection; give members of one selection")
+    if same:
+        sets, sections, scenarios, limit = _base(every[0], benchmark)
+        rate, seed = drawn[0] if drawn else (None, 0)
+        selection: Selection | None = Selection(list(sets), list(sections), list(scenarios), limit, rate, seed)
+        load = selection
+    else:
+        selection = None
+        union = {name: sorted({v for s in every for v in getattr(s, name)})
+                 for name in ("sets", "sections", "scenarios")}
+        load = Selection(sets=union["sets"] or benchmark.kinds, sections=union["sections"] or benchmark.goals,
+                         scenarios=union["scenarios"] if all(s.scenarios for s in every) else [])
+    dataset = benchmark.load(root, load)
+    same_files = {file for file, digest in members[0].files.items()
+                  if all(m.files.get(file) == digest for m in members)}
+    differ = sorted(file for file in same_files
+                    if file in dataset.sha256 and dataset.sha256[file] != members[0].files[file])
     if differ:
         raise UsageError(f"jury: {root}/{differ[0]} is not the file the runs judged (its SHA-256 differs); "
                          "give --data the folder they ran on")
     finished = [{(key[0], key[1]) for key, v in m.verdicts.items() if v.finished} for m in members]
     records = [r for r in dataset.records
-               if r.file in same and all((r.category_path, r.uid) in done for done in finished)]
+               if r.file in same_files and all((r.category_path, r.uid) in done for done in finished)]
     if not records:
         raise UsageError("jury: the runs share no scored record (matched by scenario, uid and data file)")
-    return str(dataset.root), records, {f: d for f, d in dataset.sha256.items() if f in same}
+    targets = [s.precision for s in every if s.precision is not None]
+    return Chosen(
+        root=str(dataset.root),
+        records=records,
+        digests={f: d for f, d in dataset.sha256.items() if f in same_files},
+        selection=selection,
+        population=dict(Counter(r.category_path for r in dataset.records)) if sampled else None,
+        links=scoring.linked(dataset.records if same else records),
+        precision=max(targets) if targets else None,
+    )
+
+
+def _settings(benchmark: Benchmark, members: Sequence[Member], chosen: Chosen) -> Settings:
+    """The jury's selection: the members' common one (a --precision sample at the loosest
+    target: the samples' intersection), else the records all their selections hold (the
+    sets and sections all of them chose, the smallest --limit; where their scenarios differ,
+    the scenarios of the records shared)."""
+    every = [m.summary.settings for m in members]
+    probs = any(bool(s.verdict_probs) for s in every)
+    if chosen.selection is not None:
+        s = chosen.selection
+        return Settings(sets=list(every[0].sets), sections=list(every[0].sections), scenarios=list(s.scenarios),
+                        limit=s.limit, sample=s.sample, seed=s.seed, precision=chosen.precision, verdict_probs=probs)
+    scenarios = {tuple(s.scenarios) for s in every}
+    limits = [s.limit for s in every if s.limit is not None]
+    return Settings(
+        sets=[kind for kind in benchmark.kinds if all(kind in (s.sets or benchmark.kinds) for s in every)],
+        sections=[goal for goal in benchmark.goals if all(goal in (s.sections or benchmark.goals) for s in every)],
+        scenarios=list(scenarios.pop()) if len(scenarios) == 1 else sorted({r.category_path for r in chosen.records}),
+        limit=min(limits) if limits else None,
+        verdict_probs=probs,
+    )
 
 
 def _judged(records: Sequence[Record], members: Sequence[Member], rule: str) -> list[scoring.Judged]:
@@ -200,9 +264,11 @@ def _judged(records: Sequence[Record], members: Sequence[Member], rule: str) -> 
 
 
 def _summary(benchmark: Benchmark, members: Sequence[Member], judge: str, settings: Settings,
-             judged: list[scoring.Judged], record_scores: list[scoring.RecordScore], records: list[Record],
-             root: str) -> Summary:
-    scored = scoring.summarize(benchmark, judged, record_scores, records, scalar=False)
+             judged: list[scoring.Judged], record_scores: list[scoring.RecordScore], chosen: Chosen) -> Summary:
+    records = chosen.records
+    scored = scoring.summarize(benchmark, judged, record_scores, records, scalar=False, population=chosen.population,
+                               z=intervals.Z95 if chosen.precision is None else precision.STOP_Z, links=chosen.links,
+                               sampled=settings.sample)
     costs = [m.summary.usage.results.cost_usd for m in members]
     unread = sum(1 for j in judged if j.verdict is None)
     summary = Summary(
@@ -222,7 +288,7 @@ def _summary(benchmark: Benchmark, members: Sequence[Member], judge: str, settin
         behaviour=behaviour.measure(judged, None, scalar=False),
         calibration=calibration.measure(judged),
         jury=[m.judge for m in members],
-        data=DataInfo(root=root, records=len(records), records_scored=len(record_scores),
+        data=DataInfo(root=chosen.root, records=len(records), records_scored=len(record_scores),
                       comparisons_judged=len(judged), comparisons_expected=len(judged)),
         usage=Usage(unparsed=unread, results=Results(
             answers=sum(m.summary.usage.results.answers for m in members),

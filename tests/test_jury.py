@@ -209,3 +209,50 @@ def test_a_run_counted_twice_is_refused(runs, tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"{runs / 'b'}" in err and f"{tmp_path / 'ab'}" in err
     assert not (tmp_path / "j").exists()
+
+
+@pytest.mark.parametrize("selection", [
+    ["--scenarios", "*Harmlessness/S1", "--limit", "20", "--order", "both"],  # 8 linked sets of records
+    ["--scenarios", "*Harmlessness/S1", "--sample", "0.3", "--seed", "3"],
+    ["--scenarios", "*Harmlessness/S1", "--scenarios", "*Chat/Discussion", "--precision", "0.1"],
+], ids=["linked", "sample", "precision"])
+def test_a_jury_of_two_copies_of_a_run_is_that_run(selection, data_root, tmp_path, capsys):
+    """Two copies of one run agree on every verdict, so their jury must score exactly what the
+    run scored, with the same intervals: records linked by a shared comparison are one
+    cluster, a --sample or --precision sample's scenarios weigh as in the whole selection,
+    and a --precision run's intervals keep their critical value for stopping."""
+    run_ = tmp_path / "run"
+    assert cli.main(["run", "--judge", "mock", "--data", str(data_root), "--out", str(run_),
+                     "--cache", str(tmp_path / "cache"), "--no-progress", *selection]) == 0
+    shutil.copytree(run_, tmp_path / "copy")
+    assert cli.main(["jury", str(run_), str(tmp_path / "copy"), "--out", str(tmp_path / "jury")]) == 0
+    capsys.readouterr()
+    member, jury = (json.loads((tmp_path / name / "summary.json").read_text()) for name in ("run", "jury"))
+    assert jury["data"]["records_scored"] == member["data"]["records_scored"]
+    def numbers(summary: dict) -> list:
+        return [(key, summary["scores"][key], *(summary["intervals"][key] or ())) for key in sorted(summary["scores"])
+                ] + [(s["category_path"], s["accuracy"], *s["interval"]) for s in summary["scenarios"]]
+
+    assert numbers(jury) == [pytest.approx(row, abs=1e-12) for row in numbers(member)]
+
+
+def test_members_of_different_selections_make_a_jury_of_the_records_they_share(runs, data_root, tmp_path, capsys):
+    """A member of 2 records per scenario and one of 1 share the first record of each: the jury's
+    selection says so (the report ranks it with the 1-record run, not as a "full selection");
+    a member that judged a sample of another selection is refused, its sample being no sample
+    of what the members share."""
+    common = [arg for glob in SELECTION["scenarios"] for arg in ("--scenarios", glob)]
+    assert cli.main(["run", "--judge", "mock", "--data", str(data_root), "--out", str(tmp_path / "one"),
+                     "--cache", str(tmp_path / "cache"), "--no-progress", *common, "--limit", "1"]) == 0
+    summary = build([runs / "a", tmp_path / "one"], tmp_path / "jury")
+    assert (summary.settings.limit, summary.settings.scenarios) == (1, SELECTION["scenarios"])
+    assert summary.data.records == json.loads((tmp_path / "one" / "summary.json").read_text())["data"]["records"]
+    shown = load_runs([tmp_path / "jury", tmp_path / "one"])
+    assert "first 1 records per scenario" in render_markdown(shown) and "Another selection" not in render_markdown(
+        shown)
+    assert cli.main(["run", "--judge", "mock", "--data", str(data_root), "--out", str(tmp_path / "sampled"),
+                     "--cache", str(tmp_path / "cache"), "--no-progress", *common, "--sample", "0.5"]) == 0
+    capsys.readouterr()
+    assert cli.main(["jury", str(tmp_path / "sampled"), str(runs / "a"), "--out", str(tmp_path / "j2")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{tmp_path / 'sampled'} judged a sample" in err
