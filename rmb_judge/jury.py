@@ -10,7 +10,8 @@ comparison gets the jury's verdict relative to the label:
 - `mean-prob`: the mean of the members' probabilities P(preferred wins), P(other wins),
   P(tie) (members without one for the comparison abstain), and the verdict the largest
   names (the two sides equal: a tie). Every member must be a --verdict-probs run.
-Under either rule the jury's probabilities are that mean, so its calibration is measured too.
+The jury's probabilities are that mean (under `majority`, only where every member gives one:
+a mean of some would be their calibration, not the jury's), so its calibration is measured too.
 
 The jury's records are scored like any run's, with intervals, behaviour and (with
 probabilities) calibration; each comparison is one presentation, the preferred answer as A
@@ -91,10 +92,14 @@ def _check_distinct(members: Sequence[Member]) -> None:
 
 def verdict(members: Sequence[judgments.JudgedComparison], rule: str) -> tuple[str | None, verdict_probs.Probs | None]:
     """The jury's verdict on one comparison relative to the label ("win", "loss", "tie" or
-    None) and the mean of its members' label-relative probabilities (None: no member has any)."""
-    probs = verdict_probs.mean([p for m in members if (p := m.label_probs) is not None])
+    None) and its label-relative probabilities: the mean of its members' (majority: only where
+    every member gives one, else None, as a mean of some would be theirs; mean-prob: of those
+    that give one, whose mean is the verdict's)."""
+    given = [p for m in members if (p := m.label_probs) is not None]
     if rule == "majority":
-        return scoring.majority([m.outcome for m in members]), probs
+        return scoring.majority([m.outcome for m in members]), verdict_probs.mean(given) if len(given) == len(
+            members) else None
+    probs = verdict_probs.mean(given)
     if probs is None:
         return None, None
     wins, losses, ties = probs

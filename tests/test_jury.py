@@ -256,3 +256,12 @@ def test_members_of_different_selections_make_a_jury_of_the_records_they_share(r
     assert cli.main(["jury", str(tmp_path / "sampled"), str(runs / "a"), "--out", str(tmp_path / "j2")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"{tmp_path / 'sampled'} judged a sample" in err
+
+
+def test_a_majority_jury_has_probabilities_only_where_every_member_gives_one(runs, tmp_path):
+    """Beside a member without probabilities, the others' mean is not the jury's: its
+    calibration would be theirs (with one member: exactly that member's Brier, ECE and AUROC)."""
+    summary = build([runs / "a", runs / "mock"], tmp_path / "jury")
+    assert summary.calibration is None
+    lines = [json.loads(line) for line in (tmp_path / "jury" / "samples.jsonl").read_text().splitlines()]
+    assert lines and all(line["probs"] is None for line in lines)
