@@ -265,3 +265,18 @@ def test_a_majority_jury_has_probabilities_only_where_every_member_gives_one(run
     assert summary.calibration is None
     lines = [json.loads(line) for line in (tmp_path / "jury" / "samples.jsonl").read_text().splitlines()]
     assert lines and all(line["probs"] is None for line in lines)
+
+
+def test_kappa_of_judges_that_give_one_verdict_throughout_is_undefined_not_nan(runs, tmp_path, capsys):
+    """Two judges right on every comparison agree on all of them, but kappa's chance agreement is
+    then 1 and kappa 0/0: said in words, null in --json (NaN is no JSON)."""
+    shutil.copytree(runs / "c", tmp_path / "c")
+    assert set(outcomes(runs / "c").values()) == {"win"}
+    assert cli.main(["compare", str(runs / "c"), str(tmp_path / "c"), "--json"]) == 0
+
+    def no_nan(word):
+        raise AssertionError(f"{word} in --json")
+
+    said = json.loads(capsys.readouterr().out, parse_constant=no_nan)
+    assert said["agreement"]["raw"]["value"] == 1.0 and said["agreement"]["kappa"]["value"] is None
+    assert "Cohen's kappa undefined (both gave one and the same verdict throughout)" in cli_compare(runs / "c", tmp_path / "c")
