@@ -95,6 +95,11 @@ def test_the_intervals_match_a_brute_force_record_bootstrap():
     spread = (sum((d - mean) ** 2 for d in draws) / (len(draws) - 1)) ** 0.5
     # (counting comparisons as independent would make it 27% narrower here)
     assert variance ** 0.5 == pytest.approx(spread, rel=0.08)
+    brier = calibration.measure_forecasts(clusters).brier
+    draws = bootstrap(clusters, lambda qs: sum((1 - q) ** 2 for q in qs) / len(qs), 800)
+    mean = sum(draws) / len(draws)
+    spread = (sum((d - mean) ** 2 for d in draws) / (len(draws) - 1)) ** 0.5
+    assert (brier.interval[1] - brier.interval[0]) / 2 / 1.959964 == pytest.approx(spread, rel=0.1)
     value, (low, high) = calibration.ece(clusters)
     assert value == pytest.approx(plain_ece([q for c in clusters for q in c]))
     # the basic bootstrap interval, its lower end lowered once more by the bootstrap's bias
