@@ -17,15 +17,19 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
+from fake_api import FAKE_KEY, FakeAPI
 from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import Select, WebDriverWait
+from test_jury import outcomes
 from test_report import dataset_paths, write_run
-from view_runs import answers_of, key, record_id, serving
+from test_verdict_probs import probability_judge
+from view_runs import JUDGE_A, JUDGE_B, SELECTION, answers_of, key, record_id, serving
 
+from rmb_judge import cli, jury
 from rmb_judge.report import load_runs, render_html
 
 pytestmark = pytest.mark.xdist_group("view")  # one worker builds the judged runs once for both view modules
@@ -199,6 +203,68 @@ def test_one_run_offers_no_run_choice_and_no_disagreements(browser, judged_runs)
         assert not browser.find_element(By.ID, "pager").is_displayed()  # one page
         assert [b.text for b in browser.find_elements(By.CSS_SELECTOR, "#list .badge")][:1] == [
             judged_runs.kind[key(judged_runs.records[0])]]  # no run number on a lone run's badges
+
+
+PROBS_JUDGE = "openai:gpt-4.1-mini"
+
+
+@pytest.fixture(scope="module")
+def panel(tmp_path_factory, judged_runs) -> tuple[Path, Path]:
+    """A --verdict-probs run of the judged records (the fake server gives token logprobs), and
+    the jury of it and the two judged runs."""
+    root = tmp_path_factory.mktemp("panel")
+    with pytest.MonkeyPatch.context() as patch, FakeAPI(probability_judge()).run_in_thread() as api:
+        patch.setenv("OPENAI_API_KEY", FAKE_KEY)
+        assert cli.main(["run", "--judge", PROBS_JUDGE, "--data", str(judged_runs.data), *SELECTION, "--out",
+                         str(root / "probs"), "--cache", str(root / "cache"), "--no-progress", "--base-url",
+                         api.openai_url, "--verdict-probs"]) == 0
+    jury.build([judged_runs.a, judged_runs.b, root / "probs"], root / "jury")
+    return root / "probs", root / "jury"
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_a_runs_behaviour_calibration_and_probabilities_and_a_jury_of_its_members(
+        browser, panel, judged_runs, shots, width):
+    """The page's overview gives each run's scores, behaviour and calibration (the reliability
+    diagram drawn); a record shows the verdict probabilities of each presentation, named by the
+    answers shown, and a jury's column its members' verdicts (read independently from their
+    samples.jsonl), not a prompt or a reward model's note."""
+    probs, panel_jury = panel
+    members = (judged_runs.a, judged_runs.b, probs)
+    with serving(probs, panel_jury, judged_runs.a, judged_runs.b, cwd=judged_runs.root) as address:
+        window(browser, width)
+        browser.get(address)
+        until(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "section.overview")) == 4, "the runs' overview")
+        first, second = browser.find_elements(By.CSS_SELECTOR, "section.overview")[:2]
+        calibration = json.loads((probs / "summary.json").read_text())["calibration"]
+        assert f"Brier {calibration['brier']['value']:.3f}" in first.text
+        assert f"AUROC {calibration['auroc']['value']:.3f}" in first.text and "picks the longer answer" in first.text
+        image = first.find_element(By.CSS_SELECTOR, "figure.reliability img")
+        until(browser, lambda d: d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", image),
+              "the reliability diagram")
+        assert "A jury (majority) of 3: " in second.text
+        assert all(judge in second.text for judge in (JUDGE_A, JUDGE_B, PROBS_JUDGE))
+        assert "reward model" not in browser.find_element(By.TAG_NAME, "body").text
+        check_and_shoot(browser, width, shots / f"view-overview-{width}.png", full_page=width < 900)
+
+        said = [outcomes(folder) for folder in members]
+        record = next(r for r in judged_runs.records if r.kind == "pairwise"
+                      and len({s[(r.category_path, r.uid, None)] for s in said}) > 1)
+        browser.get(f"{address}r/{urllib.parse.quote(record.category_path)}/{urllib.parse.quote(record.uid)}")
+        until(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".judgment")) == 4, "the record's judgments")
+        probs_column, jury_column = browser.find_elements(By.CSS_SELECTOR, ".judgment")[:2]
+        line = next(json.loads(text) for text in (probs / "samples.jsonl").read_text().splitlines()
+                    if (json.loads(text)["category_path"], json.loads(text)["uid"]) == key(record))
+        first_shown, second_shown = ("chosen", "rejected") if line["order"] == "AB" else ("rejected", "chosen")
+        p = line["probs"]
+        assert words(probs_column.find_element(By.CSS_SELECTOR, ".probs").text) == (
+            f"Verdict probabilities: {first_shown} {p['A']:.3f} · {second_shown} {p['B']:.3f} · tie {p['tie']:.3f}")
+        answer = {"win": "the chosen answer", "loss": "the rejected answer", "tie": "tie", None: "no verdict"}
+        assert [li.text for li in jury_column.find_elements(By.CSS_SELECTOR, "ul.members li")] == [
+            f"{judge} (run {number}, beside): {answer[s[(record.category_path, record.uid, None)]]}"
+            for judge, number, s in zip((JUDGE_A, JUDGE_B, PROBS_JUDGE), (3, 4, 1), said)]
+        assert not jury_column.find_elements(By.CSS_SELECTOR, "details.prompt")
+        assert "Shown as A" not in jury_column.text
 
 
 OVERFLOW = """

@@ -5,6 +5,7 @@ bins' accuracy against their mean confidence, beside the diagonal of a calibrate
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..measures import Calibration, Gap, Measure, Preference
@@ -111,10 +112,20 @@ class Reliability:
     curves: list[Curve]
 
 
-def reliability(shown: Board, colour: dict[int, str]) -> Reliability | None:
+@dataclass(frozen=True)
+class Forecaster:
+    """A run as the reliability diagram draws it."""
+
+    rank: int
+    title: str
+    colour: str
+    calibration: Calibration | None
+
+
+def reliability(runs: Sequence[Forecaster]) -> Reliability | None:
     """The diagram over confidence 0.5 to 1 (x) and accuracy 0 to 1 (y), one curve per run with
     verdict probabilities; a point's area follows its bin's comparisons."""
-    rows = [row for row in shown.rows if row.run.calibration and row.run.calibration.bins]
+    rows = [row for row in runs if row.calibration and row.calibration.bins]
     if not rows:
         return None
     left, top, size = 44, 12, 300
@@ -127,14 +138,14 @@ def reliability(shown: Board, colour: dict[int, str]) -> Reliability | None:
 
     curves = []
     for row in rows:
-        calibration = row.run.calibration
+        calibration = row.calibration
         assert calibration is not None
         largest = max(b.n for b in calibration.bins)
         points = [Point(x(b.confidence), y(b.accuracy), 2 + 5 * (b.n / largest) ** 0.5,
                         f"{row.title}: confidence {b.low:.2f}-{b.high:.2f}, {b.n:,} comparisons, mean confidence "
                         f"{b.confidence:.3f}, accuracy {b.accuracy:.3f}") for b in calibration.bins]
         path = "M" + "L".join(f"{p.x:.1f},{p.y:.1f}" for p in points)
-        curves.append(Curve(row.rank, colour[row.rank], f"{row.title} (ECE {calibration.ece.value:.3f})"
+        curves.append(Curve(row.rank, row.colour, f"{row.title} (ECE {calibration.ece.value:.3f})"
                             if calibration.ece.value is not None else row.title, path, points))
     ticks = [(x(0.5 + t / 2), f"{0.5 + t / 2:g}", y(t), f"{t:g}") for t in (0, 0.25, 0.5, 0.75, 1)]
     return Reliability(left + size + 16, top + size + 40, left, top, size, ticks, curves)

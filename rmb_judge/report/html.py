@@ -23,7 +23,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from .behaviour import reliability, sections
+from .behaviour import Forecaster, reliability, sections
 from .load import OVERALL, Run
 from .view import Board, Row, across, boards
 
@@ -90,7 +90,8 @@ def _page(shown: Board) -> Page:
     name = shown.benchmark.name
     heatmap = _heatmap(shown, slots)
     cost, unpriced = _cost(shown)
-    curves = reliability(shown, {row.rank: _colour(row.rank) for row in shown.rows})
+    curves = reliability([Forecaster(row.rank, row.title, _colour(row.rank), row.run.calibration)
+                          for row in shown.rows])
     return Page(
         board=shown,
         legend=[(_colour(row.rank), row.title) for row in shown.rows],
@@ -101,6 +102,12 @@ def _page(shown: Board) -> Page:
         reliability=_chart(f"{name}-calibration", "reliability.svg.j2", reliability=curves) if curves else None,
         behaviour=sections(shown),
     )
+
+
+def reliability_svg(runs: list[Forecaster]) -> str | None:
+    """The reliability diagram of these runs as a standalone SVG file (None: none has probabilities)."""
+    curves = reliability(runs)
+    return None if curves is None else str(_chart("calibration", "reliability.svg.j2", reliability=curves).svg)
 
 
 def _chart(name: str, template: str, **layout: Any) -> Chart:
