@@ -27,10 +27,9 @@ from typing import Any, TextIO
 from .errors import RmbJudgeError, UsageError
 from .retry import redact
 from .scoring import Judged
-from .summary import Settings
+from .summary import LOCK, Settings
 
 RESULT_PACKAGES = ("tokenizers",)  # versions that shape results but come through another package
-LOCK = ".rmb-judge.lock"
 UNSAVED = "unsaved-answers.jsonl"  # answers a full disk kept out of the cache; the next run adds them
 
 

@@ -25,6 +25,7 @@ from typing import Annotated, Any, BinaryIO, TypeVar
 from .errors import DataError, UsageError
 from .measures import Behaviour, Calibration
 
+LOCK = ".rmb-judge.lock"  # the file a run holds locked in its --out folder while it writes there (outputs.RunFolder)
 JSON_LIMIT = 64 << 20  # bytes of summary.json or manifest.json read at most (a real one is far smaller)
 LINE_LIMIT = 64 << 20  # bytes of one samples.jsonl line read at most
 
@@ -312,6 +313,9 @@ def read_summary(folder: Path) -> Summary:
     try:
         data = read_json(file)
     except FileNotFoundError:
+        if (folder / LOCK).exists():
+            raise UsageError(f"{folder}: no summary.json yet: a run writing this folder writes it when it ends "
+                             "(Ctrl-C stops it with a partial one)") from None
         raise UsageError(f"{folder}: no summary.json in this folder (is it the --out folder of a run?)") from None
     if not isinstance(data, dict) or not isinstance(data.get("judge"), str):
         raise DataError(f'{file}: not an rmb-judge summary (no "judge" string)')

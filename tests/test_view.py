@@ -21,6 +21,7 @@ from view_runs import JUDGE_A, JUDGE_B, KINDS, answers_of, get, key, listed, rec
 
 from rmb_judge import cli
 from rmb_judge.explorer.index import build
+from rmb_judge.outputs import RunFolder
 
 pytestmark = pytest.mark.xdist_group("view")  # one worker builds the judged runs once for both view modules
 
@@ -243,3 +244,15 @@ def test_a_file_that_is_no_regular_file_is_refused_unread(name, special, judged_
     assert cli.main(["view", str(copy), "--no-browser"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"{copy / name}: not a regular file" in err
+
+
+def test_a_run_still_writing_its_first_summary_is_named_as_such(tmp_path, capsys):
+    """While a run's first invocation is under way its folder holds only its lock: view (as
+    report and compare) says the summary comes when the run ends."""
+    folder = RunFolder(tmp_path / "running")  # as `run` takes its --out folder
+    try:
+        assert cli.main(["view", str(tmp_path / "running"), "--no-browser"]) == 2
+    finally:
+        folder.close()
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no summary.json yet" in err and "when it ends" in err
