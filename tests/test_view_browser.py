@@ -17,7 +17,7 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
-from fake_api import FAKE_KEY, FakeAPI
+from fake_api import FAKE_KEY, FakeAPI, Reply
 from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
@@ -265,6 +265,49 @@ def test_a_runs_behaviour_calibration_and_probabilities_and_a_jury_of_its_member
             for judge, number, s in zip((JUDGE_A, JUDGE_B, PROBS_JUDGE), (3, 4, 1), said)]
         assert not jury_column.find_elements(By.CSS_SELECTOR, "details.prompt")
         assert "Shown as A" not in jury_column.text
+
+
+PAYLOAD = ('<img src=x onerror="window.pwned=1"><script>window.pwned=1</script></pre><b id="bold">b</b>'
+           '<svg onload="window.pwned=1"></svg>')
+
+
+def test_html_and_script_in_the_records_and_runs_stay_text(browser, data_root, tmp_path):
+    """Records hold harmful prompts, HTML and code, and judges answer with markup: every text the
+    page shows (conversation, answers, models, the judge's output and probabilities, the
+    prompt, a folder's and a jury's names) is text, never markup."""
+    data = tmp_path / "RMB_dataset"
+    scenario = "Pairwise_set/Helpfulness/Chat/Discussion.json"
+    (data / scenario).parent.mkdir(parents=True)
+    items = json.loads((data_root / scenario).read_text(encoding="utf-8"))[:2]
+    for item in items:
+        item["conversation_input"][0]["content"] += PAYLOAD
+        item["chosen"]["answer"] += PAYLOAD
+        item["reject"]["llm_name"] = PAYLOAD
+    (data / scenario).write_text(json.dumps(items), encoding="utf-8")
+    out = tmp_path / f"run {PAYLOAD.replace('/', '|')}"
+    with pytest.MonkeyPatch.context() as patch, FakeAPI(probability_judge()).run_in_thread() as api:
+        api.responder = lambda body, wire: Reply(PAYLOAD + " [[A]]", probs={"A": 0.75, "B": 0.2, "C": 0.05})
+        patch.setenv("OPENAI_API_KEY", FAKE_KEY)
+        assert cli.main(["run", "--judge", "openai:gpt-4o-mini", "--data", str(data), "--out", str(out), "--cache",
+                         str(tmp_path / "cache"), "--no-progress", "--base-url", api.openai_url, "--verdict-probs"]) == 0
+    shutil.copytree(out, tmp_path / "copy")
+    jury.build([out, tmp_path / "copy"], tmp_path / f"jury {PAYLOAD.replace('/', '|')}")
+    with serving(out, tmp_path / f"jury {PAYLOAD.replace('/', '|')}", tmp_path / "copy", cwd=tmp_path) as address:
+        window(browser, 1280)
+        browser.get(address)
+        until(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "section.overview")) == 3, "the overview")
+        browser.get(f"{address}r/{urllib.parse.quote(scenario.removesuffix('.json'))}/{items[0]['pair_uid']}")
+        until(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".judgment")) == 3, "the record")
+        for details in browser.find_elements(By.CSS_SELECTOR, "details.prompt"):
+            browser.execute_script("arguments[0].open = true", details)
+        record = browser.find_element(By.ID, "record")
+        assert PAYLOAD in record.find_element(By.CSS_SELECTOR, ".conversation .text").text
+        assert PAYLOAD in record.find_element(By.CSS_SELECTOR, ".answer.preferred .text").text
+        assert PAYLOAD in record.find_element(By.CSS_SELECTOR, "pre.raw").text
+        assert out.name in browser.find_element(By.ID, "runs").text
+        found = browser.execute_script("""return {pwned: window.pwned === 1,
+            markup: document.querySelectorAll('#bold, body img[src="x"], body svg[onload], body script').length}""")
+        assert found == {"pwned": False, "markup": 0}
 
 
 OVERFLOW = """
