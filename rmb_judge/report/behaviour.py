@@ -9,10 +9,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..measures import Calibration, Gap, Measure, Preference
+from .legend import Key, legend
+from .legend import height as legend_height
 from .load import Run
 from .view import Board
 
 MODELS_SHOWN = 6  # responder models in the terminal lines, most presentations first
+LEGEND_WIDTH = 600  # px of the reliability diagram, wider than its plot so its legend can name the runs
 
 
 def _measure(m: Measure, percent: bool = False) -> str:
@@ -110,6 +113,7 @@ class Reliability:
     size: int  # of the square plot
     ticks: list[tuple[float, str, float, str]]  # x pixel and its confidence, y pixel and its accuracy
     curves: list[Curve]
+    legend: list[Key]
 
 
 @dataclass(frozen=True)
@@ -148,4 +152,7 @@ def reliability(runs: Sequence[Forecaster]) -> Reliability | None:
         curves.append(Curve(row.rank, row.colour, f"{row.title} (ECE {calibration.ece.value:.3f})"
                             if calibration.ece.value is not None else row.title, path, points))
     ticks = [(x(0.5 + t / 2), f"{0.5 + t / 2:g}", y(t), f"{t:g}") for t in (0, 0.25, 0.5, 0.75, 1)]
-    return Reliability(left + size + 16, top + size + 40, left, top, size, ticks, curves)
+    width = max(left + size + 16, LEGEND_WIDTH)
+    keys = legend([(curve.colour, curve.title, "swatch") for curve in curves]
+                  + [("#111827", "a calibrated judge", "dashed")], 8, top + size + 44, width - 8)
+    return Reliability(width, top + size + 44 + legend_height(len(keys)), left, top, size, ticks, curves, keys)

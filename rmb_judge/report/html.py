@@ -24,6 +24,8 @@ import jinja2
 from markupsafe import Markup
 
 from .behaviour import Forecaster, reliability, sections
+from .legend import Key, legend
+from .legend import height as legend_height
 from .load import OVERALL, Run
 from .view import Board, Row, across, boards
 
@@ -67,7 +69,6 @@ class Page:
     """One benchmark's part of the report."""
 
     board: Board
-    legend: list[tuple[str, str]]
     bars: Chart
     cost: Chart | None
     unpriced: list[str]  # runs the cost chart leaves out
@@ -94,7 +95,6 @@ def _page(shown: Board) -> Page:
                           for row in shown.rows])
     return Page(
         board=shown,
-        legend=[(_colour(row.rank), row.title) for row in shown.rows],
         bars=_chart(f"{name}-scores-by-section", "bars.svg.j2", bars=_bars(shown, slots, faded)),
         cost=_chart(f"{name}-cost-vs-accuracy", "cost.svg.j2", cost=cost) if cost else None,
         unpriced=unpriced,
@@ -172,6 +172,7 @@ class Bars:
     ticks: list[Label]
     sections: list[tuple[Label, list[Bar]]]  # a title under each section's bars
     values: bool  # bars wide enough to print their score above them
+    legend: list[Key]
 
 
 def _bars(shown: Board, slots: dict[int, float], faded: set[int]) -> Bars:
@@ -207,7 +208,10 @@ def _bars(shown: Board, slots: dict[int, float], faded: set[int]) -> Bars:
             ))
         sections.append((Label(x0 + bar_w * span / 2, top + plot_h + 18, title), bars))
     ticks = [Label(left - 6, y(tick), f"{tick:g}") for tick in (0, 0.25, 0.5, 0.75, 1)]
-    return Bars(width, top + plot_h + bottom, left, width - 10, ticks, sections, values=bar_w >= 24)
+    entries = [(_colour(row.rank), row.title, "swatch") for row in rows] + [("#111827", "chance level", "dashed")]
+    keys = legend(entries, left, top + plot_h + bottom, width - left)
+    return Bars(width, top + plot_h + bottom + legend_height(len(keys)), left, width - 10, ticks, sections,
+                values=bar_w >= 24, legend=keys)
 
 
 # ---------------------------------------------------------------- cost against accuracy
@@ -240,6 +244,7 @@ class CostChart:
     y_title: Label
     points: list[Point]
     front: str  # the Pareto front as an SVG path: a staircase through its runs, cheapest first
+    legend: list[Key]
 
 
 def _cost(shown: Board) -> tuple[CostChart | None, list[str]]:
@@ -297,11 +302,14 @@ def _cost(shown: Board) -> tuple[CostChart | None, list[str]]:
         stairs += f"H{x:.1f}V{y:.1f}" if number else f"M{x:.1f},{y:.1f}"
     x_ticks = [Label(x_of(v), bottom + 16, f"${v:,.10g}") for v in x_values]
     y_ticks = [Label(left - 6, y_of(v) + 4, f"{v:.2f}") for v in y_values]
+    entries = [(_colour(row.rank), row.title, "swatch") for row in placed] + [
+        ("#111827", "Pareto front: the runs (ringed) no other run beats on both cost and score", "dashed")]
+    keys = legend(entries, left, height, width - left)
     return CostChart(
-        width, height, left, right, top, bottom, x_ticks, y_ticks,
+        width, height + legend_height(len(keys)), left, right, top, bottom, x_ticks, y_ticks,
         Label((left + right) / 2, height - 8, "cost of the answers behind the score" + (" (log scale)" if log else "")),
         Label(14, (top + bottom) / 2, "overall score"),
-        points, stairs,
+        points, stairs, keys,
     ), unpriced
 
 
