@@ -269,6 +269,8 @@ def _differences(a: RunScores, b: RunScores) -> list[str]:
         if name == "endpoints" and said or jury and name not in _SELECTION:
             continue  # another judge answers elsewhere anyway; a jury is asked nothing
         x, y = getattr(a.summary.settings, name), getattr(b.summary.settings, name)
+        if isinstance(x, list) and isinstance(y, list) and sorted(map(str, x)) == sorted(map(str, y)):
+            continue  # the same sets, sections, scenario globs or endpoints, given in another order
         if x != y and not (name == "template_sha256" and a.summary.settings.template != b.summary.settings.template):
             said.append(f"{name}: {_word(x)} vs {_word(y)}" if name != "template_sha256"
                         else "template: same name, different text")

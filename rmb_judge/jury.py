@@ -234,7 +234,7 @@ def _settings(benchmark: Benchmark, members: Sequence[Member], chosen: Chosen) -
     probs = any(bool(s.verdict_probs) for s in every)
     if chosen.selection is not None:
         s = chosen.selection
-        return Settings(sets=list(every[0].sets), sections=list(every[0].sections), scenarios=list(s.scenarios),
+        return Settings(sets=list(every[0].sets), sections=list(every[0].sections), scenarios=list(every[0].scenarios),
                         limit=s.limit, sample=s.sample, seed=s.seed, precision=chosen.precision, verdict_probs=probs)
     scenarios = {tuple(s.scenarios) for s in every}
     limits = [s.limit for s in every if s.limit is not None]

@@ -385,9 +385,11 @@ def test_the_view_fits_the_window(browser, url, judged_runs, shots, width):
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory, judged_runs) -> Path:
+def report(tmp_path_factory, judged_runs, panel) -> Path:
     """The report of a varied set of runs: long judge names and settings, every extra column,
-    a partial and a suspect run, another selection, published rows, and the two judged runs."""
+    a partial and a suspect run, a --precision run, another selection, published rows, the two
+    judged runs, a --verdict-probs run and the jury of the three (behaviour, calibration and the
+    reliability diagram)."""
     root = tmp_path_factory.mktemp("report")
     paths = dataset_paths()
     position = {"first_pick_rate": 0.55, "first_pick_interval": [0.53, 0.57], "consistency": 0.81,
@@ -410,8 +412,12 @@ def report(tmp_path_factory, judged_runs) -> Path:
         write_run(folders[-1], f"openai:o3-mini-{name}", paths, 9, settings={}, records=18329, **extra)
     folders.append(root / "five")
     write_run(folders[-1], "openai:gpt-4.1-nano", paths, 8, settings={"limit": 5}, records=475)
+    folders.append(root / "precision")
+    write_run(folders[-1], "openai:gpt-4o-mini-2024-07-18", paths, 7, settings={"precision": 0.02, "seed": 3},
+              records=18329, cost=0.61, results_cost=0.61)
     page = root / "report.html"
-    page.write_text(render_html(load_runs([*folders, judged_runs.a, judged_runs.b]), published=True), encoding="utf-8")
+    page.write_text(render_html(load_runs([*folders, judged_runs.a, judged_runs.b, *panel]), published=True),
+                    encoding="utf-8")
     return page
 
 
@@ -426,7 +432,7 @@ def test_the_report_fits_the_window(browser, report, shots, width):
     hidden = browser.execute_script("""return [...document.querySelectorAll('.scroll')]
         .filter((box) => box.scrollWidth > box.clientWidth)
         .map((box) => box.querySelector('table, svg').getAttribute('class'));""")
-    assert hidden == ([] if width >= 1280 else ["heatmap"]), hidden
+    assert hidden == ["heatmap"], hidden
     split = browser.find_element(By.CSS_SELECTOR, "table.leaderboard-details").is_displayed()
     assert split == (width < 1200)
     check_and_shoot(browser, width, shots / f"report-{width}.png", full_page=True)
