@@ -48,7 +48,7 @@ def _environment() -> jinja2.Environment:
         keep_trailing_newline=True,
     )
     environment.filters["num"] = lambda value, digits=1: f"{value:.{digits}f}"
-    environment.globals.update(font=FONT, few=FEW)
+    environment.globals.update(font=FONT, few=FEW, legend_height=legend_height)
     return environment
 
 
@@ -58,10 +58,12 @@ class Chart:
 
     name: str  # the downloaded file's, without .svg
     svg: Markup
+    standalone: Markup | None = None  # the file, where it differs: its legend inside (the page has an HTML one)
 
     @property
     def download(self) -> str:
-        return "data:image/svg+xml;base64," + base64.b64encode(self.svg.encode("utf-8")).decode("ascii")
+        svg = self.standalone or self.svg
+        return "data:image/svg+xml;base64," + base64.b64encode(svg.encode("utf-8")).decode("ascii")
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ class Page:
     """One benchmark's part of the report."""
 
     board: Board
+    legend: list[tuple[str, str]]  # (colour, title) of each run, above the charts that share it
     bars: Chart
     cost: Chart | None
     unpriced: list[str]  # runs the cost chart leaves out
@@ -95,8 +98,9 @@ def _page(shown: Board) -> Page:
                           for row in shown.rows])
     return Page(
         board=shown,
-        bars=_chart(f"{name}-scores-by-section", "bars.svg.j2", bars=_bars(shown, slots, faded)),
-        cost=_chart(f"{name}-cost-vs-accuracy", "cost.svg.j2", cost=cost) if cost else None,
+        legend=[(_colour(row.rank), row.title) for row in shown.rows],
+        bars=_chart(f"{name}-scores-by-section", "bars.svg.j2", page_legend=True, bars=_bars(shown, slots, faded)),
+        cost=_chart(f"{name}-cost-vs-accuracy", "cost.svg.j2", page_legend=True, cost=cost) if cost else None,
         unpriced=unpriced,
         heatmap=_chart(f"{name}-accuracy-by-scenario", "heatmap.svg.j2", heatmap=heatmap) if heatmap else None,
         reliability=_chart(f"{name}-calibration", "reliability.svg.j2", reliability=curves) if curves else None,
@@ -110,8 +114,15 @@ def reliability_svg(runs: list[Forecaster]) -> str | None:
     return None if curves is None else str(_chart("calibration", "reliability.svg.j2", reliability=curves).svg)
 
 
-def _chart(name: str, template: str, **layout: Any) -> Chart:
-    return Chart(name, Markup(_environment().get_template(template).render(**layout).strip()))  # autoescaped
+def _chart(name: str, template: str, page_legend: bool = False, **layout: Any) -> Chart:
+    """The chart's SVG (autoescaped); with `page_legend` the page shows it without its legend,
+    which the page gives in HTML, legible however far the chart is scaled down."""
+    def render(inline_legend: bool) -> Markup:
+        return Markup(_environment().get_template(template).render(inline_legend=inline_legend, **layout).strip())
+
+    if page_legend:
+        return Chart(name, render(False), render(True))
+    return Chart(name, render(True))
 
 
 def _colour(rank: int) -> str:
