@@ -18,7 +18,8 @@ from test_verdict_probs import SELECTION, probability_judge
 
 from rmb_judge import cli, records
 from rmb_judge.compare import compare, read_run
-from rmb_judge.jury import build
+from rmb_judge.judgments import JudgedComparison, Presented
+from rmb_judge.jury import build, verdict
 from rmb_judge.report import load_runs, render_html, render_markdown
 from rmb_judge.session import run
 
@@ -280,3 +281,43 @@ def test_kappa_of_judges_that_give_one_verdict_throughout_is_undefined_not_nan(r
     said = json.loads(capsys.readouterr().out, parse_constant=no_nan)
     assert said["agreement"]["raw"]["value"] == 1.0 and said["agreement"]["kappa"]["value"] is None
     assert "Cohen's kappa undefined (both gave one and the same verdict throughout)" in cli_compare(runs / "c", tmp_path / "c")
+
+
+def test_a_jury_of_a_suspect_member_is_suspect(runs, tmp_path, capsys):
+    """A member whose own verdicts could not be trusted (suspect: too many unparsed) makes the
+    jury suspect too: exit 6, and its warnings name the member."""
+    suspect = tmp_path / "b-suspect"
+    shutil.copytree(runs / "b", suspect)
+    summary = json.loads((suspect / "summary.json").read_text())
+    (suspect / "summary.json").write_text(json.dumps({**summary, "suspect": True, "warnings": ["60% unparsed"]}))
+    assert cli.main(["jury", str(runs / "a"), str(suspect), str(runs / "c"), "--out", str(tmp_path / "j")]) == 6
+    assert "suspect jury" in capsys.readouterr().err
+    written = json.loads((tmp_path / "j" / "summary.json").read_text())
+    assert written["suspect"] is True and any(str(suspect) in w and "suspect" in w for w in written["warnings"])
+
+
+def said(outcome: str | None, probs: tuple[float, float, float] | None = None) -> JudgedComparison:
+    """A member's comparison judged once, the preferred answer shown first."""
+    verdict = {"win": "A", "loss": "B", "tie": "tie", None: None}[outcome]
+    return JudgedComparison([Presented("AB", verdict, probs)])
+
+
+@pytest.mark.parametrize(("members", "expected"), [
+    (["win", "loss"], "tie"),  # two members that disagree: a split
+    (["win", "win", "loss", "loss"], "tie"),  # an even split
+    (["win", "win", "loss", None], "win"),  # an abstaining member does not count
+    (["win", "loss", "tie"], "tie"),  # three ways
+    (["tie", "tie", "win"], "tie"),
+    ([None, None], None),  # no member read a verdict
+])
+def test_majority_splits_and_abstentions(members, expected):
+    assert verdict([said(m) for m in members], "majority")[0] == expected
+
+
+def test_mean_probability_ties_and_abstentions():
+    even = [said("win", (0.7, 0.3, 0.0)), said("loss", (0.3, 0.7, 0.0))]
+    assert verdict(even, "mean-prob") == ("tie", pytest.approx((0.5, 0.5, 0.0)))
+    abstains = [said("win", (0.6, 0.3, 0.1)), said(None)]
+    assert verdict(abstains, "mean-prob") == ("win", pytest.approx((0.6, 0.3, 0.1)))
+    assert verdict(abstains, "majority") == ("win", None)  # not every member gave probabilities
+    assert verdict([said(None), said(None)], "mean-prob") == (None, None)
