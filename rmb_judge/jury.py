@@ -160,6 +160,7 @@ class Chosen:
     population: dict[str, int] | None  # a sample's scenario sizes in the selection (--sample, --precision)
     links: dict[Record, int]  # each record's linked set (scoring.linked), over the selection where there is one
     precision: float | None  # the loosest --precision target among the members (their samples' intersection)
+    left_out: list[str]  # data files every member judged, but not all the same version of
 
 
 def _base(settings: Settings, benchmark: Benchmark) -> tuple[Any, ...]:
@@ -203,6 +204,8 @@ def _chosen(benchmark: Benchmark, members: Sequence[Member], data: Path | None) 
     dataset = benchmark.load(root, load)
     same_files = {file for file, digest in members[0].files.items()
                   if all(m.files.get(file) == digest for m in members)}
+    left_out = sorted(file for file in members[0].files
+                      if file not in same_files and all(file in m.files for m in members))
     differ = sorted(file for file in same_files
                     if file in dataset.sha256 and dataset.sha256[file] != members[0].files[file])
     if differ:
@@ -222,6 +225,7 @@ def _chosen(benchmark: Benchmark, members: Sequence[Member], data: Path | None) 
         population=dict(Counter(r.category_path for r in dataset.records)) if sampled else None,
         links=scoring.linked(dataset.records if same else records),
         precision=max(targets) if targets else None,
+        left_out=left_out,
     )
 
 
@@ -302,6 +306,11 @@ def _summary(benchmark: Benchmark, members: Sequence[Member], judge: str, settin
             cost_usd=None if None in costs else sum(c for c in costs if c is not None),
         )),
     )
+    if chosen.left_out:
+        summary.warnings.append(
+            f"{len(chosen.left_out)} data files left out: the members judged different versions of them (SHA-256 in "
+            f"their manifest.json), so saw other texts: {', '.join(chosen.left_out[:5])}"
+            + (", ..." if len(chosen.left_out) > 5 else ""))
     for m in members:
         if m.summary.suspect:
             summary.warnings.append(f"member {m.judge} ({m.path}) is a suspect run")

@@ -321,3 +321,20 @@ def test_mean_probability_ties_and_abstentions():
     assert verdict(abstains, "mean-prob") == ("win", pytest.approx((0.6, 0.3, 0.1)))
     assert verdict(abstains, "majority") == ("win", None)  # not every member gave probabilities
     assert verdict([said(None), said(None)], "mean-prob") == (None, None)
+
+
+def test_scenarios_whose_data_files_the_members_judged_in_other_versions_are_left_out_and_named(runs, tmp_path):
+    """A member that judged another version of a data file (its SHA-256 in manifest.json) saw
+    other texts: those records are left out, and the jury's warnings say which file."""
+    other = tmp_path / "b-other-data"
+    shutil.copytree(runs / "b", other)
+    manifest = json.loads((other / "manifest.json").read_text())
+    changed = sorted(manifest["data"]["files"])[0]
+    manifest["data"]["files"][changed] = "0" * 64
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    whole = build([runs / "a", runs / "b"], tmp_path / "whole")
+    summary = build([runs / "a", other], tmp_path / "jury")
+    scenario = changed.removesuffix(".json")
+    assert summary.data.records < whole.data.records
+    assert not any(s.category_path == scenario for s in summary.scenarios)
+    assert any(changed in w and "left out" in w for w in summary.warnings)
