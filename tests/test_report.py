@@ -1042,3 +1042,21 @@ def test_each_downloaded_chart_names_the_runs_it_draws(tmp_path):
             tip, text, mark = next(key for key in keys if key[0].startswith(titles[rank]))  # (the diagram adds ECE)
             assert tip.startswith(text["text"].rstrip("…")) and colour in (mark.get("fill"), mark.get("stroke"))
             assert float(text["x"]) + 6.4 * len(text["text"]) <= float(parsed.all[0]["width"]), (chart, text)
+
+
+def test_a_lone_run_of_the_largest_selection_does_not_hide_the_cost_chart(tmp_path):
+    """A --precision run of the whole data set ranks first, alone; the three judges run on
+    --limit 5 beside it are the choice the cost chart is for: it draws them, and says which
+    runs it draws."""
+    write_run(tmp_path / "precise", "openai:gpt-4o-mini", dataset_paths()[:4], 1, settings={"precision": 0.02},
+              records=18329, cost=0.6, results_cost=0.6)
+    for name, cost in (("a", 0.5), ("b", 2.0), ("c", 9.0)):
+        write_run(tmp_path / name, f"openai:{name}", dataset_paths()[:4], 2, settings={"limit": 5}, records=475,
+                  cost=cost, results_cost=cost)
+    shown = load_runs([tmp_path / name for name in ("precise", "a", "b", "c")])
+    page = Elements(render_html(shown))
+    ranks = {row.run.judge: row.rank for row in board(shown).rows}
+    assert ranks["openai:gpt-4o-mini"] == 1
+    assert {int(c["data-run"]) for c in page.having("circle", "point")} == {ranks[f"openai:{n}"] for n in "abc"}
+    assert any("first 5 records per scenario" in p["text"] for p in page.having("p", "note")
+               if "cost" in p["text"])

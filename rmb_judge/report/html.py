@@ -27,7 +27,7 @@ from .behaviour import Forecaster, reliability, sections
 from .legend import Key, legend
 from .legend import height as legend_height
 from .load import OVERALL, Run
-from .view import Board, Row, across, boards
+from .view import RANKED, SELECTION, Board, Group, Row, across, boards
 
 PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac")
 ABSENT = "#e5e7eb"  # a heatmap cell the run did not judge
@@ -75,6 +75,7 @@ class Page:
     bars: Chart
     cost: Chart | None
     unpriced: list[str]  # runs the cost chart leaves out
+    cost_group: str  # the title of the group of runs the cost chart compares
     heatmap: Chart | None
     reliability: Chart | None  # runs with --verdict-probs
     behaviour: list[tuple[str, list[str]]]
@@ -102,6 +103,7 @@ def _page(shown: Board) -> Page:
         bars=_chart(f"{name}-scores-by-section", "bars.svg.j2", page_legend=True, bars=_bars(shown, slots, faded)),
         cost=_chart(f"{name}-cost-vs-accuracy", "cost.svg.j2", page_legend=True, cost=cost) if cost else None,
         unpriced=unpriced,
+        cost_group=group.title if (group := _cost_group(shown)) else "",
         heatmap=_chart(f"{name}-accuracy-by-scenario", "heatmap.svg.j2", heatmap=heatmap) if heatmap else None,
         reliability=_chart(f"{name}-calibration", "reliability.svg.j2", reliability=curves) if curves else None,
         behaviour=sections(shown),
@@ -258,14 +260,27 @@ class CostChart:
     legend: list[Key]
 
 
+def _placed(rows: list[Row]) -> list[Row]:
+    return [row for row in rows if row.run.cost_usd is not None and row.run.scores[OVERALL] is not None]
+
+
+def _cost_group(shown: Board) -> Group | None:
+    """The runs the cost chart compares: the first group of complete runs on one selection that
+    has two runs to place (a lone --precision run of the whole data, ranked first, leaves the
+    choice to the judges run beside it on a smaller selection), else the first group."""
+    return next((group for group in shown.groups if group.kind in (RANKED, SELECTION) and len(_placed(group.rows)) > 1),
+                shown.groups[0] if shown.groups else None)
+
+
 def _cost(shown: Board) -> tuple[CostChart | None, list[str]]:
     """Cost of the answers behind each score (x) against the overall score (y) with its interval,
-    for the runs ranked together (the first group: the same records), and the Pareto front:
+    for the runs ranked together (`_cost_group`: the same records), and the Pareto front:
     the runs no other run beats on both. A log scale when costs span a factor of 10 or more.
     Also the runs left out for an unknown price. None when fewer than two runs can be placed."""
-    rows = shown.groups[0].rows if shown.groups else []
+    group = _cost_group(shown)
+    rows = group.rows if group else []
     unpriced = [row.title for row in rows if row.run.cost_usd is None and row.run.scores[OVERALL] is not None]
-    placed = [row for row in rows if row.run.cost_usd is not None and row.run.scores[OVERALL] is not None]
+    placed = _placed(rows)
     if len(placed) < 2:
         return None, unpriced
     width, height, left, right, top, bottom = 640.0, 340.0, 58.0, 620.0, 16.0, 290.0
