@@ -338,3 +338,15 @@ def test_scenarios_whose_data_files_the_members_judged_in_other_versions_are_lef
     assert summary.data.records < whole.data.records
     assert not any(s.category_path == scenario for s in summary.scenarios)
     assert any(changed in w and "left out" in w for w in summary.warnings)
+
+
+def test_a_jury_written_over_one_of_its_members_is_refused(runs, tmp_path, capsys):
+    """--out naming a member's folder (with --replace, which would let it through) would destroy
+    the member's own run: refused in one line, the member left as it was."""
+    member = tmp_path / "b"
+    shutil.copytree(runs / "b", member)
+    before = sorted((p.name, p.read_bytes()) for p in member.iterdir())
+    assert cli.main(["jury", str(runs / "a"), str(member), "--out", str(member), "--replace"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--out" in err and "member" in err
+    assert sorted((p.name, p.read_bytes()) for p in member.iterdir()) == before
