@@ -21,6 +21,7 @@ from rmb_judge.compare import compare, read_run
 from rmb_judge.judgments import JudgedComparison, Presented
 from rmb_judge.jury import build, verdict
 from rmb_judge.report import load_runs, render_html, render_markdown
+from rmb_judge.report.behaviour import lines as report_lines
 from rmb_judge.session import run
 
 MEMBERS = ("a", "b", "c")
@@ -350,3 +351,17 @@ def test_a_jury_written_over_one_of_its_members_is_refused(runs, tmp_path, capsy
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--out" in err and "member" in err
     assert sorted((p.name, p.read_bytes()) for p in member.iterdir()) == before
+
+
+def test_a_jurys_comparisons_without_probabilities_say_why(runs, tmp_path):
+    """Where one member has no probability for a comparison, the jury has none: the calibration
+    line says a member gave none, not that no verdict token was read."""
+    partial = tmp_path / "c"
+    shutil.copytree(runs / "c", partial)
+    lines = [json.loads(line) for line in (partial / "samples.jsonl").read_text().splitlines()]
+    lines[0]["probs"] = None
+    (partial / "samples.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    summary = build([runs / "a", partial], tmp_path / "jury")
+    assert summary.calibration.without == 1
+    [said] = [line for line in report_lines(load_runs([tmp_path / "jury"])[0]) if line.startswith("verdict probabilities")]
+    assert "(1 without: a member gave none)" in said

@@ -65,7 +65,7 @@ def lines(run: Run) -> list[str]:
                               for m in behaviour.models[:MODELS_SHOWN])
             said.append(f"accuracy by responder model (where it wrote the preferred / the other answer): {shown}")
     if run.calibration is not None:
-        said.append(calibration_line(run.calibration))
+        said.append(calibration_line(run.calibration, jury=bool(run.jury)))
     return said
 
 
@@ -78,8 +78,9 @@ def _value(m: Measure) -> str:
     return "—" if m.value is None else f"{m.value:.2f}"
 
 
-def calibration_line(c: Calibration) -> str:
-    without = f" ({c.without:,} without: no verdict token read)" if c.without else ""
+def calibration_line(c: Calibration, jury: bool = False) -> str:
+    why = "a member gave none" if jury else "no verdict token read"
+    without = f" ({c.without:,} without: {why})" if c.without else ""
     return (f"verdict probabilities on {c.comparisons:,} comparisons{without}: Brier {_measure(c.brier)}, "
             f"ECE {_measure(c.ece)}, AUROC {_measure(c.auroc)}")
 
