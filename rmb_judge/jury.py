@@ -117,9 +117,9 @@ def build(paths: Sequence[Path], out: Path, rule: str = "majority", data: Path |
         raise UsageError("jury: give at least two run folders")
     members = [read_member(Path(p)) for p in paths]
     _check_distinct(members)
-    if (written := next((m for m in members if m.path == Path(out).resolve()), None)) is not None:
-        raise UsageError(f"jury: --out {out} is the folder of its member {written.judge}: the jury would overwrite "
-                         "that run; choose another --out")
+    if (overwritten := next((m for m in members if m.path == Path(out).resolve()), None)) is not None:
+        raise UsageError(f"jury: --out {out} is the folder of its member {overwritten.judge}: the jury would "
+                         "overwrite that run; choose another --out")
     names = {m.summary.benchmark for m in members}
     if len(names) > 1:
         raise UsageError(f"jury: the runs are of different benchmarks ({', '.join(sorted(names))})")
