@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from . import retry
+from . import retry, verdict_probs
 from .cache import CLAIM_SECONDS, Answer, Cache, Claims
 from .config import EngineConfig
 from .errors import CacheError, CacheMiss, FatalProviderError, UsageError
@@ -497,7 +497,7 @@ class Engine:
 
     def _scrub(self, response: ChatResponse) -> None:
         """A server that echoes the API key in its answer: the key goes no further."""
-        response.text = retry.without_secrets(response.text, self._secrets)
+        response.text, response.logprobs = verdict_probs.scrubbed(response.text, response.logprobs, self._secrets)
         response.model = retry.without_secrets(response.model, self._secrets)
 
     def settle(self, key: tuple[str, int], outcome: Outcome) -> None:
