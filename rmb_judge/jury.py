@@ -12,7 +12,8 @@ comparison gets the jury's verdict relative to the label:
   names (the two sides equal: a tie). Every member must be a --verdict-probs run.
 Under either rule the jury's probabilities are that mean, so its calibration is measured too.
 
-The jury's records are scored like any run's, with intervals, behaviour and (with
+The jury's records are scored like any run's (records linked by a shared comparison counted
+together, as in a run's intervals), with intervals, behaviour and (with
 probabilities) calibration; each comparison is one presentation, the preferred answer as A
 (a jury sees no order, so it has no position bias), whose votes are the members' verdicts
 (`agreement` in summary.json: how often all members agree). `usage.results` is the sum of the
@@ -100,9 +101,10 @@ def build(paths: Sequence[Path], out: Path, rule: str = "majority", data: Path |
         dataset_root, records, digests = _records(benchmark, members, data)
         judged = _judged(records, members, rule)
         record_scores = scoring.score_records(benchmark, judged)
-        summary = _summary(benchmark, members, judge, settings, judged, record_scores, records, dataset_root)
+        links = scoring.linked(records)
+        summary = _summary(benchmark, members, judge, settings, judged, record_scores, records, dataset_root, links)
         folder.write_lines("samples.jsonl", (
-            sample_line(j, score, rs.score, summary.simulated)
+            sample_line(j, score, rs.score, summary.simulated, links[rs.record])
             for rs in record_scores for group, score in zip(rs.comparisons, rs.comparison_scores, strict=True)
             for j in group))
         folder.write_json("summary.json", summary.to_json())
@@ -174,8 +176,9 @@ def _judged(records: Sequence[Record], members: Sequence[Member], rule: str) -> 
 
 def _summary(benchmark: Benchmark, members: Sequence[Member], judge: str, settings: Settings,
              judged: list[scoring.Judged], record_scores: list[scoring.RecordScore], records: list[Record],
-             root: str) -> Summary:
-    scored = scoring.summarize(benchmark, judged, record_scores, records, scalar=False)
+             root: str, links: dict[Record, int]) -> Summary:
+    scored = scoring.summarize(benchmark, judged, record_scores, records, scalar=False, links=links,
+                               sampled=settings.sample)
     costs = [m.summary.usage.results.cost_usd for m in members]
     unread = sum(1 for j in judged if j.verdict is None)
     summary = Summary(

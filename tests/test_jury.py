@@ -177,3 +177,26 @@ def test_a_jury_of_an_incomplete_member_says_so(runs, tmp_path, capsys):
     assert "rmb-judge: incomplete: a member run is incomplete" in err
     written = json.loads((tmp_path / "j" / "summary.json").read_text())
     assert written["complete"] is False and any("is incomplete" in w for w in written["warnings"])
+
+
+def test_a_jury_of_one_run_twice_keeps_its_linked_records(data_root, tmp_path):
+    """A jury of a run and its copy has the run's verdicts, so its scores and their intervals
+    are the run's own: records holding one comparison in two sections stay linked (their
+    covariance in overall's interval), and its samples.jsonl names them for `compare`."""
+    selection = records.Selection(scenarios=["*Helpfulness/Chat*"], limit=10)
+    run(make_config(judge="mock", data=data_root, out=tmp_path / "a", cache=tmp_path / "cache", selection=selection))
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    lines = [json.loads(line) for line in (tmp_path / "a" / "samples.jsonl").read_text().splitlines()]
+    kinds = defaultdict(set)
+    for line in lines:
+        kinds[line["link"]].add(line["category_path"].split("/")[0])
+    assert any(len(k) == 2 for k in kinds.values())  # some records are linked across the two sets
+    build([tmp_path / "a", tmp_path / "b"], tmp_path / "jury")
+    member, jury = (json.loads((tmp_path / n / "summary.json").read_text()) for n in ("a", "jury"))
+    assert jury["scores"] == member["scores"]
+    assert jury["intervals"] == member["intervals"]
+    links = {(s["category_path"], s["uid"]): s["link"]
+             for s in map(json.loads, (tmp_path / "jury" / "samples.jsonl").read_text().splitlines())}
+    assert None not in links.values()
+    assert len(set(links.values())) == len(kinds)  # the same linked sets
+    assert not any("linked" in note for note in compare(read_run(tmp_path / "jury"), read_run(tmp_path / "a")).notes)
