@@ -149,11 +149,26 @@ class Trial:
     most: float = 0.5  # share of unreadable answers above which the run stops
     answers: int = 0
     unreadable: int = 0
+    cut: int = 0  # of the unreadable, answers cut off at the request's max_tokens
+    max_tokens: int | None = None
+
+    def add(self, request: ChatRequest, response: ChatResponse) -> None:
+        """Count one live answer."""
+        self.answers += 1
+        if self.readable(response) is False:
+            self.unreadable += 1
+            self.cut += response.truncated
+            self.max_tokens = request.max_tokens
 
     def verdict(self) -> str | None:
         """Once TRIAL_ANSWERS have come: why the run should stop, or None to go on."""
         if self.unreadable <= self.most * self.answers:
             return None
+        if 2 * self.cut > self.unreadable:  # the template is not at fault: the answers ran out of tokens
+            return (f"{self.unreadable} of the first {self.answers} answers state no verdict, {self.cut} of them cut "
+                    f"off at --max-tokens {self.max_tokens} before they came to one, so the rest would be paid for "
+                    "losses; raise --max-tokens (a model that reasons spends tokens on it first; the answers "
+                    "received are cached)")
         return (f"{self.unreadable} of the first {self.answers} answers state no verdict in the form the "
                 f"template's verdict style {self.style!r} ({self.form}) asks for, so the rest would be paid for "
                 "losses; check --template against what the judge answers (the answers received are cached; "
@@ -435,13 +450,12 @@ class Engine:
                     self._budget.notify_all()
         outcome = await self.keep(job.key, job.sample, job.request, response)
         if self.trial is not None:
-            await self._try(self.trial, response)
+            await self._try(self.trial, job.request, response)
         return outcome
 
-    async def _try(self, trial: Trial, response: ChatResponse) -> None:
+    async def _try(self, trial: Trial, request: ChatRequest, response: ChatResponse) -> None:
         """Count a live answer of the trial; with the last one, stop the run or lift its cap."""
-        trial.answers += 1
-        trial.unreadable += trial.readable(response) is False
+        trial.add(request, response)
         if trial.answers < TRIAL_ANSWERS:
             return
         self.trial = None

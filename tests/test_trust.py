@@ -90,6 +90,19 @@ def test_a_judge_answering_without_verdicts_is_stopped_early(data_root, tmp_path
         assert summary_of(tmp_path)["complete"]
 
 
+def test_answers_cut_off_before_their_verdict_point_at_max_tokens(data_root, tmp_path, capsys):
+    """A judge that spends --max-tokens before it states a verdict (a reasoning model, or a
+    verbose one) is stopped early too, but told to raise --max-tokens: its template is right."""
+    cut = Reply("Let me think about both answers carefully. First, Assistant A", finish="length")
+    with FakeAPI(lambda body, wire: cut).run_in_thread() as api:
+        code = run_cli(tmp_path, data_root, "--max-tokens", "16", url=api.openai_url,
+                       select=("--scenarios", "*Chat*", "--limit", "20"))
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_SUSPECT and summary_of(tmp_path)["stopped_reason"] == "unreadable"
+    assert "cut off at --max-tokens 16" in err and "raise --max-tokens" in err
+    assert "check --template" not in err
+
+
 def test_a_judge_with_a_few_unreadable_answers_is_not_stopped(data_root, tmp_path):
     """One answer in eight without a verdict (more than --max-unparsed allows, far from most)
     runs to the end: suspect, not stopped."""
