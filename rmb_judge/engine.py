@@ -61,13 +61,14 @@ class Pricing(Protocol):
     def count_output(self, text: str) -> int: ...
 
     def cost(self, input_tokens: int, output_tokens: int, cache_read: int = 0,
-             cache_write: int = 0) -> float | None: ...
+             cache_write: int = 0, batch: bool | None = None) -> float | None: ...
 
 
-def answer_cost(pricing: Pricing, response: ChatResponse) -> float | None:
-    """What an answer cost: its input (cached tokens at the prompt cache's rates) and output."""
+def answer_cost(pricing: Pricing, response: ChatResponse, batch: bool | None = None) -> float | None:
+    """What an answer cost: its input (cached tokens at the prompt cache's rates) and output;
+    `batch`: whether it came through the batch API (None: as the run sends its requests)."""
     return pricing.cost(response.input_tokens, response.output_tokens, response.cache_read_tokens,
-                        response.cache_write_tokens)
+                        response.cache_write_tokens, batch)
 
 
 class Free:
@@ -79,7 +80,8 @@ class Free:
     def count_output(self, text: str) -> int:
         return 0
 
-    def cost(self, input_tokens: int, output_tokens: int, cache_read: int = 0, cache_write: int = 0) -> float | None:
+    def cost(self, input_tokens: int, output_tokens: int, cache_read: int = 0, cache_write: int = 0,
+             batch: bool | None = None) -> float | None:
         return None
 
 
@@ -448,7 +450,7 @@ class Engine:
                     self._reserved_cost -= est_cost
                     self._reservations -= 1
                     self._budget.notify_all()
-        outcome = await self.keep(job.key, job.sample, job.request, response)
+        outcome = await self.keep(job.key, job.sample, job.request, response, batch=False)
         if self.trial is not None:
             await self._try(self.trial, job.request, response)
         return outcome
@@ -467,10 +469,10 @@ class Engine:
         return self.provider.classify(exc)
 
     async def keep(
-        self, key: str, sample: int, request: ChatRequest | None, response: ChatResponse
+        self, key: str, sample: int, request: ChatRequest | None, response: ChatResponse, *, batch: bool
     ) -> Outcome:
-        """Count an answer (live or from a batch), price it and write it to the cache at
-        once. `request` is None for a batch item of another run (paid for, so kept too).
+        """Count an answer (live or, `batch`, from a batch: priced as such), price it and write
+        it to the cache at once. `request` is None for a batch item of another run (paid for, so kept too).
         A server that sent no usage has its tokens counted here. If the cache cannot store
         the answer, it goes to the side file (or, that failing too, stays in `unsaved` for
         the run folder) and the run stops; this run still uses it."""
@@ -480,7 +482,7 @@ class Engine:
             if request is not None:
                 response.input_tokens = self.pricing.tokens(request)[0]
             response.output_tokens = self.pricing.count_output(response.text)
-        response.cost_usd = answer_cost(self.pricing, response)
+        response.cost_usd = answer_cost(self.pricing, response, batch)
         response.endpoint = response.endpoint or self.endpoints[0]
         self._scrub(response)
         self.stats.add_usage(response)
@@ -629,7 +631,7 @@ class Engine:
         kind = self._kind(exc)
         if isinstance(exc, retry.BrokenAnswer) and exc.response is not None:
             broken: ChatResponse = exc.response  # an empty answer is billed like any other
-            broken.cost_usd = answer_cost(self.pricing, broken)
+            broken.cost_usd = answer_cost(self.pricing, broken, batch=False)
             self.stats.add_usage(broken)
         elif retry.may_be_billed(exc):
             self.stats.unconfirmed_cost_usd += est_cost
