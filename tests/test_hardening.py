@@ -83,7 +83,8 @@ async def test_a_process_paused_past_its_claims_checks_them_again(tmp_path, monk
     assert sent == 6 and len(api.calls()) == 6
 
 
-def test_a_live_run_collects_a_pending_batch_instead_of_paying_again(data_root, tmp_path):
+def test_a_live_run_collects_a_pending_batch_instead_of_paying_again(data_root, tmp_path, capsys):
+    """... and does not announce (or, on a terminal, ask to confirm) the cost of sending them."""
     with FakeAPI(batch_seconds=3).run_in_thread() as api:
         args = ["--limit", "1", "--scenarios", "*Chat*", "--sets", "pairwise"]
         batch = subprocess.Popen(
@@ -98,6 +99,8 @@ def test_a_live_run_collects_a_pending_batch_instead_of_paying_again(data_root, 
         items = sum(len(b.bodies) for b in api.batches.values())
         assert api.calls() == [] and api.batches_created == 1  # the live run sent nothing
     assert summary_of(tmp_path, "live")["data"]["comparisons_judged"] == items
+    err = capsys.readouterr().err
+    assert f"{items} answers are in 1 batches submitted before" in err and "requests to send" not in err
 
 
 def test_answers_collected_from_a_pending_batch_cost_the_batch_price(data_root, tmp_path):
