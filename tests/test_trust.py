@@ -163,6 +163,12 @@ def test_a_base_url_with_or_without_v1_is_one_endpoint(data_root, tmp_path, caps
         assert len(api.calls()) == sent
     for out in ("bare", "v1"):
         assert json.loads((tmp_path / out / "manifest.json").read_text())["endpoints"] == [api.openai_url]
+    # a folder an older rmb-judge wrote for the bare URL (recorded as given) is the same run's
+    manifest = json.loads((tmp_path / "bare" / "manifest.json").read_text())
+    manifest["settings"]["endpoints"] = [api.url]
+    (tmp_path / "bare" / "manifest.json").write_text(json.dumps(manifest))
+    capsys.readouterr()
+    assert run_cli(tmp_path, data_root, "--offline", url=api.url, out="bare") == 0, capsys.readouterr().err
 
 
 def free_port():
