@@ -37,6 +37,7 @@ class Presented:
 class JudgedComparison:
     presentations: list[Presented] = field(default_factory=list)
     finished: bool = True  # its record was scored (a stopped run's unfinished records are not)
+    link: int | None = None  # its record's linked set in the run (None: not written)
 
     @property
     def outcome(self) -> str | None:
@@ -79,6 +80,7 @@ def read(folder: Path) -> dict[Key, JudgedComparison]:
             comparison = found.setdefault((row.category_path, row.uid, row.loser_index), JudgedComparison())
             comparison.presentations.append(Presented(row.order, row.verdict, probs))
             comparison.finished = comparison.finished and row.record_correct is not None
+            comparison.link = row.link
     except FileNotFoundError:
         raise UsageError(f"{folder}: no samples.jsonl in this folder (the run's verdicts are read from it)") from None
     except OSError as error:

@@ -27,8 +27,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import behaviour, benchmarks, calibration, comparisons, judgments, scoring, verdict_probs
+from . import behaviour, benchmarks, calibration, comparisons, intervals, judgments, precision, scoring, verdict_probs
 from .benchmark import Benchmark
+from .compare import joined
 from .config import Execution
 from .errors import UsageError
 from .outputs import RunFolder, manifest, sample_line
@@ -101,7 +102,7 @@ def build(paths: Sequence[Path], out: Path, rule: str = "majority", data: Path |
         dataset_root, records, digests = _records(benchmark, members, data)
         judged = _judged(records, members, rule)
         record_scores = scoring.score_records(benchmark, judged)
-        links = scoring.linked(records)
+        links = _links(records, members)
         summary = _summary(benchmark, members, judge, settings, judged, record_scores, records, dataset_root, links)
         folder.write_lines("samples.jsonl", (
             sample_line(j, score, rs.score, summary.simulated, links[rs.record])
@@ -153,6 +154,19 @@ def _records(benchmark: Benchmark, members: Sequence[Member], data: Path | None
     return str(dataset.root), records, {f: d for f, d in dataset.sha256.items() if f in same}
 
 
+def _links(records: Sequence[Record], members: Sequence[Member]) -> dict[Record, int]:
+    """The records' linked sets: records sharing an answer among them are joined, and so are
+    those any member found linked (over its own selection, as its summary's intervals did)."""
+    keys = {record: (record.category_path, record.uid) for record in records}
+    labelings = [{keys[r]: link for r, link in scoring.linked(records).items()}]
+    for member in members:
+        found = {(key[0], key[1]): v.link for key, v in member.verdicts.items() if v.link is not None}
+        if all(key in found for key in keys.values()):  # (an older member wrote none)
+            labelings.append(found)
+    sets = joined(list(keys.values()), labelings)
+    return {record: sets[key] for record, key in keys.items()}
+
+
 def _judged(records: Sequence[Record], members: Sequence[Member], rule: str) -> list[scoring.Judged]:
     judged = []
     for comparison in comparisons.comparisons_of(records):
@@ -177,8 +191,16 @@ def _judged(records: Sequence[Record], members: Sequence[Member], rule: str) -> 
 def _summary(benchmark: Benchmark, members: Sequence[Member], judge: str, settings: Settings,
              judged: list[scoring.Judged], record_scores: list[scoring.RecordScore], records: list[Record],
              root: str, links: dict[Record, int]) -> Summary:
-    scored = scoring.summarize(benchmark, judged, record_scores, records, scalar=False, links=links,
-                               sampled=settings.sample)
+    # a --precision member judged a sample of each scenario: the records stand for its records in
+    # the selection, with its interval's critical value, as in the member's own summary
+    population: dict[str, int] = {}
+    for member in members:
+        if member.summary.precision is not None:
+            for s in member.summary.scenarios:
+                population[s.category_path] = max(population.get(s.category_path, 0), s.population or s.n)
+    scored = scoring.summarize(benchmark, judged, record_scores, records, scalar=False,
+                               population=population or None, z=precision.STOP_Z if population else intervals.Z95,
+                               links=links, sampled=settings.sample)
     costs = [m.summary.usage.results.cost_usd for m in members]
     unread = sum(1 for j in judged if j.verdict is None)
     summary = Summary(

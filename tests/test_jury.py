@@ -179,12 +179,15 @@ def test_a_jury_of_an_incomplete_member_says_so(runs, tmp_path, capsys):
     assert written["complete"] is False and any("is incomplete" in w for w in written["warnings"])
 
 
-def test_a_jury_of_one_run_twice_keeps_its_linked_records(data_root, tmp_path):
+@pytest.mark.parametrize("kind", ["limit", "precision"])
+def test_a_jury_of_one_run_twice_keeps_its_linked_records(data_root, tmp_path, kind):
     """A jury of a run and its copy has the run's verdicts, so its scores and their intervals
     are the run's own: records holding one comparison in two sections stay linked (their
-    covariance in overall's interval), and its samples.jsonl names them for `compare`."""
-    selection = records.Selection(scenarios=["*Helpfulness/Chat*"], limit=10)
-    run(make_config(judge="mock", data=data_root, out=tmp_path / "a", cache=tmp_path / "cache", selection=selection))
+    covariance in overall's interval), and its samples.jsonl names them for `compare`; a
+    --precision run's records stand for their scenarios' records, as in its own summary."""
+    selection = records.Selection(scenarios=["*Helpfulness/Chat*"], limit=None if kind == "precision" else 10)
+    run(make_config(judge="mock", data=data_root, out=tmp_path / "a", cache=tmp_path / "cache", selection=selection,
+                    precision=0.08 if kind == "precision" else None))
     shutil.copytree(tmp_path / "a", tmp_path / "b")
     lines = [json.loads(line) for line in (tmp_path / "a" / "samples.jsonl").read_text().splitlines()]
     kinds = defaultdict(set)
@@ -193,6 +196,8 @@ def test_a_jury_of_one_run_twice_keeps_its_linked_records(data_root, tmp_path):
     assert any(len(k) == 2 for k in kinds.values())  # some records are linked across the two sets
     build([tmp_path / "a", tmp_path / "b"], tmp_path / "jury")
     member, jury = (json.loads((tmp_path / n / "summary.json").read_text()) for n in ("a", "jury"))
+    if kind == "precision":  # a sample of the selection
+        assert member["precision"]["records"] < member["precision"]["population"]
     assert jury["scores"] == member["scores"]
     assert jury["intervals"] == member["intervals"]
     links = {(s["category_path"], s["uid"]): s["link"]
