@@ -17,7 +17,7 @@ from pathlib import Path
 from . import verdict_probs
 from .errors import DataError, UsageError
 from .scoring import label_outcome
-from .summary import sample_rows
+from .summary import read_samples
 
 Key = tuple[str, str, int | None]  # category_path, uid, loser_index
 
@@ -66,28 +66,21 @@ def combined(outcomes: Sequence[str | None]) -> str | None:
 
 
 def read(folder: Path) -> dict[Key, JudgedComparison]:
-    """Every judged comparison of a run folder; one clear error when its samples.jsonl is
-    missing or not one of rmb-judge's."""
+    """Every judged comparison of a run folder, its samples.jsonl read through its types
+    (`summary.read_samples`); one clear error when it is missing or not one of rmb-judge's."""
     samples = folder / "samples.jsonl"
     found: dict[Key, JudgedComparison] = {}
     try:
-        for number, row in sample_rows(samples):
-            try:
-                key = (str(row["category_path"]), str(row["uid"]), row.get("loser_index"))
-                probs = row.get("probs")
-                presented = Presented(str(row["order"]), row["verdict"],
-                                      None if probs is None else (float(probs["A"]), float(probs["B"]),
-                                                                  float(probs["tie"])))
-                finished = row.get("record_correct") is not None
-                if presented.order not in ("AB", "BA") or presented.verdict not in ("A", "B", "tie", None):
-                    raise ValueError(presented)
-            except (ValueError, KeyError, TypeError, AttributeError):
-                raise DataError(f"{samples}, line {number}: not a sample line of rmb-judge") from None
-            comparison = found.setdefault(key, JudgedComparison())
-            comparison.presentations.append(presented)
-            comparison.finished = comparison.finished and finished
+        for number, row in read_samples(folder):
+            if row.order not in ("AB", "BA") or row.verdict not in ("A", "B", "tie", None):
+                raise DataError(f"{samples}, line {number}: not a sample line of rmb-judge (order {row.order!r}, "
+                                f"verdict {row.verdict!r})")
+            probs = None if row.probs is None else (row.probs.A, row.probs.B, row.probs.tie)
+            comparison = found.setdefault((row.category_path, row.uid, row.loser_index), JudgedComparison())
+            comparison.presentations.append(Presented(row.order, row.verdict, probs))
+            comparison.finished = comparison.finished and row.record_correct is not None
     except FileNotFoundError:
         raise UsageError(f"{folder}: no samples.jsonl in this folder (the run's verdicts are read from it)") from None
     except OSError as error:
-        raise DataError(f"{samples}: cannot read ({error})") from None
+        raise DataError(f"{samples}: cannot read ({error.strerror or error})") from None
     return found

@@ -13,7 +13,8 @@ comparison gets the jury's verdict relative to the label:
 The jury's probabilities are that mean (under `majority`, only where every member gives one:
 a mean of some would be their calibration, not the jury's), so its calibration is measured too.
 
-The jury's records are scored like any run's, with intervals, behaviour and (with
+The jury's records are scored like any run's (records linked by a shared comparison counted
+together, as in a run's intervals), with intervals, behaviour and (with
 probabilities) calibration; each comparison is one presentation, the preferred answer as A
 (a jury sees no order, so it has no position bias), whose votes are the members' verdicts
 (`agreement` in summary.json: how often all members agree). `usage.results` is the sum of the

@@ -24,6 +24,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, TextIO
 
+from .endpoints import normalize
 from .errors import RmbJudgeError, UsageError
 from .retry import redact
 from .scoring import Judged
@@ -80,8 +81,9 @@ class RunFolder:
         except (OSError, ValueError, AttributeError):
             return  # unreadable: nothing to protect
         now = settings.identity()
-        if isinstance(before.get("endpoints"), list):
-            before = {**before, "endpoints": sorted(map(str, before["endpoints"]))}
+        if isinstance(before.get("endpoints"), list):  # as recorded today (an older version kept http://h:p)
+            bare = _api_path(judge)
+            before = {**before, "endpoints": sorted(normalize(str(e), bare) for e in before["endpoints"])}
         differ = [k for k, v in now.items() if k in before and before[k] != v]
         if other_judge != judge or differ:
             what = (f"of another judge ({other_judge})" if other_judge != judge else "with other settings ("
@@ -130,6 +132,17 @@ class RunFolder:
                 raise
         except OSError as exc:
             raise RmbJudgeError(f"{target}: cannot write ({exc.strerror or exc})") from None
+
+
+def _api_path(judge: str) -> str:
+    """Where the judge's API lives on a server given by its host alone (`Provider.api_path`)."""
+    from .judges import parse_spec
+
+    try:
+        spec = parse_spec(judge)
+    except RmbJudgeError:  # a jury: asked nothing
+        return ""
+    return "" if spec.scalar else spec.provider_class.api_path
 
 
 def sample_line(j: Judged, comparison_correct: float | None, record_correct: float | None,

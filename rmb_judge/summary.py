@@ -259,9 +259,19 @@ class Summary:
 
 
 @dataclass
+class SampleProbs:
+    """--verdict-probs: P(A), P(B), P(tie) at a presentation's verdict token."""
+
+    A: Fraction
+    B: Fraction
+    tie: Fraction
+
+
+@dataclass
 class SampleScore:
-    """A samples.jsonl line as `compare` reads it back: which presentation of which
-    comparison, and the score its record got (None: a record a stopped run did not finish)."""
+    """A samples.jsonl line as `compare` and `jury` read it back: which presentation of which
+    comparison, the score its record got (None: a record a stopped run did not finish), and
+    its verdict and verdict probabilities."""
 
     category_path: str
     uid: str
@@ -269,6 +279,8 @@ class SampleScore:
     loser_index: int | None = None  # Best-of-N: which loser
     order: str | None = None  # AB: the label-preferred answer shown first
     link: int | None = None  # the record's linked set (records sharing an answer to one conversation)
+    verdict: str | None = None  # positional: A, B, tie, or None (no verdict)
+    probs: SampleProbs | None = None
 
 
 def open_regular(file: Path) -> BinaryIO:

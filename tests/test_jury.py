@@ -365,3 +365,74 @@ def test_a_jurys_comparisons_without_probabilities_say_why(runs, tmp_path):
     assert summary.calibration.without == 1
     [said] = [line for line in report_lines(load_runs([tmp_path / "jury"])[0]) if line.startswith("verdict probabilities")]
     assert "(1 without: a member gave none)" in said
+@pytest.mark.parametrize("kind", ["limit", "precision"])
+def test_a_jury_of_one_run_twice_keeps_its_linked_records(data_root, tmp_path, kind):
+    """A jury of a run and its copy has the run's verdicts, so its scores and their intervals
+    are the run's own: records holding one comparison in two sections stay linked (their
+    covariance in overall's interval), and its samples.jsonl names them for `compare`; a
+    --precision run's records stand for their scenarios' records, as in its own summary."""
+    selection = records.Selection(scenarios=["*Helpfulness/Chat*"], limit=None if kind == "precision" else 10)
+    run(make_config(judge="mock", data=data_root, out=tmp_path / "a", cache=tmp_path / "cache", selection=selection,
+                    precision=0.08 if kind == "precision" else None))
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    lines = [json.loads(line) for line in (tmp_path / "a" / "samples.jsonl").read_text().splitlines()]
+    kinds = defaultdict(set)
+    for line in lines:
+        kinds[line["link"]].add(line["category_path"].split("/")[0])
+    assert any(len(k) == 2 for k in kinds.values())  # some records are linked across the two sets
+    build([tmp_path / "a", tmp_path / "b"], tmp_path / "jury")
+    member, jury = (json.loads((tmp_path / n / "summary.json").read_text()) for n in ("a", "jury"))
+    if kind == "precision":  # a sample of the selection
+        assert member["precision"]["records"] < member["precision"]["population"]
+    assert jury["scores"] == member["scores"]
+    assert jury["intervals"] == member["intervals"]
+    links = {(s["category_path"], s["uid"]): s["link"]
+             for s in map(json.loads, (tmp_path / "jury" / "samples.jsonl").read_text().splitlines())}
+    assert None not in links.values()
+    assert len(set(links.values())) == len(kinds)  # the same linked sets
+    assert not any("linked" in note for note in compare(read_run(tmp_path / "jury"), read_run(tmp_path / "a")).notes)
+
+
+def damaged(runs: Path, tmp_path: Path, change) -> Path:
+    """A copy of member a whose samples.jsonl lines are passed through `change`."""
+    folder = tmp_path / "damaged"
+    shutil.copytree(runs / "a", folder)
+    rows = [json.loads(line) for line in (folder / "samples.jsonl").read_text().splitlines()]
+    (folder / "samples.jsonl").write_text("".join(json.dumps(change(row)) + "\n" for row in rows))
+    return folder
+
+
+@pytest.mark.parametrize(("probs", "said"), [
+    ({"A": float("nan"), "B": 0.5, "tie": 0.0}, "probs.A: expected a finite number, got NaN"),
+    ({"A": 5.0, "B": 0.5, "tie": 0.0}, "probs.A: 5.0 is outside [0, 1]"),
+    ({"A": "0.5", "B": 0.5, "tie": 0.0}, 'probs.A: expected a number, got "0.5"'),
+    ({"A": 0.5, "B": 0.5}, "probs.tie: missing"),
+])
+def test_damaged_probabilities_are_one_line_for_compare_and_jury(runs, tmp_path, capsys, probs, said):
+    """A member's samples.jsonl whose `probs` are no probabilities is refused in one line naming
+    the file, line and field (exit 2), as its `record_correct` would be: never a traceback, a
+    NaN Brier score or a jury verdict read from them."""
+    folder = damaged(runs, tmp_path, lambda row: {**row, "probs": probs})
+    for argv in (["compare", str(folder), str(runs / "b")],
+                 ["jury", str(folder), str(runs / "b"), "--rule", "mean-prob", "--out", str(tmp_path / "j")]):
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"{folder / 'samples.jsonl'}, line 1: {said}" in err[0], err
+    assert not (tmp_path / "j").exists()
+
+
+@pytest.mark.parametrize("kind", ["zero", "fifo"])
+def test_a_jury_member_whose_samples_are_no_file_is_refused_unread(runs, tmp_path, capsys, kind):
+    """samples.jsonl linked to /dev/zero (read until memory ran out) or a FIFO (waited on)."""
+    import os
+
+    folder = tmp_path / "member"
+    shutil.copytree(runs / "a", folder)
+    (folder / "samples.jsonl").unlink()
+    if kind == "zero":
+        (folder / "samples.jsonl").symlink_to("/dev/zero")
+    else:
+        os.mkfifo(folder / "samples.jsonl")
+    assert cli.main(["jury", str(folder), str(runs / "b"), "--out", str(tmp_path / "j")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"rmb-judge: {folder / 'samples.jsonl'}: not a regular file (a device, a FIFO or a link to one)"]
