@@ -12,6 +12,7 @@ under record resampling, as ECE's (calibration.simulate).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -52,10 +53,12 @@ def between(a: Path, b: Path, records: set[tuple[str, str]]) -> tuple[JudgeAgree
     totals, draws = calibration.simulate(vectors, len(VERDICTS) ** 2, kappa)
     low, high = calibration.quantiles(draws)
     n = sum(map(len, clusters))
+    value = kappa(totals) if n else math.nan  # NaN: both runs gave one and the same verdict throughout
     agreement = JudgeAgreement(
         comparisons=n,
         raw=share([[float(x == y) for x, y in c] for c in clusters]),
-        kappa=Measure(kappa(totals) if n else None, None if low is None else [low, high], n),  # type: ignore[list-item]
+        kappa=Measure(None, None, n) if math.isnan(value) else Measure(
+            value, None if low is None else [low, high], n),  # type: ignore[list-item]
         without=sum(map(len, verdicts.values())) - n,
     )
     return agreement, calibration.differences(forecasts)
@@ -78,8 +81,10 @@ def render(agreement: JudgeAgreement | None, probabilities: dict[str, Gap]) -> l
     if agreement is not None and agreement.comparisons:
         raw, kappa_ = agreement.raw, agreement.kappa
         left_out = f" ({agreement.without:,} left out: a verdict missing in either run)" if agreement.without else ""
+        said = _with(kappa_) if kappa_.value is not None else \
+            "undefined (both gave one and the same verdict throughout)"
         lines.append(f"agreement on {agreement.comparisons:,} comparisons both read: {_with(raw)} of verdicts "
-                     f"equal, Cohen's kappa {_with(kappa_)}{left_out}")
+                     f"equal, Cohen's kappa {said}{left_out}")
     for key, gap in probabilities.items():
         if gap.value is not None:
             p = "" if gap.p_value is None else f", p = {gap.p_value:.3f}" if gap.p_value >= 0.001 else ", p < 0.001"

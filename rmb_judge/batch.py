@@ -299,7 +299,7 @@ class BatchRunner:
             answer = answers.get(custom_id, missing)
             job = by_key.get((key, sample))
             if isinstance(answer, ChatResponse):
-                outcome = await engine.keep(key, sample, job.request if job else None, answer)
+                outcome = await engine.keep(key, sample, job.request if job else None, answer, batch=True)
             else:
                 outcome = Outcome(None, error=answer)
                 engine.stats.failed += 1

@@ -21,9 +21,10 @@ interval excludes 0).
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from . import agreement, benchmarks
 from .benchmark import OVERALL, SCORE
@@ -32,6 +33,7 @@ from .intervals import Difference, Stratum, paired
 from .measures import Gap, JudgeAgreement
 from .summary import Settings, Summary, data_files, read_samples, read_summary
 
+_Item = TypeVar("_Item", bound=Hashable)
 SIGNIFICANCE = 0.05
 
 
@@ -232,7 +234,13 @@ def _linked(shared: list[tuple[str, str]], a: RunScores, b: RunScores) -> dict[t
     over its own selection) are joined. None when a run did not write them."""
     if a.links is None or b.links is None:
         return None
-    parent = list(range(len(shared)))
+    return joined(shared, [a.links, b.links])
+
+
+def joined(items: Sequence[_Item], labelings: Iterable[Mapping[_Item, Hashable]]) -> dict[_Item, int]:
+    """Each item's set when items sharing a label in any of `labelings` (each labels every
+    item) are joined, and so is anything joined to them."""
+    parent = list(range(len(items)))
 
     def root(n: int) -> int:
         while parent[n] != n:
@@ -240,12 +248,12 @@ def _linked(shared: list[tuple[str, str]], a: RunScores, b: RunScores) -> dict[t
             n = parent[n]
         return n
 
-    for links in (a.links, b.links):
-        first: dict[int, int] = {}
-        for number, record in enumerate(shared):
-            other = first.setdefault(links[record], number)
+    for labels in labelings:
+        first: dict[Hashable, int] = {}
+        for number, item in enumerate(items):
+            other = first.setdefault(labels[item], number)
             parent[root(number)] = root(other)
-    return {record: root(number) for number, record in enumerate(shared)}
+    return {item: root(number) for number, item in enumerate(items)}
 
 
 def _selection(settings: Settings) -> tuple:
@@ -281,6 +289,8 @@ def _differences(a: RunScores, b: RunScores) -> list[str]:
         if name == "endpoints" and said or jury and name not in _SELECTION:
             continue  # another judge answers elsewhere anyway; a jury is asked nothing
         x, y = getattr(a.summary.settings, name), getattr(b.summary.settings, name)
+        if isinstance(x, list) and isinstance(y, list) and sorted(map(str, x)) == sorted(map(str, y)):
+            continue  # the same sets, sections, scenario globs or endpoints, given in another order
         if x != y and not (name == "template_sha256" and a.summary.settings.template != b.summary.settings.template):
             said.append(f"{name}: {_word(x)} vs {_word(y)}" if name != "template_sha256"
                         else "template: same name, different text")

@@ -45,14 +45,17 @@ class Estimator:
     def count_output(self, text: str) -> int:
         return self.provider.count_text(self.model, text)
 
-    def cost(self, input_tokens: int, output_tokens: int, cache_read: int = 0, cache_write: int = 0) -> float | None:
+    def cost(self, input_tokens: int, output_tokens: int, cache_read: int = 0, cache_write: int = 0,
+             batch: bool | None = None) -> float | None:
         """USD for one usage at the price that applies, or None when it is unknown. A given
-        price bills cached input at the input price (it names no other)."""
+        price bills cached input at the input price (it names no other). `batch`: the usage
+        came through the batch API (None: as this judge's requests are sent)."""
         if isinstance(self.price, tuple):
             per_input, per_output = self.price
             return (input_tokens * per_input + output_tokens * per_output) / 1_000_000
         if self.price == PUBLISHED:
-            return self.provider.price(self.model, input_tokens, output_tokens, self.batch, cache_read, cache_write)
+            return self.provider.price(self.model, input_tokens, output_tokens, self.batch if batch is None else batch,
+                                       cache_read, cache_write)
         return None
 
     def price_source(self) -> str:

@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from . import retry
+from . import retry, verdict_probs
 from .cache import CLAIM_SECONDS, Answer, Cache, Claims
 from .config import EngineConfig
 from .errors import CacheError, CacheMiss, FatalProviderError, UsageError
@@ -61,13 +61,14 @@ class Pricing(Protocol):
     def count_output(self, text: str) -> int: ...
 
     def cost(self, input_tokens: int, output_tokens: int, cache_read: int = 0,
-             cache_write: int = 0) -> float | None: ...
+             cache_write: int = 0, batch: bool | None = None) -> float | None: ...
 
 
-def answer_cost(pricing: Pricing, response: ChatResponse) -> float | None:
-    """What an answer cost: its input (cached tokens at the prompt cache's rates) and output."""
+def answer_cost(pricing: Pricing, response: ChatResponse, batch: bool | None = None) -> float | None:
+    """What an answer cost: its input (cached tokens at the prompt cache's rates) and output;
+    `batch`: whether it came through the batch API (None: as the run sends its requests)."""
     return pricing.cost(response.input_tokens, response.output_tokens, response.cache_read_tokens,
-                        response.cache_write_tokens)
+                        response.cache_write_tokens, batch)
 
 
 class Free:
@@ -79,7 +80,8 @@ class Free:
     def count_output(self, text: str) -> int:
         return 0
 
-    def cost(self, input_tokens: int, output_tokens: int, cache_read: int = 0, cache_write: int = 0) -> float | None:
+    def cost(self, input_tokens: int, output_tokens: int, cache_read: int = 0, cache_write: int = 0,
+             batch: bool | None = None) -> float | None:
         return None
 
 
@@ -149,11 +151,26 @@ class Trial:
     most: float = 0.5  # share of unreadable answers above which the run stops
     answers: int = 0
     unreadable: int = 0
+    cut: int = 0  # of the unreadable, answers cut off at the request's max_tokens
+    max_tokens: int | None = None
+
+    def add(self, request: ChatRequest, response: ChatResponse) -> None:
+        """Count one live answer."""
+        self.answers += 1
+        if self.readable(response) is False:
+            self.unreadable += 1
+            self.cut += response.truncated
+            self.max_tokens = request.max_tokens
 
     def verdict(self) -> str | None:
         """Once TRIAL_ANSWERS have come: why the run should stop, or None to go on."""
         if self.unreadable <= self.most * self.answers:
             return None
+        if 2 * self.cut > self.unreadable:  # the template is not at fault: the answers ran out of tokens
+            return (f"{self.unreadable} of the first {self.answers} answers state no verdict, {self.cut} of them cut "
+                    f"off at --max-tokens {self.max_tokens} before they came to one, so the rest would be paid for "
+                    "losses; raise --max-tokens (a model that reasons spends tokens on it first; the answers "
+                    "received are cached)")
         return (f"{self.unreadable} of the first {self.answers} answers state no verdict in the form the "
                 f"template's verdict style {self.style!r} ({self.form}) asks for, so the rest would be paid for "
                 "losses; check --template against what the judge answers (the answers received are cached; "
@@ -486,15 +503,14 @@ class Engine:
                     self._reserved_cost -= est_cost
                     self._reservations -= 1
                     self._budget.notify_all()
-        outcome = await self.keep(job.key, job.sample, job.request, response)
+        outcome = await self.keep(job.key, job.sample, job.request, response, batch=False)
         if self.trial is not None:
-            await self._try(self.trial, response)
+            await self._try(self.trial, job.request, response)
         return outcome
 
-    async def _try(self, trial: Trial, response: ChatResponse) -> None:
+    async def _try(self, trial: Trial, request: ChatRequest, response: ChatResponse) -> None:
         """Count a live answer of the trial; with the last one, stop the run or lift its cap."""
-        trial.answers += 1
-        trial.unreadable += trial.readable(response) is False
+        trial.add(request, response)
         if trial.answers < TRIAL_ANSWERS:
             return
         self.trial = None
@@ -506,10 +522,10 @@ class Engine:
         return self.provider.classify(exc)
 
     async def keep(
-        self, key: str, sample: int, request: ChatRequest | None, response: ChatResponse
+        self, key: str, sample: int, request: ChatRequest | None, response: ChatResponse, *, batch: bool
     ) -> Outcome:
-        """Count an answer (live or from a batch), price it and write it to the cache at
-        once. `request` is None for a batch item of another run (paid for, so kept too).
+        """Count an answer (live or, `batch`, from a batch: priced as such), price it and write
+        it to the cache at once. `request` is None for a batch item of another run (paid for, so kept too).
         A server that sent no usage has its tokens counted here. If the cache cannot store
         the answer, it goes to the side file (or, that failing too, stays in `unsaved` for
         the run folder) and the run stops; this run still uses it."""
@@ -519,7 +535,7 @@ class Engine:
             if request is not None:
                 response.input_tokens = self.pricing.tokens(request)[0]
             response.output_tokens = self.pricing.count_output(response.text)
-        response.cost_usd = answer_cost(self.pricing, response)
+        response.cost_usd = answer_cost(self.pricing, response, batch)
         response.endpoint = response.endpoint or self.endpoints[0]
         self._scrub(response)
         self.stats.add_usage(response)
@@ -543,7 +559,7 @@ class Engine:
 
     def _scrub(self, response: ChatResponse) -> None:
         """A server that echoes the API key in its answer: the key goes no further."""
-        response.text = retry.without_secrets(response.text, self._secrets)
+        response.text, response.logprobs = verdict_probs.scrubbed(response.text, response.logprobs, self._secrets)
         response.model = retry.without_secrets(response.model, self._secrets)
 
     def settle(self, key: tuple[str, int], outcome: Outcome) -> None:
@@ -661,7 +677,7 @@ class Engine:
         kind = self._kind(exc)
         if isinstance(exc, retry.BrokenAnswer) and exc.response is not None:
             broken: ChatResponse = exc.response  # an empty answer is billed like any other
-            broken.cost_usd = answer_cost(self.pricing, broken)
+            broken.cost_usd = answer_cost(self.pricing, broken, batch=False)
             self.stats.add_usage(broken)
         elif retry.may_be_billed(exc):
             self.stats.unconfirmed_cost_usd += est_cost

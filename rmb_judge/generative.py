@@ -382,7 +382,11 @@ class GenerativeJudge:
     def _confirm_cost(self) -> None:
         """Before the first request: one line with what the requests to send are estimated to
         cost (as `estimate` reckons it) and, on a terminal, above --confirm-above, a question."""
-        misses, execution = self.misses, self.config.execution
+        execution = self.config.execution
+        paid = batched(self.batches.pending(self.misses)) if self.batches else set()  # collected, not sent
+        misses = [j for j in self.misses if (j.key, j.sample) not in paid]
+        if not misses:
+            return
         counted = misses[:: max(1, len(misses) // COUNTED)]
         input_tokens = round(sum(self.estimate.tokens(j.request)[0] for j in counted) * len(misses) / len(counted))
         output_tokens = len(misses) * self.estimate.output_tokens

@@ -147,7 +147,13 @@ def _spread(stratum: Stratum, mean: float) -> _Spread:
     for G sets of equal size."""
     n = stratum.clusters
     counts = stratum.counts or [1] * n
-    links = stratum.links if stratum.links is not None else range(n)
+    if stratum.links is None:  # each cluster its own set: the same sums, without a set per cluster
+        if n < 2:
+            return _Spread(0.0, 0, {}, {})
+        squares = sum(r * r for r in (y - mean * k for y, k in zip(stratum.sums, counts, strict=True)))
+        units = sum(counts)
+        return _Spread(n / (n - 1) * squares / (units * units) * n, n - 1, {}, {})
+    links = stratum.links
     residuals: dict[Hashable, float] = defaultdict(float)
     sizes: dict[Hashable, int] = defaultdict(int)
     for y, k, link in zip(stratum.sums, counts, links, strict=True):

@@ -109,7 +109,7 @@ class JudgeAgreement:
 
     comparisons: int = 0
     raw: Measure = field(default_factory=Measure)  # share of equal verdicts
-    kappa: Measure = field(default_factory=Measure)  # Cohen's kappa: agreement beyond chance
+    kappa: Measure = field(default_factory=Measure)  # Cohen's kappa: agreement beyond chance (None: 0/0)
     without: int = 0  # shared comparisons left out: a verdict missing in either run
 
 

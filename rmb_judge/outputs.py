@@ -25,13 +25,13 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .benchmark import SCORE, Benchmark
+from .endpoints import normalize
 from .errors import RmbJudgeError, UsageError
 from .judgments import SLOTS, Judged, Pair, Ranking, RecordScore
 from .retry import redact
-from .summary import Settings
+from .summary import LOCK, Settings
 
 RESULT_PACKAGES = ("tokenizers",)  # versions that shape results but come through another package
-LOCK = ".rmb-judge.lock"
 UNSAVED = "unsaved-answers.jsonl"  # answers a full disk kept out of the cache; the next run adds them
 
 
@@ -83,8 +83,9 @@ class RunFolder:
         except (OSError, ValueError, AttributeError):
             return  # unreadable: nothing to protect
         now = settings.identity()
-        if isinstance(before.get("endpoints"), list):
-            before = {**before, "endpoints": sorted(map(str, before["endpoints"]))}
+        if isinstance(before.get("endpoints"), list):  # as recorded today (an older version kept http://h:p)
+            bare = _api_path(judge)
+            before = {**before, "endpoints": sorted(normalize(str(e), bare) for e in before["endpoints"])}
         differ = [k for k, v in now.items() if k in before and before[k] != v]
         if other_judge != judge or other_benchmark != benchmark or differ:
             what = (f"of another judge ({other_judge})" if other_judge != judge
@@ -135,6 +136,17 @@ class RunFolder:
                 raise
         except OSError as exc:
             raise RmbJudgeError(f"{target}: cannot write ({exc.strerror or exc})") from None
+
+
+def _api_path(judge: str) -> str:
+    """Where the judge's API lives on a server given by its host alone (`Provider.api_path`)."""
+    from .judges import parse_spec
+
+    try:
+        spec = parse_spec(judge)
+    except RmbJudgeError:  # a jury: asked nothing
+        return ""
+    return "" if spec.scalar else spec.provider_class.api_path
 
 
 def sample_line(benchmark: Benchmark, j: Judged, judgment_correct: float | None, record: RecordScore | None,

@@ -11,7 +11,6 @@ the mean over its orders (verdict_probs.right).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 from . import verdict_probs
 from .errors import DataError, UsageError
 from .scoring import label_outcome
+from .summary import read_samples
 
 Key = tuple[str, str, int | None]  # subset, uid, the judgment's number (RMB's loser_index)
 
@@ -67,35 +67,23 @@ def combined(outcomes: Sequence[str | None]) -> str | None:
 
 
 def read(folder: Path) -> dict[Key, JudgedComparison]:
-    """Every judged comparison of a run folder; one clear error when its samples.jsonl is
-    missing or not one of rmb-judge's."""
+    """Every judged comparison of a run folder, its samples.jsonl read through its types
+    (`summary.read_samples`); one clear error when it is missing or not one of rmb-judge's."""
     samples = folder / "samples.jsonl"
     found: dict[Key, JudgedComparison] = {}
     try:
-        with samples.open(encoding="utf-8") as lines:
-            for number, line in enumerate(lines, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                    if isinstance(row, dict) and "models" in row:
-                        continue  # a ranking's or a rating's line: not a pair's
-                    position = row.get("judgment", row.get("loser_index"))
-                    key = (str(row.get("subset") or row["category_path"]), str(row["uid"]), position)
-                    probs = row.get("probs")
-                    presented = Presented(str(row["order"]), row["verdict"],
-                                          None if probs is None else (float(probs["A"]), float(probs["B"]),
-                                                                      float(probs["tie"])))
-                    finished = row.get("record_correct") is not None
-                    if presented.order not in ("AB", "BA") or presented.verdict not in ("A", "B", "tie", None):
-                        raise ValueError(presented)
-                except (ValueError, KeyError, TypeError, AttributeError):
-                    raise DataError(f"{samples}, line {number}: not a sample line of rmb-judge") from None
-                comparison = found.setdefault(key, JudgedComparison())
-                comparison.presentations.append(presented)
-                comparison.finished = comparison.finished and finished
+        for number, row in read_samples(folder):
+            if row.models is not None:
+                continue  # a ranking's or a rating's line: not a pair's
+            if row.order not in ("AB", "BA") or row.verdict not in ("A", "B", "tie", None):
+                raise DataError(f"{samples}, line {number}: not a sample line of rmb-judge (order {row.order!r}, "
+                                f"verdict {row.verdict!r})")
+            probs = None if row.probs is None else (row.probs.A, row.probs.B, row.probs.tie)
+            comparison = found.setdefault((row.name, row.uid, row.position), JudgedComparison())
+            comparison.presentations.append(Presented(row.order, str(row.verdict) if row.verdict else None, probs))
+            comparison.finished = comparison.finished and row.record_correct is not None
     except FileNotFoundError:
         raise UsageError(f"{folder}: no samples.jsonl in this folder (the run's verdicts are read from it)") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise DataError(f"{samples}: cannot read ({error})") from None
+    except OSError as error:
+        raise DataError(f"{samples}: cannot read ({error.strerror or error})") from None
     return found

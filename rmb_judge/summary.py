@@ -10,6 +10,7 @@ if they are regular files, and only so far: a link to /dev/zero or a FIFO is ref
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -25,6 +26,7 @@ from typing import Annotated, Any, BinaryIO, TypeVar
 from .errors import DataError, UsageError
 from .measures import Behaviour, Calibration
 
+LOCK = ".rmb-judge.lock"  # the file a run holds locked in its --out folder while it writes there (outputs.RunFolder)
 JSON_LIMIT = 64 << 20  # bytes of summary.json or manifest.json read at most (a real one is far smaller)
 LINE_LIMIT = 64 << 20  # bytes of one samples.jsonl line read at most
 
@@ -266,12 +268,21 @@ class Summary:
 
 
 @dataclass
+class SampleProbs:
+    """--verdict-probs: P(A), P(B), P(tie) at a presentation's verdict token."""
+
+    A: Fraction
+    B: Fraction
+    tie: Fraction
+
+
+@dataclass
 class SampleScore:
-    """A samples.jsonl line as `compare` reads it back: which presentation of which
-    judgment, and the score its record got (None: a record a stopped run did not finish).
-    A line names its record's subset `subset` (and by the benchmark's own name, RMB's
-    `category_path`, which is all a line written before issue 16 has) and its judgment by
-    `judgment` (RMB: `loser_index`)."""
+    """A samples.jsonl line as `compare` and `jury` read it back: which presentation of which
+    judgment, the score its record got (None: a record a stopped run did not finish), and its
+    verdict and verdict probabilities. A line names its record's subset `subset` (and by the
+    benchmark's own name, RMB's `category_path`, which is all a line written before issue 16
+    has) and its judgment by `judgment` (RMB: `loser_index`)."""
 
     uid: str
     record_correct: Fraction | None
@@ -281,6 +292,9 @@ class SampleScore:
     judgment: int | None = None  # which of its record's judgments (other benchmarks)
     order: str | None = None  # AB: the label-preferred answer shown first
     link: int | None = None  # the record's linked set (records sharing an answer to one conversation)
+    verdict: str | float | None = None  # a pair's positional A, B, tie; a ranking's slot; a rating; None: no verdict
+    models: list[str] | None = None  # a ranking's or a rating's answers' models (a pair's line has none)
+    probs: SampleProbs | None = None
 
     @property
     def name(self) -> str:
@@ -334,6 +348,9 @@ def read_summary(folder: Path) -> Summary:
     try:
         data = read_json(file)
     except FileNotFoundError:
+        if (folder / LOCK).exists():
+            raise UsageError(f"{folder}: no summary.json yet: a run writing this folder writes it when it ends "
+                             "(Ctrl-C stops it with a partial one)") from None
         raise UsageError(f"{folder}: no summary.json in this folder (is it the --out folder of a run?)") from None
     if not isinstance(data, dict) or not isinstance(data.get("judge"), str):
         raise DataError(f'{file}: not an rmb-judge summary (no "judge" string)')
@@ -348,6 +365,23 @@ def read_samples(folder: Path) -> Iterator[tuple[int, SampleScore]]:
     number, typed; one clear error naming the file and line if a line is not a sample of
     rmb-judge, or (with a hint to rewrite it) one written before `record_correct` existed."""
     file = folder / "samples.jsonl"
+    for number, row in sample_rows(file):
+        if isinstance(row, dict) and "record_correct" not in row:
+            raise DataError(f"{file}: written by an older rmb-judge (no record_correct); rerun the "
+                            "same command with --offline to rewrite it from the cache")
+        try:
+            line = _load(SampleScore, row, "")
+        except DataError as error:
+            raise DataError(f"{file}, line {number}: {error}") from None
+        if not line.name:
+            raise DataError(f"{file}, line {number}: names no subset (subset or category_path)")
+        yield number, line
+
+
+def sample_rows(file: Path) -> Iterator[tuple[int, Any]]:
+    """Each non-blank line of a samples.jsonl file (FileNotFoundError if absent) with its
+    number, parsed but not checked; one clear error naming the file and line for a line that
+    is too long or not JSON, and for a file that is not a regular file (open_regular)."""
     with open_regular(file) as handle:
         for number, raw in enumerate(iter(lambda: handle.readline(LINE_LIMIT + 1), b""), 1):
             where = f"{file}, line {number}"
@@ -356,19 +390,9 @@ def read_samples(folder: Path) -> Iterator[tuple[int, SampleScore]]:
             if not raw.strip():
                 continue
             try:
-                row = json.loads(raw.decode("utf-8"))
+                yield number, json.loads(raw.decode("utf-8"))
             except (ValueError, UnicodeDecodeError):
                 raise DataError(f"{where}: not a sample line of rmb-judge (not JSON)") from None
-            if isinstance(row, dict) and "record_correct" not in row:
-                raise DataError(f"{file}: written by an older rmb-judge (no record_correct); rerun the "
-                                "same command with --offline to rewrite it from the cache")
-            try:
-                line = _load(SampleScore, row, "")
-            except DataError as error:
-                raise DataError(f"{where}: {error}") from None
-            if not line.name:
-                raise DataError(f"{where}: names no subset (subset or category_path)")
-            yield number, line
 
 
 def data_files(folder: Path) -> dict[str, str]:
@@ -433,8 +457,11 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None:
             return None
-        (option,) = [a for a in typing.get_args(hint) if a is not type(None)]
-        return _convert(option, value, where)
+        *others, last = [a for a in typing.get_args(hint) if a is not type(None)]
+        for option in others:  # the first the value is; the last names the error
+            with contextlib.suppress(DataError):
+                return _convert(option, value, where)
+        return _convert(last, value, where)
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _load(hint, value, where)
     if origin is list:

@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .retry import without_secrets
 from .verdicts import verdict_offsets
 
 SIDES = ("A", "B", "tie")
@@ -92,6 +93,23 @@ def keep(text: str, tokens: Sequence[Token]) -> list[dict[str, Any]]:
             **{verdict: _log_sum(values) for verdict, values in masses.items()},
         })
     return kept
+
+
+def scrubbed(text: str, kept: list[dict[str, Any]] | None, secrets: Sequence[str]
+             ) -> tuple[str, list[dict[str, Any]] | None]:
+    """`text` without `secrets` (`retry.without_secrets`: a key a server echoed), and its kept
+    verdict tokens moved to their place in what is left (a secret replaced by a shorter word
+    moves everything after it); a token inside a secret is dropped."""
+    clean = without_secrets(text, secrets)
+    if clean == text or not kept:
+        return clean, kept
+    moved = []
+    for token in kept:
+        start = len(without_secrets(text[: token["start"]], secrets))
+        end = start + token["end"] - token["start"]
+        if clean[start:end] == text[token["start"]: token["end"]]:
+            moved.append({**token, "start": start, "end": end})
+    return clean, moved
 
 
 def _log_sum(logprobs: list[float]) -> float:

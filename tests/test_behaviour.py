@@ -3,7 +3,9 @@ computations by hand on fixed presentations and straight from the data files for
 
 from __future__ import annotations
 
+import itertools
 import json
+import random
 from collections import defaultdict
 from fnmatch import fnmatch
 
@@ -12,6 +14,7 @@ from conftest import make_config
 
 from rmb_judge import behaviour, records
 from rmb_judge.judgments import Judged, Pair, Presentation
+from rmb_judge.measures import paired
 from rmb_judge.providers.mock import stable_hash
 from rmb_judge.records import Answer, Message, Record
 from rmb_judge.session import run
@@ -100,3 +103,29 @@ def test_a_runs_length_bias_from_the_data_files(data_root, tmp_path):
     assert length.judge.n == len(judge) and length.judge.value == pytest.approx(sum(judge) / len(judge))
     assert length.label.value == pytest.approx(sum(label) / len(label))
     assert result.summary.behaviour.note == "self-preference: the family of mock is not known"
+
+
+def test_a_preference_difference_by_enumeration_and_bootstrap():
+    """The judge-minus-label difference (length bias, self-preference): its p-value against every
+    one of the 2^k sign patterns of the records' sums, and its interval's width against a
+    bootstrap of whole records."""
+    clusters = [[1, 0], [1], [-1], [1, 1], [0, 1], [1], [-1, 0], [1], [0], [1, -1, 1]]
+    gap = paired(clusters)
+    n = sum(map(len, clusters))
+    sums = [sum(c) for c in clusters]
+    assert gap.value == pytest.approx(sum(sums) / n) and gap.n == n
+    extreme = sum(abs(sum(s * sign for s, sign in zip(sums, signs))) >= abs(sum(sums)) - 1e-9
+                  for signs in itertools.product((1, -1), repeat=len(sums)))
+    assert gap.p_value == pytest.approx(extreme / 2 ** len(sums))
+
+    rng = random.Random(11)
+    clusters = [[rng.choices((1, 0, -1), (0.35, 0.45, 0.2))[0] for _ in range(rng.randint(1, 3))] for _ in range(400)]
+    gap = paired(clusters)
+    means = []
+    for _ in range(800):
+        drawn = [clusters[rng.randrange(len(clusters))] for _ in clusters]
+        means.append(sum(map(sum, drawn)) / sum(map(len, drawn)))
+    centre = sum(means) / len(means)
+    spread = (sum((m - centre) ** 2 for m in means) / (len(means) - 1)) ** 0.5
+    assert (gap.interval[1] - gap.interval[0]) / 2 / 1.959964 == pytest.approx(spread, rel=0.1)
+    assert gap.interval[0] < gap.value < gap.interval[1]

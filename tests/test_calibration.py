@@ -4,11 +4,12 @@ brute-force record bootstrap."""
 
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
 
-from rmb_judge import calibration
+from rmb_judge import agreement, calibration
 
 # one comparison per record: P(the preferred answer is better)
 FIXED = [0.9, 0.8, 0.3, 0.6, 0.55, 0.5, 0.97, 0.1]
@@ -94,6 +95,11 @@ def test_the_intervals_match_a_brute_force_record_bootstrap():
     spread = (sum((d - mean) ** 2 for d in draws) / (len(draws) - 1)) ** 0.5
     # (counting comparisons as independent would make it 27% narrower here)
     assert variance ** 0.5 == pytest.approx(spread, rel=0.08)
+    brier = calibration.measure_forecasts(clusters).brier
+    draws = bootstrap(clusters, lambda qs: sum((1 - q) ** 2 for q in qs) / len(qs), 800)
+    mean = sum(draws) / len(draws)
+    spread = (sum((d - mean) ** 2 for d in draws) / (len(draws) - 1)) ** 0.5
+    assert (brier.interval[1] - brier.interval[0]) / 2 / 1.959964 == pytest.approx(spread, rel=0.1)
     value, (low, high) = calibration.ece(clusters)
     assert value == pytest.approx(plain_ece([q for c in clusters for q in c]))
     # the basic bootstrap interval, its lower end lowered once more by the bootstrap's bias
@@ -128,3 +134,49 @@ def test_two_runs_differences_match_a_paired_bootstrap():
     ordered = sorted(ece_draws)
     value = gaps["ece"].value
     assert gaps["ece"].interval == pytest.approx([2 * value - ordered[584], 2 * value - ordered[15]], abs=0.01)
+
+
+def write_samples(folder, verdicts):
+    """A samples.jsonl of one presentation per comparison (order AB), from label-relative verdicts
+    per record: what `compare` reads of a run's verdicts."""
+    folder.mkdir()
+    word = {"win": "A", "loss": "B", "tie": "tie", None: None}
+    with (folder / "samples.jsonl").open("w") as out:
+        for uid, said in enumerate(verdicts):
+            for loser, v in enumerate(said):
+                out.write(json.dumps({"category_path": "x/y", "uid": str(uid), "loser_index": loser, "order": "AB",
+                                      "verdict": word[v], "record_correct": 1.0}) + "\n")
+
+
+def plain_kappa(pairs):
+    n = len(pairs)
+    observed = sum(x == y for x, y in pairs) / n
+    expected = sum(sum(x == c for x, _ in pairs) * sum(y == c for _, y in pairs) for c in ("win", "loss", "tie")) / n / n
+    return (observed - expected) / (1 - expected)
+
+
+def test_kappa_and_its_interval_match_a_brute_force_record_bootstrap(tmp_path):
+    """Cohen's kappa of two judges' verdicts on shared comparisons, and its interval (simulated
+    from the 3 x 3 table's clustered covariance) against 800 resamplings of whole records."""
+    rng = random.Random(5)
+    a, b = [], []
+    for _ in range(250):
+        k = rng.randint(1, 3)
+        easy = rng.random() < 0.6  # a record's comparisons share how easy it is: the judges agree more there
+        xs = [rng.choices(("win", "loss", "tie"), (0.7, 0.25, 0.05))[0] for _ in range(k)]
+        ys = [x if easy and rng.random() < 0.9 else rng.choices(("win", "loss", "tie"), (0.6, 0.3, 0.1))[0]
+              for x in xs]
+        a.append(xs)
+        b.append(ys)
+    a[0][0] = None  # an unread verdict is left out
+    write_samples(tmp_path / "a", a)
+    write_samples(tmp_path / "b", b)
+    found, _ = agreement.between(tmp_path / "a", tmp_path / "b", {("x/y", str(i)) for i in range(len(a))})
+    clusters = [[(x, y) for x, y in zip(xs, ys) if x is not None and y is not None] for xs, ys in zip(a, b)]
+    pairs = [p for c in clusters for p in c]
+    assert found.comparisons == len(pairs) and found.without == 1
+    assert found.kappa.value == pytest.approx(plain_kappa(pairs))
+    assert found.raw.value == pytest.approx(sum(x == y for x, y in pairs) / len(pairs))
+    draws = sorted(bootstrap([c for c in clusters if c], plain_kappa, 800))
+    low, high = found.kappa.interval
+    assert low == pytest.approx(draws[20], abs=0.015) and high == pytest.approx(draws[779], abs=0.015)

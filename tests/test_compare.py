@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 from collections import defaultdict
 
 import pytest
@@ -384,3 +385,16 @@ def test_records_linked_across_sections_are_read_from_the_samples(runs, tmp_path
                                                 for line in lines))
     result = compare(read_run(copy), read_run(runs / "label"))
     assert any("lists no linked records" in note for note in result.notes) and result.overall is not None
+
+
+def test_the_same_selection_given_in_another_order_is_no_difference(runs, tmp_path):
+    """--scenarios X --scenarios Y selects what --scenarios Y --scenarios X selects: compare (and
+    the report's paired comparisons, and a jury of the runs) say the runs differ in judge only."""
+    copy = tmp_path / "label"
+    shutil.copytree(runs / "label", copy)
+    summary = json.loads((copy / "summary.json").read_text())
+    summary["settings"]["scenarios"] = summary["settings"]["scenarios"][::-1]
+    summary["settings"]["sets"] = summary["settings"]["sets"][::-1]
+    (copy / "summary.json").write_text(json.dumps(summary))
+    assert len(summary["settings"]["scenarios"]) > 1
+    assert compare(read_run(copy), read_run(runs / "mock")).differs == ["judge: openai:gpt-4o-mini vs mock"]

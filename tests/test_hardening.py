@@ -83,7 +83,8 @@ async def test_a_process_paused_past_its_claims_checks_them_again(tmp_path, monk
     assert sent == 6 and len(api.calls()) == 6
 
 
-def test_a_live_run_collects_a_pending_batch_instead_of_paying_again(data_root, tmp_path):
+def test_a_live_run_collects_a_pending_batch_instead_of_paying_again(data_root, tmp_path, capsys):
+    """... and does not announce (or, on a terminal, ask to confirm) the cost of sending them."""
     with FakeAPI(batch_seconds=3).run_in_thread() as api:
         args = ["--limit", "1", "--scenarios", "*Chat*", "--sets", "pairwise"]
         batch = subprocess.Popen(
@@ -98,6 +99,32 @@ def test_a_live_run_collects_a_pending_batch_instead_of_paying_again(data_root, 
         items = sum(len(b.bodies) for b in api.batches.values())
         assert api.calls() == [] and api.batches_created == 1  # the live run sent nothing
     assert summary_of(tmp_path, "live")["data"]["comparisons_judged"] == items
+    err = capsys.readouterr().err
+    assert f"{items} answers are in 1 batches submitted before" in err and "requests to send" not in err
+
+
+def test_answers_collected_from_a_pending_batch_cost_the_batch_price(data_root, tmp_path):
+    """A live run (or one with --max-cost) that collects an interrupted --batch run's batch
+    counts what those answers cost: the batch price, as the --batch run would have (it was
+    the full price, twice what was billed, in the summary and against --max-cost)."""
+    args = ["--limit", "1", "--scenarios", "*Chat*", "--sets", "pairwise"]
+    with FakeAPI(batch_seconds=3).run_in_thread() as api:
+        batch = subprocess.Popen(
+            [sys.executable, "-m", "rmb_judge.cli", "run", "--judge", "openai:gpt-4o-mini", "--data", str(data_root),
+             *args, "--out", str(tmp_path / "b"), "--cache", str(tmp_path / "cache"), "--no-progress",
+             "--batch", "--poll-interval", "0.2", "--base-url", api.openai_url],
+            env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        assert wait_for(lambda: api.batches_created == 1, batch)
+        batch.send_signal(signal.SIGINT)  # the batch stays pending at the provider
+        batch.wait(60)
+        assert run_cli(tmp_path, data_root, "--poll-interval", "0.2", url=api.openai_url, select=args, out="live") == 0
+        assert api.calls() == []
+        # the same answers, through a --batch run that ends, and live
+        assert run_cli(tmp_path, data_root, "--batch", "--poll-interval", "0.2", url=api.openai_url, select=args,
+                       out="whole", cache="other") == 0
+        assert run_cli(tmp_path, data_root, url=api.openai_url, select=args, out="paid", cache="live") == 0
+    collected, whole, live = (summary_of(tmp_path, n)["usage"]["results"]["cost_usd"] for n in ("live", "whole", "paid"))
+    assert collected == pytest.approx(whole) and whole == pytest.approx(live / 2)
 
 
 async def test_a_batch_created_during_a_cancel_is_found_not_paid_again(tmp_path):

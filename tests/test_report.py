@@ -21,6 +21,7 @@ from rmb_judge import benchmarks
 from rmb_judge.errors import DataError, RmbJudgeError
 from rmb_judge.report import load_runs, render_html, render_markdown, render_terminal
 from rmb_judge.report.html import ABSENT
+from rmb_judge.report.view import board
 
 RMB = benchmarks.get("rmb")
 SCORE_KEYS = (*RMB.leaderboard, "overall")
@@ -632,9 +633,13 @@ def test_html_is_one_self_contained_file(runs3, tmp_path):
     assert [a["download"] for a in downloads] == ["rmb-scores-by-section.svg", "rmb-cost-vs-accuracy.svg",
                                                   "rmb-accuracy-by-scenario.svg"]
     svgs = re.findall(r"<svg .*?</svg>", text, re.S)
-    for link, svg in zip(downloads, svgs):  # each chart as a file, exactly as the page shows it
+    def drawn(svg: str) -> str:  # the chart less its legend and the height the legend takes
+        return re.sub(r'height="\d+" viewBox="0 0 (\d+) \d+"', "", re.sub(r'<g class="key">.*?</g>\n?', "", svg, flags=re.S))
+
+    for link, svg in zip(downloads, svgs):  # each chart as a file, as the page shows it with its legend inside
         prefix = "data:image/svg+xml;base64,"
-        assert link["href"].startswith(prefix) and base64.b64decode(link["href"][len(prefix):]).decode() == svg
+        assert link["href"].startswith(prefix) and drawn(base64.b64decode(link["href"][len(prefix):]).decode()) == drawn(
+            svg)
         assert 'xmlns="http://www.w3.org/2000/svg"' in svg and "font-family=" in svg
     page = Elements(text)
     published = page.having("table", "published")
@@ -712,7 +717,7 @@ def test_the_report_says_how_to_browse_each_run(tmp_path):
 EVIL = """<script>alert(1)</script> & "q" 'a'"""
 TAGS = {"html", "head", "meta", "title", "style", "body", "h1", "h2", "p", "ul", "li", "span", "br",
         "table", "tbody", "tr", "th", "td", "svg", "line", "rect", "text", "section", "div", "figure", "a", "code",
-        "circle", "path"}
+        "circle", "path", "g"}
 
 
 def test_html_escapes_what_runs_and_folders_say_everywhere(tmp_path):
@@ -1004,3 +1009,54 @@ def test_narrow_terminal_splits_scores_from_run_details(runs3, tmp_path):
         n = sum(s["n"] for s in summary["sections"].values())
         # the second table of each group: rank, then n, failures, cost and bias
         assert any(re.match(rf"│ {rank} │ +{n} │", line) for line in text.splitlines())
+
+
+def test_each_downloaded_chart_names_the_runs_it_draws(tmp_path):
+    """A chart downloaded for a paper must say which colour is which run on its own: every run
+    the bars, the cost chart and the reliability diagram draw has an entry in the SVG's own
+    legend (its title whole in the tooltip, its text cut to the chart's width), in its colour."""
+    calibration = {"comparisons": 40, "brier": {"value": 0.15}, "ece": {"value": 0.04}, "auroc": {"value": 0.8},
+                   "bins": [{"low": 0.5 + b / 20, "high": 0.55 + b / 20, "n": 4, "confidence": 0.52 + b / 20,
+                             "accuracy": 0.5 + b / 22} for b in range(10)]}
+    for name, cost, overall in (("a", 0.5, 0.7), ("b", 2.0, 0.75), ("c", 9.0, 0.8)):
+        cost_run(tmp_path, name, f"openai:a-judge-with-a-rather-long-name-{name}-2024-08-06", cost, overall)
+        summary = json.loads((tmp_path / name / "summary.json").read_text())
+        summary["calibration"] = calibration
+        (tmp_path / name / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
+    shown = load_runs([tmp_path / name for name in "abc"])
+    page = Elements(render_html(shown))
+    downloads = {a["download"]: a["href"] for a in page.all if a["tag"] == "a" and "download" in a}
+    titles = {row.rank: row.title for row in board(shown).rows}
+    for chart, drawn in (("scores-by-section", ("rect", "bar")), ("cost-vs-accuracy", ("circle", "point")),
+                         ("calibration", ("path", "curve"))):
+        svg = base64.b64decode(downloads[f"rmb-{chart}.svg"].split(",", 1)[1]).decode()
+        parsed = Elements(svg)
+        runs = {int(e["data-run"]): e["stroke"] if e.get("fill") in (None, "none") else e["fill"]
+                for e in parsed.having(*drawn)}
+        starts = [i for i, e in enumerate(parsed.all) if e["tag"] == "g" and e.get("class") == "key"]
+        keys = [(next(e for e in parsed.all[i:] if e["tag"] == "title")["text"],  # the whole title
+                 next(e for e in parsed.all[i:] if e["tag"] == "text"),  # as drawn
+                 next(e for e in parsed.all[i:] if e["tag"] in ("rect", "line"))) for i in starts]
+        assert set(runs) == set(titles), chart
+        for rank, colour in runs.items():
+            tip, text, mark = next(key for key in keys if key[0].startswith(titles[rank]))  # (the diagram adds ECE)
+            assert tip.startswith(text["text"].rstrip("…")) and colour in (mark.get("fill"), mark.get("stroke"))
+            assert float(text["x"]) + 6.4 * len(text["text"]) <= float(parsed.all[0]["width"]), (chart, text)
+
+
+def test_a_lone_run_of_the_largest_selection_does_not_hide_the_cost_chart(tmp_path):
+    """A --precision run of the whole data set ranks first, alone; the three judges run on
+    --limit 5 beside it are the choice the cost chart is for: it draws them, and says which
+    runs it draws."""
+    write_run(tmp_path / "precise", "openai:gpt-4o-mini", dataset_paths()[:4], 1, settings={"precision": 0.02},
+              records=18329, cost=0.6, results_cost=0.6)
+    for name, cost in (("a", 0.5), ("b", 2.0), ("c", 9.0)):
+        write_run(tmp_path / name, f"openai:{name}", dataset_paths()[:4], 2, settings={"limit": 5}, records=475,
+                  cost=cost, results_cost=cost)
+    shown = load_runs([tmp_path / name for name in ("precise", "a", "b", "c")])
+    page = Elements(render_html(shown))
+    ranks = {row.run.judge: row.rank for row in board(shown).rows}
+    assert ranks["openai:gpt-4o-mini"] == 1
+    assert {int(c["data-run"]) for c in page.having("circle", "point")} == {ranks[f"openai:{n}"] for n in "abc"}
+    assert any("first 5 records per scenario" in p["text"] for p in page.having("p", "note")
+               if "cost" in p["text"])

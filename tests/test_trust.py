@@ -90,6 +90,19 @@ def test_a_judge_answering_without_verdicts_is_stopped_early(data_root, tmp_path
         assert summary_of(tmp_path)["complete"]
 
 
+def test_answers_cut_off_before_their_verdict_point_at_max_tokens(data_root, tmp_path, capsys):
+    """A judge that spends --max-tokens before it states a verdict (a reasoning model, or a
+    verbose one) is stopped early too, but told to raise --max-tokens: its template is right."""
+    cut = Reply("Let me think about both answers carefully. First, Assistant A", finish="length")
+    with FakeAPI(lambda body, wire: cut).run_in_thread() as api:
+        code = run_cli(tmp_path, data_root, "--max-tokens", "16", url=api.openai_url,
+                       select=("--scenarios", "*Chat*", "--limit", "20"))
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_SUSPECT and summary_of(tmp_path)["stopped_reason"] == "unreadable"
+    assert "cut off at --max-tokens 16" in err and "raise --max-tokens" in err
+    assert "check --template" not in err
+
+
 def test_a_judge_with_a_few_unreadable_answers_is_not_stopped(data_root, tmp_path):
     """One answer in eight without a verdict (more than --max-unparsed allows, far from most)
     runs to the end: suspect, not stopped."""
@@ -150,6 +163,12 @@ def test_a_base_url_with_or_without_v1_is_one_endpoint(data_root, tmp_path, caps
         assert len(api.calls()) == sent
     for out in ("bare", "v1"):
         assert json.loads((tmp_path / out / "manifest.json").read_text())["endpoints"] == [api.openai_url]
+    # a folder an older rmb-judge wrote for the bare URL (recorded as given) is the same run's
+    manifest = json.loads((tmp_path / "bare" / "manifest.json").read_text())
+    manifest["settings"]["endpoints"] = [api.url]
+    (tmp_path / "bare" / "manifest.json").write_text(json.dumps(manifest))
+    capsys.readouterr()
+    assert run_cli(tmp_path, data_root, "--offline", url=api.url, out="bare") == 0, capsys.readouterr().err
 
 
 def free_port():

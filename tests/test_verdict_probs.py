@@ -319,3 +319,31 @@ def test_a_template_s_output_tokens_must_be_a_count(value, tmp_path):
         "output_tokens = 5", f"output_tokens = {value}"))
     with pytest.raises(UsageError, match=f"{path}: output_tokens must be a whole number of tokens"):
         templates.load(str(path))
+
+
+def test_an_answer_echoing_the_key_keeps_its_probabilities(data_root, tmp_path, monkeypatch):
+    """The key a server echoes is replaced in the stored answer ("[redacted]" is shorter than
+    the key): the verdict token's place in the text moves with it, so the probabilities are
+    still read, and as the judge gave them."""
+    key = "team-secret-for-the-judge-4242-and-then-some"
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+
+    def respond(body, wire):
+        pair = extract_pair(prompt_text(body, wire))
+        if pair is None:
+            return Reply("[[A]]")
+        a, b, c = sure(*pair, 0)
+        return Reply(f"Your key is {key}. Assistant A is fine.\n\n[[{'A' if a >= b else 'B'}]]",
+                     probs={"A": a, "B": b, "C": c})
+
+    with FakeAPI(respond, required_key=key).run_in_thread() as api:
+        run(make_config(judge="openai:gpt-4o-mini", data=data_root, cache=tmp_path / "c", out=tmp_path / "out",
+                        base_urls=[api.openai_url], verdict_probs=True, order="fixed",
+                        selection=records.Selection(**SELECTION)))
+    want = expected(data_root, 1)
+    got = lines(tmp_path / "out")
+    assert got and all("[redacted]" in line["raw"] and key not in line["raw"] for line in got)
+    for line in got:
+        probs = want[(line["category_path"], line["uid"], line["loser_index"], line["order"])]
+        assert line["probs"] is not None, line["raw"]
+        assert [line["probs"][k] for k in ("A", "B", "tie")] == pytest.approx(probs)

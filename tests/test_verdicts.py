@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from rmb_judge import benchmarks
 from rmb_judge.verdicts import (
     looks_like_refusal,
     parse_rating,
@@ -23,7 +24,11 @@ RMB_INSTRUCTIONS = (
 
 
 def test_style_names():
-    assert verdict_style_names() == ("rmb", "arena-hard", "json", "pointwise")
+    """The built-in styles, then those the benchmarks register once every one is loaded."""
+    benchmarks.every()
+    names = verdict_style_names()
+    assert names[:3] == ("rmb", "arena-hard", "json") and names[-1] == "pointwise"
+    assert {"judgebench-arena-hard", "judgebench-vanilla"} <= set(names)
 
 
 def test_unknown_style_is_a_clear_error():

@@ -21,6 +21,7 @@ from view_runs import JUDGE_A, JUDGE_B, KINDS, answers_of, get, key, listed, rec
 
 from rmb_judge import cli
 from rmb_judge.explorer.index import build
+from rmb_judge.outputs import RunFolder
 
 pytestmark = pytest.mark.xdist_group("view")  # one worker builds the judged runs once for both view modules
 
@@ -212,3 +213,46 @@ def test_only_requests_to_this_machine_are_answered(url):
         connection.request("GET", "/api/meta", headers={"Host": name})
         assert connection.getresponse().status == status
         connection.close()
+
+
+def test_a_run_folder_without_its_manifest_still_opens(judged_runs, tmp_path):
+    """An older or hand-copied folder with summary.json and samples.jsonl but no manifest.json:
+    its records are shown, and the page says their data files could not be checked."""
+    copy = tmp_path / "copy"
+    shutil.copytree(judged_runs.a, copy)
+    (copy / "manifest.json").unlink()
+    index = build([copy], judged_runs.data)
+    assert any("manifest.json" in note and "not checked" in note for note in index.meta()["runs"][0]["notes"])
+    record = judged_runs.records[0]
+    shown = index.detail(record_id(record))
+    assert shown is not None and shown["answers"][0]["text"] == record.chosen[0].text
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("name", ["samples.jsonl", "manifest.json"])
+@pytest.mark.parametrize("special", ["/dev/zero", "fifo"])
+def test_a_file_that_is_no_regular_file_is_refused_unread(name, special, judged_runs, tmp_path, capsys):
+    """A FIFO blocks a reader forever and a link to /dev/zero is read until memory runs out:
+    view refuses both before reading, as report and compare do."""
+    copy = tmp_path / "copy"
+    shutil.copytree(judged_runs.a, copy)
+    (copy / name).unlink()
+    if special == "fifo":
+        os.mkfifo(copy / name)
+    else:
+        (copy / name).symlink_to(special)
+    assert cli.main(["view", str(copy), "--no-browser"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{copy / name}: not a regular file" in err
+
+
+def test_a_run_still_writing_its_first_summary_is_named_as_such(tmp_path, capsys):
+    """While a run's first invocation is under way its folder holds only its lock: view (as
+    report and compare) says the summary comes when the run ends."""
+    folder = RunFolder(tmp_path / "running")  # as `run` takes its --out folder
+    try:
+        assert cli.main(["view", str(tmp_path / "running"), "--no-browser"]) == 2
+    finally:
+        folder.close()
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no summary.json yet" in err and "when it ends" in err

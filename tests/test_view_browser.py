@@ -17,14 +17,19 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
+from fake_api import FAKE_KEY, FakeAPI, Reply
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import Select, WebDriverWait
+from test_jury import outcomes
 from test_report import dataset_paths, write_run
-from view_runs import answers_of, key, record_id, serving
+from test_verdict_probs import probability_judge
+from view_runs import JUDGE_A, JUDGE_B, SELECTION, answers_of, key, record_id, serving
 
+from rmb_judge import cli, jury
 from rmb_judge.report import load_runs, render_html
 
 pytestmark = pytest.mark.xdist_group("view")  # one worker builds the judged runs once for both view modules
@@ -83,11 +88,15 @@ def window(browser: WebDriver, width: int, height: int = 900) -> None:
 
 
 def until(browser: WebDriver, condition, what: str):
-    return WebDriverWait(browser, 15).until(lambda driver: condition(driver), message=what)
+    """Wait for `condition`; an element the page replaced while it was read (a list repainted)
+    is read again on the next try."""
+    return WebDriverWait(browser, 15, ignored_exceptions=(StaleElementReferenceException,)).until(
+        lambda driver: condition(driver), message=what)
 
 
 def listed(browser: WebDriver) -> list[str]:
-    return [a.get_attribute("data-id") for a in browser.find_elements(By.CSS_SELECTOR, "#list a")]
+    """The listed records' ids, read in one step (the list may be repainted meanwhile)."""
+    return browser.execute_script("return Array.from(document.querySelectorAll('#list a'), a => a.dataset.id)")
 
 
 def shows(browser: WebDriver, expected: set[str]) -> None:
@@ -196,6 +205,111 @@ def test_one_run_offers_no_run_choice_and_no_disagreements(browser, judged_runs)
             judged_runs.kind[key(judged_runs.records[0])]]  # no run number on a lone run's badges
 
 
+PROBS_JUDGE = "openai:gpt-4.1-mini"
+
+
+@pytest.fixture(scope="module")
+def panel(tmp_path_factory, judged_runs) -> tuple[Path, Path]:
+    """A --verdict-probs run of the judged records (the fake server gives token logprobs), and
+    the jury of it and the two judged runs."""
+    root = tmp_path_factory.mktemp("panel")
+    with pytest.MonkeyPatch.context() as patch, FakeAPI(probability_judge()).run_in_thread() as api:
+        patch.setenv("OPENAI_API_KEY", FAKE_KEY)
+        assert cli.main(["run", "--judge", PROBS_JUDGE, "--data", str(judged_runs.data), *SELECTION, "--out",
+                         str(root / "probs"), "--cache", str(root / "cache"), "--no-progress", "--base-url",
+                         api.openai_url, "--verdict-probs"]) == 0
+    jury.build([judged_runs.a, judged_runs.b, root / "probs"], root / "jury")
+    return root / "probs", root / "jury"
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_a_runs_behaviour_calibration_and_probabilities_and_a_jury_of_its_members(
+        browser, panel, judged_runs, shots, width):
+    """The page's overview gives each run's scores, behaviour and calibration (the reliability
+    diagram drawn); a record shows the verdict probabilities of each presentation, named by the
+    answers shown, and a jury's column its members' verdicts (read independently from their
+    samples.jsonl), not a prompt or a reward model's note."""
+    probs, panel_jury = panel
+    members = (judged_runs.a, judged_runs.b, probs)
+    with serving(probs, panel_jury, judged_runs.a, judged_runs.b, cwd=judged_runs.root) as address:
+        window(browser, width)
+        browser.get(address)
+        until(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "section.overview")) == 4, "the runs' overview")
+        first, second = browser.find_elements(By.CSS_SELECTOR, "section.overview")[:2]
+        calibration = json.loads((probs / "summary.json").read_text())["calibration"]
+        assert f"Brier {calibration['brier']['value']:.3f}" in first.text
+        assert f"AUROC {calibration['auroc']['value']:.3f}" in first.text and "picks the longer answer" in first.text
+        image = first.find_element(By.CSS_SELECTOR, "figure.reliability img")
+        until(browser, lambda d: d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", image),
+              "the reliability diagram")
+        assert "A jury (majority) of 3: " in second.text
+        assert all(judge in second.text for judge in (JUDGE_A, JUDGE_B, PROBS_JUDGE))
+        assert "reward model" not in browser.find_element(By.TAG_NAME, "body").text
+        check_and_shoot(browser, width, shots / f"view-overview-{width}.png", full_page=width < 900)
+
+        said = [outcomes(folder) for folder in members]
+        record = next(r for r in judged_runs.records if r.kind == "pairwise"
+                      and len({s[(r.subset, r.uid, None)] for s in said}) > 1)
+        browser.get(f"{address}r/{urllib.parse.quote(record.subset)}/{urllib.parse.quote(record.uid)}")
+        until(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".judgment")) == 4, "the record's judgments")
+        probs_column, jury_column = browser.find_elements(By.CSS_SELECTOR, ".judgment")[:2]
+        line = next(json.loads(text) for text in (probs / "samples.jsonl").read_text().splitlines()
+                    if (json.loads(text)["category_path"], json.loads(text)["uid"]) == key(record))
+        first_shown, second_shown = ("chosen", "rejected") if line["order"] == "AB" else ("rejected", "chosen")
+        p = line["probs"]
+        assert words(probs_column.find_element(By.CSS_SELECTOR, ".probs").text) == (
+            f"Verdict probabilities: {first_shown} {p['A']:.3f} · {second_shown} {p['B']:.3f} · tie {p['tie']:.3f}")
+        answer = {"win": "the chosen answer", "loss": "the rejected answer", "tie": "tie", None: "no verdict"}
+        assert [li.text for li in jury_column.find_elements(By.CSS_SELECTOR, "ul.members li")] == [
+            f"{judge} (run {number}, beside): {answer[s[(record.subset, record.uid, None)]]}"
+            for judge, number, s in zip((JUDGE_A, JUDGE_B, PROBS_JUDGE), (3, 4, 1), said)]
+        assert not jury_column.find_elements(By.CSS_SELECTOR, "details.prompt")
+        assert "Shown as A" not in jury_column.text
+
+
+PAYLOAD = ('<img src=x onerror="window.pwned=1"><script>window.pwned=1</script></pre><b id="bold">b</b>'
+           '<svg onload="window.pwned=1"></svg>')
+
+
+def test_html_and_script_in_the_records_and_runs_stay_text(browser, data_root, tmp_path):
+    """Records hold harmful prompts, HTML and code, and judges answer with markup: every text the
+    page shows (conversation, answers, models, the judge's output and probabilities, the
+    prompt, a folder's and a jury's names) is text, never markup."""
+    data = tmp_path / "RMB_dataset"
+    scenario = "Pairwise_set/Helpfulness/Chat/Discussion.json"
+    (data / scenario).parent.mkdir(parents=True)
+    items = json.loads((data_root / scenario).read_text(encoding="utf-8"))[:2]
+    for item in items:
+        item["conversation_input"][0]["content"] += PAYLOAD
+        item["chosen"]["answer"] += PAYLOAD
+        item["reject"]["llm_name"] = PAYLOAD
+    (data / scenario).write_text(json.dumps(items), encoding="utf-8")
+    out = tmp_path / f"run {PAYLOAD.replace('/', '|')}"
+    with pytest.MonkeyPatch.context() as patch, FakeAPI(probability_judge()).run_in_thread() as api:
+        api.responder = lambda body, wire: Reply(PAYLOAD + " [[A]]", probs={"A": 0.75, "B": 0.2, "C": 0.05})
+        patch.setenv("OPENAI_API_KEY", FAKE_KEY)
+        assert cli.main(["run", "--judge", "openai:gpt-4o-mini", "--data", str(data), "--out", str(out), "--cache",
+                         str(tmp_path / "cache"), "--no-progress", "--base-url", api.openai_url, "--verdict-probs"]) == 0
+    shutil.copytree(out, tmp_path / "copy")
+    jury.build([out, tmp_path / "copy"], tmp_path / f"jury {PAYLOAD.replace('/', '|')}")
+    with serving(out, tmp_path / f"jury {PAYLOAD.replace('/', '|')}", tmp_path / "copy", cwd=tmp_path) as address:
+        window(browser, 1280)
+        browser.get(address)
+        until(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "section.overview")) == 3, "the overview")
+        browser.get(f"{address}r/{urllib.parse.quote(scenario.removesuffix('.json'))}/{items[0]['pair_uid']}")
+        until(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".judgment")) == 3, "the record")
+        for details in browser.find_elements(By.CSS_SELECTOR, "details.prompt"):
+            browser.execute_script("arguments[0].open = true", details)
+        record = browser.find_element(By.ID, "record")
+        assert PAYLOAD in record.find_element(By.CSS_SELECTOR, ".conversation .text").text
+        assert PAYLOAD in record.find_element(By.CSS_SELECTOR, ".answer.preferred .text").text
+        assert PAYLOAD in record.find_element(By.CSS_SELECTOR, "pre.raw").text
+        assert out.name in browser.find_element(By.ID, "runs").text
+        found = browser.execute_script("""return {pwned: window.pwned === 1,
+            markup: document.querySelectorAll('#bold, body img[src="x"], body svg[onload], body script').length}""")
+        assert found == {"pwned": False, "markup": 0}
+
+
 OVERFLOW = """
 const page = document.documentElement, width = page.clientWidth, cut = [];
 const name = (e) => e.tagName.toLowerCase() + (e.id ? "#" + e.id : "") +
@@ -271,9 +385,11 @@ def test_the_view_fits_the_window(browser, url, judged_runs, shots, width):
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory, judged_runs) -> Path:
+def report(tmp_path_factory, judged_runs, panel) -> Path:
     """The report of a varied set of runs: long judge names and settings, every extra column,
-    a partial and a suspect run, another selection, published rows, and the two judged runs."""
+    a partial and a suspect run, a --precision run, another selection, published rows, the two
+    judged runs, a --verdict-probs run and the jury of the three (behaviour, calibration and the
+    reliability diagram)."""
     root = tmp_path_factory.mktemp("report")
     paths = dataset_paths()
     position = {"first_pick_rate": 0.55, "first_pick_interval": [0.53, 0.57], "consistency": 0.81,
@@ -296,8 +412,12 @@ def report(tmp_path_factory, judged_runs) -> Path:
         write_run(folders[-1], f"openai:o3-mini-{name}", paths, 9, settings={}, records=18329, **extra)
     folders.append(root / "five")
     write_run(folders[-1], "openai:gpt-4.1-nano", paths, 8, settings={"limit": 5}, records=475)
+    folders.append(root / "precision")
+    write_run(folders[-1], "openai:gpt-4o-mini-2024-07-18", paths, 7, settings={"precision": 0.02, "seed": 3},
+              records=18329, cost=0.61, results_cost=0.61)
     page = root / "report.html"
-    page.write_text(render_html(load_runs([*folders, judged_runs.a, judged_runs.b]), published=True), encoding="utf-8")
+    page.write_text(render_html(load_runs([*folders, judged_runs.a, judged_runs.b, *panel]), published=True),
+                    encoding="utf-8")
     return page
 
 
@@ -312,7 +432,7 @@ def test_the_report_fits_the_window(browser, report, shots, width):
     hidden = browser.execute_script("""return [...document.querySelectorAll('.scroll')]
         .filter((box) => box.scrollWidth > box.clientWidth)
         .map((box) => box.querySelector('table, svg').getAttribute('class'));""")
-    assert hidden == ([] if width >= 1280 else ["heatmap"]), hidden
+    assert hidden == ["heatmap"], hidden
     split = browser.find_element(By.CSS_SELECTOR, "table.leaderboard-details").is_displayed()
     assert split == (width < 1200)
     check_and_shoot(browser, width, shots / f"report-{width}.png", full_page=True)

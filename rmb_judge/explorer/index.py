@@ -18,7 +18,6 @@ comparisons had, in that order (a best-of-N record is right only if every compar
 from __future__ import annotations
 
 import itertools
-import json
 import re
 import threading
 from collections import Counter, defaultdict
@@ -34,9 +33,11 @@ from ..errors import DataError, RmbJudgeError
 from ..judges import parse_spec
 from ..judgments import Presentation
 from ..records import Record, Selection
+from ..report.behaviour import lines as behaviour_lines
 from ..report.html import natural
-from ..report.load import Run, load_runs
-from ..summary import Settings, data_files, read_summary
+from ..report.load import OVERALL, Run, load_runs
+from ..report.view import status_tags, with_interval
+from ..summary import Settings, data_files, read_json, read_summary, sample_rows
 from .adapters import adapter_for
 
 OUTCOMES = ("failed", "refused", "unparsed", "wrong", "tie", "right", "unfinished")  # a record takes the first
@@ -67,14 +68,27 @@ class RunInfo:
     notes: list[str] = field(default_factory=list)  # what the page must say about this run
     template: templates.Template | None = None  # to render the prompts again
     request: rendering.RequestSettings | None = None
+    members: list[dict[str, Any]] | None = None  # a jury's: judge, path, and its number where it is shown too
+    jury_rule: str | None = None
+
+    @property
+    def is_jury(self) -> bool:
+        return self.members is not None
 
     def to_json(self) -> dict[str, Any]:
         run = self.run
+        titles = {s.key: s.title for s in run.benchmark.sections} | {OVERALL: "Overall"}
         return {
             "number": self.number, "judge": run.judge, "label": run.label, "path": str(run.path),
             "benchmark": run.benchmark.name, "complete": run.complete, "suspect": run.suspect,
             "simulated": run.simulated, "records": len(self.samples), "notes": self.notes,
             "template": self.settings.template, "order": self.settings.order,
+            "status": [f"{tag.name}: {tag.detail}" if tag.detail else tag.name for tag in status_tags(run)],
+            "scores": [{"title": titles.get(key, key), "score": with_interval(value, run.intervals.get(key))}
+                       for key, value in run.scores.items() if value is not None],
+            "behaviour": behaviour_lines(run),
+            "reliability": bool(run.calibration and run.calibration.bins),
+            "jury": None if self.members is None else {"rule": self.jury_rule, "members": self.members},
         }
 
 
@@ -295,7 +309,8 @@ class Index:
                     "shown": [preferred, other] if order == "AB" else [other, preferred],
                     "prompts": self._prompts(run, entry.benchmark, entry.record, loser_index, order),
                     **{name: line.get(name) for name in ("verdict", "raw", "votes", "correct", "cached", "error",
-                                                         "refused", "truncated")},
+                                                         "refused", "truncated", "probs")},
+                    "members": _member_verdicts(run, line) if run.is_jury else None,
                 })
             shown.append({
                 "loser_index": loser_index, "title": f"{preferred} vs {other}",
@@ -329,8 +344,14 @@ def build(paths: list[Path], data: Path | None = None) -> Index:
 
 def read_runs(paths: list[Path]) -> list[RunInfo]:
     """The run folders' summaries, manifests and samples: one clear error for a folder that is
-    not a run or a samples line that is not a sample."""
-    return [_run(number, run) for number, run in enumerate(load_runs(paths))]
+    not a run or a samples line that is not a sample. A jury's members that are shown too are
+    named by their number."""
+    runs = [_run(number, run) for number, run in enumerate(load_runs(paths))]
+    shown = {run.run.path.resolve(): run.number for run in runs}
+    for info in runs:
+        for member in info.members or ():
+            member["run"] = shown.get(Path(member["path"]).resolve()) if member["path"] else None
+    return runs
 
 
 def index(runs: list[RunInfo], data: Path | None = None) -> Index:
@@ -375,8 +396,12 @@ def index(runs: list[RunInfo], data: Path | None = None) -> Index:
 def _run(number: int, run: Run) -> RunInfo:
     summary = read_summary(run.path)
     settings = summary.settings
-    info = RunInfo(number, run, settings, _samples(run.path), data_files(run.path), _manifest(run.path))
-    if settings.template:
+    info = RunInfo(number, run, settings, _samples(run.path), _judged_files(run.path), _manifest(run.path))
+    if info.files is None:
+        info.notes.append("no manifest.json: the data files shown were not checked against the ones it judged")
+    if run.jury:
+        info.members, info.jury_rule = _members(info)
+    elif settings.template:
         try:
             info.template = templates.load(_template_source(info))
             info.template.check_goals(run.benchmark.goals)
@@ -404,11 +429,30 @@ def _run(number: int, run: Run) -> RunInfo:
     return info
 
 
+def _members(info: RunInfo) -> tuple[list[dict[str, Any]], str | None]:
+    """A jury's members, as its manifest.json lists them (judge and folder), else as its
+    summary does (judges only), and its rule."""
+    listed = info.manifest.get("jury")
+    if isinstance(listed, dict) and isinstance(listed.get("members"), list):
+        members = [{"judge": str(m.get("judge", "")), "path": str(m.get("path", ""))}
+                   for m in listed["members"] if isinstance(m, dict)]
+        return members, str(listed.get("rule") or "") or None
+    return [{"judge": judge, "path": ""} for judge in info.run.jury], None
+
+
+def _judged_files(folder: Path) -> dict[str, str] | None:
+    """The data files the run judged and their SHA-256 (manifest.json), or None without a manifest."""
+    try:
+        return data_files(folder)
+    except FileNotFoundError:
+        return None
+
+
 def _manifest(folder: Path) -> dict[str, Any]:
     """manifest.json, or nothing where it cannot be read (an older or hand-made run folder)."""
     try:
-        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        manifest = read_json(folder / "manifest.json")
+    except (OSError, RmbJudgeError):
         return {}
     return manifest if isinstance(manifest, dict) else {}
 
@@ -431,19 +475,15 @@ def _samples(folder: Path) -> dict[tuple[str, str], list[dict[str, Any]]]:
     path = folder / "samples.jsonl"
     grouped: dict[tuple[str, str], list[dict[str, Any]]] = {}
     try:
-        with path.open(encoding="utf-8") as lines:
-            for number, line in enumerate(lines, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                    key = (str(row.get("subset") or row["category_path"]), str(row["uid"]))
-                except (ValueError, KeyError, TypeError, AttributeError):
-                    raise DataError(f"{path}, line {number}: not a sample line of rmb-judge") from None
-                grouped.setdefault(key, []).append(row)
+        for number, row in sample_rows(path):
+            try:
+                key = (str(row.get("subset") or row["category_path"]), str(row["uid"]))
+            except (KeyError, TypeError, AttributeError):
+                raise DataError(f"{path}, line {number}: not a sample line of rmb-judge") from None
+            grouped.setdefault(key, []).append(row)
     except FileNotFoundError:
         raise DataError(f"{folder}: no samples.jsonl in this folder (view shows the judged records it lists)") from None
-    except (OSError, UnicodeDecodeError) as error:
+    except OSError as error:
         raise DataError(f"{path}: cannot read ({error})") from None
     return grouped
 
@@ -531,6 +571,15 @@ def _search_text(entry: Entry, runs: list[RunInfo]) -> str:
     for run in runs:
         texts.extend(_texts([line.get("raw") for line in run.samples.get(entry.key, ())]))
     return "\n".join(texts).lower()
+
+
+def _member_verdicts(run: RunInfo, line: dict[str, Any]) -> list[dict[str, Any]]:
+    """A jury's presentation: each member's verdict relative to the label ("win": the preferred
+    answer, "loss", "tie", None: none read), as the jury's samples.jsonl keeps them in `raw`."""
+    raw = line.get("raw")
+    said: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    members = run.members or [{"judge": judge, "path": "", "run": None} for judge in said]
+    return [{**member, "verdict": said.get(member["judge"])} for member in members]
 
 
 def _presentation_outcome(line: dict[str, Any]) -> str:

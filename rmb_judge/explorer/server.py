@@ -7,7 +7,8 @@ and reading ~100 MB of data files happen at once. The search texts are made afte
 Routes: `/` and `/r/<category_path>/<uid>` (a record's stable URL; filters ride in the query
 string) give the page, `/static/...` its script and style sheet, and the page asks
 `/api/meta` (runs, notes, filter values), `/api/records` (one page of the filtered list) and
-`/api/record?id=...` (one record, with its prompts rendered). Only requests naming this
+`/api/record?id=...` (one record, with its prompts rendered) and `/api/reliability.svg?run=N`
+(a run's reliability diagram, drawn as the report draws it). Only requests naming this
 server as their host are answered, so a web page elsewhere cannot read the records by
 pointing a domain name at 127.0.0.1.
 """
@@ -29,10 +30,13 @@ from pathlib import Path
 from aiohttp import web
 
 from ..errors import UsageError
+from ..report.behaviour import Forecaster
+from ..report.html import PALETTE, reliability_svg
 from .index import PAGE, Index, Query, RunInfo, index
 
 HOST = "127.0.0.1"
 STATIC = {"app.js": "text/javascript", "app.css": "text/css"}
+RUN_COLOURS = 8  # the page's run colours: the report's first eight (app.css --r0 to --r7)
 _json = functools.partial(json.dumps, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -82,6 +86,17 @@ def make_app(ready: Callable[[], Awaitable[Index]]) -> web.Application:
                       disagree=q.get("disagree", "") in ("1", "true"))
         return web.json_response(index.page(query, offset, limit), dumps=_json)
 
+    async def reliability(request: web.Request) -> web.Response:
+        index = await ready()
+        number = request.query.get("run", "")
+        info = index.runs[int(number)] if number.isdigit() and int(number) < len(index.runs) else None
+        svg = None if info is None else reliability_svg([
+            Forecaster(info.number + 1, f"{info.number + 1} · {info.run.judge}", PALETTE[info.number % RUN_COLOURS],
+                       info.run.calibration)])
+        if svg is None:
+            raise web.HTTPNotFound(text="no such run with verdict probabilities\n")
+        return web.Response(text=svg, content_type="image/svg+xml")
+
     async def record(request: web.Request) -> web.Response:
         found = (await ready()).detail(request.query.get("id", ""))
         if found is None:
@@ -96,6 +111,7 @@ def make_app(ready: Callable[[], Awaitable[Index]]) -> web.Application:
         web.get("/api/meta", meta),
         web.get("/api/records", records),
         web.get("/api/record", record),
+        web.get("/api/reliability.svg", reliability),
     ])
     return app
 

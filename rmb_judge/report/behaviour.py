@@ -5,13 +5,17 @@ bins' accuracy against their mean confidence, beside the diagonal of a calibrate
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..measures import Calibration, Gap, Measure, Preference
+from .legend import Key, legend
+from .legend import height as legend_height
 from .load import Run
 from .view import Board
 
 MODELS_SHOWN = 6  # responder models in the terminal lines, most presentations first
+LEGEND_WIDTH = 600  # px of the reliability diagram, wider than its plot so its legend can name the runs
 
 
 def _measure(m: Measure, percent: bool = False) -> str:
@@ -61,7 +65,7 @@ def lines(run: Run) -> list[str]:
                               for m in behaviour.models[:MODELS_SHOWN])
             said.append(f"accuracy by responder model (where it wrote the preferred / the other answer): {shown}")
     if run.calibration is not None:
-        said.append(calibration_line(run.calibration))
+        said.append(calibration_line(run.calibration, jury=bool(run.jury)))
     return said
 
 
@@ -74,8 +78,9 @@ def _value(m: Measure) -> str:
     return "—" if m.value is None else f"{m.value:.2f}"
 
 
-def calibration_line(c: Calibration) -> str:
-    without = f" ({c.without:,} without: no verdict token read)" if c.without else ""
+def calibration_line(c: Calibration, jury: bool = False) -> str:
+    why = "a member gave none" if jury else "no verdict token read"
+    without = f" ({c.without:,} without: {why})" if c.without else ""
     return (f"verdict probabilities on {c.comparisons:,} comparisons{without}: Brier {_measure(c.brier)}, "
             f"ECE {_measure(c.ece)}, AUROC {_measure(c.auroc)}")
 
@@ -109,12 +114,23 @@ class Reliability:
     size: int  # of the square plot
     ticks: list[tuple[float, str, float, str]]  # x pixel and its confidence, y pixel and its accuracy
     curves: list[Curve]
+    legend: list[Key]
 
 
-def reliability(shown: Board, colour: dict[int, str]) -> Reliability | None:
+@dataclass(frozen=True)
+class Forecaster:
+    """A run as the reliability diagram draws it."""
+
+    rank: int
+    title: str
+    colour: str
+    calibration: Calibration | None
+
+
+def reliability(runs: Sequence[Forecaster]) -> Reliability | None:
     """The diagram over confidence 0.5 to 1 (x) and accuracy 0 to 1 (y), one curve per run with
     verdict probabilities; a point's area follows its bin's comparisons."""
-    rows = [row for row in shown.rows if row.run.calibration and row.run.calibration.bins]
+    rows = [row for row in runs if row.calibration and row.calibration.bins]
     if not rows:
         return None
     left, top, size = 44, 12, 300
@@ -127,14 +143,17 @@ def reliability(shown: Board, colour: dict[int, str]) -> Reliability | None:
 
     curves = []
     for row in rows:
-        calibration = row.run.calibration
+        calibration = row.calibration
         assert calibration is not None
         largest = max(b.n for b in calibration.bins)
         points = [Point(x(b.confidence), y(b.accuracy), 2 + 5 * (b.n / largest) ** 0.5,
                         f"{row.title}: confidence {b.low:.2f}-{b.high:.2f}, {b.n:,} comparisons, mean confidence "
                         f"{b.confidence:.3f}, accuracy {b.accuracy:.3f}") for b in calibration.bins]
         path = "M" + "L".join(f"{p.x:.1f},{p.y:.1f}" for p in points)
-        curves.append(Curve(row.rank, colour[row.rank], f"{row.title} (ECE {calibration.ece.value:.3f})"
+        curves.append(Curve(row.rank, row.colour, f"{row.title} (ECE {calibration.ece.value:.3f})"
                             if calibration.ece.value is not None else row.title, path, points))
     ticks = [(x(0.5 + t / 2), f"{0.5 + t / 2:g}", y(t), f"{t:g}") for t in (0, 0.25, 0.5, 0.75, 1)]
-    return Reliability(left + size + 16, top + size + 40, left, top, size, ticks, curves)
+    width = max(left + size + 16, LEGEND_WIDTH)
+    keys = legend([(curve.colour, curve.title, "swatch") for curve in curves]
+                  + [("#111827", "a calibrated judge", "dashed")], 8, top + size + 44, width - 8)
+    return Reliability(width, top + size + 44 + legend_height(len(keys)), left, top, size, ticks, curves, keys)

@@ -23,9 +23,11 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from .behaviour import reliability, sections
+from .behaviour import Forecaster, reliability, sections
+from .legend import Key, legend
+from .legend import height as legend_height
 from .load import OVERALL, Run
-from .view import Board, Row, across, boards
+from .view import RANKED, SELECTION, Board, Group, Row, across, boards
 
 PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac")
 ABSENT = "#e5e7eb"  # a heatmap cell the run did not judge
@@ -46,7 +48,7 @@ def _environment() -> jinja2.Environment:
         keep_trailing_newline=True,
     )
     environment.filters["num"] = lambda value, digits=1: f"{value:.{digits}f}"
-    environment.globals.update(font=FONT, few=FEW)
+    environment.globals.update(font=FONT, few=FEW, legend_height=legend_height)
     return environment
 
 
@@ -56,10 +58,12 @@ class Chart:
 
     name: str  # the downloaded file's, without .svg
     svg: Markup
+    standalone: Markup | None = None  # the file, where it differs: its legend inside (the page has an HTML one)
 
     @property
     def download(self) -> str:
-        return "data:image/svg+xml;base64," + base64.b64encode(self.svg.encode("utf-8")).decode("ascii")
+        svg = self.standalone or self.svg
+        return "data:image/svg+xml;base64," + base64.b64encode(svg.encode("utf-8")).decode("ascii")
 
 
 @dataclass(frozen=True)
@@ -67,10 +71,11 @@ class Page:
     """One benchmark's part of the report."""
 
     board: Board
-    legend: list[tuple[str, str]]
+    legend: list[tuple[str, str]]  # (colour, title) of each run, above the charts that share it
     bars: Chart
     cost: Chart | None
     unpriced: list[str]  # runs the cost chart leaves out
+    cost_group: str  # the title of the group of runs the cost chart compares
     heatmap: Chart | None
     reliability: Chart | None  # runs with --verdict-probs
     behaviour: list[tuple[str, list[str]]]
@@ -90,21 +95,36 @@ def _page(shown: Board) -> Page:
     name = shown.benchmark.name
     heatmap = _heatmap(shown, slots)
     cost, unpriced = _cost(shown)
-    curves = reliability(shown, {row.rank: _colour(row.rank) for row in shown.rows})
+    curves = reliability([Forecaster(row.rank, row.title, _colour(row.rank), row.run.calibration)
+                          for row in shown.rows])
     return Page(
         board=shown,
         legend=[(_colour(row.rank), row.title) for row in shown.rows],
-        bars=_chart(f"{name}-scores-by-section", "bars.svg.j2", bars=_bars(shown, slots, faded)),
-        cost=_chart(f"{name}-cost-vs-accuracy", "cost.svg.j2", cost=cost) if cost else None,
+        bars=_chart(f"{name}-scores-by-section", "bars.svg.j2", page_legend=True, bars=_bars(shown, slots, faded)),
+        cost=_chart(f"{name}-cost-vs-accuracy", "cost.svg.j2", page_legend=True, cost=cost) if cost else None,
         unpriced=unpriced,
+        cost_group=group.title if (group := _cost_group(shown)) else "",
         heatmap=_chart(f"{name}-accuracy-by-scenario", "heatmap.svg.j2", heatmap=heatmap) if heatmap else None,
         reliability=_chart(f"{name}-calibration", "reliability.svg.j2", reliability=curves) if curves else None,
         behaviour=sections(shown),
     )
 
 
-def _chart(name: str, template: str, **layout: Any) -> Chart:
-    return Chart(name, Markup(_environment().get_template(template).render(**layout).strip()))  # autoescaped
+def reliability_svg(runs: list[Forecaster]) -> str | None:
+    """The reliability diagram of these runs as a standalone SVG file (None: none has probabilities)."""
+    curves = reliability(runs)
+    return None if curves is None else str(_chart("calibration", "reliability.svg.j2", reliability=curves).svg)
+
+
+def _chart(name: str, template: str, page_legend: bool = False, **layout: Any) -> Chart:
+    """The chart's SVG (autoescaped); with `page_legend` the page shows it without its legend,
+    which the page gives in HTML, legible however far the chart is scaled down."""
+    def render(inline_legend: bool) -> Markup:
+        return Markup(_environment().get_template(template).render(inline_legend=inline_legend, **layout).strip())
+
+    if page_legend:
+        return Chart(name, render(False), render(True))
+    return Chart(name, render(True))
 
 
 def _colour(rank: int) -> str:
@@ -165,6 +185,7 @@ class Bars:
     ticks: list[Label]
     sections: list[tuple[Label, list[Bar]]]  # a title under each section's bars
     values: bool  # bars wide enough to print their score above them
+    legend: list[Key]
 
 
 def _bars(shown: Board, slots: dict[int, float], faded: set[int]) -> Bars:
@@ -200,7 +221,10 @@ def _bars(shown: Board, slots: dict[int, float], faded: set[int]) -> Bars:
             ))
         sections.append((Label(x0 + bar_w * span / 2, top + plot_h + 18, title), bars))
     ticks = [Label(left - 6, y(tick), f"{tick:g}") for tick in (0, 0.25, 0.5, 0.75, 1)]
-    return Bars(width, top + plot_h + bottom, left, width - 10, ticks, sections, values=bar_w >= 24)
+    entries = [(_colour(row.rank), row.title, "swatch") for row in rows] + [("#111827", "chance level", "dashed")]
+    keys = legend(entries, left, top + plot_h + bottom, width - left)
+    return Bars(width, top + plot_h + bottom + legend_height(len(keys)), left, width - 10, ticks, sections,
+                values=bar_w >= 24, legend=keys)
 
 
 # ---------------------------------------------------------------- cost against accuracy
@@ -233,16 +257,30 @@ class CostChart:
     y_title: Label
     points: list[Point]
     front: str  # the Pareto front as an SVG path: a staircase through its runs, cheapest first
+    legend: list[Key]
+
+
+def _placed(rows: list[Row]) -> list[Row]:
+    return [row for row in rows if row.run.cost_usd is not None and row.run.scores[OVERALL] is not None]
+
+
+def _cost_group(shown: Board) -> Group | None:
+    """The runs the cost chart compares: the first group of complete runs on one selection that
+    has two runs to place (a lone --precision run of the whole data, ranked first, leaves the
+    choice to the judges run beside it on a smaller selection), else the first group."""
+    return next((group for group in shown.groups if group.kind in (RANKED, SELECTION) and len(_placed(group.rows)) > 1),
+                shown.groups[0] if shown.groups else None)
 
 
 def _cost(shown: Board) -> tuple[CostChart | None, list[str]]:
     """Cost of the answers behind each score (x) against the overall score (y) with its interval,
-    for the runs ranked together (the first group: the same records), and the Pareto front:
+    for the runs ranked together (`_cost_group`: the same records), and the Pareto front:
     the runs no other run beats on both. A log scale when costs span a factor of 10 or more.
     Also the runs left out for an unknown price. None when fewer than two runs can be placed."""
-    rows = shown.groups[0].rows if shown.groups else []
+    group = _cost_group(shown)
+    rows = group.rows if group else []
     unpriced = [row.title for row in rows if row.run.cost_usd is None and row.run.scores[OVERALL] is not None]
-    placed = [row for row in rows if row.run.cost_usd is not None and row.run.scores[OVERALL] is not None]
+    placed = _placed(rows)
     if len(placed) < 2:
         return None, unpriced
     width, height, left, right, top, bottom = 640.0, 340.0, 58.0, 620.0, 16.0, 290.0
@@ -290,11 +328,14 @@ def _cost(shown: Board) -> tuple[CostChart | None, list[str]]:
         stairs += f"H{x:.1f}V{y:.1f}" if number else f"M{x:.1f},{y:.1f}"
     x_ticks = [Label(x_of(v), bottom + 16, f"${v:,.10g}") for v in x_values]
     y_ticks = [Label(left - 6, y_of(v) + 4, f"{v:.2f}") for v in y_values]
+    entries = [(_colour(row.rank), row.title, "swatch") for row in placed] + [
+        ("#111827", "Pareto front: the runs (ringed) no other run beats on both cost and score", "dashed")]
+    keys = legend(entries, left, height, width - left)
     return CostChart(
-        width, height, left, right, top, bottom, x_ticks, y_ticks,
+        width, height + legend_height(len(keys)), left, right, top, bottom, x_ticks, y_ticks,
         Label((left + right) / 2, height - 8, "cost of the answers behind the score" + (" (log scale)" if log else "")),
         Label(14, (top + bottom) / 2, "overall score"),
-        points, stairs,
+        points, stairs, keys,
     ), unpriced
 
 

@@ -294,13 +294,13 @@ def _row(rank: int, run: Run, kind: str, keys: tuple[str, ...], per_run_chance: 
         _fmt_cost(run.cost_usd) + ("*" if run.cost_is_spend else ""),
         *(with_interval(*get(run)) for _, get, _ in extras),
     ]
-    status = _status(run)
+    status = status_tags(run)
     marks = ["other selection"] * (kind == SELECTION) + [tag.name for tag in status if tag.name != "complete"]
     title = f"#{rank} {run.judge} · {run.label}" + "".join(f" ({mark})" for mark in marks)
     return Row(rank, run, kind, scores, status, details, title)
 
 
-def _status(run: Run) -> list[Tag]:
+def status_tags(run: Run) -> list[Tag]:
     """Complete or partial (how far it got and why it stopped), SUSPECT, simulated."""
     if run.complete:
         tags = [Tag("complete")]

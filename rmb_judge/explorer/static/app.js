@@ -82,7 +82,12 @@ function runName(number) {
 function renderMeta() {
   const meta = state.meta;
   $("runs").replaceChildren(...meta.runs.map((run) => el("li", { class: `run r${run.number % 8}`, title: run.path },
-    el("span", { class: "swatch" }), `${runName(run.number)} (${number(run.records)} records)`)));
+    el("span", { class: "swatch" }), el("a", { href: pageURL(null, state.query, state.offset), class: "to-overview",
+      onclick: (event) => {
+        if (event.ctrlKey || event.metaKey || event.shiftKey || event.button !== 0) return;
+        event.preventDefault();
+        openOverview(true);
+      } }, `${runName(run.number)} (${number(run.records)} records)`))));
   const byText = new Map();  // a note several runs share is said once, naming them
   for (const run of meta.runs) for (const text of run.notes) byText.set(text, [...(byText.get(text) || []), run.number + 1]);
   $("notes").replaceChildren(...meta.notes.map((text) => el("p", { class: "note", text })),
@@ -281,22 +286,50 @@ function comparison(c, run) {
     ...c.presentations.map((p) => presentation(p, run)));
 }
 
-function verdictText(p) {
+function verdictText(p, jury) {
   if (p.error) return `request failed: ${p.error}`;
   if (p.refused) return "refused";
-  if (p.verdict === "A") return `A, the ${p.shown[0]} answer`;
-  if (p.verdict === "B") return `B, the ${p.shown[1]} answer`;
+  if (p.verdict === "A") return jury ? `the ${p.shown[0]} answer` : `A, the ${p.shown[0]} answer`;
+  if (p.verdict === "B") return jury ? `the ${p.shown[1]} answer` : `B, the ${p.shown[1]} answer`;
   if (p.verdict === "tie") return "tie";
-  return "no verdict could be read";
+  return jury ? "none: no member gave a verdict" : "no verdict could be read";
+}
+
+function probabilities(p) {  // P(A), P(B), P(tie) at the verdict token, named by the answers shown as A and B
+  if (!p.probs) return null;
+  const share = (x) => Number(x).toFixed(3);
+  return el("p", { class: "probs" }, "Verdict probabilities: ",
+    el("span", { class: "prob", text: `${p.shown[0]} ${share(p.probs.A)}` }), " · ",
+    el("span", { class: "prob", text: `${p.shown[1]} ${share(p.probs.B)}` }), " · ",
+    el("span", { class: "prob", text: `tie ${share(p.probs.tie)}` }));
+}
+
+function memberVerdict(member, p) {  // a jury member's verdict relative to the label (the preferred answer shown as A)
+  const said = { win: `the ${p.shown[0]} answer`, loss: `the ${p.shown[1]} answer`, tie: "tie" }[member.verdict];
+  const where = member.run === null || member.run === undefined ? "" : ` (run ${member.run + 1}, beside)`;
+  return el("li", {}, el("span", { class: "run-name", text: member.judge + where }), ": ",
+    el("b", { text: said || "no verdict" }));
 }
 
 function presentation(p, run) {
-  const flags = [p.cached ? "from the cache" : null, p.truncated ? "cut off at the token limit" : null].filter(Boolean);
+  const jury = Boolean(run.jury);
+  const flags = [p.cached && !jury ? "from the cache" : null, p.truncated ? "cut off at the token limit" : null].filter(Boolean);
   const parts = [
-    el("p", { class: "shown", text: `Shown as A: ${p.shown[0]}, as B: ${p.shown[1]}` }),
-    el("p", { class: "verdict" }, "Verdict: ", el("b", { text: verdictText(p) }), flags.length ? ` (${flags.join(", ")})` : ""),
-    ...raw(p),
+    jury ? null : el("p", { class: "shown", text: `Shown as A: ${p.shown[0]}, as B: ${p.shown[1]}` }),
+    el("p", { class: "verdict" }, jury ? `The jury's verdict (${run.jury.rule || "majority"}): ` : "Verdict: ",
+      el("b", { text: verdictText(p, jury) }), flags.length ? ` (${flags.join(", ")})` : ""),
+    probabilities(p),
   ];
+  if (jury) {
+    parts.push(el("p", { class: "shown", text: "Its members' verdicts:" }),
+      el("ul", { class: "members" }, ...(p.members || []).map((member) => memberVerdict(member, p))),
+      el("p", { class: "hint", text: (p.members || []).every((m) => m.run !== null && m.run !== undefined)
+        ? "A jury sends no prompt: its members' prompts and reasoning are in their columns."
+        : "A jury sends no prompt: its verdict comes from its members' own runs, where their prompts and reasoning "
+          + "are (give their run folders to view beside it to read them)." }));
+    return el("div", { class: "presentation" }, ...parts);
+  }
+  parts.push(...raw(p));
   if (p.votes) parts.push(el("p", { class: "votes", text: `Votes: ${p.votes.map((v) => v === null ? "unread" : v).join(", ")}` }));
   if (p.prompts.length) {
     parts.push(el("details", { class: "prompt" },
@@ -324,6 +357,39 @@ function raw(p) {
   return one(value, "Judge output");
 }
 
+// ------------------------------------------------------------------ the runs' scores and behaviour
+
+function openOverview(push) {
+  state.record = null;
+  state.recordCall++;
+  if (push) history.pushState(null, "", pageURL(null, state.query, state.offset));
+  for (const link of document.querySelectorAll("#list a")) link.parentElement.classList.remove("current");
+  renderOverview();
+  document.title = "rmb-judge view";
+}
+
+function renderOverview() {
+  const runs = state.meta.runs;
+  $("record").replaceChildren(
+    el("p", { class: "hint", text: "Choose a record from the list to see its conversation, answers, the prompt the judge saw and what it said." }),
+    el("h2", { text: runs.length > 1 ? "The runs" : "The run" }),
+    ...runs.map((run) => el("section", { class: `overview r${run.number % 8}`, id: `run-${run.number + 1}` },
+      el("h3", {}, el("span", { class: "swatch" }), el("span", { class: "run-name", text: runName(run.number) })),
+      el("p", { class: "where", text: `${run.path} · ${run.status.join(" · ")}` }),
+      run.jury ? el("p", { class: "jury" }, `A jury (${run.jury.rule || "majority"}) of ${run.jury.members.length}: `,
+        ...run.jury.members.flatMap((member, i) => [i ? ", " : "", el("span", { class: "run-name",
+          text: member.judge + (member.run === null || member.run === undefined ? "" : ` (run ${member.run + 1})`) })])) : null,
+      run.scores.length ? el("table", { class: "scores" }, el("tbody", {},
+        el("tr", {}, ...run.scores.map((s) => el("th", { text: s.title }))),
+        el("tr", {}, ...run.scores.map((s) => el("td", { class: "num", text: s.score }))))) : null,
+      run.behaviour.length ? el("ul", { class: "behaviour" }, ...run.behaviour.map((line) => el("li", { text: line }))) : null,
+      run.reliability ? el("figure", { class: "reliability" },
+        el("img", { src: `/api/reliability.svg?run=${run.number}`, alt: `Reliability diagram of run ${run.number + 1}` }),
+        el("figcaption", { text: "Comparisons binned by the judge's confidence (its probability for the answer it favours): "
+          + "each point is a bin's mean confidence against how often the favoured answer was the label-preferred one. "
+          + "A calibrated judge lies on the dashed diagonal." })) : null)));
+}
+
 // ------------------------------------------------------------------ start
 
 function restore() {
@@ -333,10 +399,7 @@ function restore() {
   setForm();
   loadList();
   if (where.record) openRecord(where.record, false);
-  else {
-    state.record = null;
-    $("record").replaceChildren(el("p", { class: "hint", text: "Choose a record on the left." }));
-  }
+  else openOverview(false);
 }
 
 function step(direction) {
@@ -356,6 +419,7 @@ async function start() {
   renderMeta();
   setForm();
   if (where.record) openRecord(where.record, false);
+  else renderOverview();
   renderList(await list);
   let typing;
   $("filters").addEventListener("change", (event) => { if (event.target.id !== "search") filtersChanged(); });
