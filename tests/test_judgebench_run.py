@@ -239,7 +239,8 @@ def test_report_compare_view_and_jury_read_judgebench_runs(judgebench_data, data
     view shows them, and a jury is built from them."""
     runs = tmp_path / "runs"
     base = ["run", "--judge", "mock", "--cache", str(tmp_path / "cache"), "--no-progress", "--limit", "2"]
-    for name, extra in (("jb-arena", []), ("jb-fixed", ["--order", "fixed"]), ("jb-arena-2", ["--seed", "1"])):
+    for name, extra in (("jb-arena", []), ("jb-fixed", ["--order", "fixed"]), ("jb-arena-2", ["--seed", "1"]),
+                        ("jb-claude", ["--split", "claude"])):
         assert cli.main([*base, "--benchmark", "judgebench", "--data", str(judgebench_data),
                          "--out", str(runs / name), *extra]) == 0
     assert cli.main([*base, "--data", str(data_root), "--scenarios", "*Chat*", "--out", str(runs / "rmb")]) == 0
@@ -248,6 +249,8 @@ def test_report_compare_view_and_jury_read_judgebench_runs(judgebench_data, data
     board = (tmp_path / "board.md").read_text()
     assert "# Judges across benchmarks" in board and "JudgeBench" in board and "RMB" in board
     assert "o1-mini-2024-09-12 (arena\\_hard judge)" in board and "0.657" in board
+    # each split is a selection of its own, said in words (never "selection not recorded")
+    assert "split claude" in board and "split gpt" in board and "not recorded" not in board
     capsys.readouterr()
     assert cli.main(["compare", str(runs / "jb-arena"), str(runs / "jb-fixed"), "--json"]) == 0
     compared = json.loads(capsys.readouterr().out)

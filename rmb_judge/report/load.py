@@ -45,6 +45,7 @@ class Flags:
     sample: float | None
     precision: float | None  # --precision H: a sample grown until overall's interval was ±H
     seed: int | None  # only --sample and --precision use it
+    options: tuple[tuple[str, str], ...] = ()  # the benchmark's own selection flags (JudgeBench's --split)
 
 
 @dataclass(frozen=True)
@@ -207,8 +208,9 @@ def _scenario(path: str, section: str | None, n: int, accuracy: float | None, in
 
 
 def _flags(settings: Settings, benchmark: Benchmark) -> Flags | None:
-    """The selection flags with defaults filled in, or None when the summary records none (older runs)."""
-    if not (settings.sets or settings.sections or settings.scenarios):
+    """The selection flags with defaults filled in, or None when the summary records none (an
+    older run of a benchmark selected by --sets and --sections always recorded them since)."""
+    if benchmark.selection_flags and not (settings.sets or settings.sections or settings.scenarios):
         return None
     return Flags(
         kinds=tuple(sorted(settings.sets or benchmark.kinds)),
@@ -218,6 +220,7 @@ def _flags(settings: Settings, benchmark: Benchmark) -> Flags | None:
         sample=settings.sample,
         precision=settings.precision,
         seed=settings.seed if settings.sample is not None or settings.precision is not None else None,
+        options=tuple(sorted(settings.options.items())),
     )
 
 
@@ -241,6 +244,7 @@ def _selection_text(flags: Flags | None, benchmark: Benchmark) -> str:
     if flags is None:
         return "selection not recorded (older summary)"
     parts = [f"{flag} " + ", ".join(values) for flag, values in _narrowed(flags, benchmark)]
+    parts += [f"{name} {value}" for name, value in flags.options]
     if flags.scenarios:
         parts.append("scenarios " + ", ".join(flags.scenarios))
     if flags.limit is not None:
