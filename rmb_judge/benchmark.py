@@ -251,6 +251,12 @@ class Benchmark:
         """How many of the manifest's files the selection covers."""
         raise NotImplementedError
 
+    def notes(self, dataset: Dataset, selection: Selection) -> list[str]:
+        """Sentences for the summary's warnings about what a run's selection means for its
+        scores (a benchmark whose headline needs every subset says when some are left out):
+        by default none."""
+        return []
+
     def subset_files(self, subset: str, files: Mapping[str, str]) -> list[str]:
         """Of a run's data files (`files`, relative path -> SHA-256), those a subset's records
         come from (two runs share a subset's records only where these are the same bytes): by

@@ -422,6 +422,7 @@ class Session:
         scored = scoring.summarize(self.benchmark, kept, record_scores, finished, task.judge.scalar, population, z,
                                    self._links(dataset), task.selection.sample, settings.order)
         usage, noticed = pipeline.report(judged, indices)
+        noticed = [*self.benchmark.notes(dataset, task.selection), *noticed]
         summary = Summary(
             judge=task.judge.spec,
             benchmark=self.benchmark.name,

@@ -68,6 +68,9 @@ class Toy(Benchmark):
     def upstream_files(self, selection):
         return 1
 
+    def notes(self, dataset, selection):
+        return [f"toy: {len(dataset.records)} of its 12 records selected"] if selection.limit else []
+
     def judgments(self, record, mode):
         if mode == "rating":
             return [Rating(record, i, i) for i in range(4)]
@@ -152,6 +155,20 @@ def test_a_benchmark_of_rankings_and_ratings_runs_through_the_core(toy, tmp_path
     assert rated["scores"]["overall"] == 0.5 and rated["scores"]["alone"] == 0.0
     assert {json.loads(line)["rating"] for line in (tmp_path / "rate" / "samples.jsonl").read_text().splitlines()} == {
         9.0, 2.0}
+
+
+def test_a_benchmark_notes_what_a_selection_means_in_the_summary(toy, tmp_path, fake_api_thread, monkeypatch):
+    data, ranking, _ = toy
+    for variable, value in fake_api_thread.env().items():
+        monkeypatch.setenv(variable, value)
+    fake_api_thread.responder = lambda body, wire: Reply("[[A]]")
+    base = ["run", "--benchmark", "toy", "--judge", "openai:m", "--data", str(data), "--cache", str(tmp_path / "c"),
+            "--no-progress", "--template", str(ranking), "--order", "fixed", "--price", "1,1"]
+    assert cli.main([*base, "--limit", "3", "--out", str(tmp_path / "some")]) == 0
+    assert json.loads((tmp_path / "some" / "summary.json").read_text())["warnings"] == [
+        "toy: 3 of its 12 records selected"]
+    assert cli.main([*base, "--out", str(tmp_path / "all")]) == 0
+    assert json.loads((tmp_path / "all" / "summary.json").read_text())["warnings"] == []
 
 
 def test_a_reward_model_ranks_the_answers_by_their_rewards(toy, tmp_path):

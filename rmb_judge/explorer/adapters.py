@@ -12,8 +12,8 @@ from ..records import Record
 
 
 class RecordAdapter:
-    """The shapes `benchmark.Section` knows: pairwise (chosen vs rejected) and best-of-N
-    (the best answer vs each loser)."""
+    """The shapes `benchmark.Section` knows: pairwise (chosen vs rejected), best-of-N (the best
+    answer vs each loser), and several chosen against several rejected answers, numbered."""
 
     def answer_labels(self, kind: str, others: int) -> list[str]:
         """Labels of a record's answers: the label-preferred one first, then the others."""
@@ -22,6 +22,9 @@ class RecordAdapter:
         return ["best", *(f"loser {number}" for number in range(1, others + 1))]
 
     def labels(self, record: Record) -> list[str]:
+        if len(record.chosen) > 1:
+            return [*(f"chosen {n}" for n in range(1, len(record.chosen) + 1)),
+                    *(f"rejected {n}" for n in range(1, len(record.rejected) + 1))]
         return self.answer_labels(record.kind, len(record.rejected))
 
     def subset(self, benchmark: Benchmark, subset: str) -> str:

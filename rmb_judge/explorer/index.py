@@ -31,7 +31,7 @@ from .. import rendering, templates
 from ..benchmark import Benchmark
 from ..errors import DataError, RmbJudgeError
 from ..judges import parse_spec
-from ..judgments import Presentation
+from ..judgments import Judgment, Pair, Presentation
 from ..records import Record, Selection
 from ..report.behaviour import lines as behaviour_lines
 from ..report.html import natural
@@ -299,8 +299,7 @@ class Index:
             by_comparison[_number(line)].append(line)
         shown = []
         for loser_index, presentations in by_comparison.items():
-            preferred = entry.labels[0] if entry.labels else "preferred"
-            other = entry.labels[1 + (loser_index or 0)] if len(entry.labels) > 1 + (loser_index or 0) else "other"
+            preferred, other = self._pair_labels(run, entry, loser_index)
             items = []
             for line in presentations:
                 order = line.get("order", "AB")
@@ -320,6 +319,17 @@ class Index:
         return shown
 
     @staticmethod
+    def _pair_labels(run: RunInfo, entry: Entry, position: int | None) -> tuple[str, str]:
+        """The labels of a comparison's two answers: its pair's (the benchmark numbers its
+        judgments), else the preferred answer against the `position`-th other one."""
+        labels, record = entry.labels, entry.record
+        pair = None if record is None else _judgment(run, entry.benchmark, record, position)
+        if isinstance(pair, Pair) and record is not None and len(labels) == len(record.answers):
+            return labels[pair.chosen], labels[len(record.chosen) + pair.rejected]
+        preferred = labels[0] if labels else "preferred"
+        return preferred, labels[1 + (position or 0)] if len(labels) > 1 + (position or 0) else "other"
+
+    @staticmethod
     def _prompts(run: RunInfo, benchmark: Benchmark, record: Record | None, position: int | None, order: str,
                  ) -> list[list[dict[str, str]]]:
         """The messages the judge was sent for this presentation (two for a pointwise template; a
@@ -327,7 +337,7 @@ class Index:
         if record is None or run.template is None or run.request is None:
             return []
         template = benchmark.template_for(record, run.template)
-        judgment = next((j for j in benchmark.judgments(record, template.kind) if j.position == position), None)
+        judgment = _judgment(run, benchmark, record, position)
         if judgment is None:
             return []
         return [[{"role": role, "content": content} for role, content in request.messages]
@@ -557,6 +567,15 @@ def _entry(key: tuple[str, str], benchmark: Benchmark, record: Record | None, li
         models.append(str(line.get("other_model") or ""))
     return Entry(key, benchmark, None, section, adapter.subset(benchmark, key[0]),
                  adapter.answer_labels(kind, len(models) - 1), [], models, 0, "", [None] * runs, [None] * runs)
+
+
+def _judgment(run: RunInfo, benchmark: Benchmark, record: Record, position: int | None) -> Judgment | None:
+    """The record's judgment numbered `position`, as the run's template (or reward model) asks it."""
+    mode = "scalar" if run.template is None else benchmark.template_for(record, run.template).kind
+    try:
+        return next((j for j in benchmark.judgments(record, mode) if j.position == position), None)
+    except RmbJudgeError:  # a mode the benchmark does not judge in (a template it refuses)
+        return None
 
 
 def _number(line: dict[str, Any]) -> Any:
