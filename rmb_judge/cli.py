@@ -724,13 +724,18 @@ def cmd_data(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def data_info(benchmark: Benchmark, dataset: records.Dataset, missing: list[str]) -> dict:
-    """Records and comparisons per section, records per scenario, and the files a copy lacks."""
+    """Records and judgments per section (what a judge with the benchmark's default template
+    is asked of each record: RMB's pairs, RM-Bench's nine), records per scenario, and the
+    files a copy lacks."""
+    from . import templates
+
+    kind = templates.load(benchmark.default_template).kind
     sections: dict[str, Counter] = {}
     scenarios: Counter = Counter()
     for r in dataset.records:
         counts = sections.setdefault(r.section, Counter())
         counts["records"] += 1
-        counts["comparisons"] += len(r.rejected)
+        counts["comparisons"] += len(benchmark.judgments(r, kind))
         counts["scenarios"] += r.subset not in scenarios
         scenarios[r.subset] += 1
     return {
@@ -757,7 +762,7 @@ def render_data_info(benchmark: Benchmark, info: dict, console: Console) -> None
         table.add_row(key, str(counts["scenarios"]), str(counts["records"]), str(counts["comparisons"]))
     console.print(table)
     detail = Table(title="records per scenario")
-    detail.add_column("category_path", overflow="fold")
+    detail.add_column(benchmark.subset_field, overflow="fold")
     detail.add_column("records", justify="right")
     for path, count in info["scenarios"].items():
         detail.add_row(path, str(count))

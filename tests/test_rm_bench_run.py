@@ -114,6 +114,7 @@ def test_fetch_verifies_every_file_against_the_pinned_manifest(github, tmp_path,
     assert cli.main(["data", "info", "--benchmark", "rm-bench", "--data", str(dest), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["sections"]["safety"]["records"] == 441 and info["scenarios"]["safety-refuse"] == 284
+    assert info["sections"]["safety"]["comparisons"] == 9 * 441  # each prompt's nine pairs
     # a mirror serving a math file that is not the pinned one (its git blob id), or other bytes
     (served / "math_filtered.json").write_text(json.dumps(json.loads((served / "chat_filtered.json").read_text())[:2]))
     assert cli.main([*fetch, "--only", "math_*"]) == 2
