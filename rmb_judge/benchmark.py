@@ -184,6 +184,12 @@ class Benchmark:
     def section(self, kind: str, goal: str) -> Section:
         return next(s for s in self.sections if s.kind == kind and s.goal == goal)
 
+    def score_title(self, key: str) -> str:
+        """A score key's column title: its section's, "Overall", else the key capitalised
+        (RM-Bench's "Hard", a mean over its domains)."""
+        titles = {s.key: s.title for s in self.sections} | {OVERALL: "Overall"}
+        return titles.get(key, key.capitalize())
+
     def score_keys(self) -> tuple[ScoreKey, ...]:
         """summary.json's `scores`, in order: each section's mean over its records, then
         `overall`, the mean of the sections present."""

@@ -218,13 +218,12 @@ def compare(a: RunScores, b: RunScores, measures: bool = False) -> Comparison:
                 parts += [(size[p] / total / len(present), p) for p in paths]
         if parts:
             strata[score_key.key] = parts
-    titles = {s.key: s.title for s in benchmark.sections} | {OVERALL: "Overall"}
     for key, parts in strata.items():
         difference = paired([Stratum(w, [x - y for x, y in by_scenario[p]], group=section_of[p],
                                      links=None if link is None else [link[(p, uid)] for uid in uids[p]])
                              for w, p in parts])
         if difference:
-            result.scores.append(_score(key, titles.get(key, key.capitalize()), [(w, by_scenario[p]) for w, p in parts],
+            result.scores.append(_score(key, benchmark.score_title(key), [(w, by_scenario[p]) for w, p in parts],
                                         difference))
     return result
 

@@ -209,8 +209,13 @@ def test_report_compare_view_jury_and_precision_read_rm_bench_runs(rm_bench_data
     assert cli.main(["report", str(runs), "--published", "--markdown", str(tmp_path / "board.md")]) == 0
     board = (tmp_path / "board.md").read_text()
     assert "# Judges across benchmarks" in board and "# RM-Bench leaderboard" in board and NOTE in board
-    assert "| Skywork-Reward-Llama-3.1-8B | discriminative | 0.695 | 0.606 | 0.545 | 0.957 | 0.701 |" in board
-    assert f"{summary['scores']['overall']:.3f} ±" in board
+    # the official leaderboard's columns: the domains, then easy, normal and hard (with chance levels)
+    assert ("| Skywork-Reward-Llama-3.1-8B | discriminative | 0.695 | 0.606 | 0.545 | 0.957 | 0.890 | 0.747 | 0.466 "
+            "| 0.701 |") in board
+    row = next(line for line in board.splitlines() if line.startswith("| 1 |"))
+    assert [f"{summary['scores'][key]:.3f} ±" in row for key in ("chat", "code", "safety", "easy", "normal", "hard",
+                                                                    "overall")] == [True] * 7
+    assert "| chance level |  | 0.500 | — | 0.500 | 0.500 | 0.500 | 0.500 | 0.500 | 0.500 |" in board
     capsys.readouterr()
     assert cli.main(["compare", str(runs / "random"), str(runs / "both"), "--json"]) == 0
     compared = json.loads(capsys.readouterr().out)

@@ -70,7 +70,7 @@ class RMBench(Benchmark):
     name = "rm-bench"
     title = "RM-Bench"
     sections = tuple(Section(domain, KIND, domain, domain.capitalize()) for domain in DOMAINS)
-    leaderboard = ("chat", "math", "code", "safety")  # the official leaderboard's columns
+    leaderboard = ("chat", "math", "code", "safety", "easy", "normal", "hard")  # the official leaderboard's columns
     data_variable = "RM_BENCH_DATA"
     manifest_resource = MANIFEST
     published_resource = "rm_bench_published.json"

@@ -35,7 +35,7 @@ from ..judgments import Judgment, Pair, Presentation
 from ..records import Record, Selection
 from ..report.behaviour import lines as behaviour_lines
 from ..report.html import natural
-from ..report.load import OVERALL, Run, load_runs
+from ..report.load import Run, load_runs
 from ..report.view import status_tags, with_interval
 from ..summary import Settings, data_files, read_json, read_summary, sample_rows
 from .adapters import adapter_for
@@ -77,14 +77,13 @@ class RunInfo:
 
     def to_json(self) -> dict[str, Any]:
         run = self.run
-        titles = {s.key: s.title for s in run.benchmark.sections} | {OVERALL: "Overall"}
         return {
             "number": self.number, "judge": run.judge, "label": run.label, "path": str(run.path),
             "benchmark": run.benchmark.name, "complete": run.complete, "suspect": run.suspect,
             "simulated": run.simulated, "records": len(self.samples), "notes": self.notes,
             "template": self.settings.template, "order": self.settings.order,
             "status": [f"{tag.name}: {tag.detail}" if tag.detail else tag.name for tag in status_tags(run)],
-            "scores": [{"title": titles.get(key, key), "score": with_interval(value, run.intervals.get(key))}
+            "scores": [{"title": run.benchmark.score_title(key), "score": with_interval(value, run.intervals.get(key))}
                        for key, value in run.scores.items() if value is not None],
             "behaviour": behaviour_lines(run),
             "reliability": bool(run.calibration and run.calibration.bins),

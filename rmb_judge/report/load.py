@@ -88,9 +88,10 @@ class Run:
     jury: tuple[str, ...] = ()  # a jury's members' judges
 
     def chance_for(self, key: str) -> float | None:
-        """Chance level of a section, or for OVERALL the mean over the sections this run scored."""
-        if key != OVERALL:
-            return self.chance.get(key)
+        """Chance level of a section, or for a key over the sections (OVERALL, RM-Bench's hard)
+        the mean over the sections this run scored."""
+        if key in self.chance:
+            return self.chance[key]
         scored = [level for section, level in self.chance.items() if self.scores[section] is not None]
         known = [level for level in scored if level is not None]
         return sum(known) / len(known) if known and len(known) == len(scored) else None
@@ -174,7 +175,7 @@ def _run(folder: Path, summary: Summary, benchmark: Benchmark, data_digest: str 
         warnings=tuple(map(str, summary.warnings)),
         scores={key: summary.scores.get(key) for key in (*benchmark.leaderboard, OVERALL)},
         intervals={key: summary.intervals.get(key) for key in (*benchmark.leaderboard, OVERALL)},
-        chance={key: summary.chance.get(key) for key in benchmark.leaderboard},
+        chance={s.key: summary.chance.get(s.key) for s in benchmark.sections if s.key in benchmark.leaderboard},
         n=n,
         failed=sum(s.failed for s in counted),
         unparsed=sum(s.unparsed for s in counted),

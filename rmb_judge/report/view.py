@@ -109,8 +109,7 @@ _COUNTS = ("n", "Failed", "Unparsed", "Refused", "Cost")
 def board(runs: list[Run], published: bool = False) -> Board:
     benchmark = _benchmark(runs)
     keys = (*benchmark.leaderboard, OVERALL)
-    titles = {section.key: section.title for section in benchmark.sections} | {OVERALL: "Overall"}
-    score_titles = [titles[key] for key in keys]
+    score_titles = [benchmark.score_title(key) for key in keys]
     extras = [(title, get, meaning) for title, get, meaning in _EXTRAS if any(get(run)[0] is not None for run in runs)]
     groups: list[Group] = []
     first = 1
@@ -277,7 +276,7 @@ def _common_chance(runs: list[Run], keys: tuple[str, ...]) -> dict[str, float | 
     common: dict[str, float | None] = {}
     for key in keys:
         levels = {round(level, 4) for run in runs if (level := run.chance_for(key)) is not None}
-        if len(levels) > 1 and key != OVERALL:
+        if len(levels) > 1 and all(key in run.chance for run in runs):  # a section's; a key over them may differ
             return None
         common[key] = levels.pop() if len(levels) == 1 else None
     return common
