@@ -42,7 +42,7 @@ def read_lock(root: Path) -> dict[str, Any] | None:
                 and isinstance(lock.get("files"), dict)):
             raise ValueError("expected repo, commit and files")
     except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: not a lock file of `rmb-judge data fetch` ({exc}); remove it and fetch again")
+        raise DataError(f"{path}: not a lock file of `rmb-judge data fetch` ({exc}); remove it and fetch again") from None
     return lock
 
 
@@ -139,7 +139,7 @@ def _download(manifest: Manifest, entry: FileEntry, commit: str, staging: Path, 
 
     try:
         return hf_hub_download(manifest.hub, entry.path, repo_type="dataset", revision=commit,
-                               cache_dir=staging / "hub", endpoint=endpoint)  # type: ignore[return-value]
+                               cache_dir=staging / "hub", endpoint=endpoint)
     except Exception as exc:
         raise DataError(f"{entry.path}: download failed: {_unreachable(manifest, exc)}") from None
 
