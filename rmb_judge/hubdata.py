@@ -42,7 +42,8 @@ def read_lock(root: Path) -> dict[str, Any] | None:
                 and isinstance(lock.get("files"), dict)):
             raise ValueError("expected repo, commit and files")
     except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: not a lock file of `rmb-judge data fetch` ({exc}); remove it and fetch again") from None
+        raise DataError(f"{path}: not a lock file of `rmb-judge data fetch` ({exc}); remove it and fetch "
+                        "again") from None
     return lock
 
 
