@@ -103,7 +103,6 @@ class RewardBench2(Benchmark):
     scenarios_note = ("one parquet file of 1,865 rows: 1,763 best-of-4 prompts in five subsets and 102 Ties rows "
                       "(a ref and a tied row per prompt id)")
     extra = "hub"
-    judgment_field = "answer"
     orders = ("random", "fixed")
     default_order = "random"
     default_template = "rewardbench2"
