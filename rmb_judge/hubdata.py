@@ -18,6 +18,8 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +27,6 @@ from .errors import DataError, UsageError
 
 if TYPE_CHECKING:
     from .benchmark import Benchmark, FileEntry, Manifest
-    from .fetch import FetchResult
 
 LOCK = "rmb-judge.lock.json"  # in the data folder: the commit its files are of, and their SHA-256s
 COMMIT = re.compile(r"[0-9a-f]{40}")
@@ -62,15 +63,21 @@ def check_lock(root: Path, digests: dict[str, str]) -> dict[str, str]:
     return {"repo": str(lock.get("repo", "")), "commit": lock["commit"], "lock": LOCK}
 
 
-def fetch_hub(benchmark: Benchmark, manifest: Manifest, result: FetchResult, entries: list[FileEntry],
-              revision: str | None) -> None:
-    """Download `entries` of the hub dataset at one commit into `result.dest`, verified (see the
-    module docstring); fill `result`'s downloaded and skipped files."""
-    from .fetch import _check_records, _sha256
+@dataclass
+class Fetched:
+    downloaded: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # in place and matching the lock
+    bytes_downloaded: int = 0
 
+
+def fetch_hub(benchmark: Benchmark, manifest: Manifest, dest: Path, entries: list[FileEntry],
+              revision: str | None, sha256: Callable[[Path], str],
+              check_records: Callable[[Benchmark, Path, Path, FileEntry], None]) -> Fetched:
+    """Download `entries` of the hub dataset at one commit into `dest`, verified (see the module
+    docstring; fetch.py's `sha256` of a file and its `check_records` that a file parses)."""
+    result = Fetched()
     if revision is not None and not COMMIT.fullmatch(revision):
         raise UsageError(f"--revision {revision!r}: a commit sha (40 hex digits) of {manifest.hub}")
-    dest = result.dest
     lock = read_lock(dest)
     pinned = revision or manifest.commit or (lock["commit"] if lock else None)
     if lock is not None and pinned != lock["commit"]:
@@ -83,18 +90,18 @@ def fetch_hub(benchmark: Benchmark, manifest: Manifest, result: FetchResult, ent
     for entry in entries:
         known = entry.sha256 or files.get(entry.path, {}).get("sha256")
         path = dest / entry.path
-        if known is not None and path.is_file() and _sha256(path) == known:
+        if known is not None and path.is_file() and sha256(path) == known:
             result.skipped.append(entry.path)
         else:
             missing.append(entry)
     if not missing:
-        return
+        return result
     created = _made(dest)
     staging = Path(tempfile.mkdtemp(prefix=".fetch-", suffix=".partial", dir=dest))
     try:
         for entry in missing:
             got = Path(_download(manifest, entry, commit, staging, endpoint)).resolve()
-            digest, size = _sha256(got), got.stat().st_size
+            digest, size = sha256(got), got.stat().st_size
             expected = entry.sha256 or files.get(entry.path, {}).get("sha256")
             if expected is not None and digest != expected:
                 where = "the manifest" if entry.sha256 else f"the lock file {LOCK} (commit {commit[:12]})"
@@ -103,7 +110,7 @@ def fetch_hub(benchmark: Benchmark, manifest: Manifest, result: FetchResult, ent
             part = staging / "verified" / entry.path
             part.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(got, part)
-            _check_records(benchmark, staging / "verified", part, entry)
+            check_records(benchmark, staging / "verified", part, entry)
             target = dest / entry.path
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(part, target)
@@ -120,6 +127,7 @@ def fetch_hub(benchmark: Benchmark, manifest: Manifest, result: FetchResult, ent
                 folder.rmdir()
             except OSError:
                 break
+    return result
 
 
 def _resolve(manifest: Manifest, endpoint: str | None) -> str:
