@@ -119,6 +119,10 @@ class Manifest:
     folder: str  # the dataset folder's name upstream, e.g. "RMB_dataset"
     files: tuple[FileEntry, ...]
     cache_folder: str = ""  # the folder `data fetch` fills in the user cache (default: `folder`)
+    # a Hugging Face hub dataset instead of an HTTP base: its repo id, and the revision `data
+    # fetch` resolves when no commit is pinned (`commit` empty: trust on first use, hubdata.py)
+    hub: str = ""
+    revision: str = ""
 
     def url(self, entry: FileEntry, base_url: str | None = None) -> str:
         """`base_url` replaces the upstream prefix, so any server with the same layout works."""
@@ -204,12 +208,15 @@ class Benchmark:
 
     def manifest(self) -> Manifest:
         data = json.loads(_resource(self.manifest_resource))
+        commit = data.get("commit") or ""
         return Manifest(
-            commit=data["commit"],
-            base_url=data["base_url"].format(commit=data["commit"]),
+            commit=commit,
+            base_url=data["base_url"].format(commit=commit or data.get("revision", "")),
             folder=data["folder"],
             files=tuple(FileEntry(**item) for item in data["files"]),
             cache_folder=data.get("cache_folder", data["folder"]),
+            hub=data.get("hub", ""),
+            revision=data.get("revision", ""),
         )
 
     def published(self) -> Published | None:

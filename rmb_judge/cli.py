@@ -312,6 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
     data_sub = data.add_subparsers(dest="action", required=True, metavar="ACTION", help="what to do")
     fetch = data_sub.add_parser("fetch", parents=[data_flag], help="download the official files and verify them")
     fetch.add_argument("--base-url", help="mirror to download from instead of GitHub")
+    fetch.add_argument("--revision", metavar="SHA",
+                       help="a hub dataset's commit to download (default: the folder's lock file's, else the "
+                            "manifest's, else the commit the hub's main branch is at, locked on first fetch)")
     fetch.add_argument("--only", action="append", metavar="GLOB",
                        help="only files matching this glob, e.g. 'BoN_set/*' (repeatable)")
     info = data_sub.add_parser("info", parents=[data_flag], help="records per set, section and scenario")
@@ -699,7 +702,7 @@ def cmd_data(args: argparse.Namespace, argv: list[str]) -> int:
     if args.action == "fetch":
         from .fetch import fetch_sync
 
-        result = fetch_sync(benchmark, root, base_url=args.base_url, only=args.only)
+        result = fetch_sync(benchmark, root, base_url=args.base_url, only=args.only, revision=args.revision)
         print(f"{result.dest}: {len(result.downloaded)} files downloaded, {len(result.skipped)} "
               f"already present and verified; {result.records} records")
         return 0

@@ -203,8 +203,12 @@ def compare(a: RunScores, b: RunScores, measures: bool = False) -> Comparison:
                             "holding the same comparison in two sections count as independent, so the "
                             "interval of overall may be too narrow")
     strata: dict[str, list[tuple[float, str]]] = {}
+    of_a_set = [k.key for k in benchmark.score_keys() if k.estimator is not None and k.value == SCORE]
+    if of_a_set:
+        result.notes.append(f"{', '.join(of_a_set)}: a statistic of the whole set, not a mean of record scores; "
+                            "compared here as the mean of its records' own scores")
     for score_key in benchmark.score_keys():
-        if score_key.value != SCORE or score_key.estimator is not None:
+        if score_key.value != SCORE:
             continue  # compared on record scores alone
         present = [k for k in score_key.sections if any(section_of[p] == k for p in by_scenario)]
         everything = sum(size[p] for p in by_scenario if section_of[p] in present)

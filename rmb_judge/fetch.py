@@ -63,8 +63,10 @@ async def fetch(
     base_url: str | None = None,
     console: Console | None = None,
     only: Sequence[str] | None = None,
+    revision: str | None = None,
 ) -> FetchResult:
-    """Download the selected files of `benchmark`'s dataset into `dest`, verify, parse.
+    """Download the selected files of `benchmark`'s dataset into `dest`, verify, parse (a hub
+    dataset's through hubdata.py, at `revision` if given).
 
     Raises DataError naming the file on an HTTP or network error, a hash mismatch, a file
     larger than it may be, unparseable data or a failed write (files verified before it stay
@@ -76,6 +78,20 @@ async def fetch(
     manifest = benchmark.manifest()
     result = FetchResult(Path(dest) if dest is not None else benchmark.default_data_dir())
     entries = manifest.select(only)
+    if manifest.hub:
+        if base_url is not None:
+            raise UsageError(f"--base-url: {benchmark.title} comes from the Hugging Face hub ({manifest.hub}); set "
+                             "HF_ENDPOINT for a mirror")
+        from .hubdata import fetch_hub
+
+        got = await asyncio.to_thread(fetch_hub, benchmark, manifest, result.dest, entries, revision, _sha256,
+                                      _check_records)
+        result.downloaded, result.skipped, result.bytes_downloaded = got.downloaded, got.skipped, got.bytes_downloaded
+        result.records = await asyncio.to_thread(_count_records, benchmark, result.dest, entries)
+        return result
+    if revision is not None:
+        raise UsageError(f"--revision: {benchmark.title}'s files are pinned by its manifest (commit "
+                         f"{manifest.commit[:12]}); only a hub dataset takes a revision")
     present = await asyncio.to_thread(lambda: {e for e in entries if _in_place(benchmark, result.dest, e)})
     missing = [e for e in entries if e not in present]
     result.skipped = [e.path for e in entries if e in present]
@@ -91,9 +107,10 @@ def fetch_sync(
     base_url: str | None = None,
     console: Console | None = None,
     only: Sequence[str] | None = None,
+    revision: str | None = None,
 ) -> FetchResult:
     """`fetch`, with SIGTERM taken as Ctrl-C is (KeyboardInterrupt, after cleaning up)."""
-    return asyncio.run(_terminable(fetch(benchmark, dest, base_url, console, only)))
+    return asyncio.run(_terminable(fetch(benchmark, dest, base_url, console, only, revision)))
 
 
 async def _terminable(work: Awaitable[FetchResult]) -> FetchResult:

@@ -72,6 +72,9 @@ class GenerativePlan:
                     self.templates.append(asked)
         self.settings = rendering.RequestSettings(task.judge.provider, task.judge.model, task.max_tokens_for(template),
                                                   task.temperature, TOP_LOGPROBS if task.verdict_probs else 0)
+        # a record asked with a template of its benchmark's own gets that template's answer length cap
+        self._settings = {t.sha256: dataclasses.replace(self.settings, max_tokens=task.max_tokens_for(t))
+                          for t in self.templates}
         self.probs = task.verdict_probs
         self._requests: dict[str, ChatRequest] = {}
         memo_name = "plan-" + memo.fingerprint(
@@ -83,7 +86,7 @@ class GenerativePlan:
         if not (isinstance(request_keys, list) and len(request_keys) == len(self.presentations)):
             request_keys = []
             for p, asked in zip(self.presentations, self.templates, strict=True):
-                pairs = rendering.requests_for(p, asked, self.settings)
+                pairs = rendering.requests_for(p, asked, self._settings[asked.sha256])
                 self._requests.update(pairs)
                 request_keys.append(tuple(key for key, _ in pairs))
             memo.write(memo_name, request_keys)
@@ -108,8 +111,9 @@ class GenerativePlan:
             return self._follow_requests[key]
         if key not in self._requests:
             index = self._first[key]
-            self._requests.update(rendering.requests_for(self.presentations[index], self.templates[index],
-                                                          self.settings))
+            template = self.templates[index]
+            self._requests.update(rendering.requests_for(self.presentations[index], template,
+                                                          self._settings[template.sha256]))
         return self._requests[key]
 
     def jobs(self, wanted: Sequence[Answer] | None = None) -> list[Job]:
@@ -126,7 +130,8 @@ class GenerativePlan:
         labelled = style_of(template.style).labelled if template.follow_up else None
         if labelled is None or labelled(response.text):
             return None
-        second, request = rendering.follow_up(template, self.settings, self.request(key), response.text)
+        second, request = rendering.follow_up(template, self._settings[template.sha256], self.request(key),
+                                              response.text)
         self._follow_requests[second] = request
         self.follow_ups[answer] = (second, sample)
         return Job(second, sample, request)

@@ -216,9 +216,10 @@ def manifest(
     argv: list[str],
     endpoints: Iterable[str] = (),
     benchmark: str = "rmb",
+    source: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """What it takes to reproduce the run: spec, benchmark, settings, endpoints, versions, data
-    hashes, command."""
+    hashes (and, where the copy says, the upstream revision it is of), command."""
     versions = {}
     for name in packages():
         try:
@@ -239,5 +240,6 @@ def manifest(
         "data": {
             "root": str(data_root),
             "files": files,
+            **({"source": source} if source else {}),
         },
     }

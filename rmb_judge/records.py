@@ -101,6 +101,7 @@ class Dataset:
     files: list[str] = field(default_factory=list)  # data files read
     scenarios_found: int = 0  # data files present for the selected sets/sections
     sha256: dict[str, str] = field(default_factory=dict)  # file -> digest of the bytes read
+    source: dict[str, str] = field(default_factory=dict)  # where the copy came from, as it says (a hub revision)
 
 
 def unmatched_glob(pattern: str, paths: Sequence[str], name: str = "category_path") -> str | None:

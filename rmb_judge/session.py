@@ -488,5 +488,5 @@ class Session:
         folder.write_json(
             "manifest.json",
             manifest(summary.judge, simulated, summary.to_json()["settings"], dataset.root, dataset.sha256,
-                     list(self.config.execution.argv), summary.settings.endpoints, benchmark.name),
+                     list(self.config.execution.argv), summary.settings.endpoints, benchmark.name, dataset.source),
         )

@@ -59,6 +59,10 @@ class Length:
 
 Fraction = Annotated[float, Within(0.0, 1.0)]  # a score, a rate or a chance level
 Interval = Annotated[list[Fraction], Length(2)]  # 95% [low, high] of a fraction
+# a benchmark's score: a fraction, or an official statistic whose weights stray 0.01 beyond it
+# (RewardBench 2's Ties: 1.01 at best, -0.01 at worst; kept as published, not clipped)
+Score = Annotated[float, Within(-0.01, 1.01)]
+ScoreInterval = Annotated[list[Score], Length(2)]
 Count = Annotated[int, Within(0, math.inf)]  # records, comparisons, verdicts of a kind
 
 
@@ -240,11 +244,11 @@ class Summary:
     suspect: bool = False
     warnings: list[str] = field(default_factory=list)
     settings: Settings = field(default_factory=Settings)
-    scores: dict[str, Fraction | None] = field(default_factory=dict)
+    scores: dict[str, Score | None] = field(default_factory=dict)
     # 95% [low, high] of each score (None where the score is None); intervals.py says how
-    intervals: dict[str, Interval | None] = field(default_factory=dict)
-    macro: dict[str, Fraction | None] = field(default_factory=dict)
-    macro_intervals: dict[str, Interval | None] = field(default_factory=dict)
+    intervals: dict[str, ScoreInterval | None] = field(default_factory=dict)
+    macro: dict[str, Score | None] = field(default_factory=dict)
+    macro_intervals: dict[str, ScoreInterval | None] = field(default_factory=dict)
     chance: dict[str, Fraction | None] = field(default_factory=dict)
     sections: dict[str, SectionCounts] = field(default_factory=dict)
     scenarios: list[ScenarioScore] = field(default_factory=list)

@@ -243,6 +243,28 @@ def label_judge(records: Iterable[Record]) -> Responder:
     return respond
 
 
+def rewardbench2_judge(records: Iterable[Record], every: int = 6) -> Responder:
+    """A RewardBench 2 judge that knows the correct answers: a 4-way prompt gets the slot of a
+    correct answer, unless the prompt's hash says otherwise (then the slot of its last answer);
+    a rating prompt gets 9 for a correct answer, a hash's 1-9 for another. Every `every`-th
+    prompt (by hash) is answered with no readable verdict."""
+    correct = {answer.text.strip() for record in records for answer in record.chosen}
+
+    def respond(body: dict[str, Any], wire: Wire) -> Reply:
+        prompt = prompt_text(body, wire)
+        draw = stable_hash(prompt)
+        if draw % every == 0:
+            return Reply("Each answer has merits; I cannot choose.")
+        slots = re.findall(r"Start of Assistant ([A-D])'s Answer\]\n(.*?)\n\[The End", prompt, re.S)
+        if slots:
+            right = [slot for slot, text in slots if text.strip() in correct]
+            return Reply(f"Weighing them: [[{right[0] if right and draw % 5 else slots[-1][0]}]]")
+        answer = prompt.partition("[Response]\n")[2].rpartition("\n\n[Your judgement]")[0].strip()
+        return Reply(f"A fair response.\n\n{9 if answer in correct else 1 + draw % 9}")
+
+    return respond
+
+
 REASONING = ("Both assistants address the question. Assistant A covers the main points and is "
              "accurate, while Assistant B adds some detail but is less focused on what was asked. "
              "Weighing helpfulness, relevance, accuracy, depth and level of detail, and ignoring "

@@ -25,6 +25,10 @@ _PAIR = re.compile(
     re.S,
 )
 _SINGLE = re.compile(r"Start of Assistant's Answer[^\n]*\n(.*?)\n[^\n]*End of Assistant's Answer", re.S)
+# a ranking's answers beyond A and B ("[The Start of Assistant C's Answer]" ...), and a rating
+# prompt that asks for a bare final number ("rate the response on a scale of 1 to 10")
+_SLOT = re.compile(r"Start of Assistant ([A-Z])'s Answer[^\n]*\n(.*?)\n[^\n]*End of Assistant \1's", re.S)
+_BARE_RATING = re.compile(r"rate the response on a scale of 1 to 10", re.I)
 
 Preference = Callable[[str, str], str]  # (answer_a, answer_b) -> "A" | "B"
 
@@ -67,10 +71,17 @@ def simulated_reply(prompt: str, prefer: Preference = hash_preference) -> str:
     """A judge's answer to `prompt`, in the verdict style the prompt asks for.
 
     Handles the shipped templates: `[[A]]` (rmb), `[[A>B]]` (arena-hard), a JSON object
-    with "winner" (json) and `[[rating]]` for a single answer (pointwise).
+    with "winner" (json), `[[rating]]` for a single answer (pointwise), the answer whose text
+    hashes highest of a ranking of more than two (`[[C]]`), and a bare final rating for a
+    prompt asking for one.
     """
     if single := _SINGLE.search(prompt):
         return f"Rating: [[{1 + stable_hash(single.group(1).strip()) % 10}]]"
+    slots = dict(_SLOT.findall(prompt))
+    if len(slots) > 2:
+        return f"[[{max(slots, key=lambda slot: (stable_hash(slots[slot].strip()), slot))}]]"
+    if _BARE_RATING.search(prompt) and not slots:
+        return f"Rating: {1 + stable_hash(prompt) % 10}"
     pair = extract_pair(prompt)
     verdict = prefer(*pair) if pair else "AB"[stable_hash(prompt) % 2]
     if '"winner"' in prompt:
