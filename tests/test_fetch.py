@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 from conftest import DATA, RMB  # $RMB_TEST_DATA, else the shared copy
+from local_site import serving
 from rich.console import Console
 
 from rmb_judge import cli
@@ -102,26 +103,12 @@ def server(tmp_path: Path):
             return await served.forever(request, path)
         return await handler(request)
 
-    async def start() -> web.AppRunner:
-        app = web.Application(middlewares=[record])
-        app.router.add_static("/", root.parent)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        host, port = runner.addresses[0][:2]
-        served.base_url = f"http://{host}:{port}/"
-        return runner
-
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    runner = asyncio.run_coroutine_threadsafe(start(), loop).result(10)
-    yield served
-    served.released.set()
-    asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
-    loop.close()
+    app = web.Application(middlewares=[record])
+    app.router.add_static("/", root.parent)
+    with serving(app) as url:
+        served.base_url = f"{url}/"
+        yield served
+        served.released.set()
 
 
 def quiet() -> Console:

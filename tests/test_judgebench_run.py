@@ -7,18 +7,16 @@ and rewards (tests/judgebench_official.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import sqlite3
-import threading
 from pathlib import Path
 
 import pytest
 import torch
-from aiohttp import web
 from fake_api import Reply, prompt_text
 from judgebench_official import arena_hard_decision, category_scores, reward_model_decision
+from local_site import serving, static_site
 from test_judgebench import OFFICIAL, TABLE, rows
 from tiny_models import build_tiny_reward_model
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -75,29 +73,8 @@ def github(tmp_path, judgebench_data):
     for name in SPLITS.values():
         (folder / name).write_bytes((judgebench_data / name).read_bytes())
 
-    @web.middleware
-    async def record(request: web.Request, handler):
-        asked.append(request.raw_path)
-        return await handler(request)
-
-    async def start() -> web.AppRunner:
-        app = web.Application(middlewares=[record])
-        app.router.add_static("/", site)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        return runner
-
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    runner = asyncio.run_coroutine_threadsafe(start(), loop).result(10)
-    host, port = runner.addresses[0][:2]
-    yield f"http://{host}:{port}/ScalerLab/JudgeBench/{COMMIT}", asked, folder
-    asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
-    loop.close()
+    with serving(static_site(site, asked)) as url:
+        yield f"{url}/ScalerLab/JudgeBench/{COMMIT}", asked, folder
 
 
 def test_fetch_verifies_every_file_against_the_pinned_manifest(github, tmp_path, capsys):

@@ -7,11 +7,9 @@ compare and view. The scores must be the official code's on the same replies and
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import re
-import threading
 import warnings
 
 import huggingface_hub
@@ -20,6 +18,7 @@ import rb2_fixture
 import torch
 from aiohttp import web
 from fake_api import Fault, rewardbench2_judge
+from local_site import serving
 from rewardbench2_official import (
     Dataset,
     parse_rating,
@@ -65,27 +64,13 @@ def hub(tmp_path, monkeypatch):
             return web.Response(headers=headers)
         return web.Response(body=body, headers=headers)
 
-    async def start() -> web.AppRunner:
-        app = web.Application()
-        app.router.add_get(f"/api/datasets/{REPO}/revision/{{revision}}", info)
-        app.router.add_route("*", f"/datasets/{REPO}/resolve/{{revision}}/{{file:.+}}", resolve)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        return runner
-
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    runner = asyncio.run_coroutine_threadsafe(start(), loop).result(10)
-    host, port = runner.addresses[0][:2]
-    monkeypatch.setenv("HF_ENDPOINT", f"http://{host}:{port}")
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
-    yield served, asked
-    asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
-    loop.close()
+    app = web.Application()
+    app.router.add_get(f"/api/datasets/{REPO}/revision/{{revision}}", info)
+    app.router.add_route("*", f"/datasets/{REPO}/resolve/{{revision}}/{{file:.+}}", resolve)
+    with serving(app) as url:
+        monkeypatch.setenv("HF_ENDPOINT", url)
+        monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+        yield served, asked
 
 
 def test_fetch_locks_the_commit_and_the_file_and_refuses_a_tampered_one(hub, tmp_path, capsys):

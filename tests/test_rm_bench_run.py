@@ -7,14 +7,12 @@ math_filtered.json, so runs select the other domains (and say so)."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
-import threading
 
 import pytest
-from aiohttp import web
 from fake_api import Reply
+from local_site import serving, static_site
 from rm_bench_official import compute_accuracy_over
 from test_judgebench_run import plain_rewards
 from test_rm_bench import KEYS, PRESENT, WITHOUT_MATH, oracle_results, rm_bench_data  # noqa: F401  (a fixture)
@@ -65,29 +63,8 @@ def github(tmp_path, rm_bench_data):  # noqa: F811
     for subset in PRESENT:
         (folder / file_of(subset)).write_bytes((rm_bench_data / file_of(subset)).read_bytes())
 
-    @web.middleware
-    async def record(request: web.Request, handler):
-        asked.append(request.raw_path)
-        return await handler(request)
-
-    async def start() -> web.AppRunner:
-        app = web.Application(middlewares=[record])
-        app.router.add_static("/", site)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        return runner
-
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    runner = asyncio.run_coroutine_threadsafe(start(), loop).result(10)
-    host, port = runner.addresses[0][:2]
-    yield f"http://{host}:{port}/THU-KEG/RM-Bench/{COMMIT}", asked, folder
-    asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
-    loop.close()
+    with serving(static_site(site, asked)) as url:
+        yield f"{url}/THU-KEG/RM-Bench/{COMMIT}", asked, folder
 
 
 def test_fetch_verifies_every_file_against_the_pinned_manifest(github, tmp_path, capsys):
