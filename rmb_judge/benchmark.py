@@ -188,6 +188,11 @@ class Benchmark:
     def section(self, kind: str, goal: str) -> Section:
         return next(s for s in self.sections if s.kind == kind and s.goal == goal)
 
+    def draw_unit(self, record: Record) -> str | None:
+        """What a `--precision` run draws with this record, as one unit (RewardBench 2's Ties:
+        the rows of one prompt, scored only together); None: the record alone."""
+        return None
+
     def score_title(self, key: str) -> str:
         """A score key's column title: its section's, "Overall", else the key capitalised
         (RM-Bench's "Hard", a mean over its domains)."""

@@ -124,7 +124,8 @@ def precision_sample(plan: GenerativePlan, benchmark: Benchmark, dataset: Datase
     answers_of: dict[Record, list[tuple[str, int]]] = defaultdict(list)
     for presentation, keys in zip(plan.presentations, plan.first_keys, strict=True):
         answers_of[presentation.record].extend(keys)  # type: ignore[arg-type]
-    drawn = pools(dataset.records, seed, lambda r: float(len(answers_of[r])), linked(dataset.records))
+    drawn = pools(dataset.records, seed, lambda r: float(len(answers_of[r])), linked(dataset.records),
+                  benchmark.draw_unit)
     sampler = Sampler(drawn, target, across=next(k.across for k in benchmark.score_keys() if k.key == OVERALL))
     holding: dict[tuple, list[Record]] = defaultdict(list)
     compared: dict[Record, set[tuple]] = {}

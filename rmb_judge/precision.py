@@ -67,17 +67,32 @@ R = TypeVar("R", bound=Sampled)
 
 
 def pools(records: Iterable[R], seed: int, cost: Callable[[R], float],
-          links: Mapping[R, Hashable] | None = None) -> list[Pool]:
+          links: Mapping[R, Hashable] | None = None, unit: Callable[[R], str | None] | None = None) -> list[Pool]:
     """The scenarios of these records, each with its records in the seeded order, what each
-    costs (in requests) and its linked set (`scoring.linked`)."""
+    costs (in requests) and its linked set (`scoring.linked`). `unit` (`Benchmark.draw_unit`):
+    records of one unit are drawn together, side by side in the order, as one cluster; a record
+    whose unit is None is drawn alone."""
     by_path: dict[str, list[R]] = defaultdict(list)
     for record in records:
         by_path[record.subset].append(record)
     made = []
     for path, members in by_path.items():
-        members.sort(key=lambda r: order_key(seed, path, r.uid, r.index))
+        units = {r: unit(r) or r.uid for r in members} if unit else {}
+        if all(u == r.uid for r, u in units.items()):
+            members.sort(key=lambda r: order_key(seed, path, r.uid, r.index))
+            made.append(Pool(path, members[0].section, list(members), [cost(r) for r in members],
+                             None if links is None else [links[r] for r in members]))
+            continue
+        first: dict[str, R] = {}
+        for r in sorted(members, key=lambda r: r.index):
+            first.setdefault(units[r], r)
+        members.sort(key=lambda r: (order_key(seed, path, units[r], first[units[r]].index), r.index))
+        ends = [0] * len(members)
+        for i in range(len(members) - 1, -1, -1):
+            last = i + 1 == len(members) or units[members[i + 1]] != units[members[i]]
+            ends[i] = i + 1 if last else ends[i + 1]
         made.append(Pool(path, members[0].section, list(members), [cost(r) for r in members],
-                         None if links is None else [links[r] for r in members]))
+                         [units[r] if links is None else links[first[units[r]]] for r in members], ends))
     return made
 
 
@@ -90,6 +105,11 @@ class Pool:
     members: list = field(default_factory=list)
     costs: list[float] = field(default_factory=list)
     links: list[Hashable] | None = None  # each member's linked set (None: none linked)
+    ends: list[int] | None = None  # drawn by units: the prefix size that ends each member's unit
+
+    def whole(self, n: int) -> int:
+        """The smallest prefix of at least `n` members that splits no unit."""
+        return n if self.ends is None or n == 0 else self.ends[min(n, self.size) - 1]
 
     @property
     def size(self) -> int:
@@ -147,7 +167,7 @@ class Sampler:
     def first(self, judged: Mapping[str, int] | None = None) -> dict[str, int]:
         """The first round: every scenario's minimum (or the prefix it has judged, if longer)."""
         judged = judged or {}
-        return {p.key: min(p.size, max(self.minimum, judged.get(p.key, 0))) for p in self.pools}
+        return {p.key: p.whole(min(p.size, max(self.minimum, judged.get(p.key, 0)))) for p in self.pools}
 
     def estimate(self, scores: Mapping[str, Sequence[float]]) -> Estimate | None:
         """`overall` from each scenario's judged prefix (stratified by scenario), as the run's
@@ -193,7 +213,7 @@ class Sampler:
             key = max(self.pools, key=lambda p: (p.size > sizes[p.key]) * self.weights[p.key] ** 2
                       * variances[p.key] / max(sizes[p.key], 1) ** 2).key
             grown[key] += 1
-        return grown
+        return {p.key: p.whole(grown[p.key]) for p in self.pools}
 
     def variances(self, scores: Mapping[str, Sequence[float]]) -> dict[str, float]:
         """Each scenario's record variance for the allocation: its section's pooled variance as

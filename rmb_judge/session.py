@@ -277,7 +277,7 @@ class Session:
             return sum(len(self._first[index]) for index in units_of[record])
 
         pools = precision.pools(dataset.records, task.selection.seed, lambda r: float(costs(r)),
-                                self._links(dataset))
+                                self._links(dataset), self.benchmark.draw_unit)
         across = next(k.across for k in self.benchmark.score_keys() if k.key == OVERALL)
         sampled = self._sampled = Sampled(Sampler(pools, task.precision, sampled=task.selection.sample,
                                                   across=across), set())

@@ -304,3 +304,10 @@ def test_report_compare_view_estimate_and_precision_read_rewardbench2_runs(rb2_d
     assert cli.main([*base, "--out", str(runs / "precise"), "--precision", "0.3"]) in (0, 6)
     precise = json.loads((runs / "precise" / "summary.json").read_text())
     assert precise["precision"]["records"] <= 28 and set(precise["scores"]) == set(four["scores"])
+    # Ties rows are drawn by prompt, a ref row with its tied row, whatever the sample's size
+    for target in ("0.3", "0.15"):
+        assert cli.main([*base, "--out", str(runs / f"precise-{target}"), "--precision", target]) in (0, 6)
+        lines = map(json.loads, (runs / f"precise-{target}" / "samples.jsonl").read_text().splitlines())
+        rows = {line["uid"] for line in lines if line["subset"] == "Ties"}
+        prompts = {uid.split(":")[1] for uid in rows}
+        assert rows and rows == {f"{kind}:{prompt}" for prompt in prompts for kind in ("ref", "tied")}, rows

@@ -154,14 +154,17 @@ class RewardBench2(Benchmark):
                 raise DataError(f"{FILE}: row {record.index}: id {record.uid!r} of {record.subset} repeats row "
                                 f"{first.index}")
             if selection.wants_file(record.subset):
-                key = str(record.extra["prompt_id"]) if record.subset == TIES else record.uid
-                groups.setdefault(record.subset, {}).setdefault(key, []).append(record)
+                groups.setdefault(record.subset, {}).setdefault(self.draw_unit(record) or record.uid, []).append(record)
         for by_prompt in groups.values():
             kept = [group for group in by_prompt.values() if selection.wants_record(group[0])]
             for group in kept[: selection.limit] if selection.limit else kept:
                 dataset.records.extend(group)
         dataset.records.sort(key=lambda r: r.index)
         return dataset
+
+    def draw_unit(self, record: Record) -> str | None:
+        """A Ties row comes with its prompt's other row (ref and tied): its statistic needs both."""
+        return f"prompt {record.extra['prompt_id']}" if record.subset == TIES else None
 
     def read_file(self, root: Path, path: Path, digests: dict[str, str] | None = None) -> Iterator[Record]:
         relative = path.relative_to(root).as_posix()
