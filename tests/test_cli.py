@@ -156,8 +156,10 @@ def test_killed_run_resumes_without_paying_twice(sig, data_root, tmp_path):
 
     s = Server("--latency", "0.05")
     try:
-        args = ["run", "--judge", "anthropic:j", "--data", data_root, "--limit", 2, "--no-progress",
-                "--concurrency", 4]  # ~80 answers/s: seconds between the kill and the end
+        # ~300 requests (as --limit 2 over all scenarios) from 8 scenario files, quick to load;
+        # ~80 answers/s: seconds between the kill and the end
+        args = ["run", "--judge", "anthropic:j", "--data", data_root, "--limit", 24, "--scenarios", "*Chat*",
+                "--scenarios", "*Harmlessness/S1", "--no-progress", "--concurrency", 4]
         env = s.env("anthropic")
         cli(*args, "--concurrency", 16, "--out", tmp_path / "ref", "--cache", tmp_path / "refcache", env=env)
         reference = json.loads((tmp_path / "ref" / "summary.json").read_text())
