@@ -76,7 +76,7 @@ def test_unseen_server_scores_equal_independent_computation(wire, server, data_r
 
 
 def test_offline_on_empty_cache_fails_clearly(server, data_root, tmp_path):
-    done = cli("run", "--judge", "openai:j", "--data", data_root, "--limit", 1, "--offline",
+    done = cli("run", "--judge", "openai:j", "--data", data_root, "--limit", 1, "--scenarios", "*Chat*", "--offline",
                "--out", tmp_path / "out", "--cache", tmp_path / "cache", env=server.env("openai"), check=False)
     assert done.returncode != 0
     assert done.stderr.strip().splitlines()[-1].startswith("rmb-judge: --offline:")
@@ -85,8 +85,8 @@ def test_offline_on_empty_cache_fails_clearly(server, data_root, tmp_path):
 def test_bad_key_is_fatal_at_once(data_root, tmp_path):
     s = Server("--api-key", "sk-the-right-one")
     try:
-        done = cli("run", "--judge", "openai:j", "--data", data_root, "--limit", 5, "--out", tmp_path / "out",
-                   "--cache", tmp_path / "cache", env=s.env("openai"), check=False)
+        done = cli("run", "--judge", "openai:j", "--data", data_root, "--limit", 5, "--scenarios", "*Chat*",
+                   "--out", tmp_path / "out", "--cache", tmp_path / "cache", env=s.env("openai"), check=False)
     finally:
         s.stop()
     assert done.returncode == 3
