@@ -13,6 +13,8 @@ import pytest
 from fake_api import FAKE_KEY
 from test_scoring import independent_scores
 
+from rmb_judge.cli import main
+
 ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "rmb_judge.cli"]
 
@@ -150,7 +152,7 @@ def cached_keys(cache):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
-def test_killed_run_resumes_without_paying_twice(sig, data_root, tmp_path):
+def test_killed_run_resumes_without_paying_twice(sig, data_root, tmp_path, monkeypatch):
     """Kill (or Ctrl-C) a run mid-way; the rerun requests only what was not cached, and
     its scores equal those of an uninterrupted run."""
 
@@ -161,7 +163,11 @@ def test_killed_run_resumes_without_paying_twice(sig, data_root, tmp_path):
         args = ["run", "--judge", "anthropic:j", "--data", data_root, "--limit", 24, "--scenarios", "*Chat*",
                 "--scenarios", "*Harmlessness/S1", "--no-progress", "--concurrency", 4]
         env = s.env("anthropic")
-        cli(*args, "--concurrency", 16, "--out", tmp_path / "ref", "--cache", tmp_path / "refcache", env=env)
+        # the uninterrupted run to compare with, in-process: killing it is not the point
+        for name in ("ANTHROPIC_BASE_URL", "ANTHROPIC_API_KEY"):
+            monkeypatch.setenv(name, env[name])
+        assert main([*map(str, args), "--concurrency", "16", "--out", str(tmp_path / "ref"),
+                     "--cache", str(tmp_path / "refcache")]) == 0
         reference = json.loads((tmp_path / "ref" / "summary.json").read_text())
         total = reference["usage"]["requests"]
 
