@@ -13,6 +13,8 @@ import pytest
 from fake_api import FAKE_KEY
 from test_scoring import independent_scores
 
+from rmb_judge.cli import main
+
 ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "rmb_judge.cli"]
 
@@ -76,7 +78,7 @@ def test_unseen_server_scores_equal_independent_computation(wire, server, data_r
 
 
 def test_offline_on_empty_cache_fails_clearly(server, data_root, tmp_path):
-    done = cli("run", "--judge", "openai:j", "--data", data_root, "--limit", 1, "--offline",
+    done = cli("run", "--judge", "openai:j", "--data", data_root, "--limit", 1, "--scenarios", "*Chat*", "--offline",
                "--out", tmp_path / "out", "--cache", tmp_path / "cache", env=server.env("openai"), check=False)
     assert done.returncode != 0
     assert done.stderr.strip().splitlines()[-1].startswith("rmb-judge: --offline:")
@@ -85,8 +87,8 @@ def test_offline_on_empty_cache_fails_clearly(server, data_root, tmp_path):
 def test_bad_key_is_fatal_at_once(data_root, tmp_path):
     s = Server("--api-key", "sk-the-right-one")
     try:
-        done = cli("run", "--judge", "openai:j", "--data", data_root, "--limit", 5, "--out", tmp_path / "out",
-                   "--cache", tmp_path / "cache", env=s.env("openai"), check=False)
+        done = cli("run", "--judge", "openai:j", "--data", data_root, "--limit", 5, "--scenarios", "*Chat*",
+                   "--out", tmp_path / "out", "--cache", tmp_path / "cache", env=s.env("openai"), check=False)
     finally:
         s.stop()
     assert done.returncode == 3
@@ -150,16 +152,22 @@ def cached_keys(cache):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
-def test_killed_run_resumes_without_paying_twice(sig, data_root, tmp_path):
+def test_killed_run_resumes_without_paying_twice(sig, data_root, tmp_path, monkeypatch):
     """Kill (or Ctrl-C) a run mid-way; the rerun requests only what was not cached, and
     its scores equal those of an uninterrupted run."""
 
     s = Server("--latency", "0.05")
     try:
-        args = ["run", "--judge", "anthropic:j", "--data", data_root, "--limit", 2, "--no-progress",
-                "--concurrency", 4]  # ~80 answers/s: seconds between the kill and the end
+        # ~300 requests (as --limit 2 over all scenarios) from 8 scenario files, quick to load;
+        # ~80 answers/s: seconds between the kill and the end
+        args = ["run", "--judge", "anthropic:j", "--data", data_root, "--limit", 24, "--scenarios", "*Chat*",
+                "--scenarios", "*Harmlessness/S1", "--no-progress", "--concurrency", 4]
         env = s.env("anthropic")
-        cli(*args, "--concurrency", 16, "--out", tmp_path / "ref", "--cache", tmp_path / "refcache", env=env)
+        # the uninterrupted run to compare with, in-process: killing it is not the point
+        for name in ("ANTHROPIC_BASE_URL", "ANTHROPIC_API_KEY"):
+            monkeypatch.setenv(name, env[name])
+        assert main([*map(str, args), "--concurrency", "16", "--out", str(tmp_path / "ref"),
+                     "--cache", str(tmp_path / "refcache")]) == 0
         reference = json.loads((tmp_path / "ref" / "summary.json").read_text())
         total = reference["usage"]["requests"]
 

@@ -28,13 +28,14 @@ from rmb_judge.session import run
 
 def test_data_info_and_validate(data_root, capsys):
     assert cli.main(["data", "validate", "--data", str(data_root)]) == 0
-    present = present_files()
-    records = sum(len(json.loads((data_root / path).read_text())) for path in present)
-    assert f"{len(present)} of {len(RMB.manifest().files)} scenario files, {records} records" in capsys.readouterr().out
+    in_file = {path: len(json.loads((data_root / path).read_text())) for path in present_files()}  # read once
+    records = sum(in_file.values())
+    assert f"{len(in_file)} of {len(RMB.manifest().files)} scenario files, {records} records" in capsys.readouterr().out
     assert cli.main(["data", "info", "--data", str(data_root)]) == 0
     out = capsys.readouterr().out
-    in_section = Counter(path.split("/")[1] + path.split("/")[0] for path in present for _ in
-                         json.loads((data_root / path).read_text()))
+    in_section = Counter()
+    for path, n in in_file.items():
+        in_section[path.split("/")[1] + path.split("/")[0]] += n
     assert "Pairwise_set/Helpfulness/Chat/Discussion" in out
     assert str(in_section["HelpfulnessPairwise_set"]) in out and str(in_section["HarmlessnessBoN_set"]) in out
 

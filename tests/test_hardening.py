@@ -13,7 +13,7 @@ import time
 import pytest
 from conftest import make_config
 from fake_api import FAKE_KEY, FakeAPI, Fault, Reply
-from test_trust import Server, cli_args, env, run_cli, summary_of, wait_for
+from test_trust import RUN_TO_INTERRUPT, Server, cli_args, env, run_cli, summary_of, wait_for
 
 from rmb_judge import cache as cache_module
 from rmb_judge import cli
@@ -34,6 +34,8 @@ def keys(monkeypatch):
 
 
 PAIRWISE = ("--limit", "1", "--sets", "pairwise")
+# as many pairwise requests (48) as PAIRWISE over all 46 pairwise files, from 4 files: quick to load
+PAIRWISE_FEW_FILES = ("--limit", "12", "--sets", "pairwise", "--scenarios", "*Chat*", "--scenarios", "*Harmlessness/S1")
 
 
 @pytest.mark.timeout(180)
@@ -44,7 +46,7 @@ def test_requests_failing_for_good_do_not_hold_two_processes_forever(share, data
     server = Server(tmp_path, "--latency", "0.2", share, "0.3")
     try:
         procs = [subprocess.Popen(cli_args(data_root, tmp_path / f"out{i}", tmp_path / "cache", server.url,
-                                           "--concurrency", "4", "--max-retries", "0", select=PAIRWISE),
+                                           "--concurrency", "4", "--max-retries", "0", select=PAIRWISE_FEW_FILES),
                                   env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
                  for i in range(2)]
         codes = [p.wait(150) for p in procs]
@@ -337,8 +339,8 @@ def test_a_full_disk_keeps_unsaved_answers_for_the_next_run(data_root, tmp_path)
         # Long answers: the write that finds the disk full is then almost surely an answer's
         # (a claim's few bytes can fill it too: nothing is lost then, but nothing is left to keep)
         with FakeAPI(lambda body, wire: Reply("[[A]] " + "x" * 30_000)).run_in_thread() as api:
-            args = ["run", "--judge", "openai:gpt-4o-mini", "--data", str(data_root), "--limit", "2", "--no-progress",
-                    "--out", str(tmp_path / "out"), "--base-url", api.openai_url, "--concurrency", "4"]
+            args = ["run", "--judge", "openai:gpt-4o-mini", "--data", str(data_root), *RUN_TO_INTERRUPT,
+                    "--no-progress", "--out", str(tmp_path / "out"), "--base-url", api.openai_url, "--concurrency", "4"]
             assert cli.main([*args, "--cache", str(mount)]) == cli.EXIT_INCOMPLETE
             first = api.calls()
             with sqlite3.connect(mount / FILENAME) as db:
