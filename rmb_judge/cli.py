@@ -184,7 +184,14 @@ def judge_flags() -> Parser:
     return p
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The command line's parser; `only`: the one command whose flags are built (the others are
+    named with their help alone: run's flags need every benchmark and judge kind imported),
+    "" none (`rmb-judge --help`), None all."""
+
+    def wanted(command: str) -> bool:
+        return only is None or only == command
+
     parser = Parser(
         prog="rmb-judge", description="Evaluate LLM judges and reward models on the RMB benchmark.",
         epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -192,47 +199,55 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"rmb-judge {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="what to do")
 
-    run = sub.add_parser("run", parents=[selection_flags(), judge_flags()], help="judge a benchmark and score it",
-                         epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    run.add_argument("--out", type=Path, required=True, help="run folder for summary.json and samples.jsonl")
-    run.add_argument("--replace", action="store_true",
-                     help="--out may hold a run of another judge or other settings: overwrite it")
-    run.add_argument("--json", action="store_true",
-                     help="print summary.json to stdout at the end (the rest goes to stderr)")
-    run.add_argument("--max-unparsed", type=number(float, 0, 1), default=Execution.max_unparsed, metavar="FRACTION",
-                     help="a run with more than this share of comparisons unparsed or failed is "
-                          "suspect (exit 6; default 0.05)")
-    e = run.add_argument_group("engine")
-    e.add_argument("--concurrency", type=positive_int, default=EngineConfig.concurrency,
-                   help=f"requests in flight at most (default {EngineConfig.concurrency})")
-    e.add_argument("--rpm", type=positive_float, help="requests per minute limit")
-    e.add_argument("--tpm", type=positive_float, help="tokens per minute limit (estimated, corrected from usage)")
-    e.add_argument("--max-retries", type=number(int, 0), default=EngineConfig.max_retries,
-                   help=f"retries per request after 5xx, timeouts and broken answers (default "
-                        f"{EngineConfig.max_retries}); 429s wait as the server asks, up to 100 times")
-    e.add_argument("--timeout", type=positive_float, default=EngineConfig.timeout,
-                   help=f"seconds per request or batch API call (default {EngineConfig.timeout:g})")
-    e.add_argument("--max-cost", type=positive_float, metavar="USD",
-                   help="stop starting requests before spend passes this")
-    e.add_argument("--confirm-above", type=number(float, 0), default=CONFIRM_ABOVE, metavar="USD",
-                   help="on a terminal, ask before sending requests estimated to cost more than this "
-                        f"(default {CONFIRM_ABOVE:g}; scripts are never asked)")
-    e.add_argument("--yes", action="store_true", help="do not ask before spending (see --confirm-above)")
-    e.add_argument("--max-wait", type=positive_float, default=EngineConfig.max_wait, metavar="SECONDS",
-                   help="a provider asking to wait longer than this (retry-after) stops the run "
-                        f"with a partial summary instead of hanging (default {EngineConfig.max_wait:g})")
-    e.add_argument("--grace", type=number(float, 0), default=Execution.grace, metavar="SECONDS",
-                   help="after Ctrl-C, how long to wait for requests in flight, whose answers "
-                        f"are paid for (default {Execution.grace:g}; a second Ctrl-C drops them)")
-    e.add_argument("--poll-interval", type=positive_float, default=Execution.poll_interval,
-                   help=f"--batch: seconds between batch status checks (default {Execution.poll_interval:g})")
-    e.add_argument("--no-progress", action="store_true", help="plain periodic lines instead of the live view")
-    e.add_argument("--progress-interval", type=positive_float, default=Execution.progress_interval,
-                   help="seconds between plain lines")
+    if wanted("run"):
+        run = sub.add_parser("run", parents=[selection_flags(), judge_flags()], help="judge a benchmark and score it",
+                             epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+        run.add_argument("--out", type=Path, required=True, help="run folder for summary.json and samples.jsonl")
+        run.add_argument("--replace", action="store_true",
+                         help="--out may hold a run of another judge or other settings: overwrite it")
+        run.add_argument("--json", action="store_true",
+                         help="print summary.json to stdout at the end (the rest goes to stderr)")
+        run.add_argument("--max-unparsed", type=number(float, 0, 1), default=Execution.max_unparsed, metavar="FRACTION",
+                         help="a run with more than this share of comparisons unparsed or failed is "
+                              "suspect (exit 6; default 0.05)")
+        e = run.add_argument_group("engine")
+        e.add_argument("--concurrency", type=positive_int, default=EngineConfig.concurrency,
+                       help=f"requests in flight at most (default {EngineConfig.concurrency})")
+        e.add_argument("--rpm", type=positive_float, help="requests per minute limit")
+        e.add_argument("--tpm", type=positive_float, help="tokens per minute limit (estimated, corrected from usage)")
+        e.add_argument("--max-retries", type=number(int, 0), default=EngineConfig.max_retries,
+                       help=f"retries per request after 5xx, timeouts and broken answers (default "
+                            f"{EngineConfig.max_retries}); 429s wait as the server asks, up to 100 times")
+        e.add_argument("--timeout", type=positive_float, default=EngineConfig.timeout,
+                       help=f"seconds per request or batch API call (default {EngineConfig.timeout:g})")
+        e.add_argument("--max-cost", type=positive_float, metavar="USD",
+                       help="stop starting requests before spend passes this")
+        e.add_argument("--confirm-above", type=number(float, 0), default=CONFIRM_ABOVE, metavar="USD",
+                       help="on a terminal, ask before sending requests estimated to cost more than this "
+                            f"(default {CONFIRM_ABOVE:g}; scripts are never asked)")
+        e.add_argument("--yes", action="store_true", help="do not ask before spending (see --confirm-above)")
+        e.add_argument("--max-wait", type=positive_float, default=EngineConfig.max_wait, metavar="SECONDS",
+                       help="a provider asking to wait longer than this (retry-after) stops the run "
+                            f"with a partial summary instead of hanging (default {EngineConfig.max_wait:g})")
+        e.add_argument("--grace", type=number(float, 0), default=Execution.grace, metavar="SECONDS",
+                       help="after Ctrl-C, how long to wait for requests in flight, whose answers "
+                            f"are paid for (default {Execution.grace:g}; a second Ctrl-C drops them)")
+        e.add_argument("--poll-interval", type=positive_float, default=Execution.poll_interval,
+                       help=f"--batch: seconds between batch status checks (default {Execution.poll_interval:g})")
+        e.add_argument("--no-progress", action="store_true", help="plain periodic lines instead of the live view")
+        e.add_argument("--progress-interval", type=positive_float, default=Execution.progress_interval,
+                       help="seconds between plain lines")
 
-    est = sub.add_parser("estimate", parents=[selection_flags(), judge_flags()],
-                         help="requests, tokens and cost a run would need")
-    est.add_argument("--json", action="store_true", help="print one JSON object")
+    else:
+        sub.add_parser("run", help="judge a benchmark and score it")
+
+    if wanted("estimate"):
+        est = sub.add_parser("estimate", parents=[selection_flags(), judge_flags()],
+                             help="requests, tokens and cost a run would need")
+        est.add_argument("--json", action="store_true", help="print one JSON object")
+
+    else:
+        sub.add_parser("estimate", help="requests, tokens and cost a run would need")
 
     cmp = sub.add_parser("compare", help="paired difference of two runs on the records both scored",
                          description="The difference A - B of every section score and of overall on the "
@@ -304,22 +319,26 @@ def build_parser() -> argparse.ArgumentParser:
                               "sends its requests again")
     batches.add_argument("--json", action="store_true", help="print JSON")
 
-    data_flag = Parser(add_help=False)
-    benchmark_flag(data_flag)
-    data_flag.add_argument("--data", type=Path, help="dataset folder (default: the benchmark's variable, e.g. "
-                                                     "$RMB_DATA, or the user cache folder)")
-    data = sub.add_parser("data", help="fetch, describe or check a benchmark's dataset")
-    data_sub = data.add_subparsers(dest="action", required=True, metavar="ACTION", help="what to do")
-    fetch = data_sub.add_parser("fetch", parents=[data_flag], help="download the official files and verify them")
-    fetch.add_argument("--base-url", help="mirror to download from instead of GitHub")
-    fetch.add_argument("--revision", metavar="SHA",
-                       help="a hub dataset's commit to download (default: the folder's lock file's, else the "
-                            "manifest's, else the commit the hub's main branch is at, locked on first fetch)")
-    fetch.add_argument("--only", action="append", metavar="GLOB",
-                       help="only files matching this glob, e.g. 'BoN_set/*' (repeatable)")
-    info = data_sub.add_parser("info", parents=[data_flag], help="records per set, section and scenario")
-    info.add_argument("--json", action="store_true", help="print one JSON object")
-    data_sub.add_parser("validate", parents=[data_flag], help="check every file parses; list missing files")
+    if wanted("data"):
+        data_flag = Parser(add_help=False)
+        benchmark_flag(data_flag)
+        data_flag.add_argument("--data", type=Path, help="dataset folder (default: the benchmark's variable, e.g. "
+                                                         "$RMB_DATA, or the user cache folder)")
+        data = sub.add_parser("data", help="fetch, describe or check a benchmark's dataset")
+        data_sub = data.add_subparsers(dest="action", required=True, metavar="ACTION", help="what to do")
+        fetch = data_sub.add_parser("fetch", parents=[data_flag], help="download the official files and verify them")
+        fetch.add_argument("--base-url", help="mirror to download from instead of GitHub")
+        fetch.add_argument("--revision", metavar="SHA",
+                           help="a hub dataset's commit to download (default: the folder's lock file's, else the "
+                                "manifest's, else the commit the hub's main branch is at, locked on first fetch)")
+        fetch.add_argument("--only", action="append", metavar="GLOB",
+                           help="only files matching this glob, e.g. 'BoN_set/*' (repeatable)")
+        info = data_sub.add_parser("info", parents=[data_flag], help="records per set, section and scenario")
+        info.add_argument("--json", action="store_true", help="print one JSON object")
+        data_sub.add_parser("validate", parents=[data_flag], help="check every file parses; list missing files")
+    else:
+        sub.add_parser("data", help="fetch, describe or check a benchmark's dataset")
+
     return parser
 
 
@@ -329,7 +348,8 @@ def main(argv: list[str] | None = None) -> int:
             return main(sys.argv[1:])
         finally:
             gc.freeze()  # the interpreter's collection at exit skips what is left (0.3-0.8 s)
-    args = build_parser().parse_args(argv)
+    command = next((word for word in argv if not word.startswith("-")), "")
+    args = build_parser(command).parse_args(argv)
     try:
         return COMMANDS[args.command](args, argv)
     except RmbJudgeError as exc:

@@ -99,6 +99,16 @@ def test_help_imports_no_sdk_and_no_torch():
     assert not heavy & loaded
 
 
+def test_top_level_help_imports_no_judge_kind_and_no_benchmark():
+    """`rmb-judge --help` names the commands: run's and estimate's flags need every judge kind
+    and benchmark imported (about twice its start-up), so only the command given builds them."""
+    said = subprocess.run([sys.executable, "-X", "importtime", "-m", "rmb_judge.cli", "--help"],
+                          capture_output=True, text=True, check=True)
+    loaded = {line.split("|")[-1].strip() for line in said.stderr.splitlines() if line.startswith("import time:")}
+    assert "usage: rmb-judge" in said.stdout and "estimate" in said.stdout and "rmb_judge.records" in loaded
+    assert not {"rmb_judge.judges", "rmb_judge.providers", "rmb_judge.benchmarks.rmb", "asyncio"} & loaded
+
+
 def test_an_offline_mock_run_imports_no_sdk(data_root, tmp_path):
     run = (
         "from rmb_judge import cli; cli.main(['run', '--judge', 'mock', '--data', "
