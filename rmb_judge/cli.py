@@ -473,9 +473,8 @@ EARLY_SHOWN = 2  # raw answers shown when the first answers stopped a run (they 
 
 
 def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
-    from rich.console import Console
-
     from . import report
+    from .display import PipeConsole as Console
     from .report.behaviour import lines
     from .session import run
 
@@ -525,8 +524,7 @@ def show_unreadable(raws: list[str]) -> None:
 
 
 def cmd_estimate(args: argparse.Namespace, argv: list[str]) -> int:
-    from rich.console import Console
-
+    from .display import PipeConsole as Console
     from .estimate import estimate
 
     result = estimate(run_config(args, argv))
@@ -551,9 +549,8 @@ def cmd_compare(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def cmd_jury(args: argparse.Namespace, argv: list[str]) -> int:
-    from rich.console import Console
-
     from . import report
+    from .display import PipeConsole as Console
     from .jury import build
     from .report.behaviour import lines
 
@@ -577,9 +574,8 @@ def cmd_jury(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def cmd_report(args: argparse.Namespace, argv: list[str]) -> int:
-    from rich.console import Console
-
     from . import report
+    from .display import PipeConsole as Console
     from .report.behaviour import lines
 
     folders, notes = report.find_runs(args.runs)
@@ -624,9 +620,8 @@ def cmd_view(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def cmd_cache(args: argparse.Namespace, argv: list[str]) -> int:
-    from rich.console import Console
-
     from .cache import Cache
+    from .display import PipeConsole as Console
     from .endpoints import normalize
 
     if args.action == "prune" and not args.model and not args.endpoint and args.older_than is None:
@@ -726,7 +721,7 @@ def cmd_data(args: argparse.Namespace, argv: list[str]) -> int:
         print(f"{result.dest}: {len(result.downloaded)} files downloaded, {len(result.skipped)} "
               f"already present and verified; {result.records} records")
         return 0
-    from rich.console import Console
+    from .display import PipeConsole as Console
 
     dataset = benchmark.load_every(root)
     manifest = benchmark.manifest()

@@ -22,6 +22,15 @@ from .records import Record
 QUALITY = ("unparsed", "refused", "failed", "truncated")
 
 
+class PipeConsole(Console):
+    """A rich console for a command's output: stdout's reader going away (`| head`) ends the
+    command as any other write would, with BrokenPipeError (exit 141, as for SIGPIPE); rich's
+    own handling exits 1, the status of an incomplete run."""
+
+    def on_broken_pipe(self) -> None:
+        raise BrokenPipeError
+
+
 @dataclass
 class SectionProgress:
     """A section's records: how many to judge, how many are judged (every comparison), and the

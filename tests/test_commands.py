@@ -218,6 +218,17 @@ def test_report_writes_its_files_when_stdout_closes_early(mock_run, tmp_path):
     assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr
 
 
+@pytest.mark.parametrize("command", ["report {run}", "compare {run} {run}", "cache stats --cache {cache}",
+                                     "data info --data {data}"])
+def test_a_closed_stdout_ends_a_command_as_a_closed_pipe_does(command, mock_run, data_root):
+    """`rmb-judge ... | head`: exit 141 as for SIGPIPE, whether rich or print wrote the table;
+    never 1, which says a run is incomplete."""
+    line = command.format(run=mock_run / "run", cache=mock_run / "cache", data=data_root)
+    done = subprocess.run(["bash", "-c", f"{sys.executable} -m rmb_judge.cli {line} | head -n 0; "
+                                         "exit ${PIPESTATUS[0]}"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 141 and "Traceback" not in done.stderr, done.stderr
+
+
 def test_output_dash_is_stdout(mock_run, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert cli.main(["cache", "export", "--cache", str(mock_run / "cache"), "--output", "-"]) == 0
