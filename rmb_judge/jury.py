@@ -145,8 +145,9 @@ def build(paths: Sequence[Path], out: Path, rule: str = "majority", data: Path |
             sample_line(benchmark, j, score, rs, summary.simulated, chosen.links[rs.record])
             for rs in record_scores for group, score in zip(rs.judgments, rs.judgment_scores, strict=True)
             for j in group))
-        folder.write_json("summary.json", summary.to_json())
-        written = manifest(judge, summary.simulated, summary.to_json()["settings"], Path(chosen.root), chosen.digests,
+        as_json = summary.to_json()
+        folder.write_json("summary.json", as_json)
+        written = manifest(judge, summary.simulated, as_json["settings"], Path(chosen.root), chosen.digests,
                            ["rmb-judge", *argv], benchmark=benchmark.name)
         written["jury"] = {"rule": rule, "members": [{"judge": m.judge, "path": str(m.path)} for m in members]}
         folder.write_json("manifest.json", written)
