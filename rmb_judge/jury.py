@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -145,8 +145,9 @@ def build(paths: Sequence[Path], out: Path, rule: str = "majority", data: Path |
             sample_line(benchmark, j, score, rs, summary.simulated, chosen.links[rs.record])
             for rs in record_scores for group, score in zip(rs.judgments, rs.judgment_scores, strict=True)
             for j in group))
-        folder.write_json("summary.json", summary.to_json())
-        written = manifest(judge, summary.simulated, summary.to_json()["settings"], Path(chosen.root), chosen.digests,
+        as_json = summary.to_json()
+        folder.write_json("summary.json", as_json)
+        written = manifest(judge, summary.simulated, as_json["settings"], Path(chosen.root), chosen.digests,
                            ["rmb-judge", *argv], benchmark=benchmark.name)
         written["jury"] = {"rule": rule, "members": [{"judge": m.judge, "path": str(m.path)} for m in members]}
         folder.write_json("manifest.json", written)
@@ -296,20 +297,13 @@ def _summary(benchmark: Benchmark, members: Sequence[Member], judge: str, settin
                                sampled=settings.sample)
     costs = [m.summary.usage.results.cost_usd for m in members]
     unread = sum(1 for j in judged if j.verdict is None)
-    summary = Summary(
+    # no position bias: the jury's presentations are not the ones its members were shown
+    summary = replace(scored, position=None).summary(
         judge=judge,
         benchmark=benchmark.name,
         simulated=any(m.summary.simulated for m in members),
         complete=all(m.summary.complete for m in members),
         settings=settings,
-        scores=scored.scores,
-        intervals=scored.intervals,
-        macro=scored.macro,
-        macro_intervals=scored.macro_intervals,
-        chance=scored.chance,
-        sections=scored.sections,
-        scenarios=scored.scenarios,
-        agreement=scored.agreement,
         behaviour=behaviour.measure(judged, None, scalar=False),
         calibration=calibration.measure(judged),
         jury=[m.judge for m in members],

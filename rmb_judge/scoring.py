@@ -19,15 +19,16 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from statistics import mean
+from typing import Any
 
 from . import intervals
 from .benchmark import OVERALL, Benchmark, ScoreKey
 from .intervals import Estimate, Stratum
 from .judgments import SCORE, Judged, Judgment, Pair, RecordScore
 from .records import Record
-from .summary import Agreement, Position, ScenarioScore, SectionCounts
+from .summary import Agreement, Position, ScenarioScore, SectionCounts, Summary
 
 
 def label_outcome(verdict: str | None, order: str) -> str | None:
@@ -96,6 +97,10 @@ class Scored:
     scenarios: list[ScenarioScore]
     position: Position | None
     agreement: Agreement | None
+
+    def summary(self, **rest: Any) -> Summary:
+        """A Summary holding these (its fields of the same names) and `rest`."""
+        return Summary(**{f.name: getattr(self, f.name) for f in fields(self)}, **rest)
 
 
 def estimates(

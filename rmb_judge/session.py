@@ -423,22 +423,13 @@ class Session:
                                    self._links(dataset), task.selection.sample, settings.order)
         usage, noticed = pipeline.report(judged, indices)
         noticed = [*self.benchmark.notes(dataset, task.selection), *noticed]
-        summary = Summary(
+        summary = scored.summary(
             judge=task.judge.spec,
             benchmark=self.benchmark.name,
             simulated=task.judge.simulated,
             complete=len(judged) == expected and stopped in (None, "precision") and not retry_later,
             stopped_reason=stopped,
             settings=settings,
-            scores=scored.scores,
-            intervals=scored.intervals,
-            macro=scored.macro,
-            macro_intervals=scored.macro_intervals,
-            chance=scored.chance,
-            sections=scored.sections,
-            scenarios=scored.scenarios,
-            position=scored.position,
-            agreement=scored.agreement,
             precision=self._sampling(scored.scores.get("overall"), scored.intervals.get("overall")),
             behaviour=behaviour.measure(kept, task.judge.model, task.judge.scalar),
             calibration=calibration.measure(kept) if task.verdict_probs else None,
