@@ -103,12 +103,10 @@ class BatchRunner:
             try:
                 if entry.creating:
                     if self.engine.cache.take_batch_intent(entry.id):
-                        async with self._holding(entry.id):
-                            found = await self._call(self._find, entry)
-                        if found is None:
-                            self.engine.cache.drop_batch_intent(entry.id)
+                        taken = await self._take_over(entry)
+                        if taken is None:
                             continue
-                        entry = self._record(entry, found)
+                        entry = taken
                     kept.append(entry)
                     continue
                 self.progress.batches[entry.id] = await self._call(
@@ -216,6 +214,16 @@ class BatchRunner:
             cache.batch_ids(entry.endpoint), self.engine.config.timeout,
         )
 
+    async def _take_over(self, entry: PendingBatch) -> PendingBatch | None:
+        """An interrupted creation this process has taken over (`take_batch_intent`): the
+        batch the provider made of it, recorded; None, its intent dropped, if it made none."""
+        async with self._holding(entry.id):
+            found = await self._call(self._find, entry)
+        if found is None:
+            self.engine.cache.drop_batch_intent(entry.id)
+            return None
+        return self._record(entry, found)
+
     def _record(self, entry: PendingBatch, batch_id: str) -> PendingBatch:
         """The provider has `entry`'s batch as `batch_id`: record it and count its requests."""
         self.engine.cache.batch_created(entry.id, batch_id)
@@ -249,16 +257,11 @@ class BatchRunner:
             now = cache.batch_tagged(entry.tag or entry.id)
             if now is not None and not now.creating:
                 return now
-            if now is None or cache.take_batch_intent(entry.id):
-                found = None
-                if now is not None:
-                    async with self._holding(entry.id):
-                        found = await self._call(self._find, entry)
-                if found is not None:
-                    return self._record(entry, found)
-                cache.drop_batch_intent(entry.id)
-                self._fail(entry, by_key, "the process creating its batch stopped before the batch was made")
-                return None
+            if now is None or cache.take_batch_intent(entry.id):  # (None: its intent was dropped already)
+                created = await self._take_over(entry) if now is not None else None
+                if created is None:
+                    self._fail(entry, by_key, "the process creating its batch stopped before the batch was made")
+                return created
             if await self._stopped_within(self.poll_interval):
                 raise _Stopped()
 

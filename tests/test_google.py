@@ -182,6 +182,17 @@ async def test_malformed_and_empty_bodies(judge: GoogleProvider, fake_api: FakeA
             to_response(other)
 
 
+def test_logprobs_of_another_shape_leave_the_answer_readable() -> None:
+    """A `logprobsResult` whose log probabilities are not numbers (null, a string) is not the
+    API's: the answer is read without logprobs, as one with none."""
+    for bad in (None, "-0.1", [0.1]):
+        result = {"chosenCandidates": [{"token": "[[A]]", "logProbability": bad}],
+                  "topCandidates": [{"candidates": [{"token": "[[A]]", "logProbability": -0.1}]}]}
+        answer = to_response({"candidates": [{"content": {"parts": [{"text": "[[A]]"}]}, "finishReason": "STOP",
+                                              "logprobsResult": result}]})
+        assert (answer.text, answer.logprobs) == ("[[A]]", None)
+
+
 # ---------------------------------------------------------------- errors, sorted, sent once
 
 

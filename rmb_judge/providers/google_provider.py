@@ -169,8 +169,7 @@ def _logprobs(text: str, result: Any) -> list[dict[str, Any]] | None:
 
 def _candidate(value: Any) -> bool:
     """A LogprobsResult candidate: a token and its log probability (absent in JSON when 0)."""
-    return isinstance(json_at(value, "token"), str) and isinstance(json_at(value, "logProbability") or 0.0,
-                                                                   int | float)
+    return isinstance(json_at(value, "token"), str) and isinstance(value.get("logProbability", 0.0), int | float)
 
 
 def _error_details(exc: BaseException) -> list[dict[str, Any]]:
