@@ -275,7 +275,6 @@ class ServedRewardJudge:
         self.engine: Engine | None = None
         self.provider: Provider | None = None
         self.model: ServedTokenizer | None = None
-        self.identity = ""
         self._stopping: str | None = None
 
     async def prepare(self) -> None:
@@ -301,7 +300,7 @@ class ServedRewardJudge:
         with quiet_libraries(self.heard):
             tokenizer = await asyncio.to_thread(self._tokenizer, facts["tokenizer"], facts["revision"])
         self.model = ServedTokenizer(task.judge.spec, tokenizer, facts["max_length"])
-        self.identity = self.rewards.identity = self.settings.model_identity = identity
+        self.rewards.identity = self.settings.model_identity = identity
         self.settings.endpoints = list(self._servers().endpoints) if execution.base_urls else []
         self.rewards.meter = Meter(self.model)  # type: ignore[arg-type]
 
@@ -460,8 +459,8 @@ class ServedRewardJudge:
                     f"{_shown(values)}; {where}: {_shown(plain)}): serve the model the same way on each (one "
                     "checkpoint, vLLM version, --pooler-config and --hf-overrides)"
                 )
-        holding = set(cache.reward_endpoints(self.identity))
-        for where, earlier in cache.probes(self.identity).items():
+        holding = set(cache.reward_endpoints(self.rewards.identity))
+        for where, earlier in cache.probes(self.rewards.identity).items():
             if where not in holding or not all(d in earlier for d in digests):
                 continue  # none of its rewards is left, or it was probed with other inputs
             cached = [earlier[d] for d in digests]
@@ -473,8 +472,8 @@ class ServedRewardJudge:
                     f"cached ones are wrong, `rmb-judge cache prune --endpoint {where} --cache "
                     f"{self.config.execution.cache}` removes them"
                 )
-        cache.put_probes(self.identity, {where: dict(zip(digests, plain, strict=True))
-                                         for where, plain in raw.items()})
+        cache.put_probes(self.rewards.identity, {where: dict(zip(digests, plain, strict=True))
+                                                 for where, plain in raw.items()})
 
     async def fetch(self, only: set[Hashable] | None = None) -> None:
         """Score the missing answers (those in `only`, a --precision round's) through the engine,
@@ -501,7 +500,7 @@ class ServedRewardJudge:
             jobs.append(Job(digest, 0, ChatRequest(model, messages, max_tokens=0, temperature=None)))
         servers = self._servers()
         self.engine = Engine(servers, cache, self.config.execution.engine, stats=self.stats, on_outcome=scored,
-                             store=RewardStore(cache, self.identity, model, servers.endpoints))
+                             store=RewardStore(cache, self.rewards.identity, model, servers.endpoints))
         if self._stopping:
             self.engine.stop(self._stopping)
         try:
