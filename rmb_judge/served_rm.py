@@ -489,8 +489,8 @@ class ServedRewardJudge:
                 return
             reward = cached_reward(outcome.response)
             if not outcome.cached:  # (cached: scored by another process sharing the cache meanwhile)
-                meter.update(meter.answers + 1, meter.tokens + reward.tokens)
-                meter.truncated += reward.truncated
+                meter.update(1, reward.tokens)  # each answer a chunk of its own
+                meter.chunk_done(reward.truncated)
             rewards.add(key[0], reward, cached=outcome.cached)
 
         jobs = []
