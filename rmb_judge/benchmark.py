@@ -46,7 +46,7 @@ from .judgments import (
     scalar_verdict,
     shuffled_layout,
 )
-from .records import Dataset, Record, Selection, user_cache_dir
+from .records import Dataset, Record, Selection, unmatched_glob, user_cache_dir
 
 if TYPE_CHECKING:
     from .intervals import Estimate
@@ -256,6 +256,13 @@ class Benchmark:
                 raise UsageError(f"--{dest.replace('_', '-')}: not an option of benchmark {self.name}")
             if value not in own[dest].choices:
                 raise UsageError(f"{own[dest].flag}: {value!r} is not one of {', '.join(own[dest].choices)}")
+
+    @staticmethod
+    def check_scenarios(selection: Selection, names: Sequence[str], noun: str = "category_path") -> None:
+        """Refuse a --scenarios glob that matches none of `names` (the benchmark's `noun`s)."""
+        for pattern in selection.scenarios:
+            if problem := unmatched_glob(pattern, names, noun):
+                raise UsageError(problem)
 
     def option(self, selection: Selection, dest: str) -> str:
         """The value of one of its options in `selection` (its default when not given)."""

@@ -110,6 +110,8 @@ class Rewards:
         self.benchmark = benchmark
         self.settings = settings_of(config, benchmark, None)
         self.identity = ""  # the model's, which its rewards are cached under (known once prepared)
+        self.meter: Meter | None = None  # this run's scoring, for the live view (once prepared)
+        self.cache: Cache | None = None  # where rewards are looked up and kept (once looked up)
         self.plan_: RewardPlan | None = None
         self.values: dict[str, CachedReward] = {}
         self.cached: set[str] = set()
@@ -123,9 +125,9 @@ class Rewards:
     def lookup(self, cache: Cache, on_answer: AnswerCallback) -> int:
         """Report what the cache holds; what is still to score. --offline: a miss is an error
         (a --precision run needs only some of them: it checks its own)."""
-        plan = self.plan_
-        assert plan is not None
-        self.on_answer = on_answer
+        plan, meter = self.plan_, self.meter
+        assert plan is not None and meter is not None
+        self.cache, self.on_answer = cache, on_answer
         self.values = cache.get_rewards(self.identity, plan.items)
         self.cached = set(self.values)
         for digest in list(self.values):
@@ -136,7 +138,8 @@ class Rewards:
                 f"--offline: {len(self.missing)} of {len(plan.items)} answers have no cached reward "
                 f"for {self.config.task.judge.spec} in {cache.path}; nothing was scored"
             )
-        return len(self.missing)
+        meter.to_score = len(self.missing)
+        return meter.to_score
 
     def wanted(self, only: set[Hashable] | None) -> list[str]:
         """The answers still to score (those in `only`, a --precision round's)."""
@@ -169,8 +172,9 @@ class Rewards:
             scalar=True,
         )
 
-    def usage(self, judged: list[Judged], meter: Meter) -> Usage:
-        assert self.plan_ is not None
+    def usage(self, judged: list[Judged]) -> Usage:
+        meter = self.meter
+        assert self.plan_ is not None and meter is not None
         used = [self.values[d] for d in self.plan_.items if d in self.values]
         return Usage(
             cache_hits=sum(1 for j in judged if j.cached),
@@ -281,8 +285,6 @@ class LocalRewardJudge:
         self.model: LocalRewardModel | None = None
         self.heard: list[str] = []  # third-party warnings, for the summary
         self._stopping: str | None = None
-        self.meter: Meter | None = None
-        self._cache: Cache | None = None
 
     async def prepare(self) -> None:
         """Load the model's config and tokenizer (a missing folder or a non-reward model is
@@ -291,7 +293,7 @@ class LocalRewardJudge:
         with quiet_libraries(self.heard):
             self.model = load_model(self.config)
         self.rewards.identity = self.settings.model_identity = self.model.identity()
-        self.meter = Meter(self.model)
+        self.rewards.meter = Meter(self.model)
 
     def probe(self) -> Awaitable[list[str | None]] | None:
         return None
@@ -301,11 +303,7 @@ class LocalRewardJudge:
         return self.rewards.plan(self.model.render, dataset)
 
     def lookup(self, cache: Cache, on_answer: AnswerCallback) -> int:
-        self._cache = cache
-        missing = self.rewards.lookup(cache, on_answer)
-        assert self.meter is not None
-        self.meter.to_score = missing
-        return missing
+        return self.rewards.lookup(cache, on_answer)
 
     async def before_sending(self, cache: Cache, probe: Awaitable[list[str | None]] | None) -> None:
         cache.writable(f"{len(self.rewards.missing)} new rewards")
@@ -319,9 +317,9 @@ class LocalRewardJudge:
     async def fetch(self, only: set[Hashable] | None = None) -> None:
         """Score the missing answers (those in `only`, a --precision round's) chunk by chunk in a
         worker thread, caching each chunk."""
-        assert self.model is not None and self.meter is not None and self._cache is not None
-        rewards, model, meter = self.rewards, self.model, self.meter
-        assert rewards.plan_ is not None
+        rewards, model = self.rewards, self.model
+        meter, cache = rewards.meter, rewards.cache
+        assert model is not None and meter is not None and cache is not None and rewards.plan_ is not None
         missing = rewards.wanted(only)
         with quiet_libraries(self.heard):
             for start in range(0, len(missing), CHUNK):
@@ -332,7 +330,7 @@ class LocalRewardJudge:
                 new = {d: CachedReward(r.value, r.truncated, r.tokens, LOCAL)
                        for d, r in zip(chunk, scored, strict=True)}
                 meter.chunk_done(sum(r.truncated for r in new.values()))
-                self._cache.put_rewards(rewards.identity, self.config.task.judge.model, new.items())
+                cache.put_rewards(rewards.identity, self.config.task.judge.model, new.items())
                 for digest, reward in new.items():
                     rewards.add(digest, reward)
 
@@ -344,16 +342,17 @@ class LocalRewardJudge:
         return self.rewards.verdict(index)
 
     def metrics(self) -> dict[str, str]:
-        return self.meter.metrics() if self.meter else {}
+        return self.rewards.meter.metrics() if self.rewards.meter else {}
 
     def status(self) -> Status:
-        assert self.meter is not None and self.rewards.plan_ is not None
-        return Status(self._stopping, None, bool(self.meter.answers), len(self.rewards.plan_.items),
-                      len(self.rewards.cached), self.meter.answers)
+        meter, plan = self.rewards.meter, self.rewards.plan_
+        assert meter is not None and plan is not None
+        return Status(self._stopping, None, bool(meter.answers), len(plan.items), len(self.rewards.cached),
+                      meter.answers)
 
     def report(self, judged: list[Judged], indices: list[int]) -> tuple[Usage, list[str]]:
-        assert self.meter is not None and self.model is not None
-        return self.rewards.usage(judged, self.meter), self.rewards.warnings(self.model.max_length, self.heard)
+        assert self.model is not None
+        return self.rewards.usage(judged), self.rewards.warnings(self.model.max_length, self.heard)
 
     async def aclose(self) -> None:
         return None

@@ -275,10 +275,7 @@ class ServedRewardJudge:
         self.engine: Engine | None = None
         self.provider: Provider | None = None
         self.model: ServedTokenizer | None = None
-        self.meter: Meter | None = None
-        self.identity = ""
         self._stopping: str | None = None
-        self._cache: Cache | None = None
 
     async def prepare(self) -> None:
         """Ask every server what it serves under the judge's name (they must agree), then load
@@ -303,9 +300,9 @@ class ServedRewardJudge:
         with quiet_libraries(self.heard):
             tokenizer = await asyncio.to_thread(self._tokenizer, facts["tokenizer"], facts["revision"])
         self.model = ServedTokenizer(task.judge.spec, tokenizer, facts["max_length"])
-        self.identity = self.rewards.identity = self.settings.model_identity = identity
+        self.rewards.identity = self.settings.model_identity = identity
         self.settings.endpoints = list(self._servers().endpoints) if execution.base_urls else []
-        self.meter = Meter(self.model)  # type: ignore[arg-type]
+        self.rewards.meter = Meter(self.model)  # type: ignore[arg-type]
 
     def _servers(self) -> Provider:
         if self.provider is None:
@@ -418,11 +415,7 @@ class ServedRewardJudge:
         return self.rewards.plan(self.model.render, dataset)
 
     def lookup(self, cache: Cache, on_answer: AnswerCallback) -> int:
-        self._cache = cache
-        missing = self.rewards.lookup(cache, on_answer)
-        assert self.meter is not None
-        self.meter.to_score = missing
-        return missing
+        return self.rewards.lookup(cache, on_answer)
 
     async def before_sending(self, cache: Cache, probe: Awaitable[list[str | None]] | None) -> None:
         cache.writable(f"{len(self.rewards.missing)} new rewards")
@@ -466,8 +459,8 @@ class ServedRewardJudge:
                     f"{_shown(values)}; {where}: {_shown(plain)}): serve the model the same way on each (one "
                     "checkpoint, vLLM version, --pooler-config and --hf-overrides)"
                 )
-        holding = set(cache.reward_endpoints(self.identity))
-        for where, earlier in cache.probes(self.identity).items():
+        holding = set(cache.reward_endpoints(self.rewards.identity))
+        for where, earlier in cache.probes(self.rewards.identity).items():
             if where not in holding or not all(d in earlier for d in digests):
                 continue  # none of its rewards is left, or it was probed with other inputs
             cached = [earlier[d] for d in digests]
@@ -479,14 +472,15 @@ class ServedRewardJudge:
                     f"cached ones are wrong, `rmb-judge cache prune --endpoint {where} --cache "
                     f"{self.config.execution.cache}` removes them"
                 )
-        cache.put_probes(self.identity, {where: dict(zip(digests, plain, strict=True))
-                                         for where, plain in raw.items()})
+        cache.put_probes(self.rewards.identity, {where: dict(zip(digests, plain, strict=True))
+                                                 for where, plain in raw.items()})
 
     async def fetch(self, only: set[Hashable] | None = None) -> None:
         """Score the missing answers (those in `only`, a --precision round's) through the engine,
         one request each."""
         model = self.config.task.judge.model
-        meter, rewards, cache = self.meter, self.rewards, self._cache
+        rewards = self.rewards
+        meter, cache = rewards.meter, rewards.cache
         assert meter is not None and rewards.plan_ is not None and cache is not None
 
         def scored(key: tuple[str, int], outcome: Outcome) -> None:
@@ -495,8 +489,8 @@ class ServedRewardJudge:
                 return
             reward = cached_reward(outcome.response)
             if not outcome.cached:  # (cached: scored by another process sharing the cache meanwhile)
-                meter.update(meter.answers + 1, meter.tokens + reward.tokens)
-                meter.truncated += reward.truncated
+                meter.update(1, reward.tokens)  # each answer a chunk of its own
+                meter.chunk_done(reward.truncated)
             rewards.add(key[0], reward, cached=outcome.cached)
 
         jobs = []
@@ -506,7 +500,7 @@ class ServedRewardJudge:
             jobs.append(Job(digest, 0, ChatRequest(model, messages, max_tokens=0, temperature=None)))
         servers = self._servers()
         self.engine = Engine(servers, cache, self.config.execution.engine, stats=self.stats, on_outcome=scored,
-                             store=RewardStore(cache, self.identity, model, servers.endpoints))
+                             store=RewardStore(cache, self.rewards.identity, model, servers.endpoints))
         if self._stopping:
             self.engine.stop(self._stopping)
         try:
@@ -528,13 +522,14 @@ class ServedRewardJudge:
         return self.rewards.estimate(self.model.render, dataset)
 
     def status(self) -> Status:
-        assert self.meter is not None and self.rewards.plan_ is not None
+        meter, plan = self.rewards.meter, self.rewards.plan_
+        assert meter is not None and plan is not None
         stats = self.stats
         return Status(self._stopping or stats.stopped_reason, stats.stop_detail, stats.requests > 0,
-                      len(self.rewards.plan_.items), len(self.rewards.cached), self.meter.answers)
+                      len(plan.items), len(self.rewards.cached), meter.answers)
 
     def metrics(self) -> dict[str, str]:
-        shown = self.meter.metrics() if self.meter else {}
+        shown = self.rewards.meter.metrics() if self.rewards.meter else {}
         stats = self.stats
         shown.update({"requests": str(stats.requests), "in flight": str(stats.in_flight),
                       "retries": str(stats.retries), "failed": str(stats.failed)})
@@ -547,8 +542,7 @@ class ServedRewardJudge:
         return shown
 
     def report(self, judged: list[Judged], indices: list[int]) -> tuple[Usage, list[str]]:
-        assert self.meter is not None and self.model is not None
-        return self.rewards.usage(judged, self.meter), self._warnings()
+        return self.rewards.usage(judged), self._warnings()
 
     def _warnings(self) -> list[str]:
         assert self.model is not None

@@ -39,9 +39,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..benchmark import OVERALL, Benchmark, Option, ScoreKey, Section
-from ..errors import DataError, UsageError
+from ..errors import DataError
 from ..judgments import SCORE, Judged, Presentation
-from ..records import Answer, Dataset, Message, Record, Selection, unmatched_glob, unpaired_surrogate
+from ..records import Answer, Dataset, Message, Record, Selection, unpaired_surrogate
 from ..verdicts import Style, Verdict, register_style
 from . import register
 
@@ -127,9 +127,7 @@ class JudgeBench(Benchmark):
                                                     "economics", "engineering", "health", "history", "law", "math",
                                                     "other", "philosophy", "physics", "psychology")}
                          | {"livebench-reasoning", "livebench-math", "livecodebench"})
-        for pattern in selection.scenarios:
-            if problem := unmatched_glob(pattern, sources, "source"):
-                raise UsageError(problem)
+        self.check_scenarios(selection, sources, "source")
 
     def load(self, root: Path, selection: Selection | None = None) -> Dataset:
         selection = selection or Selection()

@@ -49,7 +49,7 @@ from ..benchmark import OVERALL, Benchmark, ScoreKey, Section
 from ..errors import DataError, UsageError
 from ..intervals import Estimate, wilson
 from ..judgments import SCORE, Judged, Ranking, Rating, RecordScore, coin
-from ..records import Answer, Dataset, Message, Record, Selection, unmatched_glob, unpaired_surrogate
+from ..records import Answer, Dataset, Message, Record, Selection, unpaired_surrogate
 from ..verdicts import Style, register_style
 from . import register
 
@@ -132,9 +132,7 @@ class RewardBench2(Benchmark):
 
     def check_selection(self, selection: Selection) -> None:
         super().check_selection(selection)
-        for pattern in selection.scenarios:
-            if problem := unmatched_glob(pattern, list(SUBSETS), "subset"):
-                raise UsageError(problem)
+        self.check_scenarios(selection, list(SUBSETS), "subset")
 
     def load(self, root: Path, selection: Selection | None = None) -> Dataset:
         """The rows, each subset's first --limit prompts (Ties: prompt ids, a ref and a tied row

@@ -37,9 +37,9 @@ from importlib import resources
 from pathlib import Path
 
 from ..benchmark import OVERALL, PAIRS, Benchmark, ScoreKey, Section
-from ..errors import DataError, UsageError
+from ..errors import DataError
 from ..judgments import SCORE, Judged, Judgment, Pair
-from ..records import Answer, Dataset, Message, Record, Selection, unmatched_glob, unpaired_surrogate
+from ..records import Answer, Dataset, Message, Record, Selection, unpaired_surrogate
 from . import register
 
 # subset (a data file's domain) -> section (the official domain: split_dataset_by_domain's startswith)
@@ -98,9 +98,7 @@ class RMBench(Benchmark):
 
     def check_selection(self, selection: Selection) -> None:
         super().check_selection(selection)
-        for pattern in selection.scenarios:
-            if problem := unmatched_glob(pattern, list(SUBSETS), "domain"):
-                raise UsageError(problem)
+        self.check_scenarios(selection, list(SUBSETS), "domain")
 
     def load(self, root: Path, selection: Selection | None = None) -> Dataset:
         """The selected domains' records; a selected domain whose file is missing is refused,

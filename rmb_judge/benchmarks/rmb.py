@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..benchmark import PAIRS, SCORE, Benchmark, Section
-from ..errors import DataError, UsageError
+from ..errors import DataError
 from ..judgments import Judgment, Pair
 from ..records import (
     ROLES,
@@ -28,7 +28,6 @@ from ..records import (
     Message,
     Record,
     Selection,
-    unmatched_glob,
     unpaired_surrogate,
 )
 from . import register
@@ -113,9 +112,7 @@ class RMB(Benchmark):
                 raise DataError(f"--sections: unknown section {name!r} (choose from {', '.join(GOALS)})")
         prefixes = self._prefixes(selection)
         upstream = [e.path.removesuffix(".json") for e in self.manifest().files if e.path.startswith(prefixes)]
-        for pattern in selection.scenarios:
-            if problem := unmatched_glob(pattern, upstream):
-                raise UsageError(problem)
+        self.check_scenarios(selection, upstream)
 
     def load(self, root: Path, selection: Selection | None = None) -> Dataset:
         """Load and select records; raises DataError naming the file and record on bad input,
