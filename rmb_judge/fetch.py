@@ -84,7 +84,8 @@ async def fetch(
                              "HF_ENDPOINT for a mirror")
         from .hubdata import fetch_hub
 
-        got = await asyncio.to_thread(fetch_hub, benchmark, manifest, result.dest, entries, revision)
+        got = await asyncio.to_thread(fetch_hub, benchmark, manifest, result.dest, entries, revision, _sha256,
+                                      _check_records)
         result.downloaded, result.skipped, result.bytes_downloaded = got.downloaded, got.skipped, got.bytes_downloaded
         result.records = await asyncio.to_thread(_count_records, benchmark, result.dest, entries)
         return result

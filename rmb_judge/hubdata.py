@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -70,11 +71,10 @@ class Fetched:
 
 
 def fetch_hub(benchmark: Benchmark, manifest: Manifest, dest: Path, entries: list[FileEntry],
-              revision: str | None) -> Fetched:
+              revision: str | None, sha256: Callable[[Path], str],
+              check_records: Callable[[Benchmark, Path, Path, FileEntry], None]) -> Fetched:
     """Download `entries` of the hub dataset at one commit into `dest`, verified (see the module
-    docstring), with fetch.py's checks and folder handling."""
-    from .fetch import _check_records, _make_folder, _remove_empty, _sha256
-
+    docstring; fetch.py's `sha256` of a file and its `check_records` that a file parses)."""
     result = Fetched()
     if revision is not None and not COMMIT.fullmatch(revision):
         raise UsageError(f"--revision {revision!r}: a commit sha (40 hex digits) of {manifest.hub}")
@@ -90,23 +90,18 @@ def fetch_hub(benchmark: Benchmark, manifest: Manifest, dest: Path, entries: lis
     for entry in entries:
         known = entry.sha256 or files.get(entry.path, {}).get("sha256")
         path = dest / entry.path
-        if known is not None and path.is_file() and _sha256(path) == known:
+        if known is not None and path.is_file() and sha256(path) == known:
             result.skipped.append(entry.path)
         else:
             missing.append(entry)
     if not missing:
         return result
-    created: list[Path] = []
-    try:
-        created = _make_folder(dest)
-        staging = Path(tempfile.mkdtemp(prefix=".fetch-", suffix=".partial", dir=dest))
-    except OSError as exc:
-        _remove_empty(created)
-        raise DataError(f"{dest}: cannot create the data folder: {exc}") from None
+    created = _made(dest)
+    staging = Path(tempfile.mkdtemp(prefix=".fetch-", suffix=".partial", dir=dest))
     try:
         for entry in missing:
             got = Path(_download(manifest, entry, commit, staging, endpoint)).resolve()
-            digest, size = _sha256(got), got.stat().st_size
+            digest, size = sha256(got), got.stat().st_size
             expected = entry.sha256 or files.get(entry.path, {}).get("sha256")
             if expected is not None and digest != expected:
                 where = "the manifest" if entry.sha256 else f"the lock file {LOCK} (commit {commit[:12]})"
@@ -115,7 +110,7 @@ def fetch_hub(benchmark: Benchmark, manifest: Manifest, dest: Path, entries: lis
             part = staging / "verified" / entry.path
             part.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(got, part)
-            _check_records(benchmark, staging / "verified", part, entry)
+            check_records(benchmark, staging / "verified", part, entry)
             target = dest / entry.path
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(part, target)
@@ -127,7 +122,11 @@ def fetch_hub(benchmark: Benchmark, manifest: Manifest, dest: Path, entries: lis
         raise DataError(f"{dest}: cannot save the download: {exc}") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-        _remove_empty(created)
+        for folder in created:
+            try:
+                folder.rmdir()
+            except OSError:
+                break
     return result
 
 
@@ -165,3 +164,12 @@ def _write_lock(dest: Path, lock: dict[str, Any]) -> None:
     part.write_text(json.dumps(lock, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     os.replace(part, dest / LOCK)
 
+
+def _made(path: Path) -> list[Path]:
+    """Create `path` and its missing parents; return those created, deepest first."""
+    created = [folder for folder in (path, *path.parents) if not folder.is_dir()]
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot create the data folder: {exc}") from None
+    return created
